@@ -1,0 +1,2 @@
+//! labctl
+pub fn run() -> std::process::ExitCode { std::process::ExitCode::SUCCESS }
