@@ -1,2 +1,19 @@
-//! labctl
-pub fn run() -> std::process::ExitCode { std::process::ExitCode::SUCCESS }
+//! labctl: one stack.toml declares a homelab's Kubernetes components and systemd units; labctl
+//! renders them, plans them against what is live, and applies the plan.
+//!
+//! Data flow: [`stack::load`] → [`render::render`] → [`plan::diff`] against a [`plan::Live`] set →
+//! a [`plan::Plan`] that [`view`] prints.
+
+pub mod cli;
+pub mod error;
+pub mod git;
+pub mod plan;
+pub mod render;
+pub mod resource;
+pub mod schema_check;
+pub mod stack;
+pub mod view;
+
+mod run;
+
+pub use run::run;

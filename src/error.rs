@@ -1,0 +1,103 @@
+//! The one error type. Messages are lowercase, name the thing in backticks, and put the cause last.
+
+use std::path::PathBuf;
+
+use crate::stack::{Problem, SourceFile};
+
+/// Everything that can go wrong in labctl.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read.
+    #[error("cannot read `{}`: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+
+    /// A file or folder could not be written.
+    #[error("cannot write `{}`: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+
+    /// The stack file has problems; the view shows each in place.
+    #[error("`{}` is invalid: {} problem(s)", file.path.display(), problems.len())]
+    Invalid {
+        /// The stack file.
+        file: SourceFile,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+
+    /// A template failed to render.
+    #[error("template `{template}`{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Template {
+        /// Template name, as `templates/grafana/deployment.yaml`.
+        template: String,
+        /// Line in the template, when known.
+        line: Option<usize>,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// A rendered document is not a valid object.
+    #[error("template `{template}`, document {document}: {message}")]
+    Manifest {
+        /// Template name.
+        template: String,
+        /// 1-based document index within the template's output.
+        document: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// Two templates render the same object.
+    #[error("`{id}` is rendered twice: by `{first}` and by `{second}`")]
+    Duplicate {
+        /// The object.
+        id: String,
+        /// The first template.
+        first: String,
+        /// The second template.
+        second: String,
+    },
+
+    /// Reading the stack at a git revision failed.
+    #[error("cannot read the stack at git revision `{rev}`: {message}")]
+    Git {
+        /// The revision.
+        rev: String,
+        /// Why.
+        message: String,
+    },
+
+    /// The command line asks for something that cannot be done as asked.
+    #[error("{0}")]
+    Usage(String),
+
+    /// Talking to a backend failed.
+    #[error("{plane}: {step}: {message}")]
+    Backend {
+        /// `kube` or `systemd`.
+        plane: &'static str,
+        /// The step that failed, as `observe units` or `apply deployment/grafana`.
+        step: String,
+        /// The cause.
+        message: String,
+    },
+
+    /// Apply finished, but some changes failed; each is named.
+    #[error("apply failed for {}", failed.join(", "))]
+    ApplyFailed {
+        /// One line per failed change.
+        failed: Vec<String>,
+    },
+}
+
+/// Shorthand for results in labctl.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

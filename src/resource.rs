@@ -1,0 +1,194 @@
+//! What labctl manages, independent of where it came from: ids, desired objects, live objects, and
+//! the normalisation that makes equal content compare equal.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::stack::Plane;
+
+/// Label every labctl-owned kube object carries.
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Label naming the stack that owns a kube object.
+pub const PART_OF: &str = "app.kubernetes.io/part-of";
+/// Label naming the component that rendered a kube object.
+pub const COMPONENT: &str = "app.kubernetes.io/name";
+/// Value of [`MANAGED_BY`].
+pub const MANAGER: &str = "labctl";
+
+/// Identity of one managed thing. Ordering is the order plans are shown in: kube objects by
+/// namespace, kind and name, then host units by name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(tag = "plane", rename_all = "lowercase")]
+pub enum ResourceId {
+    /// A Kubernetes object.
+    Kube {
+        /// Namespace; none for cluster-scoped kinds.
+        namespace: Option<String>,
+        /// Kind, as `Deployment`.
+        kind: String,
+        /// `metadata.name`.
+        name: String,
+        /// `apiVersion`, as `apps/v1`.
+        api_version: String,
+    },
+    /// A systemd unit file.
+    Systemd {
+        /// Full unit name, as `labctl-proxy.service`.
+        unit: String,
+    },
+}
+
+impl ResourceId {
+    /// The plane this id lives on.
+    pub fn plane(&self) -> Plane {
+        match self {
+            ResourceId::Kube { .. } => Plane::Kube,
+            ResourceId::Systemd { .. } => Plane::Systemd,
+        }
+    }
+
+    /// Kube kind, if a kube object.
+    pub fn kind(&self) -> Option<&str> {
+        match self {
+            ResourceId::Kube { kind, .. } => Some(kind),
+            ResourceId::Systemd { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResourceId::Kube { namespace: Some(ns), kind, name, .. } => write!(f, "{kind} {ns}/{name}"),
+            ResourceId::Kube { namespace: None, kind, name, .. } => write!(f, "{kind} {name}"),
+            ResourceId::Systemd { unit } => write!(f, "unit {unit}"),
+        }
+    }
+}
+
+/// The content of a managed thing, normalised.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Content {
+    /// A kube object with keys sorted and nulls dropped.
+    Kube(Value),
+    /// A unit file's text with trailing white space trimmed and one final newline.
+    Unit(String),
+}
+
+impl Content {
+    /// Normalise a kube object.
+    pub fn kube(v: Value) -> Self {
+        Content::Kube(normalize(v))
+    }
+
+    /// Normalise a unit file's text.
+    pub fn unit(text: &str) -> Self {
+        let mut out = String::with_capacity(text.len());
+        for line in text.trim_end().lines() {
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        Content::Unit(out)
+    }
+
+    /// The text diffs are made of: YAML for objects, the file for units.
+    pub fn text(&self) -> String {
+        match self {
+            Content::Kube(v) => to_yaml(v),
+            Content::Unit(s) => s.clone(),
+        }
+    }
+
+    /// The kube object, if one.
+    pub fn as_kube(&self) -> Option<&Value> {
+        match self {
+            Content::Kube(v) => Some(v),
+            Content::Unit(_) => None,
+        }
+    }
+}
+
+/// One object labctl wants to exist.
+#[derive(Debug, Clone)]
+pub struct DesiredObject {
+    /// Its id.
+    pub id: ResourceId,
+    /// Component that rendered it.
+    pub component: String,
+    /// Template that rendered it.
+    pub template: String,
+    /// Its content.
+    pub content: Content,
+    /// Unit only: reload rather than restart when it changes.
+    pub reload_on_change: bool,
+    /// Pruning it needs `--prune-volumes`.
+    pub protect: bool,
+}
+
+/// The whole desired state, keyed and ordered by id.
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    /// Objects by id.
+    pub objects: BTreeMap<ResourceId, DesiredObject>,
+}
+
+/// Recursively sort map keys and drop null members, so that key order and `x: null` versus an
+/// absent `x` never show as differences.
+pub fn normalize(v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut sorted: Vec<(String, Value)> =
+                m.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, normalize(v))).collect();
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(sorted.into_iter().collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(normalize).collect()),
+        other => other,
+    }
+}
+
+/// YAML text of an object, block style, as diffs and `render` show it.
+pub fn to_yaml(v: &Value) -> String {
+    // Values are plain JSON data, which always serialises.
+    serde_saphyr::to_string(v).expect("JSON values serialise to YAML")
+}
+
+/// The first line of every unit file labctl writes; it is how ownership is recognised.
+pub fn unit_marker(stack: &str) -> String {
+    format!("# Managed by labctl (stack: {stack}). Local edits are overwritten by `labctl apply`.")
+}
+
+/// The stack that owns a unit file, read from its marker line.
+pub fn unit_owner(text: &str) -> Option<&str> {
+    let first = text.lines().next()?;
+    let rest = first.strip_prefix("# Managed by labctl (stack: ")?;
+    rest.split_once(')').map(|(name, _)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn key_order_and_nulls_do_not_matter() {
+        let a = Content::kube(json!({"b": 1, "a": {"y": null, "x": [ {"d": 1, "c": 2} ]}}));
+        let b = Content::kube(json!({"a": {"x": [ {"c": 2, "d": 1} ]}, "b": 1}));
+        assert_eq!(a, b);
+        assert_eq!(a.text(), b.text());
+    }
+
+    #[test]
+    fn unit_whitespace_does_not_matter() {
+        assert_eq!(Content::unit("[Unit]  \nA=b\n\n\n"), Content::unit("[Unit]\nA=b"));
+    }
+
+    #[test]
+    fn marker_round_trips() {
+        assert_eq!(unit_owner(&format!("{}\n[Unit]\n", unit_marker("lab"))), Some("lab"));
+        assert_eq!(unit_owner("[Unit]\n"), None);
+    }
+}

@@ -1,0 +1,81 @@
+//! Strict shape check of rendered objects against the Kubernetes API types: a misspelled or
+//! misplaced field is an error at render time, not a silent drop at apply time.
+
+use k8s_openapi::api::{apps, batch, core, networking, policy, rbac};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as crd;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+fn strict<T: DeserializeOwned>(v: &Value) -> Result<(), String> {
+    let mut unknown = Vec::new();
+    let res: Result<T, _> = serde_ignored::deserialize(v.clone(), |path| unknown.push(path.to_string()));
+    match res {
+        Err(e) => Err(e.to_string()),
+        Ok(_) if !unknown.is_empty() => Err(format!("unknown field `{}`", unknown.join("`, `"))),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Check `obj` strictly against the type of `api_version`/`kind`. Kinds labctl does not know
+/// (custom resources) pass: their schema lives in the cluster.
+///
+/// # Errors
+/// A message naming the unknown field (`spec.template.spec.containers.0.imagePullPolice`) or the
+/// type error.
+pub fn check(api_version: &str, kind: &str, obj: &Value) -> Result<(), String> {
+    match (api_version, kind) {
+        ("v1", "Namespace") => strict::<core::v1::Namespace>(obj),
+        ("v1", "ConfigMap") => strict::<core::v1::ConfigMap>(obj),
+        ("v1", "Secret") => strict::<core::v1::Secret>(obj),
+        ("v1", "Service") => strict::<core::v1::Service>(obj),
+        ("v1", "ServiceAccount") => strict::<core::v1::ServiceAccount>(obj),
+        ("v1", "PersistentVolumeClaim") => strict::<core::v1::PersistentVolumeClaim>(obj),
+        ("v1", "Pod") => strict::<core::v1::Pod>(obj),
+        ("apps/v1", "Deployment") => strict::<apps::v1::Deployment>(obj),
+        ("apps/v1", "StatefulSet") => strict::<apps::v1::StatefulSet>(obj),
+        ("apps/v1", "DaemonSet") => strict::<apps::v1::DaemonSet>(obj),
+        ("batch/v1", "Job") => strict::<batch::v1::Job>(obj),
+        ("batch/v1", "CronJob") => strict::<batch::v1::CronJob>(obj),
+        ("networking.k8s.io/v1", "Ingress") => strict::<networking::v1::Ingress>(obj),
+        ("networking.k8s.io/v1", "NetworkPolicy") => strict::<networking::v1::NetworkPolicy>(obj),
+        ("policy/v1", "PodDisruptionBudget") => strict::<policy::v1::PodDisruptionBudget>(obj),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => strict::<rbac::v1::ClusterRole>(obj),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => strict::<rbac::v1::ClusterRoleBinding>(obj),
+        ("rbac.authorization.k8s.io/v1", "Role") => strict::<rbac::v1::Role>(obj),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => strict::<rbac::v1::RoleBinding>(obj),
+        ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => strict::<crd::CustomResourceDefinition>(obj),
+        _ if is_builtin_group(api_version) => {
+            Err(format!("`{api_version}` `{kind}` is not a kind labctl knows; check the apiVersion and kind"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn is_builtin_group(api_version: &str) -> bool {
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    group.is_empty() || ["apps", "batch", "policy"].contains(&group) || group.ends_with(".k8s.io")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn misspelled_field_is_named() {
+        let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+            "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "a", "imagePullPolice": "x"}]}}}});
+        let e = check("apps/v1", "Deployment", &d).unwrap_err();
+        assert!(e.contains("spec.template.spec.containers.0.imagePullPolice"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_an_error_and_good_passes() {
+        let bad = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"a": 1}});
+        assert!(check("v1", "ConfigMap", &bad).is_err());
+        let good = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"a": "1"}});
+        assert_eq!(check("v1", "ConfigMap", &good), Ok(()));
+        assert!(check("v1", "Sevrice", &good).is_err());
+        assert_eq!(check("example.com/v1", "Widget", &good), Ok(()));
+    }
+}

@@ -1,0 +1,199 @@
+//! Reading `stack.toml`: parse, reject unknown keys, validate, and hand the rest of labctl a typed
+//! [`Stack`] plus a uniform list of [`Component`]s. The only IO here is reading the file.
+
+mod schema;
+mod source;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+pub use schema::*;
+pub use source::{KeyPath, Problem, Seg, SourceFile};
+
+use crate::error::Error;
+
+/// The plane a component or resource lives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Plane {
+    /// Objects on the Kubernetes cluster.
+    Kube,
+    /// Unit files under systemd on the host.
+    Systemd,
+}
+
+impl std::fmt::Display for Plane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Plane::Kube => "kube",
+            Plane::Systemd => "systemd",
+        })
+    }
+}
+
+/// One enabled component, in the shape the renderer needs.
+#[derive(Debug, Clone)]
+pub struct Component {
+    /// Plane it renders for.
+    pub plane: Plane,
+    /// Name as written in stack.toml (`otel-collector`, `reading-sync`).
+    pub name: String,
+    /// Kube: template folder; systemd: template stem.
+    pub template: String,
+    /// Systemd only: the unit base name.
+    pub unit: Option<String>,
+    /// Systemd only: reload rather than restart on change.
+    pub reload_on_change: bool,
+    /// Kube only: pruning needs `--prune-volumes`.
+    pub protect: bool,
+    /// The component's settings, handed to its templates as `c`.
+    pub settings: serde_json::Value,
+}
+
+/// A parsed, validated stack and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedStack {
+    /// The stack.
+    pub stack: Stack,
+    /// The file it was read from (for override folders and messages).
+    pub path: PathBuf,
+}
+
+impl LoadedStack {
+    /// Folder holding `stack.toml`, `templates/` and `systemd-templates/`.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+    }
+}
+
+/// Read, parse and validate the stack at `path`.
+///
+/// # Errors
+/// [`Error::Read`] when the file cannot be read; [`Error::Invalid`] with every syntax, schema or
+/// semantic problem, each located in the file.
+pub fn load(path: &Path) -> Result<LoadedStack, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+    let stack = parse(path, &text)?;
+    Ok(LoadedStack { stack, path: path.to_path_buf() })
+}
+
+/// Parse and validate stack text; `path` is only used to name the file in messages.
+///
+/// # Errors
+/// [`Error::Invalid`] with every problem found.
+pub fn parse(path: &Path, text: &str) -> Result<Stack, Error> {
+    let file = SourceFile::new(path, text);
+    let stack: Stack = match toml::from_str(text) {
+        Ok(s) => s,
+        Err(e) => {
+            let problem = Problem::from_toml(&e);
+            return Err(Error::Invalid { file, problems: vec![problem] });
+        }
+    };
+    let problems = validate::validate(&stack, &file);
+    if problems.is_empty() {
+        Ok(stack)
+    } else {
+        Err(Error::Invalid { file, problems })
+    }
+}
+
+impl Stack {
+    /// Every enabled component, kube first, in schema order.
+    pub fn components(&self) -> Vec<Component> {
+        let mut out = Vec::new();
+        let k = &self.kube;
+        let kube = |name: &str, enabled: bool, protect: bool, v: serde_json::Value| Component {
+            plane: Plane::Kube,
+            name: name.into(),
+            template: name.into(),
+            unit: None,
+            reload_on_change: false,
+            protect,
+            settings: v,
+        }
+        .enabled(enabled);
+        // The stack itself renders its namespace (and anything else in `templates/stack/`).
+        out.extend(kube("stack", true, false, json(&self.stack)));
+        out.extend(kube("collectors", k.collectors.enabled, k.collectors.protect, json(&k.collectors)));
+        out.extend(kube("grafana", k.grafana.enabled, k.grafana.protect, json(&k.grafana)));
+        out.extend(kube("loki", k.loki.enabled, k.loki.protect, json(&k.loki)));
+        out.extend(kube("minio", k.minio.enabled, k.minio.protect, json(&k.minio)));
+        out.extend(kube(
+            "otel-collector",
+            k.otel_collector.enabled,
+            k.otel_collector.protect,
+            json(&k.otel_collector),
+        ));
+        out.extend(kube("postgres", k.postgres.enabled, k.postgres.protect, json(&k.postgres)));
+        out.extend(kube("prometheus", k.prometheus.enabled, k.prometheus.protect, json(&k.prometheus)));
+        out.extend(kube("tempo", k.tempo.enabled, k.tempo.protect, json(&k.tempo)));
+        out.extend(kube("thanos", k.thanos.enabled, k.thanos.protect, json(&k.thanos)));
+        for (name, x) in &k.extra {
+            let mut c = kube(name, x.enabled, x.protect, json(x));
+            if let (Some(c), Some(t)) = (c.as_mut(), &x.template) {
+                c.template = t.clone();
+            }
+            out.extend(c);
+        }
+
+        let h = &self.host;
+        let host = |name: &str, enabled: bool, unit: &str, reload: bool, v: serde_json::Value| {
+            Component {
+                plane: Plane::Systemd,
+                name: name.into(),
+                template: name.into(),
+                unit: Some(unit.into()),
+                reload_on_change: reload,
+                protect: false,
+                settings: v,
+            }
+            .enabled(enabled)
+        };
+        out.extend(host("proxy", h.proxy.enabled, &h.proxy.unit, h.proxy.reload_on_change, json(&h.proxy)));
+        out.extend(host(
+            "collector",
+            h.collector.enabled,
+            &h.collector.unit,
+            h.collector.reload_on_change,
+            json(&h.collector),
+        ));
+        out.extend(host("ingest", h.ingest.enabled, &h.ingest.unit, h.ingest.reload_on_change, json(&h.ingest)));
+        out.extend(host("gate", h.gate.enabled, &h.gate.unit, h.gate.reload_on_change, json(&h.gate)));
+        out.extend(host(
+            "openbao",
+            h.openbao.enabled,
+            &h.openbao.unit,
+            h.openbao.reload_on_change,
+            json(&h.openbao),
+        ));
+        out.extend(host(
+            "reading-sync",
+            h.reading_sync.enabled,
+            &h.reading_sync.unit,
+            h.reading_sync.reload_on_change,
+            json(&h.reading_sync),
+        ));
+        for (name, x) in &h.extra {
+            let unit = x.unit.as_deref().unwrap_or(name);
+            let mut c = host(name, x.enabled, unit, x.reload_on_change, json(x));
+            if let (Some(c), Some(t)) = (c.as_mut(), &x.template) {
+                c.template = t.clone();
+            }
+            out.extend(c);
+        }
+        out
+    }
+}
+
+impl Component {
+    fn enabled(self, enabled: bool) -> Option<Self> {
+        enabled.then_some(self)
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    // Schema types are plain data (strings, numbers, maps): serialising them cannot fail.
+    serde_json::to_value(v).expect("stack settings serialise to JSON")
+}

@@ -1,0 +1,546 @@
+//! The `stack.toml` schema: every table rejects unknown keys and every setting has a default that
+//! reproduces the seed homelab, so a stack file only says what differs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole `stack.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stack {
+    /// `[stack]`: identity of the stack.
+    pub stack: StackMeta,
+    /// `[kube.*]`: components on the k3s cluster.
+    #[serde(default)]
+    pub kube: Kube,
+    /// `[host.*]`: native services under systemd.
+    #[serde(default)]
+    pub host: Host,
+}
+
+/// `[stack]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackMeta {
+    /// The stack's name: a DNS-1123 label, scoping ownership labels and unit markers.
+    pub name: String,
+    /// The cluster namespace every namespaced object goes to (default: the stack's name).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// StorageClass for every PersistentVolumeClaim (k3s ships `local-path`).
+    #[serde(default = "default_storage_class")]
+    pub storage_class: String,
+    /// Image that contains the `labctl` binary, used by the in-cluster collectors.
+    #[serde(default = "default_labctl_image")]
+    pub labctl_image: String,
+}
+
+fn default_storage_class() -> String {
+    "local-path".into()
+}
+
+fn default_labctl_image() -> String {
+    concat!("ghcr.io/labctl/labctl:", env!("CARGO_PKG_VERSION")).into()
+}
+
+impl StackMeta {
+    /// The namespace, defaulting to the stack's name.
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// Resource requests (and a memory limit) for a container.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// CPU request, a Kubernetes quantity (`100m`).
+    pub cpu: String,
+    /// Memory request, a Kubernetes quantity (`128Mi`).
+    pub memory: String,
+    /// Memory limit; none when unset. CPU is deliberately never limited (throttling hurts more
+    /// than it protects on a single-node homelab).
+    #[serde(default)]
+    pub memory_limit: Option<String>,
+}
+
+impl Resources {
+    fn new(cpu: &str, memory: &str, limit: &str) -> Self {
+        Self { cpu: cpu.into(), memory: memory.into(), memory_limit: Some(limit.into()) }
+    }
+}
+
+macro_rules! component {
+    (
+        $(#[$meta:meta])*
+        $name:ident {
+            $( $(#[$fmeta:meta])* $field:ident : $ty:ty = $default:expr ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Deserialize, Serialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct $name {
+            /// `false` removes the component and everything it renders.
+            pub enabled: bool,
+            $( $(#[$fmeta])* pub $field: $ty, )*
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self { enabled: true, $( $field: $default, )* }
+            }
+        }
+    };
+}
+
+fn s(v: &str) -> String {
+    v.to_string()
+}
+
+component! {
+    /// `[kube.collectors]`: DaemonSet running `labctl agent collector` on every node.
+    Collectors {
+        /// Image override; empty uses `stack.labctl_image`.
+        image: String = String::new(),
+        /// How often host telemetry is gathered and exported.
+        interval: String = s("15s"),
+        /// Path of tailscaled's socket on the node, mounted read-only.
+        tailscale_socket: String = s("/var/run/tailscale/tailscaled.sock"),
+        /// Container resources.
+        resources: Resources = Resources::new("20m", "32Mi", "96Mi"),
+        /// Refuse to prune this component's objects without `--prune-volumes`.
+        protect: bool = false,
+    }
+}
+
+component! {
+    /// `[kube.grafana]`: dashboards, with datasources for every store.
+    Grafana {
+        /// Container image.
+        image: String = s("docker.io/grafana/grafana:11.4.0"),
+        /// Replica count.
+        replicas: u32 = 1,
+        /// HTTP port inside the cluster.
+        port: u16 = 3000,
+        /// NodePort exposing the UI.
+        node_port: u16 = 30000,
+        /// Size of the PersistentVolumeClaim for `/var/lib/grafana`.
+        storage: String = s("2Gi"),
+        /// Admin user name (the password is the secret `grafana-admin-password`).
+        admin_user: String = s("admin"),
+        /// Container resources.
+        resources: Resources = Resources::new("100m", "128Mi", "512Mi"),
+        /// Refuse to prune this component's objects without `--prune-volumes`.
+        protect: bool = false,
+    }
+}
+
+component! {
+    /// `[kube.loki]`: log aggregation, chunks in MinIO.
+    Loki {
+        /// Container image.
+        image: String = s("docker.io/grafana/loki:3.3.2"),
+        /// HTTP port.
+        port: u16 = 3100,
+        /// gRPC port.
+        grpc_port: u16 = 9095,
+        /// Size of the volume claim for the WAL and index cache.
+        storage: String = s("10Gi"),
+        /// How long logs are kept.
+        retention: String = s("744h"),
+        /// MinIO bucket holding chunks and index.
+        bucket: String = s("loki"),
+        /// Container resources.
+        resources: Resources = Resources::new("100m", "256Mi", "1Gi"),
+        /// Refuse to prune this component's objects without `--prune-volumes`.
+        protect: bool = false,
+    }
+}
+
+component! {
+    /// `[kube.minio]`: S3-compatible object storage backing Prometheus/Thanos, Loki and Tempo.
+    Minio {
+        /// Container image.
+        image: String = s("quay.io/minio/minio:RELEASE.2024-12-18T13-15-44Z"),
+        /// Image of the MinIO client that creates the buckets.
+        mc_image: String = s("quay.io/minio/mc:RELEASE.2024-11-21T17-21-54Z"),
+        /// S3 API port.
+        api_port: u16 = 9000,
+        /// Console port.
+        console_port: u16 = 9001,
+        /// Size of the data PersistentVolumeClaim.
+        storage: String = s("50Gi"),
+        /// Buckets created at start-up.
+        buckets: Vec<String> = vec![s("thanos"), s("loki"), s("tempo")],
+        /// Root user name (the password is the secret `minio-root-password`).
+        root_user: String = s("labctl"),
+        /// Container resources.
+        resources: Resources = Resources::new("100m", "256Mi", "1Gi"),
+        /// Refuse to prune this component's objects without `--prune-volumes`.
+        protect: bool = false,
+    }
+}
+
+component! {
+    /// `[kube.otel-collector]`: the OTLP hub: metrics to Prometheus, logs to Loki, traces to Tempo.
+    OtelCollector {
+        /// Container image.
+        image: String = s("docker.io/otel/opentelemetry-collector-contrib:0.116.1"),
+        /// Replica count.
+        replicas: u32 = 1,
+        /// OTLP gRPC port.
+        grpc_port: u16 = 4317,
+        /// OTLP HTTP port.
+        http_port: u16 = 4318,
+        /// NodePort for OTLP gRPC.
+        grpc_node_port: u16 = 30317,
+        /// NodePort for OTLP HTTP.
+        http_node_port: u16 = 30318,
+        /// Container resources.
+        resources: Resources = Resources::new("100m", "128Mi", "512Mi"),
+        /// Refuse to prune this component's objects without `--prune-volumes`.
+        protect: bool = false,
+    }
+}
+
+component! {
+    /// `[kube.postgres]`: PostgreSQL with TimescaleDB and PostGIS.
+    Postgres {
+        /// Container image (TimescaleDB's HA image ships PostGIS).
+        image: String = s("docker.io/timescale/timescaledb-ha:pg16.6-ts2.17.2-all"),
+        /// PostgreSQL port.
+        port: u16 = 5432,
+        /// NodePort exposing PostgreSQL to the host.
+        node_port: u16 = 30432,
+        /// Size of the data volume claim.
+        storage: String = s("20Gi"),
+        /// Database created at first start.
+        database: String = s("labctl"),
+        /// Owner of that database (the password is the secret `postgres-password`).
+        user: String = s("labctl"),
+        /// Extensions created in the database at first start.
+        extensions: Vec<String> = vec![s("timescaledb"), s("postgis")],
+        /// Container resources.
+        resources: Resources = Resources::new("250m", "512Mi", "2Gi"),
+        /// Refuse to prune this component's objects without `--prune-volumes`.
+        protect: bool = true,
+    }
+}
+
+component! {
+    /// `[kube.prometheus]`: metrics, with a Thanos sidecar shipping blocks to MinIO.
+    Prometheus {
+        /// Container image.
+        image: String = s("quay.io/prometheus/prometheus:v3.1.0"),
+        /// HTTP port.
+        port: u16 = 9090,
+        /// Size of the TSDB PersistentVolumeClaim.
+        storage: String = s("20Gi"),
+        /// Local retention (older blocks live in MinIO via Thanos).
+        retention: String = s("15d"),
+        /// Default scrape interval.
+        scrape_interval: String = s("30s"),
+        /// Container resources.
+        resources: Resources = Resources::new("200m", "512Mi", "2Gi"),
+        /// Refuse to prune this component's objects without `--prune-volumes`.
+        protect: bool = false,
+    }
+}
+
+component! {
+    /// `[kube.tempo]`: distributed tracing, blocks in MinIO.
+    Tempo {
+        /// Container image.
+        image: String = s("docker.io/grafana/tempo:2.6.1"),
+        /// HTTP port.
+        port: u16 = 3200,
+        /// Size of the WAL volume claim.
+        storage: String = s("10Gi"),
+        /// How long traces are kept.
+        retention: String = s("336h"),
+        /// MinIO bucket holding trace blocks.
+        bucket: String = s("tempo"),
+        /// Container resources.
+        resources: Resources = Resources::new("100m", "256Mi", "1Gi"),
+        /// Refuse to prune this component's objects without `--prune-volumes`.
+        protect: bool = false,
+    }
+}
+
+component! {
+    /// `[kube.thanos]`: long-term metrics: store gateway and query over MinIO.
+    Thanos {
+        /// Container image (also used for the Prometheus sidecar).
+        image: String = s("quay.io/thanos/thanos:v0.37.2"),
+        /// HTTP port of query and store.
+        http_port: u16 = 10902,
+        /// gRPC port of sidecar, store and query.
+        grpc_port: u16 = 10901,
+        /// Size of the store gateway's cache volume claim.
+        storage: String = s("10Gi"),
+        /// MinIO bucket holding Prometheus blocks.
+        bucket: String = s("thanos"),
+        /// Container resources (per container).
+        resources: Resources = Resources::new("100m", "256Mi", "1Gi"),
+        /// Refuse to prune this component's objects without `--prune-volumes`.
+        protect: bool = false,
+    }
+}
+
+/// A stack's own kube component: its templates live in `templates/<template>/`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExtraKube {
+    /// `false` removes the component.
+    pub enabled: bool,
+    /// Template folder (default: the component's name).
+    pub template: Option<String>,
+    /// Free-form values handed to the templates as `c.values`.
+    pub values: toml::Table,
+    /// Refuse to prune this component's objects without `--prune-volumes`.
+    pub protect: bool,
+}
+
+impl Default for ExtraKube {
+    fn default() -> Self {
+        Self { enabled: true, template: None, values: toml::Table::new(), protect: false }
+    }
+}
+
+/// `[kube]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Kube {
+    /// `[kube.collectors]`.
+    pub collectors: Collectors,
+    /// `[kube.grafana]`.
+    pub grafana: Grafana,
+    /// `[kube.loki]`.
+    pub loki: Loki,
+    /// `[kube.minio]`.
+    pub minio: Minio,
+    /// `[kube.otel-collector]`.
+    #[serde(rename = "otel-collector")]
+    pub otel_collector: OtelCollector,
+    /// `[kube.postgres]`.
+    pub postgres: Postgres,
+    /// `[kube.prometheus]`.
+    pub prometheus: Prometheus,
+    /// `[kube.tempo]`.
+    pub tempo: Tempo,
+    /// `[kube.thanos]`.
+    pub thanos: Thanos,
+    /// `[kube.extra.<name>]`: the stack's own components.
+    pub extra: BTreeMap<String, ExtraKube>,
+}
+
+/// Which systemd manager labctl talks to.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// The system manager on the system bus (`/etc/systemd/system`).
+    #[default]
+    System,
+    /// The calling user's manager on the session bus (`$XDG_CONFIG_HOME/systemd/user`).
+    User,
+}
+
+/// `[host]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Host {
+    /// System or user manager.
+    pub scope: Scope,
+    /// Where unit files are written; default by scope.
+    pub unit_dir: Option<PathBuf>,
+    /// The `labctl` binary that the agents' units run.
+    pub labctl_path: String,
+    /// `User=` for the agents' units (system scope only); none runs them as root.
+    pub run_as: Option<String>,
+    /// `[host.proxy]`.
+    pub proxy: Proxy,
+    /// `[host.collector]`.
+    pub collector: HostCollector,
+    /// `[host.ingest]`.
+    pub ingest: Ingest,
+    /// `[host.gate]`.
+    pub gate: Gate,
+    /// `[host.openbao]`.
+    pub openbao: Openbao,
+    /// `[host.reading-sync]`.
+    #[serde(rename = "reading-sync")]
+    pub reading_sync: ReadingSync,
+    /// `[host.extra.<name>]`: the stack's own units.
+    pub extra: BTreeMap<String, ExtraHost>,
+}
+
+impl Default for Host {
+    fn default() -> Self {
+        Self {
+            scope: Scope::System,
+            unit_dir: None,
+            labctl_path: s("/usr/local/bin/labctl"),
+            run_as: None,
+            proxy: Proxy::default(),
+            collector: HostCollector::default(),
+            ingest: Ingest::default(),
+            gate: Gate::default(),
+            openbao: Openbao::default(),
+            reading_sync: ReadingSync::default(),
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+component! {
+    /// `[host.proxy]`: webhooks, GitOps triggers and data pipelines (`labctl agent proxy`).
+    Proxy {
+        /// Unit base name (`<unit>.service`).
+        unit: String = s("labctl-proxy"),
+        /// Reload (SIGHUP) instead of restart when the unit changes.
+        reload_on_change: bool = false,
+        /// Address the proxy listens on.
+        listen: String = s("127.0.0.1"),
+        /// Port the proxy listens on; the only port the funnel may expose.
+        port: u16 = 8085,
+        /// Git checkout that a signed push webhook pulls and applies.
+        repo_dir: String = s("/srv/homelab"),
+        /// Branch the GitOps trigger follows.
+        branch: String = s("main"),
+        /// Extra environment for the unit.
+        environment: BTreeMap<String, String> = BTreeMap::new(),
+    }
+}
+
+component! {
+    /// `[host.collector]`: host CPU/RAM/disk/network statistics over OTLP (`labctl agent collector`).
+    HostCollector {
+        /// Unit base name.
+        unit: String = s("labctl-collector"),
+        /// Reload instead of restart when the unit changes.
+        reload_on_change: bool = false,
+        /// Sampling and export interval.
+        interval: String = s("15s"),
+        /// OTLP/HTTP endpoint (the OTel Collector's NodePort).
+        otlp_endpoint: String = s("http://127.0.0.1:30318"),
+        /// Extra environment for the unit.
+        environment: BTreeMap<String, String> = BTreeMap::new(),
+    }
+}
+
+component! {
+    /// `[host.ingest]`: GitHub Issues journal entries into PostgreSQL (`labctl agent ingest`).
+    Ingest {
+        /// Unit base name.
+        unit: String = s("labctl-ingest"),
+        /// Reload instead of restart when the unit changes.
+        reload_on_change: bool = false,
+        /// GitHub repository (`owner/name`) whose issues are journal entries.
+        repository: String = s("owner/journal"),
+        /// Only issues with this label are ingested.
+        label: String = s("journal"),
+        /// Polling interval.
+        interval: String = s("5m"),
+        /// PostgreSQL connection (the password is the secret `postgres-password`).
+        database_url: String = s("postgres://labctl@127.0.0.1:30432/labctl"),
+        /// Extra environment for the unit.
+        environment: BTreeMap<String, String> = BTreeMap::new(),
+    }
+}
+
+/// One `[[host.gate.funnel]]` entry: a public Tailscale Funnel port and what it forwards to.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Funnel {
+    /// Public port: Tailscale Funnel allows 443, 8443 and 10000.
+    pub public_port: u16,
+    /// Local port it forwards to: only the proxy's port is allowed.
+    pub target_port: u16,
+}
+
+component! {
+    /// `[host.gate]`: turns the Tailscale Funnel on while the proxy is healthy (`labctl agent gate`).
+    Gate {
+        /// Unit base name.
+        unit: String = s("labctl-gate"),
+        /// Reload instead of restart when the unit changes.
+        reload_on_change: bool = false,
+        /// Health-check interval.
+        interval: String = s("10s"),
+        /// Consecutive failed checks before the funnel is turned off.
+        failures: u32 = 3,
+        /// Public funnel entries.
+        funnel: Vec<Funnel> = vec![Funnel { public_port: 8443, target_port: 8085 }],
+        /// Extra environment for the unit.
+        environment: BTreeMap<String, String> = BTreeMap::new(),
+    }
+}
+
+component! {
+    /// `[host.openbao]`: the secret store (`bao server`).
+    Openbao {
+        /// Unit base name.
+        unit: String = s("openbao"),
+        /// Reload (SIGHUP re-reads the config) instead of restart when the unit changes.
+        reload_on_change: bool = true,
+        /// The `bao` binary.
+        binary: String = s("/usr/bin/bao"),
+        /// Listen address (`host:port`).
+        listen: String = s("127.0.0.1:8200"),
+        /// Directory of the file storage backend.
+        storage_path: String = s("/var/lib/openbao"),
+        /// Serve the web UI.
+        ui: bool = true,
+    }
+}
+
+component! {
+    /// `[host.reading-sync]`: a timer-triggered sync of cloud data to local storage.
+    ReadingSync {
+        /// Unit base name (`<unit>.service` and `<unit>.timer`).
+        unit: String = s("reading-sync"),
+        /// Reload instead of restart when the unit changes (a oneshot has nothing to reload).
+        reload_on_change: bool = false,
+        /// The user's sync command.
+        command: String = s("/usr/bin/rclone sync reading: /srv/reading"),
+        /// `OnCalendar=` schedule.
+        schedule: String = s("*-*-* 03:00:00"),
+        /// Random delay added to each run.
+        randomized_delay: String = s("10m"),
+        /// Catch up a run missed while the host was off.
+        persistent: bool = true,
+        /// Extra environment for the unit.
+        environment: BTreeMap<String, String> = BTreeMap::new(),
+    }
+}
+
+/// A stack's own host units: `systemd-templates/<template>.<suffix>` render to `<unit>.<suffix>`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExtraHost {
+    /// `false` removes the units.
+    pub enabled: bool,
+    /// Template stem (default: the component's name).
+    pub template: Option<String>,
+    /// Unit base name (default: the component's name).
+    pub unit: Option<String>,
+    /// Reload instead of restart when a unit changes.
+    pub reload_on_change: bool,
+    /// Free-form values handed to the templates as `c.values`.
+    pub values: toml::Table,
+}
+
+impl Default for ExtraHost {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            template: None,
+            unit: None,
+            reload_on_change: false,
+            values: toml::Table::new(),
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Errors as the user reads them; stack problems are shown in place with a caret.
+
+use miette::{GraphicalReportHandler, GraphicalTheme, NamedSource, SourceSpan};
+
+use super::Styles;
+use crate::error::Error;
+use crate::stack::{Problem, SourceFile};
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{message}")]
+struct Located {
+    message: String,
+    #[source_code]
+    src: NamedSource<String>,
+    #[label("here")]
+    span: Option<SourceSpan>,
+    #[help]
+    help: Option<String>,
+}
+
+/// The text printed to stderr for `e`.
+pub fn render_error(e: &Error, styles: Styles) -> String {
+    match e {
+        Error::Invalid { file, problems } => {
+            let mut out = String::new();
+            for p in problems {
+                out.push_str(&problem(file, p, styles));
+            }
+            let n = problems.len();
+            out.push_str(&format!(
+                "{} `{}` has {n} problem{}\n",
+                styles.red("error:"),
+                file.path.display(),
+                if n == 1 { "" } else { "s" }
+            ));
+            out
+        }
+        Error::ApplyFailed { failed } => {
+            let mut out = format!("{} apply failed:\n", styles.red("error:"));
+            for f in failed {
+                out.push_str(&format!("  - {f}\n"));
+            }
+            out
+        }
+        other => format!("{} {other}\n", styles.red("error:")),
+    }
+}
+
+fn problem(file: &SourceFile, p: &Problem, styles: Styles) -> String {
+    let path = file.path.display().to_string();
+    let Some(span) = p.span.clone() else {
+        let mut s = format!("{} {path}: {}\n", styles.red("error:"), p.message);
+        if let Some(h) = &p.help {
+            s.push_str(&format!("  help: {h}\n"));
+        }
+        return s;
+    };
+    let (line, col) = file.line_col(span.start);
+    let d = Located {
+        message: p.message.clone(),
+        src: NamedSource::new(&path, file.text.clone()),
+        span: Some(SourceSpan::from(span.start..span.end.max(span.start + 1).min(file.text.len().max(1)))),
+        help: p.help.clone(),
+    };
+    let theme = if styles.color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+    let mut body = String::new();
+    let handler = GraphicalReportHandler::new_themed(theme).with_links(false).with_context_lines(1);
+    if handler.render_report(&mut body, &d).is_err() {
+        body = format!("  {}\n", p.message);
+    }
+    format!("{} {path}:{line}:{col}: {}\n{body}\n", styles.red("error:"), p.message)
+}

@@ -1,0 +1,134 @@
+//! The plan as people read it (Terraform's layout) and as programs read it (stable JSON,
+//! documented in `docs/plan-json.md`).
+
+use serde::Serialize;
+use similar::{ChangeTag, TextDiff};
+
+use super::Styles;
+use crate::plan::{Action, Change, Impact, Plan, Summary};
+use crate::resource::ResourceId;
+
+/// The human plan: legend, each change with its diff, and the summary line last.
+pub fn render_plan_human(plan: &Plan, s: Styles) -> String {
+    if plan.is_empty() {
+        return format!("{}\n", s.bold("No changes.") + " The stack matches the live state.");
+    }
+    let mut out = String::new();
+    let mut used: Vec<Action> = plan.actionable().map(|c| c.action).collect();
+    used.sort();
+    used.dedup();
+    out.push_str("Resource actions are indicated with the following symbols:\n");
+    for a in &used {
+        let what = match a {
+            Action::Create => "create",
+            Action::Update => "update in-place",
+            Action::Delete => "destroy",
+            Action::Replace => "destroy and then create replacement",
+            Action::NoOp => continue,
+        };
+        out.push_str(&format!("  {} {what}\n", glyph(*a, s)));
+    }
+    out.push_str("\nlabctl will perform the following actions:\n");
+    for c in plan.actionable() {
+        out.push('\n');
+        change(&mut out, c, s);
+    }
+    let Summary { add, change, destroy } = plan.summary();
+    out.push_str(&format!(
+        "\n{} {add} to add, {change} to change, {destroy} to destroy.\n",
+        s.bold("Plan:")
+    ));
+    out
+}
+
+fn glyph(a: Action, s: Styles) -> String {
+    match a {
+        Action::Create => s.green(a.glyph()),
+        Action::Update => s.yellow(a.glyph()),
+        Action::Delete => s.red(a.glyph()),
+        Action::Replace => s.yellow(a.glyph()),
+        Action::NoOp => a.glyph().into(),
+    }
+}
+
+fn change(out: &mut String, c: &Change, s: Styles) {
+    let impact = if c.impact.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", c.impact.iter().map(Impact::text).collect::<Vec<_>>().join(", "))
+    };
+    out.push_str(&format!("  {}\n", s.bold(&format!("# {} will be {}{impact}", c.id, c.action.verb()))));
+    for n in &c.notes {
+        out.push_str(&format!("  {}\n", s.dim(&format!("# ({n})"))));
+    }
+    out.push_str(&format!("  {} {}\n", glyph(c.action, s), address(&c.id)));
+    match (&c.before, &c.after) {
+        (None, Some(after)) => lines(out, after, "+", s),
+        (Some(before), None) => lines(out, before, "-", s),
+        (Some(before), Some(after)) => unified(out, before, after, s),
+        (None, None) => {}
+    }
+}
+
+fn address(id: &ResourceId) -> String {
+    match id {
+        ResourceId::Kube { api_version, .. } => format!("{id} ({api_version})"),
+        ResourceId::Systemd { .. } => id.to_string(),
+    }
+}
+
+fn lines(out: &mut String, text: &str, sign: &str, s: Styles) {
+    for l in text.lines() {
+        let line = format!("{sign} {l}");
+        out.push_str("      ");
+        out.push_str(&if sign == "+" { s.green(&line) } else { s.red(&line) });
+        out.push('\n');
+    }
+}
+
+fn unified(out: &mut String, before: &str, after: &str, s: Styles) {
+    let diff = TextDiff::from_lines(before, after);
+    for hunk in diff.unified_diff().context_radius(3).iter_hunks() {
+        out.push_str(&format!("      {}\n", s.cyan(&hunk.header().to_string())));
+        for ch in hunk.iter_changes() {
+            let text = ch.value().trim_end_matches('\n');
+            let line = match ch.tag() {
+                ChangeTag::Delete => s.red(&format!("- {text}")),
+                ChangeTag::Insert => s.green(&format!("+ {text}")),
+                ChangeTag::Equal => format!("  {text}"),
+            };
+            out.push_str(&format!("      {line}\n"));
+        }
+    }
+}
+
+/// Version of the JSON plan format; bumped on any incompatible change.
+pub const JSON_FORMAT_VERSION: &str = "1";
+
+#[derive(Serialize)]
+struct JsonPlan<'a> {
+    format_version: &'static str,
+    changes_present: bool,
+    summary: Summary,
+    changes: Vec<JsonChange<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonChange<'a> {
+    address: String,
+    #[serde(flatten)]
+    change: &'a Change,
+}
+
+/// The JSON plan: every change (no-ops included), in plan order, pretty-printed.
+pub fn render_plan_json(plan: &Plan) -> String {
+    let doc = JsonPlan {
+        format_version: JSON_FORMAT_VERSION,
+        changes_present: !plan.is_empty(),
+        summary: plan.summary(),
+        changes: plan.changes.iter().map(|c| JsonChange { address: c.id.to_string(), change: c }).collect(),
+    };
+    let mut s = serde_json::to_string_pretty(&doc).expect("plan serialises");
+    s.push('\n');
+    s
+}
