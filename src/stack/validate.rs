@@ -485,6 +485,13 @@ pub fn on_calendar(s: &str) -> Result<(), String> {
         return Err("expected `[weekdays] [date] [time]` or a shorthand such as `daily`".into());
     }
     let mut i = 0;
+    if words.len() == 1 && words[0].chars().all(|c| c.is_ascii_alphabetic()) {
+        return Err(format!(
+            "`{}` is not a shorthand (minutely, hourly, daily, weekly, monthly, yearly, ...) \
+             and has no time",
+            words[0]
+        ));
+    }
     if words[i].chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
         weekdays(words[i])?;
         i += 1;
