@@ -10,7 +10,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "labctl", version, propagate_version = true)]
 pub struct Cli {
     /// The stack file.
-    #[arg(long, global = true, env = "LABCTL_STACK", default_value = "stack.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "LABCTL_STACK",
+        default_value = "stack.toml"
+    )]
     pub stack: PathBuf,
     /// Never colour output (also: the NO_COLOR environment variable).
     #[arg(long, global = true)]

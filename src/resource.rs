@@ -62,8 +62,18 @@ impl ResourceId {
 impl fmt::Display for ResourceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ResourceId::Kube { namespace: Some(ns), kind, name, .. } => write!(f, "{kind} {ns}/{name}"),
-            ResourceId::Kube { namespace: None, kind, name, .. } => write!(f, "{kind} {name}"),
+            ResourceId::Kube {
+                namespace: Some(ns),
+                kind,
+                name,
+                ..
+            } => write!(f, "{kind} {ns}/{name}"),
+            ResourceId::Kube {
+                namespace: None,
+                kind,
+                name,
+                ..
+            } => write!(f, "{kind} {name}"),
             ResourceId::Systemd { unit } => write!(f, "unit {unit}"),
         }
     }
@@ -140,8 +150,11 @@ pub struct Desired {
 pub fn normalize(v: Value) -> Value {
     match v {
         Value::Object(m) => {
-            let mut sorted: Vec<(String, Value)> =
-                m.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, normalize(v))).collect();
+            let mut sorted: Vec<(String, Value)> = m
+                .into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, normalize(v)))
+                .collect();
             sorted.sort_by(|a, b| a.0.cmp(&b.0));
             Value::Object(sorted.into_iter().collect())
         }
@@ -183,12 +196,18 @@ mod tests {
 
     #[test]
     fn unit_whitespace_does_not_matter() {
-        assert_eq!(Content::unit("[Unit]  \nA=b\n\n\n"), Content::unit("[Unit]\nA=b"));
+        assert_eq!(
+            Content::unit("[Unit]  \nA=b\n\n\n"),
+            Content::unit("[Unit]\nA=b")
+        );
     }
 
     #[test]
     fn marker_round_trips() {
-        assert_eq!(unit_owner(&format!("{}\n[Unit]\n", unit_marker("lab"))), Some("lab"));
+        assert_eq!(
+            unit_owner(&format!("{}\n[Unit]\n", unit_marker("lab"))),
+            Some("lab")
+        );
         assert_eq!(unit_owner("[Unit]\n"), None);
     }
 }

@@ -47,7 +47,12 @@ fn dispatch(cli: &Cli) -> Result<ExitCode, Error> {
         Command::Render(args) => render_cmd(cli, args),
         Command::Plan(args) => plan_cmd(cli, args, out_styles),
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "labctl", &mut std::io::stdout());
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "labctl",
+                &mut std::io::stdout(),
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -59,7 +64,10 @@ fn count(d: &Desired, plane: Plane) -> usize {
 
 /// Secrets come from `LABCTL_SECRET_<NAME>` (`postgres-password` → `LABCTL_SECRET_POSTGRES_PASSWORD`).
 fn env_secret(name: &str) -> Option<String> {
-    let var = format!("LABCTL_SECRET_{}", name.to_ascii_uppercase().replace('-', "_"));
+    let var = format!(
+        "LABCTL_SECRET_{}",
+        name.to_ascii_uppercase().replace('-', "_")
+    );
     std::env::var(var).ok().filter(|v| !v.is_empty())
 }
 
@@ -87,14 +95,27 @@ fn render_cmd(cli: &Cli, args: &RenderArgs) -> Result<ExitCode, Error> {
             for (id, o) in &desired.objects {
                 write_atomic(&dir.join(render_path(id)), o.content.text().as_bytes())?;
             }
-            eprintln!("wrote {} files to `{}`", desired.objects.len(), dir.display());
+            eprintln!(
+                "wrote {} files to `{}`",
+                desired.objects.len(),
+                dir.display()
+            );
         }
         None => {
             let mut out = String::new();
             for (id, o) in &desired.objects {
-                out.push_str(&format!("---\n# Source: {}\n{}", render_path(id), o.content.text()));
+                out.push_str(&format!(
+                    "---\n# Source: {}\n{}",
+                    render_path(id),
+                    o.content.text()
+                ));
             }
-            std::io::stdout().write_all(out.as_bytes()).map_err(|source| Error::Write { path: "<stdout>".into(), source })?;
+            std::io::stdout()
+                .write_all(out.as_bytes())
+                .map_err(|source| Error::Write {
+                    path: "<stdout>".into(),
+                    source,
+                })?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -103,8 +124,17 @@ fn render_cmd(cli: &Cli, args: &RenderArgs) -> Result<ExitCode, Error> {
 /// Where `render -o` puts an object, relative to the output folder.
 pub fn render_path(id: &ResourceId) -> String {
     match id {
-        ResourceId::Kube { namespace, kind, name, .. } => {
-            format!("kube/{}/{}-{name}.yaml", namespace.as_deref().unwrap_or("_cluster"), kind.to_ascii_lowercase())
+        ResourceId::Kube {
+            namespace,
+            kind,
+            name,
+            ..
+        } => {
+            format!(
+                "kube/{}/{}-{name}.yaml",
+                namespace.as_deref().unwrap_or("_cluster"),
+                kind.to_ascii_lowercase()
+            )
         }
         ResourceId::Systemd { unit } => format!("systemd/{unit}"),
     }
@@ -113,7 +143,10 @@ pub fn render_path(id: &ResourceId) -> String {
 /// Write through a temporary file in the same folder and rename: a reader never sees half a file.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let werr = |source| Error::Write { path: path.to_path_buf(), source };
+    let werr = |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     std::fs::create_dir_all(dir).map_err(werr)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(werr)?;
     tmp.write_all(bytes).map_err(werr)?;
@@ -148,7 +181,12 @@ fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Erro
         Format::Human => view::render_plan_human(&plan, styles),
         Format::Json => view::render_plan_json(&plan),
     };
-    std::io::stdout().write_all(text.as_bytes()).map_err(|source| Error::Write { path: "<stdout>".into(), source })?;
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .map_err(|source| Error::Write {
+            path: "<stdout>".into(),
+            source,
+        })?;
     if args.detailed_exitcode && !plan.is_empty() {
         return Ok(ExitCode::from(EXIT_CHANGES));
     }

@@ -29,7 +29,15 @@ impl Live {
         let objects = d
             .objects
             .iter()
-            .map(|(id, o)| (id.clone(), LiveObject { content: o.content.clone(), owned: true }))
+            .map(|(id, o)| {
+                (
+                    id.clone(),
+                    LiveObject {
+                        content: o.content.clone(),
+                        owned: true,
+                    },
+                )
+            })
             .collect();
         Live { objects }
     }
@@ -103,7 +111,8 @@ fn updated(want: &DesiredObject, have: &LiveObject) -> Change {
         notes: Vec::new(),
     };
     if !have.owned {
-        c.notes.push("exists but is not managed by this stack".into());
+        c.notes
+            .push("exists but is not managed by this stack".into());
     }
     if want.content == have.content && have.owned {
         return c;
@@ -117,12 +126,18 @@ fn updated(want: &DesiredObject, have: &LiveObject) -> Change {
                 c.action = Action::Replace;
                 c.notes.push(why);
             }
-            if is_workload(&want.id) && old.pointer("/spec/template") != new.pointer("/spec/template") {
+            if is_workload(&want.id)
+                && old.pointer("/spec/template") != new.pointer("/spec/template")
+            {
                 c.impact.push(Impact::RollsPods);
             }
         }
         (Content::Unit(_), Content::Unit(_)) => {
-            c.impact.push(if want.reload_on_change { Impact::Reload } else { Impact::Restart });
+            c.impact.push(if want.reload_on_change {
+                Impact::Reload
+            } else {
+                Impact::Restart
+            });
         }
         _ => {}
     }
@@ -139,17 +154,33 @@ fn immutable_change(id: &ResourceId, old: &Value, new: &Value) -> Option<String>
     let kind = id.kind()?;
     let fields: &[&str] = match kind {
         "Deployment" | "DaemonSet" => &["/spec/selector"],
-        "StatefulSet" => &["/spec/selector", "/spec/volumeClaimTemplates", "/spec/serviceName", "/spec/podManagementPolicy"],
+        "StatefulSet" => &[
+            "/spec/selector",
+            "/spec/volumeClaimTemplates",
+            "/spec/serviceName",
+            "/spec/podManagementPolicy",
+        ],
         "Service" => &["/spec/clusterIP"],
-        "PersistentVolumeClaim" => &["/spec/storageClassName", "/spec/accessModes", "/spec/volumeMode"],
+        "PersistentVolumeClaim" => &[
+            "/spec/storageClassName",
+            "/spec/accessModes",
+            "/spec/volumeMode",
+        ],
         "Job" => &["/spec/selector", "/spec/template"],
         _ => &[],
     };
-    let hit: Vec<String> = fields.iter().filter(|f| changed(f)).map(|f| f[1..].replace('/', ".")).collect();
-    if let ("ConfigMap" | "Secret", Some(true)) = (kind, old.pointer("/immutable").and_then(Value::as_bool))
+    let hit: Vec<String> = fields
+        .iter()
+        .filter(|f| changed(f))
+        .map(|f| f[1..].replace('/', "."))
+        .collect();
+    if let ("ConfigMap" | "Secret", Some(true)) =
+        (kind, old.pointer("/immutable").and_then(Value::as_bool))
         && (changed("/data") || changed("/binaryData") || changed("/stringData"))
     {
-        return Some(format!("`{kind}` is immutable: its data cannot change in place"));
+        return Some(format!(
+            "`{kind}` is immutable: its data cannot change in place"
+        ));
     }
     (!hit.is_empty()).then(|| format!("`{}` cannot change in place", hit.join("`, `")))
 }
@@ -160,14 +191,21 @@ fn has_install(text: &str) -> bool {
 
 /// A service with a sibling timer is started by the timer, not by apply.
 fn triggered_by_timer(unit: &str, desired: &Desired) -> bool {
-    let Some(base) = unit.strip_suffix(".service") else { return false };
-    desired.objects.contains_key(&ResourceId::Systemd { unit: format!("{base}.timer") })
+    let Some(base) = unit.strip_suffix(".service") else {
+        return false;
+    };
+    desired.objects.contains_key(&ResourceId::Systemd {
+        unit: format!("{base}.timer"),
+    })
 }
 
 fn component_of(content: &Content) -> String {
     content
         .as_kube()
-        .and_then(|v| v.pointer("/metadata/labels").and_then(|l| l.get(crate::resource::COMPONENT)))
+        .and_then(|v| {
+            v.pointer("/metadata/labels")
+                .and_then(|l| l.get(crate::resource::COMPONENT))
+        })
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string()

@@ -68,7 +68,11 @@ pub struct Resources {
 
 impl Resources {
     fn new(cpu: &str, memory: &str, limit: &str) -> Self {
-        Self { cpu: cpu.into(), memory: memory.into(), memory_limit: Some(limit.into()) }
+        Self {
+            cpu: cpu.into(),
+            memory: memory.into(),
+            memory_limit: Some(limit.into()),
+        }
     }
 }
 
@@ -306,7 +310,12 @@ pub struct ExtraKube {
 
 impl Default for ExtraKube {
     fn default() -> Self {
-        Self { enabled: true, template: None, values: toml::Table::new(), protect: false }
+        Self {
+            enabled: true,
+            template: None,
+            values: toml::Table::new(),
+            protect: false,
+        }
     }
 }
 

@@ -61,17 +61,34 @@ fn problem(file: &SourceFile, p: &Problem, styles: Styles) -> String {
     let d = Located {
         message: p.message.clone(),
         src: NamedSource::new(&path, file.text.clone()),
-        span: Some(SourceSpan::from(span.start..span.end.max(span.start + 1).min(file.text.len().max(1)))),
+        span: Some(SourceSpan::from(
+            span.start..span.end.max(span.start + 1).min(file.text.len().max(1)),
+        )),
         help: p.help.clone(),
     };
-    let theme = if styles.color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+    let theme = if styles.color {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
     let mut body = String::new();
-    let handler = GraphicalReportHandler::new_themed(theme).with_links(false).with_context_lines(1).with_width(120);
+    let handler = GraphicalReportHandler::new_themed(theme)
+        .with_links(false)
+        .with_context_lines(1)
+        .with_width(120);
     if handler.render_report(&mut body, &d).is_err() {
         body = String::new();
     }
     // The message is already on the `path:line:col:` line above; keep only miette's snippet.
-    let body: String = body.lines().skip_while(|l| !l.contains('╭')).map(|l| format!("{l}\n")).collect();
+    let body: String = body
+        .lines()
+        .skip_while(|l| !l.contains('╭'))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let body = if body.is_empty() { body } else { body + "\n" };
-    format!("{} {path}:{line}:{col}: {}\n{body}", styles.red("error:"), p.message)
+    format!(
+        "{} {path}:{line}:{col}: {}\n{body}",
+        styles.red("error:"),
+        p.message
+    )
 }
