@@ -163,6 +163,8 @@ pub fn render(
         .build()
         .expect("default delimiters are valid");
     env.set_syntax(syntax);
+    // minijinja would JSON-escape values in `.yaml` templates by name; templates quote explicitly.
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     for (name, (text, _)) in &templates.sources {
         env.add_template_owned(name.clone(), text.clone())
             .map_err(|e| template_error(name, text, &e))?;
@@ -301,7 +303,7 @@ fn kube_objects(
         message,
     };
     let docs: Vec<Value> = serde_saphyr::from_multiple(text)
-        .map_err(|e| bad(1, format!("not valid YAML: {}", one_line(&e.to_string()))))?;
+        .map_err(|e| bad(1, format!("not valid YAML: {}", first_line(&e.to_string()))))?;
     let mut out = Vec::new();
     for (i, mut doc) in docs.into_iter().enumerate() {
         let n = i + 1;
@@ -420,6 +422,8 @@ fn unit_object(
     })
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+/// The parser's first line ("line 6 column 15: ..."); the rest is a snippet of rendered output.
+fn first_line(s: &str) -> String {
+    let l = s.lines().next().unwrap_or(s);
+    l.strip_prefix("error: ").unwrap_or(l).to_string()
 }

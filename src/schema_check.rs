@@ -8,8 +8,16 @@ use serde_json::Value;
 
 fn strict<T: DeserializeOwned>(v: &Value) -> Result<(), String> {
     let mut unknown = Vec::new();
-    let res: Result<T, _> =
-        serde_ignored::deserialize(v.clone(), |path| unknown.push(path.to_string()));
+    let res: Result<T, _> = serde_ignored::deserialize(v.clone(), |path| {
+        // serde_ignored writes `?` for every Option it passes through; people read plain paths.
+        unknown.push(
+            path.to_string()
+                .split('.')
+                .filter(|seg| *seg != "?")
+                .collect::<Vec<_>>()
+                .join("."),
+        );
+    });
     match res {
         Err(e) => Err(e.to_string()),
         Ok(_) if !unknown.is_empty() => Err(format!("unknown field `{}`", unknown.join("`, `"))),

@@ -594,7 +594,7 @@ pub fn image_ref(s: &str) -> Result<(), String> {
     let mut parts: Vec<&str> = repo.split('/').collect();
     if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
         let host = parts.remove(0);
-        let host_ok = host.split_once(':').map_or(true, |(_, port)| {
+        let host_ok = host.split_once(':').is_none_or(|(_, port)| {
             !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
         });
         if !host_ok {
@@ -754,7 +754,7 @@ fn fields(w: &str, sep: char, ranges: &[(u32, u32)], min: usize, what: &str) -> 
                 None => (item, None),
             };
             if let Some(st) = step
-                && st.parse::<u32>().map_or(true, |n| n == 0)
+                && !st.parse::<u32>().is_ok_and(|n| n > 0)
             {
                 return Err(format!(
                     "repetition `/{st}` in `{w}` must be a positive number"

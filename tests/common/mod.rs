@@ -73,3 +73,84 @@ pub fn run(mut c: Command) -> (i32, String, String) {
         String::from_utf8(out.stderr).expect("utf-8 stderr"),
     )
 }
+
+/// `[stack]` plus every built-in component disabled: tests add their own `[kube.extra.*]` and
+/// `[host.extra.*]` components so they do not depend on the shipped templates.
+pub const BARE: &str = r#"[stack]
+name = "lab"
+
+[kube.collectors]
+enabled = false
+[kube.grafana]
+enabled = false
+[kube.loki]
+enabled = false
+[kube.minio]
+enabled = false
+[kube.otel-collector]
+enabled = false
+[kube.postgres]
+enabled = false
+[kube.prometheus]
+enabled = false
+[kube.tempo]
+enabled = false
+[kube.thanos]
+enabled = false
+
+[host.proxy]
+enabled = false
+[host.collector]
+enabled = false
+[host.ingest]
+enabled = false
+[host.gate]
+enabled = false
+[host.openbao]
+enabled = false
+[host.reading-sync]
+enabled = false
+"#;
+
+/// A small web component: a ConfigMap and a Deployment whose image comes from `values.image`.
+pub const WEB_TEMPLATE: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-config
+data:
+  greeting: "{{ c.values.greeting }}"
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: {{ c.values.replicas }}
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: web
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: web
+    spec:
+      containers:
+        - name: web
+          image: "{{ c.values.image }}"
+"#;
+
+/// A stack with only the `web` component and a `hello` host unit.
+pub fn web_stack(image: &str, replicas: u32) -> String {
+    format!(
+        "{BARE}\n[kube.extra.web]\nvalues = {{ image = \"{image}\", replicas = {replicas}, greeting = \"hi\" }}\n\n[host.extra.hello]\nvalues = {{ message = \"hello\" }}\n"
+    )
+}
+
+/// The `hello` unit template.
+pub const HELLO_UNIT: &str = "[Unit]\nDescription=says {{ c.values.message }}\n\n[Service]\nExecStart=/bin/sleep infinity\n\n[Install]\nWantedBy=default.target\n";
+
+/// Write the web and hello templates into a stack folder.
+pub fn with_web_templates(s: &Stack) {
+    s.file("templates/web/web.yaml", WEB_TEMPLATE);
+    s.file("systemd-templates/hello.service", HELLO_UNIT);
+}
