@@ -29,7 +29,7 @@ fn default_pod_spec(spec: &mut Value) {
         return;
     }
     for list in ["containers", "initContainers"] {
-        if let Some(cs) = spec[list].as_array_mut() {
+        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in cs {
                 default_container(c);
             }
@@ -40,7 +40,7 @@ fn default_pod_spec(spec: &mut Value) {
     set_default(spec, "dnsPolicy", json!("ClusterFirst"));
     set_default(spec, "securityContext", json!({}));
     set_default(spec, "schedulerName", json!("default-scheduler"));
-    if let Some(vs) = spec["volumes"].as_array_mut() {
+    if let Some(vs) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
         for v in vs {
             for (src, field) in [("configMap", "defaultMode"), ("secret", "defaultMode")] {
                 if v[src].is_object() {
@@ -66,7 +66,7 @@ fn default_container(c: &mut Value) {
     set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
     set_default(c, "terminationMessagePolicy", json!("File"));
     set_default(c, "resources", json!({}));
-    if let Some(ps) = c["ports"].as_array_mut() {
+    if let Some(ps) = c.get_mut("ports").and_then(Value::as_array_mut) {
         for p in ps {
             set_default(p, "protocol", json!("TCP"));
         }
@@ -148,7 +148,7 @@ pub fn apply(state: &mut State, def: &ResourceDef, old: Option<&Value>, obj: &mu
             let pr = obj_mut(spec, "persistentVolumeClaimRetentionPolicy");
             set_default(pr, "whenDeleted", json!("Retain"));
             set_default(pr, "whenScaled", json!("Retain"));
-            if let Some(vcts) = spec["volumeClaimTemplates"].as_array_mut() {
+            if let Some(vcts) = spec.get_mut("volumeClaimTemplates").and_then(Value::as_array_mut) {
                 for v in vcts {
                     if v.is_object() {
                         set_default(obj_mut(v, "spec"), "volumeMode", json!("Filesystem"));
@@ -208,7 +208,7 @@ fn default_service(state: &mut State, old: Option<&Value>, obj: &mut Value) {
     let old_ports: Vec<Value> = old
         .and_then(|o| o["spec"]["ports"].as_array().cloned())
         .unwrap_or_default();
-    if let Some(ports) = spec["ports"].as_array_mut() {
+    if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
         for p in ports.iter_mut() {
             set_default(p, "protocol", json!("TCP"));
             let port = p["port"].clone();
@@ -340,7 +340,7 @@ pub fn validate_update(
             };
             let strip = |s: &Value| {
                 let mut s = s.clone();
-                if let Some(r) = s["resources"]["requests"].as_object_mut() {
+                if let Some(r) = s.get_mut("resources").and_then(|r| r.get_mut("requests")).and_then(Value::as_object_mut) {
                     r.remove("storage");
                 }
                 if let Some(m) = s.as_object_mut() {

@@ -217,6 +217,12 @@ fn route(
                 Reply::Json(200, resources::group_list(&st.defs))
             });
         }
+        ["openapi", "v3"] if get => return Ok(Reply::Json(200, resources::openapi_v3_root(&st.defs))),
+        ["openapi", "v3", rest @ ..] if get => {
+            return resources::openapi_v3_gv(&st.defs, &rest.join("/"))
+                .map(|v| Reply::Json(200, v))
+                .ok_or_else(ApiError::no_route);
+        }
         ["api", "v1"] if get => return Ok(Reply::Json(200, resources::resource_list(&st.defs, "", "v1"))),
         ["apis", g] if get => {
             return resources::group(&st.defs, g)
@@ -543,7 +549,8 @@ fn maybe_table(headers: &HeaderMap, def: &ResourceDef, v: Value, list: bool) -> 
         "Service" => vec![
             ("Type", |o| o["spec"]["type"].clone()),
             ("Cluster-IP", |o| o["spec"]["clusterIP"].clone()),
-            ("Ports", |o| {
+            ("External-IP", |_| json!("<none>")),
+            ("Port(s)", |o| {
                 let ports: Vec<String> = o["spec"]["ports"]
                     .as_array()
                     .into_iter()

@@ -90,6 +90,9 @@ pub struct Options {
     pub default_storage_class: Option<String>,
     /// Nodes counted by DaemonSet status in auto-rollout mode. Default: 1.
     pub nodes: u64,
+    /// How long a deleted Namespace stays `Terminating` before it and everything in it are
+    /// removed (the real namespace controller takes seconds). Default: 100 ms.
+    pub namespace_finalize_delay: Duration,
 }
 
 impl Default for Options {
@@ -102,6 +105,7 @@ impl Default for Options {
             cluster_defaults: true,
             default_storage_class: Some("local-path".into()),
             nodes: 1,
+            namespace_finalize_delay: Duration::from_millis(100),
         }
     }
 }
@@ -158,6 +162,7 @@ fn new_state(opts: &Options) -> State {
     let mut st = State::new(seed());
     st.latency = opts.latency;
     st.nodes = opts.nodes;
+    st.namespace_finalize_delay = opts.namespace_finalize_delay;
     st.default_storage_class = opts.default_storage_class.clone();
     if opts.cluster_defaults {
         let def = st
@@ -180,6 +185,19 @@ fn router(shared: Arc<Mutex<State>>) -> Router {
             async move { http::handle(shared, method, uri, headers, body).await }
         },
     )
+}
+
+/// The namespace controller: finalizes Terminating namespaces until the state is dropped.
+async fn reaper(state: std::sync::Weak<Mutex<State>>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let Some(shared) = state.upgrade() else {
+            return;
+        };
+        let mut st = shared.lock().unwrap_or_else(|e| e.into_inner());
+        let delay = st.namespace_finalize_delay;
+        st.reap(delay);
+    }
 }
 
 fn kubeconfig_text(addr: SocketAddr) -> String {
@@ -242,6 +260,7 @@ impl TestApiServer {
         let (kubeconfig, tempdir) = write_kubeconfig(&opts, addr)?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = router(shared.clone());
+        tokio::spawn(reaper(Arc::downgrade(&shared)));
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -272,6 +291,7 @@ impl TestApiServer {
         let (kubeconfig, tempdir) = write_kubeconfig(&opts, addr)?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = router(shared.clone());
+        let weak = Arc::downgrade(&shared);
         let thread = std::thread::Builder::new()
             .name("labctl-testapi".into())
             .spawn(move || {
@@ -283,6 +303,7 @@ impl TestApiServer {
                 rt.block_on(async move {
                     let listener =
                         tokio::net::TcpListener::from_std(std_listener).expect("listener");
+                    tokio::spawn(reaper(weak));
                     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
                     let server = tokio::spawn(async move {
                         let _ = axum::serve(listener, app)

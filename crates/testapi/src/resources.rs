@@ -364,3 +364,86 @@ pub fn aggregated(defs: &[ResourceDef], core: bool) -> Value {
         "items": items,
     })
 }
+
+/// Group-version path as OpenAPI v3 names it: `api/v1`, `apis/apps/v1`.
+fn gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+/// The OpenAPI v3 root (`/openapi/v3`): one entry per served group-version.
+pub fn openapi_v3_root(defs: &[ResourceDef]) -> Value {
+    let mut paths = serde_json::Map::new();
+    for d in defs {
+        let p = gv_path(&d.group, &d.version);
+        let url = format!("/openapi/v3/{p}?hash={:016X}", fnv(&p));
+        paths.insert(p, json!({"serverRelativeURL": url}));
+    }
+    json!({"paths": paths})
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A minimal OpenAPI v3 document for one group-version: the item paths with their
+/// operations, `x-kubernetes-group-version-kind` and the write query parameters (kubectl
+/// checks `fieldValidation` there to leave validation to the server), and permissive schemas.
+pub fn openapi_v3_gv(defs: &[ResourceDef], gv: &str) -> Option<Value> {
+    let mut paths = serde_json::Map::new();
+    let mut schemas = serde_json::Map::new();
+    let mut found = false;
+    for d in defs.iter().filter(|d| gv_path(&d.group, &d.version) == gv) {
+        found = true;
+        let gvk = json!({"group": d.group, "version": d.version, "kind": d.kind});
+        let params: Vec<Value> = ["dryRun", "fieldManager", "fieldValidation", "force", "pretty"]
+            .iter()
+            .map(|n| json!({"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": true}}))
+            .collect();
+        let schema_name = format!(
+            "io.k8s.{}.{}.{}",
+            if d.group.is_empty() { "core" } else { d.group.as_str() },
+            d.version,
+            d.kind
+        );
+        let op = |verb: &str| {
+            json!({
+                "operationId": format!("{verb}{}", d.kind),
+                "parameters": params,
+                "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema_name}")}}}}},
+                "x-kubernetes-action": verb,
+                "x-kubernetes-group-version-kind": gvk,
+            })
+        };
+        let base = if d.namespaced {
+            format!("/{gv}/namespaces/{{namespace}}/{}/{{name}}", d.plural)
+        } else {
+            format!("/{gv}/{}/{{name}}", d.plural)
+        };
+        paths.insert(
+            base,
+            json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}),
+        );
+        schemas.insert(
+            schema_name,
+            json!({
+                "type": "object",
+                "x-kubernetes-group-version-kind": [gvk],
+                "x-kubernetes-preserve-unknown-fields": true,
+            }),
+        );
+    }
+    found.then(|| {
+        json!({
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": "v1.32.4"},
+            "paths": paths,
+            "components": {"schemas": schemas},
+        })
+    })
+}

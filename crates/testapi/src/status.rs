@@ -125,6 +125,16 @@ impl ApiError {
         )
     }
 
+    /// 403 Forbidden for an object.
+    pub fn forbidden(def: &ResourceDef, name: &str, why: &str) -> Self {
+        Self::new(
+            403,
+            "Forbidden",
+            format!("{} \"{name}\" is forbidden: {why}", def.qualified()),
+            Some(group_details(name, &def.group, &def.plural)),
+        )
+    }
+
     /// 400 BadRequest.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message.into(), None)

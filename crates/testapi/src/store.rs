@@ -64,6 +64,10 @@ pub struct State {
     pub events: broadcast::Sender<WatchEvent>,
     /// Recent events, for watches that start from an older resourceVersion.
     pub history: std::collections::VecDeque<WatchEvent>,
+    /// Namespaces being deleted, and since when.
+    pub terminating: BTreeMap<String, std::time::Instant>,
+    /// How long a deleted namespace stays Terminating before it and its contents go.
+    pub namespace_finalize_delay: Duration,
 }
 
 /// Parameters of a write request.
@@ -210,7 +214,7 @@ fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
 
 fn without_managed(obj: &Value) -> Value {
     let mut o = obj.clone();
-    if let Some(m) = o["metadata"].as_object_mut() {
+    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("managedFields");
     }
     o
@@ -242,6 +246,8 @@ impl State {
             default_storage_class: Some("local-path".into()),
             events,
             history: std::collections::VecDeque::new(),
+            terminating: BTreeMap::new(),
+            namespace_finalize_delay: Duration::from_millis(100),
         }
     }
 
@@ -429,7 +435,7 @@ impl State {
             defaults::validate_update(def, name, old, &new)?;
         }
         defaults::validate(def, name, &new)?;
-        let meta = new["metadata"].as_object_mut().expect("metadata is an object");
+        let meta = new.get_mut("metadata").and_then(Value::as_object_mut).expect("metadata is an object");
         for k in SERVER_META.iter().filter(|k| **k != "name") {
             meta.remove(*k);
         }
@@ -469,13 +475,23 @@ impl State {
         {
             ordered.insert("deletionTimestamp".into(), dt.clone());
         }
-        let meta = new["metadata"].as_object_mut().expect("metadata is an object");
+        let meta = new.get_mut("metadata").and_then(Value::as_object_mut).expect("metadata is an object");
         for (k, v) in std::mem::take(meta) {
             if k != "name" && k != "namespace" {
                 ordered.insert(k, v);
             }
         }
-        let entries: Vec<Entry> = entries.into_iter().filter(|e| !e.set.is_empty()).collect();
+        let mut entries: Vec<Entry> = entries.into_iter().filter(|e| !e.set.is_empty()).collect();
+        // The real server's order: operation, time, manager, apiVersion, subresource.
+        entries.sort_by(|a, b| {
+            (&a.operation, &a.time, &a.manager, &a.api_version, &a.subresource).cmp(&(
+                &b.operation,
+                &b.time,
+                &b.manager,
+                &b.api_version,
+                &b.subresource,
+            ))
+        });
         if !entries.is_empty() {
             ordered.insert(
                 "managedFields".into(),
@@ -553,6 +569,7 @@ impl State {
                 return Err(ApiError::not_found(def, name));
             }
             self.require_namespace(def, ns)?;
+            self.require_live_namespace(def, ns, name)?;
         }
         let schema = Schema::new(&def.group, &def.kind);
         let mut applied = body;
@@ -561,7 +578,7 @@ impl State {
             if let Some(m) = applied.as_object_mut() {
                 m.retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status"));
             }
-            if let Some(m) = applied["metadata"].as_object_mut() {
+            if let Some(m) = applied.get_mut("metadata").and_then(Value::as_object_mut) {
                 m.retain(|k, _| k == "name" || k == "namespace");
             }
         } else if status_ignored(def)
@@ -654,7 +671,10 @@ impl State {
         match (&live, create) {
             (Some(_), true) => return Err(ApiError::already_exists(def, name)),
             (None, false) => return Err(ApiError::not_found(def, name)),
-            (None, true) => self.require_namespace(def, ns)?,
+            (None, true) => {
+                self.require_namespace(def, ns)?;
+                self.require_live_namespace(def, ns, name)?;
+            }
             _ => {}
         }
         if let (Some(l), Some(want)) = (&live, meta_str(&new, "resourceVersion"))
@@ -690,13 +710,13 @@ impl State {
             }
         }
         // Server-set metadata comes from the live object.
-        if let Some(m) = new_c["metadata"].as_object_mut() {
+        if let Some(m) = new_c.get_mut("metadata").and_then(Value::as_object_mut) {
             for k in SERVER_META.iter().filter(|k| **k != "name") {
                 m.remove(*k);
             }
         }
         let mut live_cmp = live_c.clone();
-        if let Some(m) = live_cmp["metadata"].as_object_mut() {
+        if let Some(m) = live_cmp.get_mut("metadata").and_then(Value::as_object_mut) {
             for k in SERVER_META.iter().filter(|k| **k != "name") {
                 m.remove(*k);
             }
@@ -806,15 +826,57 @@ impl State {
             return Ok(body);
         }
         if def.kind == "Namespace" && def.group.is_empty() {
+            // Like the real server: the namespace turns Terminating now; it and its contents
+            // go away when the namespace controller (the reaper) finalizes it.
+            if !self.terminating.contains_key(name) {
+                self.rv += 1;
+                let mut o = body.clone();
+                o["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+                self.objects.insert(key, o.clone());
+                self.emit(def, "MODIFIED", o.clone());
+                self.terminating
+                    .insert(name.to_string(), std::time::Instant::now());
+                return Ok(o);
+            }
+            return Ok(obj);
+        }
+        self.objects.remove(&key);
+        self.rv += 1;
+        let mut gone = obj;
+        gone["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        self.emit(def, "DELETED", gone);
+        if def.group == "apiextensions.k8s.io" {
+            self.refresh_defs();
+        }
+        Ok(body)
+    }
+
+    /// Finalizes namespaces that have been Terminating for at least `delay`: deletes their
+    /// contents, then the namespace (the namespace controller's job).
+    pub fn reap(&mut self, delay: Duration) {
+        let due: Vec<String> = self
+            .terminating
+            .iter()
+            .filter(|(_, t)| t.elapsed() >= delay)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for ns in due {
+            self.terminating.remove(&ns);
             let inside: Vec<ObjKey> = self
                 .objects
                 .keys()
-                .filter(|(_, _, n, _)| n == name)
+                .filter(|(_, _, n, _)| *n == ns)
                 .cloned()
                 .collect();
-            for k in inside {
-                if let Some(o) = self.objects.remove(&k) {
+            for k in inside.into_iter().chain(std::iter::once((
+                String::new(),
+                "namespaces".to_string(),
+                String::new(),
+                ns.clone(),
+            ))) {
+                if let Some(mut o) = self.objects.remove(&k) {
                     self.rv += 1;
+                    o["metadata"]["resourceVersion"] = json!(self.rv.to_string());
                     if let Some(d) = self
                         .defs
                         .iter()
@@ -826,15 +888,21 @@ impl State {
                 }
             }
         }
-        self.objects.remove(&key);
-        self.rv += 1;
-        let mut gone = obj;
-        gone["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.emit(def, "DELETED", gone);
-        if def.group == "apiextensions.k8s.io" {
-            self.refresh_defs();
+    }
+
+    /// Rejects creation in a namespace that is being deleted.
+    ///
+    /// # Errors
+    /// 403 Forbidden, as the NamespaceLifecycle admission plugin answers.
+    pub fn require_live_namespace(&self, def: &ResourceDef, ns: &str, name: &str) -> Result<(), ApiError> {
+        if def.namespaced && self.terminating.contains_key(ns) {
+            return Err(ApiError::forbidden(
+                def,
+                name,
+                &format!("unable to create new content in namespace {ns} because it is being terminated"),
+            ));
         }
-        Ok(body)
+        Ok(())
     }
 
     /// Stores an object verbatim except for server-set metadata (uid, resourceVersion,
@@ -854,7 +922,7 @@ impl State {
         let ns = meta_str(&obj, "namespace").unwrap_or("default").to_string();
         let key = Self::key(&def, &ns, &name);
         let old = self.objects.get(&key).cloned();
-        let meta = obj["metadata"].as_object_mut().expect("metadata");
+        let meta = obj.get_mut("metadata").and_then(Value::as_object_mut).expect("metadata");
         if !def.namespaced {
             meta.remove("namespace");
         }
@@ -911,7 +979,7 @@ fn order_top(v: Value) -> Value {
 }
 
 fn strip_server_fields(v: &mut Value) {
-    if let Some(m) = v["metadata"].as_object_mut() {
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         for k in SERVER_META.iter().filter(|k| **k != "name") {
             m.remove(*k);
         }
