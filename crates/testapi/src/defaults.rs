@@ -88,7 +88,10 @@ pub fn apply(state: &mut State, def: &ResourceDef, old: Option<&Value>, obj: &mu
     if !def.group.is_empty() && def.group != "apps" {
         return;
     }
-    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     match def.kind.as_str() {
         "Namespace" => {
             let labels = obj_mut(obj_mut(obj, "metadata"), "labels");
@@ -98,7 +101,8 @@ pub fn apply(state: &mut State, def: &ResourceDef, old: Option<&Value>, obj: &mu
         }
         "Secret" => {
             set_default(obj, "type", json!("Opaque"));
-            if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|m| m.remove("stringData"))
+            if let Some(Value::Object(sd)) =
+                obj.as_object_mut().and_then(|m| m.remove("stringData"))
             {
                 let data = obj_mut(obj, "data");
                 for (k, v) in sd {
@@ -148,7 +152,10 @@ pub fn apply(state: &mut State, def: &ResourceDef, old: Option<&Value>, obj: &mu
             let pr = obj_mut(spec, "persistentVolumeClaimRetentionPolicy");
             set_default(pr, "whenDeleted", json!("Retain"));
             set_default(pr, "whenScaled", json!("Retain"));
-            if let Some(vcts) = spec.get_mut("volumeClaimTemplates").and_then(Value::as_array_mut) {
+            if let Some(vcts) = spec
+                .get_mut("volumeClaimTemplates")
+                .and_then(Value::as_array_mut)
+            {
                 for v in vcts {
                     if v.is_object() {
                         set_default(obj_mut(v, "spec"), "volumeMode", json!("Filesystem"));
@@ -174,7 +181,11 @@ pub fn apply(state: &mut State, def: &ResourceDef, old: Option<&Value>, obj: &mu
         }
         _ => {}
     }
-    if matches!(def.kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet") && old.is_none() {
+    if matches!(
+        def.kind.as_str(),
+        "Deployment" | "StatefulSet" | "DaemonSet"
+    ) && old.is_none()
+    {
         set_default(obj, "status", json!({}));
     }
 }
@@ -187,7 +198,9 @@ fn default_service(state: &mut State, old: Option<&Value>, obj: &mut Value) {
     if ty == "ExternalName" {
         return;
     }
-    let old_ip = old.and_then(|o| o["spec"]["clusterIP"].as_str()).map(String::from);
+    let old_ip = old
+        .and_then(|o| o["spec"]["clusterIP"].as_str())
+        .map(String::from);
     if spec["clusterIP"].as_str().is_none_or(str::is_empty) {
         let ip = match old_ip {
             Some(ip) if !ip.is_empty() => ip,
@@ -235,12 +248,24 @@ fn base64(input: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         out.push(T[(n >> 18) as usize & 63] as char);
         out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     out
 }
@@ -340,7 +365,11 @@ pub fn validate_update(
             };
             let strip = |s: &Value| {
                 let mut s = s.clone();
-                if let Some(r) = s.get_mut("resources").and_then(|r| r.get_mut("requests")).and_then(Value::as_object_mut) {
+                if let Some(r) = s
+                    .get_mut("resources")
+                    .and_then(|r| r.get_mut("requests"))
+                    .and_then(Value::as_object_mut)
+                {
                     r.remove("storage");
                 }
                 if let Some(m) = s.as_object_mut() {
@@ -432,8 +461,10 @@ pub fn validate(def: &ResourceDef, name: &str, obj: &Value) -> Result<(), ApiErr
             "Required value: name or generateName is required".into(),
         ));
     }
-    if matches!(def.kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet")
-        && def.group == "apps"
+    if matches!(
+        def.kind.as_str(),
+        "Deployment" | "StatefulSet" | "DaemonSet"
+    ) && def.group == "apps"
         && !obj["spec"]["selector"].is_object()
     {
         causes.push(cause(
@@ -466,7 +497,12 @@ pub fn rolled_out_status(obj: &Value, nodes: u64) -> Value {
     match obj["kind"].as_str().unwrap_or_default() {
         "Deployment" => {
             if replicas > 0 {
-                for k in ["replicas", "updatedReplicas", "readyReplicas", "availableReplicas"] {
+                for k in [
+                    "replicas",
+                    "updatedReplicas",
+                    "readyReplicas",
+                    "availableReplicas",
+                ] {
                     s.insert(k.into(), json!(replicas));
                 }
             }
@@ -483,7 +519,12 @@ pub fn rolled_out_status(obj: &Value, nodes: u64) -> Value {
         }
         "StatefulSet" => {
             s.insert("replicas".into(), json!(replicas));
-            for k in ["readyReplicas", "currentReplicas", "updatedReplicas", "availableReplicas"] {
+            for k in [
+                "readyReplicas",
+                "currentReplicas",
+                "updatedReplicas",
+                "availableReplicas",
+            ] {
                 if replicas > 0 {
                     s.insert(k.into(), json!(replicas));
                 }

@@ -385,10 +385,9 @@ fn walk_cmp(
             let empty = Vec::new();
             let oi = o.and_then(Value::as_array).unwrap_or(&empty);
             let ni = n.and_then(Value::as_array).unwrap_or(&empty);
-            let (Some(ope), Some(npe)) = (
-                list_pes(schema, fields, oi),
-                list_pes(schema, fields, ni),
-            ) else {
+            let (Some(ope), Some(npe)) =
+                (list_pes(schema, fields, oi), list_pes(schema, fields, ni))
+            else {
                 leaf(c, path);
                 return;
             };
@@ -465,7 +464,8 @@ fn merge_at(
             Value::Object(out)
         }
         (Some(Value::Array(li)), Value::Array(ai)) => {
-            let (Some(lpe), Some(ape)) = (list_pes(schema, fields, li), list_pes(schema, fields, ai))
+            let (Some(lpe), Some(ape)) =
+                (list_pes(schema, fields, li), list_pes(schema, fields, ai))
             else {
                 return applied.clone();
             };

@@ -41,8 +41,12 @@ fn wants_aggregated(headers: &HeaderMap) -> bool {
         .flat_map(|v| v.split(','))
         .any(|t| {
             let t = t.replace(' ', "");
-            t.contains("g=apidiscovery.k8s.io") && t.contains("v=v2;") && t.contains("as=APIGroupDiscoveryList")
-                || t.contains("g=apidiscovery.k8s.io") && t.ends_with("v=v2") && t.contains("as=APIGroupDiscoveryList")
+            t.contains("g=apidiscovery.k8s.io")
+                && t.contains("v=v2;")
+                && t.contains("as=APIGroupDiscoveryList")
+                || t.contains("g=apidiscovery.k8s.io")
+                    && t.ends_with("v=v2")
+                    && t.contains("as=APIGroupDiscoveryList")
         })
 }
 
@@ -120,8 +124,10 @@ pub async fn handle(
         Ok(Reply::Json(code, v)) => json_response(code, &v),
         Ok(Reply::Aggregated(v)) => {
             let mut r = json_response(200, &v);
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(AGGREGATED_CT));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(AGGREGATED_CT),
+            );
             r
         }
         Ok(Reply::Text(t)) => Response::builder()
@@ -173,7 +179,7 @@ fn resolve<'a>(st: &State, segs: &[&'a str]) -> Result<Target<'a>, ApiError> {
         return Err(ApiError::no_route());
     }
     if let Some(s) = sub
-        && !(s == "status" && def.status)
+        && !(s == "status" && def.status || s == "scale" && def.scale)
     {
         return Err(ApiError::no_route());
     }
@@ -217,13 +223,20 @@ fn route(
                 Reply::Json(200, resources::group_list(&st.defs))
             });
         }
-        ["openapi", "v3"] if get => return Ok(Reply::Json(200, resources::openapi_v3_root(&st.defs))),
+        ["openapi", "v3"] if get => {
+            return Ok(Reply::Json(200, resources::openapi_v3_root(&st.defs)));
+        }
         ["openapi", "v3", rest @ ..] if get => {
             return resources::openapi_v3_gv(&st.defs, &rest.join("/"))
                 .map(|v| Reply::Json(200, v))
                 .ok_or_else(ApiError::no_route);
         }
-        ["api", "v1"] if get => return Ok(Reply::Json(200, resources::resource_list(&st.defs, "", "v1"))),
+        ["api", "v1"] if get => {
+            return Ok(Reply::Json(
+                200,
+                resources::resource_list(&st.defs, "", "v1"),
+            ));
+        }
         ["apis", g] if get => {
             return resources::group(&st.defs, g)
                 .map(|v| Reply::Json(200, v))
@@ -241,6 +254,18 @@ fn route(
     let t = resolve(&st, segs)?;
     let def = &t.def;
     let ns = t.ns.unwrap_or_default();
+    if t.sub == Some("scale") {
+        return scale(
+            &mut st,
+            def,
+            ns,
+            t.name.unwrap_or_default(),
+            method,
+            query,
+            headers,
+            body,
+        );
+    }
     match (method.clone(), t.name) {
         (Method::GET, None) => {
             let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or_default())
@@ -421,7 +446,13 @@ fn merge_patch(
             }
             Value::Array(out)
         }
-        (_, Value::Object(p)) => merge_patch(schema, &Value::Object(Default::default()), &Value::Object(p.clone()), strategic, fields),
+        (_, Value::Object(p)) => merge_patch(
+            schema,
+            &Value::Object(Default::default()),
+            &Value::Object(p.clone()),
+            strategic,
+            fields,
+        ),
         _ => patch.clone(),
     }
 }
@@ -466,12 +497,16 @@ fn json_patch(target: &Value, patch: &Value) -> Result<Value, ApiError> {
                 if last == "-" {
                     a.push(v);
                 } else {
-                    let i: usize = last.parse().map_err(|_| ApiError::bad_request("bad index"))?;
+                    let i: usize = last
+                        .parse()
+                        .map_err(|_| ApiError::bad_request("bad index"))?;
                     a.insert(i.min(a.len()), v);
                 }
             }
             ("replace", Value::Array(a)) => {
-                let i: usize = last.parse().map_err(|_| ApiError::bad_request("bad index"))?;
+                let i: usize = last
+                    .parse()
+                    .map_err(|_| ApiError::bad_request("bad index"))?;
                 if i < a.len() {
                     a[i] = op["value"].clone();
                 }
@@ -480,7 +515,9 @@ fn json_patch(target: &Value, patch: &Value) -> Result<Value, ApiError> {
                 m.remove(last);
             }
             ("remove", Value::Array(a)) => {
-                let i: usize = last.parse().map_err(|_| ApiError::bad_request("bad index"))?;
+                let i: usize = last
+                    .parse()
+                    .map_err(|_| ApiError::bad_request("bad index"))?;
                 if i < a.len() {
                     a.remove(i);
                 }
@@ -495,7 +532,11 @@ fn json_patch(target: &Value, patch: &Value) -> Result<Value, ApiError> {
                     return Err(ApiError::bad_request(format!("test failed at {path}")));
                 }
             }
-            _ => return Err(ApiError::bad_request(format!("unsupported json patch op {kind}"))),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unsupported json patch op {kind}"
+                )));
+            }
         }
     }
     Ok(doc)
@@ -525,15 +566,22 @@ fn maybe_table(headers: &HeaderMap, def: &ResourceDef, v: Value, list: bool) -> 
     } else {
         vec![v.clone()]
     };
-    let mut columns = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0})];
+    let mut columns = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
+    ];
     let extra: Vec<(&str, fn(&Value) -> Value)> = match def.kind.as_str() {
         "Namespace" => vec![("Status", |o| o["status"]["phase"].clone())],
         "ConfigMap" => vec![("Data", |o| {
-            json!(o["data"].as_object().map_or(0, |m| m.len()) + o["binaryData"].as_object().map_or(0, |m| m.len()))
+            json!(
+                o["data"].as_object().map_or(0, |m| m.len())
+                    + o["binaryData"].as_object().map_or(0, |m| m.len())
+            )
         })],
         "Secret" => vec![
             ("Type", |o| o["type"].clone()),
-            ("Data", |o| json!(o["data"].as_object().map_or(0, |m| m.len()))),
+            ("Data", |o| {
+                json!(o["data"].as_object().map_or(0, |m| m.len()))
+            }),
         ],
         "Deployment" => vec![
             ("Ready", |o| {
@@ -543,8 +591,12 @@ fn maybe_table(headers: &HeaderMap, def: &ResourceDef, v: Value, list: bool) -> 
                     o["spec"]["replicas"].as_i64().unwrap_or(1)
                 ))
             }),
-            ("Up-to-date", |o| json!(o["status"]["updatedReplicas"].as_i64().unwrap_or(0))),
-            ("Available", |o| json!(o["status"]["availableReplicas"].as_i64().unwrap_or(0))),
+            ("Up-to-date", |o| {
+                json!(o["status"]["updatedReplicas"].as_i64().unwrap_or(0))
+            }),
+            ("Available", |o| {
+                json!(o["status"]["availableReplicas"].as_i64().unwrap_or(0))
+            }),
         ],
         "Service" => vec![
             ("Type", |o| o["spec"]["type"].clone()),
@@ -556,8 +608,15 @@ fn maybe_table(headers: &HeaderMap, def: &ResourceDef, v: Value, list: bool) -> 
                     .into_iter()
                     .flatten()
                     .map(|p| match p["nodePort"].as_u64() {
-                        Some(np) => format!("{}:{}/{}", p["port"], np, p["protocol"].as_str().unwrap_or("TCP")),
-                        None => format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("TCP")),
+                        Some(np) => format!(
+                            "{}:{}/{}",
+                            p["port"],
+                            np,
+                            p["protocol"].as_str().unwrap_or("TCP")
+                        ),
+                        None => {
+                            format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("TCP"))
+                        }
                     })
                     .collect();
                 json!(ports.join(","))
@@ -566,7 +625,9 @@ fn maybe_table(headers: &HeaderMap, def: &ResourceDef, v: Value, list: bool) -> 
         _ => vec![],
     };
     for (n, _) in &extra {
-        columns.push(json!({"name": n, "type": "string", "format": "", "description": n, "priority": 0}));
+        columns.push(
+            json!({"name": n, "type": "string", "format": "", "description": n, "priority": 0}),
+        );
     }
     columns.push(json!({"name": "Age", "type": "string", "format": "", "description": "CreationTimestamp is a timestamp representing the server time when this object was created.", "priority": 0}));
     let rows: Vec<Value> = items
@@ -657,7 +718,11 @@ async fn watch(shared: Shared, segs: &[&str], query: &Query) -> Response {
                 initial.push(event_line("ADDED", item));
             }
         } else {
-            for ev in st.history.iter().filter(|e| e.rv > from && filter.matches(e)) {
+            for ev in st
+                .history
+                .iter()
+                .filter(|e| e.rv > from && filter.matches(e))
+            {
                 initial.push(event_line(ev.kind, &ev.object));
             }
         }
@@ -673,27 +738,99 @@ async fn watch(shared: Shared, segs: &[&str], query: &Query) -> Response {
         .unwrap_or(1800);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
     let state = (initial.into_iter(), rx, filter, deadline);
-    let stream = futures_util::stream::unfold(state, |(mut initial, mut rx, filter, deadline)| async move {
-        if let Some(b) = initial.next() {
-            return Some((Ok::<Bytes, std::io::Error>(b), (initial, rx, filter, deadline)));
-        }
-        loop {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Err(_) => return None,
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
-                Ok(Ok(ev)) => {
-                    if filter.matches(&ev) {
-                        let b = event_line(ev.kind, &ev.object);
-                        return Some((Ok(b), (initial, rx, filter, deadline)));
+    let stream = futures_util::stream::unfold(
+        state,
+        |(mut initial, mut rx, filter, deadline)| async move {
+            if let Some(b) = initial.next() {
+                return Some((
+                    Ok::<Bytes, std::io::Error>(b),
+                    (initial, rx, filter, deadline),
+                ));
+            }
+            loop {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Err(_) => return None,
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+                    Ok(Ok(ev)) => {
+                        if filter.matches(&ev) {
+                            let b = event_line(ev.kind, &ev.object);
+                            return Some((Ok(b), (initial, rx, filter, deadline)));
+                        }
                     }
                 }
             }
-        }
-    });
+        },
+    );
     Response::builder()
         .status(200)
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from_stream(stream))
         .expect("valid response")
+}
+
+fn scale_of(obj: &Value) -> Value {
+    let m = &obj["metadata"];
+    let selector = obj["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|l| {
+            l.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
+            "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"],
+        },
+        "spec": {"replicas": obj["spec"]["replicas"]},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+    })
+}
+
+/// The `scale` subresource of Deployments and StatefulSets.
+#[allow(clippy::too_many_arguments)]
+fn scale(
+    st: &mut State,
+    def: &ResourceDef,
+    ns: &str,
+    name: &str,
+    method: &Method,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
+    let live = st
+        .get(def, ns, name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(def, name))?;
+    let current = scale_of(&live);
+    let wanted = match *method {
+        Method::GET => return Ok(Reply::Json(200, current)),
+        Method::PUT => decode_body(body)?,
+        Method::PATCH => {
+            let patch = decode_body(body)?;
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if ct.starts_with("application/json-patch+json") {
+                json_patch(&current, &patch)?
+            } else {
+                let schema = crate::schema::Schema::new("autoscaling", "Scale");
+                merge_patch(&schema, &current, &patch, false, &mut Vec::new())
+            }
+        }
+        _ => return Err(ApiError::method_not_allowed()),
+    };
+    let mut new = live;
+    new["spec"]["replicas"] = wanted["spec"]["replicas"].clone();
+    let params = query.write_params("scale");
+    let manager = update_manager(&params, headers);
+    let out = st.update(def, ns, name, new, &manager, &params, false)?;
+    Ok(Reply::Json(200, scale_of(&out)))
 }

@@ -170,8 +170,16 @@ fn new_state(opts: &Options) -> State {
             .expect("Namespace is built in");
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-            st.update(&def, "", ns, obj, "kube-apiserver", &WriteParams::default(), true)
-                .expect("creating a built-in namespace");
+            st.update(
+                &def,
+                "",
+                ns,
+                obj,
+                "kube-apiserver",
+                &WriteParams::default(),
+                true,
+            )
+            .expect("creating a built-in namespace");
         }
     }
     st.auto_rollout = opts.auto_rollout;
@@ -442,7 +450,15 @@ impl TestApiServer {
         let def = self.def(&api, &kind)?;
         let mut st = self.state();
         let create = st.get(&def, &ns, &name).is_none();
-        st.update(&def, &ns, &name, obj, manager, &WriteParams::default(), create)
+        st.update(
+            &def,
+            &ns,
+            &name,
+            obj,
+            manager,
+            &WriteParams::default(),
+            create,
+        )
     }
 
     /// Sets the `status` of an object as a controller does (an `Update` on the `status`

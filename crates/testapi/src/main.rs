@@ -41,7 +41,9 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--kubeconfig" => opts.kubeconfig_path = Some(PathBuf::from(value(a)?)),
             "--port" => {
                 let v = value(a)?;
-                opts.port = v.parse().map_err(|_| format!("invalid `--port` value `{v}`"))?;
+                opts.port = v
+                    .parse()
+                    .map_err(|_| format!("invalid `--port` value `{v}`"))?;
             }
             "--auto-rollout" => opts.auto_rollout = true,
             "--bare" => opts.cluster_defaults = false,

@@ -104,23 +104,149 @@ fn def(
 /// The built-in resources.
 pub fn builtin() -> Vec<ResourceDef> {
     let mut v = vec![
-        def("", "Namespace", "namespaces", false, &["ns"], false, false, true),
-        def("", "ConfigMap", "configmaps", true, &["cm"], false, false, false),
+        def(
+            "",
+            "Namespace",
+            "namespaces",
+            false,
+            &["ns"],
+            false,
+            false,
+            true,
+        ),
+        def(
+            "",
+            "ConfigMap",
+            "configmaps",
+            true,
+            &["cm"],
+            false,
+            false,
+            false,
+        ),
         def("", "Secret", "secrets", true, &[], false, false, false),
         def("", "Service", "services", true, &["svc"], true, false, true),
-        def("", "ServiceAccount", "serviceaccounts", true, &["sa"], false, false, false),
-        def("", "PersistentVolumeClaim", "persistentvolumeclaims", true, &["pvc"], false, false, true),
+        def(
+            "",
+            "ServiceAccount",
+            "serviceaccounts",
+            true,
+            &["sa"],
+            false,
+            false,
+            false,
+        ),
+        def(
+            "",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            true,
+            &["pvc"],
+            false,
+            false,
+            true,
+        ),
         def("", "Pod", "pods", true, &["po"], true, false, true),
-        def("", "Endpoints", "endpoints", true, &["ep"], false, false, false),
-        def("apps", "Deployment", "deployments", true, &["deploy"], true, true, true),
-        def("apps", "StatefulSet", "statefulsets", true, &["sts"], true, true, true),
-        def("apps", "DaemonSet", "daemonsets", true, &["ds"], true, true, true),
-        def("rbac.authorization.k8s.io", "ClusterRole", "clusterroles", false, &[], false, false, false),
-        def("rbac.authorization.k8s.io", "ClusterRoleBinding", "clusterrolebindings", false, &[], false, false, false),
-        def("rbac.authorization.k8s.io", "Role", "roles", true, &[], false, false, false),
-        def("rbac.authorization.k8s.io", "RoleBinding", "rolebindings", true, &[], false, false, false),
-        def("apiextensions.k8s.io", "CustomResourceDefinition", "customresourcedefinitions", false, &["crd", "crds"], false, true, true),
-        def("networking.k8s.io", "Ingress", "ingresses", true, &["ing"], false, true, true),
+        def(
+            "",
+            "Endpoints",
+            "endpoints",
+            true,
+            &["ep"],
+            false,
+            false,
+            false,
+        ),
+        def(
+            "apps",
+            "Deployment",
+            "deployments",
+            true,
+            &["deploy"],
+            true,
+            true,
+            true,
+        ),
+        def(
+            "apps",
+            "StatefulSet",
+            "statefulsets",
+            true,
+            &["sts"],
+            true,
+            true,
+            true,
+        ),
+        def(
+            "apps",
+            "DaemonSet",
+            "daemonsets",
+            true,
+            &["ds"],
+            true,
+            true,
+            true,
+        ),
+        def(
+            "rbac.authorization.k8s.io",
+            "ClusterRole",
+            "clusterroles",
+            false,
+            &[],
+            false,
+            false,
+            false,
+        ),
+        def(
+            "rbac.authorization.k8s.io",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            false,
+            &[],
+            false,
+            false,
+            false,
+        ),
+        def(
+            "rbac.authorization.k8s.io",
+            "Role",
+            "roles",
+            true,
+            &[],
+            false,
+            false,
+            false,
+        ),
+        def(
+            "rbac.authorization.k8s.io",
+            "RoleBinding",
+            "rolebindings",
+            true,
+            &[],
+            false,
+            false,
+            false,
+        ),
+        def(
+            "apiextensions.k8s.io",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            false,
+            &["crd", "crds"],
+            false,
+            true,
+            true,
+        ),
+        def(
+            "networking.k8s.io",
+            "Ingress",
+            "ingresses",
+            true,
+            &["ing"],
+            false,
+            true,
+            true,
+        ),
     ];
     for r in &mut v {
         match r.kind.as_str() {
@@ -146,7 +272,11 @@ pub fn from_crd(crd: &Value) -> Vec<ResourceDef> {
     let namespaced = spec["scope"].as_str() != Some("Cluster");
     let strs = |v: &Value| -> Vec<String> {
         v.as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let mut out = Vec::new();
@@ -194,7 +324,10 @@ fn subresources(r: &ResourceDef) -> Vec<(&'static str, String, Vec<&'static str>
 /// `APIResourceList` for one group-version.
 pub fn resource_list(defs: &[ResourceDef], group: &str, version: &str) -> Value {
     let mut resources = Vec::new();
-    for r in defs.iter().filter(|r| r.group == group && r.version == version) {
+    for r in defs
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         let mut e = json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -407,7 +540,11 @@ pub fn openapi_v3_gv(defs: &[ResourceDef], gv: &str) -> Option<Value> {
             .collect();
         let schema_name = format!(
             "io.k8s.{}.{}.{}",
-            if d.group.is_empty() { "core" } else { d.group.as_str() },
+            if d.group.is_empty() {
+                "core"
+            } else {
+                d.group.as_str()
+            },
             d.version,
             d.kind
         );

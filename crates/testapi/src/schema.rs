@@ -46,9 +46,7 @@ impl Schema {
         let parent_last = parent.last().copied().unwrap_or("");
         match last {
             "finalizers" if f == ["metadata", "finalizers"] => ListType::Set,
-            "ownerReferences" if f == ["metadata", "ownerReferences"] => {
-                ListType::Map(vec!["uid"])
-            }
+            "ownerReferences" if f == ["metadata", "ownerReferences"] => ListType::Map(vec!["uid"]),
             "containers" | "initContainers" | "ephemeralContainers" => ListType::Map(vec!["name"]),
             "volumes" | "imagePullSecrets" | "resourceClaims" | "schedulingGates"
                 if parent_last == "spec" =>
@@ -96,7 +94,9 @@ impl Schema {
             }
             Some(&"labelSelector") | Some(&"namespaceSelector") | Some(&"podSelector") => true,
             Some(&"roleRef") => true,
-            Some(&"configMapKeyRef") | Some(&"secretKeyRef") | Some(&"fieldRef")
+            Some(&"configMapKeyRef")
+            | Some(&"secretKeyRef")
+            | Some(&"fieldRef")
             | Some(&"resourceFieldRef") => true,
             _ => false,
         }

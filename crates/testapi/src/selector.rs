@@ -111,10 +111,14 @@ impl LabelSelector {
                 Requirement::Exists(k) | Requirement::NotExists(k) => (k, vec![]),
             };
             if !valid_key(key) {
-                return Err(format!("unable to parse requirement: invalid label key \"{key}\""));
+                return Err(format!(
+                    "unable to parse requirement: invalid label key \"{key}\""
+                ));
             }
             if let Some(bad) = vals.iter().find(|v| !valid_value(v)) {
-                return Err(format!("unable to parse requirement: invalid label value: \"{bad}\""));
+                return Err(format!(
+                    "unable to parse requirement: invalid label value: \"{bad}\""
+                ));
             }
             reqs.push(req);
         }
@@ -182,7 +186,9 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 (k, true, v)
             } else {
-                return Err(format!("invalid selector: '{part}'; can't understand '{part}'"));
+                return Err(format!(
+                    "invalid selector: '{part}'; can't understand '{part}'"
+                ));
             };
             out.push((k.trim().to_string(), eq, v.trim().to_string()));
         }
@@ -247,7 +253,11 @@ mod tests {
     fn field_selector() {
         let o = serde_json::json!({"metadata": {"name": "x", "namespace": "n"}});
         assert!(FieldSelector::parse("metadata.name=x").unwrap().matches(&o));
-        assert!(!FieldSelector::parse("metadata.name!=x").unwrap().matches(&o));
+        assert!(
+            !FieldSelector::parse("metadata.name!=x")
+                .unwrap()
+                .matches(&o)
+        );
         assert!(
             FieldSelector::parse("metadata.name==x,metadata.namespace=n")
                 .unwrap()

@@ -293,7 +293,12 @@ impl State {
         if !def.namespaced {
             return Ok(());
         }
-        let key = (String::new(), "namespaces".into(), String::new(), ns.to_string());
+        let key = (
+            String::new(),
+            "namespaces".into(),
+            String::new(),
+            ns.to_string(),
+        );
         if self.objects.contains_key(&key) {
             Ok(())
         } else {
@@ -383,7 +388,9 @@ impl State {
         let crds: Vec<Value> = self
             .objects
             .iter()
-            .filter(|((g, pl, _, _), _)| g == "apiextensions.k8s.io" && pl == "customresourcedefinitions")
+            .filter(|((g, pl, _, _), _)| {
+                g == "apiextensions.k8s.io" && pl == "customresourcedefinitions"
+            })
             .map(|(_, v)| v.clone())
             .collect();
         for crd in crds {
@@ -435,7 +442,10 @@ impl State {
             defaults::validate_update(def, name, old, &new)?;
         }
         defaults::validate(def, name, &new)?;
-        let meta = new.get_mut("metadata").and_then(Value::as_object_mut).expect("metadata is an object");
+        let meta = new
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+            .expect("metadata is an object");
         for k in SERVER_META.iter().filter(|k| **k != "name") {
             meta.remove(*k);
         }
@@ -458,11 +468,7 @@ impl State {
                     generation,
                 )
             }
-            None => (
-                self.next_uid(),
-                now_rfc3339(),
-                def.generation.then_some(1),
-            ),
+            None => (self.next_uid(), now_rfc3339(), def.generation.then_some(1)),
         };
         ordered.insert("uid".into(), json!(uid));
         ordered.insert("resourceVersion".into(), json!(""));
@@ -475,7 +481,10 @@ impl State {
         {
             ordered.insert("deletionTimestamp".into(), dt.clone());
         }
-        let meta = new.get_mut("metadata").and_then(Value::as_object_mut).expect("metadata is an object");
+        let meta = new
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+            .expect("metadata is an object");
         for (k, v) in std::mem::take(meta) {
             if k != "name" && k != "namespace" {
                 ordered.insert(k, v);
@@ -484,13 +493,20 @@ impl State {
         let mut entries: Vec<Entry> = entries.into_iter().filter(|e| !e.set.is_empty()).collect();
         // The real server's order: operation, time, manager, apiVersion, subresource.
         entries.sort_by(|a, b| {
-            (&a.operation, &a.time, &a.manager, &a.api_version, &a.subresource).cmp(&(
-                &b.operation,
-                &b.time,
-                &b.manager,
-                &b.api_version,
-                &b.subresource,
-            ))
+            (
+                &a.operation,
+                &a.time,
+                &a.manager,
+                &a.api_version,
+                &a.subresource,
+            )
+                .cmp(&(
+                    &b.operation,
+                    &b.time,
+                    &b.manager,
+                    &b.api_version,
+                    &b.subresource,
+                ))
         });
         if !entries.is_empty() {
             ordered.insert(
@@ -525,8 +541,7 @@ impl State {
         }
         self.rv += 1;
         new["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.objects
-            .insert(Self::key(def, ns, name), new.clone());
+        self.objects.insert(Self::key(def, ns, name), new.clone());
         self.emit(
             def,
             if old.is_some() { "MODIFIED" } else { "ADDED" },
@@ -535,7 +550,11 @@ impl State {
         if def.group == "apiextensions.k8s.io" {
             self.refresh_defs();
         }
-        if self.auto_rollout && matches!(def.kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet")
+        if self.auto_rollout
+            && matches!(
+                def.kind.as_str(),
+                "Deployment" | "StatefulSet" | "DaemonSet"
+            )
         {
             let status = defaults::rolled_out_status(&new, self.nodes);
             return self.set_status(def, ns, name, status, "kube-controller-manager");
@@ -576,7 +595,9 @@ impl State {
         strip_server_fields(&mut applied);
         if status_sub {
             if let Some(m) = applied.as_object_mut() {
-                m.retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status"));
+                m.retain(|k, _| {
+                    matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status")
+                });
             }
             if let Some(m) = applied.get_mut("metadata").and_then(Value::as_object_mut) {
                 m.retain(|k, _| k == "name" || k == "namespace");
@@ -586,7 +607,8 @@ impl State {
         {
             m.remove("status");
         }
-        let skeleton = json!({"apiVersion": def.api_version(), "kind": def.kind, "metadata": {"name": name}});
+        let skeleton =
+            json!({"apiVersion": def.api_version(), "kind": def.kind, "metadata": {"name": name}});
         let live_c = live.as_ref().map(without_managed).unwrap_or(skeleton);
         let mut entries = live.as_ref().map(entries_of).unwrap_or_default();
 
@@ -639,7 +661,10 @@ impl State {
         match mine {
             Some(i) => {
                 let old = &entries[i];
-                let time = if object_changed || old.set != entry.set || old.api_version != entry.api_version {
+                let time = if object_changed
+                    || old.set != entry.set
+                    || old.api_version != entry.api_version
+                {
                     now
                 } else {
                     old.time.clone()
@@ -648,7 +673,15 @@ impl State {
             }
             None => entries.push(entry),
         }
-        let out = self.commit(def, ns, name, live.as_ref(), merged, entries, params.dry_run)?;
+        let out = self.commit(
+            def,
+            ns,
+            name,
+            live.as_ref(),
+            merged,
+            entries,
+            params.dry_run,
+        )?;
         Ok(out)
     }
 
@@ -684,7 +717,8 @@ impl State {
             return Err(ApiError::stale(def, name));
         }
         let schema = Schema::new(&def.group, &def.kind);
-        let skeleton = json!({"apiVersion": def.api_version(), "kind": def.kind, "metadata": {"name": name}});
+        let skeleton =
+            json!({"apiVersion": def.api_version(), "kind": def.kind, "metadata": {"name": name}});
         let live_c = live.as_ref().map(without_managed).unwrap_or(skeleton);
         let mut new_c = without_managed(&new);
         let status_sub = params.subresource == "status";
@@ -749,7 +783,8 @@ impl State {
         let time = if set != prev || new_c != live_cmp {
             now_rfc3339()
         } else {
-            mine.map(|i| entries[i].time.clone()).unwrap_or_else(now_rfc3339)
+            mine.map(|i| entries[i].time.clone())
+                .unwrap_or_else(now_rfc3339)
         };
         let entry = Entry {
             manager: manager.to_string(),
@@ -894,12 +929,19 @@ impl State {
     ///
     /// # Errors
     /// 403 Forbidden, as the NamespaceLifecycle admission plugin answers.
-    pub fn require_live_namespace(&self, def: &ResourceDef, ns: &str, name: &str) -> Result<(), ApiError> {
+    pub fn require_live_namespace(
+        &self,
+        def: &ResourceDef,
+        ns: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
         if def.namespaced && self.terminating.contains_key(ns) {
             return Err(ApiError::forbidden(
                 def,
                 name,
-                &format!("unable to create new content in namespace {ns} because it is being terminated"),
+                &format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
             ));
         }
         Ok(())
@@ -922,7 +964,10 @@ impl State {
         let ns = meta_str(&obj, "namespace").unwrap_or("default").to_string();
         let key = Self::key(&def, &ns, &name);
         let old = self.objects.get(&key).cloned();
-        let meta = obj.get_mut("metadata").and_then(Value::as_object_mut).expect("metadata");
+        let meta = obj
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+            .expect("metadata");
         if !def.namespaced {
             meta.remove("namespace");
         }
@@ -943,7 +988,9 @@ impl State {
             let g = old
                 .as_ref()
                 .and_then(|o| o["metadata"]["generation"].as_i64())
-                .map(|g| g + i64::from(old.as_ref().map(|o| o.get("spec")) != Some(obj.get("spec"))))
+                .map(|g| {
+                    g + i64::from(old.as_ref().map(|o| o.get("spec")) != Some(obj.get("spec")))
+                })
                 .unwrap_or(1);
             obj["metadata"]["generation"] = json!(g);
         }
@@ -1049,7 +1096,10 @@ fn conflict_error(entries: &[Entry], conflicts: &[(usize, Vec<Vec<String>>)]) ->
         }
     }
     let message = if causes.len() == 1 {
-        format!("Apply failed with 1 conflict: {}: {}", causes[0].message, causes[0].field)
+        format!(
+            "Apply failed with 1 conflict: {}: {}",
+            causes[0].message, causes[0].field
+        )
     } else {
         let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (i, paths) in conflicts {

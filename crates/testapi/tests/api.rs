@@ -169,7 +169,9 @@ fn not_found_is_a_real_status() {
 }
 
 fn cm_yaml(name: &str, labels: &str) -> String {
-    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  labels: {labels}\ndata: {{k: v}}\n")
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  labels: {labels}\ndata: {{k: v}}\n"
+    )
 }
 
 #[test]
@@ -347,18 +349,34 @@ fn apply_needs_a_field_manager_and_matching_names() {
 fn conflicts_force_and_shared_ownership() {
     let srv = start();
     assert_eq!(
-        apply(&srv, &format!("{DEPLOY}/web"), "labctl", &deployment(2, "nginx:1")).status,
+        apply(
+            &srv,
+            &format!("{DEPLOY}/web"),
+            "labctl",
+            &deployment(2, "nginx:1")
+        )
+        .status,
         201
     );
     // Same values from another manager: shared ownership, no conflict.
-    let r = apply(&srv, &format!("{DEPLOY}/web"), "helm", &deployment(2, "nginx:1"));
+    let r = apply(
+        &srv,
+        &format!("{DEPLOY}/web"),
+        "helm",
+        &deployment(2, "nginx:1"),
+    );
     assert_eq!(r.status, 200);
     let d = r.json();
     assert_eq!(fields_of(&d, "helm")["f:spec"]["f:replicas"], json!({}));
     assert_eq!(fields_of(&d, "labctl")["f:spec"]["f:replicas"], json!({}));
 
     // A different value: 409 with the real Status body.
-    let r = apply(&srv, &format!("{DEPLOY}/web"), "other", &deployment(3, "nginx:1"));
+    let r = apply(
+        &srv,
+        &format!("{DEPLOY}/web"),
+        "other",
+        &deployment(3, "nginx:1"),
+    );
     assert_eq!(r.status, 409);
     let s = r.json();
     assert_eq!(s["kind"], "Status");
@@ -371,20 +389,31 @@ fn conflicts_force_and_shared_ownership() {
         assert_eq!(c["reason"], "FieldManagerConflict");
         assert_eq!(c["field"], ".spec.replicas");
     }
-    let msgs: Vec<&str> = causes.iter().map(|c| c["message"].as_str().unwrap()).collect();
+    let msgs: Vec<&str> = causes
+        .iter()
+        .map(|c| c["message"].as_str().unwrap())
+        .collect();
     assert!(msgs.contains(&"conflict with \"helm\""));
     assert!(msgs.contains(&"conflict with \"labctl\""));
     assert_eq!(
         s["message"],
         "Apply failed with 2 conflicts: conflicts with \"helm\":\n- .spec.replicas\nconflicts with \"labctl\":\n- .spec.replicas"
     );
-    assert_eq!(srv.get("apps/v1", "Deployment", "default", "web").unwrap()["spec"]["replicas"], 2);
+    assert_eq!(
+        srv.get("apps/v1", "Deployment", "default", "web").unwrap()["spec"]["replicas"],
+        2
+    );
 
     // A conflict with an Update manager names its apiVersion, as the real message does.
     let mut d = srv.get("apps/v1", "Deployment", "default", "web").unwrap();
     d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
     srv.update_as("kubectl-client-side-apply", d).unwrap();
-    let r = apply(&srv, &format!("{DEPLOY}/web"), "labctl", &deployment(2, "nginx:1"));
+    let r = apply(
+        &srv,
+        &format!("{DEPLOY}/web"),
+        "labctl",
+        &deployment(2, "nginx:1"),
+    );
     assert_eq!(r.status, 409);
     assert_eq!(
         r.json()["message"],
@@ -401,7 +430,11 @@ fn conflicts_force_and_shared_ownership() {
     assert_eq!(r.status, 200);
     let d = r.json();
     assert_eq!(d["spec"]["replicas"], 3);
-    assert!(fields_of(&d, "labctl")["f:spec"].get("f:replicas").is_none());
+    assert!(
+        fields_of(&d, "labctl")["f:spec"]
+            .get("f:replicas")
+            .is_none()
+    );
     assert!(fields_of(&d, "helm")["f:spec"].get("f:replicas").is_none());
     assert_eq!(fields_of(&d, "other")["f:spec"]["f:replicas"], json!({}));
     // The image was applied with the value the Update manager set: shared, not taken.
@@ -435,7 +468,12 @@ fn dry_run_stores_nothing() {
     assert!(srv.get("apps/v1", "Deployment", "default", "web").is_none());
     assert_eq!(srv.resource_version(), rv0);
 
-    apply(&srv, &format!("{DEPLOY}/web"), "labctl", &deployment(2, "nginx:1"));
+    apply(
+        &srv,
+        &format!("{DEPLOY}/web"),
+        "labctl",
+        &deployment(2, "nginx:1"),
+    );
     let live = srv.get("apps/v1", "Deployment", "default", "web").unwrap();
     let d = apply_q(
         &srv,
@@ -450,7 +488,10 @@ fn dry_run_stores_nothing() {
         d["metadata"]["resourceVersion"],
         live["metadata"]["resourceVersion"]
     );
-    assert_eq!(srv.get("apps/v1", "Deployment", "default", "web").unwrap(), live);
+    assert_eq!(
+        srv.get("apps/v1", "Deployment", "default", "web").unwrap(),
+        live
+    );
     // Dry-run delete.
     let r = request(
         &srv,
@@ -466,17 +507,38 @@ fn dry_run_stores_nothing() {
 #[test]
 fn generation_moves_with_spec_only() {
     let srv = start();
-    let d = apply(&srv, &format!("{DEPLOY}/web"), "labctl", &deployment(2, "nginx:1")).json();
+    let d = apply(
+        &srv,
+        &format!("{DEPLOY}/web"),
+        "labctl",
+        &deployment(2, "nginx:1"),
+    )
+    .json();
     assert_eq!(d["metadata"]["generation"], 1);
-    let rv = |v: &Value| -> u64 { v["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap() };
+    let rv = |v: &Value| -> u64 {
+        v["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
     let rv1 = rv(&d);
     // Spec change: generation and resourceVersion move.
-    let d = apply(&srv, &format!("{DEPLOY}/web"), "labctl", &deployment(2, "nginx:2")).json();
+    let d = apply(
+        &srv,
+        &format!("{DEPLOY}/web"),
+        "labctl",
+        &deployment(2, "nginx:2"),
+    )
+    .json();
     assert_eq!(d["metadata"]["generation"], 2);
     let rv2 = rv(&d);
     assert!(rv2 > rv1);
     // Metadata change: resourceVersion moves, generation does not.
-    let with_label = deployment(2, "nginx:2").replace("labels: {app: web}\nspec", "labels: {app: web, x: why}\nspec");
+    let with_label = deployment(2, "nginx:2").replace(
+        "labels: {app: web}\nspec",
+        "labels: {app: web, x: why}\nspec",
+    );
     let d = apply(&srv, &format!("{DEPLOY}/web"), "labctl", &with_label).json();
     assert_eq!(d["metadata"]["labels"]["x"], "why");
     assert_eq!(d["metadata"]["generation"], 2);
@@ -527,7 +589,12 @@ fn generation_moves_with_spec_only() {
 #[test]
 fn immutable_fields_are_rejected() {
     let srv = start();
-    apply(&srv, &format!("{DEPLOY}/web"), "labctl", &deployment(2, "nginx:1"));
+    apply(
+        &srv,
+        &format!("{DEPLOY}/web"),
+        "labctl",
+        &deployment(2, "nginx:1"),
+    );
     let changed = deployment(2, "nginx:1").replace(
         "selector:\n    matchLabels: {app: web}",
         "selector:\n    matchLabels: {app: web2}",
@@ -546,7 +613,12 @@ fn immutable_fields_are_rejected() {
             .unwrap()
             .starts_with("Deployment.apps \"web\" is invalid: spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"web2\"}")
     );
-    assert!(s["message"].as_str().unwrap().ends_with("field is immutable"));
+    assert!(
+        s["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("field is immutable")
+    );
 
     // StatefulSet: only some spec fields may change.
     let sts = |svc: &str, replicas: u32| {
@@ -561,7 +633,12 @@ fn immutable_fields_are_rejected() {
     assert_eq!(r.status, 422);
     let s = r.json();
     assert_eq!(s["details"]["causes"][0]["field"], "spec");
-    assert!(s["message"].as_str().unwrap().contains("updates to statefulset spec for fields other than 'replicas'"));
+    assert!(
+        s["message"]
+            .as_str()
+            .unwrap()
+            .contains("updates to statefulset spec for fields other than 'replicas'")
+    );
     let bigger = sts("db", 3).replace("storage: 1Gi", "storage: 2Gi");
     assert_eq!(apply(&srv, path, "labctl", &bigger).status, 422);
 
@@ -583,7 +660,11 @@ fn immutable_fields_are_rejected() {
     let owned = fields_of(&s, "labctl");
     assert!(owned["f:spec"].get("f:clusterIP").is_none());
     assert!(owned["f:spec"].get("f:type").is_none());
-    assert!(owned["f:spec"]["f:ports"].get("k:{\"port\":80,\"protocol\":\"TCP\"}").is_some());
+    assert!(
+        owned["f:spec"]["f:ports"]
+            .get("k:{\"port\":80,\"protocol\":\"TCP\"}")
+            .is_some()
+    );
     let r = apply(
         &srv,
         svc,
@@ -608,13 +689,26 @@ fn immutable_fields_are_rejected() {
     // PVC storage class and shrinking.
     let pvc = "/api/v1/namespaces/default/persistentvolumeclaims/data";
     let body = |sc: &str, size: &str| {
-        format!("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: data}}\nspec:\n  storageClassName: {sc}\n  accessModes: [ReadWriteOnce]\n  resources: {{requests: {{storage: {size}}}}}\n")
+        format!(
+            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: data}}\nspec:\n  storageClassName: {sc}\n  accessModes: [ReadWriteOnce]\n  resources: {{requests: {{storage: {size}}}}}\n"
+        )
     };
-    assert_eq!(apply(&srv, pvc, "labctl", &body("local-path", "2Gi")).status, 201);
-    assert_eq!(apply(&srv, pvc, "labctl", &body("local-path", "3Gi")).status, 200);
+    assert_eq!(
+        apply(&srv, pvc, "labctl", &body("local-path", "2Gi")).status,
+        201
+    );
+    assert_eq!(
+        apply(&srv, pvc, "labctl", &body("local-path", "3Gi")).status,
+        200
+    );
     let r = apply(&srv, pvc, "labctl", &body("fast", "3Gi"));
     assert_eq!(r.status, 422);
-    assert!(r.json()["message"].as_str().unwrap().contains("spec is immutable after creation"));
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec is immutable after creation")
+    );
     let r = apply(&srv, pvc, "labctl", &body("local-path", "1Gi"));
     assert_eq!(r.status, 422);
     assert_eq!(
@@ -623,8 +717,15 @@ fn immutable_fields_are_rejected() {
     );
 
     // Immutable ConfigMap.
-    let imm = |v: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: imm}}\nimmutable: true\ndata: {{k: {v}}}\n");
-    assert_eq!(apply(&srv, &format!("{CM}/imm"), "labctl", &imm("a")).status, 201);
+    let imm = |v: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: imm}}\nimmutable: true\ndata: {{k: {v}}}\n"
+        )
+    };
+    assert_eq!(
+        apply(&srv, &format!("{CM}/imm"), "labctl", &imm("a")).status,
+        201
+    );
     let r = apply(&srv, &format!("{CM}/imm"), "labctl", &imm("b"));
     assert_eq!(r.status, 422);
     assert_eq!(
@@ -636,7 +737,12 @@ fn immutable_fields_are_rejected() {
 #[test]
 fn associative_lists_merge_by_key() {
     let srv = start();
-    apply(&srv, &format!("{DEPLOY}/web"), "labctl", &deployment(1, "nginx:1"));
+    apply(
+        &srv,
+        &format!("{DEPLOY}/web"),
+        "labctl",
+        &deployment(1, "nginx:1"),
+    );
     // Another manager adds a sidecar container; labctl's container stays.
     srv.apply_as(
         "mesh",
@@ -644,7 +750,13 @@ fn associative_lists_merge_by_key() {
                "spec": {"template": {"spec": {"containers": [{"name": "proxy", "image": "envoy"}]}}}}),
     )
     .unwrap();
-    let d = apply(&srv, &format!("{DEPLOY}/web"), "labctl", &deployment(1, "nginx:2")).json();
+    let d = apply(
+        &srv,
+        &format!("{DEPLOY}/web"),
+        "labctl",
+        &deployment(1, "nginx:2"),
+    )
+    .json();
     let names: Vec<&str> = d["spec"]["template"]["spec"]["containers"]
         .as_array()
         .unwrap()
@@ -652,7 +764,10 @@ fn associative_lists_merge_by_key() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["web", "proxy"]);
-    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:2");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:2"
+    );
     // Defaults inside list items stay (unowned), e.g. imagePullPolicy.
     assert_eq!(
         d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
@@ -681,8 +796,13 @@ fn post_put_merge_patch_and_delete() {
         &srv,
         "POST",
         CM,
-        &[("Content-Type", "application/json"), ("User-Agent", "kubectl/v1.32.4 (linux/amd64)")],
-        Some(r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"p","labels":{"a":"b"}},"data":{"k":"v"}}"#),
+        &[
+            ("Content-Type", "application/json"),
+            ("User-Agent", "kubectl/v1.32.4 (linux/amd64)"),
+        ],
+        Some(
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"p","labels":{"a":"b"}},"data":{"k":"v"}}"#,
+        ),
     );
     assert_eq!(r.status, 201);
     let c = r.json();
@@ -725,7 +845,12 @@ fn post_put_merge_patch_and_delete() {
         Some(&stale.to_string()),
     );
     assert_eq!(r.status, 409);
-    assert!(r.json()["message"].as_str().unwrap().contains("the object has been modified"));
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("the object has been modified")
+    );
     let mut fresh = c.clone();
     fresh["data"]["n"] = json!("2");
     let r = request(
@@ -738,26 +863,50 @@ fn post_put_merge_patch_and_delete() {
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["data"]["n"], "2");
 
-    let r = request(&srv, "DELETE", &format!("{CM}/p"), &[], Some(r#"{"propagationPolicy":"Background"}"#));
+    let r = request(
+        &srv,
+        "DELETE",
+        &format!("{CM}/p"),
+        &[],
+        Some(r#"{"propagationPolicy":"Background"}"#),
+    );
     assert_eq!(r.status, 200);
     let s = r.json();
     assert_eq!(s["kind"], "Status");
     assert_eq!(s["status"], "Success");
     assert_eq!(s["details"]["name"], "p");
     assert_eq!(get(&srv, &format!("{CM}/p")).status, 404);
-    assert_eq!(request(&srv, "DELETE", &format!("{CM}/p"), &[], None).status, 404);
+    assert_eq!(
+        request(&srv, "DELETE", &format!("{CM}/p"), &[], None).status,
+        404
+    );
 }
 
 #[test]
 fn namespace_deletion_terminates_then_removes_contents() {
     let srv = start();
-    apply(&srv, "/api/v1/namespaces/demo", "labctl", "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n");
-    apply(&srv, "/api/v1/namespaces/demo/configmaps/c", "labctl", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n");
+    apply(
+        &srv,
+        "/api/v1/namespaces/demo",
+        "labctl",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n",
+    );
+    apply(
+        &srv,
+        "/api/v1/namespaces/demo/configmaps/c",
+        "labctl",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+    );
     let ns = request(&srv, "DELETE", "/api/v1/namespaces/demo", &[], None).json();
     assert_eq!(ns["status"]["phase"], "Terminating");
     assert!(ns["metadata"]["deletionTimestamp"].is_string());
     // New content is refused while terminating.
-    let r = apply(&srv, "/api/v1/namespaces/demo/configmaps/d", "labctl", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: d}\n");
+    let r = apply(
+        &srv,
+        "/api/v1/namespaces/demo/configmaps/d",
+        "labctl",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: d}\n",
+    );
     assert_eq!(r.status, 403);
     let deadline = Instant::now() + Duration::from_secs(5);
     while srv.get("v1", "Namespace", "", "demo").is_some() {
@@ -780,7 +929,11 @@ fn secrets_string_data_becomes_data() {
     assert_eq!(s["data"]["password"], "czNjcmV0");
     assert_eq!(s["type"], "Opaque");
     assert!(s.get("stringData").is_none());
-    assert!(fields_of(&s, "labctl")["f:stringData"].get("f:password").is_some());
+    assert!(
+        fields_of(&s, "labctl")["f:stringData"]
+            .get("f:password")
+            .is_some()
+    );
 }
 
 #[test]
@@ -802,18 +955,38 @@ fn hooks_counters_latency_and_auto_rollout() {
     srv.reset_requests();
     assert_eq!(srv.requests(), 0);
 
-    let d = apply(&srv, &format!("{DEPLOY}/web"), "labctl", &deployment(3, "nginx:1")).json();
+    let d = apply(
+        &srv,
+        &format!("{DEPLOY}/web"),
+        "labctl",
+        &deployment(3, "nginx:1"),
+    )
+    .json();
     assert_eq!(d["status"]["observedGeneration"], 1);
     assert_eq!(d["status"]["updatedReplicas"], 3);
     assert_eq!(d["status"]["availableReplicas"], 3);
-    let d = apply(&srv, &format!("{DEPLOY}/web"), "labctl", &deployment(3, "nginx:2")).json();
+    let d = apply(
+        &srv,
+        &format!("{DEPLOY}/web"),
+        "labctl",
+        &deployment(3, "nginx:2"),
+    )
+    .json();
     assert_eq!(d["metadata"]["generation"], 2);
     assert_eq!(d["status"]["observedGeneration"], 2);
 
     srv.set_auto_rollout(false);
-    let d = apply(&srv, &format!("{DEPLOY}/web"), "labctl", &deployment(3, "nginx:3")).json();
+    let d = apply(
+        &srv,
+        &format!("{DEPLOY}/web"),
+        "labctl",
+        &deployment(3, "nginx:3"),
+    )
+    .json();
     assert_eq!(d["status"]["observedGeneration"], 2);
-    let d = srv.complete_rollout("apps/v1", "Deployment", "default", "web").unwrap();
+    let d = srv
+        .complete_rollout("apps/v1", "Deployment", "default", "web")
+        .unwrap();
     assert_eq!(d["status"]["observedGeneration"], 3);
 
     // Objects stored directly, listed back.
@@ -841,7 +1014,12 @@ spec:
     storage: true
     schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
 "#;
-    let r = apply(&srv, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com", "labctl", crd);
+    let r = apply(
+        &srv,
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com",
+        "labctl",
+        crd,
+    );
     assert_eq!(r.status, 201);
     let list = get(&srv, "/apis/example.com/v1").json();
     assert_eq!(list["resources"][0]["name"], "widgets");
@@ -887,12 +1065,20 @@ fn watch_streams_events() {
     apply(&srv, &format!("{CM}/a"), "t", &cm_yaml("a", "{x: y}"));
     let rv = srv.resource_version();
     std::thread::scope(|s| {
-        let h = s.spawn(|| get(&srv, &format!("{CM}?watch=true&resourceVersion={rv}&timeoutSeconds=1")));
+        let h = s.spawn(|| {
+            get(
+                &srv,
+                &format!("{CM}?watch=true&resourceVersion={rv}&timeoutSeconds=1"),
+            )
+        });
         std::thread::sleep(Duration::from_millis(200));
         apply(&srv, &format!("{CM}/b"), "t", &cm_yaml("b", "{x: z}"));
         let r = h.join().unwrap();
         let text = String::from_utf8(r.body).unwrap();
-        let events: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let events: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(events.len(), 1, "{text}");
         assert_eq!(events[0]["type"], "ADDED");
         assert_eq!(events[0]["object"]["metadata"]["name"], "b");
