@@ -223,8 +223,6 @@ fn value_to_string(v: &Value) -> String {
     }
 }
 
-/// Context of a walk: the field names from the root (list item elements skipped).
-
 fn key_pe(item: &Value, keys: &[&str], defaults: &[(&str, Value)]) -> Option<String> {
     let obj = item.as_object()?;
     let mut m = BTreeMap::new();
@@ -484,17 +482,17 @@ fn merge_at(
                 match ape.iter().position(|p| p == pe) {
                     None => out.push(li[j].clone()),
                     Some(pos) => {
-                        for i in 0..=pos {
-                            if !emitted[i] {
-                                emitted[i] = true;
+                        for (i, done) in emitted.iter_mut().enumerate().take(pos + 1) {
+                            if !*done {
+                                *done = true;
                                 out.push(merged_item(i, fields));
                             }
                         }
                     }
                 }
             }
-            for i in 0..ai.len() {
-                if !emitted[i] {
+            for (i, done) in emitted.iter().enumerate() {
+                if !done {
                     out.push(merged_item(i, fields));
                 }
             }

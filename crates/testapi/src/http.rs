@@ -556,6 +556,9 @@ fn age(created: &str) -> String {
     }
 }
 
+/// Computes one table cell from an object.
+type Cell = fn(&Value) -> Value;
+
 /// Renders a `meta.k8s.io/v1` Table when the client asks for one (kubectl's `get`).
 fn maybe_table(headers: &HeaderMap, def: &ResourceDef, v: Value, list: bool) -> Value {
     if !wants_table(headers) {
@@ -569,7 +572,7 @@ fn maybe_table(headers: &HeaderMap, def: &ResourceDef, v: Value, list: bool) -> 
     let mut columns = vec![
         json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
     ];
-    let extra: Vec<(&str, fn(&Value) -> Value)> = match def.kind.as_str() {
+    let extra: Vec<(&str, Cell)> = match def.kind.as_str() {
         "Namespace" => vec![("Status", |o| o["status"]["phase"].clone())],
         "ConfigMap" => vec![("Data", |o| {
             json!(
@@ -648,11 +651,7 @@ fn maybe_table(headers: &HeaderMap, def: &ResourceDef, v: Value, list: bool) -> 
             })
         })
         .collect();
-    let rv = if list {
-        v["metadata"]["resourceVersion"].clone()
-    } else {
-        v["metadata"]["resourceVersion"].clone()
-    };
+    let rv = v["metadata"]["resourceVersion"].clone();
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",

@@ -14,7 +14,7 @@ pub struct ApiError {
     /// `Status.message`.
     pub message: String,
     /// `Status.details`, if any.
-    pub details: Option<Value>,
+    pub details: Option<Box<Value>>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -47,7 +47,7 @@ impl ApiError {
         m.insert("message".into(), json!(self.message));
         m.insert("reason".into(), json!(self.reason));
         if let Some(d) = &self.details {
-            m.insert("details".into(), d.clone());
+            m.insert("details".into(), (**d).clone());
         }
         m.insert("code".into(), json!(self.code));
         Value::Object(m)
@@ -58,7 +58,7 @@ impl ApiError {
             code,
             reason: reason.into(),
             message,
-            details,
+            details: details.map(Box::new),
         }
     }
 

@@ -409,6 +409,7 @@ impl State {
     /// Final step of every write: defaulting, validation, server-set fields, generation,
     /// resourceVersion, storage and events. Returns the object as stored (or as it would be
     /// stored, for dry runs).
+    #[allow(clippy::too_many_arguments)]
     fn commit(
         &mut self,
         def: &ResourceDef,
@@ -690,6 +691,7 @@ impl State {
     ///
     /// # Errors
     /// 404/409/422 as the real server.
+    #[allow(clippy::too_many_arguments)]
     pub fn update(
         &mut self,
         def: &ResourceDef,
