@@ -23,6 +23,13 @@ pub struct Cli {
     /// Print what labctl does (backend request counts and timings).
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// The kubeconfig to reach the cluster with (default: `KUBECONFIG`, `~/.kube/config`, then
+    /// the in-cluster service account).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use instead of its current one.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -37,6 +44,8 @@ pub enum Command {
     Render(RenderArgs),
     /// Show what apply would change.
     Plan(PlanArgs),
+    /// Show the plan, ask, and make the live cluster and host match the stack.
+    Apply(ApplyArgs),
     /// Print shell completions.
     Completions {
         /// The shell.
@@ -91,4 +100,65 @@ pub struct PlanArgs {
     /// Exit 0 when there are no changes, 2 when there are, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Kube: confirm each object that differs locally with a server-side dry-run apply (exact
+    /// defaulting; one request per differing object, none for unchanged ones).
+    #[arg(long, conflicts_with_all = ["offline", "base"])]
+    pub server_dry_run: bool,
+    /// Kube: plan to delete PersistentVolumeClaims and `protect`ed components no longer rendered.
+    #[arg(long)]
+    pub prune_volumes: bool,
+}
+
+/// `labctl apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Apply without asking (required when stdin is not a terminal).
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Only this plane.
+    #[arg(long)]
+    pub plane: Option<PlaneArg>,
+    /// Take over same-named resources this stack does not own (the plan marks them `!`).
+    #[arg(long)]
+    pub adopt: bool,
+    /// Exit 0 when there were no changes, 2 when changes were applied, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Kube: confirm locally differing objects with a server-side dry-run apply first.
+    #[arg(long)]
+    pub server_dry_run: bool,
+    /// Kube: take ownership of fields another field manager owns.
+    #[arg(long)]
+    pub force_conflicts: bool,
+    /// Kube: delete and re-create objects whose immutable fields change (never a PVC).
+    #[arg(long)]
+    pub allow_replace: bool,
+    /// Kube: also delete PersistentVolumeClaims and `protect`ed components no longer rendered.
+    #[arg(long)]
+    pub prune_volumes: bool,
+    /// Kube: how long to wait for Deployments, StatefulSets and DaemonSets to roll out
+    /// (`90s`, `5m`, `1h`).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub wait_timeout: std::time::Duration,
+    /// Kube: do not wait for rollouts.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// `500ms`, `90s`, `5m`, `1h`, or plain seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (as `90s`, `5m`)"))?;
+    let ms = match unit {
+        "ms" => n,
+        "" | "s" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        _ => return Err(format!("`{s}` has an unknown unit (use ms, s, m or h)")),
+    };
+    Ok(std::time::Duration::from_millis(ms))
 }

@@ -6,9 +6,11 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use crate::cli::{Cli, Command, Format, PlanArgs, PlaneArg, RenderArgs};
+use crate::apply;
+use crate::backend::kube::{Connect, Kube};
+use crate::cli::{ApplyArgs, Cli, Command, Format, PlanArgs, PlaneArg, RenderArgs};
 use crate::error::Error;
-use crate::plan::{self, Live};
+use crate::plan::{self, Live, Plan};
 use crate::render::{self, Templates};
 use crate::resource::{Desired, ResourceId};
 use crate::stack::{self, LoadedStack, Plane};
@@ -46,6 +48,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode, Error> {
         }
         Command::Render(args) => render_cmd(cli, args),
         Command::Plan(args) => plan_cmd(cli, args, out_styles),
+        Command::Apply(args) => apply_cmd(cli, args, out_styles),
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,
@@ -170,25 +173,189 @@ fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Erro
     } else if args.offline {
         Live::default()
     } else {
-        return Err(Error::Usage(
-            "`labctl plan` compares with the live cluster and host only through `apply`'s backends; \
-             pass `--offline` (against nothing) or `--base <rev>` (against a git revision)"
-                .into(),
-        ));
+        plan::kube::prepare_all(&mut desired);
+        let rt = runtime()?;
+        observe(cli, &loaded, &mut desired, args.plane, args.server_dry_run, &rt)?.live
     };
-    let plan = plan::diff(&desired, &live);
+    let plan = plan_of(&loaded, &desired, &live, args.prune_volumes);
     let text = match args.output {
         Format::Human => view::render_plan_human(&plan, styles),
         Format::Json => view::render_plan_json(&plan),
     };
+    print(&text)?;
+    if args.detailed_exitcode && !plan.is_empty() {
+        return Ok(ExitCode::from(EXIT_CHANGES));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The plan: the pure diff, with volumes and protected components kept unless asked.
+fn plan_of(loaded: &LoadedStack, desired: &Desired, live: &Live, prune_volumes: bool) -> Plan {
+    let mut plan = plan::diff(desired, live);
+    let protected = plan::kube::protected_components(&loaded.stack);
+    plan::kube::keep_volumes(&mut plan, &protected, prune_volumes);
+    plan
+}
+
+fn print(text: &str) -> Result<(), Error> {
     std::io::stdout()
         .write_all(text.as_bytes())
         .map_err(|source| Error::Write {
             path: "<stdout>".into(),
             source,
-        })?;
-    if args.detailed_exitcode && !plan.is_empty() {
-        return Ok(ExitCode::from(EXIT_CHANGES));
+        })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Backend {
+            plane: "labctl",
+            step: "start the async runtime".into(),
+            message: e.to_string(),
+        })
+}
+
+/// The live world as the backends see it, and the connections apply goes on with.
+struct Observed {
+    live: Live,
+    kube: Option<Kube>,
+}
+
+/// Observe the planes `plane` selects, kube first. Planes this build cannot observe are dropped
+/// from `desired` with a line on stderr saying so: never silently.
+fn observe(
+    cli: &Cli,
+    loaded: &LoadedStack,
+    desired: &mut Desired,
+    plane: Option<PlaneArg>,
+    server_dry_run: bool,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Observed, Error> {
+    let mut live = Live::default();
+    let mut kube = None;
+    if plane != Some(PlaneArg::Systemd) {
+        let started = std::time::Instant::now();
+        let k = rt.block_on(Kube::connect(&Connect {
+            kubeconfig: cli.kubeconfig.clone(),
+            context: cli.context.clone(),
+        }))?;
+        let l = rt.block_on(apply::kube::observe(
+            &k,
+            &loaded.stack.stack.name,
+            desired,
+            server_dry_run,
+        ))?;
+        if cli.verbose {
+            eprintln!("{}", phase_line(&k, Default::default(), started, "observe"));
+        }
+        live.objects.extend(l.objects);
+        kube = Some(k);
     }
-    Ok(ExitCode::SUCCESS)
+    if plane != Some(PlaneArg::Kube) && count(desired, Plane::Systemd) > 0 {
+        eprintln!("systemd: not planned: the systemd backend is not part of this build; use `--plane kube`");
+        desired.objects.retain(|id, _| id.plane() != Plane::Systemd);
+    }
+    Ok(Observed { live, kube })
+}
+
+/// `kube: 12 API requests in 85 ms (observe)`: requests since `before`, wall time since `started`.
+fn phase_line(
+    k: &Kube,
+    before: crate::backend::Stats,
+    started: std::time::Instant,
+    phase: &str,
+) -> String {
+    let mut spent = k.stats().since(before);
+    spent.elapsed = started.elapsed();
+    format!("{} ({phase})", spent.line("kube", "API requests"))
+}
+
+fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Error> {
+    let loaded = stack::load(&cli.stack)?;
+    let mut desired = desired_for(&loaded)?;
+    keep_plane(&mut desired, args.plane);
+    plan::kube::prepare_all(&mut desired);
+    let rt = runtime()?;
+    let observed = observe(
+        cli,
+        &loaded,
+        &mut desired,
+        args.plane,
+        args.server_dry_run,
+        &rt,
+    )?;
+    let plan = plan_of(&loaded, &desired, &observed.live, args.prune_volumes);
+    print(&view::render_plan_human(&plan, styles))?;
+    if plan.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let opts = apply::kube::Options {
+        force_conflicts: args.force_conflicts,
+        allow_replace: args.allow_replace,
+    };
+    apply::check_adopt(&plan, args.adopt)?;
+    apply::kube::check(&plan, &desired, opts)?;
+    if !args.yes {
+        confirm()?;
+    }
+    if let Some(k) = &observed.kube {
+        let mut report = |line: String| eprintln!("{line}");
+        let (before, started) = (k.stats(), std::time::Instant::now());
+        let result = rt.block_on(apply::kube::apply(&plan, &desired, k, opts, &mut report));
+        if cli.verbose {
+            eprintln!("{}", phase_line(k, before, started, "apply"));
+        }
+        let workloads = result?;
+        if !args.no_wait {
+            let (before, started) = (k.stats(), std::time::Instant::now());
+            let tty = std::io::stderr().is_terminal();
+            let result = rt.block_on(apply::kube::wait(
+                k,
+                &workloads,
+                args.wait_timeout,
+                tty,
+                &mut report,
+            ));
+            if cli.verbose {
+                eprintln!("{}", phase_line(k, before, started, "wait"));
+            }
+            result?;
+        }
+    }
+    let s = plan.summary();
+    eprintln!(
+        "Apply complete: {} added, {} changed, {} destroyed.",
+        s.add, s.change, s.destroy
+    );
+    Ok(if args.detailed_exitcode {
+        ExitCode::from(EXIT_CHANGES)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Ask on the terminal; without one, refuse rather than guess.
+fn confirm() -> Result<(), Error> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Usage(
+            "refusing to apply without confirmation: stdin is not a terminal; pass `--yes` to apply"
+                .into(),
+        ));
+    }
+    eprint!("\nApply these changes? Only `yes` is accepted: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|source| Error::Read {
+            path: "<stdin>".into(),
+            source,
+        })?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(Error::Usage("apply cancelled: nothing was changed".into()))
+    }
 }

@@ -111,18 +111,26 @@ fn updated(want: &DesiredObject, have: &LiveObject) -> Change {
         notes: Vec::new(),
     };
     if !have.owned {
-        c.notes
-            .push("exists but is not managed by this stack".into());
+        c.notes.push(
+            "exists but is not managed by this stack: apply takes it over only with `--adopt`"
+                .into(),
+        );
     }
     if want.content == have.content && have.owned {
         return c;
     }
     c.before = Some(shown(&want.id, &have.content, None));
     c.after = Some(shown(&want.id, &want.content, Some(&have.content)));
-    c.action = Action::Update;
+    c.action = if have.owned {
+        Action::Update
+    } else {
+        Action::Adopt
+    };
     match (&want.content, &have.content) {
         (Content::Kube(new), Content::Kube(old)) => {
-            if let Some(why) = immutable_change(&want.id, old, new) {
+            if have.owned
+                && let Some(why) = immutable_change(&want.id, old, new)
+            {
                 c.action = Action::Replace;
                 c.notes.push(why);
             }

@@ -1,6 +1,7 @@
 //! The plan: pure data saying what apply would do, and the pure function that computes it.
 
 mod diff;
+pub mod kube;
 mod redact;
 
 use serde::Serialize;
@@ -22,6 +23,8 @@ pub enum Action {
     Delete,
     /// It must be deleted and created again (an immutable field changed).
     Replace,
+    /// It exists but this stack does not own it: apply takes it over only with `--adopt`.
+    Adopt,
     /// Nothing changes.
     NoOp,
 }
@@ -34,6 +37,7 @@ impl Action {
             Action::Update => "~",
             Action::Delete => "-",
             Action::Replace => "±",
+            Action::Adopt => "!",
             Action::NoOp => " ",
         }
     }
@@ -45,6 +49,7 @@ impl Action {
             Action::Update => "updated",
             Action::Delete => "destroyed",
             Action::Replace => "replaced",
+            Action::Adopt => "adopted",
             Action::NoOp => "left as is",
         }
     }
@@ -139,7 +144,7 @@ impl Plan {
         for c in self.actionable() {
             match c.action {
                 Action::Create => s.add += 1,
-                Action::Update => s.change += 1,
+                Action::Update | Action::Adopt => s.change += 1,
                 Action::Delete => s.destroy += 1,
                 Action::Replace => {
                     s.add += 1;

@@ -27,6 +27,7 @@ pub fn render_plan_human(plan: &Plan, s: Styles) -> String {
             Action::Update => "update in-place",
             Action::Delete => "destroy",
             Action::Replace => "destroy and then create replacement",
+            Action::Adopt => "adopt: take over what this stack does not own (needs `--adopt`)",
             Action::NoOp => continue,
         };
         out.push_str(&format!("  {} {what}\n", glyph(*a, s)));
@@ -54,6 +55,7 @@ fn glyph(a: Action, s: Styles) -> String {
         Action::Update => s.yellow(a.glyph()),
         Action::Delete => s.red(a.glyph()),
         Action::Replace => s.yellow(a.glyph()),
+        Action::Adopt => s.red(a.glyph()),
         Action::NoOp => a.glyph().into(),
     }
 }

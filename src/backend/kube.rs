@@ -1,0 +1,375 @@
+//! The Kubernetes backend: the only module that imports `kube`. It connects, discovers once,
+//! lists, gets, applies and deletes, and counts every request; it decides nothing (what to
+//! compare, apply or prune is decided in [`crate::plan::kube`] and [`crate::plan::diff`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kube::api::{DeleteParams, GetParams, ListParams, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::Request;
+use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
+use kube::{Client, Config};
+use serde_json::Value;
+
+use super::Stats;
+use crate::error::Error;
+use crate::plan::kube::FIELD_MANAGER;
+use crate::resource::ResourceId;
+
+/// How to reach the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct Connect {
+    /// A kubeconfig file (`--kubeconfig`); otherwise `KUBECONFIG`, `~/.kube/config`, then the
+    /// in-cluster service account.
+    pub kubeconfig: Option<PathBuf>,
+    /// A context in the kubeconfig other than its current one (`--context`).
+    pub context: Option<String>,
+}
+
+/// A connected, discovered cluster.
+pub struct Kube {
+    client: Client,
+    discovery: Discovery,
+    stats: Mutex<Stats>,
+}
+
+/// Everything observed for one plan: raw live objects by id, as the server returned them.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// Objects carrying the stack's labels (from the LISTs), and desired objects that exist
+    /// without them (from GETs).
+    pub objects: BTreeMap<ResourceId, Value>,
+    /// Desired kinds the server does not serve (yet: a CRD applied in the same run defines
+    /// them); their objects are planned as creations.
+    pub unknown_kinds: BTreeSet<(String, String)>,
+}
+
+fn backend(step: impl Into<String>, message: impl ToString) -> Error {
+    Error::Backend {
+        plane: "kube",
+        step: step.into(),
+        message: message.to_string(),
+    }
+}
+
+/// An API error's text: for a server-side apply conflict, each conflicting field with its
+/// manager, as `.data.greeting` (owned by `other-tool`).
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => {
+            let causes: Vec<String> = status
+                .details
+                .as_ref()
+                .map(|d| {
+                    d.causes
+                        .iter()
+                        .filter(|c| c.reason == "FieldManagerConflict")
+                        .map(|c| {
+                            let manager = c
+                                .message
+                                .strip_prefix("conflict with ")
+                                .unwrap_or(&c.message)
+                                .trim_matches('"');
+                            let manager = manager.split('"').next().unwrap_or(manager);
+                            format!("`{}` is owned by field manager `{manager}`", c.field)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if status.code == 409 && !causes.is_empty() {
+                format!(
+                    "conflict: {}; pass `--force-conflicts` to take ownership",
+                    causes.join(", ")
+                )
+            } else {
+                format!("{} ({})", status.message, status.code)
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+impl Kube {
+    /// Connect and run discovery (aggregated: two requests; older servers: one per group version).
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when no configuration is found, the kubeconfig or context is invalid,
+    /// or the server cannot be reached.
+    pub async fn connect(how: &Connect) -> Result<Self, Error> {
+        let started = Instant::now();
+        let options = KubeConfigOptions {
+            context: how.context.clone(),
+            ..Default::default()
+        };
+        let config = match &how.kubeconfig {
+            Some(path) => {
+                let kc = Kubeconfig::read_from(path)
+                    .map_err(|e| backend(format!("read kubeconfig `{}`", path.display()), e))?;
+                Config::from_custom_kubeconfig(kc, &options)
+                    .await
+                    .map_err(|e| backend(format!("load kubeconfig `{}`", path.display()), e))?
+            }
+            None if how.context.is_some() => Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| backend("load kubeconfig", e))?,
+            None => Config::infer()
+                .await
+                .map_err(|e| backend("find a cluster (KUBECONFIG, ~/.kube/config, in-cluster)", e))?,
+        };
+        let server = config.cluster_url.to_string();
+        let client = Client::try_from(config).map_err(|e| backend("create the client", e))?;
+        let mut calls = 2;
+        let discovery = match Discovery::new(client.clone()).run_aggregated().await {
+            Ok(d) => d,
+            Err(_) => {
+                let d = Discovery::new(client.clone())
+                    .run()
+                    .await
+                    .map_err(|e| backend(format!("discover the API of `{server}`"), e))?;
+                calls += 2 + d.groups().map(|g| g.versions().count() as u64).sum::<u64>();
+                d
+            }
+        };
+        Ok(Kube {
+            client,
+            discovery,
+            stats: Mutex::new(Stats {
+                calls,
+                elapsed: started.elapsed(),
+            }),
+        })
+    }
+
+    /// Requests sent and time spent since connecting.
+    pub fn stats(&self) -> Stats {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn send(&self, step: &str, req: http::Request<Vec<u8>>) -> Result<Value, kube::Error> {
+        let started = Instant::now();
+        let out = self.client.request::<Value>(req).await;
+        let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        s.calls += 1;
+        s.elapsed += started.elapsed();
+        drop(s);
+        let _ = step;
+        out
+    }
+
+    /// The served resource for an apiVersion and kind.
+    pub fn resource(&self, api_version: &str, kind: &str) -> Option<(ApiResource, ApiCapabilities)> {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        self.discovery
+            .get(group)?
+            .versioned_resources(version)
+            .into_iter()
+            .find(|(r, _)| r.kind == kind)
+    }
+
+    fn request_for(&self, id: &ResourceId) -> Result<(Request, String), Error> {
+        let ResourceId::Kube {
+            namespace,
+            kind,
+            name,
+            api_version,
+        } = id
+        else {
+            return Err(backend(format!("address {id}"), "not a kube object"));
+        };
+        let (ar, caps) = self
+            .resource(api_version, kind)
+            .ok_or_else(|| backend(format!("address {id}"), format!("the server does not serve `{api_version}` `{kind}`")))?;
+        let ns = match caps.scope {
+            Scope::Namespaced => namespace.as_deref(),
+            Scope::Cluster => None,
+        };
+        Ok((Request::new(url_path(&ar, ns)), name.clone()))
+    }
+
+    /// Observe the stack: one LIST per kind in `kinds` with the stack's `selector`, across all
+    /// namespaces, then one GET for each id in `desired` the lists did not return (skipped when
+    /// its namespace is itself desired and absent: nothing can exist in it).
+    ///
+    /// # Errors
+    /// [`Error::Backend`] naming the LIST or GET that failed.
+    pub async fn observe(
+        &self,
+        selector: &str,
+        kinds: &BTreeSet<(String, String)>,
+        desired: &[ResourceId],
+    ) -> Result<Observed, Error> {
+        let mut out = Observed::default();
+        let lp = ListParams::default().labels(selector);
+        for (api_version, kind) in kinds {
+            let Some((ar, _)) = self.resource(api_version, kind) else {
+                out.unknown_kinds
+                    .insert((api_version.clone(), kind.clone()));
+                continue;
+            };
+            let step = format!("list {}", ar.plural);
+            let req = Request::new(url_path(&ar, None))
+                .list(&lp)
+                .map_err(|e| backend(&step, e))?;
+            let list = self
+                .send(&step, req)
+                .await
+                .map_err(|e| backend(&step, api_message(&e)))?;
+            for mut item in list["items"].as_array().cloned().unwrap_or_default() {
+                // LIST items carry no apiVersion/kind of their own.
+                item["apiVersion"] = Value::String(ar.api_version.clone());
+                item["kind"] = Value::String(ar.kind.clone());
+                if let Some(id) = crate::plan::kube::id_of(&item) {
+                    out.objects.insert(id, item);
+                }
+            }
+        }
+        let absent_namespaces: BTreeSet<&str> = desired
+            .iter()
+            .filter(|id| id.kind() == Some("Namespace") && !out.objects.contains_key(*id))
+            .filter_map(|id| match id {
+                ResourceId::Kube { name, .. } => Some(name.as_str()),
+                ResourceId::Systemd { .. } => None,
+            })
+            .collect();
+        let mut gone_namespaces = BTreeSet::new();
+        // Namespaces first, so their absence spares the GETs of everything in them.
+        let mut order: Vec<&ResourceId> = desired.iter().collect();
+        order.sort_by_key(|id| id.kind() != Some("Namespace"));
+        for id in order {
+            if out.objects.contains_key(id) {
+                continue;
+            }
+            let ResourceId::Kube {
+                namespace,
+                kind,
+                api_version,
+                ..
+            } = id
+            else {
+                continue;
+            };
+            if out
+                .unknown_kinds
+                .contains(&(api_version.clone(), kind.clone()))
+                || self.resource(api_version, kind).is_none()
+            {
+                continue;
+            }
+            if let Some(ns) = namespace
+                && absent_namespaces.contains(ns.as_str())
+                && gone_namespaces.contains(ns.as_str())
+            {
+                continue;
+            }
+            match self.get(id).await? {
+                Some(obj) => {
+                    out.objects.insert(id.clone(), obj);
+                }
+                None => {
+                    if let (Some("Namespace"), ResourceId::Kube { name, .. }) = (id.kind(), id) {
+                        gone_namespaces.insert(name.clone());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// GET one object; `None` when it does not exist.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] for any failure but 404.
+    pub async fn get(&self, id: &ResourceId) -> Result<Option<Value>, Error> {
+        let step = format!("get {id}");
+        let (r, name) = self.request_for(id)?;
+        let req = r
+            .get(&name, &GetParams::default())
+            .map_err(|e| backend(&step, e))?;
+        match self.send(&step, req).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(backend(step, api_message(&e))),
+        }
+    }
+
+    /// Server-side apply `obj` as field manager `labctl`: `force` takes ownership of conflicting
+    /// fields, `dry_run` asks the server what the result would be without storing it.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] with the server's reason; for a conflict, each field and its manager.
+    pub async fn apply(
+        &self,
+        id: &ResourceId,
+        obj: &Value,
+        force: bool,
+        dry_run: bool,
+    ) -> Result<Value, Error> {
+        let step = format!(
+            "{} {id}",
+            if dry_run { "dry-run apply" } else { "apply" }
+        );
+        let (r, name) = self.request_for(id)?;
+        let mut pp = PatchParams::apply(FIELD_MANAGER);
+        pp.force = force;
+        pp.dry_run = dry_run;
+        let req = r
+            .patch(&name, &pp, &Patch::Apply(obj))
+            .map_err(|e| backend(&step, e))?;
+        self.send(&step, req)
+            .await
+            .map_err(|e| backend(step, api_message(&e)))
+    }
+
+    /// DELETE one object (background propagation, as kubectl); absent already is fine.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] with the server's reason.
+    pub async fn delete(&self, id: &ResourceId) -> Result<(), Error> {
+        let step = format!("delete {id}");
+        let (r, name) = self.request_for(id)?;
+        let req = r
+            .delete(&name, &DeleteParams::background())
+            .map_err(|e| backend(&step, e))?;
+        match self.send(&step, req).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(backend(step, api_message(&e))),
+        }
+    }
+
+    /// Poll until an object is gone (a delete with finalizers takes time), at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when it is still there after `timeout`.
+    pub async fn wait_gone(&self, id: &ResourceId, timeout: Duration) -> Result<(), Error> {
+        let until = Instant::now() + timeout;
+        loop {
+            if self.get(id).await?.is_none() {
+                return Ok(());
+            }
+            if Instant::now() > until {
+                return Err(backend(
+                    format!("replace {id}"),
+                    format!("still being deleted after {} s", timeout.as_secs()),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn url_path(ar: &ApiResource, namespace: Option<&str>) -> String {
+    let ns = namespace.map(|n| format!("namespaces/{n}/")).unwrap_or_default();
+    if ar.group.is_empty() {
+        format!("/api/{}/{ns}{}", ar.version, ar.plural)
+    } else {
+        format!("/apis/{}/{}/{ns}{}", ar.group, ar.version, ar.plural)
+    }
+}
