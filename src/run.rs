@@ -175,7 +175,15 @@ fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Erro
     } else {
         plan::kube::prepare_all(&mut desired);
         let rt = runtime()?;
-        observe(cli, &loaded, &mut desired, args.plane, args.server_dry_run, &rt)?.live
+        observe(
+            cli,
+            &loaded,
+            &mut desired,
+            args.plane,
+            args.server_dry_run,
+            &rt,
+        )?
+        .live
     };
     let plan = plan_of(&loaded, &desired, &live, args.prune_volumes);
     let text = match args.output {
@@ -254,7 +262,9 @@ fn observe(
         kube = Some(k);
     }
     if plane != Some(PlaneArg::Kube) && count(desired, Plane::Systemd) > 0 {
-        eprintln!("systemd: not planned: the systemd backend is not part of this build; use `--plane kube`");
+        eprintln!(
+            "systemd: not planned: the systemd backend is not part of this build; use `--plane kube`"
+        );
         desired.objects.retain(|id, _| id.plane() != Plane::Systemd);
     }
     Ok(Observed { live, kube })

@@ -109,11 +109,7 @@ pub fn check(plan: &Plan, desired: &Desired, opts: Options) -> Result<(), Error>
     }
     let mut unset = Vec::new();
     for c in kube_changes(plan).filter(|c| c.action != Action::Delete) {
-        if let Some(obj) = desired
-            .objects
-            .get(&c.id)
-            .and_then(|o| o.content.as_kube())
-        {
+        if let Some(obj) = desired.objects.get(&c.id).and_then(|o| o.content.as_kube()) {
             for s in unset_secrets(obj, SECRET_NAMES) {
                 unset.push(format!("`{s}` (in `{}`)", c.id));
             }
@@ -160,11 +156,7 @@ pub async fn apply(
     writes.sort_by_key(|c| rank(c));
     let mut workloads = Vec::new();
     for c in writes {
-        let Some(obj) = desired
-            .objects
-            .get(&c.id)
-            .and_then(|o| o.content.as_kube())
-        else {
+        let Some(obj) = desired.objects.get(&c.id).and_then(|o| o.content.as_kube()) else {
             continue;
         };
         let verb = match c.action {
@@ -313,7 +305,7 @@ fn clear(pending: &BTreeMap<ResourceId, (Option<ProgressBar>, String)>) {
 
 fn human(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 60 && s % 60 == 0 {
+    if s >= 60 && s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else if d.subsec_millis() == 0 {
         format!("{s}s")

@@ -119,9 +119,9 @@ impl Kube {
             None if how.context.is_some() => Config::from_kubeconfig(&options)
                 .await
                 .map_err(|e| backend("load kubeconfig", e))?,
-            None => Config::infer()
-                .await
-                .map_err(|e| backend("find a cluster (KUBECONFIG, ~/.kube/config, in-cluster)", e))?,
+            None => Config::infer().await.map_err(|e| {
+                backend("find a cluster (KUBECONFIG, ~/.kube/config, in-cluster)", e)
+            })?,
         };
         let server = config.cluster_url.to_string();
         let client = Client::try_from(config).map_err(|e| backend("create the client", e))?;
@@ -164,7 +164,11 @@ impl Kube {
     }
 
     /// The served resource for an apiVersion and kind.
-    pub fn resource(&self, api_version: &str, kind: &str) -> Option<(ApiResource, ApiCapabilities)> {
+    pub fn resource(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Option<(ApiResource, ApiCapabilities)> {
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
         self.discovery
             .get(group)?
@@ -183,9 +187,12 @@ impl Kube {
         else {
             return Err(backend(format!("address {id}"), "not a kube object"));
         };
-        let (ar, caps) = self
-            .resource(api_version, kind)
-            .ok_or_else(|| backend(format!("address {id}"), format!("the server does not serve `{api_version}` `{kind}`")))?;
+        let (ar, caps) = self.resource(api_version, kind).ok_or_else(|| {
+            backend(
+                format!("address {id}"),
+                format!("the server does not serve `{api_version}` `{kind}`"),
+            )
+        })?;
         let ns = match caps.scope {
             Scope::Namespaced => namespace.as_deref(),
             Scope::Cluster => None,
@@ -311,10 +318,7 @@ impl Kube {
         force: bool,
         dry_run: bool,
     ) -> Result<Value, Error> {
-        let step = format!(
-            "{} {id}",
-            if dry_run { "dry-run apply" } else { "apply" }
-        );
+        let step = format!("{} {id}", if dry_run { "dry-run apply" } else { "apply" });
         let (r, name) = self.request_for(id)?;
         let mut pp = PatchParams::apply(FIELD_MANAGER);
         pp.force = force;
@@ -366,7 +370,9 @@ impl Kube {
 }
 
 fn url_path(ar: &ApiResource, namespace: Option<&str>) -> String {
-    let ns = namespace.map(|n| format!("namespaces/{n}/")).unwrap_or_default();
+    let ns = namespace
+        .map(|n| format!("namespaces/{n}/"))
+        .unwrap_or_default();
     if ar.group.is_empty() {
         format!("/api/{}/{ns}{}", ar.version, ar.plural)
     } else {

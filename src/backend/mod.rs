@@ -17,7 +17,11 @@ pub struct Stats {
 impl Stats {
     /// The `-v` line, as `kube: 12 API requests in 85 ms`.
     pub fn line(&self, plane: &str, what: &str) -> String {
-        format!("{plane}: {} {what} in {} ms", self.calls, self.elapsed.as_millis())
+        format!(
+            "{plane}: {} {what} in {} ms",
+            self.calls,
+            self.elapsed.as_millis()
+        )
     }
 
     /// What was spent since `before`.

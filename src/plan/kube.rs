@@ -288,8 +288,7 @@ fn element_matches_want(pe: &str, item: &Value, index: usize) -> bool {
         let Ok(Value::Object(keys)) = serde_json::from_str::<Value>(keys) else {
             return false;
         };
-        keys.iter()
-            .all(|(k, v)| item.get(k).is_none_or(|x| x == v))
+        keys.iter().all(|(k, v)| item.get(k).is_none_or(|x| x == v))
     } else {
         element_matches(pe, item, index)
     }
@@ -423,18 +422,15 @@ pub fn rollout(obj: &Value) -> Rollout {
         .map(|a| a.iter().collect())
         .unwrap_or_default();
     let unready = || {
-        conditions
-            .iter()
-            .find(|c| c["status"] != "True")
-            .map(|c| {
-                format!(
-                    "{}={} ({}): {}",
-                    c["type"].as_str().unwrap_or("?"),
-                    c["status"].as_str().unwrap_or("?"),
-                    c["reason"].as_str().unwrap_or(""),
-                    c["message"].as_str().unwrap_or("")
-                )
-            })
+        conditions.iter().find(|c| c["status"] != "True").map(|c| {
+            format!(
+                "{}={} ({}): {}",
+                c["type"].as_str().unwrap_or("?"),
+                c["status"].as_str().unwrap_or("?"),
+                c["reason"].as_str().unwrap_or(""),
+                c["message"].as_str().unwrap_or("")
+            )
+        })
     };
     let kind = obj["kind"].as_str().unwrap_or_default();
     if observed < generation {

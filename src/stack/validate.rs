@@ -594,9 +594,9 @@ pub fn image_ref(s: &str) -> Result<(), String> {
     let mut parts: Vec<&str> = repo.split('/').collect();
     if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
         let host = parts.remove(0);
-        let host_ok = host.split_once(':').is_none_or(|(_, port)| {
-            !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
-        });
+        let host_ok = host
+            .split_once(':')
+            .is_none_or(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
         if !host_ok {
             return Err(format!("registry `{host}` is malformed"));
         }

@@ -11,10 +11,12 @@ use crate::resource::ResourceId;
 /// The human plan: legend, each change with its diff, and the summary line last.
 pub fn render_plan_human(plan: &Plan, s: Styles) -> String {
     if plan.is_empty() {
-        return format!(
+        let mut out = format!(
             "{}\n",
             s.bold("No changes.") + " The stack matches the live state."
         );
+        quiet_notes(&mut out, plan, s);
+        return out;
     }
     let mut out = String::new();
     let mut used: Vec<Action> = plan.actionable().map(|c| c.action).collect();
@@ -37,6 +39,7 @@ pub fn render_plan_human(plan: &Plan, s: Styles) -> String {
         out.push('\n');
         change(&mut out, c, s);
     }
+    quiet_notes(&mut out, plan, s);
     let Summary {
         add,
         change,
@@ -47,6 +50,24 @@ pub fn render_plan_human(plan: &Plan, s: Styles) -> String {
         s.bold("Plan:")
     ));
     out
+}
+
+/// Notes on resources that need no action (a volume kept from pruning) still matter to the reader.
+fn quiet_notes(out: &mut String, plan: &Plan, s: Styles) {
+    let quiet: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::NoOp && !c.notes.is_empty())
+        .collect();
+    if quiet.is_empty() {
+        return;
+    }
+    out.push_str("\nNotes on resources without changes:\n");
+    for c in quiet {
+        for n in &c.notes {
+            out.push_str(&format!("  {}\n", s.dim(&format!("# {}: {n}", c.id))));
+        }
+    }
 }
 
 fn glyph(a: Action, s: Styles) -> String {

@@ -1,0 +1,799 @@
+//! The Kubernetes plane, end to end: the real `labctl` binary against the project's test API
+//! server (`labctl-testapi`). Every apply is followed by a plan that must say `No changes.`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{BARE, Stack, run};
+use labctl_testapi::{Options, TestApiServer};
+use serde_json::{Value, json};
+
+/// A kube-only test stack: the built-in components disabled, plus `[kube.extra.*]` tables.
+fn stack(extra: &str) -> Stack {
+    Stack::new(&format!("{BARE}\n{extra}"))
+}
+
+const WEB: &str = r#"[kube.extra.web]
+values = { image = "nginx:1", replicas = 2, greeting = "hi", farewell = "bye" }
+"#;
+
+const WEB_TEMPLATE: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-config
+data:
+  greeting: "{{ c.values.greeting }}"
+  farewell: "{{ c.values.farewell }}"
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: {{ c.values.replicas }}
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: web
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: web
+    spec:
+      containers:
+        - name: web
+          image: "{{ c.values.image }}"
+          ports:
+            - containerPort: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector:
+    app.kubernetes.io/name: web
+  ports:
+    - port: 80
+"#;
+
+fn web() -> Stack {
+    let s = stack(WEB);
+    s.file("templates/web/web.yaml", WEB_TEMPLATE);
+    s
+}
+
+fn server(auto_rollout: bool) -> TestApiServer {
+    TestApiServer::start_blocking(Options {
+        auto_rollout,
+        ..Options::default()
+    })
+    .expect("test API server")
+}
+
+/// `labctl --kubeconfig <srv> --plane kube <args>` on a stack.
+fn labctl(s: &Stack, srv: &TestApiServer, args: &[&str]) -> assert_cmd::Command {
+    let mut c = s.labctl(&[]);
+    c.arg("--kubeconfig").arg(srv.kubeconfig_path());
+    c.args(args);
+    c.args(["--plane", "kube"]);
+    c
+}
+
+fn apply(s: &Stack, srv: &TestApiServer, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["apply", "--yes"];
+    args.extend_from_slice(extra);
+    run(labctl(s, srv, &args))
+}
+
+fn plan(s: &Stack, srv: &TestApiServer, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["plan"];
+    args.extend_from_slice(extra);
+    run(labctl(s, srv, &args))
+}
+
+/// Apply must succeed and a new plan must be empty.
+#[track_caller]
+fn converge(s: &Stack, srv: &TestApiServer, extra: &[&str]) -> String {
+    let (code, out, err) = apply(s, srv, extra);
+    assert_eq!(code, 0, "apply failed\nstdout:\n{out}\nstderr:\n{err}");
+    assert_no_changes(s, srv);
+    err
+}
+
+#[track_caller]
+fn assert_no_changes(s: &Stack, srv: &TestApiServer) {
+    let (code, out, err) = plan(s, srv, &["--detailed-exitcode"]);
+    assert_eq!(
+        code, 0,
+        "plan after apply is not empty\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    assert!(out.starts_with("No changes."), "{out}");
+}
+
+#[test]
+fn apply_to_an_empty_server_converges() {
+    let srv = server(true);
+    let s = web();
+    let (code, out, _) = plan(&s, &srv, &["--detailed-exitcode"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("Plan: 4 to add, 0 to change, 0 to destroy."),
+        "{out}"
+    );
+    let err = converge(&s, &srv, &[]);
+    assert!(err.contains("Deployment lab/web: rolled out"), "{err}");
+    let cm = srv.get("v1", "ConfigMap", "lab", "web-config").unwrap();
+    assert_eq!(cm["metadata"]["labels"]["app.kubernetes.io/part-of"], "lab");
+    assert_eq!(
+        cm["metadata"]["managedFields"][0]["manager"], "labctl",
+        "applied with field manager labctl"
+    );
+    // A second apply is a no-op that sends nothing but the observation.
+    let (code, out, _) = apply(&s, &srv, &[]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("No changes."), "{out}");
+}
+
+#[test]
+fn observing_costs_one_list_per_kind_not_one_request_per_object() {
+    let srv = server(true);
+    let s = web();
+    let many: String = (0..40)
+        .map(|i| {
+            format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra-{i}\ndata:\n  i: \"{i}\"\n")
+        })
+        .collect();
+    s.file("templates/web/many.yaml", &many);
+    converge(&s, &srv, &[]);
+    srv.reset_requests();
+    let (code, _, err) = plan(&s, &srv, &["-v"]);
+    assert_eq!(code, 0);
+    let requests = srv.requests();
+    assert!(
+        requests <= 15,
+        "{requests} requests: {:?}",
+        srv.request_counts()
+    );
+    assert!(
+        err.contains(&format!("kube: {requests} API requests in ")),
+        "-v reports what the server counted ({requests}):\n{err}"
+    );
+    assert_eq!(srv.requests_to("GET", "/api/v1/configmaps"), 1);
+}
+
+#[test]
+fn a_changed_configmap_key_shows_only_that_key() {
+    let srv = server(true);
+    let s = web();
+    converge(&s, &srv, &[]);
+    s.file(
+        "stack.toml",
+        &format!(
+            "{BARE}\n{}",
+            WEB.replace("greeting = \"hi\"", "greeting = \"hello\"")
+        ),
+    );
+    let (code, out, err) = plan(&s, &srv, &["--detailed-exitcode"]);
+    assert_eq!(code, 2, "{out}{err}");
+    let changed: Vec<&str> = out
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| (l.starts_with("- ") || l.starts_with("+ ")) && !l.starts_with("+ create"))
+        .collect();
+    assert_eq!(
+        changed,
+        ["-   greeting: hi", "+   greeting: hello"],
+        "{out}"
+    );
+    assert!(
+        out.contains("# ConfigMap lab/web-config will be updated"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{out}"
+    );
+    converge(&s, &srv, &[]);
+    let cm = srv.get("v1", "ConfigMap", "lab", "web-config").unwrap();
+    assert_eq!(cm["data"]["greeting"], "hello");
+}
+
+#[test]
+fn server_set_fields_never_show_and_a_dropped_field_shows_as_removed() {
+    let srv = server(true);
+    let s = web();
+    converge(&s, &srv, &[]);
+    // A controller annotates and another tool labels: neither is labctl's.
+    let mut d = srv.get("apps/v1", "Deployment", "lab", "web").unwrap();
+    d["metadata"]["annotations"] = json!({"deployment.kubernetes.io/revision": "3"});
+    srv.update_as("kube-controller-manager", d).unwrap();
+    assert_no_changes(&s, &srv);
+    // labctl stops setting `farewell`: it shows as removed, and apply removes it.
+    s.file(
+        "templates/web/web.yaml",
+        &WEB_TEMPLATE.replace("  farewell: \"{{ c.values.farewell }}\"\n", ""),
+    );
+    let (_, out, _) = plan(&s, &srv, &[]);
+    assert!(out.contains("-   farewell: bye"), "{out}");
+    converge(&s, &srv, &[]);
+    let cm = srv.get("v1", "ConfigMap", "lab", "web-config").unwrap();
+    assert!(cm["data"].get("farewell").is_none(), "{cm}");
+}
+
+#[test]
+fn a_conflict_names_the_other_manager_and_the_field() {
+    let srv = server(true);
+    let s = web();
+    converge(&s, &srv, &[]);
+    srv.apply_with(
+        "other-tool",
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "web-config", "namespace": "lab"},
+               "data": {"greeting": "theirs"}}),
+        true,
+    )
+    .unwrap();
+    let (_, out, _) = plan(&s, &srv, &[]);
+    assert!(
+        out.contains("-   greeting: theirs") && out.contains("+   greeting: hi"),
+        "{out}"
+    );
+    let (code, _, err) = apply(&s, &srv, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("ConfigMap lab/web-config"), "{err}");
+    assert!(
+        err.contains("`.data.greeting` is owned by field manager `other-tool`"),
+        "{err}"
+    );
+    assert!(err.contains("--force-conflicts"), "{err}");
+    converge(&s, &srv, &["--force-conflicts"]);
+}
+
+const DB: &str = r#"[kube.extra.db]
+values = { size = "1Gi" }
+"#;
+
+const DB_TEMPLATE: &str = r#"apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: db-data
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: local-path
+  resources:
+    requests:
+      storage: {{ c.values.size }}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: db-config
+data:
+  max_connections: "100"
+"#;
+
+#[test]
+fn a_removed_component_is_pruned_but_its_volume_stays() {
+    let srv = server(true);
+    let s = stack(&format!("{WEB}{DB}"));
+    s.file("templates/web/web.yaml", WEB_TEMPLATE);
+    s.file("templates/db/db.yaml", DB_TEMPLATE);
+    converge(&s, &srv, &[]);
+    assert!(
+        srv.get("v1", "PersistentVolumeClaim", "lab", "db-data")
+            .is_some()
+    );
+
+    s.file("stack.toml", &format!("{BARE}\n{WEB}"));
+    let (_, out, _) = plan(&s, &srv, &[]);
+    assert!(
+        out.contains("# ConfigMap lab/db-config will be destroyed"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("PersistentVolumeClaim lab/db-data will be"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Plan: 0 to add, 0 to change, 1 to destroy."),
+        "{out}"
+    );
+    let err = converge(&s, &srv, &[]);
+    assert!(err.contains("ConfigMap lab/db-config: deleted"), "{err}");
+    assert!(srv.get("v1", "ConfigMap", "lab", "db-config").is_none());
+    assert!(
+        srv.get("v1", "PersistentVolumeClaim", "lab", "db-data")
+            .is_some()
+    );
+    let (_, out, _) = plan(&s, &srv, &[]);
+    assert!(out.contains("`--prune-volumes` deletes it"), "{out}");
+
+    // Nothing else was touched, and the volume goes only when asked.
+    assert!(srv.get("v1", "ConfigMap", "lab", "web-config").is_some());
+    let (_, out, _) = plan(&s, &srv, &["--prune-volumes"]);
+    assert!(
+        out.contains("# PersistentVolumeClaim lab/db-data will be destroyed"),
+        "{out}"
+    );
+    let (code, _, err) = apply(&s, &srv, &["--prune-volumes"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        srv.get("v1", "PersistentVolumeClaim", "lab", "db-data")
+            .is_none()
+    );
+    assert_no_changes(&s, &srv);
+}
+
+#[test]
+fn a_protected_component_needs_prune_volumes() {
+    let srv = server(true);
+    let s = stack(&format!("{WEB}{DB}"));
+    s.file("templates/web/web.yaml", WEB_TEMPLATE);
+    s.file("templates/db/db.yaml", DB_TEMPLATE);
+    converge(&s, &srv, &[]);
+    s.file(
+        "stack.toml",
+        &format!("{BARE}\n{WEB}[kube.extra.db]\nenabled = false\nprotect = true\n"),
+    );
+    let (_, out, _) = plan(&s, &srv, &[]);
+    assert!(out.starts_with("No changes."), "{out}");
+    assert!(out.contains("# ConfigMap lab/db-config: no longer rendered, but kept: its component is marked `protect`"), "{out}");
+    converge(&s, &srv, &[]);
+    assert!(srv.get("v1", "ConfigMap", "lab", "db-config").is_some());
+}
+
+const SECRET_VALUE: &str = "hunter2-very-secret";
+
+const SECRET_TEMPLATE: &str = r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: db-credentials
+stringData:
+  password: "{{ secret("postgres-password") }}"
+  user: app
+"#;
+
+fn assert_no_secret(what: &str, text: &str, values: &[&str]) {
+    for v in values {
+        assert!(
+            !text.contains(v),
+            "{what} shows a secret value `{v}`:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn secret_values_appear_in_no_output() {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let srv = server(true);
+    let s = stack("[kube.extra.creds]\n");
+    s.file("templates/creds/secret.yaml", SECRET_TEMPLATE);
+    let first = SECRET_VALUE;
+    let second = "correct-horse-battery";
+    let values = [first, second, &b64(first), &b64(second)];
+    let with = |c: &mut assert_cmd::Command, v: &str| {
+        c.env("LABCTL_SECRET_POSTGRES_PASSWORD", v);
+    };
+    let mut outputs = Vec::new();
+    for args in [
+        &["plan"][..],
+        &["plan", "-o", "json"],
+        &["apply", "--yes", "-v"],
+    ] {
+        let mut c = labctl(&s, &srv, args);
+        with(&mut c, first);
+        let (code, out, err) = run(c);
+        assert_eq!(code, 0, "{out}{err}");
+        outputs.push((format!("{args:?}"), out, err));
+    }
+    let stored = srv.get("v1", "Secret", "lab", "db-credentials").unwrap();
+    assert_eq!(stored["data"]["password"], b64(first));
+    // Unchanged: no changes, and a changed value shows only as changed.
+    let mut c = labctl(&s, &srv, &["plan", "--detailed-exitcode"]);
+    with(&mut c, first);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{out}{err}");
+    for args in [
+        &["plan"][..],
+        &["plan", "-o", "json"],
+        &["plan", "--server-dry-run"],
+        &["apply", "--yes"],
+    ] {
+        let mut c = labctl(&s, &srv, args);
+        with(&mut c, second);
+        let (code, out, err) = run(c);
+        assert_eq!(code, 0, "{out}{err}");
+        if args == ["plan"] {
+            assert!(out.contains("password: (sensitive value changed)"), "{out}");
+            assert!(out.contains("user: (sensitive value)"), "{out}");
+        }
+        outputs.push((format!("{args:?}"), out, err));
+    }
+    for (what, out, err) in &outputs {
+        assert_no_secret(&format!("stdout of {what}"), out, &values);
+        assert_no_secret(&format!("stderr of {what}"), err, &values);
+    }
+    let mut c = labctl(&s, &srv, &["plan", "--detailed-exitcode"]);
+    with(&mut c, second);
+    assert_eq!(run(c).0, 0);
+}
+
+#[test]
+fn an_unset_secret_is_refused_by_name() {
+    let srv = server(true);
+    let s = stack("[kube.extra.creds]\n");
+    s.file("templates/creds/secret.yaml", SECRET_TEMPLATE);
+    let (code, _, err) = apply(&s, &srv, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("`postgres-password`"), "{err}");
+    assert!(err.contains("Secret lab/db-credentials"), "{err}");
+    assert!(srv.get("v1", "Secret", "lab", "db-credentials").is_none());
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn apply_waits_for_a_rollout_the_test_completes() {
+    let srv = server(false);
+    let s = web();
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("labctl"))
+        .arg("--stack")
+        .arg(s.stack_file())
+        .arg("--kubeconfig")
+        .arg(srv.kubeconfig_path())
+        .args(["apply", "--yes", "--plane", "kube"])
+        .env("NO_COLOR", "1")
+        .env_remove("LABCTL_STACK")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the Deployment", || {
+        srv.get("apps/v1", "Deployment", "lab", "web").is_some()
+    });
+    // Still waiting: the controller has not reported yet.
+    std::thread::sleep(Duration::from_millis(600));
+    srv.set_status(
+        "apps/v1",
+        "Deployment",
+        "lab",
+        "web",
+        json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 1,
+               "conditions": [{"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
+                               "message": "Deployment does not have minimum availability."}]}),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    srv.complete_rollout("apps/v1", "Deployment", "lab", "web")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("waiting on 1 workload rollout(s)"), "{err}");
+    assert!(
+        err.contains("Deployment lab/web: rolled out [1/1]"),
+        "{err}"
+    );
+    assert_no_changes(&s, &srv);
+}
+
+#[test]
+fn a_rollout_that_times_out_names_the_workload_and_its_condition() {
+    let srv = server(true);
+    let s = web();
+    converge(&s, &srv, &[]);
+    srv.set_auto_rollout(false);
+    s.file(
+        "stack.toml",
+        &format!("{BARE}\n{}", WEB.replace("nginx:1", "nginx:2")),
+    );
+    let (_, out, _) = plan(&s, &srv, &[]);
+    assert!(
+        out.contains("# Deployment lab/web will be updated (rolls pods)"),
+        "{out}"
+    );
+    let srv_ref = &srv;
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            wait_for("generation 2", || {
+                srv_ref
+                    .get("apps/v1", "Deployment", "lab", "web")
+                    .is_some_and(|d| d["metadata"]["generation"] == 2)
+            });
+            srv_ref
+                .set_status(
+                    "apps/v1",
+                    "Deployment",
+                    "lab",
+                    "web",
+                    json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1,
+                           "availableReplicas": 2,
+                           "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "ok"},
+                                          {"type": "Progressing", "status": "Unknown", "reason": "ReplicaSetUpdated",
+                                           "message": "ReplicaSet \"web-2\" is progressing."}]}),
+                )
+                .unwrap();
+        });
+        let started = Instant::now();
+        let (code, _, err) = apply(&s, &srv, &["--wait-timeout", "2s"]);
+        assert_eq!(code, 1, "{err}");
+        assert!(started.elapsed() < Duration::from_secs(15));
+        assert!(err.contains("kube: wait Deployment lab/web"), "{err}");
+        assert!(err.contains("not rolled out after 2s"), "{err}");
+        assert!(
+            err.contains("Progressing=Unknown (ReplicaSetUpdated)"),
+            "{err}"
+        );
+    });
+    // The change itself was applied: only the rollout is pending.
+    assert_no_changes(&s, &srv);
+    // `--no-wait` does not wait at all.
+    s.file(
+        "stack.toml",
+        &format!("{BARE}\n{}", WEB.replace("nginx:1", "nginx:3")),
+    );
+    converge(&s, &srv, &["--no-wait", "--wait-timeout", "1ms"]);
+}
+
+#[test]
+fn an_immutable_change_is_a_replace_that_needs_allow_replace() {
+    let srv = server(true);
+    let s = web();
+    converge(&s, &srv, &[]);
+    let changed = WEB_TEMPLATE
+        .replace(
+            "    matchLabels:\n      app.kubernetes.io/name: web\n",
+            "    matchLabels:\n      app.kubernetes.io/name: web\n      tier: front\n",
+        )
+        .replace(
+            "      labels:\n        app.kubernetes.io/name: web\n    spec:",
+            "      labels:\n        app.kubernetes.io/name: web\n        tier: front\n    spec:",
+        );
+    s.file("templates/web/web.yaml", &changed);
+    let (_, out, _) = plan(&s, &srv, &[]);
+    assert!(
+        out.contains("# Deployment lab/web will be replaced"),
+        "{out}"
+    );
+    assert!(
+        out.contains("`spec.selector` cannot change in place"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Plan: 1 to add, 0 to change, 1 to destroy."),
+        "{out}"
+    );
+    let uid = srv.get("apps/v1", "Deployment", "lab", "web").unwrap()["metadata"]["uid"].clone();
+    let (code, _, err) = apply(&s, &srv, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("refusing to replace `Deployment lab/web`"),
+        "{err}"
+    );
+    assert!(err.contains("--allow-replace"), "{err}");
+    let err = converge(&s, &srv, &["--allow-replace"]);
+    assert!(err.contains("Deployment lab/web: replaced"), "{err}");
+    let after = srv.get("apps/v1", "Deployment", "lab", "web").unwrap();
+    assert_ne!(after["metadata"]["uid"], uid, "a new object");
+}
+
+#[test]
+fn a_volume_claim_is_never_replaced() {
+    let srv = server(true);
+    let s = stack(DB);
+    s.file("templates/db/db.yaml", DB_TEMPLATE);
+    converge(&s, &srv, &[]);
+    s.file(
+        "templates/db/db.yaml",
+        &DB_TEMPLATE.replace("storageClassName: local-path", "storageClassName: fast"),
+    );
+    let (_, out, _) = plan(&s, &srv, &[]);
+    assert!(
+        out.contains("PersistentVolumeClaim lab/db-data will be replaced"),
+        "{out}"
+    );
+    assert!(out.contains("never replaced"), "{out}");
+    let (code, _, err) = apply(&s, &srv, &["--allow-replace", "--prune-volumes"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("refusing to replace `PersistentVolumeClaim lab/db-data`"),
+        "{err}"
+    );
+    assert!(
+        srv.get("v1", "PersistentVolumeClaim", "lab", "db-data")
+            .is_some()
+    );
+}
+
+#[test]
+fn an_object_not_owned_needs_adopt() {
+    let srv = server(true);
+    let s = web();
+    srv.apply_as(
+        "kubectl",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "lab"}}),
+    )
+    .unwrap();
+    srv.apply_as(
+        "kubectl",
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "web-config", "namespace": "lab"},
+               "data": {"greeting": "hi"}}),
+    )
+    .unwrap();
+    let (_, out, _) = plan(&s, &srv, &[]);
+    assert!(out.contains("! ConfigMap lab/web-config (v1)"), "{out}");
+    assert!(out.contains("not managed by this stack"), "{out}");
+    let (code, _, err) = apply(&s, &srv, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("`ConfigMap lab/web-config`") && err.contains("--adopt"),
+        "{err}"
+    );
+    let before: Value = srv.get("v1", "ConfigMap", "lab", "web-config").unwrap();
+    assert!(
+        before["metadata"]["labels"]
+            .get("app.kubernetes.io/part-of")
+            .is_none()
+    );
+    converge(&s, &srv, &["--adopt"]);
+    let after = srv.get("v1", "ConfigMap", "lab", "web-config").unwrap();
+    assert_eq!(
+        after["metadata"]["labels"]["app.kubernetes.io/part-of"],
+        "lab"
+    );
+}
+
+#[test]
+fn objects_of_other_stacks_are_never_touched() {
+    let srv = server(true);
+    let s = web();
+    converge(&s, &srv, &[]);
+    // Same labels but another stack; and an unlabelled object in the same namespace.
+    for (name, labels) in [
+        (
+            "other-stack",
+            json!({"app.kubernetes.io/managed-by": "labctl", "app.kubernetes.io/part-of": "other"}),
+        ),
+        ("hand-made", json!({})),
+    ] {
+        srv.apply_as(
+            "kubectl",
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": name, "namespace": "lab", "labels": labels}, "data": {"a": "b"}}),
+        )
+        .unwrap();
+    }
+    assert_no_changes(&s, &srv);
+    s.file("stack.toml", BARE);
+    let (code, out, err) = apply(&s, &srv, &["--prune-volumes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(srv.get("v1", "ConfigMap", "lab", "other-stack").is_some());
+    assert!(srv.get("v1", "ConfigMap", "lab", "hand-made").is_some());
+    assert!(srv.get("v1", "ConfigMap", "lab", "web-config").is_none());
+}
+
+#[test]
+fn server_dry_run_costs_one_request_per_changed_object() {
+    let srv = server(true);
+    let s = web();
+    converge(&s, &srv, &[]);
+    srv.reset_requests();
+    let (code, out, _) = plan(&s, &srv, &["--server-dry-run"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("No changes."), "{out}");
+    let unchanged = srv.requests();
+    assert_eq!(
+        srv.requests_to("PATCH", "/api/v1/namespaces/lab/configmaps/web-config"),
+        0
+    );
+    s.file(
+        "stack.toml",
+        &format!(
+            "{BARE}\n{}",
+            WEB.replace("greeting = \"hi\"", "greeting = \"yo\"")
+        ),
+    );
+    srv.reset_requests();
+    let (_, out, _) = plan(&s, &srv, &["--server-dry-run"]);
+    assert!(out.contains("+   greeting: yo"), "{out}");
+    assert_eq!(srv.requests(), unchanged + 1, "{:?}", srv.request_counts());
+    assert_eq!(
+        srv.requests_to("PATCH", "/api/v1/namespaces/lab/configmaps/web-config"),
+        1
+    );
+    assert_eq!(
+        srv.get("v1", "ConfigMap", "lab", "web-config").unwrap()["data"]["greeting"],
+        "hi",
+        "a dry run changes nothing"
+    );
+}
+
+#[test]
+fn kubeconfig_comes_from_the_environment_and_a_bad_context_is_named() {
+    let srv = server(true);
+    let s = web();
+    let mut c = s.labctl(&["plan", "--plane", "kube"]);
+    c.env("KUBECONFIG", srv.kubeconfig_path());
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Plan: 4 to add"), "{out}");
+    let (code, _, err) = plan(&s, &srv, &["--context", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("kube: load kubeconfig"), "{err}");
+    assert!(err.contains("nope"), "{err}");
+}
+
+/// The bundled stack's kube plane converges on the test server.
+#[test]
+fn the_bundled_stack_converges() {
+    let srv = server(true);
+    let s = Stack::bundled();
+    let mut c = labctl(&s, &srv, &["apply", "--yes"]);
+    for (name, value) in [
+        ("GRAFANA_ADMIN_PASSWORD", "g-secret-1"),
+        ("MINIO_ROOT_PASSWORD", "m-secret-1"),
+        ("POSTGRES_PASSWORD", "p-secret-1"),
+        ("WEBHOOK_SECRET", "w-secret-1"),
+    ] {
+        c.env(format!("LABCTL_SECRET_{name}"), value);
+    }
+    let envs: Vec<(String, String)> = c
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_str()?.to_string(), v?.to_str()?.to_string())))
+        .collect();
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    for v in ["g-secret-1", "m-secret-1", "p-secret-1", "w-secret-1"] {
+        assert!(!out.contains(v) && !err.contains(v));
+    }
+    let mut c = labctl(&s, &srv, &["plan", "--detailed-exitcode"]);
+    c.envs(envs);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+}
+
+/// Against a real cluster, only when `LABCTL_E2E_KUBECONFIG` names its kubeconfig.
+#[test]
+fn real_cluster_apply_converges() {
+    let Ok(kubeconfig) = std::env::var("LABCTL_E2E_KUBECONFIG") else {
+        eprintln!("LABCTL_E2E_KUBECONFIG is not set: skipped");
+        return;
+    };
+    let name = format!("labctl-e2e-{}", std::process::id());
+    let s = Stack::new(&BARE.replace("name = \"lab\"", &format!("name = \"{name}\"")));
+    s.file(
+        "stack.toml",
+        &format!(
+            "{}\n{WEB}",
+            BARE.replace("name = \"lab\"", &format!("name = \"{name}\""))
+        ),
+    );
+    s.file("templates/web/web.yaml", WEB_TEMPLATE);
+    let k = |args: &[&str]| {
+        let mut c = s.labctl(&[]);
+        c.arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .args(["--plane", "kube"]);
+        run(c)
+    };
+    let (code, _, err) = k(&["apply", "--yes", "--wait-timeout", "3m"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = k(&["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}");
+    s.file(
+        "stack.toml",
+        &BARE.replace("name = \"lab\"", &format!("name = \"{name}\"")),
+    );
+    let (code, _, err) = k(&["apply", "--yes", "--prune-volumes"]);
+    assert_eq!(code, 0, "{err}");
+}
