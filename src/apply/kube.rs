@@ -159,6 +159,22 @@ pub async fn apply(
         let Some(obj) = desired.objects.get(&c.id).and_then(|o| o.content.as_kube()) else {
             continue;
         };
+        // A custom resource whose definition this run just applied: learn its kind once the
+        // server serves it (a new definition takes a moment to be established).
+        if let ResourceId::Kube {
+            kind, api_version, ..
+        } = &c.id
+        {
+            for _ in 0..20 {
+                if kube.resource(api_version, kind).is_some() {
+                    break;
+                }
+                kube.rediscover().await?;
+                if kube.resource(api_version, kind).is_none() {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
         let verb = match c.action {
             Action::Replace => {
                 kube.delete(&c.id).await?;

@@ -32,7 +32,7 @@ pub struct Connect {
 /// A connected, discovered cluster.
 pub struct Kube {
     client: Client,
-    discovery: Discovery,
+    discovery: std::sync::RwLock<Discovery>,
     stats: Mutex<Stats>,
 }
 
@@ -139,7 +139,7 @@ impl Kube {
         };
         Ok(Kube {
             client,
-            discovery,
+            discovery: std::sync::RwLock::new(discovery),
             stats: Mutex::new(Stats {
                 calls,
                 elapsed: started.elapsed(),
