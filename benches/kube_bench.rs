@@ -177,9 +177,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let bin = PathBuf::from(std::env::var("LABCTL_BIN").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/labctl").into()
-    }));
+    let bin =
+        PathBuf::from(std::env::var("LABCTL_BIN").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/labctl").into()
+        }));
     let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
     let runs: usize = env_or("RUNS", 5);
     let latency = Duration::from_millis(env_or("LATENCY_MS", 5));
@@ -210,7 +211,10 @@ fn main() {
     let plan = must(labctl(&bin, &stack, &kc, &["plan", "-o", "json"]), "plan");
     let doc: serde_json::Value = serde_json::from_str(&plan).expect("JSON plan");
     let objects = doc["changes"].as_array().map_or(0, Vec::len);
-    assert_eq!(doc["changes_present"], false, "the applied stack plans empty");
+    assert_eq!(
+        doc["changes_present"], false,
+        "the applied stack plans empty"
+    );
     let manifests = dir.path().join("manifests");
     let mut render = Command::new(&bin);
     render
@@ -268,7 +272,13 @@ fn main() {
     let out = Command::new(&kubectl)
         .arg("--kubeconfig")
         .arg(&kc)
-        .args(["diff", "--server-side", "--field-manager=labctl", "-R", "-f"])
+        .args([
+            "diff",
+            "--server-side",
+            "--field-manager=labctl",
+            "-R",
+            "-f",
+        ])
         .arg(manifests.join("kube"))
         .output()
         .expect("run kubectl");

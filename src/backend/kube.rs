@@ -171,10 +171,30 @@ impl Kube {
     ) -> Option<(ApiResource, ApiCapabilities)> {
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
         self.discovery
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
             .get(group)?
             .versioned_resources(version)
             .into_iter()
             .find(|(r, _)| r.kind == kind)
+    }
+
+    /// Discover again (aggregated: two requests): after CustomResourceDefinitions are applied,
+    /// their kinds become servable within the same run.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when discovery fails.
+    pub async fn rediscover(&self) -> Result<(), Error> {
+        let started = Instant::now();
+        let d = Discovery::new(self.client.clone())
+            .run_aggregated()
+            .await
+            .map_err(|e| backend("discover the API again", e))?;
+        *self.discovery.write().unwrap_or_else(|e| e.into_inner()) = d;
+        let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        s.calls += 2;
+        s.elapsed += started.elapsed();
+        Ok(())
     }
 
     fn request_for(&self, id: &ResourceId) -> Result<(Request, String), Error> {
