@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use kube::api::{DeleteParams, GetParams, ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::Request;
@@ -234,6 +235,7 @@ impl Kube {
     ) -> Result<Observed, Error> {
         let mut out = Observed::default();
         let lp = ListParams::default().labels(selector);
+        let mut lists = Vec::new();
         for (api_version, kind) in kinds {
             let Some((ar, _)) = self.resource(api_version, kind) else {
                 out.unknown_kinds
@@ -244,11 +246,20 @@ impl Kube {
             let req = Request::new(url_path(&ar, None))
                 .list(&lp)
                 .map_err(|e| backend(&step, e))?;
-            let list = self
-                .send(&step, req)
-                .await
-                .map_err(|e| backend(&step, api_message(&e)))?;
-            for mut item in list["items"].as_array().cloned().unwrap_or_default() {
+            lists.push(async move {
+                let list = self
+                    .send(&step, req)
+                    .await
+                    .map_err(|e| backend(&step, api_message(&e)))?;
+                Ok::<_, Error>((ar, list))
+            });
+        }
+        // The LISTs are independent: wall time is the slowest one, not their sum.
+        for (ar, mut list) in futures_util::future::try_join_all(lists).await? {
+            let Value::Array(items) = list["items"].take() else {
+                continue;
+            };
+            for mut item in items {
                 // LIST items carry no apiVersion/kind of their own.
                 item["apiVersion"] = Value::String(ar.api_version.clone());
                 item["kind"] = Value::String(ar.kind.clone());
@@ -257,53 +268,42 @@ impl Kube {
                 }
             }
         }
-        let absent_namespaces: BTreeSet<&str> = desired
+        let servable = |id: &ResourceId| match id {
+            ResourceId::Kube {
+                kind, api_version, ..
+            } => self.resource(api_version, kind).is_some(),
+            ResourceId::Systemd { .. } => false,
+        };
+        let missing: Vec<&ResourceId> = desired
             .iter()
-            .filter(|id| id.kind() == Some("Namespace") && !out.objects.contains_key(*id))
-            .filter_map(|id| match id {
-                ResourceId::Kube { name, .. } => Some(name.as_str()),
-                ResourceId::Systemd { .. } => None,
-            })
+            .filter(|id| !out.objects.contains_key(*id) && servable(id))
             .collect();
+        // Namespaces first: one that does not exist spares the GETs of everything in it.
         let mut gone_namespaces = BTreeSet::new();
-        // Namespaces first, so their absence spares the GETs of everything in them.
-        let mut order: Vec<&ResourceId> = desired.iter().collect();
-        order.sort_by_key(|id| id.kind() != Some("Namespace"));
-        for id in order {
-            if out.objects.contains_key(id) {
-                continue;
-            }
-            let ResourceId::Kube {
-                namespace,
-                kind,
-                api_version,
-                ..
-            } = id
-            else {
-                continue;
-            };
-            if out
-                .unknown_kinds
-                .contains(&(api_version.clone(), kind.clone()))
-                || self.resource(api_version, kind).is_none()
-            {
-                continue;
-            }
-            if let Some(ns) = namespace
-                && absent_namespaces.contains(ns.as_str())
-                && gone_namespaces.contains(ns.as_str())
-            {
-                continue;
-            }
+        for id in missing.iter().filter(|id| id.kind() == Some("Namespace")) {
             match self.get(id).await? {
                 Some(obj) => {
-                    out.objects.insert(id.clone(), obj);
+                    out.objects.insert((*id).clone(), obj);
                 }
                 None => {
-                    if let (Some("Namespace"), ResourceId::Kube { name, .. }) = (id.kind(), id) {
+                    if let ResourceId::Kube { name, .. } = id {
                         gone_namespaces.insert(name.clone());
                     }
                 }
+            }
+        }
+        let gets = missing.into_iter().filter(|id| {
+            id.kind() != Some("Namespace")
+                && !matches!(id, ResourceId::Kube { namespace: Some(ns), .. } if gone_namespaces.contains(ns))
+        });
+        let found: Vec<(ResourceId, Option<Value>)> = futures_util::stream::iter(gets)
+            .map(|id| async move { Ok::<_, Error>((id.clone(), self.get(id).await?)) })
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        for (id, obj) in found {
+            if let Some(obj) = obj {
+                out.objects.insert(id, obj);
             }
         }
         Ok(out)
