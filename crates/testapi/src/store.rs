@@ -591,6 +591,12 @@ impl State {
             self.require_namespace(def, ns)?;
             self.require_live_namespace(def, ns, name)?;
         }
+        if let (Some(l), Some(want)) = (&live, meta_str(&body, "resourceVersion"))
+            && !want.is_empty()
+            && meta_str(l, "resourceVersion") != Some(want)
+        {
+            return Err(ApiError::stale(def, name));
+        }
         let schema = Schema::new(&def.group, &def.kind);
         let mut applied = body;
         strip_server_fields(&mut applied);
@@ -759,7 +765,22 @@ impl State {
         }
         let cmp = fieldset::compare(&schema, &live_cmp, &new_c);
         let changed = cmp.modified.union(&cmp.added);
-        let mut entries = live.as_ref().map(entries_of).unwrap_or_default();
+        // A client may rewrite managedFields (kubectl does, migrating client-side apply
+        // ownership); a non-empty list that differs from the live one is taken as given
+        // (entries without a manager are dropped, so `[{}]` clears them all).
+        let live_mf = live
+            .as_ref()
+            .map(|l| l["metadata"]["managedFields"].clone());
+        let given = &new["metadata"]["managedFields"];
+        let mut entries =
+            if given.as_array().is_some_and(|a| !a.is_empty()) && Some(given) != live_mf.as_ref() {
+                entries_of(&new)
+                    .into_iter()
+                    .filter(|e| !e.manager.is_empty())
+                    .collect()
+            } else {
+                live.as_ref().map(entries_of).unwrap_or_default()
+            };
         let api = def.api_version();
         let mine = entries
             .iter()

@@ -575,7 +575,7 @@ fn generation_moves_with_spec_only() {
     // Server-set fields in the body are ignored.
     let sneaky = deployment(2, "nginx:2").replace(
         "  name: web\n",
-        "  name: web\n  uid: 123\n  generation: 99\n  resourceVersion: \"1\"\n  creationTimestamp: \"2000-01-01T00:00:00Z\"\n",
+        "  name: web\n  uid: 123\n  generation: 99\n  creationTimestamp: \"2000-01-01T00:00:00Z\"\n",
     );
     let d2 = apply(&srv, &format!("{DEPLOY}/web"), "labctl", &sneaky).json();
     assert_eq!(d2["metadata"]["uid"], d["metadata"]["uid"]);
@@ -1083,4 +1083,79 @@ fn watch_streams_events() {
         assert_eq!(events[0]["type"], "ADDED");
         assert_eq!(events[0]["object"]["metadata"]["name"], "b");
     });
+}
+
+#[test]
+fn lists_page_with_limit_and_continue() {
+    let srv = start();
+    for i in 0..5 {
+        apply(
+            &srv,
+            &format!("{CM}/c{i}"),
+            "t",
+            &cm_yaml(&format!("c{i}"), "{}"),
+        );
+    }
+    let mut names = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let r = get(&srv, &format!("{CM}?limit=2&continue={token}")).json();
+        pages += 1;
+        for i in r["items"].as_array().unwrap() {
+            names.push(i["metadata"]["name"].as_str().unwrap().to_string());
+        }
+        match r["metadata"]["continue"].as_str() {
+            Some(t) => {
+                if pages == 1 {
+                    assert_eq!(r["metadata"]["remainingItemCount"], 3);
+                }
+                token = t.to_string();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(names, ["c0", "c1", "c2", "c3", "c4"]);
+    assert_eq!(get(&srv, &format!("{CM}?limit=2&continue=zz")).status, 400);
+}
+
+#[test]
+fn preconditions_and_managed_fields_rewrites() {
+    let srv = start();
+    let c = apply(&srv, &format!("{CM}/c"), "a", &cm_yaml("c", "{x: one}")).json();
+    // An applied resourceVersion is a precondition.
+    let stale =
+        cm_yaml("c", "{x: two}").replace("  name: c\n", "  name: c\n  resourceVersion: \"1\"\n");
+    assert_eq!(apply(&srv, &format!("{CM}/c"), "a", &stale).status, 409);
+    let rv = c["metadata"]["resourceVersion"].as_str().unwrap();
+    let fresh = cm_yaml("c", "{x: two}").replace(
+        "  name: c\n",
+        &format!("  name: c\n  resourceVersion: \"{rv}\"\n"),
+    );
+    assert_eq!(apply(&srv, &format!("{CM}/c"), "a", &fresh).status, 200);
+    // `managedFields: [{}]` in a merge patch clears ownership, as documented upstream.
+    let r = request(
+        &srv,
+        "PATCH",
+        &format!("{CM}/c"),
+        &[("Content-Type", "application/merge-patch+json")],
+        Some(r#"{"metadata":{"managedFields":[{}]}}"#),
+    );
+    assert_eq!(r.status, 200);
+    assert!(
+        r.json()["metadata"].get("managedFields").is_none(),
+        "{:#}",
+        r.json()
+    );
+    // ... and an empty list changes nothing.
+    apply(&srv, &format!("{CM}/c"), "a", &cm_yaml("c", "{x: two}"));
+    let r = request(
+        &srv,
+        "PATCH",
+        &format!("{CM}/c"),
+        &[("Content-Type", "application/merge-patch+json")],
+        Some(r#"{"metadata":{"managedFields":[]}}"#),
+    );
+    assert_eq!(managers(&r.json()), [("a".into(), "Apply".into())]);
 }
