@@ -751,6 +751,14 @@ impl State {
                 }
             }
         }
+        // The real server decodes (and so defaults) the new object before the field manager
+        // compares it: Update managers own the defaults they caused.
+        if !status_sub && new_c.is_object() {
+            if !new_c["metadata"].is_object() {
+                new_c["metadata"] = json!({"name": name});
+            }
+            defaults::apply(self, def, live.as_ref(), &mut new_c);
+        }
         // Server-set metadata comes from the live object.
         if let Some(m) = new_c.get_mut("metadata").and_then(Value::as_object_mut) {
             for k in SERVER_META.iter().filter(|k| **k != "name") {
