@@ -76,6 +76,8 @@ fn default_container(c: &mut Value) {
 fn default_template(spec: &mut Value) {
     if spec["template"].is_object() {
         let t = &mut spec["template"];
+        // Go serializes the zero metav1.Time of an embedded ObjectMeta as null (1.32).
+        set_default(obj_mut(t, "metadata"), "creationTimestamp", Value::Null);
         if t.get("spec").is_some() {
             default_pod_spec(&mut t["spec"]);
         }
@@ -85,6 +87,10 @@ fn default_template(spec: &mut Value) {
 /// Defaults (and allocates) fields of a new or updated object, as the real server does on
 /// decode and in its REST strategies.
 pub fn apply(state: &mut State, def: &ResourceDef, old: Option<&Value>, obj: &mut Value) {
+    if def.group == "apiextensions.k8s.io" && def.kind == "CustomResourceDefinition" {
+        default_crd(obj);
+        return;
+    }
     if !def.group.is_empty() && def.group != "apps" {
         return;
     }
@@ -158,6 +164,7 @@ pub fn apply(state: &mut State, def: &ResourceDef, old: Option<&Value>, obj: &mu
             {
                 for v in vcts {
                     if v.is_object() {
+                        set_default(obj_mut(v, "metadata"), "creationTimestamp", Value::Null);
                         set_default(obj_mut(v, "spec"), "volumeMode", json!("Filesystem"));
                         set_default(obj_mut(v, "status"), "phase", json!("Pending"));
                         set_default(v, "apiVersion", json!("v1"));
@@ -188,6 +195,34 @@ pub fn apply(state: &mut State, def: &ResourceDef, old: Option<&Value>, obj: &mu
     {
         set_default(obj, "status", json!({}));
     }
+}
+
+fn default_crd(obj: &mut Value) {
+    let spec = obj_mut(obj, "spec");
+    let names = obj_mut(spec, "names");
+    let kind = names["kind"].as_str().unwrap_or_default().to_string();
+    set_default(names, "singular", json!(kind.to_lowercase()));
+    set_default(names, "listKind", json!(format!("{kind}List")));
+    let names = names.clone();
+    set_default(obj_mut(spec, "conversion"), "strategy", json!("None"));
+    let stored: Vec<Value> = spec["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["storage"] == json!(true))
+        .map(|v| v["name"].clone())
+        .collect();
+    let now = crate::util::now_rfc3339();
+    obj["status"] = json!({
+        "acceptedNames": names,
+        "conditions": [
+            {"type": "NamesAccepted", "status": "True", "lastTransitionTime": now,
+             "reason": "NoConflicts", "message": "no conflicts found"},
+            {"type": "Established", "status": "True", "lastTransitionTime": now,
+             "reason": "InitialNamesAccepted", "message": "the initial names have been accepted"},
+        ],
+        "storedVersions": stored,
+    });
 }
 
 fn default_service(state: &mut State, old: Option<&Value>, obj: &mut Value) {

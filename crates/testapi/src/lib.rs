@@ -493,13 +493,7 @@ impl TestApiServer {
         name: &str,
     ) -> Result<Value, ApiError> {
         let def = self.def(api_version, kind)?;
-        let mut st = self.state();
-        let obj = st
-            .get(&def, namespace, name)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&def, name))?;
-        let status = defaults::rolled_out_status(&obj, st.nodes);
-        st.set_status(&def, namespace, name, status, "kube-controller-manager")
+        self.state().complete_rollout(&def, namespace, name)
     }
 
     /// An object, if present. Use `""` as the namespace of cluster-scoped objects.

@@ -64,6 +64,8 @@ pub struct State {
     pub events: broadcast::Sender<WatchEvent>,
     /// Recent events, for watches that start from an older resourceVersion.
     pub history: std::collections::VecDeque<WatchEvent>,
+    /// Pod templates at the last completed rollout, per Deployment.
+    pub rollout_templates: BTreeMap<ObjKey, Value>,
     /// Namespaces being deleted, and since when.
     pub terminating: BTreeMap<String, std::time::Instant>,
     /// How long a deleted namespace stays Terminating before it and its contents go.
@@ -247,6 +249,7 @@ impl State {
             events,
             history: std::collections::VecDeque::new(),
             terminating: BTreeMap::new(),
+            rollout_templates: BTreeMap::new(),
             namespace_finalize_delay: Duration::from_millis(100),
         }
     }
@@ -557,10 +560,63 @@ impl State {
                 "Deployment" | "StatefulSet" | "DaemonSet"
             )
         {
-            let status = defaults::rolled_out_status(&new, self.nodes);
-            return self.set_status(def, ns, name, status, "kube-controller-manager");
+            return self.complete_rollout(def, ns, name);
         }
         Ok(new)
+    }
+
+    /// Acts as the workload controllers after a rollout completed: a Deployment gets its
+    /// `deployment.kubernetes.io/revision` annotation (bumped when the pod template changed),
+    /// then the status reports every replica updated, ready and available at the current
+    /// generation.
+    ///
+    /// # Errors
+    /// 404 when the object is absent.
+    pub fn complete_rollout(
+        &mut self,
+        def: &ResourceDef,
+        ns: &str,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        let mut obj = self
+            .get(def, ns, name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(def, name))?;
+        let auto = std::mem::replace(&mut self.auto_rollout, false);
+        let result = (|| {
+            if def.kind == "Deployment" && def.group == "apps" {
+                let key = Self::key(def, ns, name);
+                let template = obj["spec"]["template"].clone();
+                let current: u64 =
+                    obj["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                        .as_str()
+                        .and_then(|r| r.parse().ok())
+                        .unwrap_or(0);
+                let revision = match self.rollout_templates.get(&key) {
+                    Some(t) if *t == template && current > 0 => current,
+                    _ => current + 1,
+                };
+                self.rollout_templates.insert(key, template);
+                if revision != current {
+                    let mut new = obj.clone();
+                    new["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
+                        json!(revision.to_string());
+                    obj = self.update(
+                        def,
+                        ns,
+                        name,
+                        new,
+                        "kube-controller-manager",
+                        &WriteParams::default(),
+                        false,
+                    )?;
+                }
+            }
+            let status = defaults::rolled_out_status(&obj, self.nodes);
+            self.set_status(def, ns, name, status, "kube-controller-manager")
+        })();
+        self.auto_rollout = auto;
+        result
     }
 
     /// Server-side apply of `body` (PATCH with `application/apply-patch+yaml`).

@@ -965,6 +965,12 @@ fn hooks_counters_latency_and_auto_rollout() {
     assert_eq!(d["status"]["observedGeneration"], 1);
     assert_eq!(d["status"]["updatedReplicas"], 3);
     assert_eq!(d["status"]["availableReplicas"], 3);
+    let rev = |d: &Value| d["metadata"]["annotations"]["deployment.kubernetes.io/revision"].clone();
+    assert_eq!(rev(&d), "1");
+    assert_eq!(
+        d["spec"]["template"]["metadata"]["creationTimestamp"],
+        Value::Null
+    );
     let d = apply(
         &srv,
         &format!("{DEPLOY}/web"),
@@ -974,6 +980,23 @@ fn hooks_counters_latency_and_auto_rollout() {
     .json();
     assert_eq!(d["metadata"]["generation"], 2);
     assert_eq!(d["status"]["observedGeneration"], 2);
+    assert_eq!(rev(&d), "2");
+    let d = apply(
+        &srv,
+        &format!("{DEPLOY}/web"),
+        "labctl",
+        &deployment(4, "nginx:2"),
+    )
+    .json();
+    assert_eq!(d["status"]["observedGeneration"], 3);
+    assert_eq!(d["status"]["readyReplicas"], 4);
+    assert_eq!(rev(&d), "2");
+    // The controller's annotation is not labctl's: re-applying keeps it, and owns nothing new.
+    assert!(
+        fields_of(&d, "labctl")["f:metadata"]
+            .get("f:annotations")
+            .is_none()
+    );
 
     srv.set_auto_rollout(false);
     let d = apply(
@@ -983,11 +1006,12 @@ fn hooks_counters_latency_and_auto_rollout() {
         &deployment(3, "nginx:3"),
     )
     .json();
-    assert_eq!(d["status"]["observedGeneration"], 2);
+    assert_eq!(d["status"]["observedGeneration"], 3);
     let d = srv
         .complete_rollout("apps/v1", "Deployment", "default", "web")
         .unwrap();
-    assert_eq!(d["status"]["observedGeneration"], 3);
+    assert_eq!(d["status"]["observedGeneration"], 4);
+    assert_eq!(rev(&d), "3");
 
     // Objects stored directly, listed back.
     srv.put(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "raw", "namespace": "default"}}))
@@ -1021,6 +1045,14 @@ spec:
         crd,
     );
     assert_eq!(r.status, 201);
+    let crd = r.json();
+    let established = crd["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "Established" && c["status"] == "True");
+    assert!(established, "{crd:#}");
+    assert_eq!(crd["status"]["acceptedNames"]["listKind"], "WidgetList");
     let list = get(&srv, "/apis/example.com/v1").json();
     assert_eq!(list["resources"][0]["name"], "widgets");
     let r = apply(
