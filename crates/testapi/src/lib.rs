@@ -38,6 +38,8 @@
 //! println!("{} requests", srv.requests());
 //! ```
 //!
+//! Set `LABCTL_TESTAPI_LOG=1` to have every request and its status printed to stderr.
+//!
 //! # Use from async code
 //!
 //! `TestApiServer::start(opts).await` serves on the caller's tokio runtime instead; the hook
@@ -187,12 +189,23 @@ fn new_state(opts: &Options) -> State {
 }
 
 fn router(shared: Arc<Mutex<State>>) -> Router {
-    Router::new().fallback(
-        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let shared = shared.clone();
-            async move { http::handle(shared, method, uri, headers, body).await }
-        },
-    )
+    let log = std::env::var_os("LABCTL_TESTAPI_LOG").is_some_and(|v| !v.is_empty() && v != "0");
+    Router::new()
+        .fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let shared = shared.clone();
+                async move {
+                    let line = log.then(|| format!("{method} {uri}"));
+                    let resp = http::handle(shared, method, uri, headers, body).await;
+                    if let Some(line) = line {
+                        eprintln!("labctl-testapi: {line} -> {}", resp.status().as_u16());
+                    }
+                    resp
+                }
+            },
+        )
+        // The real server's request body limit.
+        .layer(axum::extract::DefaultBodyLimit::max(3 * 1024 * 1024))
 }
 
 /// The namespace controller: finalizes Terminating namespaces until the state is dropped.

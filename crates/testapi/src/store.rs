@@ -371,6 +371,67 @@ impl State {
         }
     }
 
+    /// Rejects a Service whose cluster IP or node ports another Service already holds.
+    fn check_allocations(
+        &self,
+        def: &ResourceDef,
+        ns: &str,
+        name: &str,
+        svc: &Value,
+    ) -> Result<(), ApiError> {
+        let others: Vec<&Value> = self
+            .objects
+            .iter()
+            .filter(|((g, pl, n, nm), _)| {
+                g.is_empty() && pl == "services" && !(n == ns && nm == name)
+            })
+            .map(|(_, v)| v)
+            .collect();
+        let mut causes = Vec::new();
+        if let Some(ip) = svc["spec"]["clusterIP"].as_str()
+            && !ip.is_empty()
+            && ip != "None"
+            && others.iter().any(|o| o["spec"]["clusterIP"] == ip)
+        {
+            causes.push(Cause {
+                reason: "FieldValueInvalid".into(),
+                field: "spec.clusterIPs".into(),
+                message: format!(
+                    "Invalid value: []string{{{ip:?}}}: failed to allocate IP {ip}: provided IP is already allocated"
+                ),
+            });
+        }
+        for (i, p) in svc["spec"]["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let Some(np) = p["nodePort"].as_u64() else {
+                continue;
+            };
+            let taken = others.iter().any(|o| {
+                o["spec"]["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|q| q["nodePort"].as_u64() == Some(np))
+            });
+            if taken {
+                causes.push(Cause {
+                    reason: "FieldValueInvalid".into(),
+                    field: format!("spec.ports[{i}].nodePort"),
+                    message: format!("Invalid value: {np}: provided port is already allocated"),
+                });
+            }
+        }
+        if causes.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(def, name, causes))
+        }
+    }
+
     fn emit(&mut self, def: &ResourceDef, kind: &'static str, object: Value) {
         let ev = WatchEvent {
             group: def.group.clone(),
@@ -446,6 +507,9 @@ impl State {
             defaults::validate_update(def, name, old, &new)?;
         }
         defaults::validate(def, name, &new)?;
+        if def.kind == "Service" && def.group.is_empty() {
+            self.check_allocations(def, ns, name, &new)?;
+        }
         let meta = new
             .get_mut("metadata")
             .and_then(Value::as_object_mut)

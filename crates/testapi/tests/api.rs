@@ -1191,3 +1191,80 @@ fn preconditions_and_managed_fields_rewrites() {
     );
     assert_eq!(managers(&r.json()), [("a".into(), "Apply".into())]);
 }
+
+#[test]
+fn validation_messages_match_the_real_server() {
+    let srv = start();
+    let r = apply(
+        &srv,
+        &format!("{CM}/Bad_Name"),
+        "t",
+        &cm_yaml("Bad_Name", "{}"),
+    );
+    assert_eq!(r.status, 422);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"),
+        "{}",
+        r.json()["message"]
+    );
+    let r = apply(
+        &srv,
+        &format!("{CM}/c"),
+        "t",
+        &cm_yaml("c", "{app: 'has space'}"),
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["details"]["causes"][0]["field"], "metadata.labels");
+
+    let mismatch = deployment(1, "nginx").replace(
+        "    metadata:\n      labels: {app: web}",
+        "    metadata:\n      labels: {app: other}",
+    );
+    let r = apply(&srv, &format!("{DEPLOY}/web"), "t", &mismatch);
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["message"],
+        "Deployment.apps \"web\" is invalid: spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`"
+    );
+
+    let svc = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  type: NodePort\n  ports: [{{port: 80, nodePort: 30080}}]\n"
+        )
+    };
+    assert_eq!(
+        apply(
+            &srv,
+            "/api/v1/namespaces/default/services/a",
+            "t",
+            &svc("a")
+        )
+        .status,
+        201
+    );
+    let r = apply(
+        &srv,
+        "/api/v1/namespaces/default/services/b",
+        "t",
+        &svc("b"),
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["message"],
+        "Service \"b\" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
+    );
+    // Re-applying the owner of the port is fine.
+    assert_eq!(
+        apply(
+            &srv,
+            "/api/v1/namespaces/default/services/a",
+            "t",
+            &svc("a")
+        )
+        .status,
+        200
+    );
+}
