@@ -573,3 +573,60 @@ fn is_empty_container(v: &Value) -> bool {
         _ => false,
     }
 }
+
+/// Associative lists with duplicate keys in an applied configuration, as structured-merge-diff
+/// reports them (`.spec.x[name="a"].env: duplicate entries for key [name="FOO"]`).
+pub fn duplicate_keys(schema: &Schema, v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    walk_dups(schema, v, &mut Vec::new(), &mut Vec::new(), &mut out);
+    out
+}
+
+fn walk_dups(
+    schema: &Schema,
+    v: &Value,
+    path: &mut Vec<String>,
+    fields: &mut Vec<String>,
+    out: &mut Vec<String>,
+) {
+    match v {
+        Value::Object(m) => {
+            if schema.map_atomic(fields) {
+                return;
+            }
+            for (k, c) in m {
+                path.push(format!("f:{k}"));
+                fields.push(k.clone());
+                walk_dups(schema, c, path, fields, out);
+                fields.pop();
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            let Some(pes) = list_pes(schema, fields, items) else {
+                return;
+            };
+            let mut seen: Vec<&String> = Vec::new();
+            for pe in &pes {
+                if seen.contains(&pe) {
+                    let msg = format!(
+                        "{}: duplicate entries for key {}",
+                        path_string(path),
+                        path_string(std::slice::from_ref(pe))
+                    );
+                    if !out.contains(&msg) {
+                        out.push(msg);
+                    }
+                } else {
+                    seen.push(pe);
+                }
+            }
+            for (pe, item) in pes.into_iter().zip(items) {
+                path.push(pe);
+                walk_dups(schema, item, path, fields, out);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}

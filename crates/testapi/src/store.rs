@@ -734,6 +734,23 @@ impl State {
         {
             m.remove("status");
         }
+        let dups = fieldset::duplicate_keys(&schema, &applied);
+        if !dups.is_empty() {
+            let gv = if def.group.is_empty() {
+                format!("/{}", def.version)
+            } else {
+                def.api_version()
+            };
+            let errs = if dups.len() == 1 {
+                dups[0].clone()
+            } else {
+                format!("errors:\n  {}", dups.join("\n  "))
+            };
+            return Err(ApiError::internal(format!(
+                "failed to create typed patch object ({ns}/{name}; {gv}, Kind={}): {errs}",
+                def.kind
+            )));
+        }
         let skeleton =
             json!({"apiVersion": def.api_version(), "kind": def.kind, "metadata": {"name": name}});
         let live_c = live.as_ref().map(without_managed).unwrap_or(skeleton);

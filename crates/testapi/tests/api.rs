@@ -1268,3 +1268,20 @@ fn validation_messages_match_the_real_server() {
         200
     );
 }
+
+#[test]
+fn duplicate_list_keys_fail_like_the_real_server() {
+    let srv = start();
+    let dup = deployment(1, "nginx").replace(
+        "        - containerPort: 80\n",
+        "        - containerPort: 80\n        env: [{name: FOO, value: a}, {name: FOO, value: b}]\n",
+    );
+    let r = apply(&srv, &format!("{DEPLOY}/web"), "t", &dup);
+    assert_eq!(r.status, 500);
+    let s = r.json();
+    assert!(s.get("reason").is_none());
+    assert_eq!(
+        s["message"],
+        "failed to create typed patch object (default/web; apps/v1, Kind=Deployment): .spec.template.spec.containers[name=\"web\"].env: duplicate entries for key [name=\"FOO\"]"
+    );
+}
