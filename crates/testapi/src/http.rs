@@ -98,16 +98,24 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let latency = {
+    let (latency, fault) = {
         let mut st = shared.lock().expect("state lock");
         st.requests += 1;
         *st.per_route
             .entry(format!("{} {}", method, uri.path()))
             .or_insert(0) += 1;
-        st.latency
+        st.log.push(match uri.query() {
+            Some(q) => format!("{} {}?{q}", method, uri.path()),
+            None => format!("{} {}", method, uri.path()),
+        });
+        let fault = st.take_fault(method.as_str(), uri.path());
+        (st.latency, fault)
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
+    }
+    if let Some(e) = fault {
+        return error_response(&e);
     }
     let query = Query(parse_query(uri.query()));
     let segs: Vec<String> = uri

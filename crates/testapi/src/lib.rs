@@ -393,6 +393,23 @@ impl TestApiServer {
         let mut st = self.state();
         st.requests = 0;
         st.per_route.clear();
+        st.log.clear();
+    }
+
+    /// Every request since start or the last reset, in order, as `METHOD /path?query`.
+    pub fn request_log(&self) -> Vec<String> {
+        self.state().log.clone()
+    }
+
+    /// Makes the next `times` requests whose method is `method` (or any, for `"*"`) and whose
+    /// path starts with `path_prefix` fail with `error` (after the injected latency), e.g.
+    /// `ApiError::internal("etcdserver: request timed out".into())`.
+    pub fn inject_error(&self, method: &str, path_prefix: &str, error: ApiError, times: usize) {
+        if times > 0 {
+            self.state()
+                .faults
+                .push((method.to_string(), path_prefix.to_string(), error, times));
+        }
     }
 
     /// Sets the latency injected before each request.

@@ -52,6 +52,10 @@ pub struct State {
     pub requests: u64,
     /// Requests per `METHOD /path` (query excluded).
     pub per_route: BTreeMap<String, u64>,
+    /// Every request in order, as `METHOD /path?query`, since the last reset.
+    pub log: Vec<String>,
+    /// Injected failures: method (or `*`), path prefix, the error, and how many more times.
+    pub faults: Vec<(String, String, ApiError, usize)>,
     /// Injected latency per request.
     pub latency: Duration,
     /// When set, workloads report rolled-out status right after each write.
@@ -242,6 +246,8 @@ impl State {
             node_port_counter: 0,
             requests: 0,
             per_route: BTreeMap::new(),
+            log: Vec::new(),
+            faults: Vec::new(),
             latency: Duration::ZERO,
             auto_rollout: false,
             nodes: 1,
@@ -252,6 +258,20 @@ impl State {
             rollout_templates: BTreeMap::new(),
             namespace_finalize_delay: Duration::from_millis(100),
         }
+    }
+
+    /// The injected failure for a request, if one matches (consuming one use of it).
+    pub fn take_fault(&mut self, method: &str, path: &str) -> Option<ApiError> {
+        let i = self.faults.iter().position(|(m, p, _, n)| {
+            *n > 0 && (m == "*" || m == method) && path.starts_with(p.as_str())
+        })?;
+        let f = &mut self.faults[i];
+        f.3 -= 1;
+        let e = f.2.clone();
+        if f.3 == 0 {
+            self.faults.remove(i);
+        }
+        Some(e)
     }
 
     /// Finds the definition for a group/version/plural.

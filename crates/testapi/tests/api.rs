@@ -1285,3 +1285,25 @@ fn duplicate_list_keys_fail_like_the_real_server() {
         "failed to create typed patch object (default/web; apps/v1, Kind=Deployment): .spec.template.spec.containers[name=\"web\"].env: duplicate entries for key [name=\"FOO\"]"
     );
 }
+
+#[test]
+fn request_log_and_injected_errors() {
+    let srv = start();
+    srv.reset_requests();
+    srv.inject_error(
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        labctl_testapi::ApiError::internal("etcdserver: request timed out".into()),
+        1,
+    );
+    let r = get(&srv, &format!("{CM}?labelSelector=a%3Db"));
+    assert_eq!(r.status, 500);
+    assert_eq!(r.json()["message"], "etcdserver: request timed out");
+    assert_eq!(get(&srv, CM).status, 200);
+    assert_eq!(
+        srv.request_log(),
+        [format!("GET {CM}?labelSelector=a%3Db"), format!("GET {CM}"),]
+    );
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<TestApiServer>();
+}
