@@ -45,6 +45,53 @@
 //! `TestApiServer::start(opts).await` serves on the caller's tokio runtime instead; the hook
 //! methods are the same (they are synchronous and short).
 
+//! # Hooks for tests
+//!
+//! [`TestApiServer`] methods act on the server directly (from any thread): act as another field
+//! manager ([`apply_as`](TestApiServer::apply_as), [`apply_with`](TestApiServer::apply_with),
+//! [`update_as`](TestApiServer::update_as)), act as a controller
+//! ([`set_status`](TestApiServer::set_status),
+//! [`complete_rollout`](TestApiServer::complete_rollout), or
+//! [`Options::auto_rollout`]), read and write objects ([`get`](TestApiServer::get),
+//! [`list`](TestApiServer::list), [`objects`](TestApiServer::objects),
+//! [`put`](TestApiServer::put), [`delete`](TestApiServer::delete)), count requests
+//! ([`requests`](TestApiServer::requests), [`requests_to`](TestApiServer::requests_to),
+//! [`request_counts`](TestApiServer::request_counts),
+//! [`request_log`](TestApiServer::request_log),
+//! [`reset_requests`](TestApiServer::reset_requests)), slow every request down
+//! ([`set_latency`](TestApiServer::set_latency)) and inject failures
+//! ([`inject_error`](TestApiServer::inject_error)).
+//!
+//! # Where it differs from the real server
+//!
+//! - There are no OpenAPI schemas. Merge semantics come from a built-in table: associative
+//!   lists `containers`/`initContainers`/`ephemeralContainers`, `volumes`, `env`,
+//!   `imagePullSecrets` (by `name`), container `ports` (`containerPort`+`protocol`), Service
+//!   `ports` (`port`+`protocol`, `protocol` defaulting to `TCP` in keys), `volumeMounts`
+//!   (`mountPath`), `volumeDevices`, `hostAliases`, `topologySpreadConstraints`, status
+//!   `conditions` (`type`), `ownerReferences` (`uid`); `metadata.finalizers` is a set; every
+//!   other list is atomic. Selectors (`selector`, `labelSelector`, ...), `roleRef` and key refs
+//!   are atomic maps. Custom resources get the same table.
+//! - Validation covers names, labels, workload selectors/templates/containers, Service ports,
+//!   cluster IP / node port clashes and the immutable fields of Deployments, StatefulSets,
+//!   DaemonSets, Services, PVCs, immutable ConfigMaps/Secrets, Secret `type` and bindings'
+//!   `roleRef`. Unknown or mistyped fields are not rejected (`fieldValidation=Strict` is
+//!   accepted, not enforced).
+//! - Defaulting covers what a diff would notice: Service type/IPs/ports/policies, workload
+//!   strategies, replicas, history limits, pod template and container defaults, PVC volume mode,
+//!   storage class and protection finalizer, Namespace label/finalizer/phase, Secret `type`
+//!   and `stringData`, CRD names and `Established` status. Other kinds are stored as sent.
+//! - Strategic merge patch is a JSON merge patch that merges associative lists by key
+//!   (no `$patch` directives); JSON patch supports add, remove, replace and test.
+//! - No controllers beyond the optional rollout simulation and namespace finalization: no
+//!   ReplicaSets or Pods are created, `propagationPolicy` is accepted but nothing is
+//!   garbage-collected, finalizers other than a Namespace's do not delay deletion.
+//! - Watches send no bookmarks, replay at most the last 2048 events and never answer 410 Gone;
+//!   an object leaving a label selector sends no `DELETED`.
+//! - JSON only (no protobuf), no authentication or authorization, no admission webhooks, one
+//!   version per group (no conversion). `Table` output for `kubectl get` has a few columns per
+//!   kind.
+
 #![warn(missing_docs)]
 
 mod defaults;
