@@ -125,6 +125,14 @@ pub async fn handle(
         .map(crate::util::percent_decode)
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !body.is_empty() && (ct.contains("protobuf") || ct.contains("cbor")) {
+        // Only JSON and YAML bodies are understood; clients fall back to JSON on 415.
+        return error_response(&ApiError::unsupported_media_type(ct));
+    }
     if method == Method::GET && query.flag("watch") {
         return watch(shared, &segs, &query).await;
     }

@@ -88,7 +88,9 @@
 //!   garbage-collected, finalizers other than a Namespace's do not delay deletion.
 //! - Watches send no bookmarks, replay at most the last 2048 events and never answer 410 Gone;
 //!   an object leaving a label selector sends no `DELETED`.
-//! - JSON only (no protobuf), no authentication or authorization, no admission webhooks, one
+//! - JSON and YAML only: protobuf or CBOR request bodies get 415 (so kubectl's typed
+//!   generators such as `kubectl create secret ...` fail; `kubectl create -f`, `apply`,
+//!   `patch`, `label`, `scale`, `delete` use JSON and work). No authentication or authorization, no admission webhooks, one
 //!   version per group (no conversion). `Table` output for `kubectl get` has a few columns per
 //!   kind.
 
