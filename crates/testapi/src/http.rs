@@ -98,6 +98,9 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(r) = control(&shared, &method, uri.path(), uri.query()) {
+        return r;
+    }
     let (latency, fault) = {
         let mut st = shared.lock().expect("state lock");
         st.requests += 1;
@@ -153,6 +156,38 @@ pub async fn handle(
             .expect("valid response"),
         Err(e) => error_response(&e),
     }
+}
+
+/// Control endpoints for out-of-process users (the benchmark script): not Kubernetes paths,
+/// not counted, no latency.
+///
+/// - `GET /testapi/requests` → `{"total": N, "routes": {"GET /api": 1, ...}}`
+/// - `POST /testapi/reset` → resets the counters and the request log
+/// - `POST /testapi/latency?ms=N` → sets the injected latency
+fn control(shared: &Shared, method: &Method, path: &str, query: Option<&str>) -> Option<Response> {
+    let rest = path.strip_prefix("/testapi/")?;
+    let mut st = shared.lock().expect("state lock");
+    let out = match (method.as_str(), rest) {
+        ("GET", "requests") => json!({"total": st.requests, "routes": st.per_route}),
+        ("POST", "reset") => {
+            st.requests = 0;
+            st.per_route.clear();
+            st.log.clear();
+            json!({"total": 0})
+        }
+        ("POST" | "PUT", "latency") => {
+            let q = Query(parse_query(query));
+            let Some(ms) = q.get("ms").and_then(|m| m.parse::<u64>().ok()) else {
+                return Some(error_response(&ApiError::bad_request(
+                    "latency needs ?ms=N",
+                )));
+            };
+            st.latency = Duration::from_millis(ms);
+            json!({"latencyMs": ms})
+        }
+        _ => return Some(error_response(&ApiError::no_route())),
+    };
+    Some(json_response(200, &out))
 }
 
 enum Reply {

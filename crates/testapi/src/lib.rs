@@ -519,6 +519,43 @@ impl TestApiServer {
         self.state().apply(&def, &ns, &name, obj, &params)
     }
 
+    /// Server-side applies every object of a multi-document YAML (or JSON) text as `manager`
+    /// (`kind: List` documents are expanded; Namespaces and CRDs go first). Returns how many
+    /// objects were applied.
+    ///
+    /// # Errors
+    /// A 400 for unparsable YAML, or the first object's API error.
+    pub fn apply_yaml(&self, manager: &str, text: &str) -> Result<usize, ApiError> {
+        let docs: Vec<Value> = serde_saphyr::from_multiple(text)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+        let mut objs: Vec<Value> = Vec::new();
+        for d in docs {
+            match d {
+                Value::Null => {}
+                Value::Object(ref m) if m.get("kind").and_then(Value::as_str) == Some("List") => {
+                    objs.extend(
+                        m.get("items")
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default(),
+                    );
+                }
+                other => objs.push(other),
+            }
+        }
+        let rank = |o: &Value| match o["kind"].as_str() {
+            Some("Namespace") => 0,
+            Some("CustomResourceDefinition") => 1,
+            _ => 2,
+        };
+        objs.sort_by_key(rank);
+        let n = objs.len();
+        for o in objs {
+            self.apply_as(manager, o)?;
+        }
+        Ok(n)
+    }
+
     /// Replaces (or creates) `obj` as an `Update` operation by `manager`, as `kubectl
     /// replace`/`create` or a controller would.
     ///

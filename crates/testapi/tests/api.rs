@@ -1307,3 +1307,27 @@ fn request_log_and_injected_errors() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<TestApiServer>();
 }
+
+#[test]
+fn yaml_seeding_and_control_endpoints() {
+    let srv = start();
+    let n = srv
+        .apply_yaml(
+            "labctl",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: seed}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: seed}\n---\n",
+        )
+        .unwrap();
+    assert_eq!(n, 2);
+    assert!(srv.get("v1", "ConfigMap", "seed", "a").is_some());
+    srv.reset_requests();
+    get(&srv, "/api");
+    let c = get(&srv, "/testapi/requests").json();
+    assert_eq!(c["total"], 1);
+    assert_eq!(c["routes"]["GET /api"], 1);
+    request(&srv, "POST", "/testapi/latency?ms=20", &[], None);
+    let t = Instant::now();
+    get(&srv, "/api");
+    assert!(t.elapsed() >= Duration::from_millis(20));
+    request(&srv, "POST", "/testapi/reset", &[], None);
+    assert_eq!(srv.requests(), 0);
+}
