@@ -324,6 +324,7 @@ fn route(
             let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or_default())
                 .map_err(ApiError::bad_request)?;
             let mut list = st.list(def, t.ns, &labels, &fields);
+            st.strip_item_types(def, &mut list);
             paginate(&mut list, query, labels.0.is_empty() && fields.is_empty())?;
             Ok(Reply::Json(200, maybe_table(headers, def, list, true)))
         }

@@ -355,6 +355,29 @@ impl State {
         })
     }
 
+    /// Removes `apiVersion` and `kind` from the items of a list of a built-in kind, as the
+    /// real server serializes typed lists (custom resources keep them).
+    pub fn strip_item_types(&self, def: &ResourceDef, list: &mut Value) {
+        let builtin = self
+            .builtin
+            .iter()
+            .any(|b| b.group == def.group && b.plural == def.plural);
+        if !builtin {
+            return;
+        }
+        for item in list
+            .get_mut("items")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(m) = item.as_object_mut() {
+                m.remove("apiVersion");
+                m.remove("kind");
+            }
+        }
+    }
+
     fn next_uid(&mut self) -> String {
         self.uid_counter += 1;
         uid(self.uid_counter, self.seed)

@@ -222,6 +222,9 @@ fn list_with_every_selector_operator() {
     // All namespaces, and field selectors.
     let all = get(&srv, "/api/v1/configmaps?labelSelector=app%3Dweb").json();
     assert_eq!(all["items"].as_array().unwrap().len(), 1);
+    // Items of typed lists carry no apiVersion/kind, as on the real server.
+    assert!(all["items"][0].get("kind").is_none());
+    assert!(all["items"][0].get("apiVersion").is_none());
     let f = get(&srv, &format!("{CM}?fieldSelector=metadata.name%3Dc")).json();
     assert_eq!(f["items"][0]["metadata"]["name"], "c");
     // Cluster-scoped list.
@@ -1063,6 +1066,9 @@ spec:
     );
     assert_eq!(r.status, 201);
     assert_eq!(r.json()["metadata"]["generation"], 1);
+    let widgets = get(&srv, "/apis/example.com/v1/widgets").json();
+    assert_eq!(widgets["kind"], "WidgetList");
+    assert_eq!(widgets["items"][0]["kind"], "Widget");
 }
 
 #[test]
