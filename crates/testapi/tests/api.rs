@@ -1337,3 +1337,44 @@ fn yaml_seeding_and_control_endpoints() {
     request(&srv, "POST", "/testapi/reset", &[], None);
     assert_eq!(srv.requests(), 0);
 }
+
+#[test]
+fn scale_subresource_takes_replicas_ownership() {
+    let srv = start();
+    apply(
+        &srv,
+        &format!("{DEPLOY}/web"),
+        "labctl",
+        &deployment(2, "nginx"),
+    );
+    let s = get(&srv, &format!("{DEPLOY}/web/scale")).json();
+    assert_eq!(s["kind"], "Scale");
+    assert_eq!(s["apiVersion"], "autoscaling/v1");
+    assert_eq!(s["spec"]["replicas"], 2);
+    assert_eq!(s["status"]["selector"], "app=web");
+    let r = request(
+        &srv,
+        "PATCH",
+        &format!("{DEPLOY}/web/scale"),
+        &[
+            ("Content-Type", "application/merge-patch+json"),
+            ("User-Agent", "kubectl/v1.32.4 (linux/amd64) kubernetes/abc"),
+        ],
+        Some(r#"{"spec":{"replicas":4}}"#),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["spec"]["replicas"], 4);
+    let d = srv.get("apps/v1", "Deployment", "default", "web").unwrap();
+    assert_eq!(d["metadata"]["generation"], 2);
+    let r = apply(
+        &srv,
+        &format!("{DEPLOY}/web"),
+        "labctl",
+        &deployment(2, "nginx"),
+    );
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        r.json()["message"],
+        "Apply failed with 1 conflict: conflict with \"kubectl\" with subresource \"scale\" using apps/v1: .spec.replicas"
+    );
+}
