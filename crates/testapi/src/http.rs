@@ -137,7 +137,7 @@ pub async fn handle(
         return error_response(&ApiError::unsupported_media_type(ct));
     }
     if method == Method::GET && query.flag("watch") {
-        return watch(shared, &segs, &query).await;
+        return watch(shared, &segs, &query, wants_table(&headers)).await;
     }
     match route(&shared, &method, &segs, &query, &headers, &body) {
         Ok(Reply::Json(code, v)) => json_response(code, &v),
@@ -673,6 +673,15 @@ fn maybe_table(headers: &HeaderMap, def: &ResourceDef, v: Value, list: bool) -> 
     } else {
         vec![v.clone()]
     };
+    let mut t = table_of(def, &items, v["metadata"]["resourceVersion"].clone());
+    if let Some(c) = v["metadata"].get("continue") {
+        t["metadata"]["continue"] = c.clone();
+    }
+    t
+}
+
+/// A Table of `items`.
+fn table_of(def: &ResourceDef, items: &[Value], rv: Value) -> Value {
     let mut columns = vec![
         json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
     ];
@@ -755,7 +764,6 @@ fn maybe_table(headers: &HeaderMap, def: &ResourceDef, v: Value, list: bool) -> 
             })
         })
         .collect();
-    let rv = v["metadata"]["resourceVersion"].clone();
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
@@ -786,14 +794,18 @@ impl WatchFilter {
     }
 }
 
-fn event_line(kind: &str, object: &Value) -> Bytes {
+fn event_line(kind: &str, object: &Value, table: Option<&ResourceDef>) -> Bytes {
+    let object = match table {
+        Some(def) => table_of(def, std::slice::from_ref(object), Value::Null),
+        None => object.clone(),
+    };
     let mut v = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
     v.push(b'\n');
     Bytes::from(v)
 }
 
 /// `?watch=true` on a collection: a stream of newline-delimited watch events.
-async fn watch(shared: Shared, segs: &[&str], query: &Query) -> Response {
+async fn watch(shared: Shared, segs: &[&str], query: &Query, table: bool) -> Response {
     let setup = (|| -> Result<_, ApiError> {
         let st = shared.lock().expect("state lock");
         let t = resolve(&st, segs)?;
@@ -818,7 +830,7 @@ async fn watch(shared: Shared, segs: &[&str], query: &Query) -> Response {
         if from == 0 {
             let list = st.list(&t.def, t.ns, &filter.labels, &filter.fields);
             for item in list["items"].as_array().into_iter().flatten() {
-                initial.push(event_line("ADDED", item));
+                initial.push(event_line("ADDED", item, table.then_some(&t.def)));
             }
         } else {
             for ev in st
@@ -826,12 +838,12 @@ async fn watch(shared: Shared, segs: &[&str], query: &Query) -> Response {
                 .iter()
                 .filter(|e| e.rv > from && filter.matches(e))
             {
-                initial.push(event_line(ev.kind, &ev.object));
+                initial.push(event_line(ev.kind, &ev.object, table.then_some(&t.def)));
             }
         }
-        Ok((filter, rx, initial))
+        Ok((filter, rx, initial, table.then(|| t.def.clone())))
     })();
-    let (filter, rx, initial) = match setup {
+    let (filter, rx, initial, table_def) = match setup {
         Ok(x) => x,
         Err(e) => return error_response(&e),
     };
@@ -840,7 +852,7 @@ async fn watch(shared: Shared, segs: &[&str], query: &Query) -> Response {
         .and_then(|t| t.parse::<u64>().ok())
         .unwrap_or(1800);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
-    let state = (initial.into_iter(), rx, filter, deadline);
+    let state = (initial.into_iter(), rx, (filter, table_def), deadline);
     let stream = futures_util::stream::unfold(
         state,
         |(mut initial, mut rx, filter, deadline)| async move {
@@ -856,8 +868,8 @@ async fn watch(shared: Shared, segs: &[&str], query: &Query) -> Response {
                     Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
                     Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
                     Ok(Ok(ev)) => {
-                        if filter.matches(&ev) {
-                            let b = event_line(ev.kind, &ev.object);
+                        if filter.0.matches(&ev) {
+                            let b = event_line(ev.kind, &ev.object, filter.1.as_ref());
                             return Some((Ok(b), (initial, rx, filter, deadline)));
                         }
                     }
