@@ -43,7 +43,9 @@
 //! # Use from async code
 //!
 //! `TestApiServer::start(opts).await` serves on the caller's tokio runtime instead; the hook
-//! methods are the same (they are synchronous and short).
+//! methods are the same (they are synchronous and short). The server then only answers while
+//! that runtime runs: do not block a current-thread runtime on a child process that talks to
+//! it (use `start_blocking` for that).
 
 //! # Hooks for tests
 //!
@@ -127,7 +129,8 @@ pub struct Options {
     /// [`TestApiServer::set_latency`]).
     pub latency: Duration,
     /// When set, Deployments, StatefulSets and DaemonSets report a completed rollout right after
-    /// every write (as if their controller ran instantly).
+    /// every write (as if their controller ran instantly; see
+    /// [`TestApiServer::complete_rollout`]).
     pub auto_rollout: bool,
     /// Where to write the kubeconfig; a temporary directory (removed on drop) when `None`.
     pub kubeconfig_path: Option<PathBuf>,
@@ -597,7 +600,9 @@ impl TestApiServer {
     }
 
     /// Reports a workload (Deployment, StatefulSet, DaemonSet) as fully rolled out at its
-    /// current generation and replica count.
+    /// current generation and replica count, as its controller would: a Deployment gets its
+    /// `deployment.kubernetes.io/revision` annotation, a StatefulSet its claims
+    /// (`<template>-<set>-<ordinal>`, labelled with the template's labels and the selector).
     ///
     /// # Errors
     /// 404 when the object does not exist.

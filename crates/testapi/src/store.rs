@@ -672,10 +672,72 @@ impl State {
         Ok(new)
     }
 
+    /// The StatefulSet controller's claims: `<template>-<set>-<ordinal>` for every
+    /// volumeClaimTemplate and replica, labelled with the template's labels and the set's
+    /// selector, owned by the set when its retention policy deletes them.
+    fn create_claims(&mut self, sts: &Value, ns: &str, name: &str) -> Result<(), ApiError> {
+        let Some(pvc_def) = self.def_by_kind("v1", "PersistentVolumeClaim") else {
+            return Ok(());
+        };
+        let replicas = sts["spec"]["replicas"].as_u64().unwrap_or(1);
+        let templates = sts["spec"]["volumeClaimTemplates"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let owned = sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete";
+        for t in templates {
+            let Some(tname) = t["metadata"]["name"].as_str() else {
+                continue;
+            };
+            for i in 0..replicas {
+                let claim = format!("{tname}-{name}-{i}");
+                if self.get(&pvc_def, ns, &claim).is_some() {
+                    continue;
+                }
+                let mut labels = t["metadata"]["labels"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default();
+                if let Some(sel) = sts["spec"]["selector"]["matchLabels"].as_object() {
+                    labels.extend(sel.clone());
+                }
+                let mut meta = json!({"name": claim, "namespace": ns});
+                if !labels.is_empty() {
+                    meta["labels"] = Value::Object(labels);
+                }
+                if let Some(a) = t["metadata"].get("annotations") {
+                    meta["annotations"] = a.clone();
+                }
+                if owned {
+                    meta["ownerReferences"] = json!([{
+                        "apiVersion": "apps/v1", "kind": "StatefulSet", "name": name,
+                        "uid": sts["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true,
+                    }]);
+                }
+                let pvc = json!({
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": meta,
+                    "spec": t["spec"].clone(),
+                });
+                self.update(
+                    &pvc_def,
+                    ns,
+                    &claim,
+                    pvc,
+                    "kube-controller-manager",
+                    &WriteParams::default(),
+                    true,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// Acts as the workload controllers after a rollout completed: a Deployment gets its
     /// `deployment.kubernetes.io/revision` annotation (bumped when the pod template changed),
     /// then the status reports every replica updated, ready and available at the current
-    /// generation.
+    /// generation. A StatefulSet's claims are created as its controller creates them.
     ///
     /// # Errors
     /// 404 when the object is absent.
@@ -718,6 +780,9 @@ impl State {
                         false,
                     )?;
                 }
+            }
+            if def.kind == "StatefulSet" && def.group == "apps" {
+                self.create_claims(&obj, ns, name)?;
             }
             let status = defaults::rolled_out_status(&obj, self.nodes);
             self.set_status(def, ns, name, status, "kube-controller-manager")

@@ -632,6 +632,21 @@ fn immutable_fields_are_rejected() {
     let path = "/apis/apps/v1/namespaces/default/statefulsets/db";
     assert_eq!(apply(&srv, path, "labctl", &sts("db", 1)).status, 201);
     assert_eq!(apply(&srv, path, "labctl", &sts("db", 3)).status, 200);
+    // The simulated controller creates the claims, labelled from the selector.
+    srv.complete_rollout("apps/v1", "StatefulSet", "default", "db")
+        .unwrap();
+    for i in 0..3 {
+        let pvc = srv
+            .get(
+                "v1",
+                "PersistentVolumeClaim",
+                "default",
+                &format!("data-db-{i}"),
+            )
+            .unwrap();
+        assert_eq!(pvc["metadata"]["labels"]["app"], "db");
+        assert_eq!(pvc["spec"]["resources"]["requests"]["storage"], "1Gi");
+    }
     let r = apply(&srv, path, "labctl", &sts("db2", 3));
     assert_eq!(r.status, 422);
     let s = r.json();
