@@ -347,6 +347,9 @@ fn route(
                         .map(|g| format!("{g}{:05x}", st.rv % 0xfffff))
                 })
                 .unwrap_or_default();
+            if query.get("fieldValidation") == Some("Strict") {
+                State::strict_check(def, &v)?;
+            }
             let params = query.write_params("");
             let manager = update_manager(&params, headers);
             let out = st.update(def, ns, &name, v, &manager, &params, true)?;
@@ -355,6 +358,9 @@ fn route(
         (Method::PUT, Some(name)) => {
             let v = decode_body(body)?;
             check_body(def, ns, name, &v, false)?;
+            if query.get("fieldValidation") == Some("Strict") {
+                State::strict_check(def, &v)?;
+            }
             let sub = t.sub.unwrap_or_default();
             let params = query.write_params(sub);
             let manager = update_manager(&params, headers);
@@ -390,6 +396,9 @@ fn route(
                     let strategic = ct.starts_with("application/strategic");
                     let new = merge_patch(&schema, &live, &patch, strategic, &mut Vec::new());
                     check_body(def, ns, name, &new, false)?;
+                    if query.get("fieldValidation") == Some("Strict") {
+                        State::strict_check(def, &new)?;
+                    }
                     let manager = update_manager(&params, headers);
                     let out = st.update(def, ns, name, new, &manager, &params, false)?;
                     Ok(Reply::Json(200, out))

@@ -103,6 +103,7 @@ pub mod fieldset;
 mod http;
 pub mod resources;
 pub mod schema;
+mod schema_fields;
 pub mod selector;
 pub mod status;
 pub mod store;

@@ -842,7 +842,12 @@ impl State {
         {
             m.remove("status");
         }
-        let dups = fieldset::duplicate_keys(&schema, &applied);
+        let mut dups = fieldset::duplicate_keys(&schema, &applied);
+        dups.extend(
+            fieldset::undeclared_fields(&schema, &applied)
+                .into_iter()
+                .map(|(p, _)| format!("{p}: field not declared in schema")),
+        );
         if !dups.is_empty() {
             let gv = if def.group.is_empty() {
                 format!("/{}", def.version)
@@ -1075,6 +1080,29 @@ impl State {
             None => entries.push(entry),
         }
         self.commit(def, ns, name, live.as_ref(), new_c, entries, params.dry_run)
+    }
+
+    /// With `fieldValidation=Strict`, rejects fields the type does not declare, as the real
+    /// server's strict decoding does for create, update and (non-apply) patch.
+    ///
+    /// # Errors
+    /// 400 BadRequest naming every unknown field.
+    pub fn strict_check(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
+        let schema = Schema::new(&def.group, &def.kind);
+        let unknown = fieldset::undeclared_fields(&schema, obj);
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = unknown
+            .iter()
+            .map(|(_, j)| format!("unknown field {j:?}"))
+            .collect();
+        Err(ApiError::bad_request(format!(
+            "{kind} in version {v:?} cannot be handled as a {kind}: strict decoding error: {}",
+            list.join(", "),
+            kind = def.kind,
+            v = def.version,
+        )))
     }
 
     /// Sets an object's status as a controller would (an Update on the `status` subresource).

@@ -1393,3 +1393,50 @@ fn scale_subresource_takes_replicas_ownership() {
         "Apply failed with 1 conflict: conflict with \"kubectl\" with subresource \"scale\" using apps/v1: .spec.replicas"
     );
 }
+
+#[test]
+fn undeclared_fields_are_rejected_like_the_real_server() {
+    let srv = start();
+    let typo = deployment(1, "nginx")
+        .replace("  replicas: 1\n", "  replica: 1\n")
+        .replace(
+            "        image: nginx\n",
+            "        image: nginx\n        imagePullPolicyy: Always\n",
+        );
+    let r = apply(&srv, &format!("{DEPLOY}/web"), "t", &typo);
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        r.json()["message"],
+        "failed to create typed patch object (default/web; apps/v1, Kind=Deployment): errors:\n  .spec.replica: field not declared in schema\n  .spec.template.spec.containers[name=\"web\"].imagePullPolicyy: field not declared in schema"
+    );
+    // Maps with free-form keys (labels, data, resources) are not checked.
+    let ok = deployment(1, "nginx").replace(
+        "        image: nginx\n",
+        "        image: nginx\n        resources: {limits: {cpu: 100m, example.com/gpu: 1}}\n",
+    );
+    assert_eq!(apply(&srv, &format!("{DEPLOY}/web"), "t", &ok).status, 201);
+
+    // Strict decoding for create/update: 400; without Strict: accepted.
+    let body =
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c","labelz":{}},"datta":{}}"#;
+    let r = request(
+        &srv,
+        "POST",
+        &format!("{CM}?fieldValidation=Strict"),
+        &[("Content-Type", "application/json")],
+        Some(body),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["message"],
+        "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"metadata.labelz\", unknown field \"datta\""
+    );
+    let r = request(
+        &srv,
+        "POST",
+        CM,
+        &[("Content-Type", "application/json")],
+        Some(body),
+    );
+    assert_eq!(r.status, 201);
+}
