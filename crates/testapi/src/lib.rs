@@ -77,8 +77,10 @@
 //! - Validation covers names, labels, workload selectors/templates/containers, Service ports,
 //!   cluster IP / node port clashes and the immutable fields of Deployments, StatefulSets,
 //!   DaemonSets, Services, PVCs, immutable ConfigMaps/Secrets, Secret `type` and bindings'
-//!   `roleRef`. Unknown or mistyped fields are not rejected (`fieldValidation=Strict` is
-//!   accepted, not enforced).
+//!   `roleRef`. Fields a built-in type does not declare (a table generated from k8s-openapi's
+//!   1.33 types by `tools/gen_schema.py`) fail a server-side apply with `field not declared
+//!   in schema`, and other writes with `fieldValidation=Strict` with `strict decoding error`;
+//!   value types, enums and custom resources' schemas are not checked.
 //! - Defaulting covers what a diff would notice: Service type/IPs/ports/policies, workload
 //!   strategies, replicas, history limits, pod template and container defaults, PVC volume mode,
 //!   storage class and protection finalizer, Namespace label/finalizer/phase, Secret `type`
