@@ -76,6 +76,8 @@ fn default_container(c: &mut Value) {
 fn default_template(spec: &mut Value) {
     if spec["template"].is_object() {
         let t = &mut spec["template"];
+        // Go serializes the zero metav1.Time of an embedded ObjectMeta as null (1.32).
+        set_default(obj_mut(t, "metadata"), "creationTimestamp", Value::Null);
         if t.get("spec").is_some() {
             default_pod_spec(&mut t["spec"]);
         }
@@ -85,6 +87,14 @@ fn default_template(spec: &mut Value) {
 /// Defaults (and allocates) fields of a new or updated object, as the real server does on
 /// decode and in its REST strategies.
 pub fn apply(state: &mut State, def: &ResourceDef, old: Option<&Value>, obj: &mut Value) {
+    if def.group == "apiextensions.k8s.io" && def.kind == "CustomResourceDefinition" {
+        default_crd(obj);
+        return;
+    }
+    if def.group == "networking.k8s.io" && def.kind == "Ingress" {
+        set_default(obj_mut(obj, "status"), "loadBalancer", json!({}));
+        return;
+    }
     if !def.group.is_empty() && def.group != "apps" {
         return;
     }
@@ -111,6 +121,10 @@ pub fn apply(state: &mut State, def: &ResourceDef, old: Option<&Value>, obj: &mu
             }
         }
         "PersistentVolumeClaim" => {
+            if old.is_none() {
+                let meta = obj_mut(obj, "metadata");
+                set_default(meta, "finalizers", json!(["kubernetes.io/pvc-protection"]));
+            }
             let spec = obj_mut(obj, "spec");
             set_default(spec, "volumeMode", json!("Filesystem"));
             if old.is_none()
@@ -158,6 +172,7 @@ pub fn apply(state: &mut State, def: &ResourceDef, old: Option<&Value>, obj: &mu
             {
                 for v in vcts {
                     if v.is_object() {
+                        set_default(obj_mut(v, "metadata"), "creationTimestamp", Value::Null);
                         set_default(obj_mut(v, "spec"), "volumeMode", json!("Filesystem"));
                         set_default(obj_mut(v, "status"), "phase", json!("Pending"));
                         set_default(v, "apiVersion", json!("v1"));
@@ -188,6 +203,34 @@ pub fn apply(state: &mut State, def: &ResourceDef, old: Option<&Value>, obj: &mu
     {
         set_default(obj, "status", json!({}));
     }
+}
+
+fn default_crd(obj: &mut Value) {
+    let spec = obj_mut(obj, "spec");
+    let names = obj_mut(spec, "names");
+    let kind = names["kind"].as_str().unwrap_or_default().to_string();
+    set_default(names, "singular", json!(kind.to_lowercase()));
+    set_default(names, "listKind", json!(format!("{kind}List")));
+    let names = names.clone();
+    set_default(obj_mut(spec, "conversion"), "strategy", json!("None"));
+    let stored: Vec<Value> = spec["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["storage"] == json!(true))
+        .map(|v| v["name"].clone())
+        .collect();
+    let now = crate::util::now_rfc3339();
+    obj["status"] = json!({
+        "acceptedNames": names,
+        "conditions": [
+            {"type": "NamesAccepted", "status": "True", "lastTransitionTime": now,
+             "reason": "NoConflicts", "message": "no conflicts found"},
+            {"type": "Established", "status": "True", "lastTransitionTime": now,
+             "reason": "InitialNamesAccepted", "message": "the initial names have been accepted"},
+        ],
+        "storedVersions": stored,
+    });
 }
 
 fn default_service(state: &mut State, old: Option<&Value>, obj: &mut Value) {
@@ -448,30 +491,232 @@ pub fn validate_update(
     }
 }
 
-/// Minimal validation of any write (required fields the real server insists on).
+fn is_alnum(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit()
+}
+
+/// RFC 1123 label: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
+fn dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| is_alnum(c) || c == '-')
+        && s.starts_with(is_alnum)
+        && s.ends_with(is_alnum)
+}
+
+/// RFC 1123 subdomain: dot-separated labels, at most 253 characters.
+fn dns1123_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(dns1123_label)
+}
+
+/// RFC 1035 label: like RFC 1123 but starting with a letter.
+fn dns1035_label(s: &str) -> bool {
+    dns1123_label(s) && s.starts_with(|c: char| c.is_ascii_lowercase())
+}
+
+/// A qualified name part / label value: `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`.
+fn label_part(s: &str) -> bool {
+    let an = |c: char| c.is_ascii_alphanumeric();
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| an(c) || matches!(c, '-' | '_' | '.'))
+        && s.starts_with(an)
+        && s.ends_with(an)
+}
+
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+
+fn validate_labels(labels: &Value, field: &str, causes: &mut Vec<Cause>) {
+    let Some(m) = labels.as_object() else {
+        return;
+    };
+    for (k, v) in m {
+        let (prefix, name) = match k.split_once('/') {
+            Some((p, n)) => (Some(p), n),
+            None => (None, k.as_str()),
+        };
+        if !label_part(name) || prefix.is_some_and(|p| !dns1123_subdomain(p)) {
+            causes.push(cause(
+                "FieldValueInvalid",
+                field,
+                format!("Invalid value: {k:?}: {QUALIFIED_NAME_MSG}"),
+            ));
+        }
+        let val = v.as_str().unwrap_or_default();
+        if !val.is_empty() && !label_part(val) {
+            let why = if val.len() > 63 {
+                "must be no more than 63 characters".to_string()
+            } else {
+                LABEL_VALUE_MSG.to_string()
+            };
+            causes.push(cause(
+                "FieldValueInvalid",
+                field,
+                format!("Invalid value: {val:?}: {why}"),
+            ));
+        }
+    }
+}
+
+fn go_string_map(v: &Value) -> String {
+    let inner: Vec<String> = v
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k:?}:{:?}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    format!("map[string]string{{{}}}", inner.join(", "))
+}
+
+fn validate_pod_spec(spec: &Value, field: &str, causes: &mut Vec<Cause>) {
+    match spec["containers"].as_array() {
+        None => causes.push(cause(
+            "FieldValueRequired",
+            &format!("{field}.containers"),
+            "Required value".into(),
+        )),
+        Some(cs) if cs.is_empty() => causes.push(cause(
+            "FieldValueRequired",
+            &format!("{field}.containers"),
+            "Required value".into(),
+        )),
+        Some(cs) => {
+            for (i, c) in cs.iter().enumerate() {
+                if c["name"].as_str().is_none_or(str::is_empty) {
+                    causes.push(cause(
+                        "FieldValueRequired",
+                        &format!("{field}.containers[{i}].name"),
+                        "Required value".into(),
+                    ));
+                }
+                if c["image"].as_str().is_none_or(str::is_empty) {
+                    causes.push(cause(
+                        "FieldValueRequired",
+                        &format!("{field}.containers[{i}].image"),
+                        "Required value".into(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Validation of any write: names, labels, and the required parts of the built-in kinds,
+/// with the real server's messages.
 ///
 /// # Errors
 /// 422 Invalid.
 pub fn validate(def: &ResourceDef, name: &str, obj: &Value) -> Result<(), ApiError> {
     let mut causes = Vec::new();
+    let rbac = def.group == "rbac.authorization.k8s.io";
     if name.is_empty() {
         causes.push(cause(
             "FieldValueRequired",
             "metadata.name",
             "Required value: name or generateName is required".into(),
         ));
+    } else if def.group.is_empty() && matches!(def.kind.as_str(), "Namespace") {
+        if !dns1123_label(name) {
+            causes.push(cause("FieldValueInvalid", "metadata.name", format!("Invalid value: {name:?}: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")));
+        }
+    } else if def.group.is_empty() && def.kind == "Service" {
+        if !dns1035_label(name) {
+            causes.push(cause("FieldValueInvalid", "metadata.name", format!("Invalid value: {name:?}: a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')")));
+        }
+    } else if rbac {
+        if name == "." || name == ".." || name.contains('/') || name.contains('%') {
+            causes.push(cause(
+                "FieldValueInvalid",
+                "metadata.name",
+                format!("Invalid value: {name:?}: may not contain '/' or '%'"),
+            ));
+        }
+    } else if !dns1123_subdomain(name) {
+        causes.push(cause("FieldValueInvalid", "metadata.name", format!("Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")));
     }
-    if matches!(
-        def.kind.as_str(),
-        "Deployment" | "StatefulSet" | "DaemonSet"
-    ) && def.group == "apps"
-        && !obj["spec"]["selector"].is_object()
-    {
-        causes.push(cause(
-            "FieldValueRequired",
-            "spec.selector",
-            "Required value".into(),
-        ));
+    validate_labels(&obj["metadata"]["labels"], "metadata.labels", &mut causes);
+    match (def.group.as_str(), def.kind.as_str()) {
+        ("apps", "Deployment" | "StatefulSet" | "DaemonSet") => {
+            let spec = &obj["spec"];
+            let template_labels = &spec["template"]["metadata"]["labels"];
+            validate_labels(
+                template_labels,
+                "spec.template.metadata.labels",
+                &mut causes,
+            );
+            match spec["selector"].as_object() {
+                None => causes.push(cause(
+                    "FieldValueRequired",
+                    "spec.selector",
+                    "Required value".into(),
+                )),
+                Some(sel) => {
+                    let empty = sel["matchLabels"].as_object().is_none_or(|m| m.is_empty())
+                        && sel["matchExpressions"].as_array().is_none_or(Vec::is_empty);
+                    if empty {
+                        causes.push(cause(
+                            "FieldValueInvalid",
+                            "spec.selector",
+                            format!(
+                                "Invalid value: {}: empty selector is invalid for deployment",
+                                go_label_selector(&spec["selector"])
+                            ),
+                        ));
+                    }
+                    let mismatch = sel["matchLabels"]
+                        .as_object()
+                        .is_some_and(|m| m.iter().any(|(k, v)| template_labels.get(k) != Some(v)));
+                    if mismatch {
+                        causes.push(cause(
+                            "FieldValueInvalid",
+                            "spec.template.metadata.labels",
+                            format!(
+                                "Invalid value: {}: `selector` does not match template `labels`",
+                                go_string_map(template_labels)
+                            ),
+                        ));
+                    }
+                }
+            }
+            validate_pod_spec(&spec["template"]["spec"], "spec.template.spec", &mut causes);
+        }
+        ("", "Pod") => validate_pod_spec(&obj["spec"], "spec", &mut causes),
+        ("", "Service") => {
+            let spec = &obj["spec"];
+            let headless_or_external =
+                spec["type"] == "ExternalName" || spec["clusterIP"] == "None";
+            if !headless_or_external && spec["ports"].as_array().is_none_or(Vec::is_empty) {
+                causes.push(cause(
+                    "FieldValueRequired",
+                    "spec.ports",
+                    "Required value".into(),
+                ));
+            }
+            for (i, p) in spec["ports"].as_array().into_iter().flatten().enumerate() {
+                let port = p["port"].as_i64().unwrap_or(0);
+                if !(1..=65535).contains(&port) {
+                    causes.push(cause(
+                        "FieldValueInvalid",
+                        &format!("spec.ports[{i}].port"),
+                        format!("Invalid value: {port}: must be between 1 and 65535, inclusive"),
+                    ));
+                }
+                if let Some(np) = p["nodePort"].as_i64()
+                    && np != 0
+                    && !(30000..=32767).contains(&np)
+                {
+                    causes.push(cause(
+                        "FieldValueInvalid",
+                        &format!("spec.ports[{i}].nodePort"),
+                        format!("Invalid value: {np}: provided port is not in the valid range. The range of valid ports is 30000-32767"),
+                    ));
+                }
+            }
+        }
+        _ => {}
     }
     if causes.is_empty() {
         Ok(())

@@ -573,3 +573,159 @@ fn is_empty_container(v: &Value) -> bool {
         _ => false,
     }
 }
+
+/// Associative lists with duplicate keys in an applied configuration, as structured-merge-diff
+/// reports them (`.spec.x[name="a"].env: duplicate entries for key [name="FOO"]`).
+pub fn duplicate_keys(schema: &Schema, v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    walk_dups(schema, v, &mut Vec::new(), &mut Vec::new(), &mut out);
+    out
+}
+
+fn walk_dups(
+    schema: &Schema,
+    v: &Value,
+    path: &mut Vec<String>,
+    fields: &mut Vec<String>,
+    out: &mut Vec<String>,
+) {
+    match v {
+        Value::Object(m) => {
+            if schema.map_atomic(fields) {
+                return;
+            }
+            for (k, c) in m {
+                path.push(format!("f:{k}"));
+                fields.push(k.clone());
+                walk_dups(schema, c, path, fields, out);
+                fields.pop();
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            let Some(pes) = list_pes(schema, fields, items) else {
+                return;
+            };
+            let mut seen: Vec<&String> = Vec::new();
+            for pe in &pes {
+                if seen.contains(&pe) {
+                    let msg = format!(
+                        "{}: duplicate entries for key {}",
+                        path_string(path),
+                        path_string(std::slice::from_ref(pe))
+                    );
+                    if !out.contains(&msg) {
+                        out.push(msg);
+                    }
+                } else {
+                    seen.push(pe);
+                }
+            }
+            for (pe, item) in pes.into_iter().zip(items) {
+                path.push(pe);
+                walk_dups(schema, item, path, fields, out);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+type TypeTable =
+    std::collections::HashMap<&'static str, std::collections::HashMap<&'static str, &'static str>>;
+
+fn type_table() -> &'static TypeTable {
+    static TABLE: std::sync::OnceLock<TypeTable> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        crate::schema_fields::TYPES
+            .iter()
+            .map(|(t, fields)| (*t, fields.iter().copied().collect()))
+            .collect()
+    })
+}
+
+/// Fields of a built-in object that its type does not declare, as structured-merge-diff
+/// paths (`.spec.replica`) and as strict-decoding paths (`spec.replica`,
+/// `spec.template.spec.containers[0].imagePullPolicyy`). Custom resources are not checked.
+pub fn undeclared_fields(schema: &Schema, v: &Value) -> Vec<(String, String)> {
+    let Some(root) = crate::schema_fields::ROOTS
+        .iter()
+        .find(|(g, k, _)| *g == schema.group && *k == schema.kind)
+        .map(|(_, _, t)| *t)
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    walk_declared(
+        schema,
+        root,
+        v,
+        &mut Vec::new(),
+        &mut Vec::new(),
+        &mut String::new(),
+        &mut out,
+    );
+    out
+}
+
+fn walk_declared(
+    schema: &Schema,
+    ty: &str,
+    v: &Value,
+    path: &mut Vec<String>,
+    fields: &mut Vec<String>,
+    json_path: &mut String,
+    out: &mut Vec<(String, String)>,
+) {
+    let Some(decl) = type_table().get(ty) else {
+        return;
+    };
+    let Value::Object(m) = v else {
+        return;
+    };
+    for (k, c) in m {
+        let jp_len = json_path.len();
+        if !json_path.is_empty() {
+            json_path.push('.');
+        }
+        json_path.push_str(k);
+        path.push(format!("f:{k}"));
+        fields.push(k.clone());
+        match decl.get(k.as_str()) {
+            None => out.push((path_string(path), json_path.clone())),
+            Some(&"") => {}
+            Some(child) => {
+                if let Some(inner) = child.strip_prefix("map:") {
+                    if let Value::Object(entries) = c {
+                        for (ek, ev) in entries {
+                            let l = json_path.len();
+                            json_path.push_str(&format!("[{ek}]"));
+                            path.push(format!("f:{ek}"));
+                            walk_declared(schema, inner, ev, path, fields, json_path, out);
+                            path.pop();
+                            json_path.truncate(l);
+                        }
+                    }
+                } else if let Value::Array(items) = c {
+                    let pes = list_pes(schema, fields, items);
+                    for (i, item) in items.iter().enumerate() {
+                        let l = json_path.len();
+                        json_path.push_str(&format!("[{i}]"));
+                        path.push(match &pes {
+                            Some(p) => p[i].clone(),
+                            None => format!("i:{i}"),
+                        });
+                        walk_declared(schema, child, item, path, fields, json_path, out);
+                        path.pop();
+                        json_path.truncate(l);
+                    }
+                } else {
+                    walk_declared(schema, child, c, path, fields, json_path, out);
+                }
+            }
+        }
+        fields.pop();
+        path.pop();
+        json_path.truncate(jp_len);
+    }
+}

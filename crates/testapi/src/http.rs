@@ -98,16 +98,27 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let latency = {
+    if let Some(r) = control(&shared, &method, uri.path(), uri.query()) {
+        return r;
+    }
+    let (latency, fault) = {
         let mut st = shared.lock().expect("state lock");
         st.requests += 1;
         *st.per_route
             .entry(format!("{} {}", method, uri.path()))
             .or_insert(0) += 1;
-        st.latency
+        st.log.push(match uri.query() {
+            Some(q) => format!("{} {}?{q}", method, uri.path()),
+            None => format!("{} {}", method, uri.path()),
+        });
+        let fault = st.take_fault(method.as_str(), uri.path());
+        (st.latency, fault)
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
+    }
+    if let Some(e) = fault {
+        return error_response(&e);
     }
     let query = Query(parse_query(uri.query()));
     let segs: Vec<String> = uri
@@ -117,8 +128,16 @@ pub async fn handle(
         .map(crate::util::percent_decode)
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !body.is_empty() && (ct.contains("protobuf") || ct.contains("cbor")) {
+        // Only JSON and YAML bodies are understood; clients fall back to JSON on 415.
+        return error_response(&ApiError::unsupported_media_type(ct));
+    }
     if method == Method::GET && query.flag("watch") {
-        return watch(shared, &segs, &query).await;
+        return watch(shared, &segs, &query, wants_table(&headers)).await;
     }
     match route(&shared, &method, &segs, &query, &headers, &body) {
         Ok(Reply::Json(code, v)) => json_response(code, &v),
@@ -137,6 +156,38 @@ pub async fn handle(
             .expect("valid response"),
         Err(e) => error_response(&e),
     }
+}
+
+/// Control endpoints for out-of-process users (the benchmark script): not Kubernetes paths,
+/// not counted, no latency.
+///
+/// - `GET /testapi/requests` → `{"total": N, "routes": {"GET /api": 1, ...}}`
+/// - `POST /testapi/reset` → resets the counters and the request log
+/// - `POST /testapi/latency?ms=N` → sets the injected latency
+fn control(shared: &Shared, method: &Method, path: &str, query: Option<&str>) -> Option<Response> {
+    let rest = path.strip_prefix("/testapi/")?;
+    let mut st = shared.lock().expect("state lock");
+    let out = match (method.as_str(), rest) {
+        ("GET", "requests") => json!({"total": st.requests, "routes": st.per_route}),
+        ("POST", "reset") => {
+            st.requests = 0;
+            st.per_route.clear();
+            st.log.clear();
+            json!({"total": 0})
+        }
+        ("POST" | "PUT", "latency") => {
+            let q = Query(parse_query(query));
+            let Some(ms) = q.get("ms").and_then(|m| m.parse::<u64>().ok()) else {
+                return Some(error_response(&ApiError::bad_request(
+                    "latency needs ?ms=N",
+                )));
+            };
+            st.latency = Duration::from_millis(ms);
+            json!({"latencyMs": ms})
+        }
+        _ => return Some(error_response(&ApiError::no_route())),
+    };
+    Some(json_response(200, &out))
 }
 
 enum Reply {
@@ -272,7 +323,9 @@ fn route(
                 .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
             let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or_default())
                 .map_err(ApiError::bad_request)?;
-            let list = st.list(def, t.ns, &labels, &fields);
+            let mut list = st.list(def, t.ns, &labels, &fields);
+            st.strip_item_types(def, &mut list);
+            paginate(&mut list, query, labels.0.is_empty() && fields.is_empty())?;
             Ok(Reply::Json(200, maybe_table(headers, def, list, true)))
         }
         (Method::GET, Some(name)) => {
@@ -294,6 +347,9 @@ fn route(
                         .map(|g| format!("{g}{:05x}", st.rv % 0xfffff))
                 })
                 .unwrap_or_default();
+            if query.get("fieldValidation") == Some("Strict") {
+                State::strict_check(def, &v)?;
+            }
             let params = query.write_params("");
             let manager = update_manager(&params, headers);
             let out = st.update(def, ns, &name, v, &manager, &params, true)?;
@@ -302,6 +358,9 @@ fn route(
         (Method::PUT, Some(name)) => {
             let v = decode_body(body)?;
             check_body(def, ns, name, &v, false)?;
+            if query.get("fieldValidation") == Some("Strict") {
+                State::strict_check(def, &v)?;
+            }
             let sub = t.sub.unwrap_or_default();
             let params = query.write_params(sub);
             let manager = update_manager(&params, headers);
@@ -337,6 +396,9 @@ fn route(
                     let strategic = ct.starts_with("application/strategic");
                     let new = merge_patch(&schema, &live, &patch, strategic, &mut Vec::new());
                     check_body(def, ns, name, &new, false)?;
+                    if query.get("fieldValidation") == Some("Strict") {
+                        State::strict_check(def, &new)?;
+                    }
                     let manager = update_manager(&params, headers);
                     let out = st.update(def, ns, name, new, &manager, &params, false)?;
                     Ok(Reply::Json(200, out))
@@ -383,6 +445,57 @@ fn route(
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<String> {
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+/// Applies `limit` and `continue` to a list, as the real server pages (items in key order,
+/// an opaque continue token, `remainingItemCount` when no selector is used).
+fn paginate(list: &mut Value, query: &Query, count_remaining: bool) -> Result<(), ApiError> {
+    let key = |v: &Value| {
+        format!(
+            "{}/{}",
+            v["metadata"]["namespace"].as_str().unwrap_or_default(),
+            v["metadata"]["name"].as_str().unwrap_or_default()
+        )
+    };
+    let Some(items) = list.get_mut("items").and_then(Value::as_array_mut) else {
+        return Ok(());
+    };
+    if let Some(token) = query.get("continue").filter(|t| !t.is_empty()) {
+        let start = unhex(token)
+            .and_then(|j| serde_json::from_str::<Value>(&j).ok())
+            .and_then(|v| v["start"].as_str().map(String::from))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "continue key is not valid: illegal base64 data at input byte 0",
+                )
+            })?;
+        items.retain(|i| key(i) > start);
+    }
+    let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
+    if limit > 0 && items.len() > limit {
+        let remaining = items.len() - limit;
+        items.truncate(limit);
+        let last = key(&items[limit - 1]);
+        let rv = list["metadata"]["resourceVersion"].clone();
+        let token = hex(&json!({"v": "meta.k8s.io/v1", "rv": rv, "start": last}).to_string());
+        list["metadata"]["continue"] = json!(token);
+        if count_remaining {
+            list["metadata"]["remainingItemCount"] = json!(remaining);
+        }
+    }
+    Ok(())
 }
 
 /// The manager of an Update operation: `fieldManager`, else the user agent's program name.
@@ -569,6 +682,15 @@ fn maybe_table(headers: &HeaderMap, def: &ResourceDef, v: Value, list: bool) -> 
     } else {
         vec![v.clone()]
     };
+    let mut t = table_of(def, &items, v["metadata"]["resourceVersion"].clone());
+    if let Some(c) = v["metadata"].get("continue") {
+        t["metadata"]["continue"] = c.clone();
+    }
+    t
+}
+
+/// A Table of `items`.
+fn table_of(def: &ResourceDef, items: &[Value], rv: Value) -> Value {
     let mut columns = vec![
         json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
     ];
@@ -651,7 +773,6 @@ fn maybe_table(headers: &HeaderMap, def: &ResourceDef, v: Value, list: bool) -> 
             })
         })
         .collect();
-    let rv = v["metadata"]["resourceVersion"].clone();
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
@@ -682,14 +803,18 @@ impl WatchFilter {
     }
 }
 
-fn event_line(kind: &str, object: &Value) -> Bytes {
+fn event_line(kind: &str, object: &Value, table: Option<&ResourceDef>) -> Bytes {
+    let object = match table {
+        Some(def) => table_of(def, std::slice::from_ref(object), Value::Null),
+        None => object.clone(),
+    };
     let mut v = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
     v.push(b'\n');
     Bytes::from(v)
 }
 
 /// `?watch=true` on a collection: a stream of newline-delimited watch events.
-async fn watch(shared: Shared, segs: &[&str], query: &Query) -> Response {
+async fn watch(shared: Shared, segs: &[&str], query: &Query, table: bool) -> Response {
     let setup = (|| -> Result<_, ApiError> {
         let st = shared.lock().expect("state lock");
         let t = resolve(&st, segs)?;
@@ -714,7 +839,7 @@ async fn watch(shared: Shared, segs: &[&str], query: &Query) -> Response {
         if from == 0 {
             let list = st.list(&t.def, t.ns, &filter.labels, &filter.fields);
             for item in list["items"].as_array().into_iter().flatten() {
-                initial.push(event_line("ADDED", item));
+                initial.push(event_line("ADDED", item, table.then_some(&t.def)));
             }
         } else {
             for ev in st
@@ -722,12 +847,12 @@ async fn watch(shared: Shared, segs: &[&str], query: &Query) -> Response {
                 .iter()
                 .filter(|e| e.rv > from && filter.matches(e))
             {
-                initial.push(event_line(ev.kind, &ev.object));
+                initial.push(event_line(ev.kind, &ev.object, table.then_some(&t.def)));
             }
         }
-        Ok((filter, rx, initial))
+        Ok((filter, rx, initial, table.then(|| t.def.clone())))
     })();
-    let (filter, rx, initial) = match setup {
+    let (filter, rx, initial, table_def) = match setup {
         Ok(x) => x,
         Err(e) => return error_response(&e),
     };
@@ -736,7 +861,7 @@ async fn watch(shared: Shared, segs: &[&str], query: &Query) -> Response {
         .and_then(|t| t.parse::<u64>().ok())
         .unwrap_or(1800);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
-    let state = (initial.into_iter(), rx, filter, deadline);
+    let state = (initial.into_iter(), rx, (filter, table_def), deadline);
     let stream = futures_util::stream::unfold(
         state,
         |(mut initial, mut rx, filter, deadline)| async move {
@@ -752,8 +877,8 @@ async fn watch(shared: Shared, segs: &[&str], query: &Query) -> Response {
                     Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
                     Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
                     Ok(Ok(ev)) => {
-                        if filter.matches(&ev) {
-                            let b = event_line(ev.kind, &ev.object);
+                        if filter.0.matches(&ev) {
+                            let b = event_line(ev.kind, &ev.object, filter.1.as_ref());
                             return Some((Ok(b), (initial, rx, filter, deadline)));
                         }
                     }

@@ -38,10 +38,65 @@
 //! println!("{} requests", srv.requests());
 //! ```
 //!
+//! Set `LABCTL_TESTAPI_LOG=1` to have every request and its status printed to stderr.
+//!
 //! # Use from async code
 //!
 //! `TestApiServer::start(opts).await` serves on the caller's tokio runtime instead; the hook
-//! methods are the same (they are synchronous and short).
+//! methods are the same (they are synchronous and short). The server then only answers while
+//! that runtime runs: do not block a current-thread runtime on a child process that talks to
+//! it (use `start_blocking` for that).
+
+//! # Hooks for tests
+//!
+//! [`TestApiServer`] methods act on the server directly (from any thread): act as another field
+//! manager ([`apply_as`](TestApiServer::apply_as), [`apply_with`](TestApiServer::apply_with),
+//! [`update_as`](TestApiServer::update_as)), act as a controller
+//! ([`set_status`](TestApiServer::set_status),
+//! [`complete_rollout`](TestApiServer::complete_rollout), or
+//! [`Options::auto_rollout`]), read and write objects ([`get`](TestApiServer::get),
+//! [`list`](TestApiServer::list), [`objects`](TestApiServer::objects),
+//! [`put`](TestApiServer::put), [`delete`](TestApiServer::delete)), count requests
+//! ([`requests`](TestApiServer::requests), [`requests_to`](TestApiServer::requests_to),
+//! [`request_counts`](TestApiServer::request_counts),
+//! [`request_log`](TestApiServer::request_log),
+//! [`reset_requests`](TestApiServer::reset_requests)), slow every request down
+//! ([`set_latency`](TestApiServer::set_latency)) and inject failures
+//! ([`inject_error`](TestApiServer::inject_error)).
+//!
+//! # Where it differs from the real server
+//!
+//! - There are no OpenAPI schemas. Merge semantics come from a built-in table: associative
+//!   lists `containers`/`initContainers`/`ephemeralContainers`, `volumes`, `env`,
+//!   `imagePullSecrets` (by `name`), container `ports` (`containerPort`+`protocol`), Service
+//!   `ports` (`port`+`protocol`, `protocol` defaulting to `TCP` in keys), `volumeMounts`
+//!   (`mountPath`), `volumeDevices`, `hostAliases`, `topologySpreadConstraints`, status
+//!   `conditions` (`type`), `ownerReferences` (`uid`); `metadata.finalizers` is a set; every
+//!   other list is atomic. Selectors (`selector`, `labelSelector`, ...), `roleRef` and key refs
+//!   are atomic maps. Custom resources get the same table.
+//! - Validation covers names, labels, workload selectors/templates/containers, Service ports,
+//!   cluster IP / node port clashes and the immutable fields of Deployments, StatefulSets,
+//!   DaemonSets, Services, PVCs, immutable ConfigMaps/Secrets, Secret `type` and bindings'
+//!   `roleRef`. Fields a built-in type does not declare (a table generated from k8s-openapi's
+//!   1.33 types by `tools/gen_schema.py`) fail a server-side apply with `field not declared
+//!   in schema`, and other writes with `fieldValidation=Strict` with `strict decoding error`;
+//!   value types, enums and custom resources' schemas are not checked.
+//! - Defaulting covers what a diff would notice: Service type/IPs/ports/policies, workload
+//!   strategies, replicas, history limits, pod template and container defaults, PVC volume mode,
+//!   storage class and protection finalizer, Namespace label/finalizer/phase, Secret `type`
+//!   and `stringData`, CRD names and `Established` status. Other kinds are stored as sent.
+//! - Strategic merge patch is a JSON merge patch that merges associative lists by key
+//!   (no `$patch` directives); JSON patch supports add, remove, replace and test.
+//! - No controllers beyond the optional rollout simulation and namespace finalization: no
+//!   ReplicaSets or Pods are created, `propagationPolicy` is accepted but nothing is
+//!   garbage-collected, finalizers other than a Namespace's do not delay deletion.
+//! - Watches send no bookmarks, replay at most the last 2048 events and never answer 410 Gone;
+//!   an object leaving a label selector sends no `DELETED`.
+//! - JSON and YAML only: protobuf or CBOR request bodies get 415 (so kubectl's typed
+//!   generators such as `kubectl create secret ...` fail; `kubectl create -f`, `apply`,
+//!   `patch`, `label`, `scale`, `delete` use JSON and work). No authentication or authorization, no admission webhooks, one
+//!   version per group (no conversion). `Table` output for `kubectl get` has a few columns per
+//!   kind.
 
 #![warn(missing_docs)]
 
@@ -50,6 +105,7 @@ pub mod fieldset;
 mod http;
 pub mod resources;
 pub mod schema;
+mod schema_fields;
 pub mod selector;
 pub mod status;
 pub mod store;
@@ -76,7 +132,8 @@ pub struct Options {
     /// [`TestApiServer::set_latency`]).
     pub latency: Duration,
     /// When set, Deployments, StatefulSets and DaemonSets report a completed rollout right after
-    /// every write (as if their controller ran instantly).
+    /// every write (as if their controller ran instantly; see
+    /// [`TestApiServer::complete_rollout`]).
     pub auto_rollout: bool,
     /// Where to write the kubeconfig; a temporary directory (removed on drop) when `None`.
     pub kubeconfig_path: Option<PathBuf>,
@@ -187,12 +244,23 @@ fn new_state(opts: &Options) -> State {
 }
 
 fn router(shared: Arc<Mutex<State>>) -> Router {
-    Router::new().fallback(
-        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let shared = shared.clone();
-            async move { http::handle(shared, method, uri, headers, body).await }
-        },
-    )
+    let log = std::env::var_os("LABCTL_TESTAPI_LOG").is_some_and(|v| !v.is_empty() && v != "0");
+    Router::new()
+        .fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let shared = shared.clone();
+                async move {
+                    let line = log.then(|| format!("{method} {uri}"));
+                    let resp = http::handle(shared, method, uri, headers, body).await;
+                    if let Some(line) = line {
+                        eprintln!("labctl-testapi: {line} -> {}", resp.status().as_u16());
+                    }
+                    resp
+                }
+            },
+        )
+        // The real server's request body limit.
+        .layer(axum::extract::DefaultBodyLimit::max(3 * 1024 * 1024))
 }
 
 /// The namespace controller: finalizes Terminating namespaces until the state is dropped.
@@ -380,6 +448,23 @@ impl TestApiServer {
         let mut st = self.state();
         st.requests = 0;
         st.per_route.clear();
+        st.log.clear();
+    }
+
+    /// Every request since start or the last reset, in order, as `METHOD /path?query`.
+    pub fn request_log(&self) -> Vec<String> {
+        self.state().log.clone()
+    }
+
+    /// Makes the next `times` requests whose method is `method` (or any, for `"*"`) and whose
+    /// path starts with `path_prefix` fail with `error` (after the injected latency), e.g.
+    /// `ApiError::internal("etcdserver: request timed out".into())`.
+    pub fn inject_error(&self, method: &str, path_prefix: &str, error: ApiError, times: usize) {
+        if times > 0 {
+            self.state()
+                .faults
+                .push((method.to_string(), path_prefix.to_string(), error, times));
+        }
     }
 
     /// Sets the latency injected before each request.
@@ -440,6 +525,43 @@ impl TestApiServer {
         self.state().apply(&def, &ns, &name, obj, &params)
     }
 
+    /// Server-side applies every object of a multi-document YAML (or JSON) text as `manager`
+    /// (`kind: List` documents are expanded; Namespaces and CRDs go first). Returns how many
+    /// objects were applied.
+    ///
+    /// # Errors
+    /// A 400 for unparsable YAML, or the first object's API error.
+    pub fn apply_yaml(&self, manager: &str, text: &str) -> Result<usize, ApiError> {
+        let docs: Vec<Value> = serde_saphyr::from_multiple(text)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+        let mut objs: Vec<Value> = Vec::new();
+        for d in docs {
+            match d {
+                Value::Null => {}
+                Value::Object(ref m) if m.get("kind").and_then(Value::as_str) == Some("List") => {
+                    objs.extend(
+                        m.get("items")
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default(),
+                    );
+                }
+                other => objs.push(other),
+            }
+        }
+        let rank = |o: &Value| match o["kind"].as_str() {
+            Some("Namespace") => 0,
+            Some("CustomResourceDefinition") => 1,
+            _ => 2,
+        };
+        objs.sort_by_key(rank);
+        let n = objs.len();
+        for o in objs {
+            self.apply_as(manager, o)?;
+        }
+        Ok(n)
+    }
+
     /// Replaces (or creates) `obj` as an `Update` operation by `manager`, as `kubectl
     /// replace`/`create` or a controller would.
     ///
@@ -481,7 +603,9 @@ impl TestApiServer {
     }
 
     /// Reports a workload (Deployment, StatefulSet, DaemonSet) as fully rolled out at its
-    /// current generation and replica count.
+    /// current generation and replica count, as its controller would: a Deployment gets its
+    /// `deployment.kubernetes.io/revision` annotation, a StatefulSet its claims
+    /// (`<template>-<set>-<ordinal>`, labelled with the template's labels and the selector).
     ///
     /// # Errors
     /// 404 when the object does not exist.
@@ -493,13 +617,7 @@ impl TestApiServer {
         name: &str,
     ) -> Result<Value, ApiError> {
         let def = self.def(api_version, kind)?;
-        let mut st = self.state();
-        let obj = st
-            .get(&def, namespace, name)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&def, name))?;
-        let status = defaults::rolled_out_status(&obj, st.nodes);
-        st.set_status(&def, namespace, name, status, "kube-controller-manager")
+        self.state().complete_rollout(&def, namespace, name)
     }
 
     /// An object, if present. Use `""` as the namespace of cluster-scoped objects.

@@ -157,6 +157,7 @@ pub fn builtin() -> Vec<ResourceDef> {
             false,
             false,
         ),
+        def("", "Event", "events", true, &["ev"], false, false, false),
         def(
             "apps",
             "Deployment",

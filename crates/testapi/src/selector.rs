@@ -195,6 +195,11 @@ impl FieldSelector {
         Ok(FieldSelector(out))
     }
 
+    /// True when the selector has no terms.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Whether the object matches.
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(path, eq, want)| {

@@ -45,7 +45,9 @@ impl ApiError {
         m.insert("metadata".into(), json!({}));
         m.insert("status".into(), json!("Failure"));
         m.insert("message".into(), json!(self.message));
-        m.insert("reason".into(), json!(self.reason));
+        if !self.reason.is_empty() {
+            m.insert("reason".into(), json!(self.reason));
+        }
         if let Some(d) = &self.details {
             m.insert("details".into(), (**d).clone());
         }
@@ -133,6 +135,12 @@ impl ApiError {
             format!("{} \"{name}\" is forbidden: {why}", def.qualified()),
             Some(group_details(name, &def.group, &def.plural)),
         )
+    }
+
+    /// 500 with no reason: an error the real server did not convert to a Status (its
+    /// message is passed through, as for malformed server-side apply bodies).
+    pub fn internal(message: String) -> Self {
+        Self::new(500, "", message, None)
     }
 
     /// 400 BadRequest.

@@ -52,6 +52,10 @@ pub struct State {
     pub requests: u64,
     /// Requests per `METHOD /path` (query excluded).
     pub per_route: BTreeMap<String, u64>,
+    /// Every request in order, as `METHOD /path?query`, since the last reset.
+    pub log: Vec<String>,
+    /// Injected failures: method (or `*`), path prefix, the error, and how many more times.
+    pub faults: Vec<(String, String, ApiError, usize)>,
     /// Injected latency per request.
     pub latency: Duration,
     /// When set, workloads report rolled-out status right after each write.
@@ -64,6 +68,8 @@ pub struct State {
     pub events: broadcast::Sender<WatchEvent>,
     /// Recent events, for watches that start from an older resourceVersion.
     pub history: std::collections::VecDeque<WatchEvent>,
+    /// Pod templates at the last completed rollout, per Deployment.
+    pub rollout_templates: BTreeMap<ObjKey, Value>,
     /// Namespaces being deleted, and since when.
     pub terminating: BTreeMap<String, std::time::Instant>,
     /// How long a deleted namespace stays Terminating before it and its contents go.
@@ -240,6 +246,8 @@ impl State {
             node_port_counter: 0,
             requests: 0,
             per_route: BTreeMap::new(),
+            log: Vec::new(),
+            faults: Vec::new(),
             latency: Duration::ZERO,
             auto_rollout: false,
             nodes: 1,
@@ -247,8 +255,23 @@ impl State {
             events,
             history: std::collections::VecDeque::new(),
             terminating: BTreeMap::new(),
+            rollout_templates: BTreeMap::new(),
             namespace_finalize_delay: Duration::from_millis(100),
         }
+    }
+
+    /// The injected failure for a request, if one matches (consuming one use of it).
+    pub fn take_fault(&mut self, method: &str, path: &str) -> Option<ApiError> {
+        let i = self.faults.iter().position(|(m, p, _, n)| {
+            *n > 0 && (m == "*" || m == method) && path.starts_with(p.as_str())
+        })?;
+        let f = &mut self.faults[i];
+        f.3 -= 1;
+        let e = f.2.clone();
+        if f.3 == 0 {
+            self.faults.remove(i);
+        }
+        Some(e)
     }
 
     /// Finds the definition for a group/version/plural.
@@ -332,6 +355,29 @@ impl State {
         })
     }
 
+    /// Removes `apiVersion` and `kind` from the items of a list of a built-in kind, as the
+    /// real server serializes typed lists (custom resources keep them).
+    pub fn strip_item_types(&self, def: &ResourceDef, list: &mut Value) {
+        let builtin = self
+            .builtin
+            .iter()
+            .any(|b| b.group == def.group && b.plural == def.plural);
+        if !builtin {
+            return;
+        }
+        for item in list
+            .get_mut("items")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(m) = item.as_object_mut() {
+                m.remove("apiVersion");
+                m.remove("kind");
+            }
+        }
+    }
+
     fn next_uid(&mut self) -> String {
         self.uid_counter += 1;
         uid(self.uid_counter, self.seed)
@@ -365,6 +411,67 @@ impl State {
             if !used.contains(&port) {
                 return port;
             }
+        }
+    }
+
+    /// Rejects a Service whose cluster IP or node ports another Service already holds.
+    fn check_allocations(
+        &self,
+        def: &ResourceDef,
+        ns: &str,
+        name: &str,
+        svc: &Value,
+    ) -> Result<(), ApiError> {
+        let others: Vec<&Value> = self
+            .objects
+            .iter()
+            .filter(|((g, pl, n, nm), _)| {
+                g.is_empty() && pl == "services" && !(n == ns && nm == name)
+            })
+            .map(|(_, v)| v)
+            .collect();
+        let mut causes = Vec::new();
+        if let Some(ip) = svc["spec"]["clusterIP"].as_str()
+            && !ip.is_empty()
+            && ip != "None"
+            && others.iter().any(|o| o["spec"]["clusterIP"] == ip)
+        {
+            causes.push(Cause {
+                reason: "FieldValueInvalid".into(),
+                field: "spec.clusterIPs".into(),
+                message: format!(
+                    "Invalid value: []string{{{ip:?}}}: failed to allocate IP {ip}: provided IP is already allocated"
+                ),
+            });
+        }
+        for (i, p) in svc["spec"]["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let Some(np) = p["nodePort"].as_u64() else {
+                continue;
+            };
+            let taken = others.iter().any(|o| {
+                o["spec"]["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|q| q["nodePort"].as_u64() == Some(np))
+            });
+            if taken {
+                causes.push(Cause {
+                    reason: "FieldValueInvalid".into(),
+                    field: format!("spec.ports[{i}].nodePort"),
+                    message: format!("Invalid value: {np}: provided port is already allocated"),
+                });
+            }
+        }
+        if causes.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(def, name, causes))
         }
     }
 
@@ -443,6 +550,9 @@ impl State {
             defaults::validate_update(def, name, old, &new)?;
         }
         defaults::validate(def, name, &new)?;
+        if def.kind == "Service" && def.group.is_empty() {
+            self.check_allocations(def, ns, name, &new)?;
+        }
         let meta = new
             .get_mut("metadata")
             .and_then(Value::as_object_mut)
@@ -557,10 +667,128 @@ impl State {
                 "Deployment" | "StatefulSet" | "DaemonSet"
             )
         {
-            let status = defaults::rolled_out_status(&new, self.nodes);
-            return self.set_status(def, ns, name, status, "kube-controller-manager");
+            return self.complete_rollout(def, ns, name);
         }
         Ok(new)
+    }
+
+    /// The StatefulSet controller's claims: `<template>-<set>-<ordinal>` for every
+    /// volumeClaimTemplate and replica, labelled with the template's labels and the set's
+    /// selector, owned by the set when its retention policy deletes them.
+    fn create_claims(&mut self, sts: &Value, ns: &str, name: &str) -> Result<(), ApiError> {
+        let Some(pvc_def) = self.def_by_kind("v1", "PersistentVolumeClaim") else {
+            return Ok(());
+        };
+        let replicas = sts["spec"]["replicas"].as_u64().unwrap_or(1);
+        let templates = sts["spec"]["volumeClaimTemplates"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let owned = sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete";
+        for t in templates {
+            let Some(tname) = t["metadata"]["name"].as_str() else {
+                continue;
+            };
+            for i in 0..replicas {
+                let claim = format!("{tname}-{name}-{i}");
+                if self.get(&pvc_def, ns, &claim).is_some() {
+                    continue;
+                }
+                let mut labels = t["metadata"]["labels"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default();
+                if let Some(sel) = sts["spec"]["selector"]["matchLabels"].as_object() {
+                    labels.extend(sel.clone());
+                }
+                let mut meta = json!({"name": claim, "namespace": ns});
+                if !labels.is_empty() {
+                    meta["labels"] = Value::Object(labels);
+                }
+                if let Some(a) = t["metadata"].get("annotations") {
+                    meta["annotations"] = a.clone();
+                }
+                if owned {
+                    meta["ownerReferences"] = json!([{
+                        "apiVersion": "apps/v1", "kind": "StatefulSet", "name": name,
+                        "uid": sts["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true,
+                    }]);
+                }
+                let pvc = json!({
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": meta,
+                    "spec": t["spec"].clone(),
+                });
+                self.update(
+                    &pvc_def,
+                    ns,
+                    &claim,
+                    pvc,
+                    "kube-controller-manager",
+                    &WriteParams::default(),
+                    true,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Acts as the workload controllers after a rollout completed: a Deployment gets its
+    /// `deployment.kubernetes.io/revision` annotation (bumped when the pod template changed),
+    /// then the status reports every replica updated, ready and available at the current
+    /// generation. A StatefulSet's claims are created as its controller creates them.
+    ///
+    /// # Errors
+    /// 404 when the object is absent.
+    pub fn complete_rollout(
+        &mut self,
+        def: &ResourceDef,
+        ns: &str,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        let mut obj = self
+            .get(def, ns, name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(def, name))?;
+        let auto = std::mem::replace(&mut self.auto_rollout, false);
+        let result = (|| {
+            if def.kind == "Deployment" && def.group == "apps" {
+                let key = Self::key(def, ns, name);
+                let template = obj["spec"]["template"].clone();
+                let current: u64 =
+                    obj["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                        .as_str()
+                        .and_then(|r| r.parse().ok())
+                        .unwrap_or(0);
+                let revision = match self.rollout_templates.get(&key) {
+                    Some(t) if *t == template && current > 0 => current,
+                    _ => current + 1,
+                };
+                self.rollout_templates.insert(key, template);
+                if revision != current {
+                    let mut new = obj.clone();
+                    new["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
+                        json!(revision.to_string());
+                    obj = self.update(
+                        def,
+                        ns,
+                        name,
+                        new,
+                        "kube-controller-manager",
+                        &WriteParams::default(),
+                        false,
+                    )?;
+                }
+            }
+            if def.kind == "StatefulSet" && def.group == "apps" {
+                self.create_claims(&obj, ns, name)?;
+            }
+            let status = defaults::rolled_out_status(&obj, self.nodes);
+            self.set_status(def, ns, name, status, "kube-controller-manager")
+        })();
+        self.auto_rollout = auto;
+        result
     }
 
     /// Server-side apply of `body` (PATCH with `application/apply-patch+yaml`).
@@ -591,6 +819,12 @@ impl State {
             self.require_namespace(def, ns)?;
             self.require_live_namespace(def, ns, name)?;
         }
+        if let (Some(l), Some(want)) = (&live, meta_str(&body, "resourceVersion"))
+            && !want.is_empty()
+            && meta_str(l, "resourceVersion") != Some(want)
+        {
+            return Err(ApiError::stale(def, name));
+        }
         let schema = Schema::new(&def.group, &def.kind);
         let mut applied = body;
         strip_server_fields(&mut applied);
@@ -607,6 +841,28 @@ impl State {
             && let Some(m) = applied.as_object_mut()
         {
             m.remove("status");
+        }
+        let mut dups = fieldset::duplicate_keys(&schema, &applied);
+        dups.extend(
+            fieldset::undeclared_fields(&schema, &applied)
+                .into_iter()
+                .map(|(p, _)| format!("{p}: field not declared in schema")),
+        );
+        if !dups.is_empty() {
+            let gv = if def.group.is_empty() {
+                format!("/{}", def.version)
+            } else {
+                def.api_version()
+            };
+            let errs = if dups.len() == 1 {
+                dups[0].clone()
+            } else {
+                format!("errors:\n  {}", dups.join("\n  "))
+            };
+            return Err(ApiError::internal(format!(
+                "failed to create typed patch object ({ns}/{name}; {gv}, Kind={}): {errs}",
+                def.kind
+            )));
         }
         let skeleton =
             json!({"apiVersion": def.api_version(), "kind": def.kind, "metadata": {"name": name}});
@@ -745,6 +1001,14 @@ impl State {
                 }
             }
         }
+        // The real server decodes (and so defaults) the new object before the field manager
+        // compares it: Update managers own the defaults they caused.
+        if !status_sub && new_c.is_object() {
+            if !new_c["metadata"].is_object() {
+                new_c["metadata"] = json!({"name": name});
+            }
+            defaults::apply(self, def, live.as_ref(), &mut new_c);
+        }
         // Server-set metadata comes from the live object.
         if let Some(m) = new_c.get_mut("metadata").and_then(Value::as_object_mut) {
             for k in SERVER_META.iter().filter(|k| **k != "name") {
@@ -759,7 +1023,22 @@ impl State {
         }
         let cmp = fieldset::compare(&schema, &live_cmp, &new_c);
         let changed = cmp.modified.union(&cmp.added);
-        let mut entries = live.as_ref().map(entries_of).unwrap_or_default();
+        // A client may rewrite managedFields (kubectl does, migrating client-side apply
+        // ownership); a non-empty list that differs from the live one is taken as given
+        // (entries without a manager are dropped, so `[{}]` clears them all).
+        let live_mf = live
+            .as_ref()
+            .map(|l| l["metadata"]["managedFields"].clone());
+        let given = &new["metadata"]["managedFields"];
+        let mut entries =
+            if given.as_array().is_some_and(|a| !a.is_empty()) && Some(given) != live_mf.as_ref() {
+                entries_of(&new)
+                    .into_iter()
+                    .filter(|e| !e.manager.is_empty())
+                    .collect()
+            } else {
+                live.as_ref().map(entries_of).unwrap_or_default()
+            };
         let api = def.api_version();
         let mine = entries
             .iter()
@@ -801,6 +1080,29 @@ impl State {
             None => entries.push(entry),
         }
         self.commit(def, ns, name, live.as_ref(), new_c, entries, params.dry_run)
+    }
+
+    /// With `fieldValidation=Strict`, rejects fields the type does not declare, as the real
+    /// server's strict decoding does for create, update and (non-apply) patch.
+    ///
+    /// # Errors
+    /// 400 BadRequest naming every unknown field.
+    pub fn strict_check(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
+        let schema = Schema::new(&def.group, &def.kind);
+        let unknown = fieldset::undeclared_fields(&schema, obj);
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = unknown
+            .iter()
+            .map(|(_, j)| format!("unknown field {j:?}"))
+            .collect();
+        Err(ApiError::bad_request(format!(
+            "{kind} in version {v:?} cannot be handled as a {kind}: strict decoding error: {}",
+            list.join(", "),
+            kind = def.kind,
+            v = def.version,
+        )))
     }
 
     /// Sets an object's status as a controller would (an Update on the `status` subresource).

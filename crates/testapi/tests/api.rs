@@ -222,6 +222,9 @@ fn list_with_every_selector_operator() {
     // All namespaces, and field selectors.
     let all = get(&srv, "/api/v1/configmaps?labelSelector=app%3Dweb").json();
     assert_eq!(all["items"].as_array().unwrap().len(), 1);
+    // Items of typed lists carry no apiVersion/kind, as on the real server.
+    assert!(all["items"][0].get("kind").is_none());
+    assert!(all["items"][0].get("apiVersion").is_none());
     let f = get(&srv, &format!("{CM}?fieldSelector=metadata.name%3Dc")).json();
     assert_eq!(f["items"][0]["metadata"]["name"], "c");
     // Cluster-scoped list.
@@ -575,7 +578,7 @@ fn generation_moves_with_spec_only() {
     // Server-set fields in the body are ignored.
     let sneaky = deployment(2, "nginx:2").replace(
         "  name: web\n",
-        "  name: web\n  uid: 123\n  generation: 99\n  resourceVersion: \"1\"\n  creationTimestamp: \"2000-01-01T00:00:00Z\"\n",
+        "  name: web\n  uid: 123\n  generation: 99\n  creationTimestamp: \"2000-01-01T00:00:00Z\"\n",
     );
     let d2 = apply(&srv, &format!("{DEPLOY}/web"), "labctl", &sneaky).json();
     assert_eq!(d2["metadata"]["uid"], d["metadata"]["uid"]);
@@ -629,6 +632,21 @@ fn immutable_fields_are_rejected() {
     let path = "/apis/apps/v1/namespaces/default/statefulsets/db";
     assert_eq!(apply(&srv, path, "labctl", &sts("db", 1)).status, 201);
     assert_eq!(apply(&srv, path, "labctl", &sts("db", 3)).status, 200);
+    // The simulated controller creates the claims, labelled from the selector.
+    srv.complete_rollout("apps/v1", "StatefulSet", "default", "db")
+        .unwrap();
+    for i in 0..3 {
+        let pvc = srv
+            .get(
+                "v1",
+                "PersistentVolumeClaim",
+                "default",
+                &format!("data-db-{i}"),
+            )
+            .unwrap();
+        assert_eq!(pvc["metadata"]["labels"]["app"], "db");
+        assert_eq!(pvc["spec"]["resources"]["requests"]["storage"], "1Gi");
+    }
     let r = apply(&srv, path, "labctl", &sts("db2", 3));
     assert_eq!(r.status, 422);
     let s = r.json();
@@ -965,6 +983,12 @@ fn hooks_counters_latency_and_auto_rollout() {
     assert_eq!(d["status"]["observedGeneration"], 1);
     assert_eq!(d["status"]["updatedReplicas"], 3);
     assert_eq!(d["status"]["availableReplicas"], 3);
+    let rev = |d: &Value| d["metadata"]["annotations"]["deployment.kubernetes.io/revision"].clone();
+    assert_eq!(rev(&d), "1");
+    assert_eq!(
+        d["spec"]["template"]["metadata"]["creationTimestamp"],
+        Value::Null
+    );
     let d = apply(
         &srv,
         &format!("{DEPLOY}/web"),
@@ -974,6 +998,23 @@ fn hooks_counters_latency_and_auto_rollout() {
     .json();
     assert_eq!(d["metadata"]["generation"], 2);
     assert_eq!(d["status"]["observedGeneration"], 2);
+    assert_eq!(rev(&d), "2");
+    let d = apply(
+        &srv,
+        &format!("{DEPLOY}/web"),
+        "labctl",
+        &deployment(4, "nginx:2"),
+    )
+    .json();
+    assert_eq!(d["status"]["observedGeneration"], 3);
+    assert_eq!(d["status"]["readyReplicas"], 4);
+    assert_eq!(rev(&d), "2");
+    // The controller's annotation is not labctl's: re-applying keeps it, and owns nothing new.
+    assert!(
+        fields_of(&d, "labctl")["f:metadata"]
+            .get("f:annotations")
+            .is_none()
+    );
 
     srv.set_auto_rollout(false);
     let d = apply(
@@ -983,11 +1024,12 @@ fn hooks_counters_latency_and_auto_rollout() {
         &deployment(3, "nginx:3"),
     )
     .json();
-    assert_eq!(d["status"]["observedGeneration"], 2);
+    assert_eq!(d["status"]["observedGeneration"], 3);
     let d = srv
         .complete_rollout("apps/v1", "Deployment", "default", "web")
         .unwrap();
-    assert_eq!(d["status"]["observedGeneration"], 3);
+    assert_eq!(d["status"]["observedGeneration"], 4);
+    assert_eq!(rev(&d), "3");
 
     // Objects stored directly, listed back.
     srv.put(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "raw", "namespace": "default"}}))
@@ -1021,6 +1063,14 @@ spec:
         crd,
     );
     assert_eq!(r.status, 201);
+    let crd = r.json();
+    let established = crd["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "Established" && c["status"] == "True");
+    assert!(established, "{crd:#}");
+    assert_eq!(crd["status"]["acceptedNames"]["listKind"], "WidgetList");
     let list = get(&srv, "/apis/example.com/v1").json();
     assert_eq!(list["resources"][0]["name"], "widgets");
     let r = apply(
@@ -1031,6 +1081,9 @@ spec:
     );
     assert_eq!(r.status, 201);
     assert_eq!(r.json()["metadata"]["generation"], 1);
+    let widgets = get(&srv, "/apis/example.com/v1/widgets").json();
+    assert_eq!(widgets["kind"], "WidgetList");
+    assert_eq!(widgets["items"][0]["kind"], "Widget");
 }
 
 #[test]
@@ -1083,4 +1136,307 @@ fn watch_streams_events() {
         assert_eq!(events[0]["type"], "ADDED");
         assert_eq!(events[0]["object"]["metadata"]["name"], "b");
     });
+}
+
+#[test]
+fn lists_page_with_limit_and_continue() {
+    let srv = start();
+    for i in 0..5 {
+        apply(
+            &srv,
+            &format!("{CM}/c{i}"),
+            "t",
+            &cm_yaml(&format!("c{i}"), "{}"),
+        );
+    }
+    let mut names = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let r = get(&srv, &format!("{CM}?limit=2&continue={token}")).json();
+        pages += 1;
+        for i in r["items"].as_array().unwrap() {
+            names.push(i["metadata"]["name"].as_str().unwrap().to_string());
+        }
+        match r["metadata"]["continue"].as_str() {
+            Some(t) => {
+                if pages == 1 {
+                    assert_eq!(r["metadata"]["remainingItemCount"], 3);
+                }
+                token = t.to_string();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(names, ["c0", "c1", "c2", "c3", "c4"]);
+    assert_eq!(get(&srv, &format!("{CM}?limit=2&continue=zz")).status, 400);
+}
+
+#[test]
+fn preconditions_and_managed_fields_rewrites() {
+    let srv = start();
+    let c = apply(&srv, &format!("{CM}/c"), "a", &cm_yaml("c", "{x: one}")).json();
+    // An applied resourceVersion is a precondition.
+    let stale =
+        cm_yaml("c", "{x: two}").replace("  name: c\n", "  name: c\n  resourceVersion: \"1\"\n");
+    assert_eq!(apply(&srv, &format!("{CM}/c"), "a", &stale).status, 409);
+    let rv = c["metadata"]["resourceVersion"].as_str().unwrap();
+    let fresh = cm_yaml("c", "{x: two}").replace(
+        "  name: c\n",
+        &format!("  name: c\n  resourceVersion: \"{rv}\"\n"),
+    );
+    assert_eq!(apply(&srv, &format!("{CM}/c"), "a", &fresh).status, 200);
+    // `managedFields: [{}]` in a merge patch clears ownership, as documented upstream.
+    let r = request(
+        &srv,
+        "PATCH",
+        &format!("{CM}/c"),
+        &[("Content-Type", "application/merge-patch+json")],
+        Some(r#"{"metadata":{"managedFields":[{}]}}"#),
+    );
+    assert_eq!(r.status, 200);
+    assert!(
+        r.json()["metadata"].get("managedFields").is_none(),
+        "{:#}",
+        r.json()
+    );
+    // ... and an empty list changes nothing.
+    apply(&srv, &format!("{CM}/c"), "a", &cm_yaml("c", "{x: two}"));
+    let r = request(
+        &srv,
+        "PATCH",
+        &format!("{CM}/c"),
+        &[("Content-Type", "application/merge-patch+json")],
+        Some(r#"{"metadata":{"managedFields":[]}}"#),
+    );
+    assert_eq!(managers(&r.json()), [("a".into(), "Apply".into())]);
+}
+
+#[test]
+fn validation_messages_match_the_real_server() {
+    let srv = start();
+    let r = apply(
+        &srv,
+        &format!("{CM}/Bad_Name"),
+        "t",
+        &cm_yaml("Bad_Name", "{}"),
+    );
+    assert_eq!(r.status, 422);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"),
+        "{}",
+        r.json()["message"]
+    );
+    let r = apply(
+        &srv,
+        &format!("{CM}/c"),
+        "t",
+        &cm_yaml("c", "{app: 'has space'}"),
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["details"]["causes"][0]["field"], "metadata.labels");
+
+    let mismatch = deployment(1, "nginx").replace(
+        "    metadata:\n      labels: {app: web}",
+        "    metadata:\n      labels: {app: other}",
+    );
+    let r = apply(&srv, &format!("{DEPLOY}/web"), "t", &mismatch);
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["message"],
+        "Deployment.apps \"web\" is invalid: spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`"
+    );
+
+    let svc = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  type: NodePort\n  ports: [{{port: 80, nodePort: 30080}}]\n"
+        )
+    };
+    assert_eq!(
+        apply(
+            &srv,
+            "/api/v1/namespaces/default/services/a",
+            "t",
+            &svc("a")
+        )
+        .status,
+        201
+    );
+    let r = apply(
+        &srv,
+        "/api/v1/namespaces/default/services/b",
+        "t",
+        &svc("b"),
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["message"],
+        "Service \"b\" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
+    );
+    // Re-applying the owner of the port is fine.
+    assert_eq!(
+        apply(
+            &srv,
+            "/api/v1/namespaces/default/services/a",
+            "t",
+            &svc("a")
+        )
+        .status,
+        200
+    );
+}
+
+#[test]
+fn duplicate_list_keys_fail_like_the_real_server() {
+    let srv = start();
+    let dup = deployment(1, "nginx").replace(
+        "        - containerPort: 80\n",
+        "        - containerPort: 80\n        env: [{name: FOO, value: a}, {name: FOO, value: b}]\n",
+    );
+    let r = apply(&srv, &format!("{DEPLOY}/web"), "t", &dup);
+    assert_eq!(r.status, 500);
+    let s = r.json();
+    assert!(s.get("reason").is_none());
+    assert_eq!(
+        s["message"],
+        "failed to create typed patch object (default/web; apps/v1, Kind=Deployment): .spec.template.spec.containers[name=\"web\"].env: duplicate entries for key [name=\"FOO\"]"
+    );
+}
+
+#[test]
+fn request_log_and_injected_errors() {
+    let srv = start();
+    srv.reset_requests();
+    srv.inject_error(
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        labctl_testapi::ApiError::internal("etcdserver: request timed out".into()),
+        1,
+    );
+    let r = get(&srv, &format!("{CM}?labelSelector=a%3Db"));
+    assert_eq!(r.status, 500);
+    assert_eq!(r.json()["message"], "etcdserver: request timed out");
+    assert_eq!(get(&srv, CM).status, 200);
+    assert_eq!(
+        srv.request_log(),
+        [format!("GET {CM}?labelSelector=a%3Db"), format!("GET {CM}"),]
+    );
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<TestApiServer>();
+}
+
+#[test]
+fn yaml_seeding_and_control_endpoints() {
+    let srv = start();
+    let n = srv
+        .apply_yaml(
+            "labctl",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: seed}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: seed}\n---\n",
+        )
+        .unwrap();
+    assert_eq!(n, 2);
+    assert!(srv.get("v1", "ConfigMap", "seed", "a").is_some());
+    srv.reset_requests();
+    get(&srv, "/api");
+    let c = get(&srv, "/testapi/requests").json();
+    assert_eq!(c["total"], 1);
+    assert_eq!(c["routes"]["GET /api"], 1);
+    request(&srv, "POST", "/testapi/latency?ms=20", &[], None);
+    let t = Instant::now();
+    get(&srv, "/api");
+    assert!(t.elapsed() >= Duration::from_millis(20));
+    request(&srv, "POST", "/testapi/reset", &[], None);
+    assert_eq!(srv.requests(), 0);
+}
+
+#[test]
+fn scale_subresource_takes_replicas_ownership() {
+    let srv = start();
+    apply(
+        &srv,
+        &format!("{DEPLOY}/web"),
+        "labctl",
+        &deployment(2, "nginx"),
+    );
+    let s = get(&srv, &format!("{DEPLOY}/web/scale")).json();
+    assert_eq!(s["kind"], "Scale");
+    assert_eq!(s["apiVersion"], "autoscaling/v1");
+    assert_eq!(s["spec"]["replicas"], 2);
+    assert_eq!(s["status"]["selector"], "app=web");
+    let r = request(
+        &srv,
+        "PATCH",
+        &format!("{DEPLOY}/web/scale"),
+        &[
+            ("Content-Type", "application/merge-patch+json"),
+            ("User-Agent", "kubectl/v1.32.4 (linux/amd64) kubernetes/abc"),
+        ],
+        Some(r#"{"spec":{"replicas":4}}"#),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["spec"]["replicas"], 4);
+    let d = srv.get("apps/v1", "Deployment", "default", "web").unwrap();
+    assert_eq!(d["metadata"]["generation"], 2);
+    let r = apply(
+        &srv,
+        &format!("{DEPLOY}/web"),
+        "labctl",
+        &deployment(2, "nginx"),
+    );
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        r.json()["message"],
+        "Apply failed with 1 conflict: conflict with \"kubectl\" with subresource \"scale\" using apps/v1: .spec.replicas"
+    );
+}
+
+#[test]
+fn undeclared_fields_are_rejected_like_the_real_server() {
+    let srv = start();
+    let typo = deployment(1, "nginx")
+        .replace("  replicas: 1\n", "  replica: 1\n")
+        .replace(
+            "        image: nginx\n",
+            "        image: nginx\n        imagePullPolicyy: Always\n",
+        );
+    let r = apply(&srv, &format!("{DEPLOY}/web"), "t", &typo);
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        r.json()["message"],
+        "failed to create typed patch object (default/web; apps/v1, Kind=Deployment): errors:\n  .spec.replica: field not declared in schema\n  .spec.template.spec.containers[name=\"web\"].imagePullPolicyy: field not declared in schema"
+    );
+    // Maps with free-form keys (labels, data, resources) are not checked.
+    let ok = deployment(1, "nginx").replace(
+        "        image: nginx\n",
+        "        image: nginx\n        resources: {limits: {cpu: 100m, example.com/gpu: 1}}\n",
+    );
+    assert_eq!(apply(&srv, &format!("{DEPLOY}/web"), "t", &ok).status, 201);
+
+    // Strict decoding for create/update: 400; without Strict: accepted.
+    let body =
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c","labelz":{}},"datta":{}}"#;
+    let r = request(
+        &srv,
+        "POST",
+        &format!("{CM}?fieldValidation=Strict"),
+        &[("Content-Type", "application/json")],
+        Some(body),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["message"],
+        "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"metadata.labelz\", unknown field \"datta\""
+    );
+    let r = request(
+        &srv,
+        "POST",
+        CM,
+        &[("Content-Type", "application/json")],
+        Some(body),
+    );
+    assert_eq!(r.status, 201);
 }

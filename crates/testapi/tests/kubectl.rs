@@ -308,3 +308,74 @@ fn real_kubectl_get_apply_diff_conflict_delete() {
             .contains("Error from server (NotFound): namespaces \"demo\" not found")
     );
 }
+
+#[test]
+fn real_kubectl_client_side_apply_then_server_side_migration() {
+    if !Path::new(KUBECTL).exists() {
+        eprintln!("skipping: {KUBECTL} is not installed");
+        return;
+    }
+    let srv = TestApiServer::start_blocking(Options::default()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let k = Kubectl {
+        kubeconfig: srv.kubeconfig_path(),
+        cache: &cache,
+        dir: tmp.path(),
+    };
+    std::fs::write(tmp.path().join("app.yaml"), MANIFEST).unwrap();
+    std::fs::write(
+        tmp.path().join("changed.yaml"),
+        MANIFEST.replace("replicas: 2", "replicas: 3"),
+    )
+    .unwrap();
+
+    let out = k.ok(&["apply", "-f", "app.yaml"]);
+    assert!(out.contains("deployment.apps/web created"), "{out}");
+    let out = k.ok(&["apply", "-f", "changed.yaml"]);
+    assert!(out.contains("deployment.apps/web configured"), "{out}");
+    assert!(out.contains("configmap/cfg unchanged"), "{out}");
+    let live = srv.get("apps/v1", "Deployment", "demo", "web").unwrap();
+    assert_eq!(live["spec"]["replicas"], 3);
+    assert!(
+        live["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["manager"] == "kubectl-client-side-apply" && e["operation"] == "Update")
+    );
+
+    // kubectl migrates client-side ownership to its server-side manager.
+    k.ok(&["apply", "--server-side", "-f", "changed.yaml"]);
+    let live = srv.get("apps/v1", "Deployment", "demo", "web").unwrap();
+    let managers: Vec<&str> = live["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect();
+    assert!(managers.contains(&"kubectl"), "{managers:?}");
+    assert!(
+        !managers.contains(&"kubectl-client-side-apply"),
+        "{managers:?}"
+    );
+
+    // Server dry run changes nothing.
+    let rv = srv.resource_version();
+    let out = k.ok(&[
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "-f",
+        "app.yaml",
+    ]);
+    assert!(
+        out.contains("deployment.apps/web serverside-applied (server dry run)"),
+        "{out}"
+    );
+    assert_eq!(srv.resource_version(), rv);
+    assert_eq!(
+        srv.get("apps/v1", "Deployment", "demo", "web").unwrap()["spec"]["replicas"],
+        3
+    );
+}
