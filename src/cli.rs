@@ -10,7 +10,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "labctl", version, propagate_version = true)]
 pub struct Cli {
     /// The stack file.
-    #[arg(long, global = true, env = "LABCTL_STACK", default_value = "stack.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "LABCTL_STACK",
+        default_value = "stack.toml"
+    )]
     pub stack: PathBuf,
     /// Never colour output (also: the NO_COLOR environment variable).
     #[arg(long, global = true)]
@@ -32,6 +37,8 @@ pub enum Command {
     Render(RenderArgs),
     /// Show what apply would change.
     Plan(PlanArgs),
+    /// Show the plan, ask, and make the live cluster and host match the stack.
+    Apply(ApplyArgs),
     /// Print shell completions.
     Completions {
         /// The shell.
@@ -84,6 +91,31 @@ pub struct PlanArgs {
     #[arg(short, long, value_enum, default_value_t = Format::Human)]
     pub output: Format,
     /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Use the calling user's systemd manager (session bus, `$XDG_CONFIG_HOME/systemd/user`),
+    /// as `host.scope = "user"` does.
+    #[arg(long)]
+    pub user: bool,
+}
+
+/// `labctl apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Apply without asking (required when stdin is not a terminal).
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Only this plane.
+    #[arg(long)]
+    pub plane: Option<PlaneArg>,
+    /// Use the calling user's systemd manager (session bus, `$XDG_CONFIG_HOME/systemd/user`),
+    /// as `host.scope = "user"` does.
+    #[arg(long)]
+    pub user: bool,
+    /// Take over same-named resources this stack does not own (the plan marks them `!`).
+    #[arg(long)]
+    pub adopt: bool,
+    /// Exit 0 when there were no changes, 2 when changes were applied, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
 }

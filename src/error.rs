@@ -91,6 +91,16 @@ pub enum Error {
         message: String,
     },
 
+    /// The plan takes over resources this stack does not own, and `--adopt` was not given.
+    #[error(
+        "refusing to take over {}: not managed by this stack; pass `--adopt` to take them over",
+        resources.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")
+    )]
+    NotOwned {
+        /// Each such resource, as `unit foo.service`.
+        resources: Vec<String>,
+    },
+
     /// Apply finished, but some changes failed; each is named.
     #[error("apply failed for {}", failed.join(", "))]
     ApplyFailed {

@@ -4,6 +4,8 @@
 //! Data flow: [`stack::load`] → [`render::render`] → [`plan::diff`] against a [`plan::Live`] set →
 //! a [`plan::Plan`] that [`view`] prints.
 
+pub mod apply;
+pub mod backend;
 pub mod cli;
 pub mod error;
 pub mod git;

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use crate::cli::{Cli, Command, Format, PlanArgs, PlaneArg, RenderArgs};
+use crate::apply::{self, Progress};
+use crate::backend::Stats;
+use crate::backend::systemd::{Systemd, Target};
+use crate::cli::{ApplyArgs, Cli, Command, Format, PlanArgs, PlaneArg, RenderArgs};
 use crate::error::Error;
 use crate::plan::{self, Live};
 use crate::render::{self, Templates};
@@ -46,8 +49,14 @@ fn dispatch(cli: &Cli) -> Result<ExitCode, Error> {
         }
         Command::Render(args) => render_cmd(cli, args),
         Command::Plan(args) => plan_cmd(cli, args, out_styles),
+        Command::Apply(args) => apply_cmd(cli, args, out_styles),
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "labctl", &mut std::io::stdout());
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "labctl",
+                &mut std::io::stdout(),
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -59,7 +68,10 @@ fn count(d: &Desired, plane: Plane) -> usize {
 
 /// Secrets come from `LABCTL_SECRET_<NAME>` (`postgres-password` → `LABCTL_SECRET_POSTGRES_PASSWORD`).
 fn env_secret(name: &str) -> Option<String> {
-    let var = format!("LABCTL_SECRET_{}", name.to_ascii_uppercase().replace('-', "_"));
+    let var = format!(
+        "LABCTL_SECRET_{}",
+        name.to_ascii_uppercase().replace('-', "_")
+    );
     std::env::var(var).ok().filter(|v| !v.is_empty())
 }
 
@@ -87,14 +99,27 @@ fn render_cmd(cli: &Cli, args: &RenderArgs) -> Result<ExitCode, Error> {
             for (id, o) in &desired.objects {
                 write_atomic(&dir.join(render_path(id)), o.content.text().as_bytes())?;
             }
-            eprintln!("wrote {} files to `{}`", desired.objects.len(), dir.display());
+            eprintln!(
+                "wrote {} files to `{}`",
+                desired.objects.len(),
+                dir.display()
+            );
         }
         None => {
             let mut out = String::new();
             for (id, o) in &desired.objects {
-                out.push_str(&format!("---\n# Source: {}\n{}", render_path(id), o.content.text()));
+                out.push_str(&format!(
+                    "---\n# Source: {}\n{}",
+                    render_path(id),
+                    o.content.text()
+                ));
             }
-            std::io::stdout().write_all(out.as_bytes()).map_err(|source| Error::Write { path: "<stdout>".into(), source })?;
+            std::io::stdout()
+                .write_all(out.as_bytes())
+                .map_err(|source| Error::Write {
+                    path: "<stdout>".into(),
+                    source,
+                })?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -103,8 +128,17 @@ fn render_cmd(cli: &Cli, args: &RenderArgs) -> Result<ExitCode, Error> {
 /// Where `render -o` puts an object, relative to the output folder.
 pub fn render_path(id: &ResourceId) -> String {
     match id {
-        ResourceId::Kube { namespace, kind, name, .. } => {
-            format!("kube/{}/{}-{name}.yaml", namespace.as_deref().unwrap_or("_cluster"), kind.to_ascii_lowercase())
+        ResourceId::Kube {
+            namespace,
+            kind,
+            name,
+            ..
+        } => {
+            format!(
+                "kube/{}/{}-{name}.yaml",
+                namespace.as_deref().unwrap_or("_cluster"),
+                kind.to_ascii_lowercase()
+            )
         }
         ResourceId::Systemd { unit } => format!("systemd/{unit}"),
     }
@@ -113,7 +147,10 @@ pub fn render_path(id: &ResourceId) -> String {
 /// Write through a temporary file in the same folder and rename: a reader never sees half a file.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let werr = |source| Error::Write { path: path.to_path_buf(), source };
+    let werr = |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     std::fs::create_dir_all(dir).map_err(werr)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(werr)?;
     tmp.write_all(bytes).map_err(werr)?;
@@ -137,20 +174,144 @@ fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Erro
     } else if args.offline {
         Live::default()
     } else {
-        return Err(Error::Usage(
-            "`labctl plan` compares with the live cluster and host only through `apply`'s backends; \
-             pass `--offline` (against nothing) or `--base <rev>` (against a git revision)"
-                .into(),
-        ));
+        let rt = runtime()?;
+        let observed = observe(cli, &loaded, &mut desired, args.plane, args.user, &rt)?;
+        observed.live
     };
     let plan = plan::diff(&desired, &live);
     let text = match args.output {
         Format::Human => view::render_plan_human(&plan, styles),
         Format::Json => view::render_plan_json(&plan),
     };
-    std::io::stdout().write_all(text.as_bytes()).map_err(|source| Error::Write { path: "<stdout>".into(), source })?;
+    print(&text)?;
     if args.detailed_exitcode && !plan.is_empty() {
         return Ok(ExitCode::from(EXIT_CHANGES));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print(text: &str) -> Result<(), Error> {
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .map_err(|source| Error::Write {
+            path: "<stdout>".into(),
+            source,
+        })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Backend {
+            plane: "labctl",
+            step: "start the async runtime".into(),
+            message: e.to_string(),
+        })
+}
+
+/// The live world as the backends see it, and the systemd connection apply goes on with.
+struct Observed {
+    live: Live,
+    systemd: Option<Systemd>,
+}
+
+/// Observe the planes `plane` selects. Planes this build cannot observe are dropped from `desired`
+/// with a line on stderr saying so: never silently.
+fn observe(
+    cli: &Cli,
+    loaded: &LoadedStack,
+    desired: &mut Desired,
+    plane: Option<PlaneArg>,
+    user: bool,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Observed, Error> {
+    const NO_KUBE: &str = "the Kubernetes backend is not available in this build";
+    match plane {
+        Some(PlaneArg::Kube) => {
+            return Err(Error::Usage(format!(
+                "kube: {NO_KUBE}; use `--plane systemd`"
+            )));
+        }
+        Some(PlaneArg::Systemd) => {}
+        None => {
+            eprintln!("kube: not planned — {NO_KUBE}; use --plane systemd");
+            desired.objects.retain(|id, _| id.plane() != Plane::Kube);
+        }
+    }
+    let host = &loaded.stack.host;
+    let target = Target::resolve(host.scope, user, host.unit_dir.as_deref())?;
+    let sd = rt.block_on(Systemd::connect(target))?;
+    let live = rt.block_on(sd.observe(&loaded.stack.stack.name, desired))?;
+    if cli.verbose {
+        eprintln!("{}", sd.stats().line("systemd", "D-Bus calls"));
+    }
+    Ok(Observed {
+        live,
+        systemd: Some(sd),
+    })
+}
+
+fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Error> {
+    let loaded = stack::load(&cli.stack)?;
+    let mut desired = desired_for(&loaded)?;
+    keep_plane(&mut desired, args.plane);
+    let rt = runtime()?;
+    let observed = observe(cli, &loaded, &mut desired, args.plane, args.user, &rt)?;
+    let plan = plan::diff(&desired, &observed.live);
+    print(&view::render_plan_human(&plan, styles))?;
+    if plan.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    apply::check_adopt(&plan, args.adopt)?;
+    if !args.yes {
+        confirm()?;
+    }
+    if let Some(sd) = &observed.systemd {
+        let before = sd.stats();
+        let steps = apply::systemd::Steps::of(&plan);
+        let progress = Progress::new(steps.len(), std::io::stderr().is_terminal());
+        let result = rt.block_on(apply::systemd::apply(&plan, sd, &progress));
+        progress.finish();
+        if cli.verbose {
+            let after = sd.stats();
+            let spent = Stats {
+                calls: after.calls - before.calls,
+                elapsed: after.elapsed - before.elapsed,
+            };
+            eprintln!("{}", spent.line("systemd", "D-Bus calls to apply"));
+        }
+        result?;
+    }
+    let s = plan.summary();
+    eprintln!(
+        "Apply complete: {} added, {} changed, {} destroyed.",
+        s.add, s.change, s.destroy
+    );
+    Ok(if args.detailed_exitcode {
+        ExitCode::from(EXIT_CHANGES)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Ask on the terminal; without one, refuse rather than guess.
+fn confirm() -> Result<(), Error> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Usage("refusing to apply without confirmation: stdin is not a terminal; pass `--yes` to apply".into()));
+    }
+    eprint!("\nApply these changes? Only `yes` is accepted: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|source| Error::Read {
+            path: "<stdin>".into(),
+            source,
+        })?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(Error::Usage("apply cancelled: nothing was changed".into()))
+    }
 }

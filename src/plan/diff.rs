@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::units::{self, UnitState};
 use super::{Action, Change, Impact, Plan, redact_secret};
 use crate::resource::{Content, Desired, DesiredObject, ResourceId};
 
@@ -14,6 +15,8 @@ pub struct LiveObject {
     pub content: Content,
     /// Whether it carries this stack's ownership (labels or unit marker).
     pub owned: bool,
+    /// Units only: what systemd reports about it; none when not observed (`plan --base`).
+    pub unit: Option<UnitState>,
 }
 
 /// Everything observed, by id.
@@ -29,7 +32,16 @@ impl Live {
         let objects = d
             .objects
             .iter()
-            .map(|(id, o)| (id.clone(), LiveObject { content: o.content.clone(), owned: true }))
+            .map(|(id, o)| {
+                (
+                    id.clone(),
+                    LiveObject {
+                        content: o.content.clone(),
+                        owned: true,
+                        unit: None,
+                    },
+                )
+            })
             .collect();
         Live { objects }
     }
@@ -42,7 +54,7 @@ pub fn diff(desired: &Desired, live: &Live) -> Plan {
         let have = live.objects.get(id);
         changes.push(match have {
             None => created(want, desired),
-            Some(have) => updated(want, have),
+            Some(have) => updated(want, have, desired),
         });
     }
     for (id, have) in &live.objects {
@@ -51,7 +63,7 @@ pub fn diff(desired: &Desired, live: &Live) -> Plan {
         }
         let mut impact = Vec::new();
         if matches!(id, ResourceId::Systemd { .. }) {
-            impact = vec![Impact::Stop, Impact::Disable];
+            impact = units::removed(have.unit.as_ref());
         }
         changes.push(Change {
             id: id.clone(),
@@ -68,31 +80,18 @@ pub fn diff(desired: &Desired, live: &Live) -> Plan {
 }
 
 fn created(want: &DesiredObject, desired: &Desired) -> Change {
-    let impact = match (&want.id, &want.content) {
-        (ResourceId::Systemd { unit }, Content::Unit(text)) => {
-            let mut i = Vec::new();
-            if has_install(text) {
-                i.push(Impact::Enable);
-            }
-            if !triggered_by_timer(unit, desired) {
-                i.push(Impact::Start);
-            }
-            i
-        }
-        _ => Vec::new(),
-    };
     Change {
         id: want.id.clone(),
         component: want.component.clone(),
         action: Action::Create,
         before: None,
         after: Some(shown(&want.id, &want.content, None)),
-        impact,
+        impact: units::created(want, desired),
         notes: Vec::new(),
     }
 }
 
-fn updated(want: &DesiredObject, have: &LiveObject) -> Change {
+fn updated(want: &DesiredObject, have: &LiveObject, desired: &Desired) -> Change {
     let mut c = Change {
         id: want.id.clone(),
         component: want.component.clone(),
@@ -102,29 +101,38 @@ fn updated(want: &DesiredObject, have: &LiveObject) -> Change {
         impact: Vec::new(),
         notes: Vec::new(),
     };
-    if !have.owned {
-        c.notes.push("exists but is not managed by this stack".into());
+    let same = want.content == have.content;
+    if let (Content::Unit(_), Content::Unit(before)) = (&want.content, &have.content) {
+        let (impact, notes) = units::kept(want, before, have.unit.as_ref(), desired);
+        c.impact = impact;
+        c.notes = notes;
     }
-    if want.content == have.content && have.owned {
+    if !have.owned {
+        c.action = Action::Adopt;
+        c.notes.insert(
+            0,
+            "exists but is not managed by this stack: apply takes it over only with `--adopt`"
+                .into(),
+        );
+    } else if !same || !c.impact.is_empty() {
+        c.action = Action::Update;
+    }
+    if same && have.owned {
+        // State-only drift (a stopped or disabled unit): no content to show.
         return c;
     }
     c.before = Some(shown(&want.id, &have.content, None));
     c.after = Some(shown(&want.id, &want.content, Some(&have.content)));
-    c.action = Action::Update;
-    match (&want.content, &have.content) {
-        (Content::Kube(new), Content::Kube(old)) => {
-            if let Some(why) = immutable_change(&want.id, old, new) {
-                c.action = Action::Replace;
-                c.notes.push(why);
-            }
-            if is_workload(&want.id) && old.pointer("/spec/template") != new.pointer("/spec/template") {
-                c.impact.push(Impact::RollsPods);
-            }
+    if let (Content::Kube(new), Content::Kube(old)) = (&want.content, &have.content) {
+        if have.owned
+            && let Some(why) = immutable_change(&want.id, old, new)
+        {
+            c.action = Action::Replace;
+            c.notes.push(why);
         }
-        (Content::Unit(_), Content::Unit(_)) => {
-            c.impact.push(if want.reload_on_change { Impact::Reload } else { Impact::Restart });
+        if is_workload(&want.id) && old.pointer("/spec/template") != new.pointer("/spec/template") {
+            c.impact.push(Impact::RollsPods);
         }
-        _ => {}
     }
     c
 }
@@ -139,35 +147,44 @@ fn immutable_change(id: &ResourceId, old: &Value, new: &Value) -> Option<String>
     let kind = id.kind()?;
     let fields: &[&str] = match kind {
         "Deployment" | "DaemonSet" => &["/spec/selector"],
-        "StatefulSet" => &["/spec/selector", "/spec/volumeClaimTemplates", "/spec/serviceName", "/spec/podManagementPolicy"],
+        "StatefulSet" => &[
+            "/spec/selector",
+            "/spec/volumeClaimTemplates",
+            "/spec/serviceName",
+            "/spec/podManagementPolicy",
+        ],
         "Service" => &["/spec/clusterIP"],
-        "PersistentVolumeClaim" => &["/spec/storageClassName", "/spec/accessModes", "/spec/volumeMode"],
+        "PersistentVolumeClaim" => &[
+            "/spec/storageClassName",
+            "/spec/accessModes",
+            "/spec/volumeMode",
+        ],
         "Job" => &["/spec/selector", "/spec/template"],
         _ => &[],
     };
-    let hit: Vec<String> = fields.iter().filter(|f| changed(f)).map(|f| f[1..].replace('/', ".")).collect();
-    if let ("ConfigMap" | "Secret", Some(true)) = (kind, old.pointer("/immutable").and_then(Value::as_bool))
+    let hit: Vec<String> = fields
+        .iter()
+        .filter(|f| changed(f))
+        .map(|f| f[1..].replace('/', "."))
+        .collect();
+    if let ("ConfigMap" | "Secret", Some(true)) =
+        (kind, old.pointer("/immutable").and_then(Value::as_bool))
         && (changed("/data") || changed("/binaryData") || changed("/stringData"))
     {
-        return Some(format!("`{kind}` is immutable: its data cannot change in place"));
+        return Some(format!(
+            "`{kind}` is immutable: its data cannot change in place"
+        ));
     }
     (!hit.is_empty()).then(|| format!("`{}` cannot change in place", hit.join("`, `")))
-}
-
-fn has_install(text: &str) -> bool {
-    text.lines().any(|l| l.trim() == "[Install]")
-}
-
-/// A service with a sibling timer is started by the timer, not by apply.
-fn triggered_by_timer(unit: &str, desired: &Desired) -> bool {
-    let Some(base) = unit.strip_suffix(".service") else { return false };
-    desired.objects.contains_key(&ResourceId::Systemd { unit: format!("{base}.timer") })
 }
 
 fn component_of(content: &Content) -> String {
     content
         .as_kube()
-        .and_then(|v| v.pointer("/metadata/labels").and_then(|l| l.get(crate::resource::COMPONENT)))
+        .and_then(|v| {
+            v.pointer("/metadata/labels")
+                .and_then(|l| l.get(crate::resource::COMPONENT))
+        })
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string()

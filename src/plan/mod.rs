@@ -2,11 +2,13 @@
 
 mod diff;
 mod redact;
+mod units;
 
 use serde::Serialize;
 
 pub use diff::{Live, LiveObject, diff};
 pub use redact::redact_secret;
+pub use units::{UnitState, installable, wants_active};
 
 use crate::resource::ResourceId;
 
@@ -22,6 +24,8 @@ pub enum Action {
     Delete,
     /// It must be deleted and created again (an immutable field changed).
     Replace,
+    /// It exists but this stack does not own it: apply takes it over only with `--adopt`.
+    Adopt,
     /// Nothing changes.
     NoOp,
 }
@@ -34,6 +38,7 @@ impl Action {
             Action::Update => "~",
             Action::Delete => "-",
             Action::Replace => "±",
+            Action::Adopt => "!",
             Action::NoOp => " ",
         }
     }
@@ -45,6 +50,7 @@ impl Action {
             Action::Update => "updated",
             Action::Delete => "destroyed",
             Action::Replace => "replaced",
+            Action::Adopt => "adopted",
             Action::NoOp => "left as is",
         }
     }
@@ -68,6 +74,8 @@ pub enum Impact {
     Enable,
     /// A unit is disabled.
     Disable,
+    /// systemd re-reads its unit files although no file changes (it had not loaded the current one).
+    DaemonReload,
 }
 
 impl Impact {
@@ -81,6 +89,7 @@ impl Impact {
             Impact::Stop => "stops unit",
             Impact::Enable => "enables unit",
             Impact::Disable => "disables unit",
+            Impact::DaemonReload => "reloads systemd",
         }
     }
 }
@@ -139,7 +148,7 @@ impl Plan {
         for c in self.actionable() {
             match c.action {
                 Action::Create => s.add += 1,
-                Action::Update => s.change += 1,
+                Action::Update | Action::Adopt => s.change += 1,
                 Action::Delete => s.destroy += 1,
                 Action::Replace => {
                     s.add += 1;

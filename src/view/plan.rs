@@ -11,7 +11,12 @@ use crate::resource::ResourceId;
 /// The human plan: legend, each change with its diff, and the summary line last.
 pub fn render_plan_human(plan: &Plan, s: Styles) -> String {
     if plan.is_empty() {
-        return format!("{}\n", s.bold("No changes.") + " The stack matches the live state.");
+        let mut out = format!(
+            "{}\n",
+            s.bold("No changes.") + " The stack matches the live state."
+        );
+        quiet_notes(&mut out, plan, s);
+        return out;
     }
     let mut out = String::new();
     let mut used: Vec<Action> = plan.actionable().map(|c| c.action).collect();
@@ -24,6 +29,7 @@ pub fn render_plan_human(plan: &Plan, s: Styles) -> String {
             Action::Update => "update in-place",
             Action::Delete => "destroy",
             Action::Replace => "destroy and then create replacement",
+            Action::Adopt => "adopt: take over what this stack does not own (needs `--adopt`)",
             Action::NoOp => continue,
         };
         out.push_str(&format!("  {} {what}\n", glyph(*a, s)));
@@ -33,12 +39,35 @@ pub fn render_plan_human(plan: &Plan, s: Styles) -> String {
         out.push('\n');
         change(&mut out, c, s);
     }
-    let Summary { add, change, destroy } = plan.summary();
+    quiet_notes(&mut out, plan, s);
+    let Summary {
+        add,
+        change,
+        destroy,
+    } = plan.summary();
     out.push_str(&format!(
         "\n{} {add} to add, {change} to change, {destroy} to destroy.\n",
         s.bold("Plan:")
     ));
     out
+}
+
+/// Notes on resources that need no action (a unit's drop-ins, say) still matter to the reader.
+fn quiet_notes(out: &mut String, plan: &Plan, s: Styles) {
+    let quiet: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::NoOp && !c.notes.is_empty())
+        .collect();
+    if quiet.is_empty() {
+        return;
+    }
+    out.push_str("\nNotes on resources without changes:\n");
+    for c in quiet {
+        for n in &c.notes {
+            out.push_str(&format!("  {}\n", s.dim(&format!("# {}: {n}", c.id))));
+        }
+    }
 }
 
 fn glyph(a: Action, s: Styles) -> String {
@@ -47,6 +76,7 @@ fn glyph(a: Action, s: Styles) -> String {
         Action::Update => s.yellow(a.glyph()),
         Action::Delete => s.red(a.glyph()),
         Action::Replace => s.yellow(a.glyph()),
+        Action::Adopt => s.red(a.glyph()),
         Action::NoOp => a.glyph().into(),
     }
 }
@@ -55,9 +85,19 @@ fn change(out: &mut String, c: &Change, s: Styles) {
     let impact = if c.impact.is_empty() {
         String::new()
     } else {
-        format!(" ({})", c.impact.iter().map(Impact::text).collect::<Vec<_>>().join(", "))
+        format!(
+            " ({})",
+            c.impact
+                .iter()
+                .map(Impact::text)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     };
-    out.push_str(&format!("  {}\n", s.bold(&format!("# {} will be {}{impact}", c.id, c.action.verb()))));
+    out.push_str(&format!(
+        "  {}\n",
+        s.bold(&format!("# {} will be {}{impact}", c.id, c.action.verb()))
+    ));
     for n in &c.notes {
         out.push_str(&format!("  {}\n", s.dim(&format!("# ({n})"))));
     }
@@ -81,7 +121,11 @@ fn lines(out: &mut String, text: &str, sign: &str, s: Styles) {
     for l in text.lines() {
         let line = format!("{sign} {l}");
         out.push_str("      ");
-        out.push_str(&if sign == "+" { s.green(&line) } else { s.red(&line) });
+        out.push_str(&if sign == "+" {
+            s.green(&line)
+        } else {
+            s.red(&line)
+        });
         out.push('\n');
     }
 }
@@ -126,7 +170,14 @@ pub fn render_plan_json(plan: &Plan) -> String {
         format_version: JSON_FORMAT_VERSION,
         changes_present: !plan.is_empty(),
         summary: plan.summary(),
-        changes: plan.changes.iter().map(|c| JsonChange { address: c.id.to_string(), change: c }).collect(),
+        changes: plan
+            .changes
+            .iter()
+            .map(|c| JsonChange {
+                address: c.id.to_string(),
+                change: c,
+            })
+            .collect(),
     };
     let mut s = serde_json::to_string_pretty(&doc).expect("plan serialises");
     s.push('\n');
