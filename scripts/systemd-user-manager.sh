@@ -32,8 +32,17 @@ start)
   exec 9>/tmp/labctl-systemd-marker.lock
   flock 9
   made=0; [ -d /run/systemd/system ] || { mkdir -p /run/systemd/system; made=1; }
+  # A cgroup of its own (where the cgroup file system allows): managers otherwise share one tree,
+  # and one stopping its dbus.service would kill every other manager's bus.
+  cg=()
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then roots=(/sys/fs/cgroup); else roots=(/sys/fs/cgroup/unified /sys/fs/cgroup/systemd); fi
+  for r in "${roots[@]}"; do
+    [ -f "$r/cgroup.procs" ] && mkdir -p "$r/labctl-script-$$" 2>/dev/null && cg+=("$r/labctl-script-$$")
+  done
+  printf '%s\n' "${cg[@]}" >"$state/cgroups"
   XDG_RUNTIME_DIR=$state/runtime XDG_CONFIG_HOME=$state/config \
-    setsid "$systemd_bin" --user >"$state/manager.log" 2>&1 </dev/null 9>&- &
+    setsid /bin/sh -c 'for d; do echo $$ > "$d/cgroup.procs"; done; exec "$0" --user' "$systemd_bin" "${cg[@]}" \
+    >"$state/manager.log" 2>&1 </dev/null 9>&- &
   echo $! >"$state/pid"
   for _ in $(seq 300); do
     [ -S "$state/runtime/bus" ] && [ -S "$state/runtime/systemd/private" ] && break
@@ -58,6 +67,9 @@ stop)
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
+  fi
+  if [ -f "$state/cgroups" ]; then
+    while read -r d; do [ -n "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done <"$state/cgroups"
   fi
   rm -rf "$state"
   ;;

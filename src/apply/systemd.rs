@@ -189,15 +189,15 @@ pub async fn apply(plan: &Plan, sd: &Systemd, progress: &Progress) -> Result<(),
         progress.step("reloaded systemd");
     }
 
-    for (verb, units, enable) in [
-        ("disabl", &steps.disable, false),
-        ("enabl", &steps.enable, true),
+    for (verb, doing, done, units) in [
+        ("disable", "disabling", "disabled", &steps.disable),
+        ("enable", "enabling", "enabled", &steps.enable),
     ] {
         if units.is_empty() {
             continue;
         }
-        progress.phase(&format!("{verb}ing units"));
-        let r = if enable {
+        progress.phase(&format!("{doing} units"));
+        let r = if verb == "enable" {
             sd.enable(units).await
         } else {
             sd.disable(units).await
@@ -205,10 +205,10 @@ pub async fn apply(plan: &Plan, sd: &Systemd, progress: &Progress) -> Result<(),
         match r {
             Ok(()) => units
                 .iter()
-                .for_each(|u| progress.step(&format!("{verb}d {u}"))),
+                .for_each(|u| progress.step(&format!("{done} {u}"))),
             Err(e) => units
                 .iter()
-                .for_each(|u| fail(u, format!("{verb}e failed: {e}"))),
+                .for_each(|u| fail(u, format!("{verb} failed: {e}"))),
         }
     }
 

@@ -58,6 +58,9 @@ pub trait Manager {
         runtime: bool,
         force: bool,
     ) -> zbus::Result<(bool, Vec<(String, String, String)>)>;
+    /// Whether a unit file is enabled, read from disk now (the `UnitFileState` unit property is
+    /// cached until the next daemon-reload and misses `systemctl disable`).
+    fn get_unit_file_state(&self, file: &str) -> zbus::Result<String>;
     /// Remove the `[Install]` symlinks of unit files.
     fn disable_unit_files(
         &self,
@@ -293,7 +296,7 @@ impl Systemd {
 
     /// Observe every desired unit and every file in the unit folder that carries `stack`'s marker:
     /// the file (or, for a unit loaded from elsewhere, the file systemd loaded) and the unit's state.
-    /// One `GetAll` per unit, all in flight at once.
+    /// Two calls per unit (`GetAll`, `GetUnitFileState`) in one round trip, all units at once.
     ///
     /// # Errors
     /// [`Error::Read`] when the unit folder or a file in it cannot be read; [`Error::Backend`] when
@@ -316,7 +319,7 @@ impl Systemd {
                 .map(|(n, _)| n.clone()),
         );
         let states = join_all(names.iter().map(|n| self.unit_state(n))).await;
-        self.count(names.len() as u64);
+        self.count(2 * names.len() as u64);
         let mut live = Live::default();
         for (name, state) in names.into_iter().zip(states) {
             let state = state?;
@@ -363,10 +366,13 @@ impl Systemd {
             .build()
             .await
             .map_err(|e| backend(&step(), e))?;
-        let all = props
-            .get_all(UNIT_IFACE)
-            .await
-            .map_err(|e| backend(&step(), e))?;
+        // Both in flight at once: one round trip. A unit without a file has no file state (an
+        // error, taken as unknown).
+        let (all, file_state) = futures_util::join!(
+            props.get_all(UNIT_IFACE),
+            self.manager.get_unit_file_state(unit)
+        );
+        let all = all.map_err(|e| backend(&step(), e))?;
         let text = |k: &str| {
             all.get(k)
                 .and_then(|v| v.try_clone().ok())
@@ -384,14 +390,20 @@ impl Systemd {
                 .and_then(|v| Vec::<String>::try_from(v).ok())
                 .unwrap_or_default()
         };
+        let drop_in_paths = list("DropInPaths");
+        // systemd caches folder listings until a daemon-reload, so `NeedDaemonReload` misses a new
+        // drop-in in labctl's own folder; compare with the disk.
+        let unread = drop_ins_on_disk(&self.target.unit_dir, unit)
+            .iter()
+            .any(|p| !drop_in_paths.contains(p));
         Ok(UnitState {
             load_state: text("LoadState"),
             active_state: text("ActiveState"),
             sub_state: text("SubState"),
-            unit_file_state: text("UnitFileState"),
-            need_daemon_reload: flag("NeedDaemonReload"),
+            unit_file_state: file_state.unwrap_or_else(|_| text("UnitFileState")),
+            need_daemon_reload: flag("NeedDaemonReload") || unread,
             fragment_path: text("FragmentPath"),
-            drop_in_paths: list("DropInPaths"),
+            drop_in_paths,
         })
     }
 
@@ -617,6 +629,19 @@ fn dbus_message(e: &zbus::Error) -> String {
     }
 }
 
+/// `DIR/UNIT.d/*.conf`, as systemd names drop-ins in `DropInPaths`.
+fn drop_ins_on_disk(dir: &Path, unit: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir.join(format!("{unit}.d"))) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect()
+}
+
 /// Unit files in `dir` by name. A folder that does not exist (or is not a folder) holds none.
 fn read_unit_dir(dir: &Path) -> Result<BTreeMap<String, String>, Error> {
     let mut out = BTreeMap::new();
@@ -680,7 +705,10 @@ mod tests {
         let t = Target::resolve(Scope::System, false, None).unwrap();
         assert_eq!(t.unit_dir, PathBuf::from("/etc/systemd/system"));
         let t = Target::resolve(Scope::System, true, Some(Path::new("/x"))).unwrap();
-        assert_eq!((t.scope, t.unit_dir.clone()), (Scope::User, PathBuf::from("/x")));
+        assert_eq!(
+            (t.scope, t.unit_dir.clone()),
+            (Scope::User, PathBuf::from("/x"))
+        );
         assert_eq!(t.log_command("a.service"), "journalctl --user -u a.service");
     }
 }
