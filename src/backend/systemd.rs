@@ -58,9 +58,14 @@ pub trait Manager {
         runtime: bool,
         force: bool,
     ) -> zbus::Result<(bool, Vec<(String, String, String)>)>;
-    /// Whether a unit file is enabled, read from disk now (the `UnitFileState` unit property is
-    /// cached until the next daemon-reload and misses `systemctl disable`).
-    fn get_unit_file_state(&self, file: &str) -> zbus::Result<String>;
+    /// Unit files matching the patterns, with their enablement read from disk now (the
+    /// `UnitFileState` unit property is cached until the next daemon-reload and misses a
+    /// `systemctl disable`). An empty `states` means every state.
+    fn list_unit_files_by_patterns(
+        &self,
+        states: &[&str],
+        patterns: &[&str],
+    ) -> zbus::Result<Vec<(String, String)>>;
     /// Remove the `[Install]` symlinks of unit files.
     fn disable_unit_files(
         &self,
@@ -296,7 +301,7 @@ impl Systemd {
 
     /// Observe every desired unit and every file in the unit folder that carries `stack`'s marker:
     /// the file (or, for a unit loaded from elsewhere, the file systemd loaded) and the unit's state.
-    /// Two calls per unit (`GetAll`, `GetUnitFileState`) in one round trip, all units at once.
+    /// One `GetAll` per unit and one `ListUnitFilesByPatterns` for all, sent together.
     ///
     /// # Errors
     /// [`Error::Read`] when the unit folder or a file in it cannot be read; [`Error::Backend`] when
@@ -318,11 +323,28 @@ impl Systemd {
                 .filter(|(_, t)| unit_owner(t) == Some(stack))
                 .map(|(n, _)| n.clone()),
         );
-        let states = join_all(names.iter().map(|n| self.unit_state(n))).await;
-        self.count(2 * names.len() as u64);
+        // One `GetAll` per unit plus one listing of file states for all, every call in flight at
+        // once: one round trip.
+        let patterns: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (states, files_now) = futures_util::join!(
+            join_all(names.iter().map(|n| self.unit_state(n))),
+            self.manager.list_unit_files_by_patterns(&[], &patterns)
+        );
+        self.count(names.len() as u64 + 1);
+        let file_states: HashMap<String, String> = files_now
+            .map_err(|e| backend("list unit files", e))?
+            .into_iter()
+            .filter_map(|(path, state)| {
+                let name = Path::new(&path).file_name()?.to_string_lossy().into_owned();
+                Some((name, state))
+            })
+            .collect();
         let mut live = Live::default();
         for (name, state) in names.into_iter().zip(states) {
-            let state = state?;
+            let mut state = state?;
+            if let Some(s) = file_states.get(&name) {
+                state.unit_file_state = s.clone();
+            }
             let path = self.target.unit_path(&name);
             let text = match files.get(&name) {
                 Some(t) => Some(t.clone()),
@@ -366,13 +388,10 @@ impl Systemd {
             .build()
             .await
             .map_err(|e| backend(&step(), e))?;
-        // Both in flight at once: one round trip. A unit without a file has no file state (an
-        // error, taken as unknown).
-        let (all, file_state) = futures_util::join!(
-            props.get_all(UNIT_IFACE),
-            self.manager.get_unit_file_state(unit)
-        );
-        let all = all.map_err(|e| backend(&step(), e))?;
+        let all = props
+            .get_all(UNIT_IFACE)
+            .await
+            .map_err(|e| backend(&step(), e))?;
         let text = |k: &str| {
             all.get(k)
                 .and_then(|v| v.try_clone().ok())
@@ -400,7 +419,8 @@ impl Systemd {
             load_state: text("LoadState"),
             active_state: text("ActiveState"),
             sub_state: text("SubState"),
-            unit_file_state: file_state.unwrap_or_else(|_| text("UnitFileState")),
+            // Replaced by the fresh state from the file listing, when the unit has a file.
+            unit_file_state: text("UnitFileState"),
             need_daemon_reload: flag("NeedDaemonReload") || unread,
             fragment_path: text("FragmentPath"),
             drop_in_paths,

@@ -199,3 +199,91 @@ fn shown(id: &ResourceId, content: &Content, before: Option<&Content>) -> String
     }
     content.text()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desired(unit: &str, text: &str) -> Desired {
+        let mut d = Desired::default();
+        let id = ResourceId::Systemd { unit: unit.into() };
+        d.objects.insert(
+            id.clone(),
+            DesiredObject {
+                id,
+                component: "c".into(),
+                template: "t".into(),
+                content: Content::unit(text),
+                reload_on_change: false,
+                protect: false,
+            },
+        );
+        d
+    }
+
+    fn live(unit: &str, text: &str, owned: bool, state: Option<UnitState>) -> Live {
+        let mut l = Live::default();
+        l.objects.insert(
+            ResourceId::Systemd { unit: unit.into() },
+            LiveObject {
+                content: Content::unit(text),
+                owned,
+                unit: state,
+            },
+        );
+        l
+    }
+
+    const SVC: &str = "# marker\n[Service]\nExecStart=/bin/sleep 1\n";
+
+    #[test]
+    fn a_foreign_unit_is_adopted_never_updated() {
+        let plan = diff(
+            &desired("a.service", SVC),
+            &live("a.service", "[Service]\n", false, None),
+        );
+        let c = &plan.changes[0];
+        assert_eq!(c.action, Action::Adopt);
+        assert!(c.notes[0].contains("--adopt"), "{:?}", c.notes);
+        assert!(c.before.is_some() && c.after.is_some());
+    }
+
+    #[test]
+    fn state_drift_alone_is_an_update_without_content() {
+        let stopped = UnitState {
+            active_state: "inactive".into(),
+            ..UnitState::default()
+        };
+        let plan = diff(
+            &desired("a.service", SVC),
+            &live("a.service", SVC, true, Some(stopped)),
+        );
+        let c = &plan.changes[0];
+        assert_eq!(
+            (c.action, c.impact.as_slice()),
+            (Action::Update, &[Impact::Start][..])
+        );
+        assert_eq!((c.before.as_deref(), c.after.as_deref()), (None, None));
+        assert!(!plan.is_empty());
+    }
+
+    #[test]
+    fn an_owned_unit_no_longer_rendered_is_removed() {
+        let running = UnitState {
+            active_state: "active".into(),
+            unit_file_state: "enabled".into(),
+            ..UnitState::default()
+        };
+        let plan = diff(
+            &Desired::default(),
+            &live("old.service", SVC, true, Some(running)),
+        );
+        assert_eq!(plan.changes[0].action, Action::Delete);
+        assert_eq!(plan.changes[0].impact, vec![Impact::Stop, Impact::Disable]);
+        let foreign = diff(&Desired::default(), &live("old.service", SVC, false, None));
+        assert!(
+            foreign.changes.is_empty(),
+            "never pruned without the marker"
+        );
+    }
+}
