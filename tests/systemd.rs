@@ -433,3 +433,53 @@ fn a_foreign_unit_is_never_touched_without_adopt() {
         other
     );
 }
+
+#[test]
+fn the_user_flag_picks_the_user_manager_for_a_system_stack() {
+    let m = UserManager::start();
+    let s = TestStack::new(&m.scratch(), "flag")
+        .system_scope()
+        .template("sleeper.service", SLEEPER)
+        .unit("a", &sleeper("flag-a", "a"))
+        .write();
+    // Without `--user` the stack means the system manager; with no system bus: a clear error.
+    if !Path::new("/run/dbus/system_bus_socket").exists() {
+        let sys = m.labctl(&s, &["plan", "--plane", "systemd"]);
+        sys.code(1).stderr_has("systemd: connect to the system bus");
+    }
+    m.labctl(&s, &["plan", "--plane", "systemd", "--user"])
+        .code(0)
+        .stdout_has("+ unit flag-a.service");
+    m.labctl(&s, &["apply", "--plane", "systemd", "--user", "--yes"])
+        .code(0);
+    assert!(
+        m.unit_dir().join("flag-a.service").exists(),
+        "written to $XDG_CONFIG_HOME/systemd/user"
+    );
+    running(&m, "flag-a.service");
+    m.labctl(&s, &["plan", "--plane", "systemd", "--user"])
+        .code(0)
+        .stdout_has("No changes.");
+}
+
+#[test]
+fn apply_asks_on_a_terminal() {
+    let m = UserManager::start();
+    let s = TestStack::new(&m.scratch(), "tty")
+        .template("sleeper.service", SLEEPER)
+        .unit("a", &sleeper("tty-a", "a"))
+        .write();
+    let args = ["apply", "--plane", "systemd"];
+    let Some(no) = m.labctl_tty(&s, &args, "no\n") else {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    };
+    no.code(1)
+        .stdout_has("Apply these changes?")
+        .stdout_has("apply cancelled: nothing was changed");
+    assert!(!m.unit_dir().join("tty-a.service").exists());
+    let yes = m.labctl_tty(&s, &args, "yes\n").unwrap();
+    yes.code(0).stdout_has("Apply complete: 1 added");
+    running(&m, "tty-a.service");
+    converged(&m, &s);
+}

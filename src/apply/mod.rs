@@ -40,6 +40,7 @@ impl Progress {
                 ProgressStyle::with_template("{spinner} waiting on {msg} [{pos}/{len}]")
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
+            b.set_message("changes");
             b.enable_steady_tick(std::time::Duration::from_millis(120));
             b
         });

@@ -47,6 +47,12 @@ impl TestStack {
         }
     }
 
+    /// Leave `host.scope` at its default (the system manager).
+    pub fn system_scope(mut self) -> Self {
+        self.host.clear();
+        self
+    }
+
     /// Extra `[host]` settings (`unit_dir = "..."`).
     pub fn host(mut self, toml: &str) -> Self {
         self.host.push_str(toml);

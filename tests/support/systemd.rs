@@ -256,6 +256,54 @@ impl UserManager {
     }
 }
 
+impl UserManager {
+    /// Run labctl on a terminal (a pty made by util-linux `script`), typing `input`; `None` when
+    /// `script` is not installed.
+    pub fn labctl_tty(&self, stack: &Path, args: &[&str], input: &str) -> Option<Run> {
+        use std::io::{Read, Write};
+        if !Path::new("/usr/bin/script").exists() {
+            return None;
+        }
+        let bin = assert_cmd::cargo::cargo_bin("labctl");
+        let mut line = format!("'{}' --stack '{}'", bin.display(), stack.display());
+        for a in args {
+            line.push_str(&format!(" '{a}'"));
+        }
+        line.push_str("; echo \"exit=$?\"");
+        let mut child = Command::new("/usr/bin/script")
+            .args(["-qec", &line, "/dev/null"])
+            .envs(self.env())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run script");
+        // Typed ahead: the terminal holds it until labctl asks. stdin stays open until the end,
+        // or `script` would hang up on labctl.
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        drop(stdin);
+        let _ = child.wait();
+        let code = out
+            .rsplit_once("exit=")
+            .and_then(|(_, c)| c.trim().parse().ok());
+        Some(Run {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            code,
+            stdout: out.clone(),
+            stderr: out,
+        })
+    }
+}
+
 impl Drop for UserManager {
     fn drop(&mut self) {
         // SIGTERM lets the manager stop its units; the process group catches stragglers.
