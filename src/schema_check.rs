@@ -22,7 +22,10 @@ fn strict<T: DeserializeOwned>(v: &Value) -> Result<(), String> {
 }
 
 fn plain(path: &str) -> String {
-    path.split('.').filter(|seg| *seg != "?").collect::<Vec<_>>().join(".")
+    path.split('.')
+        .filter(|seg| *seg != "?")
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// Check `obj` strictly against the type of `api_version`/`kind`. Kinds labctl does not know

@@ -27,7 +27,8 @@ fn golden_plan_human() {
 #[test]
 fn golden_plan_json() {
     let mut c = common::labctl();
-    c.current_dir(repo()).args(["plan", "--offline", "--output", "json"]);
+    c.current_dir(repo())
+        .args(["plan", "--offline", "--output", "json"]);
     let (code, out, err) = run(c);
     assert_eq!(code, 0, "{err}");
     insta::assert_snapshot!("plan_offline_json", out);
@@ -57,7 +58,12 @@ fn the_seed_is_all_there() {
     ] {
         assert!(has(kind, name), "{kind} {name} missing; have {kinds:?}");
     }
-    assert!(kinds.iter().any(|(k, n)| k == "StatefulSet" && n.starts_with("thanos")), "thanos StatefulSet");
+    assert!(
+        kinds
+            .iter()
+            .any(|(k, n)| k == "StatefulSet" && n.starts_with("thanos")),
+        "thanos StatefulSet"
+    );
 
     // The exposed ports of the seed.
     let node_ports: BTreeSet<i64> = d
@@ -92,24 +98,36 @@ fn the_seed_is_all_there() {
         Content::Unit(t) => t.clone(),
         Content::Kube(_) => unreachable!(),
     };
-    assert!(unit("labctl-proxy.service").contains("8085"), "proxy on 8085");
-    assert!(unit("labctl-gate.service").contains("8443"), "funnel on 8443");
+    assert!(
+        unit("labctl-proxy.service").contains("8085"),
+        "proxy on 8085"
+    );
+    assert!(
+        unit("labctl-gate.service").contains("8443"),
+        "funnel on 8443"
+    );
     assert!(unit("reading-sync.timer").contains("OnCalendar=*-*-* 03:00:00"));
 }
 
 #[test]
 fn every_object_is_owned_and_checked_strictly() {
     for (id, o) in &desired().objects {
-        let Some(v) = o.content.as_kube() else { continue };
+        let Some(v) = o.content.as_kube() else {
+            continue;
+        };
         let labels = &v["metadata"]["labels"];
         assert_eq!(labels["app.kubernetes.io/managed-by"], "labctl", "{id}");
         assert_eq!(labels["app.kubernetes.io/part-of"], "homelab", "{id}");
         assert_eq!(labels[COMPONENT], o.component.as_str(), "{id}");
-        let (api_version, kind) = (v["apiVersion"].as_str().unwrap(), v["kind"].as_str().unwrap());
+        let (api_version, kind) = (
+            v["apiVersion"].as_str().unwrap(),
+            v["kind"].as_str().unwrap(),
+        );
         labctl::schema_check::check(api_version, kind, v).unwrap_or_else(|e| panic!("{id}: {e}"));
         // Only kinds with a typed check: nothing passes unchecked.
         assert!(
-            labctl::schema_check::check(api_version, kind, &serde_json::json!({"bogus": 1})).is_err(),
+            labctl::schema_check::check(api_version, kind, &serde_json::json!({"bogus": 1}))
+                .is_err(),
             "{id}: kind has no strict check"
         );
     }
@@ -137,7 +155,11 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+        if p.is_dir() {
+            out.extend(walk(&p))
+        } else {
+            out.push(p)
+        }
     }
     out
 }
@@ -155,26 +177,43 @@ fn each_component_can_be_disabled() {
         ("kube.tempo", "tempo"),
         ("kube.thanos", "thanos"),
     ] {
-        let text = base.replace(&format!("[{table}]"), &format!("[{table}]\nenabled = false"));
+        let text = base.replace(
+            &format!("[{table}]"),
+            &format!("[{table}]\nenabled = false"),
+        );
         let s = Stack::new(&text);
         let (code, out, err) = run(s.labctl(&["render", "--plane", "kube"]));
         assert_eq!(code, 0, "disabling {component}: {err}");
-        assert!(!out.contains(&format!("{COMPONENT}: {component}\n")), "{component} still rendered");
+        assert!(
+            !out.contains(&format!("{COMPONENT}: {component}\n")),
+            "{component} still rendered"
+        );
     }
     // MinIO backs Loki, Tempo and Thanos: disabling it alone is refused, with them it renders.
     let text = ["kube.minio", "kube.loki", "kube.tempo", "kube.thanos"]
         .iter()
-        .fold(base.clone(), |t, table| t.replace(&format!("[{table}]"), &format!("[{table}]\nenabled = false")));
+        .fold(base.clone(), |t, table| {
+            t.replace(
+                &format!("[{table}]"),
+                &format!("[{table}]\nenabled = false"),
+            )
+        });
     let (code, out, err) = run(Stack::new(&text).labctl(&["render", "--plane", "kube"]));
     assert_eq!(code, 0, "{err}");
-    assert!(!out.contains("minio"), "nothing may point at a disabled MinIO:\n{out}");
+    assert!(
+        !out.contains("minio"),
+        "nothing may point at a disabled MinIO:\n{out}"
+    );
     for (table, unit) in [
         ("host.collector", "labctl-collector.service"),
         ("host.ingest", "labctl-ingest.service"),
         ("host.openbao", "openbao.service"),
         ("host.reading-sync", "reading-sync.timer"),
     ] {
-        let text = base.replace(&format!("[{table}]"), &format!("[{table}]\nenabled = false"));
+        let text = base.replace(
+            &format!("[{table}]"),
+            &format!("[{table}]\nenabled = false"),
+        );
         let (code, out, err) = run(Stack::new(&text).labctl(&["render", "--plane", "systemd"]));
         assert_eq!(code, 0, "{err}");
         assert!(!out.contains(unit), "{unit} still rendered");

@@ -228,7 +228,7 @@ fn secret_values_never_appear() {
     let s = Stack::new(&format!("{}\n[kube.extra.creds]\n", common::BARE));
     s.file(
         "templates/creds/secret.yaml",
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  password: \"{{ secret('postgres-password') }}\"\n",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  password: {{ secret('postgres-password') }}\n",
     );
     let mut c = s.labctl(&["plan", "--offline"]);
     c.env("LABCTL_SECRET_POSTGRES_PASSWORD", "hunter2-very-secret");
