@@ -31,7 +31,7 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check stack.toml and its templates; print nothing but problems.
+    /// Check stack.toml and its templates: every problem, or a one-line count of what renders.
     Validate,
     /// Render manifests and units, to a folder or as one stream on stdout.
     Render(RenderArgs),

@@ -14,10 +14,16 @@ fn git(dir: &Path, rev: &str, args: &[&str]) -> Result<Vec<u8>, Error> {
         .arg(dir)
         .args(args)
         .output()
-        .map_err(|e| Error::Git { rev: rev.into(), message: format!("cannot run `git`: {e}") })?;
+        .map_err(|e| Error::Git {
+            rev: rev.into(),
+            message: format!("cannot run `git`: {e}"),
+        })?;
     if !out.status.success() {
         let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        return Err(Error::Git { rev: rev.into(), message: msg });
+        return Err(Error::Git {
+            rev: rev.into(),
+            message: msg,
+        });
     }
     Ok(out.stdout)
 }
@@ -29,31 +35,69 @@ fn git(dir: &Path, rev: &str, args: &[&str]) -> Result<Vec<u8>, Error> {
 /// [`Error::Git`] when git fails or `rev` is unknown; [`Error::Invalid`] when the stack at `rev`
 /// is invalid (named as `rev:path`).
 pub fn stack_at(stack_path: &Path, rev: &str) -> Result<Option<(Stack, Templates)>, Error> {
-    let dir = stack_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let commit = String::from_utf8_lossy(&git(dir, rev, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])?)
+    let dir = stack_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let commit = String::from_utf8_lossy(&git(
+        dir,
+        rev,
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("{rev}^{{commit}}"),
+        ],
+    )?)
+    .trim()
+    .to_string();
+    // Paths inside the repository, relative to its root, as git names them.
+    let prefix = String::from_utf8_lossy(&git(dir, rev, &["rev-parse", "--show-prefix"])?)
         .trim()
         .to_string();
-    // Paths inside the repository, relative to its root, as git names them.
-    let prefix = String::from_utf8_lossy(&git(dir, rev, &["rev-parse", "--show-prefix"])?).trim().to_string();
-    let file_name = stack_path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+    let file_name = stack_path
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_default();
     let spec = format!("{commit}:{prefix}{file_name}");
-    let listed = git(dir, rev, &["ls-tree", "-r", "--name-only", &commit, "--", &format!("{prefix}{file_name}")])?;
+    let listed = git(
+        dir,
+        rev,
+        &[
+            "ls-tree",
+            "-r",
+            "--name-only",
+            &commit,
+            "--",
+            &format!("{prefix}{file_name}"),
+        ],
+    )?;
     if listed.is_empty() {
         return Ok(None);
     }
-    let text = String::from_utf8(git(dir, rev, &["cat-file", "blob", &spec])?)
-        .map_err(|_| Error::Git { rev: rev.into(), message: format!("`{spec}` is not UTF-8") })?;
+    let text = String::from_utf8(git(dir, rev, &["cat-file", "blob", &spec])?).map_err(|_| {
+        Error::Git {
+            rev: rev.into(),
+            message: format!("`{spec}` is not UTF-8"),
+        }
+    })?;
     let shown = PathBuf::from(format!("{rev}:{prefix}{file_name}"));
     let stack = stack::parse(&shown, &text)?;
 
     let mut templates = Templates::builtin();
     for folder in [KUBE_DIR, UNIT_DIR] {
         let root = format!("{prefix}{folder}/");
-        let names = git(dir, rev, &["ls-tree", "-r", "--name-only", &commit, "--", &root])?;
+        let names = git(
+            dir,
+            rev,
+            &["ls-tree", "-r", "--name-only", &commit, "--", &root],
+        )?;
         for name in String::from_utf8_lossy(&names).lines() {
             let blob = git(dir, rev, &["cat-file", "blob", &format!("{commit}:{name}")])?;
-            let text = String::from_utf8(blob)
-                .map_err(|_| Error::Git { rev: rev.into(), message: format!("`{name}` is not UTF-8") })?;
+            let text = String::from_utf8(blob).map_err(|_| Error::Git {
+                rev: rev.into(),
+                message: format!("`{name}` is not UTF-8"),
+            })?;
             let rel = &name[prefix.len()..];
             templates.insert(rel, text);
         }

@@ -10,7 +10,9 @@ use minijinja::{Environment, UndefinedBehavior, Value as JValue};
 use serde_json::{Value, json};
 
 use crate::error::Error;
-use crate::resource::{COMPONENT, Content, Desired, DesiredObject, MANAGED_BY, MANAGER, PART_OF, ResourceId};
+use crate::resource::{
+    COMPONENT, Content, Desired, DesiredObject, MANAGED_BY, MANAGER, PART_OF, ResourceId,
+};
 use crate::stack::{Component, Plane, Stack};
 
 static KUBE_TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
@@ -69,16 +71,29 @@ impl Templates {
             }
             let mut pending = vec![root.clone()];
             while let Some(d) = pending.pop() {
-                let entries = std::fs::read_dir(&d).map_err(|source| Error::Read { path: d.clone(), source })?;
+                let entries = std::fs::read_dir(&d).map_err(|source| Error::Read {
+                    path: d.clone(),
+                    source,
+                })?;
                 for e in entries {
-                    let e = e.map_err(|source| Error::Read { path: d.clone(), source })?;
+                    let e = e.map_err(|source| Error::Read {
+                        path: d.clone(),
+                        source,
+                    })?;
                     let p = e.path();
                     if p.is_dir() {
                         pending.push(p);
                         continue;
                     }
-                    let text = std::fs::read_to_string(&p).map_err(|source| Error::Read { path: p.clone(), source })?;
-                    let rel = p.strip_prefix(&root).unwrap_or(&p).to_string_lossy().replace('\\', "/");
+                    let text = std::fs::read_to_string(&p).map_err(|source| Error::Read {
+                        path: p.clone(),
+                        source,
+                    })?;
+                    let rel = p
+                        .strip_prefix(&root)
+                        .unwrap_or(&p)
+                        .to_string_lossy()
+                        .replace('\\', "/");
                     t.insert(&format!("{prefix}/{rel}"), text);
                 }
             }
@@ -108,7 +123,11 @@ impl Templates {
             .filter(|k| k.starts_with(&prefix))
             .filter(|k| {
                 let rest = &k[prefix.len()..];
-                if dot { !rest.contains('/') && !rest.contains('.') } else { !rest.contains('/') && !rest.starts_with('_') }
+                if dot {
+                    !rest.contains('/') && !rest.contains('.')
+                } else {
+                    !rest.contains('/') && !rest.starts_with('_')
+                }
             })
             .map(String::as_str)
             .collect()
@@ -129,7 +148,11 @@ pub fn unset_secret(name: &str) -> String {
 /// [`Error::Template`] for a template that fails (undefined variable, syntax),
 /// [`Error::Manifest`] for output that is not a valid object or unit, [`Error::Duplicate`] when two
 /// templates produce the same id.
-pub fn render(stack: &Stack, templates: &Templates, secrets: SecretLookup<'_>) -> Result<Desired, Error> {
+pub fn render(
+    stack: &Stack,
+    templates: &Templates,
+    secrets: SecretLookup<'_>,
+) -> Result<Desired, Error> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     // Block tags on their own line leave no blank line behind: YAML indentation stays intact.
@@ -141,26 +164,36 @@ pub fn render(stack: &Stack, templates: &Templates, secrets: SecretLookup<'_>) -
         .expect("default delimiters are valid");
     env.set_syntax(syntax);
     for (name, (text, _)) in &templates.sources {
-        env.add_template_owned(name.clone(), text.clone()).map_err(|e| template_error(name, text, &e))?;
+        env.add_template_owned(name.clone(), text.clone())
+            .map_err(|e| template_error(name, text, &e))?;
     }
     // `{{ config | sha256 }}` in a pod annotation makes a config change roll the pods.
     env.add_filter("sha256", |text: String| -> String {
         use sha2::Digest;
-        sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+        sha2::Sha256::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     });
     // minijinja functions must be 'static, so every known secret is looked up once here.
     let known: BTreeMap<String, String> = SECRET_NAMES
         .iter()
         .map(|n| (n.to_string(), secrets(n).unwrap_or_else(|| unset_secret(n))))
         .collect();
-    env.add_function("secret", move |name: String| -> Result<String, minijinja::Error> {
-        known.get(&name).cloned().ok_or_else(|| {
-            minijinja::Error::new(
-                minijinja::ErrorKind::InvalidOperation,
-                format!("unknown secret `{name}` (known: {})", SECRET_NAMES.join(", ")),
-            )
-        })
-    });
+    env.add_function(
+        "secret",
+        move |name: String| -> Result<String, minijinja::Error> {
+            known.get(&name).cloned().ok_or_else(|| {
+                minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!(
+                        "unknown secret `{name}` (known: {})",
+                        SECRET_NAMES.join(", ")
+                    ),
+                )
+            })
+        },
+    );
 
     let stack_json = {
         let mut v = serde_json::to_value(stack).expect("stack serialises");
@@ -191,9 +224,14 @@ pub fn render(stack: &Stack, templates: &Templates, secrets: SecretLookup<'_>) -
             "version": env!("CARGO_PKG_VERSION"),
         })));
         for name in names {
-            let tmpl = env.get_template(name).map_err(|e| template_error(name, &templates.sources[name].0, &e))?;
+            let tmpl = env
+                .get_template(name)
+                .map_err(|e| template_error(name, &templates.sources[name].0, &e))?;
             let out = tmpl.render(&ctx).map_err(|e| {
-                let src = e.name().and_then(|n| templates.sources.get(n)).map_or("", |s| s.0.as_str());
+                let src = e
+                    .name()
+                    .and_then(|n| templates.sources.get(n))
+                    .map_or("", |s| s.0.as_str());
                 template_error(e.name().unwrap_or(name), src, &e)
             })?;
             let objects = match c.plane {
@@ -216,16 +254,27 @@ pub fn render(stack: &Stack, templates: &Templates, secrets: SecretLookup<'_>) -
 }
 
 /// Secrets templates may ask for with `secret("name")`.
-pub const SECRET_NAMES: &[&str] = &["grafana-admin-password", "minio-root-password", "postgres-password", "webhook-secret"];
+pub const SECRET_NAMES: &[&str] = &[
+    "grafana-admin-password",
+    "minio-root-password",
+    "postgres-password",
+    "webhook-secret",
+];
 
 fn template_error(name: &str, source: &str, e: &minijinja::Error) -> Error {
-    let mut message = e.detail().map_or_else(|| e.kind().to_string(), |d| format!("{}: {d}", e.kind()));
+    let mut message = e
+        .detail()
+        .map_or_else(|| e.kind().to_string(), |d| format!("{}: {d}", e.kind()));
     if e.kind() == minijinja::ErrorKind::UndefinedError
         && let Some(expr) = e.range().and_then(|r| source.get(r))
     {
         message = format!("undefined variable `{}`", expr.trim());
     }
-    Error::Template { template: name.to_string(), line: e.line(), message }
+    Error::Template {
+        template: name.to_string(),
+        line: e.line(),
+        message,
+    }
 }
 
 /// Kinds that are not namespaced (the ones a stack plausibly renders).
@@ -240,10 +289,19 @@ const CLUSTER_SCOPED: &[&str] = &[
     "IngressClass",
 ];
 
-fn kube_objects(stack: &Stack, c: &Component, template: &str, text: &str) -> Result<Vec<DesiredObject>, Error> {
-    let bad = |document: usize, message: String| Error::Manifest { template: template.to_string(), document, message };
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple(text).map_err(|e| bad(1, format!("not valid YAML: {}", one_line(&e.to_string()))))?;
+fn kube_objects(
+    stack: &Stack,
+    c: &Component,
+    template: &str,
+    text: &str,
+) -> Result<Vec<DesiredObject>, Error> {
+    let bad = |document: usize, message: String| Error::Manifest {
+        template: template.to_string(),
+        document,
+        message,
+    };
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text)
+        .map_err(|e| bad(1, format!("not valid YAML: {}", first_line(&e.to_string()))))?;
     let mut out = Vec::new();
     for (i, mut doc) in docs.into_iter().enumerate() {
         let n = i + 1;
@@ -251,32 +309,55 @@ fn kube_objects(stack: &Stack, c: &Component, template: &str, text: &str) -> Res
             continue;
         }
         let Value::Object(_) = doc else {
-            return Err(bad(n, "expected a mapping (an object), found a scalar or list".into()));
+            return Err(bad(
+                n,
+                "expected a mapping (an object), found a scalar or list".into(),
+            ));
         };
-        let field = |doc: &Value, key: &str| doc.pointer(key).and_then(Value::as_str).map(str::to_string);
-        let api_version = field(&doc, "/apiVersion").ok_or_else(|| bad(n, "missing `apiVersion`".into()))?;
+        let field =
+            |doc: &Value, key: &str| doc.pointer(key).and_then(Value::as_str).map(str::to_string);
+        let api_version =
+            field(&doc, "/apiVersion").ok_or_else(|| bad(n, "missing `apiVersion`".into()))?;
         let kind = field(&doc, "/kind").ok_or_else(|| bad(n, "missing `kind`".into()))?;
-        let name = field(&doc, "/metadata/name").ok_or_else(|| bad(n, "missing `metadata.name`".into()))?;
+        let name = field(&doc, "/metadata/name")
+            .ok_or_else(|| bad(n, "missing `metadata.name`".into()))?;
         let namespaced = !CLUSTER_SCOPED.contains(&kind.as_str());
-        let meta = doc["metadata"].as_object_mut().ok_or_else(|| bad(n, "`metadata` is not a mapping".into()))?;
+        let meta = doc["metadata"]
+            .as_object_mut()
+            .ok_or_else(|| bad(n, "`metadata` is not a mapping".into()))?;
         let namespace = if namespaced {
-            let ns = meta.get("namespace").and_then(Value::as_str).unwrap_or(stack.stack.namespace()).to_string();
+            let ns = meta
+                .get("namespace")
+                .and_then(Value::as_str)
+                .unwrap_or(stack.stack.namespace())
+                .to_string();
             meta.insert("namespace".into(), json!(ns));
             Some(ns)
         } else {
             if meta.contains_key("namespace") {
-                return Err(bad(n, format!("`{kind}` is cluster-scoped but has `metadata.namespace`")));
+                return Err(bad(
+                    n,
+                    format!("`{kind}` is cluster-scoped but has `metadata.namespace`"),
+                ));
             }
             None
         };
         let labels = meta.entry("labels").or_insert_with(|| json!({}));
-        let labels = labels.as_object_mut().ok_or_else(|| bad(n, "`metadata.labels` is not a mapping".into()))?;
+        let labels = labels
+            .as_object_mut()
+            .ok_or_else(|| bad(n, "`metadata.labels` is not a mapping".into()))?;
         labels.insert(MANAGED_BY.into(), json!(MANAGER));
         labels.insert(PART_OF.into(), json!(stack.stack.name));
         labels.entry(COMPONENT).or_insert_with(|| json!(c.name));
-        crate::schema_check::check(&api_version, &kind, &doc).map_err(|m| bad(n, format!("{kind} `{name}`: {m}")))?;
+        crate::schema_check::check(&api_version, &kind, &doc)
+            .map_err(|m| bad(n, format!("{kind} `{name}`: {m}")))?;
         out.push(DesiredObject {
-            id: ResourceId::Kube { namespace, kind, name, api_version },
+            id: ResourceId::Kube {
+                namespace,
+                kind,
+                name,
+                api_version,
+            },
             component: c.name.clone(),
             template: template.to_string(),
             content: Content::kube(doc),
@@ -287,10 +368,19 @@ fn kube_objects(stack: &Stack, c: &Component, template: &str, text: &str) -> Res
     Ok(out)
 }
 
-fn unit_object(stack: &Stack, c: &Component, template: &str, text: &str) -> Result<DesiredObject, Error> {
+fn unit_object(
+    stack: &Stack,
+    c: &Component,
+    template: &str,
+    text: &str,
+) -> Result<DesiredObject, Error> {
     let suffix = template.rsplit('.').next().unwrap_or("service");
     let unit = format!("{}.{suffix}", c.unit.as_deref().unwrap_or(&c.name));
-    let bad = |line: usize, message: String| Error::Template { template: template.to_string(), line: Some(line), message };
+    let bad = |line: usize, message: String| Error::Template {
+        template: template.to_string(),
+        line: Some(line),
+        message,
+    };
     let mut sections = 0;
     for (i, line) in text.lines().enumerate() {
         let l = line.trim();
@@ -304,14 +394,22 @@ fn unit_object(stack: &Stack, c: &Component, template: &str, text: &str) -> Resu
             sections += 1;
         } else if sections == 0 {
             return Err(bad(i + 1, format!("`{l}` comes before any [Section]")));
-        } else if !l.contains('=') && !text.lines().nth(i.wrapping_sub(1)).is_some_and(|p| p.trim_end().ends_with('\\')) {
+        } else if !l.contains('=')
+            && !text
+                .lines()
+                .nth(i.wrapping_sub(1))
+                .is_some_and(|p| p.trim_end().ends_with('\\'))
+        {
             return Err(bad(i + 1, format!("`{l}` is not `Key=Value`")));
         }
     }
     if sections == 0 {
         return Err(bad(1, "renders no [Unit] or [Service] section".into()));
     }
-    let text = format!("{}\n{text}", crate::resource::unit_marker(&stack.stack.name));
+    let text = format!(
+        "{}\n{text}",
+        crate::resource::unit_marker(&stack.stack.name)
+    );
     Ok(DesiredObject {
         id: ResourceId::Systemd { unit },
         component: c.name.clone(),
@@ -322,6 +420,8 @@ fn unit_object(stack: &Stack, c: &Component, template: &str, text: &str) -> Resu
     })
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+/// The parser's first line ("line 6 column 15: ..."); the rest is a snippet of rendered output.
+fn first_line(s: &str) -> String {
+    let l = s.lines().next().unwrap_or(s);
+    l.strip_prefix("error: ").unwrap_or(l).to_string()
 }

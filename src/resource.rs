@@ -62,8 +62,18 @@ impl ResourceId {
 impl fmt::Display for ResourceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ResourceId::Kube { namespace: Some(ns), kind, name, .. } => write!(f, "{kind} {ns}/{name}"),
-            ResourceId::Kube { namespace: None, kind, name, .. } => write!(f, "{kind} {name}"),
+            ResourceId::Kube {
+                namespace: Some(ns),
+                kind,
+                name,
+                ..
+            } => write!(f, "{kind} {ns}/{name}"),
+            ResourceId::Kube {
+                namespace: None,
+                kind,
+                name,
+                ..
+            } => write!(f, "{kind} {name}"),
             ResourceId::Systemd { unit } => write!(f, "unit {unit}"),
         }
     }
@@ -84,12 +94,23 @@ impl Content {
         Content::Kube(normalize(v))
     }
 
-    /// Normalise a unit file's text.
+    /// Normalise a unit file's text: trailing white space trimmed, runs of blank lines folded to
+    /// one, and one blank line before every `[Section]` (templates assemble sections from macros,
+    /// and people should not see a diff over spacing).
     pub fn unit(text: &str) -> Self {
-        let mut out = String::with_capacity(text.len());
-        for line in text.trim_end().lines() {
-            out.push_str(line.trim_end());
+        let mut out = String::with_capacity(text.len() + 16);
+        let mut prev: Option<&str> = None;
+        for line in text.trim_end().lines().map(str::trim_end) {
+            let blank = line.is_empty();
+            if blank && prev.is_none_or(str::is_empty) {
+                continue;
+            }
+            if line.starts_with('[') && prev.is_some_and(|p| !p.is_empty() && !p.starts_with('#')) {
+                out.push('\n');
+            }
+            out.push_str(line);
             out.push('\n');
+            prev = Some(line);
         }
         Content::Unit(out)
     }
@@ -140,8 +161,11 @@ pub struct Desired {
 pub fn normalize(v: Value) -> Value {
     match v {
         Value::Object(m) => {
-            let mut sorted: Vec<(String, Value)> =
-                m.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, normalize(v))).collect();
+            let mut sorted: Vec<(String, Value)> = m
+                .into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, normalize(v)))
+                .collect();
             sorted.sort_by(|a, b| a.0.cmp(&b.0));
             Value::Object(sorted.into_iter().collect())
         }
@@ -183,12 +207,18 @@ mod tests {
 
     #[test]
     fn unit_whitespace_does_not_matter() {
-        assert_eq!(Content::unit("[Unit]  \nA=b\n\n\n"), Content::unit("[Unit]\nA=b"));
+        assert_eq!(
+            Content::unit("[Unit]  \nA=b\n\n\n"),
+            Content::unit("[Unit]\nA=b")
+        );
     }
 
     #[test]
     fn marker_round_trips() {
-        assert_eq!(unit_owner(&format!("{}\n[Unit]\n", unit_marker("lab"))), Some("lab"));
+        assert_eq!(
+            unit_owner(&format!("{}\n[Unit]\n", unit_marker("lab"))),
+            Some("lab")
+        );
         assert_eq!(unit_owner("[Unit]\n"), None);
     }
 }

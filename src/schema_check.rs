@@ -8,12 +8,24 @@ use serde_json::Value;
 
 fn strict<T: DeserializeOwned>(v: &Value) -> Result<(), String> {
     let mut unknown = Vec::new();
-    let res: Result<T, _> = serde_ignored::deserialize(v.clone(), |path| unknown.push(path.to_string()));
+    let res: Result<T, _> = {
+        // serde_ignored writes `?` for every Option it passes through; people read plain paths.
+        let mut track = |path: serde_ignored::Path<'_>| unknown.push(plain(&path.to_string()));
+        let de = serde_ignored::Deserializer::new(v.clone(), &mut track);
+        serde_path_to_error::deserialize(de)
+    };
     match res {
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(format!("`{}`: {}", plain(&e.path().to_string()), e.inner())),
         Ok(_) if !unknown.is_empty() => Err(format!("unknown field `{}`", unknown.join("`, `"))),
         Ok(_) => Ok(()),
     }
+}
+
+fn plain(path: &str) -> String {
+    path.split('.')
+        .filter(|seg| *seg != "?")
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// Check `obj` strictly against the type of `api_version`/`kind`. Kinds labctl does not know
@@ -40,13 +52,17 @@ pub fn check(api_version: &str, kind: &str, obj: &Value) -> Result<(), String> {
         ("networking.k8s.io/v1", "NetworkPolicy") => strict::<networking::v1::NetworkPolicy>(obj),
         ("policy/v1", "PodDisruptionBudget") => strict::<policy::v1::PodDisruptionBudget>(obj),
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => strict::<rbac::v1::ClusterRole>(obj),
-        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => strict::<rbac::v1::ClusterRoleBinding>(obj),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+            strict::<rbac::v1::ClusterRoleBinding>(obj)
+        }
         ("rbac.authorization.k8s.io/v1", "Role") => strict::<rbac::v1::Role>(obj),
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => strict::<rbac::v1::RoleBinding>(obj),
-        ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => strict::<crd::CustomResourceDefinition>(obj),
-        _ if is_builtin_group(api_version) => {
-            Err(format!("`{api_version}` `{kind}` is not a kind labctl knows; check the apiVersion and kind"))
+        ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
+            strict::<crd::CustomResourceDefinition>(obj)
         }
+        _ if is_builtin_group(api_version) => Err(format!(
+            "`{api_version}` `{kind}` is not a kind labctl knows; check the apiVersion and kind"
+        )),
         _ => Ok(()),
     }
 }
@@ -66,7 +82,10 @@ mod tests {
         let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
             "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "a", "imagePullPolice": "x"}]}}}});
         let e = check("apps/v1", "Deployment", &d).unwrap_err();
-        assert!(e.contains("spec.template.spec.containers.0.imagePullPolice"), "{e}");
+        assert!(
+            e.contains("spec.template.spec.containers.0.imagePullPolice"),
+            "{e}"
+        );
     }
 
     #[test]

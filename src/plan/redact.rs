@@ -12,11 +12,17 @@ pub const SENSITIVE_CHANGED: &str = "(sensitive value changed)";
 pub fn redact_secret(secret: &Value, before: Option<&Value>) -> Value {
     let mut out = secret.clone();
     for field in ["data", "stringData"] {
-        let Some(map) = out.get_mut(field).and_then(Value::as_object_mut) else { continue };
+        let Some(map) = out.get_mut(field).and_then(Value::as_object_mut) else {
+            continue;
+        };
         for (key, value) in map.iter_mut() {
             let old = before.and_then(|b| b.get(field)).and_then(|m| m.get(key));
             let changed = before.is_some() && old != Some(value);
-            *value = json!(if changed { SENSITIVE_CHANGED } else { SENSITIVE });
+            *value = json!(if changed {
+                SENSITIVE_CHANGED
+            } else {
+                SENSITIVE
+            });
         }
     }
     out

@@ -62,7 +62,10 @@ pub struct LoadedStack {
 impl LoadedStack {
     /// Folder holding `stack.toml`, `templates/` and `systemd-templates/`.
     pub fn dir(&self) -> &Path {
-        self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+        self.path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
     }
 }
 
@@ -72,10 +75,15 @@ impl LoadedStack {
 /// [`Error::Read`] when the file cannot be read; [`Error::Invalid`] with every syntax, schema or
 /// semantic problem, each located in the file.
 pub fn load(path: &Path) -> Result<LoadedStack, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let stack = parse(path, &text)?;
-    Ok(LoadedStack { stack, path: path.to_path_buf() })
+    Ok(LoadedStack {
+        stack,
+        path: path.to_path_buf(),
+    })
 }
 
 /// Parse and validate stack text; `path` is only used to name the file in messages.
@@ -88,7 +96,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Stack, Error> {
         Ok(s) => s,
         Err(e) => {
             let problem = Problem::from_toml(&e);
-            return Err(Error::Invalid { file, problems: vec![problem] });
+            return Err(Error::Invalid {
+                file,
+                problems: vec![problem],
+            });
         }
     };
     let problems = validate::validate(&stack, &file);
@@ -104,32 +115,69 @@ impl Stack {
     pub fn components(&self) -> Vec<Component> {
         let mut out = Vec::new();
         let k = &self.kube;
-        let kube = |name: &str, enabled: bool, protect: bool, v: serde_json::Value| Component {
-            plane: Plane::Kube,
-            name: name.into(),
-            template: name.into(),
-            unit: None,
-            reload_on_change: false,
-            protect,
-            settings: v,
-        }
-        .enabled(enabled);
+        let kube = |name: &str, enabled: bool, protect: bool, v: serde_json::Value| {
+            Component {
+                plane: Plane::Kube,
+                name: name.into(),
+                template: name.into(),
+                unit: None,
+                reload_on_change: false,
+                protect,
+                settings: v,
+            }
+            .enabled(enabled)
+        };
         // The stack itself renders its namespace (and anything else in `templates/stack/`).
         out.extend(kube("stack", true, false, json(&self.stack)));
-        out.extend(kube("collectors", k.collectors.enabled, k.collectors.protect, json(&k.collectors)));
-        out.extend(kube("grafana", k.grafana.enabled, k.grafana.protect, json(&k.grafana)));
+        out.extend(kube(
+            "collectors",
+            k.collectors.enabled,
+            k.collectors.protect,
+            json(&k.collectors),
+        ));
+        out.extend(kube(
+            "grafana",
+            k.grafana.enabled,
+            k.grafana.protect,
+            json(&k.grafana),
+        ));
         out.extend(kube("loki", k.loki.enabled, k.loki.protect, json(&k.loki)));
-        out.extend(kube("minio", k.minio.enabled, k.minio.protect, json(&k.minio)));
+        out.extend(kube(
+            "minio",
+            k.minio.enabled,
+            k.minio.protect,
+            json(&k.minio),
+        ));
         out.extend(kube(
             "otel-collector",
             k.otel_collector.enabled,
             k.otel_collector.protect,
             json(&k.otel_collector),
         ));
-        out.extend(kube("postgres", k.postgres.enabled, k.postgres.protect, json(&k.postgres)));
-        out.extend(kube("prometheus", k.prometheus.enabled, k.prometheus.protect, json(&k.prometheus)));
-        out.extend(kube("tempo", k.tempo.enabled, k.tempo.protect, json(&k.tempo)));
-        out.extend(kube("thanos", k.thanos.enabled, k.thanos.protect, json(&k.thanos)));
+        out.extend(kube(
+            "postgres",
+            k.postgres.enabled,
+            k.postgres.protect,
+            json(&k.postgres),
+        ));
+        out.extend(kube(
+            "prometheus",
+            k.prometheus.enabled,
+            k.prometheus.protect,
+            json(&k.prometheus),
+        ));
+        out.extend(kube(
+            "tempo",
+            k.tempo.enabled,
+            k.tempo.protect,
+            json(&k.tempo),
+        ));
+        out.extend(kube(
+            "thanos",
+            k.thanos.enabled,
+            k.thanos.protect,
+            json(&k.thanos),
+        ));
         for (name, x) in &k.extra {
             let mut c = kube(name, x.enabled, x.protect, json(x));
             if let (Some(c), Some(t)) = (c.as_mut(), &x.template) {
@@ -151,7 +199,13 @@ impl Stack {
             }
             .enabled(enabled)
         };
-        out.extend(host("proxy", h.proxy.enabled, &h.proxy.unit, h.proxy.reload_on_change, json(&h.proxy)));
+        out.extend(host(
+            "proxy",
+            h.proxy.enabled,
+            &h.proxy.unit,
+            h.proxy.reload_on_change,
+            json(&h.proxy),
+        ));
         out.extend(host(
             "collector",
             h.collector.enabled,
@@ -159,8 +213,20 @@ impl Stack {
             h.collector.reload_on_change,
             json(&h.collector),
         ));
-        out.extend(host("ingest", h.ingest.enabled, &h.ingest.unit, h.ingest.reload_on_change, json(&h.ingest)));
-        out.extend(host("gate", h.gate.enabled, &h.gate.unit, h.gate.reload_on_change, json(&h.gate)));
+        out.extend(host(
+            "ingest",
+            h.ingest.enabled,
+            &h.ingest.unit,
+            h.ingest.reload_on_change,
+            json(&h.ingest),
+        ));
+        out.extend(host(
+            "gate",
+            h.gate.enabled,
+            &h.gate.unit,
+            h.gate.reload_on_change,
+            json(&h.gate),
+        ));
         out.extend(host(
             "openbao",
             h.openbao.enabled,

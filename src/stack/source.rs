@@ -41,7 +41,10 @@ pub struct Problem {
 impl SourceFile {
     /// Keep a copy of `text` read from `path`.
     pub fn new(path: &Path, text: &str) -> Self {
-        Self { path: path.to_path_buf(), text: text.to_string() }
+        Self {
+            path: path.to_path_buf(),
+            text: text.to_string(),
+        }
     }
 
     /// 1-based line and column of a byte offset.
@@ -65,7 +68,9 @@ impl SourceFile {
                 (Seg::Index(i), Some(DeValue::Array(a))) => a.get(*i).map(|v| (v.span(), v)),
                 _ => None,
             };
-            let Some((key_span, v)) = next else { return best };
+            let Some((key_span, v)) = next else {
+                return best;
+            };
             best = Some(key_span);
             cur = Some(v);
         }
@@ -77,13 +82,20 @@ fn find<'t, 'i>(
     table: &'t DeTable<'i>,
     key: &str,
 ) -> Option<(Range<usize>, &'t toml::Spanned<DeValue<'i>>)> {
-    table.iter().find(|(k, _)| k.get_ref() == key).map(|(k, v)| (k.span(), v))
+    table
+        .iter()
+        .find(|(k, _)| k.get_ref() == key)
+        .map(|(k, v)| (k.span(), v))
 }
 
 impl Problem {
     /// A problem at `span`.
     pub fn at(message: impl Into<String>, span: Option<Range<usize>>) -> Self {
-        Self { message: message.into(), span, help: None }
+        Self {
+            message: message.into(),
+            span,
+            help: None,
+        }
     }
 
     /// Add a hint.

@@ -21,17 +21,30 @@ impl Checker<'_> {
         self.problems.push(p);
     }
 
-    fn check(&mut self, path: &[Seg<'_>], value: &str, what: &str, ok: fn(&str) -> Result<(), String>) {
+    fn check(
+        &mut self,
+        path: &[Seg<'_>],
+        value: &str,
+        what: &str,
+        ok: fn(&str) -> Result<(), String>,
+    ) {
         if let Err(why) = ok(value) {
-            self.push(path, format!("`{}` is not a valid {what}: {why}", dotted(path)), None);
+            self.push(
+                path,
+                format!("`{}` is not a valid {what}: {why}", dotted(path)),
+                None,
+            );
         }
     }
 
     fn resources(&mut self, base: &[Seg<'_>], r: &Resources) {
         let mut p = base.to_vec();
         p.push(Seg::Key("resources"));
-        for (key, v) in [("cpu", Some(&r.cpu)), ("memory", Some(&r.memory)), ("memory_limit", r.memory_limit.as_ref())]
-        {
+        for (key, v) in [
+            ("cpu", Some(&r.cpu)),
+            ("memory", Some(&r.memory)),
+            ("memory_limit", r.memory_limit.as_ref()),
+        ] {
             if let Some(v) = v {
                 let mut q = p.clone();
                 q.push(Seg::Key(key));
@@ -61,14 +74,32 @@ use Seg::Key as K;
 
 /// Every semantic problem in `stack`, located in `file`.
 pub fn validate(stack: &Stack, file: &SourceFile) -> Vec<Problem> {
-    let mut c = Checker { file, problems: Vec::new() };
+    let mut c = Checker {
+        file,
+        problems: Vec::new(),
+    };
     let st = &stack.stack;
     c.check(&[K("stack"), K("name")], &st.name, "stack name", dns_label);
     if st.namespace.is_some() {
-        c.check(&[K("stack"), K("namespace")], st.namespace(), "namespace", dns_label);
+        c.check(
+            &[K("stack"), K("namespace")],
+            st.namespace(),
+            "namespace",
+            dns_label,
+        );
     }
-    c.check(&[K("stack"), K("storage_class")], &st.storage_class, "storage class name", dns_subdomain);
-    c.check(&[K("stack"), K("labctl_image")], &st.labctl_image, "image reference", image_ref);
+    c.check(
+        &[K("stack"), K("storage_class")],
+        &st.storage_class,
+        "storage class name",
+        dns_subdomain,
+    );
+    c.check(
+        &[K("stack"), K("labctl_image")],
+        &st.labctl_image,
+        "image reference",
+        image_ref,
+    );
 
     kube(&mut c, stack);
     host(&mut c, stack);
@@ -81,20 +112,40 @@ fn kube(c: &mut Checker<'_>, stack: &Stack) {
     macro_rules! common {
         ($name:literal, $comp:expr, storage: $storage:expr) => {
             if $comp.enabled {
-                c.check(&[K("kube"), K($name), K("image")], &$comp.image, "image reference", image_ref);
+                c.check(
+                    &[K("kube"), K($name), K("image")],
+                    &$comp.image,
+                    "image reference",
+                    image_ref,
+                );
                 c.resources(&[K("kube"), K($name)], &$comp.resources);
                 if let Some(v) = $storage {
-                    c.check(&[K("kube"), K($name), K("storage")], v, "Kubernetes quantity", quantity);
+                    c.check(
+                        &[K("kube"), K($name), K("storage")],
+                        v,
+                        "Kubernetes quantity",
+                        quantity,
+                    );
                 }
             }
         };
     }
     if k.collectors.enabled && !k.collectors.image.is_empty() {
-        c.check(&[K("kube"), K("collectors"), K("image")], &k.collectors.image, "image reference", image_ref);
+        c.check(
+            &[K("kube"), K("collectors"), K("image")],
+            &k.collectors.image,
+            "image reference",
+            image_ref,
+        );
     }
     if k.collectors.enabled {
         c.resources(&[K("kube"), K("collectors")], &k.collectors.resources);
-        c.check(&[K("kube"), K("collectors"), K("interval")], &k.collectors.interval, "duration", duration);
+        c.check(
+            &[K("kube"), K("collectors"), K("interval")],
+            &k.collectors.interval,
+            "duration",
+            duration,
+        );
     }
     common!("grafana", k.grafana, storage: Some(&k.grafana.storage));
     common!("loki", k.loki, storage: Some(&k.loki.storage));
@@ -105,23 +156,58 @@ fn kube(c: &mut Checker<'_>, stack: &Stack) {
     common!("tempo", k.tempo, storage: Some(&k.tempo.storage));
     common!("thanos", k.thanos, storage: Some(&k.thanos.storage));
     if k.minio.enabled {
-        c.check(&[K("kube"), K("minio"), K("mc_image")], &k.minio.mc_image, "image reference", image_ref);
+        c.check(
+            &[K("kube"), K("minio"), K("mc_image")],
+            &k.minio.mc_image,
+            "image reference",
+            image_ref,
+        );
         for (i, b) in k.minio.buckets.iter().enumerate() {
-            c.check(&[K("kube"), K("minio"), K("buckets"), Seg::Index(i)], b, "bucket name", bucket);
+            c.check(
+                &[K("kube"), K("minio"), K("buckets"), Seg::Index(i)],
+                b,
+                "bucket name",
+                bucket,
+            );
         }
+    }
+    if k.tempo.enabled {
+        // Tempo parses retention as a Go duration, which has no days or weeks.
+        c.check(
+            &[K("kube"), K("tempo"), K("retention")],
+            &k.tempo.retention,
+            "Go duration",
+            go_duration,
+        );
+    }
+    if k.grafana.enabled && k.grafana.replicas > 1 {
+        c.push(
+            &[K("kube"), K("grafana"), K("replicas")],
+            format!("`kube.grafana.replicas` is {}, but Grafana keeps its state on one ReadWriteOnce volume", k.grafana.replicas),
+            Some("use 1 (or 0 to stop it)".into()),
+        );
     }
     for (name, enabled, v) in [
         ("loki", k.loki.enabled, &k.loki.retention),
-        ("tempo", k.tempo.enabled, &k.tempo.retention),
         ("prometheus", k.prometheus.enabled, &k.prometheus.retention),
     ] {
         if enabled {
-            c.check(&[K("kube"), K(name), K("retention")], v, "duration", duration);
+            c.check(
+                &[K("kube"), K(name), K("retention")],
+                v,
+                "duration",
+                duration,
+            );
         }
     }
     if k.prometheus.enabled {
         let v = &k.prometheus.scrape_interval;
-        c.check(&[K("kube"), K("prometheus"), K("scrape_interval")], v, "duration", duration);
+        c.check(
+            &[K("kube"), K("prometheus"), K("scrape_interval")],
+            v,
+            "duration",
+            duration,
+        );
     }
     // Stores that keep their data in MinIO must name a bucket MinIO creates.
     for (name, enabled, b) in [
@@ -147,7 +233,12 @@ fn kube(c: &mut Checker<'_>, stack: &Stack) {
         }
     }
     for name in k.extra.keys() {
-        c.check(&[K("kube"), K("extra"), K(name)], name, "component name", dns_label);
+        c.check(
+            &[K("kube"), K("extra"), K(name)],
+            name,
+            "component name",
+            dns_label,
+        );
     }
 }
 
@@ -163,7 +254,10 @@ fn host(c: &mut Checker<'_>, stack: &Stack) {
         if let Some(first) = units.insert(u.to_string(), path.to_vec()) {
             c.push(
                 &path,
-                format!("unit name `{u}` is used twice (also by `{}`)", dotted(&first)),
+                format!(
+                    "unit name `{u}` is used twice (also by `{}`)",
+                    dotted(&first)
+                ),
                 Some("give every host service its own `unit`".into()),
             );
         }
@@ -173,7 +267,12 @@ fn host(c: &mut Checker<'_>, stack: &Stack) {
     unit(c, "ingest", h.ingest.enabled, &h.ingest.unit);
     unit(c, "gate", h.gate.enabled, &h.gate.unit);
     unit(c, "openbao", h.openbao.enabled, &h.openbao.unit);
-    unit(c, "reading-sync", h.reading_sync.enabled, &h.reading_sync.unit);
+    unit(
+        c,
+        "reading-sync",
+        h.reading_sync.enabled,
+        &h.reading_sync.unit,
+    );
     for (name, x) in &h.extra {
         if !x.enabled {
             continue;
@@ -182,21 +281,34 @@ fn host(c: &mut Checker<'_>, stack: &Stack) {
         let path = [K("host"), K("extra"), K(name)];
         c.check(&path, u, "unit name", unit_name);
         if let Some(first) = units.insert(u.to_string(), path.to_vec()) {
-            c.push(&path, format!("unit name `{u}` is used twice (also by `{}`)", dotted(&first)), None);
+            c.push(
+                &path,
+                format!(
+                    "unit name `{u}` is used twice (also by `{}`)",
+                    dotted(&first)
+                ),
+                None,
+            );
         }
     }
 
     if h.proxy.enabled && h.proxy.listen.parse::<IpAddr>().is_err() {
         c.push(
             &[K("host"), K("proxy"), K("listen")],
-            format!("`host.proxy.listen` is not an IP address: `{}`", h.proxy.listen),
+            format!(
+                "`host.proxy.listen` is not an IP address: `{}`",
+                h.proxy.listen
+            ),
             Some("for example \"127.0.0.1\" or \"0.0.0.0\"".into()),
         );
     }
     if h.openbao.enabled && h.openbao.listen.parse::<SocketAddr>().is_err() {
         c.push(
             &[K("host"), K("openbao"), K("listen")],
-            format!("`host.openbao.listen` is not an address with a port: `{}`", h.openbao.listen),
+            format!(
+                "`host.openbao.listen` is not an address with a port: `{}`",
+                h.openbao.listen
+            ),
             Some("for example \"127.0.0.1:8200\"".into()),
         );
     }
@@ -206,21 +318,50 @@ fn host(c: &mut Checker<'_>, stack: &Stack) {
         ("gate", h.gate.enabled, &h.gate.interval),
     ] {
         if enabled {
-            c.check(&[K("host"), K(name), K("interval")], v, "duration", duration);
+            c.check(
+                &[K("host"), K(name), K("interval")],
+                v,
+                "duration",
+                duration,
+            );
         }
     }
     if h.reading_sync.enabled {
         let rs = &h.reading_sync;
-        c.check(&[K("host"), K("reading-sync"), K("schedule")], &rs.schedule, "OnCalendar= schedule", on_calendar);
-        c.check(&[K("host"), K("reading-sync"), K("randomized_delay")], &rs.randomized_delay, "duration", duration);
+        c.check(
+            &[K("host"), K("reading-sync"), K("schedule")],
+            &rs.schedule,
+            "OnCalendar= schedule",
+            on_calendar,
+        );
+        c.check(
+            &[K("host"), K("reading-sync"), K("randomized_delay")],
+            &rs.randomized_delay,
+            "duration",
+            duration,
+        );
         if rs.command.trim().is_empty() {
-            c.push(&[K("host"), K("reading-sync"), K("command")], "`host.reading-sync.command` is empty".into(), None);
+            c.push(
+                &[K("host"), K("reading-sync"), K("command")],
+                "`host.reading-sync.command` is empty".into(),
+                None,
+            );
         }
     }
-    if h.ingest.enabled && h.ingest.repository.split('/').filter(|p| !p.is_empty()).count() != 2 {
+    if h.ingest.enabled
+        && h.ingest
+            .repository
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .count()
+            != 2
+    {
         c.push(
             &[K("host"), K("ingest"), K("repository")],
-            format!("`host.ingest.repository` must be `owner/name`, not `{}`", h.ingest.repository),
+            format!(
+                "`host.ingest.repository` must be `owner/name`, not `{}`",
+                h.ingest.repository
+            ),
             None,
         );
     }
@@ -240,14 +381,20 @@ fn funnel(c: &mut Checker<'_>, stack: &Stack) {
         if !FUNNEL_PORTS.contains(&f.public_port) {
             c.push(
                 &at("public_port"),
-                format!("funnel public port {} is not one Tailscale Funnel can serve", f.public_port),
+                format!(
+                    "funnel public port {} is not one Tailscale Funnel can serve",
+                    f.public_port
+                ),
                 Some("use 443, 8443 or 10000".into()),
             );
         }
         if let Some(first) = seen.insert(f.public_port, i) {
             c.push(
                 &at("public_port"),
-                format!("funnel public port {} is declared twice (also `host.gate.funnel[{first}]`)", f.public_port),
+                format!(
+                    "funnel public port {} is declared twice (also `host.gate.funnel[{first}]`)",
+                    f.public_port
+                ),
                 None,
             );
         }
@@ -279,21 +426,36 @@ fn ports(c: &mut Checker<'_>, stack: &Stack) {
     let h = &stack.host;
     let mut node_ports: Vec<(u16, Vec<Seg<'_>>)> = Vec::new();
     if k.grafana.enabled {
-        node_ports.push((k.grafana.node_port, vec![K("kube"), K("grafana"), K("node_port")]));
+        node_ports.push((
+            k.grafana.node_port,
+            vec![K("kube"), K("grafana"), K("node_port")],
+        ));
     }
     if k.otel_collector.enabled {
         let o = &k.otel_collector;
-        node_ports.push((o.grpc_node_port, vec![K("kube"), K("otel-collector"), K("grpc_node_port")]));
-        node_ports.push((o.http_node_port, vec![K("kube"), K("otel-collector"), K("http_node_port")]));
+        node_ports.push((
+            o.grpc_node_port,
+            vec![K("kube"), K("otel-collector"), K("grpc_node_port")],
+        ));
+        node_ports.push((
+            o.http_node_port,
+            vec![K("kube"), K("otel-collector"), K("http_node_port")],
+        ));
     }
     if k.postgres.enabled {
-        node_ports.push((k.postgres.node_port, vec![K("kube"), K("postgres"), K("node_port")]));
+        node_ports.push((
+            k.postgres.node_port,
+            vec![K("kube"), K("postgres"), K("node_port")],
+        ));
     }
     for (port, path) in &node_ports {
         if !(30000..=32767).contains(port) {
             c.push(
                 path,
-                format!("NodePort {port} of `{}` is outside 30000-32767", dotted(path)),
+                format!(
+                    "NodePort {port} of `{}` is outside 30000-32767",
+                    dotted(path)
+                ),
                 Some("Kubernetes only allocates NodePorts in 30000-32767".into()),
             );
         }
@@ -316,7 +478,14 @@ fn ports(c: &mut Checker<'_>, stack: &Stack) {
         }
     }
     for (port, path, first) in dups {
-        c.push(&path, format!("port {port} of `{}` is already used by `{first}`", dotted(&path)), None);
+        c.push(
+            &path,
+            format!(
+                "port {port} of `{}` is already used by `{first}`",
+                dotted(&path)
+            ),
+            None,
+        );
     }
 }
 
@@ -325,7 +494,10 @@ pub fn dns_label(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > 63 {
         return Err("must be 1 to 63 characters".into());
     }
-    if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
         return Err("only lowercase letters, digits and `-` are allowed".into());
     }
     if s.starts_with('-') || s.ends_with('-') {
@@ -353,7 +525,10 @@ fn unit_name(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > 240 {
         return Err("must be 1 to 240 characters".into());
     }
-    if let Some(ch) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || ":_.-\\".contains(*c))) {
+    if let Some(ch) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || ":_.-\\".contains(*c)))
+    {
         return Err(format!("`{ch}` is not allowed in unit names"));
     }
     if s.contains('.') {
@@ -366,15 +541,21 @@ fn unit_name(s: &str) -> Result<(), String> {
 pub fn quantity(s: &str) -> Result<(), String> {
     let num_end = s
         .char_indices()
-        .find(|(i, ch)| !(ch.is_ascii_digit() || *ch == '.' || (*i == 0 && (*ch == '+' || *ch == '-'))))
+        .find(|(i, ch)| {
+            !(ch.is_ascii_digit() || *ch == '.' || (*i == 0 && (*ch == '+' || *ch == '-')))
+        })
         .map_or(s.len(), |(i, _)| i);
     let (num, suffix) = s.split_at(num_end);
     let digits = num.trim_start_matches(['+', '-']);
     if digits.is_empty() || digits == "." || digits.matches('.').count() > 1 {
         return Err("expected a number such as `512Mi`, `2Gi` or `250m`".into());
     }
-    const SUFFIXES: [&str; 14] = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T"];
-    let exp = suffix.strip_prefix(['e', 'E']).map(|e| e.trim_start_matches(['+', '-']));
+    const SUFFIXES: [&str; 14] = [
+        "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T",
+    ];
+    let exp = suffix
+        .strip_prefix(['e', 'E'])
+        .map(|e| e.trim_start_matches(['+', '-']));
     if SUFFIXES.contains(&suffix) || suffix == "P" || suffix == "E" {
         return Ok(());
     }
@@ -384,7 +565,9 @@ pub fn quantity(s: &str) -> Result<(), String> {
     {
         return Ok(());
     }
-    Err(format!("unknown suffix `{suffix}` (use Ki, Mi, Gi, Ti, m, k, M, G, ...)"))
+    Err(format!(
+        "unknown suffix `{suffix}` (use Ki, Mi, Gi, Ti, m, k, M, G, ...)"
+    ))
 }
 
 /// A container image reference: `[registry[:port]/]path[:tag][@digest]`.
@@ -416,7 +599,8 @@ pub fn image_ref(s: &str) -> Result<(), String> {
     if let Some(t) = tag {
         let ok = !t.is_empty()
             && t.len() <= 128
-            && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
             && !t.starts_with(['.', '-']);
         if !ok {
             return Err(format!("tag `{t}` is malformed"));
@@ -427,18 +611,21 @@ pub fn image_ref(s: &str) -> Result<(), String> {
         let host = parts.remove(0);
         let host_ok = host
             .split_once(':')
-            .map_or(true, |(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+            .is_none_or(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
         if !host_ok {
             return Err(format!("registry `{host}` is malformed"));
         }
     }
     for p in parts {
         let ok = !p.is_empty()
-            && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
             && p.as_bytes()[0].is_ascii_alphanumeric()
             && p.as_bytes()[p.len() - 1].is_ascii_alphanumeric();
         if !ok {
-            return Err(format!("path component `{p}` must be lowercase letters, digits and separators"));
+            return Err(format!(
+                "path component `{p}` must be lowercase letters, digits and separators"
+            ));
         }
     }
     Ok(())
@@ -453,10 +640,14 @@ pub fn duration(s: &str) -> Result<(), String> {
     while !rest.is_empty() {
         let n = rest.bytes().take_while(u8::is_ascii_digit).count();
         if n == 0 {
-            return Err("expected a number followed by a unit, such as `30s`, `5m` or `1h30m`".into());
+            return Err(
+                "expected a number followed by a unit, such as `30s`, `5m` or `1h30m`".into(),
+            );
         }
         rest = &rest[n..];
-        let unit = ["ms", "s", "m", "h", "d", "w", "y"].into_iter().find(|u| rest.starts_with(u));
+        let unit = ["ms", "s", "m", "h", "d", "w", "y"]
+            .into_iter()
+            .find(|u| rest.starts_with(u));
         match unit {
             Some(u) => rest = &rest[u.len()..],
             None => return Err("the unit must be one of ms, s, m, h, d, w, y".into()),
@@ -465,12 +656,29 @@ pub fn duration(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A Go `time.Duration`: like [`duration`] without days, weeks or years.
+fn go_duration(s: &str) -> Result<(), String> {
+    duration(s)?;
+    if s.contains(['d', 'w', 'y']) {
+        return Err("Go durations have no days, weeks or years: use hours, such as `336h`".into());
+    }
+    Ok(())
+}
+
 /// The common forms of systemd's `OnCalendar=` (systemd.time(7)): shorthands, and
 /// `[weekdays] [date] [time]` with `*`, lists, `..` ranges and `/` repetitions.
 pub fn on_calendar(s: &str) -> Result<(), String> {
     const SHORT: [&str; 10] = [
-        "minutely", "hourly", "daily", "weekly", "monthly", "yearly", "annually", "quarterly",
-        "semiannually", "semi-annually",
+        "minutely",
+        "hourly",
+        "daily",
+        "weekly",
+        "monthly",
+        "yearly",
+        "annually",
+        "quarterly",
+        "semiannually",
+        "semi-annually",
     ];
     let s = s.trim();
     if SHORT.contains(&s.to_ascii_lowercase().as_str()) {
@@ -485,7 +693,18 @@ pub fn on_calendar(s: &str) -> Result<(), String> {
         return Err("expected `[weekdays] [date] [time]` or a shorthand such as `daily`".into());
     }
     let mut i = 0;
-    if words[i].chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
+    if words.len() == 1 && words[0].chars().all(|c| c.is_ascii_alphabetic()) {
+        return Err(format!(
+            "`{}` is not a shorthand (minutely, hourly, daily, weekly, monthly, yearly, ...) \
+             and has no time",
+            words[0]
+        ));
+    }
+    if words[i]
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+    {
         weekdays(words[i])?;
         i += 1;
     }
@@ -499,7 +718,9 @@ pub fn on_calendar(s: &str) -> Result<(), String> {
             fields(w, '-', &[(1970, 2199), (1, 12), (1, 31)], 2, "date")?;
             seen_date = true;
         } else {
-            return Err(format!("`{w}` is neither a date (`*-*-*`) nor a time (`03:00`)"));
+            return Err(format!(
+                "`{w}` is neither a date (`*-*-*`) nor a time (`03:00`)"
+            ));
         }
     }
     if i == words.len() {
@@ -512,7 +733,15 @@ fn weekdays(w: &str) -> Result<(), String> {
     const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
     let day = |d: &str| {
         let l = d.to_ascii_lowercase();
-        let full = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+        let full = [
+            "monday",
+            "tuesday",
+            "wednesday",
+            "thursday",
+            "friday",
+            "saturday",
+            "sunday",
+        ];
         if DAYS.contains(&l.as_str()) || full.contains(&l.as_str()) {
             Ok(())
         } else {
@@ -537,7 +766,11 @@ fn fields(w: &str, sep: char, ranges: &[(u32, u32)], min: usize, what: &str) -> 
     if parts.len() < min || parts.len() > ranges.len() {
         return Err(format!("`{w}` is not a valid {what}"));
     }
-    let ranges = if what == "date" { &ranges[ranges.len() - parts.len()..] } else { &ranges[..parts.len()] };
+    let ranges = if what == "date" {
+        &ranges[ranges.len() - parts.len()..]
+    } else {
+        &ranges[..parts.len()]
+    };
     for (part, &(lo, hi)) in parts.iter().zip(ranges) {
         for item in part.split(',') {
             let (range, step) = match item.split_once('/') {
@@ -545,9 +778,11 @@ fn fields(w: &str, sep: char, ranges: &[(u32, u32)], min: usize, what: &str) -> 
                 None => (item, None),
             };
             if let Some(st) = step
-                && st.parse::<u32>().map_or(true, |n| n == 0)
+                && !st.parse::<u32>().is_ok_and(|n| n > 0)
             {
-                return Err(format!("repetition `/{st}` in `{w}` must be a positive number"));
+                return Err(format!(
+                    "repetition `/{st}` in `{w}` must be a positive number"
+                ));
             }
             if range == "*" {
                 continue;
@@ -572,12 +807,29 @@ mod tests {
     #[test]
     fn calendar_forms() {
         for ok in [
-            "daily", "hourly", "weekly", "*-*-* 03:00:00", "Mon..Fri 09:00", "Sat,Sun 10:30",
-            "*-*-01 00:00", "2026-12-24 18:00:00", "*:0/15", "Mon *-*-* 00:00:00", "*-*-* 03:00 UTC",
+            "daily",
+            "hourly",
+            "weekly",
+            "*-*-* 03:00:00",
+            "Mon..Fri 09:00",
+            "Sat,Sun 10:30",
+            "*-*-01 00:00",
+            "2026-12-24 18:00:00",
+            "*:0/15",
+            "Mon *-*-* 00:00:00",
+            "*-*-* 03:00 UTC",
         ] {
             assert_eq!(on_calendar(ok), Ok(()), "{ok}");
         }
-        for bad in ["sometimes", "*-*-* 25:00", "Mon..Fry 09:00", "Mon", "*-13-* 00:00", "*:0/0", ""] {
+        for bad in [
+            "sometimes",
+            "*-*-* 25:00",
+            "Mon..Fry 09:00",
+            "Mon",
+            "*-13-* 00:00",
+            "*:0/0",
+            "",
+        ] {
             assert!(on_calendar(bad).is_err(), "{bad}");
         }
     }
@@ -595,12 +847,22 @@ mod tests {
     #[test]
     fn images() {
         for ok in [
-            "nginx", "grafana/grafana:11.4.0", "quay.io/minio/minio:RELEASE.2024-12-18T13-15-44Z",
-            "localhost:5000/x/y:1", "registry.example.com/a/b@sha256:0123456789abcdef0123456789abcdef",
+            "nginx",
+            "grafana/grafana:11.4.0",
+            "quay.io/minio/minio:RELEASE.2024-12-18T13-15-44Z",
+            "localhost:5000/x/y:1",
+            "registry.example.com/a/b@sha256:0123456789abcdef0123456789abcdef",
         ] {
             assert_eq!(image_ref(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "Grafana/grafana", "grafana:", "a b", "x@sha256:zz", "reg:abc/x"] {
+        for bad in [
+            "",
+            "Grafana/grafana",
+            "grafana:",
+            "a b",
+            "x@sha256:zz",
+            "reg:abc/x",
+        ] {
             assert!(image_ref(bad).is_err(), "{bad}");
         }
     }

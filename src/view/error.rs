@@ -23,7 +23,9 @@ pub fn render_error(e: &Error, styles: Styles) -> String {
     match e {
         Error::Invalid { file, problems } => {
             let mut out = String::new();
-            for p in problems {
+            let mut problems: Vec<&Problem> = problems.iter().collect();
+            problems.sort_by_key(|p| p.span.as_ref().map_or(usize::MAX, |s| s.start));
+            for p in &problems {
                 out.push_str(&problem(file, p, styles));
             }
             let n = problems.len();
@@ -59,14 +61,34 @@ fn problem(file: &SourceFile, p: &Problem, styles: Styles) -> String {
     let d = Located {
         message: p.message.clone(),
         src: NamedSource::new(&path, file.text.clone()),
-        span: Some(SourceSpan::from(span.start..span.end.max(span.start + 1).min(file.text.len().max(1)))),
+        span: Some(SourceSpan::from(
+            span.start..span.end.max(span.start + 1).min(file.text.len().max(1)),
+        )),
         help: p.help.clone(),
     };
-    let theme = if styles.color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+    let theme = if styles.color {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
     let mut body = String::new();
-    let handler = GraphicalReportHandler::new_themed(theme).with_links(false).with_context_lines(1);
+    let handler = GraphicalReportHandler::new_themed(theme)
+        .with_links(false)
+        .with_context_lines(1)
+        .with_width(120);
     if handler.render_report(&mut body, &d).is_err() {
-        body = format!("  {}\n", p.message);
+        body = String::new();
     }
-    format!("{} {path}:{line}:{col}: {}\n{body}\n", styles.red("error:"), p.message)
+    // The message is already on the `path:line:col:` line above; keep only miette's snippet.
+    let body: String = body
+        .lines()
+        .skip_while(|l| !l.contains('╭'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let body = if body.is_empty() { body } else { body + "\n" };
+    format!(
+        "{} {path}:{line}:{col}: {}\n{body}",
+        styles.red("error:"),
+        p.message
+    )
 }

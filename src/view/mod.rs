@@ -19,11 +19,17 @@ impl Styles {
     /// Decide once: colour only on a TTY, never with `NO_COLOR` set or `--no-color`.
     pub fn detect(no_color_flag: bool, is_tty: bool) -> Self {
         let no_color_env = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        Styles { color: is_tty && !no_color_flag && !no_color_env }
+        Styles {
+            color: is_tty && !no_color_flag && !no_color_env,
+        }
     }
 
     fn paint(&self, style: Style, text: &str) -> String {
-        if self.color { format!("{style}{text}{style:#}") } else { text.to_string() }
+        if self.color {
+            format!("{style}{text}{style:#}")
+        } else {
+            text.to_string()
+        }
     }
 
     pub(crate) fn green(&self, t: &str) -> String {

@@ -1,0 +1,960 @@
+//! The HTTP surface: routing of Kubernetes API paths to the store.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::resources::{self, ResourceDef};
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::status::ApiError;
+use crate::store::{State, WatchEvent, WriteParams, check_body};
+use crate::util::parse_query;
+
+/// Shared state handed to the handler.
+pub type Shared = Arc<Mutex<State>>;
+
+const AGGREGATED_CT: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+fn json_response(code: u16, v: &Value) -> Response {
+    Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("Cache-Control", "no-cache, private")
+        .body(Body::from(serde_json::to_vec(v).unwrap_or_default()))
+        .expect("valid response")
+}
+
+fn error_response(e: &ApiError) -> Response {
+    json_response(e.code, &e.body())
+}
+
+/// Whether the Accept header asks for aggregated discovery v2.
+fn wants_aggregated(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let t = t.replace(' ', "");
+            t.contains("g=apidiscovery.k8s.io")
+                && t.contains("v=v2;")
+                && t.contains("as=APIGroupDiscoveryList")
+                || t.contains("g=apidiscovery.k8s.io")
+                    && t.ends_with("v=v2")
+                    && t.contains("as=APIGroupDiscoveryList")
+        })
+}
+
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("as=Table"))
+}
+
+/// Decodes a request body as JSON, or as YAML when it is not JSON.
+fn decode_body(body: &[u8]) -> Result<Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        return Ok(v);
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("the body of the request is not UTF-8"))?;
+    serde_saphyr::from_str::<Value>(text)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+}
+
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+    }
+    fn flag(&self, k: &str) -> bool {
+        matches!(self.get(k), Some("true" | "1"))
+    }
+    fn write_params(&self, subresource: &str) -> WriteParams {
+        WriteParams {
+            manager: self.get("fieldManager").map(String::from),
+            force: self.flag("force"),
+            dry_run: self.0.iter().any(|(k, v)| k == "dryRun" && v == "All"),
+            subresource: subresource.to_string(),
+        }
+    }
+}
+
+/// The handler for every request.
+pub async fn handle(
+    shared: Shared,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = control(&shared, &method, uri.path(), uri.query()) {
+        return r;
+    }
+    let (latency, fault) = {
+        let mut st = shared.lock().expect("state lock");
+        st.requests += 1;
+        *st.per_route
+            .entry(format!("{} {}", method, uri.path()))
+            .or_insert(0) += 1;
+        st.log.push(match uri.query() {
+            Some(q) => format!("{} {}?{q}", method, uri.path()),
+            None => format!("{} {}", method, uri.path()),
+        });
+        let fault = st.take_fault(method.as_str(), uri.path());
+        (st.latency, fault)
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(e) = fault {
+        return error_response(&e);
+    }
+    let query = Query(parse_query(uri.query()));
+    let segs: Vec<String> = uri
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(crate::util::percent_decode)
+        .collect();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !body.is_empty() && (ct.contains("protobuf") || ct.contains("cbor")) {
+        // Only JSON and YAML bodies are understood; clients fall back to JSON on 415.
+        return error_response(&ApiError::unsupported_media_type(ct));
+    }
+    if method == Method::GET && query.flag("watch") {
+        return watch(shared, &segs, &query, wants_table(&headers)).await;
+    }
+    match route(&shared, &method, &segs, &query, &headers, &body) {
+        Ok(Reply::Json(code, v)) => json_response(code, &v),
+        Ok(Reply::Aggregated(v)) => {
+            let mut r = json_response(200, &v);
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(AGGREGATED_CT),
+            );
+            r
+        }
+        Ok(Reply::Text(t)) => Response::builder()
+            .status(200)
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(Body::from(t))
+            .expect("valid response"),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// Control endpoints for out-of-process users (the benchmark script): not Kubernetes paths,
+/// not counted, no latency.
+///
+/// - `GET /testapi/requests` → `{"total": N, "routes": {"GET /api": 1, ...}}`
+/// - `POST /testapi/reset` → resets the counters and the request log
+/// - `POST /testapi/latency?ms=N` → sets the injected latency
+fn control(shared: &Shared, method: &Method, path: &str, query: Option<&str>) -> Option<Response> {
+    let rest = path.strip_prefix("/testapi/")?;
+    let mut st = shared.lock().expect("state lock");
+    let out = match (method.as_str(), rest) {
+        ("GET", "requests") => json!({"total": st.requests, "routes": st.per_route}),
+        ("POST", "reset") => {
+            st.requests = 0;
+            st.per_route.clear();
+            st.log.clear();
+            json!({"total": 0})
+        }
+        ("POST" | "PUT", "latency") => {
+            let q = Query(parse_query(query));
+            let Some(ms) = q.get("ms").and_then(|m| m.parse::<u64>().ok()) else {
+                return Some(error_response(&ApiError::bad_request(
+                    "latency needs ?ms=N",
+                )));
+            };
+            st.latency = Duration::from_millis(ms);
+            json!({"latencyMs": ms})
+        }
+        _ => return Some(error_response(&ApiError::no_route())),
+    };
+    Some(json_response(200, &out))
+}
+
+enum Reply {
+    Json(u16, Value),
+    Aggregated(Value),
+    Text(String),
+}
+
+/// A resolved resource path.
+struct Target<'a> {
+    def: ResourceDef,
+    ns: Option<&'a str>,
+    name: Option<&'a str>,
+    sub: Option<&'a str>,
+}
+
+fn resolve<'a>(st: &State, segs: &[&'a str]) -> Result<Target<'a>, ApiError> {
+    let (group, version, rest) = match segs {
+        ["api", "v1", rest @ ..] => ("", "v1", rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Err(ApiError::no_route()),
+    };
+    let find = |plural: &str| st.def_by_plural(group, version, plural);
+    let (plural, ns, name, sub) = match rest {
+        ["namespaces", ns, plural, tail @ ..] if find(plural).is_some_and(|d| d.namespaced) => {
+            match tail {
+                [] => (*plural, Some(*ns), None, None),
+                [name] => (*plural, Some(*ns), Some(*name), None),
+                [name, sub] => (*plural, Some(*ns), Some(*name), Some(*sub)),
+                _ => return Err(ApiError::no_route()),
+            }
+        }
+        [plural] => (*plural, None, None, None),
+        [plural, name] => (*plural, None, Some(*name), None),
+        [plural, name, sub] => (*plural, None, Some(*name), Some(*sub)),
+        _ => return Err(ApiError::no_route()),
+    };
+    let def = find(plural).ok_or_else(ApiError::no_route)?;
+    if def.namespaced && name.is_some() && ns.is_none() {
+        return Err(ApiError::no_route());
+    }
+    if let Some(s) = sub
+        && !(s == "status" && def.status || s == "scale" && def.scale)
+    {
+        return Err(ApiError::no_route());
+    }
+    Ok(Target { def, ns, name, sub })
+}
+
+fn route(
+    shared: &Shared,
+    method: &Method,
+    segs: &[&str],
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
+    let mut st = shared.lock().expect("state lock");
+    let get = *method == Method::GET;
+    match segs {
+        ["version"] if get => {
+            return Ok(Reply::Json(
+                200,
+                json!({
+                    "major": "1", "minor": "32", "gitVersion": "v1.32.4+labctl-testapi",
+                    "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+                    "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23.8", "compiler": "gc",
+                    "platform": "linux/amd64"
+                }),
+            ));
+        }
+        ["healthz" | "readyz" | "livez"] if get => return Ok(Reply::Text("ok".into())),
+        ["api"] if get => {
+            return Ok(if wants_aggregated(headers) {
+                Reply::Aggregated(resources::aggregated(&st.defs, true))
+            } else {
+                Reply::Json(200, resources::api_versions())
+            });
+        }
+        ["apis"] if get => {
+            return Ok(if wants_aggregated(headers) {
+                Reply::Aggregated(resources::aggregated(&st.defs, false))
+            } else {
+                Reply::Json(200, resources::group_list(&st.defs))
+            });
+        }
+        ["openapi", "v3"] if get => {
+            return Ok(Reply::Json(200, resources::openapi_v3_root(&st.defs)));
+        }
+        ["openapi", "v3", rest @ ..] if get => {
+            return resources::openapi_v3_gv(&st.defs, &rest.join("/"))
+                .map(|v| Reply::Json(200, v))
+                .ok_or_else(ApiError::no_route);
+        }
+        ["api", "v1"] if get => {
+            return Ok(Reply::Json(
+                200,
+                resources::resource_list(&st.defs, "", "v1"),
+            ));
+        }
+        ["apis", g] if get => {
+            return resources::group(&st.defs, g)
+                .map(|v| Reply::Json(200, v))
+                .ok_or_else(ApiError::no_route);
+        }
+        ["apis", g, v] if get => {
+            let list = resources::resource_list(&st.defs, g, v);
+            if list["resources"].as_array().is_none_or(Vec::is_empty) {
+                return Err(ApiError::no_route());
+            }
+            return Ok(Reply::Json(200, list));
+        }
+        _ => {}
+    }
+    let t = resolve(&st, segs)?;
+    let def = &t.def;
+    let ns = t.ns.unwrap_or_default();
+    if t.sub == Some("scale") {
+        return scale(
+            &mut st,
+            def,
+            ns,
+            t.name.unwrap_or_default(),
+            method,
+            query,
+            headers,
+            body,
+        );
+    }
+    match (method.clone(), t.name) {
+        (Method::GET, None) => {
+            let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or_default())
+                .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+            let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or_default())
+                .map_err(ApiError::bad_request)?;
+            let mut list = st.list(def, t.ns, &labels, &fields);
+            st.strip_item_types(def, &mut list);
+            paginate(&mut list, query, labels.0.is_empty() && fields.is_empty())?;
+            Ok(Reply::Json(200, maybe_table(headers, def, list, true)))
+        }
+        (Method::GET, Some(name)) => {
+            let obj = st
+                .get(def, ns, name)
+                .cloned()
+                .ok_or_else(|| ApiError::not_found(def, name))?;
+            Ok(Reply::Json(200, maybe_table(headers, def, obj, false)))
+        }
+        (Method::POST, None) => {
+            let v = decode_body(body)?;
+            check_body(def, ns, "", &v, false)?;
+            let name = v["metadata"]["name"]
+                .as_str()
+                .map(String::from)
+                .or_else(|| {
+                    v["metadata"]["generateName"]
+                        .as_str()
+                        .map(|g| format!("{g}{:05x}", st.rv % 0xfffff))
+                })
+                .unwrap_or_default();
+            if query.get("fieldValidation") == Some("Strict") {
+                State::strict_check(def, &v)?;
+            }
+            let params = query.write_params("");
+            let manager = update_manager(&params, headers);
+            let out = st.update(def, ns, &name, v, &manager, &params, true)?;
+            Ok(Reply::Json(201, out))
+        }
+        (Method::PUT, Some(name)) => {
+            let v = decode_body(body)?;
+            check_body(def, ns, name, &v, false)?;
+            if query.get("fieldValidation") == Some("Strict") {
+                State::strict_check(def, &v)?;
+            }
+            let sub = t.sub.unwrap_or_default();
+            let params = query.write_params(sub);
+            let manager = update_manager(&params, headers);
+            let out = st.update(def, ns, name, v, &manager, &params, false)?;
+            Ok(Reply::Json(200, out))
+        }
+        (Method::PATCH, Some(name)) => {
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            let sub = t.sub.unwrap_or_default();
+            let params = query.write_params(sub);
+            match ct.as_str() {
+                "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
+                    let v = decode_body(body)?;
+                    let existed = st.get(def, ns, name).is_some();
+                    let out = st.apply(def, ns, name, v, &params)?;
+                    Ok(Reply::Json(if existed { 200 } else { 201 }, out))
+                }
+                "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+                    let patch = decode_body(body)?;
+                    let live = st
+                        .get(def, ns, name)
+                        .cloned()
+                        .ok_or_else(|| ApiError::not_found(def, name))?;
+                    let schema = crate::schema::Schema::new(&def.group, &def.kind);
+                    let strategic = ct.starts_with("application/strategic");
+                    let new = merge_patch(&schema, &live, &patch, strategic, &mut Vec::new());
+                    check_body(def, ns, name, &new, false)?;
+                    if query.get("fieldValidation") == Some("Strict") {
+                        State::strict_check(def, &new)?;
+                    }
+                    let manager = update_manager(&params, headers);
+                    let out = st.update(def, ns, name, new, &manager, &params, false)?;
+                    Ok(Reply::Json(200, out))
+                }
+                "application/json-patch+json" => {
+                    let patch = decode_body(body)?;
+                    let live = st
+                        .get(def, ns, name)
+                        .cloned()
+                        .ok_or_else(|| ApiError::not_found(def, name))?;
+                    let new = json_patch(&live, &patch)?;
+                    let manager = update_manager(&params, headers);
+                    let out = st.update(def, ns, name, new, &manager, &params, false)?;
+                    Ok(Reply::Json(200, out))
+                }
+                other => Err(ApiError::unsupported_media_type(other)),
+            }
+        }
+        (Method::DELETE, Some(name)) => {
+            let mut dry = query.0.iter().any(|(k, v)| k == "dryRun" && v == "All");
+            if let Ok(opts) = serde_json::from_slice::<Value>(body)
+                && opts["dryRun"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == "All"))
+            {
+                dry = true;
+            }
+            let out = st.delete(def, ns, name, dry)?;
+            Ok(Reply::Json(200, out))
+        }
+        (Method::DELETE, None) => {
+            let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or_default())
+                .map_err(ApiError::bad_request)?;
+            let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or_default())
+                .map_err(ApiError::bad_request)?;
+            let list = st.list(def, t.ns, &labels, &fields);
+            let dry = query.0.iter().any(|(k, v)| k == "dryRun" && v == "All");
+            for item in list["items"].as_array().into_iter().flatten() {
+                let n = item["metadata"]["name"].as_str().unwrap_or_default();
+                let ins = item["metadata"]["namespace"].as_str().unwrap_or_default();
+                st.delete(def, ins, n, dry)?;
+            }
+            Ok(Reply::Json(200, list))
+        }
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<String> {
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+/// Applies `limit` and `continue` to a list, as the real server pages (items in key order,
+/// an opaque continue token, `remainingItemCount` when no selector is used).
+fn paginate(list: &mut Value, query: &Query, count_remaining: bool) -> Result<(), ApiError> {
+    let key = |v: &Value| {
+        format!(
+            "{}/{}",
+            v["metadata"]["namespace"].as_str().unwrap_or_default(),
+            v["metadata"]["name"].as_str().unwrap_or_default()
+        )
+    };
+    let Some(items) = list.get_mut("items").and_then(Value::as_array_mut) else {
+        return Ok(());
+    };
+    if let Some(token) = query.get("continue").filter(|t| !t.is_empty()) {
+        let start = unhex(token)
+            .and_then(|j| serde_json::from_str::<Value>(&j).ok())
+            .and_then(|v| v["start"].as_str().map(String::from))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "continue key is not valid: illegal base64 data at input byte 0",
+                )
+            })?;
+        items.retain(|i| key(i) > start);
+    }
+    let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
+    if limit > 0 && items.len() > limit {
+        let remaining = items.len() - limit;
+        items.truncate(limit);
+        let last = key(&items[limit - 1]);
+        let rv = list["metadata"]["resourceVersion"].clone();
+        let token = hex(&json!({"v": "meta.k8s.io/v1", "rv": rv, "start": last}).to_string());
+        list["metadata"]["continue"] = json!(token);
+        if count_remaining {
+            list["metadata"]["remainingItemCount"] = json!(remaining);
+        }
+    }
+    Ok(())
+}
+
+/// The manager of an Update operation: `fieldManager`, else the user agent's program name.
+fn update_manager(params: &WriteParams, headers: &HeaderMap) -> String {
+    if let Some(m) = params.manager.as_ref().filter(|m| !m.is_empty()) {
+        return m.clone();
+    }
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ua| ua.split('/').next())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+/// JSON merge patch (RFC 7386); with `strategic`, associative lists merge by key (an
+/// approximation of strategic merge patch; `$`-directives are dropped).
+fn merge_patch(
+    schema: &crate::schema::Schema,
+    target: &Value,
+    patch: &Value,
+    strategic: bool,
+    fields: &mut Vec<String>,
+) -> Value {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            let mut out = t.clone();
+            for (k, v) in p {
+                if strategic && k.starts_with('$') {
+                    continue;
+                }
+                if v.is_null() {
+                    out.remove(k);
+                } else {
+                    fields.push(k.clone());
+                    let merged = merge_patch(
+                        schema,
+                        t.get(k).unwrap_or(&Value::Null),
+                        v,
+                        strategic,
+                        fields,
+                    );
+                    fields.pop();
+                    out.insert(k.clone(), merged);
+                }
+            }
+            Value::Object(out)
+        }
+        (Value::Array(t), Value::Array(p)) if strategic => {
+            let crate::schema::ListType::Map(keys) = schema.list_type(fields) else {
+                return patch.clone();
+            };
+            let key_of = |v: &Value| -> Vec<Value> { keys.iter().map(|k| v[*k].clone()).collect() };
+            let mut out = t.clone();
+            for item in p {
+                match out.iter_mut().find(|o| key_of(o) == key_of(item)) {
+                    Some(o) => *o = merge_patch(schema, o, item, strategic, fields),
+                    None => out.push(item.clone()),
+                }
+            }
+            Value::Array(out)
+        }
+        (_, Value::Object(p)) => merge_patch(
+            schema,
+            &Value::Object(Default::default()),
+            &Value::Object(p.clone()),
+            strategic,
+            fields,
+        ),
+        _ => patch.clone(),
+    }
+}
+
+/// JSON patch (RFC 6902): add, remove, replace, test.
+fn json_patch(target: &Value, patch: &Value) -> Result<Value, ApiError> {
+    let mut doc = target.clone();
+    let ops = patch
+        .as_array()
+        .ok_or_else(|| ApiError::bad_request("json patch must be an array"))?;
+    for op in ops {
+        let path = op["path"].as_str().unwrap_or_default();
+        let kind = op["op"].as_str().unwrap_or_default();
+        let parts: Vec<String> = path
+            .split('/')
+            .skip(1)
+            .map(|p| p.replace("~1", "/").replace("~0", "~"))
+            .collect();
+        let Some((last, parent)) = parts.split_last() else {
+            return Err(ApiError::bad_request("empty json patch path"));
+        };
+        let mut cur = &mut doc;
+        for p in parent {
+            cur = match cur {
+                Value::Object(m) => m
+                    .get_mut(p)
+                    .ok_or_else(|| ApiError::bad_request(format!("path {path} not found")))?,
+                Value::Array(a) => {
+                    let i: usize = p.parse().map_err(|_| ApiError::bad_request("bad index"))?;
+                    a.get_mut(i)
+                        .ok_or_else(|| ApiError::bad_request(format!("path {path} not found")))?
+                }
+                _ => return Err(ApiError::bad_request(format!("path {path} not found"))),
+            };
+        }
+        match (kind, cur) {
+            ("add" | "replace", Value::Object(m)) => {
+                m.insert(last.clone(), op["value"].clone());
+            }
+            ("add", Value::Array(a)) => {
+                let v = op["value"].clone();
+                if last == "-" {
+                    a.push(v);
+                } else {
+                    let i: usize = last
+                        .parse()
+                        .map_err(|_| ApiError::bad_request("bad index"))?;
+                    a.insert(i.min(a.len()), v);
+                }
+            }
+            ("replace", Value::Array(a)) => {
+                let i: usize = last
+                    .parse()
+                    .map_err(|_| ApiError::bad_request("bad index"))?;
+                if i < a.len() {
+                    a[i] = op["value"].clone();
+                }
+            }
+            ("remove", Value::Object(m)) => {
+                m.remove(last);
+            }
+            ("remove", Value::Array(a)) => {
+                let i: usize = last
+                    .parse()
+                    .map_err(|_| ApiError::bad_request("bad index"))?;
+                if i < a.len() {
+                    a.remove(i);
+                }
+            }
+            ("test", c) => {
+                let got = match c {
+                    Value::Object(m) => m.get(last).cloned(),
+                    Value::Array(a) => last.parse::<usize>().ok().and_then(|i| a.get(i).cloned()),
+                    _ => None,
+                };
+                if got.as_ref() != Some(&op["value"]) {
+                    return Err(ApiError::bad_request(format!("test failed at {path}")));
+                }
+            }
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unsupported json patch op {kind}"
+                )));
+            }
+        }
+    }
+    Ok(doc)
+}
+
+fn age(created: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let secs = crate::util::parse_rfc3339(created).map_or(0, |c| (now - c).max(0));
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 3 * 3600 => format!("{}m", s / 60),
+        s if s < 48 * 3600 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+/// Computes one table cell from an object.
+type Cell = fn(&Value) -> Value;
+
+/// Renders a `meta.k8s.io/v1` Table when the client asks for one (kubectl's `get`).
+fn maybe_table(headers: &HeaderMap, def: &ResourceDef, v: Value, list: bool) -> Value {
+    if !wants_table(headers) {
+        return v;
+    }
+    let items: Vec<Value> = if list {
+        v["items"].as_array().cloned().unwrap_or_default()
+    } else {
+        vec![v.clone()]
+    };
+    let mut t = table_of(def, &items, v["metadata"]["resourceVersion"].clone());
+    if let Some(c) = v["metadata"].get("continue") {
+        t["metadata"]["continue"] = c.clone();
+    }
+    t
+}
+
+/// A Table of `items`.
+fn table_of(def: &ResourceDef, items: &[Value], rv: Value) -> Value {
+    let mut columns = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
+    ];
+    let extra: Vec<(&str, Cell)> = match def.kind.as_str() {
+        "Namespace" => vec![("Status", |o| o["status"]["phase"].clone())],
+        "ConfigMap" => vec![("Data", |o| {
+            json!(
+                o["data"].as_object().map_or(0, |m| m.len())
+                    + o["binaryData"].as_object().map_or(0, |m| m.len())
+            )
+        })],
+        "Secret" => vec![
+            ("Type", |o| o["type"].clone()),
+            ("Data", |o| {
+                json!(o["data"].as_object().map_or(0, |m| m.len()))
+            }),
+        ],
+        "Deployment" => vec![
+            ("Ready", |o| {
+                json!(format!(
+                    "{}/{}",
+                    o["status"]["readyReplicas"].as_i64().unwrap_or(0),
+                    o["spec"]["replicas"].as_i64().unwrap_or(1)
+                ))
+            }),
+            ("Up-to-date", |o| {
+                json!(o["status"]["updatedReplicas"].as_i64().unwrap_or(0))
+            }),
+            ("Available", |o| {
+                json!(o["status"]["availableReplicas"].as_i64().unwrap_or(0))
+            }),
+        ],
+        "Service" => vec![
+            ("Type", |o| o["spec"]["type"].clone()),
+            ("Cluster-IP", |o| o["spec"]["clusterIP"].clone()),
+            ("External-IP", |_| json!("<none>")),
+            ("Port(s)", |o| {
+                let ports: Vec<String> = o["spec"]["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| match p["nodePort"].as_u64() {
+                        Some(np) => format!(
+                            "{}:{}/{}",
+                            p["port"],
+                            np,
+                            p["protocol"].as_str().unwrap_or("TCP")
+                        ),
+                        None => {
+                            format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("TCP"))
+                        }
+                    })
+                    .collect();
+                json!(ports.join(","))
+            }),
+        ],
+        _ => vec![],
+    };
+    for (n, _) in &extra {
+        columns.push(
+            json!({"name": n, "type": "string", "format": "", "description": n, "priority": 0}),
+        );
+    }
+    columns.push(json!({"name": "Age", "type": "string", "format": "", "description": "CreationTimestamp is a timestamp representing the server time when this object was created.", "priority": 0}));
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|o| {
+            let mut cells = vec![o["metadata"]["name"].clone()];
+            for (_, f) in &extra {
+                cells.push(f(o));
+            }
+            cells.push(json!(age(o["metadata"]["creationTimestamp"].as_str().unwrap_or_default())));
+            let mut meta = o["metadata"].clone();
+            if let Some(m) = meta.as_object_mut() {
+                m.remove("managedFields");
+            }
+            json!({
+                "cells": cells,
+                "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta},
+            })
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": rv},
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
+}
+
+struct WatchFilter {
+    group: String,
+    plural: String,
+    ns: Option<String>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl WatchFilter {
+    fn matches(&self, ev: &WatchEvent) -> bool {
+        ev.group == self.group
+            && ev.plural == self.plural
+            && self
+                .ns
+                .as_ref()
+                .is_none_or(|ns| ev.object["metadata"]["namespace"].as_str() == Some(ns))
+            && self.labels.matches_object(&ev.object)
+            && self.fields.matches(&ev.object)
+    }
+}
+
+fn event_line(kind: &str, object: &Value, table: Option<&ResourceDef>) -> Bytes {
+    let object = match table {
+        Some(def) => table_of(def, std::slice::from_ref(object), Value::Null),
+        None => object.clone(),
+    };
+    let mut v = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+/// `?watch=true` on a collection: a stream of newline-delimited watch events.
+async fn watch(shared: Shared, segs: &[&str], query: &Query, table: bool) -> Response {
+    let setup = (|| -> Result<_, ApiError> {
+        let st = shared.lock().expect("state lock");
+        let t = resolve(&st, segs)?;
+        if t.name.is_some() {
+            return Err(ApiError::method_not_allowed());
+        }
+        let filter = WatchFilter {
+            group: t.def.group.clone(),
+            plural: t.def.plural.clone(),
+            ns: t.ns.map(String::from),
+            labels: LabelSelector::parse(query.get("labelSelector").unwrap_or_default())
+                .map_err(ApiError::bad_request)?,
+            fields: FieldSelector::parse(query.get("fieldSelector").unwrap_or_default())
+                .map_err(ApiError::bad_request)?,
+        };
+        let rx = st.events.subscribe();
+        let from: u64 = query
+            .get("resourceVersion")
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
+        let mut initial = Vec::new();
+        if from == 0 {
+            let list = st.list(&t.def, t.ns, &filter.labels, &filter.fields);
+            for item in list["items"].as_array().into_iter().flatten() {
+                initial.push(event_line("ADDED", item, table.then_some(&t.def)));
+            }
+        } else {
+            for ev in st
+                .history
+                .iter()
+                .filter(|e| e.rv > from && filter.matches(e))
+            {
+                initial.push(event_line(ev.kind, &ev.object, table.then_some(&t.def)));
+            }
+        }
+        Ok((filter, rx, initial, table.then(|| t.def.clone())))
+    })();
+    let (filter, rx, initial, table_def) = match setup {
+        Ok(x) => x,
+        Err(e) => return error_response(&e),
+    };
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(1800);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+    let state = (initial.into_iter(), rx, (filter, table_def), deadline);
+    let stream = futures_util::stream::unfold(
+        state,
+        |(mut initial, mut rx, filter, deadline)| async move {
+            if let Some(b) = initial.next() {
+                return Some((
+                    Ok::<Bytes, std::io::Error>(b),
+                    (initial, rx, filter, deadline),
+                ));
+            }
+            loop {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Err(_) => return None,
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+                    Ok(Ok(ev)) => {
+                        if filter.0.matches(&ev) {
+                            let b = event_line(ev.kind, &ev.object, filter.1.as_ref());
+                            return Some((Ok(b), (initial, rx, filter, deadline)));
+                        }
+                    }
+                }
+            }
+        },
+    );
+    Response::builder()
+        .status(200)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(stream))
+        .expect("valid response")
+}
+
+fn scale_of(obj: &Value) -> Value {
+    let m = &obj["metadata"];
+    let selector = obj["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|l| {
+            l.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
+            "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"],
+        },
+        "spec": {"replicas": obj["spec"]["replicas"]},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+    })
+}
+
+/// The `scale` subresource of Deployments and StatefulSets.
+#[allow(clippy::too_many_arguments)]
+fn scale(
+    st: &mut State,
+    def: &ResourceDef,
+    ns: &str,
+    name: &str,
+    method: &Method,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
+    let live = st
+        .get(def, ns, name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(def, name))?;
+    let current = scale_of(&live);
+    let wanted = match *method {
+        Method::GET => return Ok(Reply::Json(200, current)),
+        Method::PUT => decode_body(body)?,
+        Method::PATCH => {
+            let patch = decode_body(body)?;
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if ct.starts_with("application/json-patch+json") {
+                json_patch(&current, &patch)?
+            } else {
+                let schema = crate::schema::Schema::new("autoscaling", "Scale");
+                merge_patch(&schema, &current, &patch, false, &mut Vec::new())
+            }
+        }
+        _ => return Err(ApiError::method_not_allowed()),
+    };
+    let mut new = live;
+    new["spec"]["replicas"] = wanted["spec"]["replicas"].clone();
+    let params = query.write_params("scale");
+    let manager = update_manager(&params, headers);
+    let out = st.update(def, ns, name, new, &manager, &params, false)?;
+    Ok(Reply::Json(200, scale_of(&out)))
+}

@@ -1,0 +1,587 @@
+//! The resource kinds the server knows, and the discovery documents built from them.
+
+use serde_json::{Value, json};
+
+/// One served resource (a kind at a group-version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceDef {
+    /// API group ("" for core).
+    pub group: String,
+    /// Version, e.g. `v1`.
+    pub version: String,
+    /// Kind, e.g. `Deployment`.
+    pub kind: String,
+    /// Plural resource name, e.g. `deployments`.
+    pub plural: String,
+    /// Singular resource name.
+    pub singular: String,
+    /// Namespaced or cluster-scoped.
+    pub namespaced: bool,
+    /// Short names (`deploy`).
+    pub short_names: Vec<String>,
+    /// Categories (`all`).
+    pub categories: Vec<String>,
+    /// Verbs the main resource supports.
+    pub verbs: Vec<String>,
+    /// Whether `metadata.generation` tracks spec changes.
+    pub generation: bool,
+    /// Whether a `status` subresource exists (status is then ignored on the main resource).
+    pub status: bool,
+    /// Whether a `scale` subresource exists.
+    pub scale: bool,
+    /// Whether objects can be written (Pods are read-only here).
+    pub writable: bool,
+}
+
+impl ResourceDef {
+    /// `apiVersion` string (`v1`, `apps/v1`).
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The group-qualified resource, as error messages name it (`deployments.apps`).
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// The group-qualified kind, as validation messages name it (`Deployment.apps`).
+    pub fn qualified_kind(&self) -> String {
+        if self.group.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
+    }
+}
+
+const ALL_VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+#[allow(clippy::too_many_arguments)]
+fn def(
+    group: &str,
+    kind: &str,
+    plural: &str,
+    namespaced: bool,
+    short: &[&str],
+    all: bool,
+    generation: bool,
+    status: bool,
+) -> ResourceDef {
+    ResourceDef {
+        group: group.into(),
+        version: "v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+        singular: kind.to_lowercase(),
+        namespaced,
+        short_names: short.iter().map(|s| s.to_string()).collect(),
+        categories: if all { vec!["all".into()] } else { Vec::new() },
+        verbs: ALL_VERBS.iter().map(|s| s.to_string()).collect(),
+        generation,
+        status,
+        scale: false,
+        writable: true,
+    }
+}
+
+/// The built-in resources.
+pub fn builtin() -> Vec<ResourceDef> {
+    let mut v = vec![
+        def(
+            "",
+            "Namespace",
+            "namespaces",
+            false,
+            &["ns"],
+            false,
+            false,
+            true,
+        ),
+        def(
+            "",
+            "ConfigMap",
+            "configmaps",
+            true,
+            &["cm"],
+            false,
+            false,
+            false,
+        ),
+        def("", "Secret", "secrets", true, &[], false, false, false),
+        def("", "Service", "services", true, &["svc"], true, false, true),
+        def(
+            "",
+            "ServiceAccount",
+            "serviceaccounts",
+            true,
+            &["sa"],
+            false,
+            false,
+            false,
+        ),
+        def(
+            "",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            true,
+            &["pvc"],
+            false,
+            false,
+            true,
+        ),
+        def("", "Pod", "pods", true, &["po"], true, false, true),
+        def(
+            "",
+            "Endpoints",
+            "endpoints",
+            true,
+            &["ep"],
+            false,
+            false,
+            false,
+        ),
+        def("", "Event", "events", true, &["ev"], false, false, false),
+        def(
+            "apps",
+            "Deployment",
+            "deployments",
+            true,
+            &["deploy"],
+            true,
+            true,
+            true,
+        ),
+        def(
+            "apps",
+            "StatefulSet",
+            "statefulsets",
+            true,
+            &["sts"],
+            true,
+            true,
+            true,
+        ),
+        def(
+            "apps",
+            "DaemonSet",
+            "daemonsets",
+            true,
+            &["ds"],
+            true,
+            true,
+            true,
+        ),
+        def(
+            "rbac.authorization.k8s.io",
+            "ClusterRole",
+            "clusterroles",
+            false,
+            &[],
+            false,
+            false,
+            false,
+        ),
+        def(
+            "rbac.authorization.k8s.io",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            false,
+            &[],
+            false,
+            false,
+            false,
+        ),
+        def(
+            "rbac.authorization.k8s.io",
+            "Role",
+            "roles",
+            true,
+            &[],
+            false,
+            false,
+            false,
+        ),
+        def(
+            "rbac.authorization.k8s.io",
+            "RoleBinding",
+            "rolebindings",
+            true,
+            &[],
+            false,
+            false,
+            false,
+        ),
+        def(
+            "apiextensions.k8s.io",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            false,
+            &["crd", "crds"],
+            false,
+            true,
+            true,
+        ),
+        def(
+            "networking.k8s.io",
+            "Ingress",
+            "ingresses",
+            true,
+            &["ing"],
+            false,
+            true,
+            true,
+        ),
+    ];
+    for r in &mut v {
+        match r.kind.as_str() {
+            "Namespace" => r.verbs.retain(|v| v != "deletecollection"),
+            "Deployment" | "StatefulSet" => r.scale = true,
+            "Pod" => r.writable = true,
+            "Endpoints" => r.singular = "endpoints".into(),
+            _ => {}
+        }
+    }
+    v
+}
+
+/// Resources declared by stored CustomResourceDefinitions.
+pub fn from_crd(crd: &Value) -> Vec<ResourceDef> {
+    let spec = &crd["spec"];
+    let group = spec["group"].as_str().unwrap_or_default();
+    let names = &spec["names"];
+    let Some(plural) = names["plural"].as_str() else {
+        return Vec::new();
+    };
+    let kind = names["kind"].as_str().unwrap_or_default();
+    let namespaced = spec["scope"].as_str() != Some("Cluster");
+    let strs = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for ver in spec["versions"].as_array().into_iter().flatten() {
+        if ver["served"].as_bool() == Some(false) {
+            continue;
+        }
+        let has_status = ver["subresources"]["status"].is_object();
+        out.push(ResourceDef {
+            group: group.into(),
+            version: ver["name"].as_str().unwrap_or("v1").into(),
+            kind: kind.into(),
+            plural: plural.into(),
+            singular: names["singular"]
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| kind.to_lowercase()),
+            namespaced,
+            short_names: strs(&names["shortNames"]),
+            categories: strs(&names["categories"]),
+            verbs: ALL_VERBS.iter().map(|s| s.to_string()).collect(),
+            generation: true,
+            status: has_status,
+            scale: false,
+            writable: true,
+        });
+    }
+    out
+}
+
+fn subresources(r: &ResourceDef) -> Vec<(&'static str, String, Vec<&'static str>)> {
+    let mut subs = Vec::new();
+    if r.status {
+        subs.push(("status", r.kind.clone(), vec!["get", "patch", "update"]));
+    }
+    if r.scale {
+        subs.push(("scale", "Scale".to_string(), vec!["get", "patch", "update"]));
+    }
+    if r.kind == "Namespace" {
+        subs.push(("finalize", "Namespace".to_string(), vec!["update"]));
+    }
+    subs
+}
+
+/// `APIResourceList` for one group-version.
+pub fn resource_list(defs: &[ResourceDef], group: &str, version: &str) -> Value {
+    let mut resources = Vec::new();
+    for r in defs
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
+        let mut e = json!({
+            "name": r.plural,
+            "singularName": r.singular,
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": r.verbs,
+        });
+        if !r.short_names.is_empty() {
+            e["shortNames"] = json!(r.short_names);
+        }
+        if !r.categories.is_empty() {
+            e["categories"] = json!(r.categories);
+        }
+        resources.push(e);
+        for (sub, kind, verbs) in subresources(r) {
+            let mut s = json!({
+                "name": format!("{}/{}", r.plural, sub),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "kind": kind,
+                "verbs": verbs,
+            });
+            if sub == "scale" {
+                s["group"] = json!("autoscaling");
+                s["version"] = json!("v1");
+            }
+            resources.push(s);
+        }
+    }
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": gv,
+        "resources": resources,
+    })
+}
+
+/// The non-core groups, in first-seen order, with their versions.
+pub fn groups(defs: &[ResourceDef]) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for r in defs.iter().filter(|r| !r.group.is_empty()) {
+        match out.iter_mut().find(|(g, _)| *g == r.group) {
+            Some((_, vs)) => {
+                if !vs.contains(&r.version) {
+                    vs.push(r.version.clone());
+                }
+            }
+            None => out.push((r.group.clone(), vec![r.version.clone()])),
+        }
+    }
+    out
+}
+
+/// `APIGroupList` (legacy `/apis`).
+pub fn group_list(defs: &[ResourceDef]) -> Value {
+    let groups: Vec<Value> = groups(defs)
+        .into_iter()
+        .map(|(g, vs)| {
+            let versions: Vec<Value> = vs
+                .iter()
+                .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+                .collect();
+            json!({
+                "name": g,
+                "versions": versions,
+                "preferredVersion": versions[0].clone(),
+            })
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// `APIGroup` (legacy `/apis/<group>`).
+pub fn group(defs: &[ResourceDef], name: &str) -> Option<Value> {
+    group_list(defs)["groups"]
+        .as_array()?
+        .iter()
+        .find(|g| g["name"] == name)
+        .map(|g| {
+            let mut g = g.clone();
+            g["kind"] = json!("APIGroup");
+            g["apiVersion"] = json!("v1");
+            g
+        })
+}
+
+/// `APIVersions` (legacy `/api`).
+pub fn api_versions() -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}],
+    })
+}
+
+/// Aggregated discovery (`apidiscovery.k8s.io/v2` `APIGroupDiscoveryList`) for the core
+/// group (`core == true`, served at `/api`) or for all other groups (`/apis`).
+pub fn aggregated(defs: &[ResourceDef], core: bool) -> Value {
+    let group_names: Vec<(String, Vec<String>)> = if core {
+        vec![(String::new(), vec!["v1".to_string()])]
+    } else {
+        groups(defs)
+    };
+    let items: Vec<Value> = group_names
+        .into_iter()
+        .map(|(g, vs)| {
+            let versions: Vec<Value> = vs
+                .iter()
+                .map(|v| {
+                    let resources: Vec<Value> = defs
+                        .iter()
+                        .filter(|r| r.group == g && &r.version == v)
+                        .map(|r| {
+                            let mut e = json!({
+                                "resource": r.plural,
+                                "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+                                "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+                                "singularResource": r.singular,
+                                "verbs": r.verbs,
+                            });
+                            if !r.short_names.is_empty() {
+                                e["shortNames"] = json!(r.short_names);
+                            }
+                            if !r.categories.is_empty() {
+                                e["categories"] = json!(r.categories);
+                            }
+                            let subs: Vec<Value> = subresources(r)
+                                .into_iter()
+                                .map(|(sub, kind, verbs)| {
+                                    let (gr, ve) = if sub == "scale" {
+                                        ("autoscaling".to_string(), "v1".to_string())
+                                    } else {
+                                        (r.group.clone(), r.version.clone())
+                                    };
+                                    json!({
+                                        "subresource": sub,
+                                        "responseKind": {"group": gr, "version": ve, "kind": kind},
+                                        "verbs": verbs,
+                                    })
+                                })
+                                .collect();
+                            if !subs.is_empty() {
+                                e["subresources"] = json!(subs);
+                            }
+                            e
+                        })
+                        .collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            let mut item = json!({"metadata": {"creationTimestamp": null}, "versions": versions});
+            if !g.is_empty() {
+                item["metadata"]["name"] = json!(g);
+            }
+            item
+        })
+        .collect();
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": items,
+    })
+}
+
+/// Group-version path as OpenAPI v3 names it: `api/v1`, `apis/apps/v1`.
+fn gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+/// The OpenAPI v3 root (`/openapi/v3`): one entry per served group-version.
+pub fn openapi_v3_root(defs: &[ResourceDef]) -> Value {
+    let mut paths = serde_json::Map::new();
+    for d in defs {
+        let p = gv_path(&d.group, &d.version);
+        let url = format!("/openapi/v3/{p}?hash={:016X}", fnv(&p));
+        paths.insert(p, json!({"serverRelativeURL": url}));
+    }
+    json!({"paths": paths})
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A minimal OpenAPI v3 document for one group-version: the item paths with their
+/// operations, `x-kubernetes-group-version-kind` and the write query parameters (kubectl
+/// checks `fieldValidation` there to leave validation to the server), and permissive schemas.
+pub fn openapi_v3_gv(defs: &[ResourceDef], gv: &str) -> Option<Value> {
+    let mut paths = serde_json::Map::new();
+    let mut schemas = serde_json::Map::new();
+    let mut found = false;
+    for d in defs.iter().filter(|d| gv_path(&d.group, &d.version) == gv) {
+        found = true;
+        let gvk = json!({"group": d.group, "version": d.version, "kind": d.kind});
+        let params: Vec<Value> = ["dryRun", "fieldManager", "fieldValidation", "force", "pretty"]
+            .iter()
+            .map(|n| json!({"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": true}}))
+            .collect();
+        let schema_name = format!(
+            "io.k8s.{}.{}.{}",
+            if d.group.is_empty() {
+                "core"
+            } else {
+                d.group.as_str()
+            },
+            d.version,
+            d.kind
+        );
+        let op = |verb: &str| {
+            json!({
+                "operationId": format!("{verb}{}", d.kind),
+                "parameters": params,
+                "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema_name}")}}}}},
+                "x-kubernetes-action": verb,
+                "x-kubernetes-group-version-kind": gvk,
+            })
+        };
+        let base = if d.namespaced {
+            format!("/{gv}/namespaces/{{namespace}}/{}/{{name}}", d.plural)
+        } else {
+            format!("/{gv}/{}/{{name}}", d.plural)
+        };
+        paths.insert(
+            base,
+            json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}),
+        );
+        schemas.insert(
+            schema_name,
+            json!({
+                "type": "object",
+                "x-kubernetes-group-version-kind": [gvk],
+                "x-kubernetes-preserve-unknown-fields": true,
+            }),
+        );
+    }
+    found.then(|| {
+        json!({
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": "v1.32.4"},
+            "paths": paths,
+            "components": {"schemas": schemas},
+        })
+    })
+}
