@@ -55,7 +55,7 @@ kind: ConfigMap
 metadata:
   name: cm-{{ i }}
 data:
-  index: "{{ i }}"
+  index: {{ i | string }}
   config.yaml: |
     listen: 0.0.0.0:{{ 8000 + i }}
     name: service-{{ i }}

@@ -38,7 +38,7 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check stack.toml and its templates; print nothing but problems.
+    /// Check stack.toml and its templates: every problem, or a one-line count of what renders.
     Validate,
     /// Render manifests and units, to a folder or as one stream on stdout.
     Render(RenderArgs),
@@ -100,6 +100,10 @@ pub struct PlanArgs {
     /// Exit 0 when there are no changes, 2 when there are, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Use the calling user's systemd manager (session bus, `$XDG_CONFIG_HOME/systemd/user`),
+    /// as `host.scope = "user"` does.
+    #[arg(long)]
+    pub user: bool,
     /// Kube: confirm each object that differs locally with a server-side dry-run apply (exact
     /// defaulting; one request per differing object, none for unchanged ones).
     #[arg(long, conflicts_with_all = ["offline", "base"])]
@@ -118,6 +122,10 @@ pub struct ApplyArgs {
     /// Only this plane.
     #[arg(long)]
     pub plane: Option<PlaneArg>,
+    /// Use the calling user's systemd manager (session bus, `$XDG_CONFIG_HOME/systemd/user`),
+    /// as `host.scope = "user"` does.
+    #[arg(long)]
+    pub user: bool,
     /// Take over same-named resources this stack does not own (the plan marks them `!`).
     #[arg(long)]
     pub adopt: bool,

@@ -97,7 +97,7 @@ pub enum Error {
         resources.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")
     )]
     NotOwned {
-        /// Each such resource, as `ConfigMap lab/web-config`.
+        /// Each such resource, as `ConfigMap lab/web-config` or `unit foo.service`.
         resources: Vec<String>,
     },
 

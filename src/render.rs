@@ -163,8 +163,6 @@ pub fn render(
         .build()
         .expect("default delimiters are valid");
     env.set_syntax(syntax);
-    // minijinja would JSON-escape values in `.yaml` templates by name; templates quote explicitly.
-    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     for (name, (text, _)) in &templates.sources {
         env.add_template_owned(name.clone(), text.clone())
             .map_err(|e| template_error(name, text, &e))?;

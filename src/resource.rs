@@ -94,12 +94,23 @@ impl Content {
         Content::Kube(normalize(v))
     }
 
-    /// Normalise a unit file's text.
+    /// Normalise a unit file's text: trailing white space trimmed, runs of blank lines folded to
+    /// one, and one blank line before every `[Section]` (templates assemble sections from macros,
+    /// and people should not see a diff over spacing).
     pub fn unit(text: &str) -> Self {
-        let mut out = String::with_capacity(text.len());
-        for line in text.trim_end().lines() {
-            out.push_str(line.trim_end());
+        let mut out = String::with_capacity(text.len() + 16);
+        let mut prev: Option<&str> = None;
+        for line in text.trim_end().lines().map(str::trim_end) {
+            let blank = line.is_empty();
+            if blank && prev.is_none_or(str::is_empty) {
+                continue;
+            }
+            if line.starts_with('[') && prev.is_some_and(|p| !p.is_empty() && !p.starts_with('#')) {
+                out.push('\n');
+            }
+            out.push_str(line);
             out.push('\n');
+            prev = Some(line);
         }
         Content::Unit(out)
     }

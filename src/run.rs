@@ -6,8 +6,10 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use crate::apply;
+use crate::apply::{self, Progress};
+use crate::backend::Stats;
 use crate::backend::kube::{Connect, Kube};
+use crate::backend::systemd::{Systemd, Target};
 use crate::cli::{ApplyArgs, Cli, Command, Format, PlanArgs, PlaneArg, RenderArgs};
 use crate::error::Error;
 use crate::plan::{self, Live, Plan};
@@ -175,15 +177,12 @@ fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Erro
     } else {
         plan::kube::prepare_all(&mut desired);
         let rt = runtime()?;
-        observe(
-            cli,
-            &loaded,
-            &mut desired,
-            args.plane,
-            args.server_dry_run,
-            &rt,
-        )?
-        .live
+        let how = How {
+            plane: args.plane,
+            user: args.user,
+            server_dry_run: args.server_dry_run,
+        };
+        observe(cli, &loaded, &mut desired, how, &rt)?.live
     };
     let plan = plan_of(&loaded, &desired, &live, args.prune_volumes);
     let text = match args.output {
@@ -225,58 +224,68 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         })
 }
 
+/// What to observe, and how.
+#[derive(Clone, Copy)]
+struct How {
+    plane: Option<PlaneArg>,
+    user: bool,
+    server_dry_run: bool,
+}
+
 /// The live world as the backends see it, and the connections apply goes on with.
 struct Observed {
     live: Live,
     kube: Option<Kube>,
+    systemd: Option<Systemd>,
 }
 
-/// Observe the planes `plane` selects, kube first. Planes this build cannot observe are dropped
-/// from `desired` with a line on stderr saying so: never silently.
+/// Observe the planes `how.plane` selects, cluster first, into one live set.
 fn observe(
     cli: &Cli,
     loaded: &LoadedStack,
     desired: &mut Desired,
-    plane: Option<PlaneArg>,
-    server_dry_run: bool,
+    how: How,
     rt: &tokio::runtime::Runtime,
 ) -> Result<Observed, Error> {
-    let mut live = Live::default();
-    let mut kube = None;
-    if plane != Some(PlaneArg::Systemd) {
+    let mut observed = Observed {
+        live: Live::default(),
+        kube: None,
+        systemd: None,
+    };
+    if how.plane != Some(PlaneArg::Systemd) {
         let started = std::time::Instant::now();
         let k = rt.block_on(Kube::connect(&Connect {
             kubeconfig: cli.kubeconfig.clone(),
             context: cli.context.clone(),
         }))?;
-        let l = rt.block_on(apply::kube::observe(
+        let live = rt.block_on(apply::kube::observe(
             &k,
             &loaded.stack.stack.name,
             desired,
-            server_dry_run,
+            how.server_dry_run,
         ))?;
         if cli.verbose {
-            eprintln!("{}", phase_line(&k, Default::default(), started, "observe"));
+            eprintln!("{}", kube_line(&k, Stats::default(), started, "observe"));
         }
-        live.objects.extend(l.objects);
-        kube = Some(k);
+        observed.live.objects.extend(live.objects);
+        observed.kube = Some(k);
     }
-    if plane != Some(PlaneArg::Kube) && count(desired, Plane::Systemd) > 0 {
-        eprintln!(
-            "systemd: not planned: the systemd backend is not part of this build; use `--plane kube`"
-        );
-        desired.objects.retain(|id, _| id.plane() != Plane::Systemd);
+    if how.plane != Some(PlaneArg::Kube) {
+        let host = &loaded.stack.host;
+        let target = Target::resolve(host.scope, how.user, host.unit_dir.as_deref())?;
+        let sd = rt.block_on(Systemd::connect(target))?;
+        let live = rt.block_on(sd.observe(&loaded.stack.stack.name, desired))?;
+        if cli.verbose {
+            eprintln!("{}", sd.stats().line("systemd", "D-Bus calls"));
+        }
+        observed.live.objects.extend(live.objects);
+        observed.systemd = Some(sd);
     }
-    Ok(Observed { live, kube })
+    Ok(observed)
 }
 
 /// `kube: 12 API requests in 85 ms (observe)`: requests since `before`, wall time since `started`.
-fn phase_line(
-    k: &Kube,
-    before: crate::backend::Stats,
-    started: std::time::Instant,
-    phase: &str,
-) -> String {
+fn kube_line(k: &Kube, before: Stats, started: std::time::Instant, phase: &str) -> String {
     let mut spent = k.stats().since(before);
     spent.elapsed = started.elapsed();
     format!("{} ({phase})", spent.line("kube", "API requests"))
@@ -288,34 +297,39 @@ fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Er
     keep_plane(&mut desired, args.plane);
     plan::kube::prepare_all(&mut desired);
     let rt = runtime()?;
-    let observed = observe(
-        cli,
-        &loaded,
-        &mut desired,
-        args.plane,
-        args.server_dry_run,
-        &rt,
-    )?;
+    let how = How {
+        plane: args.plane,
+        user: args.user,
+        server_dry_run: args.server_dry_run,
+    };
+    let observed = observe(cli, &loaded, &mut desired, how, &rt)?;
     let plan = plan_of(&loaded, &desired, &observed.live, args.prune_volumes);
     print(&view::render_plan_human(&plan, styles))?;
     if plan.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    let opts = apply::kube::Options {
+    let kube_opts = apply::kube::Options {
         force_conflicts: args.force_conflicts,
         allow_replace: args.allow_replace,
     };
     apply::check_adopt(&plan, args.adopt)?;
-    apply::kube::check(&plan, &desired, opts)?;
+    apply::kube::check(&plan, &desired, kube_opts)?;
     if !args.yes {
         confirm()?;
     }
+    // The cluster first: host services talk to what runs there.
     if let Some(k) = &observed.kube {
         let mut report = |line: String| eprintln!("{line}");
         let (before, started) = (k.stats(), std::time::Instant::now());
-        let result = rt.block_on(apply::kube::apply(&plan, &desired, k, opts, &mut report));
+        let result = rt.block_on(apply::kube::apply(
+            &plan,
+            &desired,
+            k,
+            kube_opts,
+            &mut report,
+        ));
         if cli.verbose {
-            eprintln!("{}", phase_line(k, before, started, "apply"));
+            eprintln!("{}", kube_line(k, before, started, "apply"));
         }
         let workloads = result?;
         if !args.no_wait {
@@ -329,10 +343,22 @@ fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Er
                 &mut report,
             ));
             if cli.verbose {
-                eprintln!("{}", phase_line(k, before, started, "wait"));
+                eprintln!("{}", kube_line(k, before, started, "wait"));
             }
             result?;
         }
+    }
+    if let Some(sd) = &observed.systemd {
+        let before = sd.stats();
+        let steps = apply::systemd::Steps::of(&plan);
+        let progress = Progress::new(steps.len(), std::io::stderr().is_terminal());
+        let result = rt.block_on(apply::systemd::apply(&plan, sd, &progress));
+        progress.finish();
+        if cli.verbose {
+            let spent = sd.stats().since(before);
+            eprintln!("{}", spent.line("systemd", "D-Bus calls to apply"));
+        }
+        result?;
     }
     let s = plan.summary();
     eprintln!(
@@ -349,10 +375,7 @@ fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Er
 /// Ask on the terminal; without one, refuse rather than guess.
 fn confirm() -> Result<(), Error> {
     if !std::io::stdin().is_terminal() {
-        return Err(Error::Usage(
-            "refusing to apply without confirmation: stdin is not a terminal; pass `--yes` to apply"
-                .into(),
-        ));
+        return Err(Error::Usage("refusing to apply without confirmation: stdin is not a terminal; pass `--yes` to apply".into()));
     }
     eprint!("\nApply these changes? Only `yes` is accepted: ");
     let _ = std::io::stderr().flush();

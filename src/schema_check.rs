@@ -8,21 +8,24 @@ use serde_json::Value;
 
 fn strict<T: DeserializeOwned>(v: &Value) -> Result<(), String> {
     let mut unknown = Vec::new();
-    let res: Result<T, _> = serde_ignored::deserialize(v.clone(), |path| {
+    let res: Result<T, _> = {
         // serde_ignored writes `?` for every Option it passes through; people read plain paths.
-        unknown.push(
-            path.to_string()
-                .split('.')
-                .filter(|seg| *seg != "?")
-                .collect::<Vec<_>>()
-                .join("."),
-        );
-    });
+        let mut track = |path: serde_ignored::Path<'_>| unknown.push(plain(&path.to_string()));
+        let de = serde_ignored::Deserializer::new(v.clone(), &mut track);
+        serde_path_to_error::deserialize(de)
+    };
     match res {
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(format!("`{}`: {}", plain(&e.path().to_string()), e.inner())),
         Ok(_) if !unknown.is_empty() => Err(format!("unknown field `{}`", unknown.join("`, `"))),
         Ok(_) => Ok(()),
     }
+}
+
+fn plain(path: &str) -> String {
+    path.split('.')
+        .filter(|seg| *seg != "?")
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// Check `obj` strictly against the type of `api_version`/`kind`. Kinds labctl does not know

@@ -23,8 +23,8 @@ kind: ConfigMap
 metadata:
   name: web-config
 data:
-  greeting: "{{ c.values.greeting }}"
-  farewell: "{{ c.values.farewell }}"
+  greeting: {{ c.values.greeting }}
+  farewell: {{ c.values.farewell }}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -42,7 +42,7 @@ spec:
     spec:
       containers:
         - name: web
-          image: "{{ c.values.image }}"
+          image: {{ c.values.image }}
           ports:
             - containerPort: 80
 ---
@@ -212,7 +212,7 @@ fn server_set_fields_never_show_and_a_dropped_field_shows_as_removed() {
     // labctl stops setting `farewell`: it shows as removed, and apply removes it.
     s.file(
         "templates/web/web.yaml",
-        &WEB_TEMPLATE.replace("  farewell: \"{{ c.values.farewell }}\"\n", ""),
+        &WEB_TEMPLATE.replace("  farewell: {{ c.values.farewell }}\n", ""),
     );
     let (_, out, _) = plan(&s, &srv, &[]);
     assert!(out.contains("-   farewell: bye"), "{out}");
@@ -350,7 +350,7 @@ kind: Secret
 metadata:
   name: db-credentials
 stringData:
-  password: "{{ secret("postgres-password") }}"
+  password: {{ secret("postgres-password") }}
   user: app
 "#;
 

@@ -228,7 +228,7 @@ fn secret_values_never_appear() {
     let s = Stack::new(&format!("{}\n[kube.extra.creds]\n", common::BARE));
     s.file(
         "templates/creds/secret.yaml",
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  password: \"{{ secret('postgres-password') }}\"\n",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  password: {{ secret('postgres-password') }}\n",
     );
     let mut c = s.labctl(&["plan", "--offline"]);
     c.env("LABCTL_SECRET_POSTGRES_PASSWORD", "hunter2-very-secret");
@@ -359,4 +359,51 @@ fn render_to_a_folder_round_trips_byte_for_byte() {
     let (_, a, _) = run(s.labctl(&["render"]));
     let (_, b, _) = run(s.labctl(&["render"]));
     assert_eq!(a, b);
+}
+
+/// Run `labctl` under a pseudo-terminal (util-linux `script`), so colour detection sees a TTY.
+fn on_tty(s: &Stack, args: &str, no_color_env: bool) -> String {
+    let bin = assert_cmd::cargo::cargo_bin("labctl");
+    let cmd = format!(
+        "{} --stack {} {args}",
+        bin.display(),
+        s.stack_file().display()
+    );
+    let mut c = Std::new("script");
+    c.args(["-qec", &cmd, "/dev/null"]).env_remove("NO_COLOR");
+    if no_color_env {
+        c.env("NO_COLOR", "1");
+    }
+    let out = c.output().expect("script runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn colour_only_on_a_tty_and_never_when_asked_not_to() {
+    let s = Stack::new(&web_stack("nginx:1.27", 1));
+    with_web_templates(&s);
+    // Not a TTY: plain, even without NO_COLOR.
+    let mut c = common::labctl();
+    c.env_remove("NO_COLOR")
+        .arg("--stack")
+        .arg(s.stack_file())
+        .args(["plan", "--offline"]);
+    let (_, out, _) = run(c);
+    assert!(!out.contains('\x1b'), "no escapes when piped");
+    if Std::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped the TTY half: util-linux `script` is not installed");
+        return;
+    }
+    assert!(
+        on_tty(&s, "plan --offline", false).contains("\x1b["),
+        "colour on a TTY"
+    );
+    assert!(
+        !on_tty(&s, "plan --offline", true).contains('\x1b'),
+        "NO_COLOR respected"
+    );
+    assert!(
+        !on_tty(&s, "--no-color plan --offline", false).contains('\x1b'),
+        "--no-color respected"
+    );
 }

@@ -1,7 +1,8 @@
 //! Backends observe and change the outside world; they decide nothing. Each plane has one, and
-//! each is the only importer of its client crate (`kube` for the cluster).
+//! each is the only importer of its client crate (`kube` for the cluster, `zbus` for systemd).
 
 pub mod kube;
+pub mod systemd;
 
 use std::time::Duration;
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::units::{self, UnitState};
 use super::{Action, Change, Impact, Plan, redact_secret};
 use crate::resource::{Content, Desired, DesiredObject, ResourceId};
 
@@ -14,6 +15,8 @@ pub struct LiveObject {
     pub content: Content,
     /// Whether it carries this stack's ownership (labels or unit marker).
     pub owned: bool,
+    /// Units only: what systemd reports about it; none when not observed (`plan --base`).
+    pub unit: Option<UnitState>,
 }
 
 /// Everything observed, by id.
@@ -35,6 +38,7 @@ impl Live {
                     LiveObject {
                         content: o.content.clone(),
                         owned: true,
+                        unit: None,
                     },
                 )
             })
@@ -50,7 +54,7 @@ pub fn diff(desired: &Desired, live: &Live) -> Plan {
         let have = live.objects.get(id);
         changes.push(match have {
             None => created(want, desired),
-            Some(have) => updated(want, have),
+            Some(have) => updated(want, have, desired),
         });
     }
     for (id, have) in &live.objects {
@@ -59,7 +63,7 @@ pub fn diff(desired: &Desired, live: &Live) -> Plan {
         }
         let mut impact = Vec::new();
         if matches!(id, ResourceId::Systemd { .. }) {
-            impact = vec![Impact::Stop, Impact::Disable];
+            impact = units::removed(have.unit.as_ref());
         }
         changes.push(Change {
             id: id.clone(),
@@ -76,31 +80,18 @@ pub fn diff(desired: &Desired, live: &Live) -> Plan {
 }
 
 fn created(want: &DesiredObject, desired: &Desired) -> Change {
-    let impact = match (&want.id, &want.content) {
-        (ResourceId::Systemd { unit }, Content::Unit(text)) => {
-            let mut i = Vec::new();
-            if has_install(text) {
-                i.push(Impact::Enable);
-            }
-            if !triggered_by_timer(unit, desired) {
-                i.push(Impact::Start);
-            }
-            i
-        }
-        _ => Vec::new(),
-    };
     Change {
         id: want.id.clone(),
         component: want.component.clone(),
         action: Action::Create,
         before: None,
         after: Some(shown(&want.id, &want.content, None)),
-        impact,
+        impact: units::created(want, desired),
         notes: Vec::new(),
     }
 }
 
-fn updated(want: &DesiredObject, have: &LiveObject) -> Change {
+fn updated(want: &DesiredObject, have: &LiveObject, desired: &Desired) -> Change {
     let mut c = Change {
         id: want.id.clone(),
         component: want.component.clone(),
@@ -110,44 +101,38 @@ fn updated(want: &DesiredObject, have: &LiveObject) -> Change {
         impact: Vec::new(),
         notes: Vec::new(),
     };
+    let same = want.content == have.content;
+    if let (Content::Unit(_), Content::Unit(before)) = (&want.content, &have.content) {
+        let (impact, notes) = units::kept(want, before, have.unit.as_ref(), desired);
+        c.impact = impact;
+        c.notes = notes;
+    }
     if !have.owned {
-        c.notes.push(
+        c.action = Action::Adopt;
+        c.notes.insert(
+            0,
             "exists but is not managed by this stack: apply takes it over only with `--adopt`"
                 .into(),
         );
+    } else if !same || !c.impact.is_empty() {
+        c.action = Action::Update;
     }
-    if want.content == have.content && have.owned {
+    if same && have.owned {
+        // State-only drift (a stopped or disabled unit): no content to show.
         return c;
     }
     c.before = Some(shown(&want.id, &have.content, None));
     c.after = Some(shown(&want.id, &want.content, Some(&have.content)));
-    c.action = if have.owned {
-        Action::Update
-    } else {
-        Action::Adopt
-    };
-    match (&want.content, &have.content) {
-        (Content::Kube(new), Content::Kube(old)) => {
-            if have.owned
-                && let Some(why) = immutable_change(&want.id, old, new)
-            {
-                c.action = Action::Replace;
-                c.notes.push(why);
-            }
-            if is_workload(&want.id)
-                && old.pointer("/spec/template") != new.pointer("/spec/template")
-            {
-                c.impact.push(Impact::RollsPods);
-            }
+    if let (Content::Kube(new), Content::Kube(old)) = (&want.content, &have.content) {
+        if have.owned
+            && let Some(why) = immutable_change(&want.id, old, new)
+        {
+            c.action = Action::Replace;
+            c.notes.push(why);
         }
-        (Content::Unit(_), Content::Unit(_)) => {
-            c.impact.push(if want.reload_on_change {
-                Impact::Reload
-            } else {
-                Impact::Restart
-            });
+        if is_workload(&want.id) && old.pointer("/spec/template") != new.pointer("/spec/template") {
+            c.impact.push(Impact::RollsPods);
         }
-        _ => {}
     }
     c
 }
@@ -193,20 +178,6 @@ fn immutable_change(id: &ResourceId, old: &Value, new: &Value) -> Option<String>
     (!hit.is_empty()).then(|| format!("`{}` cannot change in place", hit.join("`, `")))
 }
 
-fn has_install(text: &str) -> bool {
-    text.lines().any(|l| l.trim() == "[Install]")
-}
-
-/// A service with a sibling timer is started by the timer, not by apply.
-fn triggered_by_timer(unit: &str, desired: &Desired) -> bool {
-    let Some(base) = unit.strip_suffix(".service") else {
-        return false;
-    };
-    desired.objects.contains_key(&ResourceId::Systemd {
-        unit: format!("{base}.timer"),
-    })
-}
-
 fn component_of(content: &Content) -> String {
     content
         .as_kube()
@@ -227,4 +198,92 @@ fn shown(id: &ResourceId, content: &Content, before: Option<&Content>) -> String
         return crate::resource::to_yaml(&redact_secret(v, before.and_then(Content::as_kube)));
     }
     content.text()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desired(unit: &str, text: &str) -> Desired {
+        let mut d = Desired::default();
+        let id = ResourceId::Systemd { unit: unit.into() };
+        d.objects.insert(
+            id.clone(),
+            DesiredObject {
+                id,
+                component: "c".into(),
+                template: "t".into(),
+                content: Content::unit(text),
+                reload_on_change: false,
+                protect: false,
+            },
+        );
+        d
+    }
+
+    fn live(unit: &str, text: &str, owned: bool, state: Option<UnitState>) -> Live {
+        let mut l = Live::default();
+        l.objects.insert(
+            ResourceId::Systemd { unit: unit.into() },
+            LiveObject {
+                content: Content::unit(text),
+                owned,
+                unit: state,
+            },
+        );
+        l
+    }
+
+    const SVC: &str = "# marker\n[Service]\nExecStart=/bin/sleep 1\n";
+
+    #[test]
+    fn a_foreign_unit_is_adopted_never_updated() {
+        let plan = diff(
+            &desired("a.service", SVC),
+            &live("a.service", "[Service]\n", false, None),
+        );
+        let c = &plan.changes[0];
+        assert_eq!(c.action, Action::Adopt);
+        assert!(c.notes[0].contains("--adopt"), "{:?}", c.notes);
+        assert!(c.before.is_some() && c.after.is_some());
+    }
+
+    #[test]
+    fn state_drift_alone_is_an_update_without_content() {
+        let stopped = UnitState {
+            active_state: "inactive".into(),
+            ..UnitState::default()
+        };
+        let plan = diff(
+            &desired("a.service", SVC),
+            &live("a.service", SVC, true, Some(stopped)),
+        );
+        let c = &plan.changes[0];
+        assert_eq!(
+            (c.action, c.impact.as_slice()),
+            (Action::Update, &[Impact::Start][..])
+        );
+        assert_eq!((c.before.as_deref(), c.after.as_deref()), (None, None));
+        assert!(!plan.is_empty());
+    }
+
+    #[test]
+    fn an_owned_unit_no_longer_rendered_is_removed() {
+        let running = UnitState {
+            active_state: "active".into(),
+            unit_file_state: "enabled".into(),
+            ..UnitState::default()
+        };
+        let plan = diff(
+            &Desired::default(),
+            &live("old.service", SVC, true, Some(running)),
+        );
+        assert_eq!(plan.changes[0].action, Action::Delete);
+        assert_eq!(plan.changes[0].impact, vec![Impact::Stop, Impact::Disable]);
+        let foreign = diff(&Desired::default(), &live("old.service", SVC, false, None));
+        assert!(
+            foreign.changes.is_empty(),
+            "never pruned without the marker"
+        );
+    }
 }

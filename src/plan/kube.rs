@@ -334,6 +334,7 @@ pub fn live_set(observed: &BTreeMap<ResourceId, Value>, desired: &Desired, stack
                 LiveObject {
                     content: Content::kube(comparable(raw, want)),
                     owned: owned_by(raw, stack),
+                    unit: None,
                 },
             )
         })

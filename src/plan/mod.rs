@@ -3,11 +3,13 @@
 mod diff;
 pub mod kube;
 mod redact;
+mod units;
 
 use serde::Serialize;
 
 pub use diff::{Live, LiveObject, diff};
 pub use redact::redact_secret;
+pub use units::{UnitState, installable, wants_active};
 
 use crate::resource::ResourceId;
 
@@ -73,6 +75,8 @@ pub enum Impact {
     Enable,
     /// A unit is disabled.
     Disable,
+    /// systemd re-reads its unit files although no file changes (it had not loaded the current one).
+    DaemonReload,
 }
 
 impl Impact {
@@ -86,6 +90,7 @@ impl Impact {
             Impact::Stop => "stops unit",
             Impact::Enable => "enables unit",
             Impact::Disable => "disables unit",
+            Impact::DaemonReload => "reloads systemd",
         }
     }
 }

@@ -203,6 +203,10 @@ component! {
         grpc_node_port: u16 = 30317,
         /// NodePort for OTLP HTTP.
         http_node_port: u16 = 30318,
+        /// The collector's own metrics (scraped by Prometheus).
+        metrics_port: u16 = 8888,
+        /// The health_check extension probed by the kubelet.
+        health_port: u16 = 13133,
         /// Container resources.
         resources: Resources = Resources::new("100m", "128Mi", "512Mi"),
         /// Refuse to prune this component's objects without `--prune-volumes`.
@@ -261,9 +265,15 @@ component! {
         image: String = s("docker.io/grafana/tempo:2.6.1"),
         /// HTTP port.
         port: u16 = 3200,
+        /// Internal gRPC port.
+        grpc_port: u16 = 9095,
+        /// Distributor's OTLP gRPC receiver.
+        otlp_grpc_port: u16 = 4317,
+        /// Distributor's OTLP HTTP receiver.
+        otlp_http_port: u16 = 4318,
         /// Size of the WAL volume claim.
         storage: String = s("10Gi"),
-        /// How long traces are kept.
+        /// How long traces are kept (a Go duration: h, m, s).
         retention: String = s("336h"),
         /// MinIO bucket holding trace blocks.
         bucket: String = s("tempo"),
@@ -493,8 +503,9 @@ component! {
     Openbao {
         /// Unit base name.
         unit: String = s("openbao"),
-        /// Reload (SIGHUP re-reads the config) instead of restart when the unit changes.
-        reload_on_change: bool = true,
+        /// Reload instead of restart when the unit changes. Off: the config travels as a unit
+        /// credential, which only a restart re-reads.
+        reload_on_change: bool = false,
         /// The `bao` binary.
         binary: String = s("/usr/bin/bao"),
         /// Listen address (`host:port`).

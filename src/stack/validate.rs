@@ -171,9 +171,24 @@ fn kube(c: &mut Checker<'_>, stack: &Stack) {
             );
         }
     }
+    if k.tempo.enabled {
+        // Tempo parses retention as a Go duration, which has no days or weeks.
+        c.check(
+            &[K("kube"), K("tempo"), K("retention")],
+            &k.tempo.retention,
+            "Go duration",
+            go_duration,
+        );
+    }
+    if k.grafana.enabled && k.grafana.replicas > 1 {
+        c.push(
+            &[K("kube"), K("grafana"), K("replicas")],
+            format!("`kube.grafana.replicas` is {}, but Grafana keeps its state on one ReadWriteOnce volume", k.grafana.replicas),
+            Some("use 1 (or 0 to stop it)".into()),
+        );
+    }
     for (name, enabled, v) in [
         ("loki", k.loki.enabled, &k.loki.retention),
-        ("tempo", k.tempo.enabled, &k.tempo.retention),
         ("prometheus", k.prometheus.enabled, &k.prometheus.retention),
     ] {
         if enabled {
@@ -637,6 +652,15 @@ pub fn duration(s: &str) -> Result<(), String> {
             Some(u) => rest = &rest[u.len()..],
             None => return Err("the unit must be one of ms, s, m, h, d, w, y".into()),
         }
+    }
+    Ok(())
+}
+
+/// A Go `time.Duration`: like [`duration`] without days, weeks or years.
+fn go_duration(s: &str) -> Result<(), String> {
+    duration(s)?;
+    if s.contains(['d', 'w', 'y']) {
+        return Err("Go durations have no days, weeks or years: use hours, such as `336h`".into());
     }
     Ok(())
 }

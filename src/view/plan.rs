@@ -52,7 +52,8 @@ pub fn render_plan_human(plan: &Plan, s: Styles) -> String {
     out
 }
 
-/// Notes on resources that need no action (a volume kept from pruning) still matter to the reader.
+/// Notes on resources that need no action (a volume kept from pruning, a unit's drop-ins) still
+/// matter to the reader.
 fn quiet_notes(out: &mut String, plan: &Plan, s: Styles) {
     let quiet: Vec<&Change> = plan
         .changes
@@ -119,7 +120,7 @@ fn address(id: &ResourceId) -> String {
 
 fn lines(out: &mut String, text: &str, sign: &str, s: Styles) {
     for l in text.lines() {
-        let line = format!("{sign} {l}");
+        let line = format!("{sign} {l}").trim_end().to_string();
         out.push_str("      ");
         out.push_str(&if sign == "+" {
             s.green(&line)
@@ -141,7 +142,8 @@ fn unified(out: &mut String, before: &str, after: &str, s: Styles) {
                 ChangeTag::Insert => s.green(&format!("+ {text}")),
                 ChangeTag::Equal => format!("  {text}"),
             };
-            out.push_str(&format!("      {line}\n"));
+            out.push_str(format!("      {line}").trim_end());
+            out.push('\n');
         }
     }
 }

@@ -113,12 +113,13 @@ enabled = false
 "#;
 
 /// A small web component: a ConfigMap and a Deployment whose image comes from `values.image`.
+/// (Values printed in `.yaml` templates are JSON-quoted by the renderer: no quotes here.)
 pub const WEB_TEMPLATE: &str = r#"apiVersion: v1
 kind: ConfigMap
 metadata:
   name: web-config
 data:
-  greeting: "{{ c.values.greeting }}"
+  greeting: {{ c.values.greeting }}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -136,7 +137,7 @@ spec:
     spec:
       containers:
         - name: web
-          image: "{{ c.values.image }}"
+          image: {{ c.values.image }}
 "#;
 
 /// A stack with only the `web` component and a `hello` host unit.

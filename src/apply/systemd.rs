@@ -1,0 +1,313 @@
+//! Applying the systemd part of a plan, in NixOS's order: stop (and disable) removed units →
+//! write or remove files atomically → one daemon-reload → disable/enable → reload → restart →
+//! start → check that every unit started is active.
+//!
+//! Files are staged (temp file in the unit folder, fsync, mode 0644) before anything else happens,
+//! so a folder that cannot be written fails the apply before a single unit is touched. A job that
+//! fails does not stop the others: systemd fails the jobs of units that depend on it (`dependency`)
+//! and runs the rest; every failure is reported at the end.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::backend::systemd::{JobKind, JobOutcome, Systemd, Target};
+use crate::error::Error;
+use crate::plan::{Action, Impact, Plan};
+use crate::resource::ResourceId;
+
+use super::Progress;
+
+/// How long a started unit gets to fail before its state is read: a `Type=simple` service's start
+/// job is `done` as soon as its process is forked, so `ExecStart=/bin/false` only shows as
+/// `failed` a moment later.
+const SETTLE: Duration = Duration::from_millis(1000);
+
+/// The unit operations of a plan, grouped by phase.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Steps {
+    /// Removed units to stop.
+    pub stop: Vec<String>,
+    /// Removed units to disable (before their files go: systemd needs the file to disable it).
+    pub disable_removed: Vec<String>,
+    /// Files to write: unit and text.
+    pub write: Vec<(String, String)>,
+    /// Files to remove.
+    pub remove: Vec<String>,
+    /// Whether systemd must re-read unit files although none is written.
+    pub daemon_reload: bool,
+    /// Kept units to disable (a changed `[Install]` section, one that went away).
+    pub disable: Vec<String>,
+    /// Units to enable.
+    pub enable: Vec<String>,
+    /// Units to reload.
+    pub reload: Vec<String>,
+    /// Units to restart.
+    pub restart: Vec<String>,
+    /// Units to start.
+    pub start: Vec<String>,
+}
+
+impl Steps {
+    /// The systemd changes of `plan`, as steps. Pure: exactly the plan's actions and impacts.
+    pub fn of(plan: &Plan) -> Self {
+        let mut s = Steps::default();
+        for c in plan.actionable() {
+            let ResourceId::Systemd { unit } = &c.id else {
+                continue;
+            };
+            let has = |i: Impact| c.impact.contains(&i);
+            let u = || unit.clone();
+            if c.action == Action::Delete {
+                if has(Impact::Stop) {
+                    s.stop.push(u());
+                }
+                if has(Impact::Disable) {
+                    s.disable_removed.push(u());
+                }
+                s.remove.push(u());
+                continue;
+            }
+            if let Some(after) = &c.after
+                && c.before.as_ref() != Some(after)
+            {
+                s.write.push((u(), after.clone()));
+            }
+            s.daemon_reload |= has(Impact::DaemonReload);
+            for (impact, list) in [
+                (Impact::Disable, &mut s.disable),
+                (Impact::Enable, &mut s.enable),
+                (Impact::Reload, &mut s.reload),
+                (Impact::Restart, &mut s.restart),
+                (Impact::Start, &mut s.start),
+            ] {
+                if c.impact.contains(&impact) {
+                    list.push(u());
+                }
+            }
+        }
+        s.daemon_reload |= !s.write.is_empty() || !s.remove.is_empty();
+        s
+    }
+
+    /// How many progress steps this is.
+    pub fn len(&self) -> usize {
+        self.stop.len()
+            + self.disable_removed.len()
+            + self.write.len()
+            + self.remove.len()
+            + usize::from(self.daemon_reload)
+            + self.disable.len()
+            + self.enable.len()
+            + self.reload.len()
+            + self.restart.len()
+            + self.start.len()
+    }
+
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Apply the systemd changes of `plan`.
+///
+/// # Errors
+/// [`Error::Write`] when a unit file cannot be staged or put in place (nothing is half-written);
+/// [`Error::Backend`] when systemd cannot be asked; [`Error::ApplyFailed`] naming each unit whose
+/// job failed, its result and the command that shows its log, after everything else was applied.
+pub async fn apply(plan: &Plan, sd: &Systemd, progress: &Progress) -> Result<(), Error> {
+    let steps = Steps::of(plan);
+    let target = sd.target().clone();
+    let mut failed: Vec<String> = Vec::new();
+    let mut fail = |unit: &str, what: String| {
+        failed.push(format!(
+            "`{unit}`: {what}; see `{}`",
+            target.log_command(unit)
+        ))
+    };
+
+    // Staged before anything changes: an unwritable folder fails here, with no unit touched.
+    let staged = steps
+        .write
+        .iter()
+        .map(|(unit, text)| stage(&target, unit, text))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    if !steps.stop.is_empty() {
+        progress.phase("stopping removed units");
+    }
+    for o in sd
+        .run_jobs(JobKind::Stop, &steps.stop, |o| progress.step(&line(o)))
+        .await?
+    {
+        if !o.ok() {
+            fail(&o.unit, job_failure(&o));
+        }
+    }
+    if !steps.disable_removed.is_empty() {
+        progress.phase("disabling removed units");
+        match sd.disable(&steps.disable_removed).await {
+            Ok(()) => steps
+                .disable_removed
+                .iter()
+                .for_each(|u| progress.step(&format!("disabled {u}"))),
+            Err(e) => steps
+                .disable_removed
+                .iter()
+                .for_each(|u| fail(u, format!("disable failed: {e}"))),
+        }
+    }
+
+    if !staged.is_empty() || !steps.remove.is_empty() {
+        progress.phase("writing unit files");
+    }
+    for (tmp, path) in staged {
+        tmp.persist(&path).map_err(|e| Error::Write {
+            path: path.clone(),
+            source: e.error,
+        })?;
+        progress.step(&format!("wrote {}", path.display()));
+    }
+    for unit in &steps.remove {
+        let path = target.unit_path(unit);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(Error::Write { path, source }),
+        }
+        progress.step(&format!("removed {}", path.display()));
+    }
+    if !steps.write.is_empty() || !steps.remove.is_empty() {
+        sync_dir(&target.unit_dir)?;
+    }
+    if steps.daemon_reload {
+        progress.phase("daemon-reload");
+        sd.daemon_reload().await?;
+        progress.step("reloaded systemd");
+    }
+
+    for (verb, doing, done, units) in [
+        ("disable", "disabling", "disabled", &steps.disable),
+        ("enable", "enabling", "enabled", &steps.enable),
+    ] {
+        if units.is_empty() {
+            continue;
+        }
+        progress.phase(&format!("{doing} units"));
+        let r = if verb == "enable" {
+            sd.enable(units).await
+        } else {
+            sd.disable(units).await
+        };
+        match r {
+            Ok(()) => units
+                .iter()
+                .for_each(|u| progress.step(&format!("{done} {u}"))),
+            Err(e) => units
+                .iter()
+                .for_each(|u| fail(u, format!("{verb} failed: {e}"))),
+        }
+    }
+
+    let mut check = BTreeSet::new();
+    for (kind, units) in [
+        (JobKind::Reload, &steps.reload),
+        (JobKind::Restart, &steps.restart),
+        (JobKind::Start, &steps.start),
+    ] {
+        if units.is_empty() {
+            continue;
+        }
+        progress.phase(&format!("{} jobs", kind.verb()));
+        for o in sd
+            .run_jobs(kind, units, |o| progress.step(&line(o)))
+            .await?
+        {
+            if o.ok() {
+                check.insert(o.unit.clone());
+            } else {
+                fail(&o.unit, job_failure(&o));
+            }
+        }
+    }
+    if !check.is_empty() {
+        progress.phase("checking that started units stay active");
+        tokio::time::sleep(SETTLE).await;
+        let units: Vec<String> = check.into_iter().collect();
+        for (unit, (active, sub)) in units.iter().zip(sd.active_states(&units).await?) {
+            let running = active == "active"
+                || active == "reloading"
+                || (active == "activating" && sub != "auto-restart");
+            if !running {
+                fail(
+                    unit,
+                    format!("its job was `done` but it is `{active}` ({sub})"),
+                );
+            }
+        }
+    }
+    progress.finish();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::ApplyFailed { failed })
+    }
+}
+
+fn line(o: &JobOutcome) -> String {
+    match &o.result {
+        Ok(r) => format!("{} {}: {r}", o.kind.verb(), o.unit),
+        Err(e) => format!("{} {}: not queued: {e}", o.kind.verb(), o.unit),
+    }
+}
+
+fn job_failure(o: &JobOutcome) -> String {
+    match &o.result {
+        Ok(r) if r == "dependency" => format!(
+            "{} job `dependency` (a unit it needs failed)",
+            o.kind.verb()
+        ),
+        Ok(r) => format!("{} job `{r}`", o.kind.verb()),
+        Err(e) => format!("{} refused: {e}", o.kind.verb()),
+    }
+}
+
+/// Write `text` to a temp file next to the unit's path, mode 0644, synced: renaming it into place
+/// later is atomic, and a failure leaves nothing behind (the temp file deletes itself).
+fn stage(
+    target: &Target,
+    unit: &str,
+    text: &str,
+) -> Result<(tempfile::NamedTempFile, PathBuf), Error> {
+    let path = target.unit_path(unit);
+    let werr = |source| Error::Write {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&target.unit_dir).map_err(werr)?;
+    // A leading dot: systemd and labctl's own observation both ignore the temp file.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{unit}."))
+        .suffix(".tmp")
+        .tempfile_in(&target.unit_dir)
+        .map_err(werr)?;
+    tmp.write_all(text.as_bytes()).map_err(werr)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(werr)?;
+    tmp.as_file().sync_all().map_err(werr)?;
+    Ok((tmp, path))
+}
+
+/// Make the renames durable.
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| Error::Write {
+            path: dir.to_path_buf(),
+            source,
+        })
+}

@@ -1,0 +1,419 @@
+//! Unit-state planning: which of start, restart, reload, stop, enable and disable a unit needs,
+//! decided from its desired text and what systemd reported. Pure: the backend observes, this
+//! decides.
+//!
+//! The rules follow NixOS's switch-to-configuration: a unit restarts only when its effective
+//! content changed; a unit activated by a timer, socket or path unit is left to its trigger; a
+//! `Type=oneshot` service without `RemainAfterExit=` is never demanded active (it would never
+//! converge: it is inactive again as soon as it has run).
+
+use serde::Serialize;
+
+use super::Impact;
+use crate::resource::{Desired, DesiredObject, ResourceId};
+
+/// What systemd reported about one unit (`org.freedesktop.systemd1.Unit` properties).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UnitState {
+    /// `LoadState`: `loaded`, `not-found`, `bad-setting`, `error` or `masked`.
+    pub load_state: String,
+    /// `ActiveState`: `active`, `reloading`, `inactive`, `failed`, `activating`, `deactivating`.
+    pub active_state: String,
+    /// `SubState`, as `running`, `dead`, `auto-restart`.
+    pub sub_state: String,
+    /// `UnitFileState`: `enabled`, `disabled`, `static`, `masked`, ... (empty when unknown).
+    pub unit_file_state: String,
+    /// `NeedDaemonReload`: the file on disk is newer than what systemd loaded.
+    pub need_daemon_reload: bool,
+    /// `FragmentPath`: the file systemd loaded the unit from.
+    pub fragment_path: String,
+    /// `DropInPaths`: drop-ins that change the effective unit.
+    pub drop_in_paths: Vec<String>,
+}
+
+impl UnitState {
+    /// Running, or about to be: a unit in `auto-restart` has crashed and does not count.
+    pub fn is_running(&self) -> bool {
+        match self.active_state.as_str() {
+            "active" | "reloading" => true,
+            "activating" => self.sub_state != "auto-restart",
+            _ => false,
+        }
+    }
+
+    /// Whether its `[Install]` symlinks exist.
+    pub fn is_enabled(&self) -> bool {
+        matches!(
+            self.unit_file_state.as_str(),
+            "enabled" | "enabled-runtime" | "linked" | "linked-runtime"
+        )
+    }
+
+    fn is_masked(&self) -> bool {
+        self.load_state == "masked" || self.unit_file_state.starts_with("masked")
+    }
+}
+
+/// The value of `key=` in `[section]` (the last one wins, as in systemd).
+fn setting<'a>(text: &'a str, section: &str, key: &str) -> Option<&'a str> {
+    let mut inside = false;
+    let mut found = None;
+    for line in text.lines() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            inside = l == format!("[{section}]");
+        } else if inside
+            && let Some((k, v)) = l.split_once('=')
+            && k.trim() == key
+        {
+            found = Some(v.trim());
+        }
+    }
+    found
+}
+
+/// The `[Install]` section's settings, for telling whether enabling must be redone.
+fn install_section(text: &str) -> Vec<&str> {
+    let mut inside = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            inside = l == "[Install]";
+        } else if inside && !l.is_empty() && !l.starts_with('#') && !l.starts_with(';') {
+            out.push(l);
+        }
+    }
+    out
+}
+
+/// Whether enabling the unit creates anything: an `[Install]` section naming a target or alias.
+pub fn installable(text: &str) -> bool {
+    install_section(text).iter().any(|l| {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        matches!(k.trim(), "WantedBy" | "RequiredBy" | "UpheldBy" | "Alias") && !v.trim().is_empty()
+    })
+}
+
+fn truthy(v: &str) -> bool {
+    matches!(v.to_ascii_lowercase().as_str(), "yes" | "true" | "on" | "1")
+}
+
+/// The unit that a timer, socket or path unit activates, if `trigger` is one.
+fn triggered_unit(trigger: &str, text: &str) -> Option<String> {
+    let (base, suffix) = trigger.rsplit_once('.')?;
+    let section = match suffix {
+        "timer" => "Timer",
+        "path" => "Path",
+        "socket" => "Socket",
+        _ => return None,
+    };
+    if let Some(u) = setting(text, section, "Service").or_else(|| setting(text, section, "Unit")) {
+        return Some(u.to_string());
+    }
+    if suffix == "socket" && setting(text, "Socket", "Accept").is_some_and(truthy) {
+        // Accept=yes spawns `base@.service` instances per connection: nothing to start.
+        return Some(format!("{base}@.service"));
+    }
+    Some(format!("{base}.service"))
+}
+
+/// Whether some desired timer, socket or path unit activates `unit`.
+fn has_trigger(unit: &str, desired: &Desired) -> bool {
+    desired.objects.values().any(|o| match &o.id {
+        ResourceId::Systemd { unit: t } => {
+            triggered_unit(t, &o.content.text()).is_some_and(|u| u == unit)
+        }
+        ResourceId::Kube { .. } => false,
+    })
+}
+
+/// Whether apply should keep `unit` running.
+pub fn wants_active(unit: &str, text: &str, desired: &Desired) -> bool {
+    if unit.contains("@.") || has_trigger(unit, desired) {
+        return false;
+    }
+    if unit.ends_with(".service")
+        && setting(text, "Service", "Type") == Some("oneshot")
+        && !setting(text, "Service", "RemainAfterExit").is_some_and(truthy)
+    {
+        return false;
+    }
+    true
+}
+
+/// Impacts of creating a unit.
+pub(super) fn created(want: &DesiredObject, desired: &Desired) -> Vec<Impact> {
+    let ResourceId::Systemd { unit } = &want.id else {
+        return Vec::new();
+    };
+    let text = want.content.text();
+    let mut i = Vec::new();
+    if installable(&text) {
+        i.push(Impact::Enable);
+    }
+    if wants_active(unit, &text, desired) {
+        i.push(Impact::Start);
+    }
+    i
+}
+
+/// Impacts (and notes that explain them) of keeping a unit: its content may have changed, and its
+/// state may have drifted from what the stack wants.
+pub(super) fn kept(
+    want: &DesiredObject,
+    before: &str,
+    state: Option<&UnitState>,
+    desired: &Desired,
+) -> (Vec<Impact>, Vec<String>) {
+    let ResourceId::Systemd { unit } = &want.id else {
+        return (Vec::new(), Vec::new());
+    };
+    let text = want.content.text();
+    let changed = before != text;
+    let restart = if want.reload_on_change {
+        Impact::Reload
+    } else {
+        Impact::Restart
+    };
+    let active = wants_active(unit, &text, desired);
+    let mut impact = Vec::new();
+    let mut notes = Vec::new();
+    let Some(st) = state else {
+        // No live state (a plan against a git revision): the content decides alone.
+        if changed && active {
+            impact.push(restart);
+        }
+        return (impact, notes);
+    };
+    if !st.drop_in_paths.is_empty() {
+        notes.push(format!(
+            "drop-ins change the effective unit: {}",
+            st.drop_in_paths.join(", ")
+        ));
+    }
+    if st.is_masked() {
+        notes.push("is masked: labctl never unmasks a unit".into());
+        return (impact, notes);
+    }
+    if st.need_daemon_reload && !changed {
+        notes.push("systemd has not loaded the current file (NeedDaemonReload)".into());
+        impact.push(Impact::DaemonReload);
+    }
+    if installable(&text) {
+        if !st.is_enabled() {
+            if !changed || installable(before) {
+                notes.push(format!(
+                    "is {} but the stack enables it",
+                    or_unknown(&st.unit_file_state)
+                ));
+            }
+            impact.push(Impact::Enable);
+        } else if changed && install_section(before) != install_section(&text) {
+            notes.push("its [Install] section changed: it is re-enabled".into());
+            impact.extend([Impact::Disable, Impact::Enable]);
+        }
+    } else if st.is_enabled() {
+        notes.push("is enabled but has no [Install] section any more".into());
+        impact.push(Impact::Disable);
+    }
+    if active {
+        if !st.is_running() {
+            notes.push(format!(
+                "is {} ({}) but the stack runs it",
+                or_unknown(&st.active_state),
+                or_unknown(&st.sub_state)
+            ));
+            impact.push(Impact::Start);
+        } else if changed || st.need_daemon_reload {
+            impact.push(restart);
+        }
+    } else if changed && st.is_running() {
+        notes.push("is running now: the change applies when it next starts".into());
+    }
+    (impact, notes)
+}
+
+/// Impacts of removing a unit this stack owns but no longer renders.
+pub(super) fn removed(state: Option<&UnitState>) -> Vec<Impact> {
+    match state {
+        None => vec![Impact::Stop, Impact::Disable],
+        Some(st) => {
+            let mut i = Vec::new();
+            if st.active_state != "inactive" && st.active_state != "failed" {
+                i.push(Impact::Stop);
+            }
+            if st.is_enabled() {
+                i.push(Impact::Disable);
+            }
+            i
+        }
+    }
+}
+
+fn or_unknown(s: &str) -> &str {
+    if s.is_empty() { "unknown" } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::Content;
+
+    fn obj(unit: &str, text: &str, reload: bool) -> DesiredObject {
+        DesiredObject {
+            id: ResourceId::Systemd { unit: unit.into() },
+            component: "c".into(),
+            template: "t".into(),
+            content: Content::unit(text),
+            reload_on_change: reload,
+            protect: false,
+        }
+    }
+
+    fn desired(objs: &[&DesiredObject]) -> Desired {
+        let mut d = Desired::default();
+        for o in objs {
+            d.objects.insert(o.id.clone(), (*o).clone());
+        }
+        d
+    }
+
+    fn running() -> UnitState {
+        UnitState {
+            load_state: "loaded".into(),
+            active_state: "active".into(),
+            sub_state: "running".into(),
+            unit_file_state: "enabled".into(),
+            ..UnitState::default()
+        }
+    }
+
+    const SVC: &str = "[Service]\nExecStart=/bin/sleep 1000\n[Install]\nWantedBy=default.target\n";
+
+    #[test]
+    fn timer_is_started_and_its_service_is_not() {
+        let t = obj(
+            "sync.timer",
+            "[Timer]\nOnCalendar=daily\n[Install]\nWantedBy=timers.target\n",
+            false,
+        );
+        let s = obj(
+            "sync.service",
+            "[Service]\nType=oneshot\nExecStart=/bin/true\n",
+            false,
+        );
+        let d = desired(&[&t, &s]);
+        assert_eq!(created(&t, &d), vec![Impact::Enable, Impact::Start]);
+        assert_eq!(created(&s, &d), Vec::<Impact>::new());
+    }
+
+    #[test]
+    fn timer_unit_setting_names_its_service() {
+        let t = obj(
+            "a.timer",
+            "[Timer]\nOnCalendar=daily\nUnit=b.service\n",
+            false,
+        );
+        let s = obj("b.service", "[Service]\nExecStart=/bin/sleep 1\n", false);
+        assert!(!wants_active(
+            "b.service",
+            &s.content.text(),
+            &desired(&[&t, &s])
+        ));
+    }
+
+    #[test]
+    fn oneshot_without_remain_after_exit_is_not_demanded() {
+        let d = Desired::default();
+        assert!(!wants_active(
+            "x.service",
+            "[Service]\nType=oneshot\nExecStart=/bin/true\n",
+            &d
+        ));
+        assert!(wants_active(
+            "x.service",
+            "[Service]\nType=oneshot\nRemainAfterExit=yes\n",
+            &d
+        ));
+    }
+
+    #[test]
+    fn change_restarts_or_reloads() {
+        let before = Content::unit(SVC).text();
+        let after = obj("a.service", &SVC.replace("1000", "2000"), false);
+        let d = desired(&[&after]);
+        assert_eq!(
+            kept(&after, &before, Some(&running()), &d).0,
+            vec![Impact::Restart]
+        );
+        let after = obj("a.service", &SVC.replace("1000", "2000"), true);
+        assert_eq!(
+            kept(&after, &before, Some(&running()), &d).0,
+            vec![Impact::Reload]
+        );
+    }
+
+    #[test]
+    fn drift_is_repaired() {
+        let want = obj("a.service", SVC, false);
+        let text = want.content.text();
+        let d = desired(&[&want]);
+        let stopped = UnitState {
+            active_state: "inactive".into(),
+            sub_state: "dead".into(),
+            ..running()
+        };
+        assert_eq!(
+            kept(&want, &text, Some(&stopped), &d).0,
+            vec![Impact::Start]
+        );
+        let disabled = UnitState {
+            unit_file_state: "disabled".into(),
+            ..running()
+        };
+        assert_eq!(
+            kept(&want, &text, Some(&disabled), &d).0,
+            vec![Impact::Enable]
+        );
+        let stale = UnitState {
+            need_daemon_reload: true,
+            ..running()
+        };
+        assert_eq!(
+            kept(&want, &text, Some(&stale), &d).0,
+            vec![Impact::DaemonReload, Impact::Restart]
+        );
+        assert_eq!(kept(&want, &text, Some(&running()), &d), (vec![], vec![]));
+    }
+
+    #[test]
+    fn install_change_re_enables() {
+        let want = obj(
+            "a.service",
+            &SVC.replace("default.target", "other.target"),
+            false,
+        );
+        let (i, _) = kept(
+            &want,
+            &Content::unit(SVC).text(),
+            Some(&running()),
+            &desired(&[&want]),
+        );
+        assert_eq!(i, vec![Impact::Disable, Impact::Enable, Impact::Restart]);
+    }
+
+    #[test]
+    fn removal_stops_and_disables_only_what_is_needed() {
+        assert_eq!(
+            removed(Some(&running())),
+            vec![Impact::Stop, Impact::Disable]
+        );
+        let dead = UnitState {
+            active_state: "inactive".into(),
+            unit_file_state: "static".into(),
+            ..running()
+        };
+        assert_eq!(removed(Some(&dead)), Vec::<Impact>::new());
+    }
+}
