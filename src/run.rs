@@ -252,12 +252,21 @@ fn observe(
         kube: None,
         systemd: None,
     };
-    if how.plane != Some(PlaneArg::Systemd) {
+    let connect = Connect {
+        kubeconfig: cli.kubeconfig.clone(),
+        context: cli.context.clone(),
+    };
+    // A host-only machine has no cluster configured at all: without `--plane kube` that is said,
+    // not an error. A configured cluster that cannot be reached is an error.
+    if how.plane.is_none() && !connect.configured() {
+        eprintln!(
+            "kube: not planned: no cluster configured (`--kubeconfig`, KUBECONFIG, ~/.kube/config \
+             or an in-cluster service account); `--plane systemd` silences this"
+        );
+        desired.objects.retain(|id, _| id.plane() != Plane::Kube);
+    } else if how.plane != Some(PlaneArg::Systemd) {
         let started = std::time::Instant::now();
-        let k = rt.block_on(Kube::connect(&Connect {
-            kubeconfig: cli.kubeconfig.clone(),
-            context: cli.context.clone(),
-        }))?;
+        let k = rt.block_on(Kube::connect(&connect))?;
         let live = rt.block_on(apply::kube::observe(
             &k,
             &loaded.stack.stack.name,

@@ -120,10 +120,10 @@ fn fresh_apply_creates_enables_starts_and_converges() {
     assert_eq!(mode & 0o777, 0o644);
     converged(&m, &stack);
 
-    // The kube plane cannot be asked for by itself in this build: an error, not an empty plan.
+    // Asking for the kube plane with no cluster configured is an error, not an empty plan.
     m.labctl(&stack, &["plan", "--plane", "kube"])
         .code(1)
-        .stderr_has("Kubernetes backend is not available");
+        .stderr_has("kube: find a cluster");
 }
 
 #[test]

@@ -97,6 +97,19 @@ fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
+impl Connect {
+    /// Whether any cluster is configured at all: a kubeconfig given, in `KUBECONFIG` or at
+    /// `~/.kube/config`, or the in-cluster service account's environment.
+    pub fn configured(&self) -> bool {
+        self.kubeconfig.is_some()
+            || self.context.is_some()
+            || std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty())
+            || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+            || std::env::var_os("HOME")
+                .is_some_and(|h| PathBuf::from(h).join(".kube/config").is_file())
+    }
+}
+
 impl Kube {
     /// Connect and run discovery (aggregated: two requests; older servers: one per group version).
     ///
