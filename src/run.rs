@@ -201,6 +201,7 @@ fn plan_of(loaded: &LoadedStack, desired: &Desired, live: &Live, prune_volumes: 
     let mut plan = plan::diff(desired, live);
     let protected = plan::kube::protected_components(&loaded.stack);
     plan::kube::keep_volumes(&mut plan, &protected, prune_volumes);
+    plan::kube::note_unset_secrets(&mut plan, desired);
     plan
 }
 

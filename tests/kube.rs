@@ -425,6 +425,11 @@ fn an_unset_secret_is_refused_by_name() {
     let srv = server(true);
     let s = stack("[kube.extra.creds]\n");
     s.file("templates/creds/secret.yaml", SECRET_TEMPLATE);
+    let (_, out, _) = plan(&s, &srv, &[]);
+    assert!(
+        out.contains("secret `postgres-password` is not set: apply refuses this object until `LABCTL_SECRET_POSTGRES_PASSWORD` is set"),
+        "{out}"
+    );
     let (code, _, err) = apply(&s, &srv, &[]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("`postgres-password`"), "{err}");

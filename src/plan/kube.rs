@@ -376,6 +376,28 @@ pub fn keep_volumes(plan: &mut Plan, protected: &BTreeSet<String>, prune_volumes
     }
 }
 
+/// Say on each kube change whose object still holds the placeholder of a secret nobody set that
+/// apply will refuse it (apply checks again; the plan only explains).
+pub fn note_unset_secrets(plan: &mut Plan, desired: &Desired) {
+    for c in &mut plan.changes {
+        if c.action == Action::Delete || c.id.plane() != crate::stack::Plane::Kube {
+            continue;
+        }
+        let Some(obj) = desired.objects.get(&c.id).and_then(|o| o.content.as_kube()) else {
+            continue;
+        };
+        for name in unset_secrets(obj, crate::render::SECRET_NAMES) {
+            let var = format!(
+                "LABCTL_SECRET_{}",
+                name.to_ascii_uppercase().replace('-', "_")
+            );
+            c.notes.push(format!(
+                "secret `{name}` is not set: apply refuses this object until `{var}` is set"
+            ));
+        }
+    }
+}
+
 /// Apply order of a kind (lower first); deletions run in the reverse order.
 pub fn apply_rank(kind: &str) -> u8 {
     match kind {
