@@ -630,4 +630,65 @@ mod tests {
         done["status"]["availableReplicas"] = json!(2);
         assert_eq!(rollout(&done), Rollout::Complete);
     }
+
+    #[test]
+    fn a_field_labctl_no_longer_sets_is_compared_and_shows() {
+        let want = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "lab", "labels": {"a": "1"}},
+            "data": {"k1": "v1"}});
+        let got = comparable(&live_cm(), Some(&want));
+        assert_ne!(got, crate::resource::normalize(want));
+        assert_eq!(got["data"]["old"], "x");
+        assert!(got["data"].get("theirs").is_none());
+        assert!(got["metadata"].get("annotations").is_none());
+    }
+
+    #[test]
+    fn statefulsets_and_daemonsets_roll_out_by_their_own_counts() {
+        let sts = json!({"kind": "StatefulSet", "metadata": {"generation": 1}, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 1, "readyReplicas": 2, "updatedReplicas": 2,
+                       "currentRevision": "a", "updateRevision": "b"}});
+        assert!(matches!(rollout(&sts), Rollout::Progressing { .. }));
+        let mut done = sts.clone();
+        done["status"]["currentRevision"] = json!("b");
+        assert_eq!(rollout(&done), Rollout::Complete);
+        let ds = json!({"kind": "DaemonSet", "metadata": {"generation": 3},
+            "status": {"observedGeneration": 3, "desiredNumberScheduled": 2,
+                       "updatedNumberScheduled": 2, "numberAvailable": 1}});
+        assert!(
+            matches!(rollout(&ds), Rollout::Progressing { progress, .. } if progress == "2/2 updated, 1/2 available")
+        );
+        let stale = json!({"kind": "Deployment", "metadata": {"generation": 2}, "spec": {"replicas": 1},
+            "status": {"observedGeneration": 1}});
+        assert!(
+            matches!(rollout(&stale), Rollout::Progressing { condition, .. }
+            if condition.contains("observedGeneration 1 < metadata.generation 2"))
+        );
+    }
+
+    #[test]
+    fn namespaces_come_first_and_workloads_last() {
+        let mut kinds = vec![
+            "Deployment",
+            "Service",
+            "ConfigMap",
+            "Namespace",
+            "PersistentVolumeClaim",
+            "ServiceAccount",
+            "CustomResourceDefinition",
+        ];
+        kinds.sort_by_key(|k| apply_rank(k));
+        assert_eq!(
+            kinds,
+            [
+                "Namespace",
+                "CustomResourceDefinition",
+                "ServiceAccount",
+                "ConfigMap",
+                "PersistentVolumeClaim",
+                "Service",
+                "Deployment"
+            ]
+        );
+    }
 }
