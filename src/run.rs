@@ -184,7 +184,11 @@ fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Erro
         };
         observe(cli, &loaded, &mut desired, how, &rt)?.live
     };
-    let plan = plan_of(&loaded, &desired, &live, args.prune_volumes);
+    let mut plan = plan_of(&loaded, &desired, &live, args.prune_volumes);
+    if args.base.is_none() && !args.offline {
+        // Only against the live world: CI plans (`--offline`, `--base`) run without secrets.
+        plan::kube::note_unset_secrets(&mut plan, &desired);
+    }
     let text = match args.output {
         Format::Human => view::render_plan_human(&plan, styles),
         Format::Json => view::render_plan_json(&plan),
@@ -201,7 +205,6 @@ fn plan_of(loaded: &LoadedStack, desired: &Desired, live: &Live, prune_volumes: 
     let mut plan = plan::diff(desired, live);
     let protected = plan::kube::protected_components(&loaded.stack);
     plan::kube::keep_volumes(&mut plan, &protected, prune_volumes);
-    plan::kube::note_unset_secrets(&mut plan, desired);
     plan
 }
 
@@ -313,7 +316,8 @@ fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Er
         server_dry_run: args.server_dry_run,
     };
     let observed = observe(cli, &loaded, &mut desired, how, &rt)?;
-    let plan = plan_of(&loaded, &desired, &observed.live, args.prune_volumes);
+    let mut plan = plan_of(&loaded, &desired, &observed.live, args.prune_volumes);
+    plan::kube::note_unset_secrets(&mut plan, &desired);
     print(&view::render_plan_human(&plan, styles))?;
     if plan.is_empty() {
         return Ok(ExitCode::SUCCESS);
