@@ -22,6 +22,7 @@ install: build
 
 bench: build
 	benches/plan.sh
+	benches/systemd.sh
 
 clean:
 	$(CARGO) clean

@@ -9,43 +9,9 @@ runs=${RUNS:-20}
 
 gen=$(mktemp -d)
 trap 'rm -rf "$gen"' EXIT
-# Ten kinds' worth of objects: ConfigMaps, Services and Deployments in equal thirds, plus the namespace.
-cat > "$gen/stack.toml" <<'TOML'
-[stack]
-name = "bench"
-[kube.collectors]
-enabled = false
-[kube.grafana]
-enabled = false
-[kube.loki]
-enabled = false
-[kube.minio]
-enabled = false
-[kube.otel-collector]
-enabled = false
-[kube.postgres]
-enabled = false
-[kube.prometheus]
-enabled = false
-[kube.tempo]
-enabled = false
-[kube.thanos]
-enabled = false
-[host.proxy]
-enabled = false
-[host.collector]
-enabled = false
-[host.ingest]
-enabled = false
-[host.gate]
-enabled = false
-[host.openbao]
-enabled = false
-[host.reading-sync]
-enabled = false
-[kube.extra.bulk]
-values = { count = 333 }
-TOML
+# 999 objects of three kinds (ConfigMap, Service, Deployment) plus the namespace.
+{ sed 's/^name = "lab"/name = "bench"/' tests/fixtures/bare.toml
+  printf '\n[kube.extra.bulk]\nvalues = { count = 333 }\n'; } > "$gen/stack.toml"
 mkdir -p "$gen/templates/bulk"
 cat > "$gen/templates/bulk/objects.yaml" <<'YAML'
 {% for i in range(c.values.count) %}

@@ -350,6 +350,10 @@ fn an_unwritable_unit_folder_fails_cleanly() {
         .stderr_has("ro-a.service")
         .stderr_has("Not a directory");
     assert_eq!(std::fs::read_to_string(&blocker).unwrap(), "not a folder\n");
+    // Nothing was half-done: the same plan still stands.
+    m.labctl(&s, &["plan", "--plane", "systemd"])
+        .code(0)
+        .stdout_has("+ unit ro-a.service");
 
     // The rename into place fails (a folder sits where the file goes): the temp file goes too.
     let units = dir.join("units");

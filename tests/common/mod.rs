@@ -76,41 +76,7 @@ pub fn run(mut c: Command) -> (i32, String, String) {
 
 /// `[stack]` plus every built-in component disabled: tests add their own `[kube.extra.*]` and
 /// `[host.extra.*]` components so they do not depend on the shipped templates.
-pub const BARE: &str = r#"[stack]
-name = "lab"
-
-[kube.collectors]
-enabled = false
-[kube.grafana]
-enabled = false
-[kube.loki]
-enabled = false
-[kube.minio]
-enabled = false
-[kube.otel-collector]
-enabled = false
-[kube.postgres]
-enabled = false
-[kube.prometheus]
-enabled = false
-[kube.tempo]
-enabled = false
-[kube.thanos]
-enabled = false
-
-[host.proxy]
-enabled = false
-[host.collector]
-enabled = false
-[host.ingest]
-enabled = false
-[host.gate]
-enabled = false
-[host.openbao]
-enabled = false
-[host.reading-sync]
-enabled = false
-"#;
+pub const BARE: &str = include_str!("../fixtures/bare.toml");
 
 /// A small web component: a ConfigMap and a Deployment whose image comes from `values.image`.
 /// (Values printed in `.yaml` templates are JSON-quoted by the renderer: no quotes here.)
