@@ -125,12 +125,8 @@ spec:
 {% endfor %}
 "#;
 
-const BARE: &str = "[stack]\nname = \"bench\"\n\
-[kube.collectors]\nenabled = false\n[kube.grafana]\nenabled = false\n[kube.loki]\nenabled = false\n\
-[kube.minio]\nenabled = false\n[kube.otel-collector]\nenabled = false\n[kube.postgres]\nenabled = false\n\
-[kube.prometheus]\nenabled = false\n[kube.tempo]\nenabled = false\n[kube.thanos]\nenabled = false\n\
-[host.proxy]\nenabled = false\n[host.collector]\nenabled = false\n[host.ingest]\nenabled = false\n\
-[host.gate]\nenabled = false\n[host.openbao]\nenabled = false\n[host.reading-sync]\nenabled = false\n";
+/// `[stack]` plus every built-in component disabled (shared with the tests).
+const BARE: &str = include_str!("../tests/fixtures/bare.toml");
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -190,7 +186,7 @@ fn main() {
     let stack = dir.path().join("stack.toml");
     std::fs::write(
         &stack,
-        format!("{BARE}[kube.extra.bulk]\nvalues = {{ n = {per_kind} }}\n"),
+        format!("{BARE}\n[kube.extra.bulk]\nvalues = {{ n = {per_kind} }}\n"),
     )
     .unwrap();
     std::fs::create_dir_all(dir.path().join("templates/bulk")).unwrap();
