@@ -156,6 +156,8 @@ impl UserManager {
                 self.root.path().join("config").into_os_string(),
             ),
             ("DBUS_SESSION_BUS_ADDRESS", bus),
+            // A HOME without ~/.kube/config: no cluster the developer has configured can leak in.
+            ("HOME", self.root.path().as_os_str().to_owned()),
         ]
     }
 
@@ -243,6 +245,8 @@ impl UserManager {
             .args(args)
             .envs(self.env())
             .env_remove("LABCTL_STACK")
+            .env_remove("KUBECONFIG")
+            .env_remove("KUBERNETES_SERVICE_HOST")
             .env("NO_COLOR", "1")
             .timeout(Duration::from_secs(300))
             .output()
@@ -273,6 +277,8 @@ impl UserManager {
         let mut child = Command::new("/usr/bin/script")
             .args(["-qec", &line, "/dev/null"])
             .envs(self.env())
+            .env_remove("KUBECONFIG")
+            .env_remove("KUBERNETES_SERVICE_HOST")
             .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
