@@ -151,6 +151,10 @@ pub struct ApplyArgs {
     /// Kube: do not wait for rollouts.
     #[arg(long)]
     pub no_wait: bool,
+    /// systemd: how long a started unit must stay up before it counts as started (a service
+    /// whose process exits at once fails only after its start job is done).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub settle: std::time::Duration,
 }
 
 /// `500ms`, `90s`, `5m`, `1h`, or plain seconds.

@@ -366,7 +366,7 @@ fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Er
         let before = sd.stats();
         let steps = apply::systemd::Steps::of(&plan);
         let progress = Progress::new(steps.len(), std::io::stderr().is_terminal());
-        let result = rt.block_on(apply::systemd::apply(&plan, sd, &progress));
+        let result = rt.block_on(apply::systemd::apply(&plan, sd, &progress, args.settle));
         progress.finish();
         if cli.verbose {
             let spent = sd.stats().since(before);

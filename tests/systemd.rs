@@ -487,3 +487,31 @@ fn apply_asks_on_a_terminal() {
     running(&m, "tty-a.service");
     converged(&m, &s);
 }
+
+#[test]
+fn settle_is_how_long_a_started_unit_must_stay_up() {
+    let m = UserManager::start();
+    let dir = m.scratch();
+    // Dies 3 s after it starts: within a 6 s settle window it is a failure, past a 1 s one it is
+    // not yet (it fails later, and the next plan shows it).
+    let late =
+        "[Service]\nExecStart=/bin/sh -c 'sleep 3; exit 1'\n\n[Install]\nWantedBy=default.target\n";
+    let s = TestStack::new(&dir, "settle")
+        .template("late.service", late)
+        .unit("late", "unit = \"settle-late\"")
+        .write();
+    m.labctl(
+        &s,
+        &["apply", "--plane", "systemd", "--yes", "--settle", "6s"],
+    )
+    .code(1)
+    .stderr_has("`settle-late.service`: its job was `done` but it is `failed`");
+    m.labctl(&s, &["apply", "--plane", "systemd", "--yes"])
+        .code(0);
+    m.labctl(
+        &s,
+        &["apply", "--plane", "systemd", "--yes", "--settle", "soon"],
+    )
+    .code(2)
+    .stderr_has("`soon` is not a duration");
+}

@@ -20,11 +20,6 @@ use crate::resource::ResourceId;
 
 use super::Progress;
 
-/// How long a started unit gets to fail before its state is read: a `Type=simple` service's start
-/// job is `done` as soon as its process is forked, so `ExecStart=/bin/false` only shows as
-/// `failed` a moment later.
-const SETTLE: Duration = Duration::from_millis(1000);
-
 /// The unit operations of a plan, grouped by phase.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Steps {
@@ -114,11 +109,20 @@ impl Steps {
 
 /// Apply the systemd changes of `plan`.
 ///
+/// `settle` is how long started units get to fail before their state is read: a `Type=simple`
+/// service's start job is `done` as soon as its process is forked, so `ExecStart=/bin/false` only
+/// shows as `failed` a moment later (`apply --settle`).
+///
 /// # Errors
 /// [`Error::Write`] when a unit file cannot be staged or put in place (nothing is half-written);
 /// [`Error::Backend`] when systemd cannot be asked; [`Error::ApplyFailed`] naming each unit whose
 /// job failed, its result and the command that shows its log, after everything else was applied.
-pub async fn apply(plan: &Plan, sd: &Systemd, progress: &Progress) -> Result<(), Error> {
+pub async fn apply(
+    plan: &Plan,
+    sd: &Systemd,
+    progress: &Progress,
+    settle: Duration,
+) -> Result<(), Error> {
     let steps = Steps::of(plan);
     let target = sd.target().clone();
     let mut failed: Vec<String> = Vec::new();
@@ -235,7 +239,7 @@ pub async fn apply(plan: &Plan, sd: &Systemd, progress: &Progress) -> Result<(),
     }
     if !check.is_empty() {
         progress.phase("checking that started units stay active");
-        tokio::time::sleep(SETTLE).await;
+        tokio::time::sleep(settle).await;
         let units: Vec<String> = check.into_iter().collect();
         for (unit, (active, sub)) in units.iter().zip(sd.active_states(&units).await?) {
             let running = active == "active"
