@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
+use super::Plane;
 use super::schema::{Resources, Stack};
 use super::source::{Problem, Seg, SourceFile};
 
@@ -244,14 +245,21 @@ fn kube(c: &mut Checker<'_>, stack: &Stack) {
 
 fn host(c: &mut Checker<'_>, stack: &Stack) {
     let h = &stack.host;
-    let mut units: BTreeMap<String, Vec<Seg<'_>>> = BTreeMap::new();
-    let mut unit = |c: &mut Checker<'_>, name: &'static str, enabled: bool, u: &str| {
-        if !enabled {
-            return;
-        }
-        let path = [K("host"), K(name), K("unit")];
+    // The same list the renderer uses: every enabled unit, built-in services first, then extras.
+    let components = stack.components();
+    let mut units: BTreeMap<&str, Vec<Seg<'_>>> = BTreeMap::new();
+    for comp in components
+        .iter()
+        .filter(|comp| comp.plane == Plane::Systemd)
+    {
+        let u = comp.unit.as_deref().unwrap_or(&comp.name);
+        let path = if h.extra.contains_key(&comp.name) {
+            vec![K("host"), K("extra"), K(&comp.name)]
+        } else {
+            vec![K("host"), K(&comp.name), K("unit")]
+        };
         c.check(&path, u, "unit name", unit_name);
-        if let Some(first) = units.insert(u.to_string(), path.to_vec()) {
+        if let Some(first) = units.insert(u, path.clone()) {
             c.push(
                 &path,
                 format!(
@@ -259,35 +267,6 @@ fn host(c: &mut Checker<'_>, stack: &Stack) {
                     dotted(&first)
                 ),
                 Some("give every host service its own `unit`".into()),
-            );
-        }
-    };
-    unit(c, "proxy", h.proxy.enabled, &h.proxy.unit);
-    unit(c, "collector", h.collector.enabled, &h.collector.unit);
-    unit(c, "ingest", h.ingest.enabled, &h.ingest.unit);
-    unit(c, "gate", h.gate.enabled, &h.gate.unit);
-    unit(c, "openbao", h.openbao.enabled, &h.openbao.unit);
-    unit(
-        c,
-        "reading-sync",
-        h.reading_sync.enabled,
-        &h.reading_sync.unit,
-    );
-    for (name, x) in &h.extra {
-        if !x.enabled {
-            continue;
-        }
-        let u = x.unit.as_deref().unwrap_or(name);
-        let path = [K("host"), K("extra"), K(name)];
-        c.check(&path, u, "unit name", unit_name);
-        if let Some(first) = units.insert(u.to_string(), path.to_vec()) {
-            c.push(
-                &path,
-                format!(
-                    "unit name `{u}` is used twice (also by `{}`)",
-                    dotted(&first)
-                ),
-                None,
             );
         }
     }
