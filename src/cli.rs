@@ -46,6 +46,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Show the plan, ask, and make the live cluster and host match the stack.
     Apply(ApplyArgs),
+    /// Run one of the host's long-running services (systemd units run these).
+    Agent(AgentArgs),
     /// Print shell completions.
     Completions {
         /// The shell.
@@ -158,7 +160,7 @@ pub struct ApplyArgs {
 }
 
 /// `500ms`, `90s`, `5m`, `1h`, or plain seconds.
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
@@ -173,4 +175,100 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         _ => return Err(format!("`{s}` has an unknown unit (use ms, s, m or h)")),
     };
     Ok(std::time::Duration::from_millis(ms))
+}
+
+/// `labctl agent`: the services the host units run (docs/agents.md is the contract).
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Where to send OTLP traces, metrics and logs (overrides `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    #[arg(long, global = true, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// Which agent.
+    #[command(subcommand)]
+    pub agent: AgentCommand,
+}
+
+/// The agents.
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Webhooks, GitOps syncs and data pipelines over HTTP.
+    Proxy(ProxyArgs),
+    /// Tailscale Funnel on while the proxy is healthy, off otherwise.
+    Gate(GateArgs),
+    /// Host metrics (CPU, memory, disks, network, Tailscale, units) over OTLP.
+    Collector(CollectorArgs),
+    /// GitHub issues into journal entries in PostgreSQL.
+    Ingest(IngestArgs),
+}
+
+/// `labctl agent proxy`.
+#[derive(Debug, Clone, Args)]
+pub struct ProxyArgs {
+    /// Address to serve on, as `127.0.0.1:8085` or `[::1]:8085`.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: std::net::SocketAddr,
+    /// The git checkout of the stack that pushes sync.
+    #[arg(long, value_name = "DIR")]
+    pub repo_dir: PathBuf,
+    /// The branch whose pushes are applied.
+    #[arg(long, value_name = "BRANCH")]
+    pub branch: String,
+}
+
+/// `labctl agent gate`.
+#[derive(Debug, Clone, Args)]
+pub struct GateArgs {
+    /// How often to probe the proxy and read the funnel back (`15s`, `1m`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    /// Consecutive failed probes before the funnel goes off.
+    #[arg(long, value_name = "N")]
+    pub failures: u32,
+    /// The proxy's health URL; without it, health is unknown and the funnel stays off.
+    #[arg(long, value_name = "URL")]
+    pub health_url: Option<String>,
+    /// A funnel to keep on while healthy, as `8443:8085` (public HTTPS port : local port).
+    #[arg(long, value_name = "PUBLIC:TARGET")]
+    pub funnel: Vec<String>,
+}
+
+/// `labctl agent collector`.
+#[derive(Debug, Clone, Args)]
+pub struct CollectorArgs {
+    /// How often to collect (`15s`, `1m`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    /// The proc filesystem to read (the DaemonSet mounts the host's at `/host/proc`).
+    #[arg(long, value_name = "PATH", default_value = "/proc")]
+    pub proc_path: PathBuf,
+    /// The sys filesystem to read (the DaemonSet mounts the host's at `/host/sys`).
+    #[arg(long, value_name = "PATH", default_value = "/sys")]
+    pub sys_path: PathBuf,
+    /// tailscaled's local API socket.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/var/run/tailscale/tailscaled.sock"
+    )]
+    pub tailscale_socket: PathBuf,
+    /// The node's name (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+}
+
+/// `labctl agent ingest`.
+#[derive(Debug, Clone, Args)]
+pub struct IngestArgs {
+    /// The GitHub repository, as `owner/name`.
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub repository: String,
+    /// Only issues with this label become journal entries.
+    #[arg(long, value_name = "LABEL")]
+    pub label: String,
+    /// How often to sync (`5m`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    /// The PostgreSQL database, as `postgres://user@host:5432/db` (password from `PGPASSWORD`).
+    #[arg(long, value_name = "URL")]
+    pub database_url: String,
 }

@@ -101,6 +101,15 @@ pub enum Error {
         resources: Vec<String>,
     },
 
+    /// An agent could not go on.
+    #[error("agent {agent}: {message}")]
+    Agent {
+        /// The agent, as `proxy`.
+        agent: &'static str,
+        /// Why.
+        message: String,
+    },
+
     /// Apply finished, but some changes failed; each is named.
     #[error("apply failed for {}", failed.join(", "))]
     ApplyFailed {

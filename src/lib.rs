@@ -4,11 +4,13 @@
 //! Data flow: [`stack::load`] → [`render::render`] → [`plan::diff`] against a [`plan::Live`] set →
 //! a [`plan::Plan`] that [`view`] prints.
 
+pub mod agent;
 pub mod apply;
 pub mod backend;
 pub mod cli;
 pub mod error;
 pub mod git;
+pub mod metric;
 pub mod plan;
 pub mod render;
 pub mod resource;

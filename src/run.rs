@@ -51,6 +51,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode, Error> {
         Command::Render(args) => render_cmd(cli, args),
         Command::Plan(args) => plan_cmd(cli, args, out_styles),
         Command::Apply(args) => apply_cmd(cli, args, out_styles),
+        Command::Agent(args) => Ok(crate::agent::main(args)),
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,
