@@ -16,6 +16,7 @@ pub mod render;
 pub mod resource;
 pub mod schema_check;
 pub mod stack;
+pub mod telemetry;
 pub mod view;
 
 mod run;
