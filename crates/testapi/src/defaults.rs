@@ -71,13 +71,22 @@ fn default_container(c: &mut Value) {
             set_default(p, "protocol", json!("TCP"));
         }
     }
+    if let Some(env) = c.get_mut("env").and_then(Value::as_array_mut) {
+        for e in env {
+            if let Some(fr) = e
+                .get_mut("valueFrom")
+                .and_then(|v| v.get_mut("fieldRef"))
+                .filter(|f| f.is_object())
+            {
+                set_default(fr, "apiVersion", json!("v1"));
+            }
+        }
+    }
 }
 
 fn default_template(spec: &mut Value) {
     if spec["template"].is_object() {
         let t = &mut spec["template"];
-        // Go serializes the zero metav1.Time of an embedded ObjectMeta as null (1.32).
-        set_default(obj_mut(t, "metadata"), "creationTimestamp", Value::Null);
         if t.get("spec").is_some() {
             default_pod_spec(&mut t["spec"]);
         }
@@ -172,7 +181,7 @@ pub fn apply(state: &mut State, def: &ResourceDef, old: Option<&Value>, obj: &mu
             {
                 for v in vcts {
                     if v.is_object() {
-                        set_default(obj_mut(v, "metadata"), "creationTimestamp", Value::Null);
+                        obj_mut(v, "metadata");
                         set_default(obj_mut(v, "spec"), "volumeMode", json!("Filesystem"));
                         set_default(obj_mut(v, "status"), "phase", json!("Pending"));
                         set_default(v, "apiVersion", json!("v1"));
@@ -313,23 +322,32 @@ fn base64(input: &[u8]) -> String {
     out
 }
 
-fn go_label_selector(v: &Value) -> String {
-    let labels = v["matchLabels"]
-        .as_object()
-        .map(|m| {
-            let inner: Vec<String> = m
-                .iter()
-                .map(|(k, v)| format!("{k:?}:{:?}", v.as_str().unwrap_or_default()))
-                .collect();
-            format!("map[string]string{{{}}}", inner.join(", "))
-        })
-        .unwrap_or_else(|| "map[string]string(nil)".into());
-    let exprs = if v["matchExpressions"].is_array() {
-        format!("[]v1.LabelSelectorRequirement{}", v["matchExpressions"])
-    } else {
-        "[]v1.LabelSelectorRequirement(nil)".into()
-    };
-    format!("v1.LabelSelector{{MatchLabels:{labels}, MatchExpressions:{exprs}}}")
+/// A value as the real server (1.34 and later) prints it in validation messages: compact JSON
+/// with Go's field order and sorted map keys.
+fn json_value(v: &Value) -> String {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&m[k]))).collect())
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(v).to_string()
+}
+
+/// A LabelSelector as printed in validation messages (`{"matchLabels":{...}}`).
+fn label_selector_value(v: &Value) -> String {
+    let mut out = serde_json::Map::new();
+    for k in ["matchLabels", "matchExpressions"] {
+        if let Some(x) = v.get(k).filter(|x| !x.is_null()) {
+            out.insert(k.into(), serde_json::from_str(&json_value(x)).unwrap_or(Value::Null));
+        }
+    }
+    Value::Object(out).to_string()
 }
 
 fn cause(reason: &str, field: &str, message: String) -> Cause {
@@ -359,7 +377,7 @@ pub fn validate_update(
                 "spec.selector",
                 format!(
                     "Invalid value: {}: field is immutable",
-                    go_label_selector(&ns["selector"])
+                    label_selector_value(&ns["selector"])
                 ),
             ));
         }
@@ -396,7 +414,7 @@ pub fn validate_update(
                 causes.push(cause(
                     "FieldValueInvalid",
                     "spec.clusterIPs[0]",
-                    format!("Invalid value: []string{{{n:?}}}: may not change once set"),
+                    format!("Invalid value: {}: may not change once set", json!([n])),
                 ));
             }
         }
@@ -475,10 +493,10 @@ pub fn validate_update(
                 "FieldValueInvalid",
                 "roleRef",
                 format!(
-                    "Invalid value: rbac.RoleRef{{APIGroup:{:?}, Kind:{:?}, Name:{:?}}}: cannot change roleRef",
-                    r["apiGroup"].as_str().unwrap_or_default(),
-                    r["kind"].as_str().unwrap_or_default(),
-                    r["name"].as_str().unwrap_or_default()
+                    "Invalid value: {}: cannot change roleRef",
+                    json!({"apiGroup": r["apiGroup"].as_str().unwrap_or_default(),
+                           "kind": r["kind"].as_str().unwrap_or_default(),
+                           "name": r["name"].as_str().unwrap_or_default()})
                 ),
             ));
         }
@@ -557,18 +575,6 @@ fn validate_labels(labels: &Value, field: &str, causes: &mut Vec<Cause>) {
             ));
         }
     }
-}
-
-fn go_string_map(v: &Value) -> String {
-    let inner: Vec<String> = v
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k:?}:{:?}", v.as_str().unwrap_or_default()))
-                .collect()
-        })
-        .unwrap_or_default();
-    format!("map[string]string{{{}}}", inner.join(", "))
 }
 
 fn validate_pod_spec(spec: &Value, field: &str, causes: &mut Vec<Cause>) {
@@ -662,7 +668,7 @@ pub fn validate(def: &ResourceDef, name: &str, obj: &Value) -> Result<(), ApiErr
                             "spec.selector",
                             format!(
                                 "Invalid value: {}: empty selector is invalid for deployment",
-                                go_label_selector(&spec["selector"])
+                                label_selector_value(&spec["selector"])
                             ),
                         ));
                     }
@@ -675,7 +681,7 @@ pub fn validate(def: &ResourceDef, name: &str, obj: &Value) -> Result<(), ApiErr
                             "spec.template.metadata.labels",
                             format!(
                                 "Invalid value: {}: `selector` does not match template `labels`",
-                                go_string_map(template_labels)
+                                json_value(template_labels)
                             ),
                         ));
                     }
@@ -695,7 +701,26 @@ pub fn validate(def: &ResourceDef, name: &str, obj: &Value) -> Result<(), ApiErr
                     "Required value".into(),
                 ));
             }
-            for (i, p) in spec["ports"].as_array().into_iter().flatten().enumerate() {
+            let ports = spec["ports"].as_array().cloned().unwrap_or_default();
+            let mut names: Vec<&str> = Vec::new();
+            for (i, p) in ports.iter().enumerate() {
+                let pname = p["name"].as_str().unwrap_or_default();
+                if ports.len() > 1 && pname.is_empty() {
+                    causes.push(cause(
+                        "FieldValueRequired",
+                        &format!("spec.ports[{i}].name"),
+                        "Required value".into(),
+                    ));
+                } else if !pname.is_empty() {
+                    if names.contains(&pname) {
+                        causes.push(cause(
+                            "FieldValueDuplicate",
+                            &format!("spec.ports[{i}].name"),
+                            format!("Duplicate value: {pname:?}"),
+                        ));
+                    }
+                    names.push(pname);
+                }
                 let port = p["port"].as_i64().unwrap_or(0);
                 if !(1..=65535).contains(&port) {
                     causes.push(cause(

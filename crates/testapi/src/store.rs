@@ -226,6 +226,22 @@ fn without_managed(obj: &Value) -> Value {
     o
 }
 
+fn without_times(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if let Some(entries) = o
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("managedFields"))
+        .and_then(Value::as_array_mut)
+    {
+        for e in entries {
+            if let Some(m) = e.as_object_mut() {
+                m.remove("time");
+            }
+        }
+    }
+    o
+}
+
 fn status_ignored(def: &ResourceDef) -> bool {
     def.status
 }
@@ -440,7 +456,7 @@ impl State {
                 reason: "FieldValueInvalid".into(),
                 field: "spec.clusterIPs".into(),
                 message: format!(
-                    "Invalid value: []string{{{ip:?}}}: failed to allocate IP {ip}: provided IP is already allocated"
+                    "Invalid value: [{ip:?}]: failed to allocate IP {ip}: provided IP is already allocated"
                 ),
             });
         }
@@ -628,10 +644,13 @@ impl State {
         *meta = ordered;
         let new = order_top(new);
 
+        // A write that changes nothing but managedFields times is no write (the real
+        // server's IgnoreManagedFieldsTimestampsTransformer): the old object, old times and
+        // all, is the answer. A changed entry order is a change.
         if let Some(o) = old {
-            let mut cmp_new = new.clone();
+            let mut cmp_new = without_times(&new);
             cmp_new["metadata"]["resourceVersion"] = o["metadata"]["resourceVersion"].clone();
-            if cmp_new == *o {
+            if cmp_new == without_times(o) {
                 return Ok(o.clone());
             }
         }
@@ -1008,6 +1027,18 @@ impl State {
                 new_c["metadata"] = json!({"name": name});
             }
             defaults::apply(self, def, live.as_ref(), &mut new_c);
+            // The Namespace strategy (after the field manager) adds the `kubernetes`
+            // finalizer: the writer does not own it.
+            if def.group.is_empty()
+                && def.kind == "Namespace"
+                && new["spec"].get("finalizers").is_none()
+                && let Some(spec) = new_c.get_mut("spec").and_then(Value::as_object_mut)
+            {
+                spec.remove("finalizers");
+                if spec.is_empty() {
+                    new_c.as_object_mut().map(|m| m.remove("spec"));
+                }
+            }
         }
         // Server-set metadata comes from the live object.
         if let Some(m) = new_c.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -1316,7 +1347,7 @@ impl State {
 fn order_top(v: Value) -> Value {
     let Value::Object(mut m) = v else { return v };
     let mut out = Map::new();
-    for k in ["apiVersion", "kind", "metadata"] {
+    for k in ["kind", "apiVersion", "metadata"] {
         if let Some(x) = m.remove(k) {
             out.insert(k.into(), x);
         }

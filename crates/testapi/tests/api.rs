@@ -614,7 +614,7 @@ fn immutable_fields_are_rejected() {
         s["message"]
             .as_str()
             .unwrap()
-            .starts_with("Deployment.apps \"web\" is invalid: spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"web2\"}")
+            .starts_with("Deployment.apps \"web\" is invalid: spec.selector: Invalid value: {\"matchLabels\":{\"app\":\"web2\"}}")
     );
     assert!(
         s["message"]
@@ -692,7 +692,7 @@ fn immutable_fields_are_rejected() {
     assert_eq!(r.status, 422);
     assert_eq!(
         r.json()["message"],
-        "Service \"web\" is invalid: spec.clusterIPs[0]: Invalid value: []string{\"10.43.9.9\"}: may not change once set"
+        "Service \"web\" is invalid: spec.clusterIPs[0]: Invalid value: [\"10.43.9.9\"]: may not change once set"
     );
     // Re-applying without clusterIP keeps the allocated one.
     let s = apply(
@@ -1248,7 +1248,7 @@ fn validation_messages_match_the_real_server() {
     assert_eq!(r.status, 422);
     assert_eq!(
         r.json()["message"],
-        "Deployment.apps \"web\" is invalid: spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`"
+        "Deployment.apps \"web\" is invalid: spec.template.metadata.labels: Invalid value: {\"app\":\"other\"}: `selector` does not match template `labels`"
     );
 
     let svc = |name: &str| {
