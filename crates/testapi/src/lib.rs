@@ -103,6 +103,7 @@
 mod defaults;
 pub mod fieldset;
 mod http;
+pub mod list_semantics;
 pub mod resources;
 pub mod schema;
 mod schema_fields;

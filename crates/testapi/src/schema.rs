@@ -3,8 +3,53 @@
 //!
 //! Positions are identified by the kind and the field names from the object root (list
 //! item elements are skipped), e.g. `["spec", "template", "spec", "containers", "ports"]`.
+//!
+//! For the types the real server's core/v1 and apps/v1 OpenAPI v3 documents carry (core,
+//! apps and meta/v1 types), the answer comes from the recorded table of their extensions
+//! ([`crate::list_semantics`]): the type at a position is found by walking the declared
+//! fields from the kind's root type. Other kinds (RBAC, networking, custom resources) use a
+//! built-in rule set by field name.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use serde_json::Value;
+
+use crate::list_semantics::{Extensions, PROPERTIES};
+use crate::schema_fields::{ROOTS, TYPES};
+
+type Fields = HashMap<&'static str, &'static str>;
+
+fn types() -> &'static HashMap<&'static str, Fields> {
+    static T: OnceLock<HashMap<&'static str, Fields>> = OnceLock::new();
+    T.get_or_init(|| {
+        TYPES
+            .iter()
+            .map(|(t, f)| (*t, f.iter().copied().collect()))
+            .collect()
+    })
+}
+
+fn extensions() -> &'static HashMap<&'static str, &'static Extensions> {
+    static E: OnceLock<HashMap<&'static str, &'static Extensions>> = OnceLock::new();
+    E.get_or_init(|| PROPERTIES.iter().map(|e| (e.key, e)).collect())
+}
+
+/// Whether the recorded table speaks for this type (it covers every schema of the core/v1
+/// and apps/v1 documents).
+fn covered(ty: &str) -> bool {
+    ty.starts_with("api.core.v1.")
+        || ty.starts_with("api.apps.v1.")
+        || ty.starts_with("apimachinery.pkg.apis.meta.v1.")
+}
+
+/// What is known about a position: the declared type there (`None` for plain values and map
+/// entries of them), and the extensions on the property that leads there.
+struct At {
+    ty: Option<&'static str>,
+    prop: Option<&'static Extensions>,
+    parent_covered: bool,
+}
 
 /// How a list merges.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +82,60 @@ impl Schema {
         }
     }
 
+    /// Walks the declared types from the kind's root along `fields`; `None` for kinds or
+    /// positions the generated type table does not know.
+    fn at<S: AsRef<str>>(&self, fields: &[S]) -> Option<At> {
+        let root = ROOTS
+            .iter()
+            .find(|(g, k, _)| *g == self.group && *k == self.kind)
+            .map(|(_, _, t)| *t)?;
+        let mut at = At {
+            ty: Some(root),
+            prop: None,
+            parent_covered: false,
+        };
+        let mut map_of: Option<Option<&'static str>> = None;
+        for f in fields {
+            let f = f.as_ref();
+            if let Some(inner) = map_of.take() {
+                // A map key: the value's type is the map's element type.
+                at = At {
+                    ty: inner,
+                    prop: None,
+                    parent_covered: false,
+                };
+                continue;
+            }
+            let ty = at.ty?;
+            let child = *types().get(ty)?.get(f)?;
+            let prop = extensions().get(format!("io.k8s.{ty}.{f}").as_str()).copied();
+            let (child_ty, is_map) = match child.strip_prefix("map:") {
+                Some(inner) => (Some(inner).filter(|t| !t.is_empty()), true),
+                None => (Some(child).filter(|t| !t.is_empty()), false),
+            };
+            if is_map {
+                map_of = Some(child_ty);
+            }
+            at = At {
+                ty: if is_map { None } else { child_ty },
+                prop,
+                parent_covered: covered(ty),
+            };
+        }
+        Some(at)
+    }
+
     /// The merge type of the list at `fields`.
     pub fn list_type<S: AsRef<str>>(&self, fields: &[S]) -> ListType {
+        if let Some(at) = self.at(fields)
+            && at.parent_covered
+        {
+            return match at.prop {
+                Some(e) if e.list_type == Some("map") => ListType::Map(e.list_map_keys.to_vec()),
+                Some(e) if e.list_type == Some("set") => ListType::Set,
+                _ => ListType::Atomic,
+            };
+        }
         let f: Vec<&str> = fields.iter().map(AsRef::as_ref).collect();
         let Some((&last, parent)) = f.split_last() else {
             return ListType::Atomic;
@@ -85,6 +182,16 @@ impl Schema {
     /// Whether the map at `fields` is atomic (`x-kubernetes-map-type: atomic`, or a
     /// `LabelSelector`, which is `structType=atomic`).
     pub fn map_atomic<S: AsRef<str>>(&self, fields: &[S]) -> bool {
+        if let Some(at) = self.at(fields)
+            && (at.parent_covered || at.ty.is_some_and(covered))
+        {
+            let on_type = at
+                .ty
+                .and_then(|t| extensions().get(format!("io.k8s.{t}").as_str()))
+                .is_some_and(|e| e.map_type == Some("atomic"));
+            let on_prop = at.prop.is_some_and(|e| e.map_type == Some("atomic"));
+            return on_type || on_prop;
+        }
         let f: Vec<&str> = fields.iter().map(AsRef::as_ref).collect();
         match f.last() {
             Some(&"selector") => {
