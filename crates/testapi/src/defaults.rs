@@ -148,6 +148,8 @@ pub fn apply(state: &mut State, def: &ResourceDef, old: Option<&Value>, obj: &mu
             set_default(obj_mut(obj, "status"), "phase", json!("Pending"));
         }
         "Service" => default_service(state, old, obj),
+        // The quota controller fills status in; until then the server stores it empty.
+        "ResourceQuota" if old.is_none() => set_default(obj, "status", json!({})),
         "Deployment" => {
             let spec = obj_mut(obj, "spec");
             set_default(spec, "replicas", json!(1));
@@ -296,7 +298,7 @@ fn default_service(state: &mut State, old: Option<&Value>, obj: &mut Value) {
     set_default(obj_mut(obj, "status"), "loadBalancer", json!({}));
 }
 
-fn base64(input: &[u8]) -> String {
+pub(crate) fn base64(input: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in input.chunks(3) {

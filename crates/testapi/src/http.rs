@@ -137,6 +137,19 @@ pub async fn handle(
         return error_response(&ApiError::unsupported_media_type(ct));
     }
     if method == Method::GET && query.flag("watch") {
+        let allowed = {
+            let st = shared.lock().expect("state lock");
+            resolve(&st, &segs).and_then(|t| {
+                let auth = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
+                let who = crate::access::authenticate(&st, auth)?;
+                crate::access::authorize(&st, &who, &t.def, "watch", t.sub, t.name, t.ns)
+            })
+        };
+        if let Err(e) = allowed {
+            return error_response(&e);
+        }
         return watch(shared, &segs, &query, wants_table(&headers)).await;
     }
     match route(&shared, &method, &segs, &query, &headers, &body) {
@@ -229,8 +242,9 @@ fn resolve<'a>(st: &State, segs: &[&'a str]) -> Result<Target<'a>, ApiError> {
     if def.namespaced && name.is_some() && ns.is_none() {
         return Err(ApiError::no_route());
     }
+    let token = def.group.is_empty() && def.kind == "ServiceAccount";
     if let Some(s) = sub
-        && !(s == "status" && def.status || s == "scale" && def.scale)
+        && !(s == "status" && def.status || s == "scale" && def.scale || s == "token" && token)
     {
         return Err(ApiError::no_route());
     }
@@ -305,6 +319,24 @@ fn route(
     let t = resolve(&st, segs)?;
     let def = &t.def;
     let ns = t.ns.unwrap_or_default();
+    let who = crate::access::authenticate(
+        &st,
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    )?;
+    let verb = crate::access::verb(method.as_str(), t.name.is_some(), query.flag("watch"));
+    crate::access::authorize(&st, &who, def, verb, t.sub, t.name, t.ns)?;
+    if t.sub == Some("token") {
+        if *method != Method::POST {
+            return Err(ApiError::method_not_allowed());
+        }
+        let v = decode_body(body)?;
+        let params = query.write_params("token");
+        let manager = update_manager(&params, headers);
+        let out = st.token_request(def, ns, t.name.unwrap_or_default(), &v, &manager)?;
+        return Ok(Reply::Json(201, out));
+    }
     if t.sub == Some("scale") {
         return scale(
             &mut st,

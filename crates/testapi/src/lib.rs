@@ -100,6 +100,8 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
+mod admission;
 mod defaults;
 pub mod fieldset;
 mod http;
@@ -123,6 +125,8 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, Uri};
 use serde_json::{Value, json};
 
+pub use access::Identity;
+pub use admission::Refusal;
 pub use status::ApiError;
 use store::{State, WriteParams};
 
@@ -238,6 +242,36 @@ fn new_state(opts: &Options) -> State {
                 true,
             )
             .expect("creating a built-in namespace");
+        }
+        // The ConfigMaps the real kube-apiserver writes into kube-system at start (an
+        // all-namespaces LIST returns them).
+        let cm = st.def_by_kind("v1", "ConfigMap").expect("ConfigMap is built in");
+        let since = util::now_rfc3339();
+        for (name, data) in [
+            (
+                "extension-apiserver-authentication",
+                json!({"requestheader-allowed-names": "[]",
+                       "requestheader-extra-headers-prefix": "[\"X-Remote-Extra-\"]",
+                       "requestheader-group-headers": "[\"X-Remote-Group\"]",
+                       "requestheader-username-headers": "[\"X-Remote-User\"]"}),
+            ),
+            (
+                "kube-apiserver-legacy-service-account-token-tracking",
+                json!({"since": since[..10]}),
+            ),
+        ] {
+            let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                             "metadata": {"name": name, "namespace": "kube-system"}, "data": data});
+            st.update(
+                &cm,
+                "kube-system",
+                name,
+                obj,
+                "kube-apiserver",
+                &WriteParams::default(),
+                true,
+            )
+            .expect("creating a kube-system ConfigMap");
         }
     }
     st.auto_rollout = opts.auto_rollout;

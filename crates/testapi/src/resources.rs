@@ -159,6 +159,16 @@ pub fn builtin() -> Vec<ResourceDef> {
         ),
         def("", "Event", "events", true, &["ev"], false, false, false),
         def(
+            "",
+            "ResourceQuota",
+            "resourcequotas",
+            true,
+            &["quota"],
+            false,
+            false,
+            true,
+        ),
+        def(
             "apps",
             "Deployment",
             "deployments",
@@ -187,6 +197,46 @@ pub fn builtin() -> Vec<ResourceDef> {
             true,
             true,
             true,
+        ),
+        def(
+            "apps",
+            "ReplicaSet",
+            "replicasets",
+            true,
+            &["rs"],
+            true,
+            true,
+            true,
+        ),
+        def(
+            "apps",
+            "ControllerRevision",
+            "controllerrevisions",
+            true,
+            &[],
+            false,
+            false,
+            false,
+        ),
+        def(
+            "apiregistration.k8s.io",
+            "APIService",
+            "apiservices",
+            false,
+            &[],
+            false,
+            false,
+            true,
+        ),
+        def(
+            "events.k8s.io",
+            "Event",
+            "events",
+            true,
+            &["ev"],
+            false,
+            false,
+            false,
         ),
         def(
             "rbac.authorization.k8s.io",
@@ -252,7 +302,7 @@ pub fn builtin() -> Vec<ResourceDef> {
     for r in &mut v {
         match r.kind.as_str() {
             "Namespace" => r.verbs.retain(|v| v != "deletecollection"),
-            "Deployment" | "StatefulSet" => r.scale = true,
+            "Deployment" | "StatefulSet" | "ReplicaSet" => r.scale = true,
             "Pod" => r.writable = true,
             "Endpoints" => r.singular = "endpoints".into(),
             _ => {}
@@ -319,16 +369,60 @@ fn subresources(r: &ResourceDef) -> Vec<(&'static str, String, Vec<&'static str>
     if r.kind == "Namespace" {
         subs.push(("finalize", "Namespace".to_string(), vec!["update"]));
     }
+    if r.kind == "ServiceAccount" && r.group.is_empty() {
+        subs.push(("token", "TokenRequest".to_string(), vec!["create"]));
+    }
+    subs.sort_by_key(|(name, _, _)| *name);
     subs
+}
+
+/// The group order of the real server's discovery (its built-in group priorities); groups
+/// it does not know (custom resources) follow, in first-seen order.
+const GROUP_ORDER: [&str; 20] = [
+    "apiregistration.k8s.io",
+    "apps",
+    "events.k8s.io",
+    "authentication.k8s.io",
+    "authorization.k8s.io",
+    "autoscaling",
+    "batch",
+    "certificates.k8s.io",
+    "networking.k8s.io",
+    "policy",
+    "rbac.authorization.k8s.io",
+    "storage.k8s.io",
+    "admissionregistration.k8s.io",
+    "apiextensions.k8s.io",
+    "scheduling.k8s.io",
+    "coordination.k8s.io",
+    "node.k8s.io",
+    "discovery.k8s.io",
+    "resource.k8s.io",
+    "flowcontrol.apiserver.k8s.io",
+];
+
+/// `storageVersionHash`: the first 8 bytes of SHA-256 of `group/version/kind`, base64, as
+/// the real server computes it for its storage version.
+pub fn storage_version_hash(r: &ResourceDef) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{}/{}/{}", r.group, r.version, r.kind));
+    crate::defaults::base64(&digest[..8])
+}
+
+/// The definitions of one group-version, in the real server's order (by resource name).
+fn sorted_of<'a>(defs: &'a [ResourceDef], group: &str, version: &str) -> Vec<&'a ResourceDef> {
+    let mut v: Vec<&ResourceDef> = defs
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
+    v.sort_by(|a, b| a.plural.cmp(&b.plural));
+    v
 }
 
 /// `APIResourceList` for one group-version.
 pub fn resource_list(defs: &[ResourceDef], group: &str, version: &str) -> Value {
     let mut resources = Vec::new();
-    for r in defs
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-    {
+    for r in sorted_of(defs, group, version) {
         let mut e = json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -342,6 +436,7 @@ pub fn resource_list(defs: &[ResourceDef], group: &str, version: &str) -> Value 
         if !r.categories.is_empty() {
             e["categories"] = json!(r.categories);
         }
+        e["storageVersionHash"] = json!(storage_version_hash(r));
         resources.push(e);
         for (sub, kind, verbs) in subresources(r) {
             let mut s = json!({
@@ -353,6 +448,10 @@ pub fn resource_list(defs: &[ResourceDef], group: &str, version: &str) -> Value 
             });
             if sub == "scale" {
                 s["group"] = json!("autoscaling");
+                s["version"] = json!("v1");
+            }
+            if sub == "token" {
+                s["group"] = json!("authentication.k8s.io");
                 s["version"] = json!("v1");
             }
             resources.push(s);
@@ -384,6 +483,13 @@ pub fn groups(defs: &[ResourceDef]) -> Vec<(String, Vec<String>)> {
             None => out.push((r.group.clone(), vec![r.version.clone()])),
         }
     }
+    let rank = |g: &str| {
+        GROUP_ORDER
+            .iter()
+            .position(|o| *o == g)
+            .unwrap_or(GROUP_ORDER.len())
+    };
+    out.sort_by_key(|(g, _)| rank(g));
     out
 }
 
@@ -443,13 +549,13 @@ pub fn aggregated(defs: &[ResourceDef], core: bool) -> Value {
             let versions: Vec<Value> = vs
                 .iter()
                 .map(|v| {
-                    let resources: Vec<Value> = defs
-                        .iter()
-                        .filter(|r| r.group == g && &r.version == v)
+                    let resources: Vec<Value> = sorted_of(defs, &g, v)
+                        .into_iter()
                         .map(|r| {
+                            // The resource's own group-version is left empty.
                             let mut e = json!({
                                 "resource": r.plural,
-                                "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+                                "responseKind": {"group": "", "version": "", "kind": r.kind},
                                 "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
                                 "singularResource": r.singular,
                                 "verbs": r.verbs,
@@ -463,10 +569,10 @@ pub fn aggregated(defs: &[ResourceDef], core: bool) -> Value {
                             let subs: Vec<Value> = subresources(r)
                                 .into_iter()
                                 .map(|(sub, kind, verbs)| {
-                                    let (gr, ve) = if sub == "scale" {
-                                        ("autoscaling".to_string(), "v1".to_string())
-                                    } else {
-                                        (r.group.clone(), r.version.clone())
+                                    let (gr, ve) = match sub {
+                                        "scale" => ("autoscaling", "v1"),
+                                        "token" => ("authentication.k8s.io", "v1"),
+                                        _ => ("", ""),
                                     };
                                     json!({
                                         "subresource": sub,
@@ -484,7 +590,7 @@ pub fn aggregated(defs: &[ResourceDef], core: bool) -> Value {
                     json!({"version": v, "resources": resources, "freshness": "Current"})
                 })
                 .collect();
-            let mut item = json!({"metadata": {"creationTimestamp": null}, "versions": versions});
+            let mut item = json!({"metadata": {}, "versions": versions});
             if !g.is_empty() {
                 item["metadata"]["name"] = json!(g);
             }

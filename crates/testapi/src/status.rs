@@ -64,6 +64,61 @@ impl ApiError {
         }
     }
 
+    /// Any error, as a test hook would refuse a request (e.g. an admission webhook's
+    /// `403 Forbidden` or `422 Invalid`): the status code, `reason`, `message` and optional
+    /// `details` of the `Status` body.
+    pub fn custom(code: u16, reason: &str, message: impl Into<String>, details: Option<Value>) -> Self {
+        Self::new(code, reason, message.into(), details)
+    }
+
+    /// 401 Unauthorized (an unknown bearer token).
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized".into(), None)
+    }
+
+    /// 403 from authorization, worded as the real RBAC authorizer's refusal: `resource` is
+    /// the resource (with `/subresource`), `name` the object's name when the request names
+    /// one, `namespace` the request's namespace (`None` at the cluster scope).
+    pub fn rbac_forbidden(
+        user: &str,
+        verb: &str,
+        plural: &str,
+        resource: &str,
+        group: &str,
+        name: Option<&str>,
+        namespace: Option<&str>,
+    ) -> Self {
+        let qualified = if group.is_empty() {
+            plural.to_string()
+        } else {
+            format!("{plural}.{group}")
+        };
+        let subject = match name {
+            Some(n) => format!("{qualified} \"{n}\""),
+            None => qualified,
+        };
+        let scope = match namespace {
+            Some(ns) => format!("in the namespace \"{ns}\""),
+            None => "at the cluster scope".to_string(),
+        };
+        let mut details = Map::new();
+        if let Some(n) = name {
+            details.insert("name".into(), json!(n));
+        }
+        if !group.is_empty() {
+            details.insert("group".into(), json!(group));
+        }
+        details.insert("kind".into(), json!(plural));
+        Self::new(
+            403,
+            "Forbidden",
+            format!(
+                "{subject} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{group}\" {scope}"
+            ),
+            Some(Value::Object(details)),
+        )
+    }
+
     /// 404 NotFound for an object.
     pub fn not_found(def: &ResourceDef, name: &str) -> Self {
         Self::new(

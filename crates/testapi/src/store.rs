@@ -74,6 +74,10 @@ pub struct State {
     pub terminating: BTreeMap<String, std::time::Instant>,
     /// How long a deleted namespace stays Terminating before it and its contents go.
     pub namespace_finalize_delay: Duration,
+    /// Issued bearer tokens and whom they speak for.
+    pub tokens: BTreeMap<String, crate::access::Identity>,
+    /// Admission refusals registered by tests.
+    pub refusals: Vec<crate::admission::Refusal>,
 }
 
 /// Parameters of a write request.
@@ -273,6 +277,8 @@ impl State {
             terminating: BTreeMap::new(),
             rollout_templates: BTreeMap::new(),
             namespace_finalize_delay: Duration::from_millis(100),
+            tokens: BTreeMap::new(),
+            refusals: Vec::new(),
         }
     }
 
@@ -569,6 +575,7 @@ impl State {
         if def.kind == "Service" && def.group.is_empty() {
             self.check_allocations(def, ns, name, &new)?;
         }
+        self.admit(def, ns, name, old, dry_run)?;
         let meta = new
             .get_mut("metadata")
             .and_then(Value::as_object_mut)
@@ -1111,6 +1118,85 @@ impl State {
             None => entries.push(entry),
         }
         self.commit(def, ns, name, live.as_ref(), new_c, entries, params.dry_run)
+    }
+
+    /// A `TokenRequest` for a ServiceAccount (`POST .../serviceaccounts/<name>/token`): issues
+    /// a bearer token that then acts as that ServiceAccount. The answer is shaped as the real
+    /// server's: the ServiceAccount's name, namespace, uid and creationTimestamp, an `Update`
+    /// entry for the token subresource, no resourceVersion.
+    ///
+    /// # Errors
+    /// 404 when the ServiceAccount does not exist.
+    pub fn token_request(
+        &mut self,
+        def: &ResourceDef,
+        ns: &str,
+        name: &str,
+        body: &Value,
+        manager: &str,
+    ) -> Result<Value, ApiError> {
+        let sa = self
+            .get(def, ns, name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(def, name))?;
+        let mut spec = body["spec"].as_object().cloned().unwrap_or_default();
+        let secs = spec
+            .get("expirationSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(3600);
+        let mut out_spec = Map::new();
+        out_spec.insert(
+            "audiences".into(),
+            spec.remove("audiences")
+                .unwrap_or_else(|| json!(["https://kubernetes.default.svc.cluster.local"])),
+        );
+        out_spec.insert("expirationSeconds".into(), json!(secs));
+        out_spec.insert(
+            "boundObjectRef".into(),
+            spec.remove("boundObjectRef").unwrap_or(Value::Null),
+        );
+        let schema = Schema::new("authentication.k8s.io", "TokenRequest");
+        let set = fieldset::to_field_set(&schema, &json!({"spec": body["spec"].clone()}));
+        let now = now_rfc3339();
+        let mut meta = Map::new();
+        meta.insert("name".into(), json!(name));
+        meta.insert("namespace".into(), json!(ns));
+        meta.insert("uid".into(), sa["metadata"]["uid"].clone());
+        meta.insert(
+            "creationTimestamp".into(),
+            sa["metadata"]["creationTimestamp"].clone(),
+        );
+        if !set.is_empty() {
+            let entry = Entry {
+                manager: manager.to_string(),
+                operation: "Update".into(),
+                api_version: "authentication.k8s.io/v1".into(),
+                time: now.clone(),
+                subresource: "token".into(),
+                set,
+            };
+            meta.insert("managedFields".into(), json!([entry.to_json()]));
+        }
+        self.uid_counter += 1;
+        let token = format!(
+            "testapi-sa.{}",
+            uid(self.uid_counter, self.seed).replace('-', "")
+        );
+        self.tokens.insert(
+            token.clone(),
+            crate::access::Identity::ServiceAccount {
+                namespace: ns.to_string(),
+                name: name.to_string(),
+            },
+        );
+        let expires = crate::util::parse_rfc3339(&now).unwrap_or(0) + secs;
+        Ok(json!({
+            "kind": "TokenRequest",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": meta,
+            "spec": out_spec,
+            "status": {"token": token, "expirationTimestamp": crate::util::rfc3339(expires)},
+        }))
     }
 
     /// With `fieldValidation=Strict`, rejects fields the type does not declare, as the real
