@@ -289,7 +289,10 @@ fn route(
             });
         }
         ["openapi", "v3"] if get => {
-            return Ok(Reply::Json(200, resources::openapi_v3_root(&st.defs)));
+            // The real server answers its index as text/plain, whatever the Accept header.
+            return Ok(Reply::Text(
+                resources::openapi_v3_root(&st.defs).to_string(),
+            ));
         }
         ["openapi", "v3", rest @ ..] if get => {
             return resources::openapi_v3_gv(&st.defs, &rest.join("/"))

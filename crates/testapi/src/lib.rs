@@ -502,6 +502,70 @@ impl TestApiServer {
         }
     }
 
+    /// Refuses writes of the object `kind`/`name` (in any namespace) with `error`, as a
+    /// validating admission webhook would: create, update, patch and server-side apply,
+    /// `dryRun=All` included, get `error` after the object was merged, defaulted and
+    /// validated. Until [`clear_refusals`](Self::clear_refusals).
+    pub fn refuse(&self, kind: &str, name: &str, error: ApiError) {
+        self.state().refusals.push(Refusal {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            namespace: None,
+            error,
+        });
+    }
+
+    /// Like [`refuse`](Self::refuse), in one namespace only.
+    pub fn refuse_in(&self, namespace: &str, kind: &str, name: &str, error: ApiError) {
+        self.state().refusals.push(Refusal {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            namespace: Some(namespace.to_string()),
+            error,
+        });
+    }
+
+    /// Removes every refusal registered with [`refuse`](Self::refuse).
+    pub fn clear_refusals(&self) {
+        self.state().refusals.clear();
+    }
+
+    /// Registers an account limited to `namespaces` and returns its bearer token: it may do
+    /// anything to namespaced resources in those namespaces; everything else (a
+    /// cluster-wide LIST, a GET of a Namespace or of any cluster-scoped object) gets the real
+    /// RBAC authorizer's 403 naming `user` (e.g. `system:serviceaccount:demo:limited`).
+    /// Discovery and OpenAPI stay readable, as for any authenticated user.
+    pub fn namespaced_token(&self, user: &str, namespaces: &[&str]) -> String {
+        let mut st = self.state();
+        let token = format!("testapi-limited-{}", st.tokens.len() + 1);
+        st.tokens.insert(
+            token.clone(),
+            Identity::Namespaced {
+                user: user.to_string(),
+                namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
+            },
+        );
+        token
+    }
+
+    /// Writes a kubeconfig for this server that authenticates with `token` (from
+    /// [`namespaced_token`](Self::namespaced_token) or a `TokenRequest`), with `namespace` as
+    /// its default namespace, and returns its path (next to the server's own kubeconfig).
+    ///
+    /// # Errors
+    /// When the file cannot be written.
+    pub fn kubeconfig_for_token(&self, token: &str, namespace: &str) -> std::io::Result<PathBuf> {
+        let n = self.state().tokens.len();
+        let path = self
+            .kubeconfig
+            .with_file_name(format!("kubeconfig-token-{n}-{namespace}"));
+        let text = kubeconfig_text(self.addr)
+            .replace(access::ADMIN_TOKEN, token)
+            .replace("namespace: default", &format!("namespace: {namespace}"));
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+
     /// Sets the latency injected before each request.
     pub fn set_latency(&self, latency: Duration) {
         self.state().latency = latency;

@@ -631,9 +631,134 @@ fn fnv(s: &str) -> u64 {
     })
 }
 
-/// A minimal OpenAPI v3 document for one group-version: the item paths with their
-/// operations, `x-kubernetes-group-version-kind` and the write query parameters (kubectl
-/// checks `fieldValidation` there to leave validation to the server), and permissive schemas.
+/// Schema name of a type of the generated type table (`io.k8s.api.core.v1.ServiceSpec`).
+fn schema_name(ty: &str) -> String {
+    format!("io.k8s.{ty}")
+}
+
+/// One property of an OpenAPI schema: a reference to its type (an array of it when the
+/// recorded table says it is a list), with the list/map extensions of the real server.
+fn property(parent: &str, field: &str, child: &str) -> Value {
+    let ext = crate::list_semantics::PROPERTIES
+        .iter()
+        .find(|e| e.key == format!("io.k8s.{parent}.{field}"));
+    let (inner, is_map) = match child.strip_prefix("map:") {
+        Some(i) => (i, true),
+        None => (child, false),
+    };
+    let target = if inner.is_empty() {
+        json!({})
+    } else {
+        json!({"$ref": format!("#/components/schemas/{}", schema_name(inner))})
+    };
+    let mut p = if ext.is_some_and(|e| e.list_type.is_some()) {
+        json!({"type": "array", "items": target})
+    } else if is_map {
+        json!({"type": "object", "additionalProperties": target})
+    } else if inner.is_empty() {
+        json!({})
+    } else {
+        json!({"allOf": [target], "default": {}})
+    };
+    if let Some(e) = ext {
+        if let Some(t) = e.list_type {
+            p["x-kubernetes-list-type"] = json!(t);
+        }
+        if !e.list_map_keys.is_empty() {
+            p["x-kubernetes-list-map-keys"] = json!(e.list_map_keys);
+        }
+        if let Some(t) = e.map_type {
+            p["x-kubernetes-map-type"] = json!(t);
+        }
+        if let Some(k) = e.patch_merge_key {
+            p["x-kubernetes-patch-merge-key"] = json!(k);
+        }
+        if let Some(k) = e.patch_strategy {
+            p["x-kubernetes-patch-strategy"] = json!(k);
+        }
+    }
+    p
+}
+
+/// Adds the schema of `ty` and of every type it reaches.
+fn add_schemas(ty: &str, schemas: &mut serde_json::Map<String, Value>) {
+    let name = schema_name(ty);
+    if schemas.contains_key(&name) {
+        return;
+    }
+    let Some((_, fields)) = crate::schema_fields::TYPES.iter().find(|(t, _)| *t == ty) else {
+        return;
+    };
+    let mut props = serde_json::Map::new();
+    for (f, child) in fields.iter() {
+        props.insert((*f).to_string(), property(ty, f, child));
+    }
+    let mut schema = json!({"type": "object", "properties": props});
+    if let Some(e) = crate::list_semantics::PROPERTIES
+        .iter()
+        .find(|e| e.key == name)
+        && let Some(t) = e.map_type
+    {
+        schema["x-kubernetes-map-type"] = json!(t);
+    }
+    schemas.insert(name, schema);
+    for (_, child) in fields.iter() {
+        let inner = child.strip_prefix("map:").unwrap_or(child);
+        if !inner.is_empty() {
+            add_schemas(inner, schemas);
+        }
+    }
+}
+
+/// The rest of the recorded table for the core/v1 and apps/v1 documents: the schemas of kinds
+/// the server does not serve (Node, PersistentVolume, ...) and fields the generated type table
+/// lacks still carry their extensions, as the real documents do.
+fn add_recorded_extensions(gv: &str, schemas: &mut serde_json::Map<String, Value>) {
+    let carried = |schema: &str| match gv {
+        "api/v1" => {
+            schema.starts_with("io.k8s.api.core.v1.")
+                || schema.starts_with("io.k8s.apimachinery.")
+                || schema.starts_with("io.k8s.api.authentication.v1.")
+        }
+        "apis/apps/v1" => {
+            schema.starts_with("io.k8s.api.apps.v1.")
+                || schema.starts_with("io.k8s.api.core.v1.")
+                || schema.starts_with("io.k8s.apimachinery.")
+        }
+        _ => false,
+    };
+    for e in crate::list_semantics::PROPERTIES {
+        let (schema, prop) = match e.key.rsplit_once('.') {
+            Some((s, p)) if p.starts_with(|c: char| c.is_ascii_lowercase()) => (s, Some(p)),
+            _ => (e.key, None),
+        };
+        if !carried(schema) {
+            continue;
+        }
+        let entry = schemas
+            .entry(schema.to_string())
+            .or_insert_with(|| json!({"type": "object", "properties": {}}));
+        let Some(prop) = prop else {
+            if let Some(t) = e.map_type {
+                entry["x-kubernetes-map-type"] = json!(t);
+            }
+            continue;
+        };
+        if entry["properties"].get(prop).is_some() {
+            continue;
+        }
+        let parent = schema.strip_prefix("io.k8s.").unwrap_or(schema);
+        entry["properties"][prop] = property(parent, prop, "");
+    }
+}
+
+/// The OpenAPI v3 document of one group-version (`/openapi/v3/api/v1`,
+/// `/openapi/v3/apis/apps/v1`): the item paths with their operations,
+/// `x-kubernetes-group-version-kind` and the write query parameters (kubectl checks
+/// `fieldValidation` there to leave validation to the server), and, for built-in kinds, the
+/// schemas of every type they reach with the real server's `x-kubernetes-list-type`,
+/// `x-kubernetes-list-map-keys` and `x-kubernetes-map-type` extensions (from the recorded
+/// table). Custom resources get a permissive schema.
 pub fn openapi_v3_gv(defs: &[ResourceDef], gv: &str) -> Option<Value> {
     let mut paths = serde_json::Map::new();
     let mut schemas = serde_json::Map::new();
@@ -645,21 +770,22 @@ pub fn openapi_v3_gv(defs: &[ResourceDef], gv: &str) -> Option<Value> {
             .iter()
             .map(|n| json!({"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": true}}))
             .collect();
-        let schema_name = format!(
-            "io.k8s.{}.{}.{}",
-            if d.group.is_empty() {
-                "core"
-            } else {
-                d.group.as_str()
-            },
-            d.version,
-            d.kind
-        );
+        let root = crate::schema_fields::ROOTS
+            .iter()
+            .find(|(g, k, _)| *g == d.group && *k == d.kind)
+            .map(|(_, _, t)| *t);
+        let name = match root {
+            Some(t) => schema_name(t),
+            None => {
+                let reversed: Vec<&str> = d.group.split('.').rev().collect();
+                format!("{}.{}.{}", reversed.join("."), d.version, d.kind)
+            }
+        };
         let op = |verb: &str| {
             json!({
                 "operationId": format!("{verb}{}", d.kind),
                 "parameters": params,
-                "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema_name}")}}}}},
+                "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}}}},
                 "x-kubernetes-action": verb,
                 "x-kubernetes-group-version-kind": gvk,
             })
@@ -673,19 +799,32 @@ pub fn openapi_v3_gv(defs: &[ResourceDef], gv: &str) -> Option<Value> {
             base,
             json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}),
         );
-        schemas.insert(
-            schema_name,
-            json!({
-                "type": "object",
-                "x-kubernetes-group-version-kind": [gvk],
-                "x-kubernetes-preserve-unknown-fields": true,
-            }),
-        );
+        match root {
+            Some(t) => {
+                add_schemas(t, &mut schemas);
+                if let Some(s) = schemas.get_mut(&name) {
+                    s["x-kubernetes-group-version-kind"] = json!([gvk]);
+                }
+            }
+            None => {
+                schemas.insert(
+                    name,
+                    json!({
+                        "type": "object",
+                        "x-kubernetes-group-version-kind": [gvk],
+                        "x-kubernetes-preserve-unknown-fields": true,
+                    }),
+                );
+            }
+        }
+    }
+    if found && defs.iter().any(|d| d.group.is_empty() || d.group == "apps") {
+        add_recorded_extensions(gv, &mut schemas);
     }
     found.then(|| {
         json!({
             "openapi": "3.0.0",
-            "info": {"title": "Kubernetes", "version": "v1.32.4"},
+            "info": {"title": "Kubernetes", "version": "v1.36.2"},
             "paths": paths,
             "components": {"schemas": schemas},
         })
