@@ -94,9 +94,7 @@ fn rule_allows(rule: &Value, verb: &str, group: &str, resource: &str, name: Opti
         && has(&rule["apiGroups"], group)
         && has(&rule["resources"], resource)
         && match rule["resourceNames"].as_array() {
-            Some(names) if !names.is_empty() => {
-                name.is_some_and(|n| names.iter().any(|v| v == n))
-            }
+            Some(names) if !names.is_empty() => name.is_some_and(|n| names.iter().any(|v| v == n)),
             _ => true,
         }
 }
@@ -152,7 +150,10 @@ fn rbac_allows(
             .iter()
             .any(|r| rule_allows(r, verb, group, resource, name))
     };
-    if of("clusterrolebindings", None).into_iter().any(|b| grants(b, "")) {
+    if of("clusterrolebindings", None)
+        .into_iter()
+        .any(|b| grants(b, ""))
+    {
         return true;
     }
     let Some(ns) = namespace else {
@@ -189,8 +190,7 @@ pub fn authorize(
     let allowed = match who {
         Identity::Admin => true,
         Identity::Namespaced { namespaces, .. } => {
-            def.namespaced
-                && namespace.is_some_and(|ns| namespaces.iter().any(|n| n == ns))
+            def.namespaced && namespace.is_some_and(|ns| namespaces.iter().any(|n| n == ns))
         }
         Identity::ServiceAccount {
             namespace: sa_ns,

@@ -76,9 +76,7 @@ impl State {
         dry_run: bool,
     ) -> Result<(), ApiError> {
         if let Some(r) = self.refusals.iter().find(|r| {
-            r.kind == def.kind
-                && r.name == name
-                && r.namespace.as_deref().is_none_or(|n| n == ns)
+            r.kind == def.kind && r.name == name && r.namespace.as_deref().is_none_or(|n| n == ns)
         }) {
             return Err(r.error.clone());
         }

@@ -332,7 +332,11 @@ fn json_value(v: &Value) -> String {
             Value::Object(m) => {
                 let mut keys: Vec<&String> = m.keys().collect();
                 keys.sort();
-                Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&m[k]))).collect())
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&m[k])))
+                        .collect(),
+                )
             }
             Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
             other => other.clone(),
@@ -346,7 +350,10 @@ fn label_selector_value(v: &Value) -> String {
     let mut out = serde_json::Map::new();
     for k in ["matchLabels", "matchExpressions"] {
         if let Some(x) = v.get(k).filter(|x| !x.is_null()) {
-            out.insert(k.into(), serde_json::from_str(&json_value(x)).unwrap_or(Value::Null));
+            out.insert(
+                k.into(),
+                serde_json::from_str(&json_value(x)).unwrap_or(Value::Null),
+            );
         }
     }
     Value::Object(out).to_string()

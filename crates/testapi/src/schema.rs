@@ -108,7 +108,9 @@ impl Schema {
             }
             let ty = at.ty?;
             let child = *types().get(ty)?.get(f)?;
-            let prop = extensions().get(format!("io.k8s.{ty}.{f}").as_str()).copied();
+            let prop = extensions()
+                .get(format!("io.k8s.{ty}.{f}").as_str())
+                .copied();
             let (child_ty, is_map) = match child.strip_prefix("map:") {
                 Some(inner) => (Some(inner).filter(|t| !t.is_empty()), true),
                 None => (Some(child).filter(|t| !t.is_empty()), false),
@@ -207,5 +209,60 @@ impl Schema {
             | Some(&"resourceFieldRef") => true,
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(p: &str) -> Vec<&str> {
+        p.split('.').collect()
+    }
+
+    #[test]
+    fn merge_types_come_from_the_recorded_table() {
+        let svc = Schema::new("", "Service");
+        assert_eq!(
+            svc.list_type(&f("spec.ports")),
+            ListType::Map(vec!["port", "protocol"])
+        );
+        assert!(svc.map_atomic(&f("spec.selector")));
+        assert_eq!(svc.list_type(&f("spec.clusterIPs")), ListType::Atomic);
+        let d = Schema::new("apps", "Deployment");
+        let pod = "spec.template.spec";
+        assert_eq!(
+            d.list_type(&f(&format!("{pod}.containers.ports"))),
+            ListType::Map(vec!["containerPort", "protocol"])
+        );
+        assert_eq!(
+            d.list_type(&f(&format!("{pod}.containers.env"))),
+            ListType::Map(vec!["name"])
+        );
+        assert_eq!(
+            d.list_type(&f(&format!("{pod}.tolerations"))),
+            ListType::Atomic
+        );
+        assert_eq!(d.list_type(&f("metadata.finalizers")), ListType::Set);
+        assert_eq!(
+            d.list_type(&f("metadata.ownerReferences")),
+            ListType::Map(vec!["uid"])
+        );
+        // Atomic structs: the selector, a fieldRef, the items of imagePullSecrets
+        // (LocalObjectReference); a plain struct is not.
+        assert!(d.map_atomic(&f("spec.selector")));
+        assert!(d.map_atomic(&f(&format!("{pod}.containers.env.valueFrom.fieldRef"))));
+        assert!(d.map_atomic(&f(&format!("{pod}.imagePullSecrets"))));
+        assert!(d.map_atomic(&f(&format!("{pod}.nodeSelector"))));
+        assert!(!d.map_atomic(&f(&format!("{pod}.containers.env.valueFrom"))));
+        assert!(!d.map_atomic(&f("spec.strategy")));
+        // Kinds the table does not cover keep the built-in rules.
+        let rb = Schema::new("rbac.authorization.k8s.io", "RoleBinding");
+        assert!(rb.map_atomic(&f("roleRef")));
+        let crd = Schema::new("example.com", "Widget");
+        assert_eq!(
+            crd.list_type(&f("status.conditions")),
+            ListType::Map(vec!["type"])
+        );
     }
 }

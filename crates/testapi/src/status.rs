@@ -67,7 +67,12 @@ impl ApiError {
     /// Any error, as a test hook would refuse a request (e.g. an admission webhook's
     /// `403 Forbidden` or `422 Invalid`): the status code, `reason`, `message` and optional
     /// `details` of the `Status` body.
-    pub fn custom(code: u16, reason: &str, message: impl Into<String>, details: Option<Value>) -> Self {
+    pub fn custom(
+        code: u16,
+        reason: &str,
+        message: impl Into<String>,
+        details: Option<Value>,
+    ) -> Self {
         Self::new(code, reason, message.into(), details)
     }
 

@@ -41,7 +41,11 @@ fn refusal_hook_answers_dry_runs_and_writes_alike() {
         assert_eq!(r.status, 403);
         assert_eq!(r.json(), refusal.body());
     }
-    assert_eq!(get(&srv, &format!("{SVC}/web")).status, 404, "nothing written");
+    assert_eq!(
+        get(&srv, &format!("{SVC}/web")).status,
+        404,
+        "nothing written"
+    );
     // Other objects are admitted; clearing lifts the refusal.
     assert_eq!(
         apply(&srv, &format!("{SVC}/api"), "labctl", &service("api")).status,
@@ -96,7 +100,10 @@ fn namespaced_account_gets_the_real_rbac_refusals() {
         ns.json()["message"],
         "namespaces \"demo\" is forbidden: User \"system:serviceaccount:demo:limited\" cannot get resource \"namespaces\" in API group \"\" in the namespace \"demo\""
     );
-    assert_eq!(ns.json()["details"], json!({"name": "demo", "kind": "namespaces"}));
+    assert_eq!(
+        ns.json()["details"],
+        json!({"name": "demo", "kind": "namespaces"})
+    );
     let deploys = as_limited("GET", "/apis/apps/v1/namespaces/default/deployments", None);
     assert_eq!(deploys.status, 403);
     assert_eq!(
@@ -140,7 +147,9 @@ fn quota_counts_admitted_creates() {
         "POST",
         "/api/v1/namespaces/default/resourcequotas",
         &[("Content-Type", "application/json")],
-        Some(r#"{"apiVersion":"v1","kind":"ResourceQuota","metadata":{"name":"two"},"spec":{"hard":{"configmaps":"2"}}}"#),
+        Some(
+            r#"{"apiVersion":"v1","kind":"ResourceQuota","metadata":{"name":"two"},"spec":{"hard":{"configmaps":"2"}}}"#,
+        ),
     );
     assert_eq!(q.status, 201);
     let cm = |n: &str| {
@@ -162,10 +171,9 @@ fn quota_counts_admitted_creates() {
     )
     .unwrap();
     assert_eq!(cm("b").status, 201);
-    let used = srv
-        .get("v1", "ResourceQuota", "default", "two")
-        .unwrap()["status"]["used"]["configmaps"]
-        .clone();
+    let used =
+        srv.get("v1", "ResourceQuota", "default", "two").unwrap()["status"]["used"]["configmaps"]
+            .clone();
     assert_eq!(used, "2", "the admitted create is counted");
     let refused = cm("c");
     assert_eq!(refused.status, 403);
@@ -202,19 +210,21 @@ fn openapi_v3_serves_the_recorded_merge_extensions() {
     let ports = prop(&core, "io.k8s.api.core.v1.ServiceSpec", "ports");
     assert_eq!(ports["type"], "array");
     assert_eq!(ports["x-kubernetes-list-type"], "map");
-    assert_eq!(ports["x-kubernetes-list-map-keys"], json!(["port", "protocol"]));
+    assert_eq!(
+        ports["x-kubernetes-list-map-keys"],
+        json!(["port", "protocol"])
+    );
     assert_eq!(
         prop(&apps, "io.k8s.api.core.v1.PodSpec", "containers")["x-kubernetes-list-map-keys"],
         json!(["name"])
     );
     assert_eq!(
-        core["components"]["schemas"]["io.k8s.api.core.v1.ObjectFieldSelector"]
-            ["x-kubernetes-map-type"],
+        core["components"]["schemas"]["io.k8s.api.core.v1.ObjectFieldSelector"]["x-kubernetes-map-type"],
         "atomic"
     );
     assert_eq!(
-        apps["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"]
-            ["x-kubernetes-group-version-kind"][0]["kind"],
+        apps["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"]["x-kubernetes-group-version-kind"]
+            [0]["kind"],
         "Deployment"
     );
 
@@ -274,12 +284,18 @@ fn atomic_map_from_the_table_conflicts_as_a_whole() {
         apply(&srv, path, "labctl", &deploy(json!({"disk": "ssd"}))).status,
         201
     );
-    let fields = get(&srv, path).json()["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]
-        ["f:template"]["f:spec"]["f:nodeSelector"]
-        .clone();
+    let fields =
+        get(&srv, path).json()["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:template"]
+            ["f:spec"]["f:nodeSelector"]
+            .clone();
     assert_eq!(fields, json!({}), "an atomic map is one leaf");
     let other = apply(&srv, path, "other", &deploy(json!({"zone": "a"})));
-    assert_eq!(other.status, 409, "{}", String::from_utf8_lossy(&other.body));
+    assert_eq!(
+        other.status,
+        409,
+        "{}",
+        String::from_utf8_lossy(&other.body)
+    );
     assert_eq!(
         other.json()["details"]["causes"][0]["field"],
         ".spec.template.spec.nodeSelector"

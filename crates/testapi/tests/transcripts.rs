@@ -45,7 +45,11 @@ fn scrub(v: &mut Value, at: &str, out: &mut Vec<Volatile>) {
                 let kind = match k.as_str() {
                     "resourceVersion" => Some("rv"),
                     "creationTimestamp" | "time" => Some("time"),
-                    "uid" | "clusterIP" | "clusterIPs" | "continue" | "expirationTimestamp"
+                    "uid"
+                    | "clusterIP"
+                    | "clusterIPs"
+                    | "continue"
+                    | "expirationTimestamp"
                     | "token" => Some("opaque"),
                     _ => None,
                 };
@@ -101,7 +105,9 @@ fn diff(want: &Value, got: &Value, at: &str, out: &mut Vec<String>) {
 }
 
 fn item_name(v: &Value) -> Option<&str> {
-    v["name"].as_str().or_else(|| v["metadata"]["name"].as_str())
+    v["name"]
+        .as_str()
+        .or_else(|| v["metadata"]["name"].as_str())
 }
 
 /// A trimmed recording: the array it cut down holds a subset of ours, by name, in order.
@@ -140,7 +146,11 @@ fn diff_trimmed(want: &Value, got: &Value, out: &mut Vec<String>) {
 fn secs(t: &str) -> i64 {
     let n = |a: usize, b: usize| -> i64 { t[a..b].parse().expect("time digits") };
     let (y, mo, d) = (n(0, 4), n(5, 7), n(8, 10));
-    let (y, mo) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
+    let (y, mo) = if mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (y, mo - 3)
+    };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let doy = (153 * mo + 2) / 5 + d - 1;
@@ -251,7 +261,10 @@ fn replay(file: &str) {
         let label = format!("#{i} {} {}", req["method"].as_str().unwrap_or(""), path);
         let mut here = Vec::new();
         if want["status"].as_u64() != Some(u64::from(resp.status)) {
-            here.push(format!("status: recorded {} != ours {}", want["status"], resp.status));
+            here.push(format!(
+                "status: recorded {} != ours {}",
+                want["status"], resp.status
+            ));
         }
         let want_ct = want["headers"]["Content-Type"].as_str().unwrap_or_default();
         let got_ct = resp.header("content-type").unwrap_or_default();
@@ -260,9 +273,9 @@ fn replay(file: &str) {
                 "Content-Type: recorded {want_ct:?} != ours {got_ct:?}"
             ));
         }
-        let got: Value = serde_json::from_slice(&resp.body).unwrap_or_else(|_| {
-            json!({"<not JSON>": String::from_utf8_lossy(&resp.body).to_string()})
-        });
+        let got: Value = serde_json::from_slice(&resp.body).unwrap_or_else(
+            |_| json!({"<not JSON>": String::from_utf8_lossy(&resp.body).to_string()}),
+        );
         if let Some(t) = got["status"]["token"].as_str() {
             token = Some(t.to_string());
         }
@@ -325,7 +338,12 @@ replays! {
 #[test]
 fn comparison_catches_differences() {
     let mut out = Vec::new();
-    diff(&json!({"a": 1, "b": [1, 2]}), &json!({"a": 1, "b": [2, 1]}), "", &mut out);
+    diff(
+        &json!({"a": 1, "b": [1, 2]}),
+        &json!({"a": 1, "b": [2, 1]}),
+        "",
+        &mut out,
+    );
     assert_eq!(out.len(), 2, "{out:?}");
     let (mut w, mut g) = (
         json!({"metadata": {"resourceVersion": "5", "uid": "x"}}),
@@ -348,7 +366,14 @@ fn comparison_catches_differences() {
         ],
         &mut out,
     );
-    assert_eq!(out.len(), 1, "an unchanged resourceVersion that moved: {out:?}");
-    assert_eq!(pause_of("1.5 s later, labctl re-applies"), Some(Duration::from_millis(1500)));
+    assert_eq!(
+        out.len(),
+        1,
+        "an unchanged resourceVersion that moved: {out:?}"
+    );
+    assert_eq!(
+        pause_of("1.5 s later, labctl re-applies"),
+        Some(Duration::from_millis(1500))
+    );
     assert_eq!(secs("1970-01-02T00:00:01Z"), 86_401);
 }
