@@ -84,10 +84,18 @@ impl State {
             return Ok(());
         }
         let keys = quota_names(def);
+        // Objects are keyed (group, plural, namespace, name): the namespace's quotas are one
+        // range, so a create does not scan the whole store.
+        let from: crate::store::ObjKey = (
+            String::new(),
+            "resourcequotas".into(),
+            ns.to_string(),
+            String::new(),
+        );
         let quotas: Vec<(crate::store::ObjKey, Value)> = self
             .objects
-            .iter()
-            .filter(|((g, p, n, _), _)| g.is_empty() && p == "resourcequotas" && n == ns)
+            .range(from..)
+            .take_while(|((g, p, n, _), _)| g.is_empty() && p == "resourcequotas" && n == ns)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let mut bumps = Vec::new();
