@@ -60,7 +60,10 @@ pub fn process_env(name: &str) -> Option<String> {
 /// templates (as rendered, partials they include counted as theirs) that ask. Found by reading
 /// the template text: a call whose argument is not a string literal cannot be known before
 /// rendering and is not listed.
-pub fn used_by_templates(stack: &Stack, templates: &Templates) -> BTreeMap<String, BTreeSet<String>> {
+pub fn used_by_templates(
+    stack: &Stack,
+    templates: &Templates,
+) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for c in stack.components() {
         for entry in templates.for_component(&c) {
@@ -214,7 +217,12 @@ impl Resolved {
 ///    each KV path once, all paths at once.
 ///
 /// Never fails as a whole: whatever has no value is in [`Resolved::missing`] with its reason.
-pub async fn resolve(stack: &Stack, dir: &Path, names: &BTreeSet<String>, env: Env<'_>) -> Resolved {
+pub async fn resolve(
+    stack: &Stack,
+    dir: &Path,
+    names: &BTreeSet<String>,
+    env: Env<'_>,
+) -> Resolved {
     let mut out = Resolved::default();
     let mut from_bao: Vec<(String, SecretFrom, KvPath, String)> = Vec::new();
     for name in names {
@@ -239,7 +247,10 @@ pub async fn resolve(stack: &Stack, dir: &Path, names: &BTreeSet<String>, env: E
                 continue;
             }
             Some(Err(why)) => {
-                out.missing.push(missing(None, format!("its [secrets] entry is invalid: {why}")));
+                out.missing.push(missing(
+                    None,
+                    format!("its [secrets] entry is invalid: {why}"),
+                ));
                 continue;
             }
             Some(Ok(s)) => s,
@@ -276,7 +287,8 @@ pub async fn resolve(stack: &Stack, dir: &Path, names: &BTreeSet<String>, env: E
             .then_some(stack.host.openbao.listen.as_str());
         let read = match Connect::from_env(env, listen).and_then(|c| Bao::new(&c)) {
             Ok(bao) => {
-                let paths: BTreeSet<KvPath> = from_bao.iter().map(|(_, _, p, _)| p.clone()).collect();
+                let paths: BTreeSet<KvPath> =
+                    from_bao.iter().map(|(_, _, p, _)| p.clone()).collect();
                 Ok(bao.read_all(&paths).await)
             }
             Err(e) => Err(e),
@@ -285,7 +297,10 @@ pub async fn resolve(stack: &Stack, dir: &Path, names: &BTreeSet<String>, env: E
             let result: Result<SecretValue, String> = match &read {
                 Err(e) => Err(e.to_string()),
                 Ok(all) => match all.get(&kv) {
-                    Some(Ok(fields)) => fields.get(&key).cloned().ok_or_else(|| no_key(&kv, &key, fields)),
+                    Some(Ok(fields)) => fields
+                        .get(&key)
+                        .cloned()
+                        .ok_or_else(|| no_key(&kv, &key, fields)),
                     Some(Err(e)) => Err(e.to_string()),
                     None => Err(BaoError::NoSuchPath {
                         path: kv.clone(),
@@ -409,12 +424,17 @@ c: {{ my_secret("no") }} {{ c.secret("no") }} {{ secret(name) }}
 
     #[test]
     fn bundled_templates_ask_for_the_known_secrets() {
-        let stack = crate::stack::parse(Path::new("stack.toml"), "[stack]\nname = \"lab\"\n").unwrap();
+        let stack =
+            crate::stack::parse(Path::new("stack.toml"), "[stack]\nname = \"lab\"\n").unwrap();
         let used = used_by_templates(&stack, &Templates::builtin());
         let names: Vec<&str> = used.keys().map(String::as_str).collect();
         assert_eq!(
             names,
-            ["grafana-admin-password", "minio-root-password", "postgres-password"]
+            [
+                "grafana-admin-password",
+                "minio-root-password",
+                "postgres-password"
+            ]
         );
         // Through the partial `_objstore.yaml`.
         assert!(used["minio-root-password"].contains("templates/thanos/secret.yaml"));

@@ -215,9 +215,15 @@ webhook-secret = { env = "HOOK" }
     ]);
     let r = rt().block_on(secrets::resolve(&stack, dir.path(), &want, &env));
     assert!(r.missing.is_empty(), "{:?}", r.missing);
-    assert_eq!(r.lookup("grafana-admin-password").as_deref(), Some("g-Val-1"));
+    assert_eq!(
+        r.lookup("grafana-admin-password").as_deref(),
+        Some("g-Val-1")
+    );
     assert_eq!(r.lookup("postgres-password").as_deref(), Some("db-Val-3"));
-    assert_eq!(r.lookup("minio-root-password").as_deref(), Some("file-Val-4"));
+    assert_eq!(
+        r.lookup("minio-root-password").as_deref(),
+        Some("file-Val-4")
+    );
     assert_eq!(r.lookup("webhook-secret").as_deref(), Some("env-Val-5"));
     assert_nothing_leaks(
         &r,
@@ -231,7 +237,10 @@ webhook-secret = { env = "HOOK" }
 #[test]
 fn the_labctl_secret_override_wins_over_any_source() {
     let _read = SEAL.read().unwrap();
-    put_kv("ovlab", serde_json::json!({"postgres-password": "from-bao"}));
+    put_kv(
+        "ovlab",
+        serde_json::json!({"postgres-password": "from-bao"}),
+    );
     let stack = parse("[stack]\nname = \"ovlab\"\n");
     let mut env = bao_env(ROOT_TOKEN);
     env.push((
@@ -245,7 +254,10 @@ fn the_labctl_secret_override_wins_over_any_source() {
         &names(&["postgres-password"]),
         &env,
     ));
-    assert_eq!(r.lookup("postgres-password").as_deref(), Some("from-override"));
+    assert_eq!(
+        r.lookup("postgres-password").as_deref(),
+        Some("from-override")
+    );
     // An override needs no OpenBao at all: no address, no token, still a value.
     let env = env_of(vec![(
         "LABCTL_SECRET_POSTGRES_PASSWORD".into(),
@@ -308,8 +320,16 @@ e = { file = "/nonexistent/labctl/secret" }
         "{}",
         by["c"]
     );
-    assert!(by["d"].contains("`UNSET_VAR_FOR_LABCTL` is not set"), "{}", by["d"]);
-    assert!(by["e"].contains("cannot read `/nonexistent/labctl/secret`"), "{}", by["e"]);
+    assert!(
+        by["d"].contains("`UNSET_VAR_FOR_LABCTL` is not set"),
+        "{}",
+        by["d"]
+    );
+    assert!(
+        by["e"].contains("cannot read `/nonexistent/labctl/secret`"),
+        "{}",
+        by["e"]
+    );
     assert!(by["f"].contains("nothing provides it"), "{}", by["f"]);
     assert!(by["f"].contains("LABCTL_SECRET_F"), "{}", by["f"]);
     assert_nothing_leaks(&r, &["p-Val"], ROOT_TOKEN);
@@ -392,7 +412,9 @@ fn nothing_listening_is_unreachable_and_no_token_is_said() {
     assert_eq!(r.missing.len(), 1);
     let m = r.missing[0].to_string();
     assert!(
-        m.contains(&format!("OpenBao at `http://127.0.0.1:{port}` is unreachable")),
+        m.contains(&format!(
+            "OpenBao at `http://127.0.0.1:{port}` is unreachable"
+        )),
         "{m}"
     );
     assert_nothing_leaks(&r, &[], ROOT_TOKEN);
@@ -408,9 +430,16 @@ fn nothing_listening_is_unreachable_and_no_token_is_said() {
         &names(&["postgres-password"]),
         &env,
     ));
-    assert!(r.missing[0].reason.contains("no OpenBao token"), "{}", r.missing[0]);
+    assert!(
+        r.missing[0].reason.contains("no OpenBao token"),
+        "{}",
+        r.missing[0]
+    );
     // `bao login` leaves the token in ~/.vault-token: that is enough.
-    put_kv("unlab", serde_json::json!({"postgres-password": "login-Val"}));
+    put_kv(
+        "unlab",
+        serde_json::json!({"postgres-password": "login-Val"}),
+    );
     std::fs::write(home.path().join(".vault-token"), ROOT_TOKEN).unwrap();
     let r = rt().block_on(secrets::resolve(
         &stack,
@@ -444,7 +473,10 @@ fn a_sealed_server_says_sealed() {
     assert_eq!(body["sealed"], false);
     assert_eq!(r.missing.len(), 1);
     let m = r.missing[0].to_string();
-    assert!(m.contains("is sealed: unseal it with `bao operator unseal`"), "{m}");
+    assert!(
+        m.contains("is sealed: unseal it with `bao operator unseal`"),
+        "{m}"
+    );
     assert_nothing_leaks(&r, &["sl-Val"], ROOT_TOKEN);
 }
 
@@ -583,11 +615,11 @@ fn invalid(text: &str) -> String {
 #[test]
 fn an_unknown_source_is_named_where_it_is() {
     let e = invalid("[stack]\nname = \"lab\"\n\n[secrets]\nx = { vault = \"secret/x\" }\n");
+    assert!(e.contains("stack.toml:5:7: unknown field `vault`"), "{e}");
     assert!(
-        e.contains("stack.toml:5:7: unknown field `vault`"),
+        e.contains("`bao`") && e.contains("`env`") && e.contains("`file`"),
         "{e}"
     );
-    assert!(e.contains("`bao`") && e.contains("`env`") && e.contains("`file`"), "{e}");
 }
 
 #[test]
@@ -624,13 +656,22 @@ fn used_secrets_must_be_provided_and_declared_ones_used() {
     // Pointed at `[secrets]`, where the fix goes.
     let span = u.problems[0].span.clone().unwrap();
     assert_eq!(file.line_col(span.start), (7, 1));
-    assert!(u.problems[1].help.as_deref().unwrap().contains("LABCTL_SECRET_POSTGRES_PASSWORD"));
+    assert!(
+        u.problems[1]
+            .help
+            .as_deref()
+            .unwrap()
+            .contains("LABCTL_SECRET_POSTGRES_PASSWORD")
+    );
     assert_eq!(u.warnings.len(), 1);
     assert_eq!(
         u.warnings[0].message,
         "secret `stale` is declared but no template uses it"
     );
-    assert_eq!(file.line_col(u.warnings[0].span.clone().unwrap().start), (9, 9));
+    assert_eq!(
+        file.line_col(u.warnings[0].span.clone().unwrap().start),
+        (9, 9)
+    );
 
     // With OpenBao enabled, every used secret has its default source.
     let stack = parse("[stack]\nname = \"lab\"\n");
@@ -668,9 +709,21 @@ fn the_rendered_openbao_unit_runs_a_real_server() {
 
     let rendered = m.labctl(&stack_path, &["render", "--plane", "systemd"]);
     rendered.code(0);
-    assert!(rendered.stdout.contains(r#""raft": {"#), "{}", rendered.stdout);
-    assert!(!rendered.stdout.contains("disable_mlock"), "{}", rendered.stdout);
-    assert!(!rendered.stdout.contains(r#""file": "#), "{}", rendered.stdout);
+    assert!(
+        rendered.stdout.contains(r#""raft": {"#),
+        "{}",
+        rendered.stdout
+    );
+    assert!(
+        !rendered.stdout.contains("disable_mlock"),
+        "{}",
+        rendered.stdout
+    );
+    assert!(
+        !rendered.stdout.contains(r#""file": "#),
+        "{}",
+        rendered.stdout
+    );
 
     m.labctl(&stack_path, &["apply", "--plane", "systemd", "--yes"])
         .code(0);
@@ -688,7 +741,10 @@ fn the_rendered_openbao_unit_runs_a_real_server() {
         match rt.block_on(client.health()) {
             Ok(h) => break h,
             Err(e) => {
-                assert!(Instant::now() < deadline, "openbao.service never answered: {e}");
+                assert!(
+                    Instant::now() < deadline,
+                    "openbao.service never answered: {e}"
+                );
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
@@ -696,7 +752,11 @@ fn the_rendered_openbao_unit_runs_a_real_server() {
     // 501: up, on raft, and waiting for `bao operator init`.
     assert_eq!(health.status, 501, "{health:?}");
     assert!(!health.initialized && health.sealed, "{health:?}");
-    assert!(data.join("raft").exists() || data.join("vault.db").exists(), "raft data in {}", data.display());
+    assert!(
+        data.join("raft").exists() || data.join("vault.db").exists(),
+        "raft data in {}",
+        data.display()
+    );
 
     // A plan that needs its secrets says so in the operator's terms.
     let paths: BTreeSet<KvPath> = [KvPath {
@@ -706,13 +766,17 @@ fn the_rendered_openbao_unit_runs_a_real_server() {
     .into();
     let got = rt.block_on(client.read_all(&paths));
     let err = got.into_values().next().unwrap().unwrap_err();
+    assert!(matches!(err, BaoError::NotInitialised { .. }), "{err}");
     assert!(
-        matches!(err, BaoError::NotInitialised { .. }),
+        err.to_string()
+            .contains("is not initialised: initialise it once with `bao operator init`"),
         "{err}"
     );
-    assert!(err.to_string().contains("is not initialised: initialise it once with `bao operator init`"), "{err}");
 
-    m.labctl(&stack_path, &["plan", "--plane", "systemd", "--detailed-exitcode"])
-        .code(0)
-        .stdout_has("No changes.");
+    m.labctl(
+        &stack_path,
+        &["plan", "--plane", "systemd", "--detailed-exitcode"],
+    )
+    .code(0)
+    .stdout_has("No changes.");
 }

@@ -85,7 +85,9 @@ impl Connect {
         Ok(Connect {
             addr,
             token: Token(token.trim().to_string()),
-            ca_cert: env("BAO_CACERT").or_else(|| env("VAULT_CACERT")).map(PathBuf::from),
+            ca_cert: env("BAO_CACERT")
+                .or_else(|| env("VAULT_CACERT"))
+                .map(PathBuf::from),
         })
     }
 }
@@ -270,8 +272,12 @@ impl Bao {
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("labctl/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &c.ca_cert {
-            let pem = std::fs::read(ca)
-                .map_err(|e| bad(format!("cannot read CA certificate `{}`: {e}", ca.display())))?;
+            let pem = std::fs::read(ca).map_err(|e| {
+                bad(format!(
+                    "cannot read CA certificate `{}`: {e}",
+                    ca.display()
+                ))
+            })?;
             let cert = reqwest::Certificate::from_pem(&pem)
                 .map_err(|e| bad(format!("CA certificate `{}`: {e}", ca.display())))?;
             b = b.add_root_certificate(cert);
@@ -374,13 +380,17 @@ impl Bao {
         &self,
         paths: &BTreeSet<KvPath>,
     ) -> BTreeMap<KvPath, Result<KvSecret, BaoError>> {
-        let reads = paths.iter().map(|p| async move { (p, self.read_raw(p).await) });
+        let reads = paths
+            .iter()
+            .map(|p| async move { (p, self.read_raw(p).await) });
         let raw: Vec<(&KvPath, Result<KvSecret, Raw>)> = join_all(reads).await;
 
         // What a refusal means is asked once for the whole batch: a 403 is a bad token or a
         // policy, a 503 sealed or not initialised.
         let needs_token_check = raw.iter().any(|(_, r)| matches!(r, Err(Raw::Forbidden)));
-        let needs_health = raw.iter().any(|(_, r)| matches!(r, Err(Raw::Unavailable(..))));
+        let needs_health = raw
+            .iter()
+            .any(|(_, r)| matches!(r, Err(Raw::Unavailable(..))));
         let token_ok = if needs_token_check {
             Some(self.token_valid().await)
         } else {

@@ -644,7 +644,10 @@ impl SecretSource {
         .collect();
         match given.as_slice() {
             [] if self.key.is_some() => {
-                return Err("`key` is set but `bao` is not: `key` names a field of an OpenBao secret".into());
+                return Err(
+                    "`key` is set but `bao` is not: `key` names a field of an OpenBao secret"
+                        .into(),
+                );
             }
             [] => return Err("no source: expected `bao`, `env` or `file`".into()),
             [_] => {}
@@ -663,14 +666,21 @@ impl SecretSource {
         }
         if let Some(b) = &self.bao {
             let b = b.trim_matches('/');
-            let Some((mount, path)) = b.split_once('/').filter(|(m, p)| !m.is_empty() && !p.is_empty())
+            let Some((mount, path)) = b
+                .split_once('/')
+                .filter(|(m, p)| !m.is_empty() && !p.is_empty())
             else {
                 return Err(format!(
                     "`bao = \"{b}\"` must be `<mount>/<path>`, such as \"{DEFAULT_BAO_MOUNT}/homelab\""
                 ));
             };
-            if path.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
-                return Err(format!("`bao = \"{b}\"` has an empty, `.` or `..` path segment"));
+            if path
+                .split('/')
+                .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+            {
+                return Err(format!(
+                    "`bao = \"{b}\"` has an empty, `.` or `..` path segment"
+                ));
             }
             let key = self.key.clone().unwrap_or_else(|| name.to_string());
             if key.is_empty() {
@@ -684,7 +694,9 @@ impl SecretSource {
         }
         if let Some(v) = &self.env {
             if v.is_empty() || v.contains(['=', '\0']) {
-                return Err(format!("`env = \"{v}\"` is not an environment variable name"));
+                return Err(format!(
+                    "`env = \"{v}\"` is not an environment variable name"
+                ));
             }
             return Ok(SecretFrom::Env(v.clone()));
         }
