@@ -338,6 +338,47 @@ e = { file = "/nonexistent/labctl/secret" }
 }
 
 #[test]
+fn a_deleted_version_and_a_kv1_mount_are_told_apart() {
+    let _read = SEAL.read().unwrap();
+    put_kv("dllab", serde_json::json!({"k": "dl-Val"}));
+    let (s, _) = api("DELETE", "secret/data/dllab", None);
+    assert_eq!(s, 204, "delete the latest version");
+    let (s, _) = api(
+        "POST",
+        "sys/mounts/kv1lab",
+        Some(serde_json::json!({"type": "kv", "options": {"version": "1"}})),
+    );
+    assert!(s == 204 || s == 400, "mount kv1lab: {s}");
+    let (s, _) = api("POST", "kv1lab/x", Some(serde_json::json!({"k": "v1-Val"})));
+    assert_eq!(s, 204, "write kv1lab/x");
+    let stack = parse(
+        "[stack]\nname = \"dllab\"\n\n[secrets]\nd = { bao = \"secret/dllab\", key = \"k\" }\nv = { bao = \"kv1lab/x\", key = \"k\" }\n",
+    );
+    let r = rt().block_on(secrets::resolve(
+        &stack,
+        Path::new("."),
+        &names(&["d", "v"]),
+        &env_of(bao_env(ROOT_TOKEN)),
+    ));
+    assert_eq!(r.missing.len(), 2, "{:?}", r.missing);
+    assert!(
+        r.missing[0]
+            .reason
+            .contains("no secret at `secret/dllab` (its latest version is deleted)"),
+        "{}",
+        r.missing[0]
+    );
+    assert!(
+        r.missing[1]
+            .reason
+            .contains("`kv1lab/` is not a KV version 2 mount"),
+        "{}",
+        r.missing[1]
+    );
+    assert_nothing_leaks(&r, &["dl-Val", "v1-Val"], ROOT_TOKEN);
+}
+
+#[test]
 fn a_wrong_token_and_a_narrow_policy_each_say_so() {
     let _read = SEAL.read().unwrap();
     put_kv("tklab", serde_json::json!({"x": "tk-Val"}));
