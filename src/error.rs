@@ -110,6 +110,13 @@ pub enum Error {
         message: String,
     },
 
+    /// Secrets a command needs have no value; each is named with its source and the reason.
+    #[error("{} secret(s) have no value: {}", missing.len(), missing.join("; "))]
+    MissingSecrets {
+        /// One line per secret: name, source, reason.
+        missing: Vec<String>,
+    },
+
     /// Apply finished, but some changes failed; each is named.
     #[error("apply failed for {}", failed.join(", "))]
     ApplyFailed {

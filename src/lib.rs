@@ -15,6 +15,7 @@ pub mod plan;
 pub mod render;
 pub mod resource;
 pub mod schema_check;
+pub mod secrets;
 pub mod stack;
 pub mod telemetry;
 pub mod view;

@@ -111,9 +111,14 @@ impl Templates {
         self.sources.iter().map(|(k, (_, o))| (k.as_str(), *o))
     }
 
+    /// A template's text.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.sources.get(name).map(|(t, _)| t.as_str())
+    }
+
     /// Templates a component renders: all of `templates/<t>/` for kube (skipping `_` partials),
     /// `systemd-templates/<t>.<suffix>` for units.
-    fn for_component(&self, c: &Component) -> Vec<&str> {
+    pub fn for_component(&self, c: &Component) -> Vec<&str> {
         let (prefix, dot) = match c.plane {
             Plane::Kube => (format!("{KUBE_DIR}/{}/", c.template), false),
             Plane::Systemd => (format!("{UNIT_DIR}/{}.", c.template), true),

@@ -1,7 +1,9 @@
 //! Backends observe and change the outside world; they decide nothing. Each plane has one, and
-//! each is the only importer of its client crate (`kube` for the cluster, `zbus` for systemd).
+//! each is the only importer of its client crate (`kube` for the cluster, `zbus` for systemd,
+//! `reqwest` for OpenBao).
 
 pub mod kube;
+pub mod openbao;
 pub mod systemd;
 
 use std::time::Duration;

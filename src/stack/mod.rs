@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 pub use schema::*;
 pub use source::{KeyPath, Problem, Seg, SourceFile};
+pub use validate::{SecretUsage, secret_usage};
 
 use crate::error::Error;
 

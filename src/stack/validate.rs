@@ -1,6 +1,6 @@
 //! Semantic rules on a parsed stack. Every rule runs; every problem is reported in one pass.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
 use super::Plane;
@@ -105,6 +105,7 @@ pub fn validate(stack: &Stack, file: &SourceFile) -> Vec<Problem> {
     kube(&mut c, stack);
     host(&mut c, stack);
     ports(&mut c, stack);
+    secrets(&mut c, stack);
     c.problems
 }
 
@@ -448,6 +449,10 @@ fn ports(c: &mut Checker<'_>, stack: &Stack) {
         && let Ok(a) = h.openbao.listen.parse::<SocketAddr>()
     {
         host_ports.push((a.port(), vec![K("host"), K("openbao"), K("listen")]));
+        host_ports.push((
+            h.openbao.cluster_port,
+            vec![K("host"), K("openbao"), K("cluster_port")],
+        ));
     }
     let mut seen: BTreeMap<u16, &[Seg<'_>]> = BTreeMap::new();
     let mut dups = Vec::new();
@@ -466,6 +471,106 @@ fn ports(c: &mut Checker<'_>, stack: &Stack) {
             None,
         );
     }
+}
+
+/// Every `[secrets]` entry names one well-formed source.
+fn secrets(c: &mut Checker<'_>, stack: &Stack) {
+    for (name, decl) in &stack.secrets {
+        let path = [K("secrets"), K(name)];
+        if let Err(why) = secret_name(name) {
+            c.push(
+                &path,
+                format!("`{name}` is not a valid secret name: {why}"),
+                None,
+            );
+        }
+        if let Err(why) = decl.from(name) {
+            c.push(
+                &path,
+                format!("secret `{name}`: {why}"),
+                Some(
+                    "a source is `{ bao = \"<mount>/<path>\", key = \"<field>\" }`, \
+                     `{ env = \"VAR\" }` or `{ file = \"PATH\" }`"
+                        .into(),
+                ),
+            );
+        }
+    }
+}
+
+/// What the templates ask of `[secrets]`, checked against it: see [`secret_usage`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretUsage {
+    /// Secrets a template uses that nothing provides (errors).
+    pub problems: Vec<Problem>,
+    /// Secrets declared in `[secrets]` that no template uses (warnings).
+    pub warnings: Vec<Problem>,
+}
+
+/// Check `[secrets]` against `used`: each secret name the enabled components' templates ask for,
+/// with the templates asking. A used secret is provided by its `[secrets]` entry or, when
+/// `[host.openbao]` is enabled, by the default OpenBao source; a declared one nobody uses is a
+/// warning. Malformed entries are [`validate`]'s business, not repeated here.
+pub fn secret_usage(
+    stack: &Stack,
+    file: &SourceFile,
+    used: &BTreeMap<String, BTreeSet<String>>,
+) -> SecretUsage {
+    let mut out = SecretUsage::default();
+    for (name, templates) in used {
+        if stack.secret_from(name).is_some() {
+            continue;
+        }
+        let by = templates
+            .iter()
+            .map(|t| format!("`{t}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let var = format!(
+            "LABCTL_SECRET_{}",
+            name.to_ascii_uppercase().replace('-', "_")
+        );
+        // Point at `[secrets]` when the file has one: that is where the fix goes.
+        let span = file.locate(&[K("secrets")]);
+        out.problems.push(
+            Problem::at(
+                format!("secret `{name}` is used by {by}, but nothing provides it"),
+                span,
+            )
+            .help(format!(
+                "add `{name} = {{ env = \"{var}\" }}` (or a `bao`/`file` source) to [secrets], \
+                 or enable [host.openbao] to read it from OpenBao"
+            )),
+        );
+    }
+    for name in stack.secrets.keys() {
+        if !used.contains_key(name) {
+            out.warnings.push(
+                Problem::at(
+                    format!("secret `{name}` is declared but no template uses it"),
+                    file.locate(&[K("secrets"), K(name)]),
+                )
+                .help("remove it from [secrets], or check the name for a typo"),
+            );
+        }
+    }
+    out
+}
+
+/// A secret's name: what `secret("...")` takes and `LABCTL_SECRET_<NAME>` can spell.
+fn secret_name(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("empty".into());
+    }
+    if let Some(ch) = s
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
+    {
+        return Err(format!(
+            "`{ch}` is not allowed (lowercase letters, digits, `-` and `_`)"
+        ));
+    }
+    Ok(())
 }
 
 /// A DNS-1123 label: what Kubernetes accepts as a namespace or Service name.

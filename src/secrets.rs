@@ -1,0 +1,442 @@
+//! Secret values: which secrets the templates ask for, where each comes from (`[secrets]`, the
+//! OpenBao default, the `LABCTL_SECRET_<NAME>` override) and resolving them all in one go, so that
+//! every missing secret is reported at once with its source and the reason.
+//!
+//! Values travel as [`SecretValue`], whose `Debug` and `Display` never show them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::backend::openbao::{Bao, BaoError, Connect, KvPath};
+use crate::error::Error;
+use crate::render::Templates;
+use crate::stack::{SecretFrom, Stack};
+
+pub use crate::backend::openbao::Env;
+
+/// A secret's value. Only [`SecretValue::expose`] shows it; formatting prints `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(String);
+
+impl SecretValue {
+    /// Wrap a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        SecretValue(value.into())
+    }
+
+    /// The value itself, for the one place that must write it (a rendered object, an env file).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretValue(<redacted>)")
+    }
+}
+
+impl std::fmt::Display for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The environment variable that overrides the secret `name` whatever its source:
+/// `postgres-password` → `LABCTL_SECRET_POSTGRES_PASSWORD`.
+pub fn override_var(name: &str) -> String {
+    format!(
+        "LABCTL_SECRET_{}",
+        name.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// The process's environment, as [`resolve`] reads it: unset and empty are the same.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Every secret name the enabled components' templates ask for with `secret("...")`, with the
+/// templates (as rendered, partials they include counted as theirs) that ask. Found by reading
+/// the template text: a call whose argument is not a string literal cannot be known before
+/// rendering and is not listed.
+pub fn used_by_templates(
+    stack: &Stack,
+    templates: &Templates,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for c in stack.components() {
+        for entry in templates.for_component(&c) {
+            let mut seen = BTreeSet::new();
+            let mut pending = vec![entry.to_string()];
+            while let Some(name) = pending.pop() {
+                if !seen.insert(name.clone()) {
+                    continue;
+                }
+                let Some(text) = templates.text(&name) else {
+                    continue;
+                };
+                let text = strip_comments(text);
+                for s in secret_calls(&text) {
+                    out.entry(s).or_default().insert(entry.to_string());
+                }
+                pending.extend(included(&text));
+            }
+        }
+    }
+    out
+}
+
+/// The text without `{# ... #}` comments, which may mention `secret("x")` without calling it.
+fn strip_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("{#") {
+        out.push_str(&rest[..i]);
+        match rest[i..].find("#}") {
+            Some(j) => rest = &rest[i + j + 2..],
+            None => return out,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// String-literal arguments of `secret(...)` calls.
+fn secret_calls(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(i) = text[from..].find("secret") {
+        let at = from + i;
+        from = at + "secret".len();
+        let before = at.checked_sub(1).map(|b| bytes[b]);
+        if before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.') {
+            continue;
+        }
+        let rest = text[from..].trim_start();
+        let Some(rest) = rest.strip_prefix('(') else {
+            continue;
+        };
+        if let Some(lit) = string_literal(rest.trim_start()) {
+            out.push(lit.to_string());
+        }
+    }
+    out
+}
+
+/// The contents of a leading `"..."` or `'...'` literal (without escapes).
+fn string_literal(s: &str) -> Option<&str> {
+    let q = s.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let body = &s[1..];
+    let end = body.find(q)?;
+    let lit = &body[..end];
+    (!lit.contains('\\')).then_some(lit)
+}
+
+/// Templates named by `{% include %}`, `{% import %}`, `{% from ... import %}` and
+/// `{% extends %}` with a string literal.
+fn included(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("{%") {
+        let block = &rest[i + 2..];
+        let end = block.find("%}").unwrap_or(block.len());
+        let inner = block[..end].trim_start_matches(['-', '+']).trim_start();
+        for kw in ["include", "import", "from", "extends"] {
+            if let Some(after) = inner.strip_prefix(kw)
+                && after.starts_with(char::is_whitespace)
+                && let Some(lit) = string_literal(after.trim_start())
+            {
+                out.push(lit.to_string());
+            }
+        }
+        rest = &block[end..];
+    }
+    out
+}
+
+/// A secret without a value, with where it should have come from and why it did not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missing {
+    /// The secret's name.
+    pub name: String,
+    /// Its declared (or default) source; `None` when nothing provides it.
+    pub source: Option<SecretFrom>,
+    /// Why there is no value, in the user's terms (never a value or a token).
+    pub reason: String,
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            Some(s) => write!(f, "`{}` from {s}: {}", self.name, self.reason),
+            None => write!(f, "`{}`: {}", self.name, self.reason),
+        }
+    }
+}
+
+/// The outcome of [`resolve`]: a value for every secret that has one, and every one that has not.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    /// Values by secret name.
+    pub values: BTreeMap<String, SecretValue>,
+    /// Secrets without a value, sorted by name.
+    pub missing: Vec<Missing>,
+}
+
+impl Resolved {
+    /// The value of `name`, shaped as [`crate::render::SecretLookup`] wants it:
+    /// `render(stack, templates, &|n| resolved.lookup(n))`.
+    pub fn lookup(&self, name: &str) -> Option<String> {
+        self.values.get(name).map(|v| v.expose().to_string())
+    }
+
+    /// Every value, or [`Error::MissingSecrets`] naming every missing secret.
+    ///
+    /// # Errors
+    /// [`Error::MissingSecrets`] when any secret has no value.
+    pub fn require(self) -> Result<BTreeMap<String, SecretValue>, Error> {
+        if self.missing.is_empty() {
+            Ok(self.values)
+        } else {
+            Err(Error::MissingSecrets {
+                missing: self.missing.iter().map(ToString::to_string).collect(),
+            })
+        }
+    }
+}
+
+/// Resolve every secret in `names` for `stack` (whose folder is `dir`, for relative `file`
+/// sources), reading the environment through `env`:
+///
+/// 1. `LABCTL_SECRET_<NAME>`, when set, wins over any source;
+/// 2. else the `[secrets]` entry, else OpenBao's default (`secret/<stack name>`, field `<name>`)
+///    when `[host.openbao]` is enabled;
+/// 3. `env` and `file` sources are read directly; OpenBao secrets are read over one connection,
+///    each KV path once, all paths at once.
+///
+/// Never fails as a whole: whatever has no value is in [`Resolved::missing`] with its reason.
+pub async fn resolve(
+    stack: &Stack,
+    dir: &Path,
+    names: &BTreeSet<String>,
+    env: Env<'_>,
+) -> Resolved {
+    let mut out = Resolved::default();
+    let mut from_bao: Vec<(String, SecretFrom, KvPath, String)> = Vec::new();
+    for name in names {
+        if let Some(v) = env(&override_var(name)) {
+            out.values.insert(name.clone(), SecretValue::new(v));
+            continue;
+        }
+        let missing = |source: Option<SecretFrom>, reason: String| Missing {
+            name: name.clone(),
+            source,
+            reason,
+        };
+        let source = match stack.secret_from(name) {
+            None => {
+                out.missing.push(missing(
+                    None,
+                    format!(
+                        "nothing provides it: declare it in [secrets], enable [host.openbao], or set {}",
+                        override_var(name)
+                    ),
+                ));
+                continue;
+            }
+            Some(Err(why)) => {
+                out.missing.push(missing(
+                    None,
+                    format!("its [secrets] entry is invalid: {why}"),
+                ));
+                continue;
+            }
+            Some(Ok(s)) => s,
+        };
+        match &source {
+            SecretFrom::Env(var) => match env(var) {
+                Some(v) => {
+                    out.values.insert(name.clone(), SecretValue::new(v));
+                }
+                None => out
+                    .missing
+                    .push(missing(Some(source.clone()), format!("`{var}` is not set"))),
+            },
+            SecretFrom::File(p) => match read_file(&dir.join(p)) {
+                Ok(v) => {
+                    out.values.insert(name.clone(), SecretValue::new(v));
+                }
+                Err(why) => out.missing.push(missing(Some(source.clone()), why)),
+            },
+            SecretFrom::Bao { mount, path, key } => {
+                let kv = KvPath {
+                    mount: mount.clone(),
+                    path: path.clone(),
+                };
+                from_bao.push((name.clone(), source.clone(), kv, key.clone()));
+            }
+        }
+    }
+    if !from_bao.is_empty() {
+        let listen = stack
+            .host
+            .openbao
+            .enabled
+            .then_some(stack.host.openbao.listen.as_str());
+        let read = match Connect::from_env(env, listen).and_then(|c| Bao::new(&c)) {
+            Ok(bao) => {
+                let paths: BTreeSet<KvPath> =
+                    from_bao.iter().map(|(_, _, p, _)| p.clone()).collect();
+                Ok(bao.read_all(&paths).await)
+            }
+            Err(e) => Err(e),
+        };
+        for (name, source, kv, key) in from_bao {
+            let result: Result<SecretValue, String> = match &read {
+                Err(e) => Err(e.to_string()),
+                Ok(all) => match all.get(&kv) {
+                    Some(Ok(fields)) => fields
+                        .get(&key)
+                        .cloned()
+                        .ok_or_else(|| no_key(&kv, &key, fields)),
+                    Some(Err(e)) => Err(e.to_string()),
+                    None => Err(BaoError::NoSuchPath {
+                        path: kv.clone(),
+                        deleted: false,
+                    }
+                    .to_string()),
+                },
+            };
+            match result {
+                Ok(v) => {
+                    out.values.insert(name, v);
+                }
+                Err(reason) => out.missing.push(Missing {
+                    name,
+                    source: Some(source),
+                    reason,
+                }),
+            }
+        }
+    }
+    out.missing.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// [`resolve`] on a runtime of its own, for callers without one.
+///
+/// # Errors
+/// [`Error::Backend`] when no async runtime can be started.
+///
+/// # Panics
+/// When called from inside an async runtime (use [`resolve`] there).
+pub fn resolve_blocking(
+    stack: &Stack,
+    dir: &Path,
+    names: &BTreeSet<String>,
+    env: Env<'_>,
+) -> Result<Resolved, Error> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Backend {
+            plane: "openbao",
+            step: "start the async runtime".into(),
+            message: e.to_string(),
+        })?;
+    Ok(rt.block_on(resolve(stack, dir, names, env)))
+}
+
+/// The field is not in the secret: name the fields it has (names only).
+fn no_key(kv: &KvPath, key: &str, fields: &BTreeMap<String, SecretValue>) -> String {
+    let has = if fields.is_empty() {
+        "it has no keys".to_string()
+    } else {
+        format!(
+            "it has {}",
+            fields
+                .keys()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    format!(
+        "no key `{key}` in `{kv}` ({has}): add it with `bao kv patch -mount={} {} {key}=<value>`",
+        kv.mount, kv.path
+    )
+}
+
+/// A `file` source's value: the file without one trailing newline.
+fn read_file(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let v = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(&text);
+    if v.is_empty() {
+        return Err(format!("`{}` is empty", path.display()));
+    }
+    Ok(v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_never_format() {
+        let v = SecretValue::new("hunter2");
+        assert_eq!(format!("{v}"), "<redacted>");
+        assert!(!format!("{v:?}").contains("hunter2"));
+        let r = Resolved {
+            values: [("a".to_string(), v)].into(),
+            missing: vec![],
+        };
+        assert!(!format!("{r:?}").contains("hunter2"));
+        assert_eq!(r.lookup("a").as_deref(), Some("hunter2"));
+    }
+
+    #[test]
+    fn calls_and_includes_are_found() {
+        let t = r#"{# secret("in-comment") #}
+{% import "templates/_lib/k8s.j2" as k8s %}
+{%- include 'templates/x/_part.yaml' %}
+{% from "templates/_lib/m.j2" import a %}
+a: {{ secret("one") }}
+b: {{ secret( 'two' ) | tojson }}
+c: {{ my_secret("no") }} {{ c.secret("no") }} {{ secret(name) }}
+"#;
+        let t = strip_comments(t);
+        assert_eq!(secret_calls(&t), ["one", "two"]);
+        assert_eq!(
+            included(&t),
+            [
+                "templates/_lib/k8s.j2",
+                "templates/x/_part.yaml",
+                "templates/_lib/m.j2"
+            ]
+        );
+    }
+
+    #[test]
+    fn bundled_templates_ask_for_the_known_secrets() {
+        let stack =
+            crate::stack::parse(Path::new("stack.toml"), "[stack]\nname = \"lab\"\n").unwrap();
+        let used = used_by_templates(&stack, &Templates::builtin());
+        let names: Vec<&str> = used.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "grafana-admin-password",
+                "minio-root-password",
+                "postgres-password"
+            ]
+        );
+        // Through the partial `_objstore.yaml`.
+        assert!(used["minio-root-password"].contains("templates/thanos/secret.yaml"));
+    }
+}
