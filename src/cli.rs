@@ -159,22 +159,28 @@ pub struct ApplyArgs {
     pub settle: std::time::Duration,
 }
 
-/// `500ms`, `90s`, `5m`, `1h`, or plain seconds.
+/// A duration flag, parsed by humantime: `500ms`, `90s`, `5m`, `1h30m`, `2 days`, or plain
+/// seconds. Clap names the flag when this fails.
+///
+/// # Errors
+/// A message saying why `s` is not a duration, or that it is too long to represent.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (as `90s`, `5m`)"))?;
-    let ms = match unit {
-        "ms" => n,
-        "" | "s" => n * 1000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
-        _ => return Err(format!("`{s}` has an unknown unit (use ms, s, m or h)")),
+    // Plain seconds were always accepted (`--settle 3`); humantime insists on a unit.
+    let with_unit;
+    let text = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        with_unit = format!("{s}s");
+        &with_unit
+    } else {
+        s
     };
-    Ok(std::time::Duration::from_millis(ms))
+    humantime::parse_duration(text).map_err(|e| match e {
+        humantime::DurationError::NumberOverflow => {
+            format!("`{s}` is too long a duration (the most is about 584 billion years)")
+        }
+        humantime::DurationError::Empty => "a duration is needed, as `90s`, `5m` or `1h30m`".into(),
+        other => format!("`{s}` is not a duration ({other}); use `90s`, `5m`, `1h30m`"),
+    })
 }
 
 /// `labctl agent`: the services the host units run (docs/agents.md is the contract).

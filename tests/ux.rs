@@ -1,0 +1,61 @@
+//! What a new user meets first: flags, help, errors, pipes, output folders (issue 14). Every test
+//! drives the real binary.
+
+mod common;
+
+use common::{BARE, Stack, run};
+
+// ---- durations (humantime) ----
+
+#[test]
+fn duration_flag_overflow_is_an_error_naming_the_flag() {
+    let s = Stack::new(BARE);
+    let (code, out, err) = run(s.labctl(&[
+        "apply",
+        "--yes",
+        "--wait-timeout",
+        "99999999999999999h",
+    ]));
+    assert_eq!(code, 2, "a usage error: {err}");
+    assert_eq!(out, "");
+    assert!(err.contains("--wait-timeout"), "names the flag: {err}");
+    assert!(err.contains("too long a duration"), "{err}");
+}
+
+#[test]
+fn duration_flags_take_humantime_forms() {
+    // `1h30m` parses: the command gets past the command line and fails later, on the cluster.
+    let s = Stack::new(BARE);
+    let (code, _, err) = run(s.labctl(&[
+        "apply",
+        "--yes",
+        "--plane",
+        "kube",
+        "--kubeconfig",
+        "/nonexistent/kubeconfig",
+        "--wait-timeout",
+        "1h30m",
+        "--settle",
+        "2 s",
+    ]));
+    assert_eq!(code, 1, "{err}");
+    assert!(!err.contains("invalid value"), "{err}");
+    assert!(err.contains("/nonexistent/kubeconfig"), "{err}");
+    let (code, _, err) = run(s.labctl(&["apply", "--yes", "--settle", "5 parsecs"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--settle"), "{err}");
+}
+
+#[test]
+fn duration_setting_overflow_is_a_located_problem() {
+    let s = Stack::new(&format!(
+        "{}\n[kube.loki]\nretention = \"99999999999999999h\"\n",
+        BARE.replace("[kube.loki]\nenabled = false\n", "")
+    ));
+    let (code, _, err) = run(s.labctl(&["validate"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("`kube.loki.retention` is not a valid duration: too long a duration"),
+        "{err}"
+    );
+}
