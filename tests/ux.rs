@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{BARE, Stack, run};
+use common::{BARE, Stack, run, web_stack, with_web_templates};
 
 // ---- durations (humantime) ----
 
@@ -59,3 +59,30 @@ fn duration_setting_overflow_is_a_located_problem() {
         "{err}"
     );
 }
+
+// ---- kubeconfig quoting ----
+
+#[test]
+fn unreadable_kubeconfig_is_named_once() {
+    let s = Stack::new(BARE);
+    let home = tempfile::tempdir().unwrap();
+    let mut c = s.labctl(&["apply", "--yes", "--plane", "kube"]);
+    c.env("HOME", home.path())
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT");
+    let (code, _, err) = run(c);
+    assert_eq!(code, 1, "{err}");
+    let path = home.path().join(".kube/config");
+    let want = format!("cannot read `{}`: No such file or directory", path.display());
+    assert!(err.contains(&want), "{err}");
+    assert!(!err.contains("'\""), "{err}");
+
+    let (code, _, err) = run(s.labctl(&["plan", "--plane", "kube", "--kubeconfig", "/nope/kc"]));
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "error: kube: read kubeconfig `/nope/kc`: No such file or directory (os error 2)\n"
+    );
+}
+
