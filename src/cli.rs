@@ -14,25 +14,57 @@ pub struct Cli {
         long,
         global = true,
         env = "LABCTL_STACK",
-        default_value = "stack.toml"
+        default_value = "stack.toml",
+        help_heading = GLOBAL
     )]
     pub stack: PathBuf,
     /// Never colour output (also: the NO_COLOR environment variable).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub no_color: bool,
     /// Print what labctl does (backend request counts and timings).
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub verbose: bool,
-    /// The kubeconfig to reach the cluster with (default: `KUBECONFIG`, `~/.kube/config`, then
-    /// the in-cluster service account).
-    #[arg(long, global = true, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
-    /// The kubeconfig context to use instead of its current one.
-    #[arg(long, global = true, value_name = "NAME")]
-    pub context: Option<String>,
+    /// `labctl --kubeconfig FILE plan` (before the command) keeps working: hidden, as the option
+    /// belongs to the commands that reach a cluster.
+    #[arg(long = "kubeconfig", value_name = "FILE", hide = true)]
+    pub kubeconfig_before_command: Option<PathBuf>,
+    /// As `kubeconfig_before_command`, for `--context`.
+    #[arg(long = "context", value_name = "NAME", hide = true)]
+    pub context_before_command: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The help heading of the options every command takes, apart from the command's own.
+const GLOBAL: &str = "Global options";
+
+/// How to reach the cluster: only on the commands that reach one (`plan`, `apply`).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Cluster options")]
+pub struct ClusterArgs {
+    /// The kubeconfig to reach the cluster with (default: `KUBECONFIG`, `~/.kube/config`, then
+    /// the in-cluster service account).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use instead of its current one.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+impl Cli {
+    /// The cluster options of the command, when it is one that reaches a cluster.
+    pub fn cluster(&self) -> ClusterArgs {
+        let own = match &self.command {
+            Command::Plan(a) => a.cluster.clone(),
+            Command::Apply(a) => a.cluster.clone(),
+            _ => ClusterArgs::default(),
+        };
+        ClusterArgs {
+            kubeconfig: own.kubeconfig.or(self.kubeconfig_before_command.clone()),
+            context: own.context.or(self.context_before_command.clone()),
+        }
+    }
 }
 
 /// Subcommands.
@@ -113,6 +145,9 @@ pub struct PlanArgs {
     /// Kube: plan to delete PersistentVolumeClaims and `protect`ed components no longer rendered.
     #[arg(long)]
     pub prune_volumes: bool,
+    /// How to reach the cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// `labctl apply`.
@@ -157,6 +192,9 @@ pub struct ApplyArgs {
     /// whose process exits at once fails only after its start job is done).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub settle: std::time::Duration,
+    /// How to reach the cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// A duration flag, parsed by humantime: `500ms`, `90s`, `5m`, `1h30m`, `2 days`, or plain

@@ -257,9 +257,10 @@ fn observe(
         kube: None,
         systemd: None,
     };
+    let cluster = cli.cluster();
     let connect = Connect {
-        kubeconfig: cli.kubeconfig.clone(),
-        context: cli.context.clone(),
+        kubeconfig: cluster.kubeconfig,
+        context: cluster.context,
     };
     // A host-only machine has no cluster configured at all: without `--plane kube` that is said,
     // not an error. A configured cluster that cannot be reached is an error.

@@ -60,6 +60,45 @@ fn duration_setting_overflow_is_a_located_problem() {
     );
 }
 
+// ---- help: global options apart; cluster options only where a cluster is reached ----
+
+fn help(args: &[&str]) -> String {
+    let (code, out, err) = run({
+        let mut c = common::labctl();
+        c.args(args).arg("--help");
+        c
+    });
+    assert_eq!(code, 0, "{err}");
+    out
+}
+
+#[test]
+fn validate_and_completions_do_not_offer_cluster_options() {
+    for cmd in [&["validate"][..], &["completions"], &["render"]] {
+        let out = help(cmd);
+        assert!(!out.contains("--kubeconfig"), "{cmd:?}:\n{out}");
+        assert!(!out.contains("--context"), "{cmd:?}:\n{out}");
+        assert!(out.contains("Global options:\n"), "{cmd:?}:\n{out}");
+    }
+}
+
+#[test]
+fn plan_and_apply_group_global_options_apart() {
+    for cmd in ["plan", "apply"] {
+        let out = help(&[cmd]);
+        let own = out.find("Options:\n").expect("own options");
+        let cluster = out.find("Cluster options:\n").expect("cluster options");
+        let global = out.find("Global options:\n").expect("global options");
+        let own_text = &out[own..cluster.min(global)];
+        assert!(own_text.contains("--plane"), "{cmd}:\n{out}");
+        assert!(!own_text.contains("--stack"), "{cmd}:\n{out}");
+        assert!(!own_text.contains("--kubeconfig"), "{cmd}:\n{out}");
+        assert!(out[cluster..].contains("--kubeconfig"), "{cmd}:\n{out}");
+        assert!(out[global..].contains("--stack"), "{cmd}:\n{out}");
+        assert!(out[global..].contains("--no-color"), "{cmd}:\n{out}");
+    }
+}
+
 // ---- kubeconfig quoting ----
 
 #[test]
