@@ -99,13 +99,37 @@ pub enum PlaneArg {
 /// `labctl render`.
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// Write `DIR/kube/<namespace>/<kind>-<name>.yaml` and `DIR/systemd/<unit>` instead of stdout.
-    #[arg(short, long, value_name = "DIR")]
-    pub output: Option<PathBuf>,
+    /// Write `DIR/kube/<namespace>/<kind>-<name>.yaml` (`_cluster` for cluster-scoped objects) and
+    /// `DIR/systemd/<unit>` instead of stdout. The folder is labctl's: files it wrote before and
+    /// no longer renders are removed; other files are left alone and named.
+    #[arg(short = 'd', long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// The old spelling of `--output-dir`, kept for one release (`-o` is a format for `plan`).
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "DIR",
+        hide = true,
+        conflicts_with = "output_dir"
+    )]
+    pub output_deprecated: Option<PathBuf>,
     /// Only this plane.
     #[arg(long)]
     pub plane: Option<PlaneArg>,
 }
+
+impl RenderArgs {
+    /// The output folder, by either spelling.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.output_dir
+            .as_deref()
+            .or(self.output_deprecated.as_deref())
+    }
+}
+
+/// Printed when `render -o DIR` is used.
+pub const RENDER_O_DEPRECATED: &str = "warning: `render -o DIR`/`--output DIR` is deprecated and \
+     goes away in the next release: use `--output-dir DIR` (`-d DIR`)";
 
 /// Output format of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

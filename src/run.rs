@@ -1,7 +1,6 @@
 //! Wiring: parse the command line, call the library, print through the views, pick the exit code.
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
@@ -12,6 +11,7 @@ use crate::backend::kube::{Connect, Kube};
 use crate::backend::systemd::{Systemd, Target};
 use crate::cli::{ApplyArgs, Cli, Command, Format, PlanArgs, PlaneArg, RenderArgs};
 use crate::error::Error;
+use crate::output_dir;
 use crate::plan::{self, Live, Plan};
 use crate::render::{self, Templates};
 use crate::resource::{Desired, ResourceId};
@@ -96,16 +96,21 @@ fn render_cmd(cli: &Cli, args: &RenderArgs) -> Result<ExitCode, Error> {
     let loaded = stack::load(&cli.stack)?;
     let mut desired = desired_for(&loaded)?;
     keep_plane(&mut desired, args.plane);
-    match &args.output {
+    match args.dir() {
         Some(dir) => {
-            for (id, o) in &desired.objects {
-                write_atomic(&dir.join(render_path(id)), o.content.text().as_bytes())?;
+            if args.output_deprecated.is_some() {
+                eprintln!("{}", crate::cli::RENDER_O_DEPRECATED);
             }
-            eprintln!(
-                "wrote {} files to `{}`",
-                desired.objects.len(),
-                dir.display()
-            );
+            let files: Vec<(String, String)> = (desired.objects.iter())
+                .map(|(id, o)| (render_path(id), o.content.text().to_string()))
+                .collect();
+            let scope: &[&str] = match args.plane {
+                None => &["kube/", "systemd/"],
+                Some(PlaneArg::Kube) => &["kube/"],
+                Some(PlaneArg::Systemd) => &["systemd/"],
+            };
+            let name = &loaded.stack.stack.name;
+            eprint!("{}", output_dir::write(dir, name, scope, &files)?);
         }
         None => {
             let mut out = String::new();
@@ -127,7 +132,7 @@ fn render_cmd(cli: &Cli, args: &RenderArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where `render -o` puts an object, relative to the output folder.
+/// Where `render --output-dir` puts an object, relative to the output folder.
 pub fn render_path(id: &ResourceId) -> String {
     match id {
         ResourceId::Kube {
@@ -144,20 +149,6 @@ pub fn render_path(id: &ResourceId) -> String {
         }
         ResourceId::Systemd { unit } => format!("systemd/{unit}"),
     }
-}
-
-/// Write through a temporary file in the same folder and rename: a reader never sees half a file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let werr = |source| Error::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(werr)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(werr)?;
-    tmp.write_all(bytes).map_err(werr)?;
-    tmp.persist(path).map_err(|e| werr(e.error))?;
-    Ok(())
 }
 
 fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Error> {

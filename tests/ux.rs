@@ -99,6 +99,84 @@ fn plan_and_apply_group_global_options_apart() {
     }
 }
 
+// ---- render --output-dir ----
+
+/// The web stack with the `hello` unit switched on or off.
+fn web_and_hello(hello: bool) -> String {
+    web_stack("nginx:1.27", 1).replace(
+        "[host.extra.hello]\n",
+        &format!("[host.extra.hello]\nenabled = {hello}\n"),
+    )
+}
+
+#[test]
+fn render_output_dir_removes_what_it_no_longer_renders() {
+    let s = Stack::new(&web_and_hello(true));
+    with_web_templates(&s);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().to_str().unwrap();
+    let (code, _, err) = run(s.labctl(&["render", "-d", dir]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.path().join("systemd/hello.service").is_file(), "{err}");
+    assert!(out.path().join("kube/_cluster/namespace-lab.yaml").is_file());
+    std::fs::write(out.path().join("kube/lab/mine.yaml"), "kind: ConfigMap\n").unwrap();
+
+    std::fs::write(s.stack_file(), web_and_hello(false)).unwrap();
+    let (code, _, err) = run(s.labctl(&["render", "--output-dir", dir]));
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.path().join("systemd/hello.service").exists(), "{err}");
+    assert!(!out.path().join("systemd").exists(), "empty folder left: {err}");
+    assert!(err.contains("removed `systemd/hello.service`: no longer rendered"), "{err}");
+    assert!(out.path().join("kube/lab/deployment-web.yaml").is_file());
+    // A file labctl did not write stays, and is named.
+    assert!(out.path().join("kube/lab/mine.yaml").is_file());
+    assert!(err.contains("left alone, not written by labctl (1):\n  kube/lab/mine.yaml\n"), "{err}");
+}
+
+#[test]
+fn render_plane_only_prunes_its_own_plane() {
+    let s = Stack::new(&web_and_hello(true));
+    with_web_templates(&s);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().to_str().unwrap();
+    assert_eq!(run(s.labctl(&["render", "-d", dir])).0, 0);
+    let (code, _, err) = run(s.labctl(&["render", "-d", dir, "--plane", "kube"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.path().join("systemd/hello.service").is_file(), "{err}");
+    assert!(!err.contains("left alone"), "{err}");
+}
+
+#[test]
+fn render_refuses_a_folder_holding_another_stack() {
+    let s = Stack::new(&web_and_hello(true));
+    with_web_templates(&s);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().to_str().unwrap();
+    assert_eq!(run(s.labctl(&["render", "-d", dir])).0, 0);
+    std::fs::write(
+        s.stack_file(),
+        web_and_hello(true).replace("name = \"lab\"", "name = \"other\""),
+    )
+    .unwrap();
+    let (code, _, err) = run(s.labctl(&["render", "-d", dir]));
+    assert_eq!(code, 1);
+    assert!(err.contains("holds the render of stack `lab`, not `other`"), "{err}");
+    assert!(out.path().join("systemd/hello.service").is_file());
+}
+
+#[test]
+fn render_dash_o_still_works_and_says_it_is_deprecated() {
+    let s = Stack::new(&web_and_hello(true));
+    with_web_templates(&s);
+    let out = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(s.labctl(&["render", "-o", out.path().to_str().unwrap()]));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.starts_with("warning: `render -o DIR`/`--output DIR` is deprecated"), "{err}");
+    assert!(out.path().join("systemd/hello.service").is_file());
+    let h = help(&["render"]);
+    assert!(h.contains("-d, --output-dir <DIR>") && !h.contains("-o,"), "{h}");
+}
+
 // ---- kubeconfig quoting ----
 
 #[test]
