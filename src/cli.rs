@@ -138,6 +138,8 @@ pub enum Format {
     Human,
     /// For programs (see docs/plan-json.md).
     Json,
+    /// For a pull-request comment (see docs/ci.md).
+    Markdown,
 }
 
 /// `labctl plan`.

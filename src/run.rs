@@ -181,9 +181,15 @@ fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Erro
         // Only against the live world: CI plans (`--offline`, `--base`) run without secrets.
         plan::kube::note_unset_secrets(&mut plan, &desired);
     }
+    let base = match (&args.base, args.offline) {
+        (Some(rev), _) => view::Base::Rev(rev),
+        (None, true) => view::Base::Empty,
+        (None, false) => view::Base::Live,
+    };
     let text = match args.output {
-        Format::Human => view::render_plan_human(&plan, styles),
+        Format::Human => view::render_plan_human_against(&plan, base, styles),
         Format::Json => view::render_plan_json(&plan),
+        Format::Markdown => view::render_plan_markdown(&plan, base),
     };
     print(&text)?;
     if args.detailed_exitcode && !plan.is_empty() {

@@ -5,6 +5,18 @@ mod common;
 
 use common::{BARE, Stack, run, web_stack, with_web_templates};
 
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let st = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(["-c", "commit.gpgsign=false"])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+}
+
 // ---- durations (humantime) ----
 
 #[test]
@@ -203,3 +215,118 @@ fn unreadable_kubeconfig_is_named_once() {
     );
 }
 
+// ---- plan -o markdown ----
+
+#[test]
+fn markdown_plan_is_a_pull_request_comment() {
+    let s = Stack::new(&format!(
+        "{}\n[kube.extra.creds]\n",
+        web_stack("nginx:1.27", 1)
+    ));
+    with_web_templates(&s);
+    s.file(
+        "templates/creds/secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  password: hunter2\n",
+    );
+    let (code, out, err) = run(s.labctl(&[
+        "plan",
+        "--offline",
+        "-o",
+        "markdown",
+        "--detailed-exitcode",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("### labctl plan"));
+    assert_eq!(lines.next(), Some(""));
+    assert_eq!(
+        lines.next(),
+        Some("**Plan:** 5 to add, 0 to change, 0 to destroy.")
+    );
+    assert!(
+        out.contains("<details><summary><code>+ Deployment lab/web</code> will be created</summary>\n\n```diff\n+ apiVersion: apps/v1\n"),
+        "{out}"
+    );
+    assert_eq!(out.matches("<details>").count(), 5, "{out}");
+    assert_eq!(out.matches("</details>").count(), 5, "{out}");
+    assert!(!out.contains("hunter2"), "secret leaked:\n{out}");
+    assert!(out.contains("+   password: (sensitive value)"), "{out}");
+}
+
+#[test]
+fn long_markdown_plans_are_truncated_with_a_note() {
+    // 400 ConfigMaps of ~1 kB each: far more than one comment holds.
+    let mut tpl = String::new();
+    for i in 0..400 {
+        tpl.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i:03}\ndata:\n  blob: {}\n",
+            "x".repeat(1000)
+        ));
+    }
+    let s = Stack::new(&format!("{BARE}\n[kube.extra.many]\n"));
+    s.file("templates/many/cms.yaml", &tpl);
+    let (code, out, err) = run(s.labctl(&["plan", "--offline", "-o", "markdown"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.len() < 65_536, "{} characters", out.len());
+    assert!(out.contains("**Plan:** 401 to add, 0 to change, 0 to destroy."));
+    let shown = out.matches("</details>").count();
+    assert!(shown > 10 && shown < 401, "{shown}");
+    assert!(
+        out.contains(&format!(
+            "The plan is too long for one comment: {} of 401 changes are not shown.",
+            401 - shown
+        )),
+        "{}",
+        &out[out.len() - 400..]
+    );
+}
+
+// ---- docs/ci.md ----
+
+#[test]
+fn ci_workflow_in_the_docs_is_valid_and_runs_the_documented_plan() {
+    let doc = std::fs::read_to_string(common::repo().join("docs/ci.md")).unwrap();
+    let yaml = doc
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("a yaml block");
+    let wf: serde_json::Value = serde_saphyr::from_str(yaml).expect("the workflow is YAML");
+    let steps = wf["jobs"]["plan"]["steps"].as_array().expect("steps");
+    let run_line = steps
+        .iter()
+        .filter_map(|s| s["run"].as_str())
+        .flat_map(str::lines)
+        .find(|l| l.trim_start().starts_with("labctl plan"))
+        .expect("a labctl plan step");
+    assert!(
+        run_line.contains(
+            "labctl plan --base origin/${{ github.base_ref }} -o markdown --detailed-exitcode"
+        ),
+        "{run_line}"
+    );
+    assert!(steps.iter().any(|s| s["with"]["fetch-depth"] == 0));
+    // The documented command line, on a real checkout: the flags are what labctl accepts.
+    let s = Stack::new(&web_stack("nginx:1.26", 1));
+    with_web_templates(&s);
+    git(s.path(), &["init", "-q", "-b", "main"]);
+    git(s.path(), &["add", "."]);
+    git(s.path(), &["commit", "-qm", "one"]);
+    std::fs::write(s.stack_file(), web_stack("nginx:1.27", 1)).unwrap();
+    let (code, out, err) = run(s.labctl(&[
+        "plan",
+        "--base",
+        "main",
+        "-o",
+        "markdown",
+        "--detailed-exitcode",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(out.contains("**Plan:** 0 to add, 1 to change, 0 to destroy."), "{out}");
+    assert!(
+        out.contains("<code>~ Deployment lab/web</code> will be updated (rolls pods)"),
+        "{out}"
+    );
+    assert!(out.contains("```diff\n@@ -18,5 +18,5 @@\n"), "{out}");
+    assert!(out.contains("\n-       - image: nginx:1.26\n+       - image: nginx:1.27\n"), "{out}");
+}
