@@ -189,6 +189,37 @@ fn render_dash_o_still_works_and_says_it_is_deprecated() {
     assert!(h.contains("-d, --output-dir <DIR>") && !h.contains("-o,"), "{h}");
 }
 
+// ---- plan --base ----
+
+#[test]
+fn unknown_base_revision_says_gits_reason() {
+    let s = Stack::new(&web_stack("nginx:1.27", 1));
+    with_web_templates(&s);
+    git(s.path(), &["init", "-q"]);
+    git(s.path(), &["add", "."]);
+    git(s.path(), &["commit", "-qm", "one"]);
+    let (code, _, err) = run(s.labctl(&["plan", "--base", "nope"]));
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "error: cannot read the stack at git revision `nope`: bad revision 'nope'\n"
+    );
+}
+
+#[test]
+fn empty_plan_against_a_base_names_the_revision() {
+    let s = Stack::new(&web_stack("nginx:1.27", 1));
+    with_web_templates(&s);
+    git(s.path(), &["init", "-q"]);
+    git(s.path(), &["add", "."]);
+    git(s.path(), &["commit", "-qm", "one"]);
+    let (code, out, err) = run(s.labctl(&["plan", "--base", "HEAD"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "No changes. The stack matches `HEAD`.\n");
+    let (_, out, _) = run(s.labctl(&["plan", "--base", "HEAD", "-o", "markdown"]));
+    assert!(out.contains("**No changes.** The stack matches `HEAD`.\n"), "{out}");
+}
+
 // ---- kubeconfig quoting ----
 
 #[test]
