@@ -27,6 +27,10 @@ pub fn run() -> ExitCode {
     let err_styles = Styles::detect(cli.no_color, std::io::stderr().is_terminal());
     match dispatch(&cli) {
         Ok(code) => code,
+        // The reader went away (`labctl plan | head`): stop quietly, as every Unix tool does.
+        Err(Error::Write { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             let _ = std::io::stderr().write_all(view::render_error(&e, err_styles).as_bytes());
             ExitCode::FAILURE
@@ -53,12 +57,9 @@ fn dispatch(cli: &Cli) -> Result<ExitCode, Error> {
         Command::Apply(args) => apply_cmd(cli, args, out_styles),
         Command::Agent(args) => Ok(crate::agent::main(args)),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                *shell,
-                &mut Cli::command(),
-                "labctl",
-                &mut std::io::stdout(),
-            );
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "labctl", &mut out);
+            print(&String::from_utf8_lossy(&out))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -121,12 +122,7 @@ fn render_cmd(cli: &Cli, args: &RenderArgs) -> Result<ExitCode, Error> {
                     o.content.text()
                 ));
             }
-            std::io::stdout()
-                .write_all(out.as_bytes())
-                .map_err(|source| Error::Write {
-                    path: "<stdout>".into(),
-                    source,
-                })?;
+            print(&out)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -204,6 +200,14 @@ fn plan_of(loaded: &LoadedStack, desired: &Desired, live: &Live, prune_volumes: 
     let protected = plan::kube::protected_components(&loaded.stack);
     plan::kube::keep_volumes(&mut plan, &protected, prune_volumes);
     plan
+}
+
+/// `Ok` when the error is only that stdout's reader closed the pipe.
+fn reader_gone(e: Error) -> Result<(), Error> {
+    match e {
+        Error::Write { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        e => Err(e),
+    }
 }
 
 fn print(text: &str) -> Result<(), Error> {
@@ -317,7 +321,8 @@ fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Er
     let observed = observe(cli, &loaded, &mut desired, how, &rt)?;
     let mut plan = plan_of(&loaded, &desired, &observed.live, args.prune_volumes);
     plan::kube::note_unset_secrets(&mut plan, &desired);
-    print(&view::render_plan_human(&plan, styles))?;
+    // The plan is for the reader; a reader gone (`apply --yes | head`) does not cancel the apply.
+    print(&view::render_plan_human(&plan, styles)).or_else(reader_gone)?;
     if plan.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }

@@ -189,6 +189,48 @@ fn render_dash_o_still_works_and_says_it_is_deprecated() {
     assert!(h.contains("-d, --output-dir <DIR>") && !h.contains("-o,"), "{h}");
 }
 
+// ---- pipes ----
+
+/// `labctl <args> | head -1` through a real shell pipe: (status of labctl, stdout, stderr).
+fn piped_to_head(s: &Stack, args: &str) -> (i32, String, String) {
+    let bin = assert_cmd::cargo::cargo_bin("labctl");
+    let script = format!(
+        "'{}' --stack '{}' {args} 2>\"$ERR\" | head -1; exit ${{PIPESTATUS[0]}}",
+        bin.display(),
+        s.stack_file().display()
+    );
+    let err_file = s.path().join("stderr.txt");
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .env("ERR", &err_file)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        std::fs::read_to_string(err_file).unwrap(),
+    )
+}
+
+#[test]
+fn printing_commands_exit_quietly_on_a_closed_pipe() {
+    // Enough output that the pipe closes while labctl still writes.
+    let s = Stack::bundled();
+    for args in [
+        "plan --offline",
+        "plan --offline -o json",
+        "plan --offline -o markdown",
+        "render",
+        "completions bash",
+    ] {
+        let (code, out, err) = piped_to_head(&s, args);
+        assert_eq!((code, err.as_str()), (0, ""), "{args}");
+        assert_eq!(out.lines().count(), 1, "{args}: {out}");
+    }
+}
+
 // ---- plan --base ----
 
 #[test]
