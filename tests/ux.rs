@@ -354,6 +354,66 @@ fn long_markdown_plans_are_truncated_with_a_note() {
     );
 }
 
+// ---- every schema problem in one run ----
+
+#[test]
+fn unknown_key_wrong_type_and_bad_port_are_reported_together() {
+    let s = Stack::new(
+        "[stack]\nname = \"lab\"\n\n[kube.grafana]\nnodeport = 30001\nnode_port = 70000\n\n[host.proxy]\nport = \"eighty\"\nlisten = \"x\"\n\n[kube.grafna]\n",
+    );
+    let (code, out, err) = run(s.labctl(&["validate"]));
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    let pos = |s: &str| err.find(s).unwrap_or_else(|| panic!("`{s}` missing in:\n{err}"));
+    let at = [
+        pos("stack.toml:5:1: unknown field `nodeport`"),
+        pos("stack.toml:6:13: `kube.grafana.node_port`: expected a port number (1-65535), found the number 70000"),
+        pos("stack.toml:9:8: `host.proxy.port`: expected a port number (1-65535), found the string \"eighty\""),
+        pos("stack.toml:10:10: `host.proxy.listen` is not an IP address"),
+        pos("stack.toml:12:7: unknown field `grafna`"),
+    ];
+    assert!(at.is_sorted(), "in file order:\n{err}");
+    assert!(err.ends_with("has 5 problems\n"), "{err}");
+    assert!(!err.contains("u16"), "{err}");
+}
+
+#[test]
+fn schema_and_semantic_problems_come_in_one_report() {
+    // A wrong type (taken out, its default used) and a semantic problem elsewhere.
+    let s = Stack::new("[stack]\nname = \"Lab\"\n\n[kube.grafana]\nreplicas = \"two\"\n");
+    let (code, _, err) = run(s.labctl(&["validate"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("stack.toml:2:8: `stack.name` is not a valid stack name"), "{err}");
+    assert!(
+        err.contains("stack.toml:5:12: `kube.grafana.replicas`: expected a whole number"),
+        "{err}"
+    );
+    assert!(err.ends_with("has 2 problems\n"), "{err}");
+}
+
+#[test]
+fn a_wrong_required_value_is_one_problem_not_two() {
+    // `stack.name` has no default: what depends on it cannot be checked, but the problem is
+    // said once, as a type, not again as a missing key.
+    let s = Stack::new("[stack]\nname = 5\n");
+    let (code, _, err) = run(s.labctl(&["validate"]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("stack.toml:2:8: `stack.name`: expected a string in quotes, found the number 5"),
+        "{err}"
+    );
+    assert!(!err.contains("missing field"), "{err}");
+    assert!(err.ends_with("has 1 problem\n"), "{err}");
+}
+
+#[test]
+fn every_syntax_error_is_reported() {
+    let s = Stack::new("[stack]\nname = \"lab\"\nx = = 1\ny = \"open\n");
+    let (code, _, err) = run(s.labctl(&["validate"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("stack.toml:3:"), "{err}");
+    assert!(err.contains("stack.toml:4:"), "{err}");
+}
+
 // ---- docs/ci.md ----
 
 #[test]
