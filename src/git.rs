@@ -31,7 +31,11 @@ fn git(dir: &Path, rev: &str, args: &[&str]) -> Result<Vec<u8>, Error> {
 /// without the prefix (hints dropped), or the command and exit status when it said nothing.
 fn reason(stderr: &[u8], args: &[&str], status: std::process::ExitStatus) -> String {
     let text = String::from_utf8_lossy(stderr);
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     let said = lines
         .iter()
         .rev()
@@ -42,7 +46,10 @@ fn reason(stderr: &[u8], args: &[&str], status: std::process::ExitStatus) -> Str
         .or(lines.first().copied());
     match said {
         Some(s) => s.to_string(),
-        None => format!("`git {}` failed ({status}) without saying why", args.join(" ")),
+        None => format!(
+            "`git {}` failed ({status}) without saying why",
+            args.join(" ")
+        ),
     }
 }
 

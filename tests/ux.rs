@@ -14,7 +14,11 @@ fn git(dir: &std::path::Path, args: &[&str]) {
         .args(args)
         .output()
         .expect("git runs");
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
 }
 
 // ---- durations (humantime) ----
@@ -22,12 +26,8 @@ fn git(dir: &std::path::Path, args: &[&str]) {
 #[test]
 fn duration_flag_overflow_is_an_error_naming_the_flag() {
     let s = Stack::new(BARE);
-    let (code, out, err) = run(s.labctl(&[
-        "apply",
-        "--yes",
-        "--wait-timeout",
-        "99999999999999999h",
-    ]));
+    let (code, out, err) =
+        run(s.labctl(&["apply", "--yes", "--wait-timeout", "99999999999999999h"]));
     assert_eq!(code, 2, "a usage error: {err}");
     assert_eq!(out, "");
     assert!(err.contains("--wait-timeout"), "names the flag: {err}");
@@ -130,19 +130,32 @@ fn render_output_dir_removes_what_it_no_longer_renders() {
     let (code, _, err) = run(s.labctl(&["render", "-d", dir]));
     assert_eq!(code, 0, "{err}");
     assert!(out.path().join("systemd/hello.service").is_file(), "{err}");
-    assert!(out.path().join("kube/_cluster/namespace-lab.yaml").is_file());
+    assert!(
+        out.path()
+            .join("kube/_cluster/namespace-lab.yaml")
+            .is_file()
+    );
     std::fs::write(out.path().join("kube/lab/mine.yaml"), "kind: ConfigMap\n").unwrap();
 
     std::fs::write(s.stack_file(), web_and_hello(false)).unwrap();
     let (code, _, err) = run(s.labctl(&["render", "--output-dir", dir]));
     assert_eq!(code, 0, "{err}");
     assert!(!out.path().join("systemd/hello.service").exists(), "{err}");
-    assert!(!out.path().join("systemd").exists(), "empty folder left: {err}");
-    assert!(err.contains("removed `systemd/hello.service`: no longer rendered"), "{err}");
+    assert!(
+        !out.path().join("systemd").exists(),
+        "empty folder left: {err}"
+    );
+    assert!(
+        err.contains("removed `systemd/hello.service`: no longer rendered"),
+        "{err}"
+    );
     assert!(out.path().join("kube/lab/deployment-web.yaml").is_file());
     // A file labctl did not write stays, and is named.
     assert!(out.path().join("kube/lab/mine.yaml").is_file());
-    assert!(err.contains("left alone, not written by labctl (1):\n  kube/lab/mine.yaml\n"), "{err}");
+    assert!(
+        err.contains("left alone, not written by labctl (1):\n  kube/lab/mine.yaml\n"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -172,7 +185,10 @@ fn render_refuses_a_folder_holding_another_stack() {
     .unwrap();
     let (code, _, err) = run(s.labctl(&["render", "-d", dir]));
     assert_eq!(code, 1);
-    assert!(err.contains("holds the render of stack `lab`, not `other`"), "{err}");
+    assert!(
+        err.contains("holds the render of stack `lab`, not `other`"),
+        "{err}"
+    );
     assert!(out.path().join("systemd/hello.service").is_file());
 }
 
@@ -183,10 +199,16 @@ fn render_dash_o_still_works_and_says_it_is_deprecated() {
     let out = tempfile::tempdir().unwrap();
     let (code, _, err) = run(s.labctl(&["render", "-o", out.path().to_str().unwrap()]));
     assert_eq!(code, 0, "{err}");
-    assert!(err.starts_with("warning: `render -o DIR`/`--output DIR` is deprecated"), "{err}");
+    assert!(
+        err.starts_with("warning: `render -o DIR`/`--output DIR` is deprecated"),
+        "{err}"
+    );
     assert!(out.path().join("systemd/hello.service").is_file());
     let h = help(&["render"]);
-    assert!(h.contains("-d, --output-dir <DIR>") && !h.contains("-o,"), "{h}");
+    assert!(
+        h.contains("-d, --output-dir <DIR>") && !h.contains("-o,"),
+        "{h}"
+    );
 }
 
 // ---- pipes ----
@@ -259,7 +281,10 @@ fn empty_plan_against_a_base_names_the_revision() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "No changes. The stack matches `HEAD`.\n");
     let (_, out, _) = run(s.labctl(&["plan", "--base", "HEAD", "-o", "markdown"]));
-    assert!(out.contains("**No changes.** The stack matches `HEAD`.\n"), "{out}");
+    assert!(
+        out.contains("**No changes.** The stack matches `HEAD`.\n"),
+        "{out}"
+    );
 }
 
 // ---- kubeconfig quoting ----
@@ -276,7 +301,10 @@ fn unreadable_kubeconfig_is_named_once() {
     let (code, _, err) = run(c);
     assert_eq!(code, 1, "{err}");
     let path = home.path().join(".kube/config");
-    let want = format!("cannot read `{}`: No such file or directory", path.display());
+    let want = format!(
+        "cannot read `{}`: No such file or directory",
+        path.display()
+    );
     assert!(err.contains(&want), "{err}");
     assert!(!err.contains("'\""), "{err}");
 
@@ -301,13 +329,8 @@ fn markdown_plan_is_a_pull_request_comment() {
         "templates/creds/secret.yaml",
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  password: hunter2\n",
     );
-    let (code, out, err) = run(s.labctl(&[
-        "plan",
-        "--offline",
-        "-o",
-        "markdown",
-        "--detailed-exitcode",
-    ]));
+    let (code, out, err) =
+        run(s.labctl(&["plan", "--offline", "-o", "markdown", "--detailed-exitcode"]));
     assert_eq!(code, 2, "{err}");
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some("### labctl plan"));
@@ -363,11 +386,18 @@ fn unknown_key_wrong_type_and_bad_port_are_reported_together() {
     );
     let (code, out, err) = run(s.labctl(&["validate"]));
     assert_eq!((code, out.as_str()), (1, ""), "{err}");
-    let pos = |s: &str| err.find(s).unwrap_or_else(|| panic!("`{s}` missing in:\n{err}"));
+    let pos = |s: &str| {
+        err.find(s)
+            .unwrap_or_else(|| panic!("`{s}` missing in:\n{err}"))
+    };
     let at = [
         pos("stack.toml:5:1: unknown field `nodeport`"),
-        pos("stack.toml:6:13: `kube.grafana.node_port`: expected a port number (1-65535), found the number 70000"),
-        pos("stack.toml:9:8: `host.proxy.port`: expected a port number (1-65535), found the string \"eighty\""),
+        pos(
+            "stack.toml:6:13: `kube.grafana.node_port`: expected a port number (1-65535), found the number 70000",
+        ),
+        pos(
+            "stack.toml:9:8: `host.proxy.port`: expected a port number (1-65535), found the string \"eighty\"",
+        ),
         pos("stack.toml:10:10: `host.proxy.listen` is not an IP address"),
         pos("stack.toml:12:7: unknown field `grafna`"),
     ];
@@ -382,7 +412,10 @@ fn schema_and_semantic_problems_come_in_one_report() {
     let s = Stack::new("[stack]\nname = \"Lab\"\n\n[kube.grafana]\nreplicas = \"two\"\n");
     let (code, _, err) = run(s.labctl(&["validate"]));
     assert_eq!(code, 1);
-    assert!(err.contains("stack.toml:2:8: `stack.name` is not a valid stack name"), "{err}");
+    assert!(
+        err.contains("stack.toml:2:8: `stack.name` is not a valid stack name"),
+        "{err}"
+    );
     assert!(
         err.contains("stack.toml:5:12: `kube.grafana.replicas`: expected a whole number"),
         "{err}"
@@ -398,7 +431,9 @@ fn a_wrong_required_value_is_one_problem_not_two() {
     let (code, _, err) = run(s.labctl(&["validate"]));
     assert_eq!(code, 1);
     assert!(
-        err.contains("stack.toml:2:8: `stack.name`: expected a string in quotes, found the number 5"),
+        err.contains(
+            "stack.toml:2:8: `stack.name`: expected a string in quotes, found the number 5"
+        ),
         "{err}"
     );
     assert!(!err.contains("missing field"), "{err}");
@@ -455,11 +490,17 @@ fn ci_workflow_in_the_docs_is_valid_and_runs_the_documented_plan() {
         "--detailed-exitcode",
     ]));
     assert_eq!(code, 2, "{err}");
-    assert!(out.contains("**Plan:** 0 to add, 1 to change, 0 to destroy."), "{out}");
+    assert!(
+        out.contains("**Plan:** 0 to add, 1 to change, 0 to destroy."),
+        "{out}"
+    );
     assert!(
         out.contains("<code>~ Deployment lab/web</code> will be updated (rolls pods)"),
         "{out}"
     );
     assert!(out.contains("```diff\n@@ -18,5 +18,5 @@\n"), "{out}");
-    assert!(out.contains("\n-       - image: nginx:1.26\n+       - image: nginx:1.27\n"), "{out}");
+    assert!(
+        out.contains("\n-       - image: nginx:1.26\n+       - image: nginx:1.27\n"),
+        "{out}"
+    );
 }

@@ -154,7 +154,10 @@ impl Kube {
                 let why = read_failure(&e).map_or(e.to_string(), |(io, p)| {
                     format!("not in a cluster, and cannot read `{}`: {io}", p.display())
                 });
-                backend("find a cluster (KUBECONFIG, ~/.kube/config, in-cluster)", why)
+                backend(
+                    "find a cluster (KUBECONFIG, ~/.kube/config, in-cluster)",
+                    why,
+                )
             })?,
         };
         let server = config.cluster_url.to_string();

@@ -104,10 +104,7 @@ fn diff_lines(c: &Change) -> String {
     let mut out = String::new();
     for (i, l) in lines.iter().enumerate() {
         if out.len() + l.len() > PER_CHANGE {
-            out.push_str(&format!(
-                "… {} more lines not shown\n",
-                lines.len() - i
-            ));
+            out.push_str(&format!("… {} more lines not shown\n", lines.len() - i));
             break;
         }
         out.push_str(l.trim_end());
@@ -122,7 +119,11 @@ fn notes(out: &mut String, plan: &Plan) {
         .changes
         .iter()
         .filter(|c| c.action == Action::NoOp)
-        .flat_map(|c| c.notes.iter().map(move |n| format!("- `{}`: {}\n", c.id, html(n))))
+        .flat_map(|c| {
+            c.notes
+                .iter()
+                .map(move |n| format!("- `{}`: {}\n", c.id, html(n)))
+        })
         .collect();
     if !quiet.is_empty() {
         out.push_str("Notes on resources without changes:\n\n");
