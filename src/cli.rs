@@ -14,25 +14,57 @@ pub struct Cli {
         long,
         global = true,
         env = "LABCTL_STACK",
-        default_value = "stack.toml"
+        default_value = "stack.toml",
+        help_heading = GLOBAL
     )]
     pub stack: PathBuf,
     /// Never colour output (also: the NO_COLOR environment variable).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub no_color: bool,
     /// Print what labctl does (backend request counts and timings).
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub verbose: bool,
-    /// The kubeconfig to reach the cluster with (default: `KUBECONFIG`, `~/.kube/config`, then
-    /// the in-cluster service account).
-    #[arg(long, global = true, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
-    /// The kubeconfig context to use instead of its current one.
-    #[arg(long, global = true, value_name = "NAME")]
-    pub context: Option<String>,
+    /// `labctl --kubeconfig FILE plan` (before the command) keeps working: hidden, as the option
+    /// belongs to the commands that reach a cluster.
+    #[arg(long = "kubeconfig", value_name = "FILE", hide = true)]
+    pub kubeconfig_before_command: Option<PathBuf>,
+    /// As `kubeconfig_before_command`, for `--context`.
+    #[arg(long = "context", value_name = "NAME", hide = true)]
+    pub context_before_command: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The help heading of the options every command takes, apart from the command's own.
+const GLOBAL: &str = "Global options";
+
+/// How to reach the cluster: only on the commands that reach one (`plan`, `apply`).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Cluster options")]
+pub struct ClusterArgs {
+    /// The kubeconfig to reach the cluster with (default: `KUBECONFIG`, `~/.kube/config`, then
+    /// the in-cluster service account).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use instead of its current one.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+impl Cli {
+    /// The cluster options of the command, when it is one that reaches a cluster.
+    pub fn cluster(&self) -> ClusterArgs {
+        let own = match &self.command {
+            Command::Plan(a) => a.cluster.clone(),
+            Command::Apply(a) => a.cluster.clone(),
+            _ => ClusterArgs::default(),
+        };
+        ClusterArgs {
+            kubeconfig: own.kubeconfig.or(self.kubeconfig_before_command.clone()),
+            context: own.context.or(self.context_before_command.clone()),
+        }
+    }
 }
 
 /// Subcommands.
@@ -67,13 +99,37 @@ pub enum PlaneArg {
 /// `labctl render`.
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// Write `DIR/kube/<namespace>/<kind>-<name>.yaml` and `DIR/systemd/<unit>` instead of stdout.
-    #[arg(short, long, value_name = "DIR")]
-    pub output: Option<PathBuf>,
+    /// Write `DIR/kube/<namespace>/<kind>-<name>.yaml` (`_cluster` for cluster-scoped objects) and
+    /// `DIR/systemd/<unit>` instead of stdout. The folder is labctl's: files it wrote before and
+    /// no longer renders are removed; other files are left alone and named.
+    #[arg(short = 'd', long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// The old spelling of `--output-dir`, kept for one release (`-o` is a format for `plan`).
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "DIR",
+        hide = true,
+        conflicts_with = "output_dir"
+    )]
+    pub output_deprecated: Option<PathBuf>,
     /// Only this plane.
     #[arg(long)]
     pub plane: Option<PlaneArg>,
 }
+
+impl RenderArgs {
+    /// The output folder, by either spelling.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.output_dir
+            .as_deref()
+            .or(self.output_deprecated.as_deref())
+    }
+}
+
+/// Printed when `render -o DIR` is used.
+pub const RENDER_O_DEPRECATED: &str = "warning: `render -o DIR`/`--output DIR` is deprecated and \
+     goes away in the next release: use `--output-dir DIR` (`-d DIR`)";
 
 /// Output format of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -82,6 +138,8 @@ pub enum Format {
     Human,
     /// For programs (see docs/plan-json.md).
     Json,
+    /// For a pull-request comment (see docs/ci.md).
+    Markdown,
 }
 
 /// `labctl plan`.
@@ -113,6 +171,9 @@ pub struct PlanArgs {
     /// Kube: plan to delete PersistentVolumeClaims and `protect`ed components no longer rendered.
     #[arg(long)]
     pub prune_volumes: bool,
+    /// How to reach the cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// `labctl apply`.
@@ -157,24 +218,33 @@ pub struct ApplyArgs {
     /// whose process exits at once fails only after its start job is done).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub settle: std::time::Duration,
+    /// How to reach the cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
-/// `500ms`, `90s`, `5m`, `1h`, or plain seconds.
+/// A duration flag, parsed by humantime: `500ms`, `90s`, `5m`, `1h30m`, `2 days`, or plain
+/// seconds. Clap names the flag when this fails.
+///
+/// # Errors
+/// A message saying why `s` is not a duration, or that it is too long to represent.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (as `90s`, `5m`)"))?;
-    let ms = match unit {
-        "ms" => n,
-        "" | "s" => n * 1000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
-        _ => return Err(format!("`{s}` has an unknown unit (use ms, s, m or h)")),
+    // Plain seconds were always accepted (`--settle 3`); humantime insists on a unit.
+    let with_unit;
+    let text = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        with_unit = format!("{s}s");
+        &with_unit
+    } else {
+        s
     };
-    Ok(std::time::Duration::from_millis(ms))
+    humantime::parse_duration(text).map_err(|e| match e {
+        humantime::DurationError::NumberOverflow => {
+            format!("`{s}` is too long a duration (the most is about 584 billion years)")
+        }
+        humantime::DurationError::Empty => "a duration is needed, as `90s`, `5m` or `1h30m`".into(),
+        other => format!("`{s}` is not a duration ({other}); use `90s`, `5m`, `1h30m`"),
+    })
 }
 
 /// `labctl agent`: the services the host units run (docs/agents.md is the contract).

@@ -19,13 +19,38 @@ fn git(dir: &Path, rev: &str, args: &[&str]) -> Result<Vec<u8>, Error> {
             message: format!("cannot run `git`: {e}"),
         })?;
     if !out.status.success() {
-        let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
         return Err(Error::Git {
             rev: rev.into(),
-            message: msg,
+            message: reason(&out.stderr, args, out.status),
         });
     }
     Ok(out.stdout)
+}
+
+/// Git's own reason for a failure, as `bad revision 'nope'`: its last `fatal:`/`error:` line
+/// without the prefix (hints dropped), or the command and exit status when it said nothing.
+fn reason(stderr: &[u8], args: &[&str], status: std::process::ExitStatus) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let said = lines
+        .iter()
+        .rev()
+        .find_map(|l| {
+            l.strip_prefix("fatal: ")
+                .or_else(|| l.strip_prefix("error: "))
+        })
+        .or(lines.first().copied());
+    match said {
+        Some(s) => s.to_string(),
+        None => format!(
+            "`git {}` failed ({status}) without saying why",
+            args.join(" ")
+        ),
+    }
 }
 
 /// The stack file and template overrides at `rev`. `Ok(None)` when the stack file did not exist
@@ -39,15 +64,11 @@ pub fn stack_at(stack_path: &Path, rev: &str) -> Result<Option<(Stack, Templates
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    // `rev-list` (unlike `rev-parse --verify --quiet`) says why it does not know a revision.
     let commit = String::from_utf8_lossy(&git(
         dir,
         rev,
-        &[
-            "rev-parse",
-            "--verify",
-            "--quiet",
-            &format!("{rev}^{{commit}}"),
-        ],
+        &["rev-list", "-n", "1", "--end-of-options", rev, "--"],
     )?)
     .trim()
     .to_string();

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod error;
 pub mod git;
 pub mod metric;
+pub mod output_dir;
 pub mod plan;
 pub mod render;
 pub mod resource;

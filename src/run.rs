@@ -1,7 +1,6 @@
 //! Wiring: parse the command line, call the library, print through the views, pick the exit code.
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
@@ -12,6 +11,7 @@ use crate::backend::kube::{Connect, Kube};
 use crate::backend::systemd::{Systemd, Target};
 use crate::cli::{ApplyArgs, Cli, Command, Format, PlanArgs, PlaneArg, RenderArgs};
 use crate::error::Error;
+use crate::output_dir;
 use crate::plan::{self, Live, Plan};
 use crate::render::{self, Templates};
 use crate::resource::{Desired, ResourceId};
@@ -27,6 +27,10 @@ pub fn run() -> ExitCode {
     let err_styles = Styles::detect(cli.no_color, std::io::stderr().is_terminal());
     match dispatch(&cli) {
         Ok(code) => code,
+        // The reader went away (`labctl plan | head`): stop quietly, as every Unix tool does.
+        Err(Error::Write { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             let _ = std::io::stderr().write_all(view::render_error(&e, err_styles).as_bytes());
             ExitCode::FAILURE
@@ -53,12 +57,9 @@ fn dispatch(cli: &Cli) -> Result<ExitCode, Error> {
         Command::Apply(args) => apply_cmd(cli, args, out_styles),
         Command::Agent(args) => Ok(crate::agent::main(args)),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                *shell,
-                &mut Cli::command(),
-                "labctl",
-                &mut std::io::stdout(),
-            );
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "labctl", &mut out);
+            print(&String::from_utf8_lossy(&out))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -96,16 +97,21 @@ fn render_cmd(cli: &Cli, args: &RenderArgs) -> Result<ExitCode, Error> {
     let loaded = stack::load(&cli.stack)?;
     let mut desired = desired_for(&loaded)?;
     keep_plane(&mut desired, args.plane);
-    match &args.output {
+    match args.dir() {
         Some(dir) => {
-            for (id, o) in &desired.objects {
-                write_atomic(&dir.join(render_path(id)), o.content.text().as_bytes())?;
+            if args.output_deprecated.is_some() {
+                eprintln!("{}", crate::cli::RENDER_O_DEPRECATED);
             }
-            eprintln!(
-                "wrote {} files to `{}`",
-                desired.objects.len(),
-                dir.display()
-            );
+            let files: Vec<(String, String)> = (desired.objects.iter())
+                .map(|(id, o)| (render_path(id), o.content.text().to_string()))
+                .collect();
+            let scope: &[&str] = match args.plane {
+                None => &["kube/", "systemd/"],
+                Some(PlaneArg::Kube) => &["kube/"],
+                Some(PlaneArg::Systemd) => &["systemd/"],
+            };
+            let name = &loaded.stack.stack.name;
+            eprint!("{}", output_dir::write(dir, name, scope, &files)?);
         }
         None => {
             let mut out = String::new();
@@ -116,18 +122,13 @@ fn render_cmd(cli: &Cli, args: &RenderArgs) -> Result<ExitCode, Error> {
                     o.content.text()
                 ));
             }
-            std::io::stdout()
-                .write_all(out.as_bytes())
-                .map_err(|source| Error::Write {
-                    path: "<stdout>".into(),
-                    source,
-                })?;
+            print(&out)?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where `render -o` puts an object, relative to the output folder.
+/// Where `render --output-dir` puts an object, relative to the output folder.
 pub fn render_path(id: &ResourceId) -> String {
     match id {
         ResourceId::Kube {
@@ -144,20 +145,6 @@ pub fn render_path(id: &ResourceId) -> String {
         }
         ResourceId::Systemd { unit } => format!("systemd/{unit}"),
     }
-}
-
-/// Write through a temporary file in the same folder and rename: a reader never sees half a file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let werr = |source| Error::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(werr)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(werr)?;
-    tmp.write_all(bytes).map_err(werr)?;
-    tmp.persist(path).map_err(|e| werr(e.error))?;
-    Ok(())
 }
 
 fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Error> {
@@ -190,9 +177,15 @@ fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Erro
         // Only against the live world: CI plans (`--offline`, `--base`) run without secrets.
         plan::kube::note_unset_secrets(&mut plan, &desired);
     }
+    let base = match (&args.base, args.offline) {
+        (Some(rev), _) => view::Base::Rev(rev),
+        (None, true) => view::Base::Empty,
+        (None, false) => view::Base::Live,
+    };
     let text = match args.output {
-        Format::Human => view::render_plan_human(&plan, styles),
+        Format::Human => view::render_plan_human_against(&plan, base, styles),
         Format::Json => view::render_plan_json(&plan),
+        Format::Markdown => view::render_plan_markdown(&plan, base),
     };
     print(&text)?;
     if args.detailed_exitcode && !plan.is_empty() {
@@ -207,6 +200,14 @@ fn plan_of(loaded: &LoadedStack, desired: &Desired, live: &Live, prune_volumes: 
     let protected = plan::kube::protected_components(&loaded.stack);
     plan::kube::keep_volumes(&mut plan, &protected, prune_volumes);
     plan
+}
+
+/// `Ok` when the error is only that stdout's reader closed the pipe.
+fn reader_gone(e: Error) -> Result<(), Error> {
+    match e {
+        Error::Write { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        e => Err(e),
+    }
 }
 
 fn print(text: &str) -> Result<(), Error> {
@@ -257,9 +258,10 @@ fn observe(
         kube: None,
         systemd: None,
     };
+    let cluster = cli.cluster();
     let connect = Connect {
-        kubeconfig: cli.kubeconfig.clone(),
-        context: cli.context.clone(),
+        kubeconfig: cluster.kubeconfig,
+        context: cluster.context,
     };
     // A host-only machine has no cluster configured at all: without `--plane kube` that is said,
     // not an error. A configured cluster that cannot be reached is an error.
@@ -319,7 +321,8 @@ fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Er
     let observed = observe(cli, &loaded, &mut desired, how, &rt)?;
     let mut plan = plan_of(&loaded, &desired, &observed.live, args.prune_volumes);
     plan::kube::note_unset_secrets(&mut plan, &desired);
-    print(&view::render_plan_human(&plan, styles))?;
+    // The plan is for the reader; a reader gone (`apply --yes | head`) does not cancel the apply.
+    print(&view::render_plan_human(&plan, styles)).or_else(reader_gone)?;
     if plan.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }

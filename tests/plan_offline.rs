@@ -66,7 +66,7 @@ fn detailed_exitcode_says_whether_anything_changes() {
     let (code, out, err) = run(s.labctl(&["plan", "--base", "HEAD", "--detailed-exitcode"]));
     assert_eq!(
         (code, out.as_str()),
-        (0, "No changes. The stack matches the live state.\n"),
+        (0, "No changes. The stack matches `HEAD`.\n"),
         "{err}"
     );
 }

@@ -48,6 +48,21 @@ pub struct Observed {
     pub unknown_kinds: BTreeSet<(String, String)>,
 }
 
+/// kube-rs quotes the path of an unreadable kubeconfig twice (`'"/root/.kube/config"'`): the
+/// path and the cause, to say it once.
+fn read_failure<'e>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> Option<(&'e std::io::Error, &'e std::path::Path)> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(kube::config::KubeconfigError::ReadConfig(io, path)) = err.downcast_ref() {
+            return Some((io, path));
+        }
+        cur = err.source();
+    }
+    None
+}
+
 fn backend(step: impl Into<String>, message: impl ToString) -> Error {
     Error::Backend {
         plane: "kube",
@@ -124,8 +139,10 @@ impl Kube {
         };
         let config = match &how.kubeconfig {
             Some(path) => {
-                let kc = Kubeconfig::read_from(path)
-                    .map_err(|e| backend(format!("read kubeconfig `{}`", path.display()), e))?;
+                let kc = Kubeconfig::read_from(path).map_err(|e| {
+                    let why = read_failure(&e).map_or(e.to_string(), |(io, _)| io.to_string());
+                    backend(format!("read kubeconfig `{}`", path.display()), why)
+                })?;
                 Config::from_custom_kubeconfig(kc, &options)
                     .await
                     .map_err(|e| backend(format!("load kubeconfig `{}`", path.display()), e))?
@@ -134,7 +151,13 @@ impl Kube {
                 .await
                 .map_err(|e| backend("load kubeconfig", e))?,
             None => Config::infer().await.map_err(|e| {
-                backend("find a cluster (KUBECONFIG, ~/.kube/config, in-cluster)", e)
+                let why = read_failure(&e).map_or(e.to_string(), |(io, p)| {
+                    format!("not in a cluster, and cannot read `{}`: {io}", p.display())
+                });
+                backend(
+                    "find a cluster (KUBECONFIG, ~/.kube/config, in-cluster)",
+                    why,
+                )
             })?,
         };
         let server = config.cluster_url.to_string();

@@ -93,22 +93,15 @@ pub fn load(path: &Path) -> Result<LoadedStack, Error> {
 /// [`Error::Invalid`] with every problem found.
 pub fn parse(path: &Path, text: &str) -> Result<Stack, Error> {
     let file = SourceFile::new(path, text);
-    let stack: Stack = match toml::from_str(text) {
-        Ok(s) => s,
-        Err(e) => {
-            let problem = Problem::from_toml(&e);
-            return Err(Error::Invalid {
-                file,
-                problems: vec![problem],
-            });
+    // Unknown keys, wrong types and semantic problems, all in one report (the view sorts them).
+    let (stack, mut problems) = source::deserialize::<Stack>(text);
+    if let Some(stack) = stack {
+        problems.extend(validate::validate(&stack, &file));
+        if problems.is_empty() {
+            return Ok(stack);
         }
-    };
-    let problems = validate::validate(&stack, &file);
-    if problems.is_empty() {
-        Ok(stack)
-    } else {
-        Err(Error::Invalid { file, problems })
     }
+    Err(Error::Invalid { file, problems })
 }
 
 impl Stack {

@@ -737,7 +737,11 @@ pub fn duration(s: &str) -> Result<(), String> {
             None => return Err("the unit must be one of ms, s, m, h, d, w, y".into()),
         }
     }
-    Ok(())
+    // The compact form above is what Prometheus and Loki read; humantime (the agents' parser)
+    // catches what it cannot hold.
+    humantime::parse_duration(s)
+        .map(|_| ())
+        .map_err(|_| "too long a duration".into())
 }
 
 /// A Go `time.Duration`: like [`duration`] without days, weeks or years.
@@ -956,7 +960,7 @@ mod tests {
         for ok in ["30s", "5m", "1h30m", "744h", "15d", "500ms"] {
             assert_eq!(duration(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "5", "m5", "5 minutes", "1.5h"] {
+        for bad in ["", "5", "m5", "5 minutes", "1.5h", "99999999999999999h"] {
             assert!(duration(bad).is_err(), "{bad}");
         }
     }

@@ -1,10 +1,12 @@
 //! Views print; they decide nothing. Everything here turns data into text.
 
 mod error;
+mod markdown;
 mod plan;
 
 pub use error::render_error;
-pub use plan::{render_plan_human, render_plan_json};
+pub use markdown::render_plan_markdown;
+pub use plan::{Base, render_plan_human, render_plan_human_against, render_plan_json};
 
 use anstyle::{AnsiColor, Style};
 

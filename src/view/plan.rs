@@ -8,13 +8,37 @@ use super::Styles;
 use crate::plan::{Action, Change, Impact, Plan, Summary};
 use crate::resource::ResourceId;
 
+/// What a plan compares the stack with: said when there are no changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Base<'a> {
+    /// The live cluster and host.
+    Live,
+    /// Nothing (`--offline`).
+    Empty,
+    /// The stack as committed at a git revision (`--base REV`).
+    Rev(&'a str),
+}
+
+impl Base<'_> {
+    /// `The stack matches the live state.`, as the sentence after `No changes.`
+    pub fn matches(&self) -> String {
+        match self {
+            Base::Live => "The stack matches the live state.".into(),
+            Base::Empty => "The stack renders nothing.".into(),
+            Base::Rev(rev) => format!("The stack matches `{rev}`."),
+        }
+    }
+}
+
 /// The human plan: legend, each change with its diff, and the summary line last.
 pub fn render_plan_human(plan: &Plan, s: Styles) -> String {
+    render_plan_human_against(plan, Base::Live, s)
+}
+
+/// [`render_plan_human`] for a plan against `base`.
+pub fn render_plan_human_against(plan: &Plan, base: Base<'_>, s: Styles) -> String {
     if plan.is_empty() {
-        let mut out = format!(
-            "{}\n",
-            s.bold("No changes.") + " The stack matches the live state."
-        );
+        let mut out = format!("{} {}\n", s.bold("No changes."), base.matches());
         quiet_notes(&mut out, plan, s);
         return out;
     }

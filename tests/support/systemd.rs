@@ -314,13 +314,18 @@ impl Drop for UserManager {
     fn drop(&mut self) {
         // SIGTERM lets the manager stop its units; the process group catches stragglers.
         let pid = self.child.id().to_string();
-        let _ = Command::new("kill").arg(&pid).status();
+        let _ = Command::new("kill")
+            .arg(&pid)
+            .stderr(Stdio::null())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Usually the group is already gone ("No such process"): that is success, not news.
         let _ = Command::new("kill")
             .args(["-KILL", "--", &format!("-{pid}")])
+            .stderr(Stdio::null())
             .status();
         let _ = self.child.wait();
         for d in &self.cgroups {
