@@ -30,30 +30,30 @@ clean:
 # The image the collectors DaemonSet runs: `Containerfile` over a statically linked labctl, built
 # by buildah (vfs storage, no daemon, no registry) into an OCI archive for `k3s ctr images import`.
 # IMAGE must stay the default of `stack.labctl_image` (src/stack/schema.rs).
-# IMAGE_PROFILE=dev builds a debug static binary; IMAGE_BIN=path packs a static binary already
-# built (CI: the one its static test build made, see README).
+# IMAGE_PROFILE=dev packs a debug build (CI: one link after its test build, see README).
 VERSION       := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 IMAGE         ?= localhost/labctl:$(VERSION)
 IMAGE_PROFILE ?= release
 IMAGE_ARCHIVE ?= labctl.tar
-STATIC_TARGET ?= x86_64-unknown-linux-gnu
 TARGET_DIR    := $(or $(CARGO_TARGET_DIR),target)
-STATIC_BIN    := $(TARGET_DIR)/$(STATIC_TARGET)/$(if $(filter dev test,$(IMAGE_PROFILE)),debug,$(IMAGE_PROFILE))/labctl
+PROFILE_BIN   := $(TARGET_DIR)/$(if $(filter dev test,$(IMAGE_PROFILE)),debug,$(IMAGE_PROFILE))/labctl
+STATIC_BIN    := $(TARGET_DIR)/static/$(IMAGE_PROFILE)/labctl
 IMAGE_WORK    ?= $(TARGET_DIR)/image
+# IMAGE_DEPS= packs the static binary already built, without cargo (tests/image.rs).
+IMAGE_DEPS    ?= static
 BUILDAH       := buildah --storage-driver vfs --root $(IMAGE_WORK)/storage --runroot $(IMAGE_WORK)/run
-ifeq ($(origin IMAGE_BIN),undefined)
-IMAGE_BIN     := $(STATIC_BIN)
-IMAGE_DEPS    := static
-endif
 
-# `--target` keeps the flag off build scripts and proc macros, which must stay dynamic.
+# glibc linked in statically (`+crt-static`), passed to the final link only (`cargo rustc`): the
+# profile's dependencies are reused as built (libc's `#[link(cfg(target_feature = "crt-static"))]`
+# is decided at that link), so after a build of the same profile this costs one link.
 static:
-	RUSTFLAGS="$(RUSTFLAGS) -C target-feature=+crt-static" \
-		$(CARGO) build --profile $(IMAGE_PROFILE) --target $(STATIC_TARGET) --bin labctl
+	$(CARGO) rustc --quiet --profile $(IMAGE_PROFILE) --bin labctl -- -C target-feature=+crt-static
+	mkdir -p $(dir $(STATIC_BIN)) && cp $(PROFILE_BIN) $(STATIC_BIN)
+	@echo "static: $(STATIC_BIN)"
 
 image: $(IMAGE_DEPS)
 	rm -rf $(IMAGE_WORK)/context && mkdir -p $(IMAGE_WORK)/context
-	cp $(IMAGE_BIN) $(IMAGE_WORK)/context/labctl
+	cp $(STATIC_BIN) $(IMAGE_WORK)/context/labctl
 	$(BUILDAH) build --quiet --file Containerfile --tag $(IMAGE) $(IMAGE_WORK)/context >/dev/null
 	rm -f $(IMAGE_ARCHIVE)
 	$(BUILDAH) push --quiet $(IMAGE) oci-archive:$(IMAGE_ARCHIVE):$(IMAGE)

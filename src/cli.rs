@@ -267,7 +267,7 @@ pub struct CollectorArgs {
     pub systemd: Option<UnitsScope>,
     /// With `--systemd`: only units of this stack (default: every labctl stack's).
     #[arg(long, value_name = "NAME", requires = "systemd")]
-    pub stack: Option<String>,
+    pub stack_name: Option<String>,
     /// With `--systemd`: the folder labctl writes unit files to (default: the manager's usual one).
     #[arg(long, value_name = "DIR", requires = "systemd")]
     pub unit_dir: Option<PathBuf>,

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use labctl::agent::collector::prometheus::{Snapshot, metric_name, render};
 use labctl::agent::collector::{Collector, tailscale};
 use labctl::cli::CollectorArgs;
 use labctl::metric::{Kind, Point};
@@ -37,7 +38,7 @@ fn args(proc: &Path, sys: &Path, root: &Path, socket: &Path) -> CollectorArgs {
         root_path: root.into(),
         filesystem_type: Vec::new(),
         systemd: None,
-        stack: None,
+        stack_name: None,
         unit_dir: None,
         listen: None,
     }
@@ -105,7 +106,7 @@ async fn fixture_tree_gives_hostmetrics_names_units_attributes_and_values() {
         ("system.network.errors", "{errors}", Kind::Counter),
         ("system.network.dropped", "{packets}", Kind::Counter),
         ("system.uptime", "s", Kind::Gauge),
-        ("tailscale.up", "1", Kind::Gauge),
+        ("tailscale.up", "", Kind::Gauge),
     ] {
         let p = one(&points, name);
         assert_eq!((p.unit, p.kind), (unit, kind), "{name}");
@@ -142,7 +143,11 @@ async fn fixture_tree_gives_hostmetrics_names_units_attributes_and_values() {
     assert_eq!(one(&points, "system.cpu.load_average.1m").value, 0.52);
     assert_eq!(one(&points, "system.cpu.load_average.5m").value, 0.34);
     assert_eq!(one(&points, "system.cpu.load_average.15m").value, 0.25);
-    assert!(one(&points, "system.cpu.load_average.1m").attributes.is_empty());
+    assert!(
+        one(&points, "system.cpu.load_average.1m")
+            .attributes
+            .is_empty()
+    );
 
     // Memory: states partition MemTotal.
     let kib = 1024.0;
@@ -167,7 +172,10 @@ async fn fixture_tree_gives_hostmetrics_names_units_attributes_and_values() {
     let paging = series(&points, "system.paging.usage");
     let want: BTreeMap<String, f64> = [
         ("device=/dev/sda2,state=used", 524_288.0 * kib),
-        ("device=/dev/sda2,state=free", (2_097_148.0 - 524_288.0) * kib),
+        (
+            "device=/dev/sda2,state=free",
+            (2_097_148.0 - 524_288.0) * kib,
+        ),
         ("device=/swap file,state=used", 0.0),
         ("device=/swap file,state=free", 1_048_576.0 * kib),
     ]
@@ -190,7 +198,9 @@ async fn fixture_tree_gives_hostmetrics_names_units_attributes_and_values() {
     );
     let usage = series(&points, "system.filesystem.usage");
     assert_eq!(usage.len(), 12);
-    let at = |state: &str| usage[&format!("device=/dev/sda3,mode=rw,mountpoint=/data,type=xfs,state={state}")];
+    let at = |state: &str| {
+        usage[&format!("device=/dev/sda3,mode=rw,mountpoint=/data,type=xfs,state={state}")]
+    };
     let (used, free) = (at("used"), at("free"));
     assert!(used > 0.0 && free > 0.0 && at("reserved") >= 0.0);
     let share = fs["device=/dev/sda3,mode=rw,mountpoint=/data,type=xfs"];
@@ -230,7 +240,10 @@ async fn fixture_tree_gives_hostmetrics_names_units_attributes_and_values() {
     assert_eq!(one(&points, "system.uptime").value, 12345.67);
 
     // No tailscaled socket: down, and nothing else about Tailscale.
-    assert_eq!(series(&points, "tailscale.up"), [(String::new(), 0.0)].into());
+    assert_eq!(
+        series(&points, "tailscale.up"),
+        [(String::new(), 0.0)].into()
+    );
     assert!(!points.iter().any(|p| p.name == "tailscale.peers.online"));
     // No `--systemd`: no unit states.
     assert!(!points.iter().any(|p| p.name == "labctl.unit.active"));
@@ -243,7 +256,10 @@ async fn pseudo_filesystems_only_when_asked() {
     let points = Collector::new(&a).collect().await;
     let fs = series(&points, "system.filesystem.utilization");
     assert!(fs.contains_key("device=tmpfs,mode=rw,mountpoint=/run,type=tmpfs"));
-    assert!(!fs.keys().any(|k| k.contains("type=cgroup2") || k.contains("type=overlay")));
+    assert!(
+        !fs.keys()
+            .any(|k| k.contains("type=cgroup2") || k.contains("type=overlay"))
+    );
 }
 
 #[tokio::test]
@@ -262,10 +278,7 @@ async fn utilization_is_the_share_since_the_previous_collection() {
     // cpu0 spends the next 1000 ticks: 500 user, 250 system, 250 idle.
     let stat = std::fs::read_to_string(proc.join("stat"))
         .unwrap()
-        .replace(
-            "cpu0 2000 500 1000 6000",
-            "cpu0 2500 500 1250 6250",
-        );
+        .replace("cpu0 2000 500 1000 6000", "cpu0 2500 500 1250 6250");
     std::fs::write(proc.join("stat"), stat).unwrap();
     let points = c.collect().await;
     let util = series(&points, "system.cpu.utilization");
@@ -308,13 +321,29 @@ async fn the_machines_own_proc_gives_sane_values() {
     let points = Collector::new(&a).collect().await;
     let cpus = std::thread::available_parallelism().unwrap().get();
     let cpu = series(&points, "system.cpu.time");
-    assert!(cpu.len() >= 8 * cpus, "{} cpu series for {cpus} cpus", cpu.len());
+    assert!(
+        cpu.len() >= 8 * cpus,
+        "{} cpu series for {cpus} cpus",
+        cpu.len()
+    );
     assert!(cpu.values().all(|v| *v >= 0.0));
     assert!(cpu.values().any(|v| *v > 0.0));
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
-    let total: f64 = meminfo.lines().next().unwrap().split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() * 1024.0;
+    let total: f64 = meminfo
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<f64>()
+        .unwrap()
+        * 1024.0;
     let mem: f64 = series(&points, "system.memory.usage").values().sum();
-    assert!(close(mem / total, 1.0), "memory states add to {mem}, MemTotal {total}");
+    assert!(
+        close(mem / total, 1.0),
+        "memory states add to {mem}, MemTotal {total}"
+    );
     assert!(one(&points, "system.uptime").value > 0.0);
     assert!(one(&points, "system.cpu.load_average.1m").value >= 0.0);
     let net = series(&points, "system.network.io");
@@ -322,7 +351,10 @@ async fn the_machines_own_proc_gives_sane_values() {
     let fs = series(&points, "system.filesystem.utilization");
     assert!(!fs.is_empty(), "no real filesystem measured");
     assert!(fs.values().all(|v| (0.0..=1.0).contains(v)));
-    assert!(!fs.keys().any(|k| k.contains("type=proc") || k.contains("type=sysfs")));
+    assert!(
+        !fs.keys()
+            .any(|k| k.contains("type=proc") || k.contains("type=sysfs"))
+    );
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -431,9 +463,9 @@ async fn tailscale_running_with_peers_and_a_funnel() {
     assert_eq!(
         by,
         [
-            ("tailscale.up", (1.0, "1")),
+            ("tailscale.up", (1.0, "")),
             ("tailscale.peers.online", (2.0, "{peer}")),
-            ("tailscale.funnel.on", (1.0, "1")),
+            ("tailscale.funnel.on", (1.0, "")),
         ]
         .into()
     );
@@ -464,7 +496,10 @@ async fn tailscale_answering_nonsense_is_down_and_named() {
     let t = Tailscaled::start("<html>oops</html>".into(), "{}".into());
     let mut out = Vec::new();
     let e = tailscale::collect(&t.socket, &mut out).await.unwrap_err();
-    assert!(e.contains("/localapi/v0/status") && e.contains("not what tailscaled sends"), "{e}");
+    assert!(
+        e.contains("/localapi/v0/status") && e.contains("not what tailscaled sends"),
+        "{e}"
+    );
     assert_eq!(out.len(), 1);
     assert_eq!((out[0].name, out[0].value), ("tailscale.up", 0.0));
 }
@@ -527,7 +562,10 @@ impl Agent {
                 std::thread::sleep(Duration::from_millis(100));
                 return (status.code().unwrap_or(-1), self.stderr());
             }
-            assert!(Instant::now() < deadline, "still running 10 s after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "still running 10 s after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -650,7 +688,10 @@ fn binary_serves_prometheus_text_and_stops_cleanly_on_sigterm() {
         m[r#"system_cpu_time_seconds_total{cpu="cpu0",state="user"}"#],
         2000.0 / tps
     ));
-    assert_eq!(m[r#"system_memory_usage_bytes{state="free"}"#], 2_048_000_000.0);
+    assert_eq!(
+        m[r#"system_memory_usage_bytes{state="free"}"#],
+        2_048_000_000.0
+    );
     assert_eq!(m["system_cpu_load_average_15m"], 0.25);
     assert_eq!(m["system_uptime_seconds"], 12345.67);
     assert_eq!(
@@ -674,10 +715,8 @@ fn binary_serves_prometheus_text_and_stops_cleanly_on_sigterm() {
     let (code, _) = http_get(&addr, "/nope");
     assert_eq!(code, 404);
 
-    // Stopped tailscaled: still collecting, Tailscale down, the cause logged once.
-    let socket = t.socket.clone();
+    // tailscaled gone (its socket with it): still collecting, Tailscale down.
     drop(t);
-    std::fs::remove_file(&socket).unwrap();
     scrape(&addr, "tailscale_up 0");
 
     let (code, err) = agent.terminate();
@@ -743,7 +782,7 @@ fn unit_states_come_from_a_real_user_manager() {
             "/nonexistent/tailscaled.sock",
             "--systemd",
             "user",
-            "--stack",
+            "--stack-name",
             "coltest",
             "--unit-dir",
             dir.to_str().unwrap(),
@@ -759,9 +798,18 @@ fn unit_states_come_from_a_real_user_manager() {
         .filter(|(k, _)| k.starts_with("labctl_unit_active"))
         .collect();
     let want: BTreeMap<String, f64> = [
-        (r#"labctl_unit_active{unit="coltest-down.service",labctl_stack="coltest"}"#, 0.0),
-        (r#"labctl_unit_active{unit="coltest-failed.service",labctl_stack="coltest"}"#, 0.0),
-        (r#"labctl_unit_active{unit="coltest-up.service",labctl_stack="coltest"}"#, 1.0),
+        (
+            r#"labctl_unit_active{unit="coltest-down.service",labctl_stack="coltest"}"#,
+            0.0,
+        ),
+        (
+            r#"labctl_unit_active{unit="coltest-failed.service",labctl_stack="coltest"}"#,
+            0.0,
+        ),
+        (
+            r#"labctl_unit_active{unit="coltest-up.service",labctl_stack="coltest"}"#,
+            1.0,
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -776,4 +824,49 @@ fn unit_states_come_from_a_real_user_manager() {
     );
     let (code, err) = agent.terminate();
     assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn prometheus_names_follow_the_opentelemetry_rules() {
+    let p = |name, unit, kind| Point::new(name, unit, "", kind, 0.0);
+    for (point, want) in [
+        (
+            p("system.cpu.time", "s", Kind::Counter),
+            "system_cpu_time_seconds_total",
+        ),
+        (
+            p("system.memory.usage", "By", Kind::UpDownCounter),
+            "system_memory_usage_bytes",
+        ),
+        (
+            p("system.cpu.utilization", "1", Kind::Gauge),
+            "system_cpu_utilization_ratio",
+        ),
+        (
+            p("system.disk.operations", "{operations}", Kind::Counter),
+            "system_disk_operations_total",
+        ),
+        (
+            p("system.cpu.load_average.1m", "{thread}", Kind::Gauge),
+            "system_cpu_load_average_1m",
+        ),
+        (p("tailscale.up", "", Kind::Gauge), "tailscale_up"),
+    ] {
+        assert_eq!(metric_name(&point), want);
+    }
+}
+
+#[test]
+fn prometheus_label_values_and_help_are_escaped() {
+    let snap = Snapshot {
+        resource: vec![("host.name", "n1".into())],
+        points: vec![
+            Point::new("x", "1", "a\nb", Kind::Counter, 2.5).with("mountpoint", "/a \"b\"\\"),
+        ],
+    };
+    assert_eq!(
+        render(&snap),
+        "# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info{host_name=\"n1\"} 1\n\
+         # HELP x_total a\\nb\n# TYPE x_total counter\nx_total{mountpoint=\"/a \\\"b\\\"\\\\\"} 2.5\n"
+    );
 }

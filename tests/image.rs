@@ -2,8 +2,9 @@
 //! buildah; skopeo reads the archive back, and the binary runs out of the unpacked layer, also
 //! chrooted into the layer alone (no libc, no NSS beside it).
 //!
-//! The binary packed is the one under test when it is static (CI builds its tests static, see
-//! README), else a debug static build made here (`make static IMAGE_PROFILE=dev`).
+//! The binary packed is the debug static build `make static IMAGE_PROFILE=dev` leaves in
+//! `target/static/dev/` (one link after the debug build; CI runs it before the tests), checked to be
+//! the same build as the binary under test.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,7 +22,8 @@ fn is_static(bin: &Path) -> bool {
     let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap()) as usize;
     let (phoff, phentsize, phnum) = (u64_at(0x20), u16_at(0x36), u16_at(0x38));
     // PT_INTERP (3) names the dynamic loader; a static binary has none.
-    !(0..phnum).any(|i| u32::from_le_bytes(b[phoff + i * phentsize..][..4].try_into().unwrap()) == 3)
+    !(0..phnum)
+        .any(|i| u32::from_le_bytes(b[phoff + i * phentsize..][..4].try_into().unwrap()) == 3)
 }
 
 fn run(cmd: &mut Command) -> String {
@@ -38,20 +40,29 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The static binary to pack.
+/// The static binary `make static IMAGE_PROFILE=dev` made, checked to be this build's.
 fn static_binary() -> PathBuf {
-    let own = PathBuf::from(env!("CARGO_BIN_EXE_labctl"));
-    if is_static(&own) {
-        return own;
-    }
-    run(Command::new("make")
-        .args(["--no-print-directory", "static", "IMAGE_PROFILE=dev"])
-        .current_dir(repo()));
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("target"));
-    let bin = target.join("x86_64-unknown-linux-gnu/debug/labctl");
-    assert!(is_static(&bin), "`{}` is not statically linked", bin.display());
+    let bin = target.join("static/dev/labctl");
+    assert!(
+        bin.exists(),
+        "`{}` is missing: run `make static IMAGE_PROFILE=dev` first (one link after a debug build)",
+        bin.display()
+    );
+    assert!(
+        is_static(&bin),
+        "`{}` is not statically linked",
+        bin.display()
+    );
+    let help = |b: &Path| run(Command::new(b).args(["agent", "collector", "--help"]));
+    assert_eq!(
+        help(&bin),
+        help(Path::new(env!("CARGO_BIN_EXE_labctl"))),
+        "`{}` is stale: run `make static IMAGE_PROFILE=dev` again",
+        bin.display()
+    );
     bin
 }
 
@@ -63,8 +74,8 @@ fn make_image_builds_an_archive_that_runs_the_collector() {
     let image = format!("localhost/labctl:{}", env!("CARGO_PKG_VERSION"));
     run(Command::new("make")
         .arg("--no-print-directory")
-        .arg("image")
-        .arg(format!("IMAGE_BIN={}", bin.display()))
+        .args(["image", "IMAGE_DEPS=", "IMAGE_PROFILE=dev"])
+        .arg(format!("STATIC_BIN={}", bin.display()))
         .arg(format!("IMAGE_ARCHIVE={}", archive.display()))
         .arg(format!("IMAGE_WORK={}", work.path().join("work").display()))
         .current_dir(repo()));
@@ -79,9 +90,12 @@ fn make_image_builds_an_archive_that_runs_the_collector() {
         index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
         image.as_str()
     );
-    let stack: labctl::stack::schema::StackMeta =
+    let stack: labctl::stack::StackMeta =
         toml::from_str("name = \"lab\"").expect("a minimal [stack]");
-    assert_eq!(stack.labctl_image, image, "the stack's default is not this image");
+    assert_eq!(
+        stack.labctl_image, image,
+        "the stack's default is not this image"
+    );
 
     let config: serde_json::Value = serde_json::from_str(&run(Command::new("skopeo")
         .arg("inspect")
@@ -91,7 +105,10 @@ fn make_image_builds_an_archive_that_runs_the_collector() {
     assert_eq!(config["architecture"], "amd64");
     assert_eq!(config["os"], "linux");
     assert_eq!(config["config"]["User"], "65534:65534");
-    assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/labctl"]));
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/labctl"])
+    );
     let inspect: serde_json::Value = serde_json::from_str(&run(Command::new("skopeo")
         .arg("inspect")
         .arg(format!("oci-archive:{}", archive.display()))))
@@ -105,9 +122,17 @@ fn make_image_builds_an_archive_that_runs_the_collector() {
     let rootfs = work.path().join("rootfs");
     std::fs::create_dir_all(&oci).unwrap();
     std::fs::create_dir_all(&rootfs).unwrap();
-    run(Command::new("tar").arg("-xf").arg(&archive).arg("-C").arg(&oci));
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&oci));
     let layer = oci.join("blobs/sha256").join(digest);
-    run(Command::new("tar").arg("-xf").arg(&layer).arg("-C").arg(&rootfs));
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(&layer)
+        .arg("-C")
+        .arg(&rootfs));
     let entries: Vec<String> = std::fs::read_dir(&rootfs)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -117,9 +142,19 @@ fn make_image_builds_an_archive_that_runs_the_collector() {
     assert!(is_static(&packed));
 
     let version = run(Command::new(&packed).arg("--version"));
-    assert_eq!(version.trim(), format!("labctl {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        version.trim(),
+        format!("labctl {}", env!("CARGO_PKG_VERSION"))
+    );
     let help = run(Command::new(&packed).args(["agent", "collector", "--help"]));
-    for flag in ["--interval", "--proc-path", "--sys-path", "--root-path", "--tailscale-socket", "--node-name"] {
+    for flag in [
+        "--interval",
+        "--proc-path",
+        "--sys-path",
+        "--root-path",
+        "--tailscale-socket",
+        "--node-name",
+    ] {
         assert!(help.contains(flag), "no {flag} in:\n{help}");
     }
 
@@ -153,7 +188,16 @@ wait $pid"#,
     assert!(log.contains("stopping"), "{log}");
     // Every host source reads as nobody inside the bare layer (Tailscale is simply absent). A
     // mount point of this machine that nobody may not enter is the machine's business.
-    for source in ["cpu", "load", "memory", "paging", "disk", "network", "uptime", "tailscale"] {
+    for source in [
+        "cpu",
+        "load",
+        "memory",
+        "paging",
+        "disk",
+        "network",
+        "uptime",
+        "tailscale",
+    ] {
         assert!(!log.contains(&format!("cannot read {source}:")), "{log}");
     }
 }

@@ -230,7 +230,8 @@ impl Host {
     /// Per swap device, from `/proc/swaps` (`Filename Type Size Used Priority`, sizes in KiB).
     fn paging(&self, out: &mut Vec<Point>) -> Result<(), String> {
         let path = self.proc.join("swaps");
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         for (n, line) in text.lines().enumerate().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
             let [device, _kind, size, used, ..] = f[..] else {
@@ -492,15 +493,4 @@ fn unescape_octal(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn octal_escapes_become_bytes() {
-        assert_eq!(unescape_octal(r"/swap\040file"), "/swap file");
-        assert_eq!(unescape_octal(r"/a\04"), r"/a\04");
-    }
 }

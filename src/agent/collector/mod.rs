@@ -138,7 +138,7 @@ impl Collector {
                     UnitsScope::User => Scope::User,
                 },
                 unit_dir: config.unit_dir.clone(),
-                stack: config.stack.clone(),
+                stack: config.stack_name.clone(),
                 systemd: None,
             }),
             problems: HashMap::new(),
@@ -207,7 +207,7 @@ impl Units {
             out.push(
                 Point::new(
                     "labctl.unit.active",
-                    "1",
+                    "",
                     "Whether a unit labctl rendered is active (1) or not (0).",
                     Kind::Gauge,
                     if active { 1.0 } else { 0.0 },

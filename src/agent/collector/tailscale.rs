@@ -51,7 +51,7 @@ pub async fn collect(socket: &Path, out: &mut Vec<Point>) -> Result<(), String> 
     let up = |v: f64| {
         Point::new(
             "tailscale.up",
-            "1",
+            "",
             "Whether tailscaled's backend is running (logged in and connected).",
             Kind::Gauge,
             v,
@@ -70,7 +70,12 @@ pub async fn collect(socket: &Path, out: &mut Vec<Point>) -> Result<(), String> 
     };
     let running = status.backend_state == "Running";
     out.push(up(if running { 1.0 } else { 0.0 }));
-    let online = status.peer.iter().flatten().filter(|(_, p)| p.online).count();
+    let online = status
+        .peer
+        .iter()
+        .flatten()
+        .filter(|(_, p)| p.online)
+        .count();
     out.push(Point::new(
         "tailscale.peers.online",
         "{peer}",
@@ -82,7 +87,7 @@ pub async fn collect(socket: &Path, out: &mut Vec<Point>) -> Result<(), String> 
     let funnel = serve.allow_funnel.iter().flatten().any(|(_, on)| *on);
     out.push(Point::new(
         "tailscale.funnel.on",
-        "1",
+        "",
         "Whether a Tailscale Funnel is on for this node.",
         Kind::Gauge,
         if funnel { 1.0 } else { 0.0 },
