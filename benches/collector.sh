@@ -12,7 +12,8 @@
 # often as node_exporter's, so both rows pay for reading the host and for rendering the text. node_exporter runs twice: with its default
 # collectors, and with only those reading what the collector reads (cpu, meminfo, loadavg,
 # filesystem, diskstats, netdev, stat). CPU is utime+stime from /proc/PID/stat, measured after a
-# warm-up; RSS is VmRSS at the end and VmHWM (peak).
+# warm-up; RSS is VmRSS at the end, VmHWM (peak), and RssAnon (heap and stacks: RSS less the
+# binary's pages, which dominate for a debug build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-200}
@@ -50,9 +51,10 @@ measure() {
   local series
   series=$(curl -sf "$url" | grep -vc '^#')
   rows+=("$(awk -v name="$name" -v n="$n" -v dc=$((c1 - c0)) -v hz="$hz" -v rss="$(status_kb "$pid" VmRSS)" \
-    -v hwm="$(status_kb "$pid" VmHWM)" -v s="$series" -v t="$(echo "$t1 - $t0" | bc)" -v every="$every" \
+    -v hwm="$(status_kb "$pid" VmHWM)" -v anon="$(status_kb "$pid" RssAnon)" -v s="$series" \
+    -v t="$(echo "$t1 - $t0" | bc)" -v every="$every" \
     'BEGIN { k = every ? int(t / every) : n;
-             printf "%s|%d|%d|%.2f|%.1f|%.1f|%.1f", name, k, s, dc * 1000 / hz / k, rss / 1024, hwm / 1024, t }')")
+             printf "%s|%d|%d|%.2f|%.1f|%.1f|%.1f|%.1f", name, k, s, dc * 1000 / hz / k, rss / 1024, hwm / 1024, anon / 1024, t }')")
 }
 
 # labctl: collects every 100 ms; scraped once per collection.
@@ -82,13 +84,13 @@ base_rss=$(echo "${rows[0]}" | cut -d'|' -f5)
 echo
 echo "collector vs node_exporter, $n collections each, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
 echo
-echo "| agent | collections | series | CPU ms / collection | RSS MB | peak RSS MB | wall s | CPU ratio | RSS ratio |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| agent | collections | series | CPU ms / collection | RSS MB | peak RSS MB | anon RSS MB | wall s | CPU ratio | RSS ratio |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for r in "${rows[@]}"; do
-  IFS='|' read -r name k s cpu rss hwm t <<<"$r"
+  IFS='|' read -r name k s cpu rss hwm anon t <<<"$r"
   cr=$(awk -v a="$cpu" -v b="$base_cpu" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "-" }')
   rr=$(awk -v a="$rss" -v b="$base_rss" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "-" }')
-  echo "| $name | $k | $s | $cpu | $rss | $hwm | $t | $cr | $rr |"
+  echo "| $name | $k | $s | $cpu | $rss | $hwm | $anon | $t | $cr | $rr |"
 done
 echo
 echo "Targets: < 3 ms CPU and < 10 MB RSS per collection for labctl agent collector."

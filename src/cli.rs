@@ -196,7 +196,7 @@ pub enum AgentCommand {
     /// Tailscale Funnel on while the proxy is healthy, off otherwise.
     Gate(GateArgs),
     /// Host metrics (CPU, memory, disks, network, Tailscale, units) over OTLP.
-    Collector(CollectorArgs),
+    Collector(Box<CollectorArgs>),
     /// GitHub issues into journal entries in PostgreSQL.
     Ingest(IngestArgs),
 }

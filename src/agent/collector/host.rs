@@ -272,9 +272,7 @@ impl Host {
         let mut seen = HashSet::new();
         let mut failures = Vec::new();
         for m in mounts.iter() {
-            if PSEUDO_FS.contains(&m.fs_type.as_str())
-                && !self.fs_types.iter().any(|t| *t == m.fs_type)
-            {
+            if PSEUDO_FS.contains(&m.fs_type.as_str()) && !self.fs_types.contains(&m.fs_type) {
                 continue;
             }
             // The kernel escapes white space in paths as octal (`\040`).
