@@ -2,7 +2,7 @@
 PREFIX ?= /usr/local
 CARGO  ?= cargo
 
-.PHONY: build test lint fmt install bench clean
+.PHONY: build test lint fmt install bench clean static image
 
 build:
 	$(CARGO) build --release
@@ -39,3 +39,36 @@ bench: build
 
 clean:
 	$(CARGO) clean
+
+# The image the collectors DaemonSet runs: `Containerfile` over a statically linked labctl, built
+# by buildah (vfs storage, no daemon, no registry) into an OCI archive for `k3s ctr images import`.
+# IMAGE must stay the default of `stack.labctl_image` (src/stack/schema.rs).
+# IMAGE_PROFILE=dev packs a debug build (CI: one link after its test build, see README).
+VERSION       := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+IMAGE         ?= localhost/labctl:$(VERSION)
+IMAGE_PROFILE ?= release
+IMAGE_ARCHIVE ?= labctl.tar
+TARGET_DIR    := $(or $(CARGO_TARGET_DIR),target)
+PROFILE_BIN   := $(TARGET_DIR)/$(if $(filter dev test,$(IMAGE_PROFILE)),debug,$(IMAGE_PROFILE))/labctl
+STATIC_BIN    := $(TARGET_DIR)/static/$(IMAGE_PROFILE)/labctl
+IMAGE_WORK    ?= $(TARGET_DIR)/image
+# IMAGE_DEPS= packs the static binary already built, without cargo (tests/image.rs).
+IMAGE_DEPS    ?= static
+BUILDAH       := buildah --storage-driver vfs --root $(IMAGE_WORK)/storage --runroot $(IMAGE_WORK)/run
+
+# glibc linked in statically (`+crt-static`), passed to the final link only (`cargo rustc`): the
+# profile's dependencies are reused as built (libc's `#[link(cfg(target_feature = "crt-static"))]`
+# is decided at that link), so after a build of the same profile this costs one link.
+static:
+	$(CARGO) rustc --quiet --profile $(IMAGE_PROFILE) --bin labctl -- -C target-feature=+crt-static
+	mkdir -p $(dir $(STATIC_BIN)) && cp $(PROFILE_BIN) $(STATIC_BIN)
+	@echo "static: $(STATIC_BIN)"
+
+image: $(IMAGE_DEPS)
+	rm -rf $(IMAGE_WORK)/context && mkdir -p $(IMAGE_WORK)/context
+	cp $(STATIC_BIN) $(IMAGE_WORK)/context/labctl
+	$(BUILDAH) build --quiet --file Containerfile --tag $(IMAGE) $(IMAGE_WORK)/context >/dev/null
+	rm -f $(IMAGE_ARCHIVE)
+	$(BUILDAH) push --quiet $(IMAGE) oci-archive:$(IMAGE_ARCHIVE):$(IMAGE)
+	$(BUILDAH) rmi --force $(IMAGE) >/dev/null
+	@echo "$(IMAGE) -> $(IMAGE_ARCHIVE)"

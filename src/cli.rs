@@ -266,7 +266,7 @@ pub enum AgentCommand {
     /// Tailscale Funnel on while the proxy is healthy, off otherwise.
     Gate(GateArgs),
     /// Host metrics (CPU, memory, disks, network, Tailscale, units) over OTLP.
-    Collector(CollectorArgs),
+    Collector(Box<CollectorArgs>),
     /// GitHub issues into journal entries in PostgreSQL.
     Ingest(IngestArgs),
 }
@@ -324,6 +324,35 @@ pub struct CollectorArgs {
     /// The node's name (default: the host name).
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
+    /// Where the host's `/` is, for measuring its filesystems (the DaemonSet mounts it at
+    /// `/host/root`).
+    #[arg(long, value_name = "PATH", default_value = "/")]
+    pub root_path: PathBuf,
+    /// A pseudo filesystem type to measure too (`tmpfs`, `overlay`; repeatable). Without it only
+    /// filesystems holding the host's data are measured.
+    #[arg(long, value_name = "TYPE")]
+    pub filesystem_type: Vec<String>,
+    /// Report `labctl.unit.active` for the units labctl rendered, read from this manager.
+    #[arg(long, value_name = "MANAGER")]
+    pub systemd: Option<UnitsScope>,
+    /// With `--systemd`: only units of this stack (default: every labctl stack's).
+    #[arg(long, value_name = "NAME", requires = "systemd")]
+    pub stack_name: Option<String>,
+    /// With `--systemd`: the folder labctl writes unit files to (default: the manager's usual one).
+    #[arg(long, value_name = "DIR", requires = "systemd")]
+    pub unit_dir: Option<PathBuf>,
+    /// Also serve the latest collection as Prometheus text on `GET /metrics` here.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// Which systemd manager the collector asks about labctl's units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UnitsScope {
+    /// The system manager, over the system bus.
+    System,
+    /// The user's manager, over the session bus.
+    User,
 }
 
 /// `labctl agent ingest`.

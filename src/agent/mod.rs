@@ -20,7 +20,9 @@ pub fn main(args: &AgentArgs) -> ExitCode {
     match &args.agent {
         AgentCommand::Proxy(c) => runtime::start("proxy", |s| proxy::run(c.clone(), s)),
         AgentCommand::Gate(c) => runtime::start("gate", |s| gate::run(c.clone(), s)),
-        AgentCommand::Collector(c) => runtime::start("collector", |s| collector::run(c.clone(), s)),
+        AgentCommand::Collector(c) => {
+            runtime::start("collector", |s| collector::run(c.as_ref().clone(), s))
+        }
         AgentCommand::Ingest(c) => runtime::start("ingest", |s| ingest::run(c.clone(), s)),
     }
 }

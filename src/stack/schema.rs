@@ -44,8 +44,9 @@ fn default_storage_class() -> String {
     "local-path".into()
 }
 
+/// The image `make image` builds (and `k3s ctr images import` loads): no registry serves it.
 fn default_labctl_image() -> String {
-    concat!("ghcr.io/labctl/labctl:", env!("CARGO_PKG_VERSION")).into()
+    concat!("localhost/labctl:", env!("CARGO_PKG_VERSION")).into()
 }
 
 impl StackMeta {
