@@ -7,7 +7,11 @@ CARGO  ?= cargo
 build:
 	$(CARGO) build --release
 
+# The test suite. tests/image.rs packs the static binary of the build under test, which after the
+# debug build is one more link (see `static`).
 test:
+	$(CARGO) build --workspace
+	$(MAKE) static IMAGE_PROFILE=dev
 	$(CARGO) test --workspace
 
 lint:
