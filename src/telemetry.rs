@@ -293,6 +293,7 @@ pub fn init(opts: Options<'_>, stack: impl FnOnce() -> Option<String>) -> Teleme
                 .with_tracer(p.tracer.tracer("labctl"))
                 .with_threads(false)
                 .with_location(false)
+                .with_tracked_inactivity(false)
                 .with_filter(quiet());
             let logs = opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(
                 &p.logger,
@@ -352,41 +353,43 @@ impl Telemetry {
         };
         // Each provider flushes on a thread of its own, all against one deadline: a hung
         // collector costs the process SHUTDOWN_DEADLINE at most, never an export timeout each.
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let spawn = |f: Box<dyn FnOnce() + Send>| {
+        let (tx, rx) = std::sync::mpsc::channel::<OTelSdkResult>();
+        let spawn = |f: Box<dyn FnOnce() -> OTelSdkResult + Send>| {
             let tx = tx.clone();
             std::thread::Builder::new()
                 .name("labctl-otlp-flush".into())
                 .spawn(move || {
-                    f();
-                    let _ = tx.send(());
+                    let _ = tx.send(f());
                 })
                 .is_ok()
         };
         let (t, m, l) = (p.tracer.clone(), p.meter.clone(), p.logger.clone());
-        let mut started = 0;
-        started += usize::from(spawn(Box::new(move || {
-            let _ = t.shutdown_with_timeout(SHUTDOWN_DEADLINE);
-        })));
-        started += usize::from(spawn(Box::new(move || {
-            let _ = m.shutdown_with_timeout(SHUTDOWN_DEADLINE);
-        })));
-        started += usize::from(spawn(Box::new(move || {
-            let _ = l.shutdown_with_timeout(SHUTDOWN_DEADLINE);
-        })));
+        let started = [
+            spawn(Box::new(move || t.shutdown_with_timeout(SHUTDOWN_DEADLINE))),
+            spawn(Box::new(move || m.shutdown_with_timeout(SHUTDOWN_DEADLINE))),
+            spawn(Box::new(move || l.shutdown_with_timeout(SHUTDOWN_DEADLINE))),
+        ]
+        .into_iter()
+        .filter(|ok| *ok)
+        .count();
         drop(tx);
         let deadline = Instant::now() + SHUTDOWN_DEADLINE;
-        let mut done = 0;
-        while done < started {
+        let mut timed_out = false;
+        for _ in 0..started {
             let left = deadline.saturating_duration_since(Instant::now());
-            if rx.recv_timeout(left).is_err() {
-                break;
+            match rx.recv_timeout(left) {
+                Ok(Err(OTelSdkError::Timeout(_))) | Err(_) => {
+                    timed_out = true;
+                    break;
+                }
+                // Failed exports were reported by the exporter already.
+                Ok(_) => {}
             }
-            done += 1;
         }
-        if done < started {
+        if timed_out {
             p.health.report_now(format!(
-                "telemetry: the collector did not take the last export within {} ms; it is dropped",
+                "telemetry: the collector at `{}` did not take the last export within {} ms; it is dropped",
+                p.health.endpoint,
                 SHUTDOWN_DEADLINE.as_millis()
             ));
         }

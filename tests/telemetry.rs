@@ -99,7 +99,7 @@ fn three_units(dir: &Path, name: &str) -> std::path::PathBuf {
         s = s.unit(
             n,
             &format!(
-                "template = \"sleeper\"\nunit = \"{name}-{n}.service\"\nvalues = {{ n = \"{n}\" }}"
+                "template = \"sleeper\"\nunit = \"{name}-{n}\"\nvalues = {{ n = \"{n}\" }}"
             ),
         );
     }
@@ -200,8 +200,8 @@ fn a_failed_unit_is_a_failed_change_span() {
     let stack = TestStack::new(&m.scratch(), "telefail")
         .template("bad.service", "[Service]\nExecStart=/bin/false\n")
         .template("good.service", "[Service]\nExecStart=/bin/sleep infinity\n")
-        .unit("bad", "template = \"bad\"\nunit = \"telefail-bad.service\"")
-        .unit("good", "template = \"good\"\nunit = \"telefail-good.service\"");
+        .unit("bad", "template = \"bad\"\nunit = \"telefail-bad\"")
+        .unit("good", "template = \"good\"\nunit = \"telefail-good\"");
     let path = stack.write();
     let out = labctl(Some(&m), &path, &["apply", "--plane", "systemd", "--yes"], &http(&rx));
     assert_eq!(out.code, 1, "{out:#?}");
@@ -217,7 +217,7 @@ fn a_failed_unit_is_a_failed_change_span() {
     };
     let bad = result("unit telefail-bad.service");
     assert_eq!(bad.attr("labctl.result"), Some("failed"));
-    assert!(bad.attr("error.message").is_some_and(|e| e.contains("telefail-bad")), "{bad:?}");
+    assert!(bad.attr("error.message").is_some_and(|e| e.contains("failed")), "{bad:?}");
     assert_eq!(result("unit telefail-good.service").attr("labctl.result"), Some("ok"));
 
     // Fixed, it converges.
@@ -308,8 +308,9 @@ fn plan_traces_over_grpc_and_http() {
         assert_eq!(root.via, via);
         assert_eq!(root.parent_span_id, "", "no TRACEPARENT: a trace of its own");
         assert_eq!(root.attr("labctl.stack"), Some("offline"));
-        assert_eq!(root.attr("labctl.planes"), Some("systemd"));
-        assert_eq!(root.attr("labctl.add"), Some("3"));
+        // Offline, the stack's namespace is planned too.
+        assert_eq!(root.attr("labctl.planes"), Some("kube,systemd"));
+        assert_eq!(root.attr("labctl.add"), Some("4"));
         assert_eq!(root.resource.get("service.name").map(String::as_str), Some("labctl"));
         assert!(!rx.raw().contains(SECRET));
     }
