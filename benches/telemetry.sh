@@ -8,10 +8,14 @@
 # Needs: hyperfine (apt-get install -y hyperfine), python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-nice -n 10 cargo build --release --quiet --bin labctl --example idle_agent
+# PROFILE=debug measures a debug build (quicker to get; slower to run: quote its ratios only).
+profile=${PROFILE:-release}
+if [ "$profile" = release ]; then flag=--release; else flag=; fi
+nice -n 10 cargo build $flag --quiet --bin labctl --example idle_agent
 target=${CARGO_TARGET_DIR:-$PWD/target}
-bin=$target/release/labctl
-idle=$target/release/examples/idle_agent
+bin=$target/$profile/labctl
+idle=$target/$profile/examples/idle_agent
+echo "profile: $profile"
 runs=${RUNS:-30}
 IDLE=${IDLE:-10}
 

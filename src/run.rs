@@ -51,8 +51,12 @@ pub fn run() -> ExitCode {
 fn root_span(name: &'static str, loaded: &LoadedStack) -> tracing::Span {
     use tracing::field::Empty;
     let span = match name {
-        "labctl apply" => tracing::info_span!("labctl apply", labctl.stack = %loaded.stack.stack.name, labctl.planes = Empty, labctl.add = Empty, labctl.change = Empty, labctl.destroy = Empty, error.message = Empty),
-        _ => tracing::info_span!("labctl plan", labctl.stack = %loaded.stack.stack.name, labctl.planes = Empty, labctl.add = Empty, labctl.change = Empty, labctl.destroy = Empty),
+        "labctl apply" => {
+            tracing::info_span!("labctl apply", labctl.stack = %loaded.stack.stack.name, labctl.planes = Empty, labctl.add = Empty, labctl.change = Empty, labctl.destroy = Empty, error.message = Empty)
+        }
+        _ => {
+            tracing::info_span!("labctl plan", labctl.stack = %loaded.stack.stack.name, labctl.planes = Empty, labctl.add = Empty, labctl.change = Empty, labctl.destroy = Empty)
+        }
     };
     crate::telemetry::set_parent_from_env(&span);
     span
@@ -312,7 +316,11 @@ fn observe(
         desired.objects.retain(|id, _| id.plane() != Plane::Kube);
     } else if how.plane != Some(PlaneArg::Systemd) {
         let started = std::time::Instant::now();
-        let span = tracing::info_span!("observe", labctl.plane = "kube", labctl.requests = tracing::field::Empty);
+        let span = tracing::info_span!(
+            "observe",
+            labctl.plane = "kube",
+            labctl.requests = tracing::field::Empty
+        );
         let _span = span.enter();
         let k = rt.block_on(Kube::connect(&connect))?;
         let live = rt.block_on(apply::kube::observe(
@@ -331,7 +339,11 @@ fn observe(
     if how.plane != Some(PlaneArg::Kube) {
         let host = &loaded.stack.host;
         let target = Target::resolve(host.scope, how.user, host.unit_dir.as_deref())?;
-        let span = tracing::info_span!("observe", labctl.plane = "systemd", labctl.requests = tracing::field::Empty);
+        let span = tracing::info_span!(
+            "observe",
+            labctl.plane = "systemd",
+            labctl.requests = tracing::field::Empty
+        );
         let _span = span.enter();
         let sd = rt.block_on(Systemd::connect(target))?;
         let live = rt.block_on(sd.observe(&loaded.stack.stack.name, desired))?;

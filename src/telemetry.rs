@@ -136,8 +136,9 @@ impl Settings {
             }
         };
         let attributes = match var("OTEL_RESOURCE_ATTRIBUTES") {
-            Some(a) => parse_attributes(&a)
-                .map_err(|why| format!("`OTEL_RESOURCE_ATTRIBUTES`: {why}"))?,
+            Some(a) => {
+                parse_attributes(&a).map_err(|why| format!("`OTEL_RESOURCE_ATTRIBUTES`: {why}"))?
+            }
             None => Vec::new(),
         };
         let service_name = var("OTEL_SERVICE_NAME")
@@ -295,10 +296,9 @@ pub fn init(opts: Options<'_>, stack: impl FnOnce() -> Option<String>) -> Teleme
                 .with_location(false)
                 .with_tracked_inactivity(false)
                 .with_filter(quiet());
-            let logs = opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(
-                &p.logger,
-            )
-            .with_filter(quiet().with_target(SELF, LevelFilter::OFF));
+            let logs =
+                opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(&p.logger)
+                    .with_filter(quiet().with_target(SELF, LevelFilter::OFF));
             registry.with(traces).with(logs).try_init()
         }
         None if opts.stderr => registry.try_init(),
@@ -419,7 +419,10 @@ impl Pipeline {
         let resource = resource(s, stack);
         let health = Arc::new(Health::new(!agent, s.endpoint.clone()));
         let bad = |what: &str, e: opentelemetry_otlp::ExporterBuildError| {
-            format!("cannot build the OTLP {what} exporter for `{}`: {e}", s.endpoint)
+            format!(
+                "cannot build the OTLP {what} exporter for `{}`: {e}",
+                s.endpoint
+            )
         };
         let signal = |path: &str| match s.protocol {
             Proto::Grpc => s.endpoint.clone(),
@@ -649,7 +652,10 @@ impl ChangeSpans {
             && !*done
         {
             *done = true;
-            span.record("labctl.result", if error.is_some() { "failed" } else { "ok" });
+            span.record(
+                "labctl.result",
+                if error.is_some() { "failed" } else { "ok" },
+            );
             if let Some(e) = error {
                 span.record("error.message", e);
             }
@@ -791,7 +797,11 @@ struct Guarded<E> {
 
 impl<E> Guarded<E> {
     /// Run `fut` (an export of `n` items) in the telemetry runtime's context with a deadline.
-    async fn run(&self, n: usize, fut: impl Future<Output = OTelSdkResult> + Send) -> OTelSdkResult {
+    async fn run(
+        &self,
+        n: usize,
+        fut: impl Future<Output = OTelSdkResult> + Send,
+    ) -> OTelSdkResult {
         let result = InRuntime {
             rt: self.rt.clone(),
             fut: Box::pin(async move {
@@ -802,8 +812,10 @@ impl<E> Guarded<E> {
             }),
         }
         .await;
-        self.in_flight
-            .fetch_sub(n.min(self.in_flight.load(Ordering::Relaxed)), Ordering::Relaxed);
+        self.in_flight.fetch_sub(
+            n.min(self.in_flight.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
         if let Err(e) = &result {
             self.health.drop_some(self.signal, n, &e.to_string());
         }
@@ -1040,7 +1052,10 @@ mod tests {
             ("OTEL_SDK_DISABLED", "TRUE"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://x:4318"),
         ]);
-        assert_eq!(Settings::resolve("labctl", Some("http://y:4317"), disabled), Ok(None));
+        assert_eq!(
+            Settings::resolve("labctl", Some("http://y:4317"), disabled),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -1048,7 +1063,10 @@ mod tests {
         let e = env(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4318"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
-            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=lab, team=a%2Cb"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=lab, team=a%2Cb",
+            ),
             ("OTEL_SDK_DISABLED", "false"),
         ]);
         let s = Settings::resolve("labctl-proxy", Some("http://flag:4317/"), e)
@@ -1069,19 +1087,42 @@ mod tests {
             ("OTEL_SERVICE_NAME", "mine"),
         ]);
         let s = Settings::resolve("labctl", None, named).unwrap().unwrap();
-        assert_eq!((s.service_name.as_str(), s.protocol), ("mine", Proto::HttpProtobuf));
+        assert_eq!(
+            (s.service_name.as_str(), s.protocol),
+            ("mine", Proto::HttpProtobuf)
+        );
     }
 
     #[test]
     fn malformed_values_name_the_variable() {
         let cases = [
             ("OTEL_SDK_DISABLED", "yes", "`OTEL_SDK_DISABLED`"),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "`OTEL_EXPORTER_OTLP_PROTOCOL`"),
-            ("OTEL_RESOURCE_ATTRIBUTES", "novalue", "`OTEL_RESOURCE_ATTRIBUTES`"),
+            (
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                "http/json",
+                "`OTEL_EXPORTER_OTLP_PROTOCOL`",
+            ),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "novalue",
+                "`OTEL_RESOURCE_ATTRIBUTES`",
+            ),
             ("OTEL_RESOURCE_ATTRIBUTES", "a=%zz", "bad percent escape"),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "soon", "`OTEL_METRIC_EXPORT_INTERVAL`"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4317", "`OTEL_EXPORTER_OTLP_ENDPOINT`"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4317", "https is not supported"),
+            (
+                "OTEL_METRIC_EXPORT_INTERVAL",
+                "soon",
+                "`OTEL_METRIC_EXPORT_INTERVAL`",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "localhost:4317",
+                "`OTEL_EXPORTER_OTLP_ENDPOINT`",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "https://c:4317",
+                "https is not supported",
+            ),
         ];
         for (var, value, want) in cases {
             let mut pairs = vec![(var, value)];
@@ -1103,9 +1144,15 @@ mod tests {
         .unwrap()
         .unwrap();
         let r = resource(&s, Some("lab".into()));
-        let get = |k: &'static str| r.get(&opentelemetry::Key::from_static_str(k)).map(|v| v.to_string());
+        let get = |k: &'static str| {
+            r.get(&opentelemetry::Key::from_static_str(k))
+                .map(|v| v.to_string())
+        };
         assert_eq!(get("service.name").as_deref(), Some("labctl-gate"));
-        assert_eq!(get("service.version").as_deref(), Some(env!("CARGO_PKG_VERSION")));
+        assert_eq!(
+            get("service.version").as_deref(),
+            Some(env!("CARGO_PKG_VERSION"))
+        );
         assert_eq!(get("host.name").as_deref(), Some("box"));
         assert_eq!(get("labctl.stack").as_deref(), Some("lab"));
     }

@@ -3,9 +3,9 @@
 //! or failing collector that changes nothing, malformed settings, the agent runtime's logs and
 //! metrics, and the bundled otel-collector accepting what labctl sends.
 
-mod support;
 #[path = "support/otlp.rs"]
 mod otlp;
+mod support;
 
 use std::path::Path;
 use std::time::Duration;
@@ -98,9 +98,7 @@ fn three_units(dir: &Path, name: &str) -> std::path::PathBuf {
     for n in ["a", "b", "c"] {
         s = s.unit(
             n,
-            &format!(
-                "template = \"sleeper\"\nunit = \"{name}-{n}\"\nvalues = {{ n = \"{n}\" }}"
-            ),
+            &format!("template = \"sleeper\"\nunit = \"{name}-{n}\"\nvalues = {{ n = \"{n}\" }}"),
         );
     }
     s.write()
@@ -124,7 +122,12 @@ fn apply_against_systemd_traces_one_span_per_applied_unit() {
     let mut env = http(&rx);
     env.push(("TRACEPARENT", format!("00-{PARENT_TRACE}-{PARENT_SPAN}-01")));
 
-    let out = labctl(Some(&m), &stack, &["apply", "--plane", "systemd", "--yes"], &env);
+    let out = labctl(
+        Some(&m),
+        &stack,
+        &["apply", "--plane", "systemd", "--yes"],
+        &env,
+    );
     assert_eq!(out.code, 0, "{out:#?}");
     assert!(out.stdout.contains("Plan: 3 to add"), "{out:#?}");
     for n in ["a", "b", "c"] {
@@ -139,16 +142,30 @@ fn apply_against_systemd_traces_one_span_per_applied_unit() {
     assert_eq!(root.attr("labctl.stack"), Some("tele"));
     assert_eq!(root.attr("labctl.planes"), Some("systemd"));
     assert_eq!(
-        (root.attr("labctl.add"), root.attr("labctl.change"), root.attr("labctl.destroy")),
+        (
+            root.attr("labctl.add"),
+            root.attr("labctl.change"),
+            root.attr("labctl.destroy")
+        ),
         (Some("3"), Some("0"), Some("0"))
     );
-    assert_eq!(root.resource.get("service.name").map(String::as_str), Some("labctl"));
+    assert_eq!(
+        root.resource.get("service.name").map(String::as_str),
+        Some("labctl")
+    );
     assert_eq!(
         root.resource.get("service.version").map(String::as_str),
         Some(env!("CARGO_PKG_VERSION"))
     );
-    assert_eq!(root.resource.get("labctl.stack").map(String::as_str), Some("tele"));
-    assert!(root.resource.get("host.name").is_some_and(|h| !h.is_empty()));
+    assert_eq!(
+        root.resource.get("labctl.stack").map(String::as_str),
+        Some("tele")
+    );
+    assert!(
+        root.resource
+            .get("host.name")
+            .is_some_and(|h| !h.is_empty())
+    );
 
     let children = otlp::children(&spans, &root);
     let observe: Vec<_> = children.iter().filter(|s| s.name == "observe").collect();
@@ -171,10 +188,19 @@ fn apply_against_systemd_traces_one_span_per_applied_unit() {
     changes.sort();
     let want: Vec<(String, String, String)> = ["a", "b", "c"]
         .iter()
-        .map(|n| (format!("unit tele-{n}.service"), "create".into(), "ok".into()))
+        .map(|n| {
+            (
+                format!("unit tele-{n}.service"),
+                "create".into(),
+                "ok".into(),
+            )
+        })
         .collect();
     assert_eq!(changes, want, "{spans:#?}");
-    assert!(!rx.raw().contains(SECRET), "the secret reached the collector");
+    assert!(
+        !rx.raw().contains(SECRET),
+        "the secret reached the collector"
+    );
 
     // Converged, and the plan has its own trace, a child of the same caller.
     let plan = labctl(
@@ -189,8 +215,15 @@ fn apply_against_systemd_traces_one_span_per_applied_unit() {
     let root = one(&spans, "labctl plan");
     assert_eq!(root.parent_span_id, PARENT_SPAN);
     assert_eq!(root.attr("labctl.add"), Some("0"));
-    assert!(otlp::children(&spans, &root).iter().any(|s| s.name == "observe"));
-    assert!(!rx.raw().contains(SECRET), "the secret reached the collector");
+    assert!(
+        otlp::children(&spans, &root)
+            .iter()
+            .any(|s| s.name == "observe")
+    );
+    assert!(
+        !rx.raw().contains(SECRET),
+        "the secret reached the collector"
+    );
 }
 
 #[test]
@@ -203,11 +236,19 @@ fn a_failed_unit_is_a_failed_change_span() {
         .unit("bad", "template = \"bad\"\nunit = \"telefail-bad\"")
         .unit("good", "template = \"good\"\nunit = \"telefail-good\"");
     let path = stack.write();
-    let out = labctl(Some(&m), &path, &["apply", "--plane", "systemd", "--yes"], &http(&rx));
+    let out = labctl(
+        Some(&m),
+        &path,
+        &["apply", "--plane", "systemd", "--yes"],
+        &http(&rx),
+    );
     assert_eq!(out.code, 1, "{out:#?}");
     let spans = rx.wait_for_spans(WAIT, |s| has(s, "labctl apply"));
     let root = one(&spans, "labctl apply");
-    assert!(root.attr("error.message").is_some_and(|e| e.contains("telefail-bad")));
+    assert!(
+        root.attr("error.message")
+            .is_some_and(|e| e.contains("telefail-bad"))
+    );
     let result = |unit: &str| {
         spans
             .iter()
@@ -217,16 +258,33 @@ fn a_failed_unit_is_a_failed_change_span() {
     };
     let bad = result("unit telefail-bad.service");
     assert_eq!(bad.attr("labctl.result"), Some("failed"));
-    assert!(bad.attr("error.message").is_some_and(|e| e.contains("failed")), "{bad:?}");
-    assert_eq!(result("unit telefail-good.service").attr("labctl.result"), Some("ok"));
+    assert!(
+        bad.attr("error.message")
+            .is_some_and(|e| e.contains("failed")),
+        "{bad:?}"
+    );
+    assert_eq!(
+        result("unit telefail-good.service").attr("labctl.result"),
+        Some("ok")
+    );
 
     // Fixed, it converges.
     let path = stack
         .template("bad.service", "[Service]\nExecStart=/bin/sleep infinity\n")
         .write();
-    let out = labctl(Some(&m), &path, &["apply", "--plane", "systemd", "--yes"], &[]);
+    let out = labctl(
+        Some(&m),
+        &path,
+        &["apply", "--plane", "systemd", "--yes"],
+        &[],
+    );
     assert_eq!(out.code, 0, "{out:#?}");
-    let plan = labctl(Some(&m), &path, &["plan", "--plane", "systemd", "--detailed-exitcode"], &[]);
+    let plan = labctl(
+        Some(&m),
+        &path,
+        &["plan", "--plane", "systemd", "--detailed-exitcode"],
+        &[],
+    );
     assert_eq!(plan.code, 0, "{plan:#?}");
     assert!(plan.stdout.contains("No changes."));
 }
@@ -235,7 +293,13 @@ fn a_failed_unit_is_a_failed_change_span() {
 fn normal(text: &str, name: &str) -> String {
     text.lines()
         .filter(|l| !l.starts_with("warning: telemetry"))
-        .map(|l| if name.is_empty() { l.to_string() } else { l.replace(name, "P") })
+        .map(|l| {
+            if name.is_empty() {
+                l.to_string()
+            } else {
+                l.replace(name, "P")
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -260,7 +324,12 @@ fn apply_with_a_dead_endpoint_behaves_exactly_as_without() {
         ),
     ] {
         let stack = three_units(&dir.join(name), name);
-        let out = labctl(Some(&m), &stack, &["apply", "--plane", "systemd", "--yes"], &env);
+        let out = labctl(
+            Some(&m),
+            &stack,
+            &["apply", "--plane", "systemd", "--yes"],
+            &env,
+        );
         assert_eq!(out.code, 0, "{name}: {out:#?}");
         for n in ["a", "b", "c"] {
             assert_eq!(m.active_state(&format!("{name}-{n}.service")), "active");
@@ -285,7 +354,10 @@ fn apply_with_a_dead_endpoint_behaves_exactly_as_without() {
         assert_eq!(out, stdout, "{name}: stdout differs");
         assert_eq!(err, stderr, "{name}: stderr differs");
         // The dead collector is reported, once.
-        let warnings = raw.lines().filter(|l| l.starts_with("warning: telemetry")).count();
+        let warnings = raw
+            .lines()
+            .filter(|l| l.starts_with("warning: telemetry"))
+            .count();
         assert_eq!(warnings, 1, "{name}: {raw}");
     }
 }
@@ -296,22 +368,36 @@ fn plan_traces_over_grpc_and_http() {
     let stack = three_units(&dir.path().join("s"), "offline");
     for (via, env) in [("grpc", grpc as fn(&Receiver) -> _), ("http", http)] {
         let rx = Receiver::start();
-        let out = labctl(None, &stack, &["plan", "--offline", "--detailed-exitcode"], &env(&rx));
+        let out = labctl(
+            None,
+            &stack,
+            &["plan", "--offline", "--detailed-exitcode"],
+            &env(&rx),
+        );
         assert_eq!(out.code, 2, "{out:#?}");
         assert_eq!(
-            out.stderr.lines().filter(|l| l.contains("telemetry")).count(),
+            out.stderr
+                .lines()
+                .filter(|l| l.contains("telemetry"))
+                .count(),
             0,
             "{out:#?}"
         );
         let spans = rx.wait_for_spans(WAIT, |s| has(s, "labctl plan"));
         let root = one(&spans, "labctl plan");
         assert_eq!(root.via, via);
-        assert_eq!(root.parent_span_id, "", "no TRACEPARENT: a trace of its own");
+        assert_eq!(
+            root.parent_span_id, "",
+            "no TRACEPARENT: a trace of its own"
+        );
         assert_eq!(root.attr("labctl.stack"), Some("offline"));
         // Offline, the stack's namespace is planned too.
         assert_eq!(root.attr("labctl.planes"), Some("kube,systemd"));
         assert_eq!(root.attr("labctl.add"), Some("4"));
-        assert_eq!(root.resource.get("service.name").map(String::as_str), Some("labctl"));
+        assert_eq!(
+            root.resource.get("service.name").map(String::as_str),
+            Some("labctl")
+        );
         assert!(!rx.raw().contains(SECRET));
     }
 }
@@ -332,7 +418,11 @@ fn a_failing_or_hung_collector_is_reported_and_changes_nothing() {
     ] {
         let rx = Receiver::start();
         rx.set_reply(reply);
-        let env = if proto == "grpc" { grpc(&rx) } else { http(&rx) };
+        let env = if proto == "grpc" {
+            grpc(&rx)
+        } else {
+            http(&rx)
+        };
         let out = labctl(None, &stack, &args, &env);
         let case = format!("{reply:?} over {proto}");
         assert_eq!(out.code, base.code, "{case}: {out:#?}");
@@ -358,17 +448,33 @@ fn malformed_settings_warn_once_and_turn_telemetry_off() {
     let base = labctl(None, &stack, &args, &[]);
     let rx = Receiver::start();
     for (var, value, says) in [
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon", "`OTEL_EXPORTER_OTLP_PROTOCOL`"),
-        ("OTEL_RESOURCE_ATTRIBUTES", "team", "`OTEL_RESOURCE_ATTRIBUTES`"),
+        (
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "carrier-pigeon",
+            "`OTEL_EXPORTER_OTLP_PROTOCOL`",
+        ),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "team",
+            "`OTEL_RESOURCE_ATTRIBUTES`",
+        ),
         ("OTEL_SDK_DISABLED", "maybe", "`OTEL_SDK_DISABLED`"),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url", "`OTEL_EXPORTER_OTLP_ENDPOINT`"),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "not a url",
+            "`OTEL_EXPORTER_OTLP_ENDPOINT`",
+        ),
     ] {
         let mut env = http(&rx);
         env.retain(|(k, _)| *k != var);
         env.push((var, value.to_string()));
         let out = labctl(None, &stack, &args, &env);
         assert_eq!((out.code, &out.stdout), (base.code, &base.stdout), "{var}");
-        let warnings: Vec<&str> = out.stderr.lines().filter(|l| l.contains("telemetry")).collect();
+        let warnings: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| l.contains("telemetry"))
+            .collect();
         assert_eq!(warnings.len(), 1, "{var}: {}", out.stderr);
         assert!(
             warnings[0].starts_with("warning: telemetry is off: ") && warnings[0].contains(says),
@@ -379,7 +485,10 @@ fn malformed_settings_warn_once_and_turn_telemetry_off() {
     let mut env = http(&rx);
     env.push(("OTEL_SDK_DISABLED", "true".into()));
     let out = labctl(None, &stack, &args, &env);
-    assert_eq!((out.code, &out.stdout, &out.stderr), (base.code, &base.stdout, &base.stderr));
+    assert_eq!(
+        (out.code, &out.stdout, &out.stderr),
+        (base.code, &base.stdout, &base.stderr)
+    );
     assert_eq!(rx.requests(), 0, "nothing was sent");
 
     // A malformed TRACEPARENT: one warning, and a trace of its own.
@@ -388,7 +497,10 @@ fn malformed_settings_warn_once_and_turn_telemetry_off() {
     let out = labctl(None, &stack, &args, &env);
     assert_eq!((out.code, &out.stdout), (base.code, &base.stdout));
     assert_eq!(
-        out.stderr.lines().filter(|l| l.contains("TRACEPARENT")).count(),
+        out.stderr
+            .lines()
+            .filter(|l| l.contains("TRACEPARENT"))
+            .count(),
         1,
         "{}",
         out.stderr
@@ -403,36 +515,53 @@ fn malformed_settings_warn_once_and_turn_telemetry_off() {
 fn agent_runtime_exports_logs_and_recorded_metrics() {
     use labctl::metric::{Kind, Point};
     let rx = Receiver::start();
-    let code = labctl::agent::runtime::start("probe", Some(&rx.http_endpoint()), |shutdown| async move {
-        shutdown.ready();
-        labctl::telemetry::record(&[
-            Point::new("probe.memory", "By", "memory in use", Kind::Gauge, 1024.0)
-                .with("state", "used"),
-            Point::new("probe.memory", "By", "memory in use", Kind::Gauge, 2048.0)
-                .with("state", "free"),
-            Point::new("probe.reads", "{read}", "reads so far", Kind::Counter, 7.0),
-            Point::new("probe.queue", "{item}", "items queued", Kind::UpDownCounter, 3.0),
-        ]);
-        // The latest value of a series wins.
-        labctl::telemetry::record(&[Point::new(
-            "probe.reads",
-            "{read}",
-            "reads so far",
-            Kind::Counter,
-            9.0,
-        )]);
-        tracing::info!("probe measured");
-        Ok(())
-    });
+    let code =
+        labctl::agent::runtime::start("probe", Some(&rx.http_endpoint()), |shutdown| async move {
+            shutdown.ready();
+            labctl::telemetry::record(&[
+                Point::new("probe.memory", "By", "memory in use", Kind::Gauge, 1024.0)
+                    .with("state", "used"),
+                Point::new("probe.memory", "By", "memory in use", Kind::Gauge, 2048.0)
+                    .with("state", "free"),
+                Point::new("probe.reads", "{read}", "reads so far", Kind::Counter, 7.0),
+                Point::new(
+                    "probe.queue",
+                    "{item}",
+                    "items queued",
+                    Kind::UpDownCounter,
+                    3.0,
+                ),
+            ]);
+            // The latest value of a series wins.
+            labctl::telemetry::record(&[Point::new(
+                "probe.reads",
+                "{read}",
+                "reads so far",
+                Kind::Counter,
+                9.0,
+            )]);
+            tracing::info!("probe measured");
+            Ok(())
+        });
     assert_eq!(code, std::process::ExitCode::SUCCESS);
     let logs = rx.wait_for_logs(WAIT, |l| l.iter().any(|l| l.body == "probe measured"));
     let log = logs.iter().find(|l| l.body == "probe measured").unwrap();
     assert_eq!(log.severity, "INFO");
-    assert_eq!(log.resource.get("service.name").map(String::as_str), Some("labctl-probe"));
+    assert_eq!(
+        log.resource.get("service.name").map(String::as_str),
+        Some("labctl-probe")
+    );
     assert!(logs.iter().any(|l| l.body == "ready"), "{logs:#?}");
 
     let metrics = rx.wait_for_metrics(WAIT, |m| m.iter().any(|m| m.name == "probe.queue"));
-    let get = |name: &str| metrics.iter().rev().find(|m| m.name == name).unwrap().clone();
+    let get = |name: &str| {
+        metrics
+            .iter()
+            .rev()
+            .find(|m| m.name == name)
+            .unwrap()
+            .clone()
+    };
     let memory = get("probe.memory");
     assert_eq!((memory.kind, memory.unit.as_str()), ("gauge", "By"));
     assert_eq!(memory.description, "memory in use");
@@ -442,13 +571,25 @@ fn agent_runtime_exports_logs_and_recorded_metrics() {
         .map(|(a, v)| (a["state"].clone(), *v))
         .collect();
     points.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(points, vec![("free".into(), 2048.0), ("used".into(), 1024.0)]);
+    assert_eq!(
+        points,
+        vec![("free".into(), 2048.0), ("used".into(), 1024.0)]
+    );
     let reads = get("probe.reads");
-    assert_eq!((reads.kind, reads.monotonic, reads.unit.as_str()), ("sum", true, "{read}"));
-    assert_eq!(reads.points.iter().map(|p| p.1).collect::<Vec<_>>(), vec![9.0]);
+    assert_eq!(
+        (reads.kind, reads.monotonic, reads.unit.as_str()),
+        ("sum", true, "{read}")
+    );
+    assert_eq!(
+        reads.points.iter().map(|p| p.1).collect::<Vec<_>>(),
+        vec![9.0]
+    );
     let queue = get("probe.queue");
     assert_eq!((queue.kind, queue.monotonic), ("sum", false));
-    assert_eq!(memory.resource.get("service.name").map(String::as_str), Some("labctl-probe"));
+    assert_eq!(
+        memory.resource.get("service.name").map(String::as_str),
+        Some("labctl-probe")
+    );
 }
 
 /// The bundled otel-collector takes OTLP over both protocols, every signal has a pipeline from
@@ -464,7 +605,9 @@ fn bundled_collector_accepts_what_labctl_sends() {
         desired
             .objects
             .iter()
-            .find(|(id, _)| id.kind() == Some(kind) && id.to_string().ends_with(&format!("/{name}")))
+            .find(|(id, _)| {
+                id.kind() == Some(kind) && id.to_string().ends_with(&format!("/{name}"))
+            })
             .and_then(|(_, o)| o.content.as_kube().cloned())
             .unwrap_or_else(|| panic!("{kind} {name} renders"))
     };
@@ -473,7 +616,14 @@ fn bundled_collector_accepts_what_labctl_sends() {
         serde_saphyr::from_str(cm["data"]["config.yaml"].as_str().unwrap()).unwrap();
     let otlp = &config["receivers"]["otlp"]["protocols"];
     let port = |p: &serde_json::Value| -> u64 {
-        p["endpoint"].as_str().unwrap().rsplit(':').next().unwrap().parse().unwrap()
+        p["endpoint"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
     let (grpc_port, http_port) = (port(&otlp["grpc"]), port(&otlp["http"]));
     for signal in ["traces", "metrics", "logs"] {
@@ -517,7 +667,8 @@ fn bundled_collector_accepts_what_labctl_sends() {
         .collect();
     let at = args.iter().position(|a| a == "--otlp-endpoint").unwrap();
     assert!(
-        args[at + 1].starts_with("http://otel-collector") && args[at + 1].ends_with(&format!(":{http_port}")),
+        args[at + 1].starts_with("http://otel-collector")
+            && args[at + 1].ends_with(&format!(":{http_port}")),
         "{args:?}"
     );
 }

@@ -283,22 +283,29 @@ mod tests {
             .unwrap();
         let reloads = Arc::new(AtomicUsize::new(0));
         let seen = reloads.clone();
-        let agent = rt.spawn(supervise("test", Duration::from_secs(5), move |mut s| async move {
-            s.ready();
-            let stop = s.clone();
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
-                    _ = s.reloaded() => { seen.fetch_add(1, Ordering::SeqCst); }
+        let agent = rt.spawn(supervise(
+            "test",
+            Duration::from_secs(5),
+            move |mut s| async move {
+                s.ready();
+                let stop = s.clone();
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return Ok(()),
+                        _ = s.reloaded() => { seen.fetch_add(1, Ordering::SeqCst); }
+                    }
                 }
-            }
-        }));
+            },
+        ));
         let mut got = Vec::new();
         while !got.iter().any(|m: &String| m.contains("READY=1")) {
             got.push(recv());
         }
         // Pings keep coming (the agent is idle: only the runtime sends them).
-        let pings = (0..3).map(|_| recv()).filter(|m| m.contains("WATCHDOG=1")).count();
+        let pings = (0..3)
+            .map(|_| recv())
+            .filter(|m| m.contains("WATCHDOG=1"))
+            .count();
         assert!(pings >= 2, "watchdog pings: {got:?}");
         kill("-HUP");
         for _ in 0..50 {
@@ -316,15 +323,22 @@ mod tests {
         assert!(result.is_ok(), "{result:?}");
 
         // An agent that never stops is cut off at the deadline, with an error naming it.
-        let stubborn = rt.spawn(supervise("stubborn", Duration::from_millis(200), |s| async move {
-            s.ready();
-            std::future::pending::<()>().await;
-            Ok(())
-        }));
+        let stubborn = rt.spawn(supervise(
+            "stubborn",
+            Duration::from_millis(200),
+            |s| async move {
+                s.ready();
+                std::future::pending::<()>().await;
+                Ok(())
+            },
+        ));
         while !recv().contains("READY=1") {}
         kill("-INT");
         let err = rt.block_on(stubborn).unwrap().unwrap_err().to_string();
-        assert!(err.contains("stubborn") && err.contains("did not stop within 200 ms"), "{err}");
+        assert!(
+            err.contains("stubborn") && err.contains("did not stop within 200 ms"),
+            "{err}"
+        );
         unsafe {
             std::env::remove_var("NOTIFY_SOCKET");
             std::env::remove_var("WATCHDOG_USEC");

@@ -143,7 +143,10 @@ async fn apply_phases(
     let target = sd.target().clone();
     let mut failed: Vec<String> = Vec::new();
     let mut fail = |unit: &str, what: String| {
-        spans.failed(&ResourceId::Systemd { unit: unit.into() }.to_string(), &what);
+        spans.failed(
+            &ResourceId::Systemd { unit: unit.into() }.to_string(),
+            &what,
+        );
         failed.push(format!(
             "`{unit}`: {what}; see `{}`",
             target.log_command(unit)

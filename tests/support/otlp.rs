@@ -324,7 +324,11 @@ async fn http_export(
     };
     match decoded {
         Ok(reply) => ([(header::CONTENT_TYPE, "application/x-protobuf")], reply).into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, format!("not an OTLP protobuf body: {e}")).into_response(),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            format!("not an OTLP protobuf body: {e}"),
+        )
+            .into_response(),
     }
 }
 
@@ -396,7 +400,9 @@ fn value(v: &Option<AnyValue>) -> String {
 }
 
 fn attrs(kv: &[KeyValue]) -> BTreeMap<String, String> {
-    kv.iter().map(|kv| (kv.key.clone(), value(&kv.value))).collect()
+    kv.iter()
+        .map(|kv| (kv.key.clone(), value(&kv.value)))
+        .collect()
 }
 
 fn resource(r: &Option<Resource>) -> BTreeMap<String, String> {
