@@ -24,8 +24,19 @@ const EXIT_CHANGES: u8 = 2;
 /// Run labctl with the process's arguments.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    let telemetry = match &cli.command {
+        Command::Plan(_) | Command::Apply(_) => crate::telemetry::init(
+            crate::telemetry::Options {
+                service: "labctl",
+                endpoint: None,
+                stderr: false,
+            },
+            || stack::load(&cli.stack).ok().map(|l| l.stack.stack.name),
+        ),
+        _ => crate::telemetry::Telemetry::off(),
+    };
     let err_styles = Styles::detect(cli.no_color, std::io::stderr().is_terminal());
-    match dispatch(&cli) {
+    let code = match dispatch(&cli) {
         Ok(code) => code,
         // The reader went away (`labctl plan | head`): stop quietly, as every Unix tool does.
         Err(Error::Write { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
@@ -35,7 +46,38 @@ pub fn run() -> ExitCode {
             let _ = std::io::stderr().write_all(view::render_error(&e, err_styles).as_bytes());
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
+}
+
+/// A command's root span (`labctl plan`, `labctl apply`), child of the caller's `TRACEPARENT`.
+fn root_span(name: &'static str, loaded: &LoadedStack) -> tracing::Span {
+    use tracing::field::Empty;
+    let span = match name {
+        "labctl apply" => {
+            tracing::info_span!("labctl apply", labctl.stack = %loaded.stack.stack.name, labctl.planes = Empty, labctl.add = Empty, labctl.change = Empty, labctl.destroy = Empty, error.message = Empty)
+        }
+        _ => {
+            tracing::info_span!("labctl plan", labctl.stack = %loaded.stack.stack.name, labctl.planes = Empty, labctl.add = Empty, labctl.change = Empty, labctl.destroy = Empty)
+        }
+    };
+    crate::telemetry::set_parent_from_env(&span);
+    span
+}
+
+/// Record the planes planned and the plan's summary on the root span.
+fn record_plan(span: &tracing::Span, desired: &Desired, plan: &Plan) {
+    let planes: Vec<&str> = [(Plane::Kube, "kube"), (Plane::Systemd, "systemd")]
+        .into_iter()
+        .filter(|(p, _)| count(desired, *p) > 0)
+        .map(|(_, n)| n)
+        .collect();
+    let s = plan.summary();
+    span.record("labctl.planes", planes.join(","));
+    span.record("labctl.add", s.add);
+    span.record("labctl.change", s.change);
+    span.record("labctl.destroy", s.destroy);
 }
 
 fn dispatch(cli: &Cli) -> Result<ExitCode, Error> {
@@ -149,6 +191,8 @@ pub fn render_path(id: &ResourceId) -> String {
 
 fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Error> {
     let loaded = stack::load(&cli.stack)?;
+    let root = root_span("labctl plan", &loaded);
+    let _root = root.enter();
     let mut desired = desired_for(&loaded)?;
     keep_plane(&mut desired, args.plane);
     let live = if let Some(rev) = &args.base {
@@ -173,6 +217,7 @@ fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Erro
         observe(cli, &loaded, &mut desired, how, &rt)?.live
     };
     let mut plan = plan_of(&loaded, &desired, &live, args.prune_volumes);
+    record_plan(&root, &desired, &plan);
     if args.base.is_none() && !args.offline {
         // Only against the live world: CI plans (`--offline`, `--base`) run without secrets.
         plan::kube::note_unset_secrets(&mut plan, &desired);
@@ -273,6 +318,12 @@ fn observe(
         desired.objects.retain(|id, _| id.plane() != Plane::Kube);
     } else if how.plane != Some(PlaneArg::Systemd) {
         let started = std::time::Instant::now();
+        let span = tracing::info_span!(
+            "observe",
+            labctl.plane = "kube",
+            labctl.requests = tracing::field::Empty
+        );
+        let _span = span.enter();
         let k = rt.block_on(Kube::connect(&connect))?;
         let live = rt.block_on(apply::kube::observe(
             &k,
@@ -280,6 +331,7 @@ fn observe(
             desired,
             how.server_dry_run,
         ))?;
+        span.record("labctl.requests", k.stats().calls);
         if cli.verbose {
             eprintln!("{}", kube_line(&k, Stats::default(), started, "observe"));
         }
@@ -289,8 +341,15 @@ fn observe(
     if how.plane != Some(PlaneArg::Kube) {
         let host = &loaded.stack.host;
         let target = Target::resolve(host.scope, how.user, host.unit_dir.as_deref())?;
+        let span = tracing::info_span!(
+            "observe",
+            labctl.plane = "systemd",
+            labctl.requests = tracing::field::Empty
+        );
+        let _span = span.enter();
         let sd = rt.block_on(Systemd::connect(target))?;
         let live = rt.block_on(sd.observe(&loaded.stack.stack.name, desired))?;
+        span.record("labctl.requests", sd.stats().calls);
         if cli.verbose {
             eprintln!("{}", sd.stats().line("systemd", "D-Bus calls"));
         }
@@ -309,6 +368,22 @@ fn kube_line(k: &Kube, before: Stats, started: std::time::Instant, phase: &str) 
 
 fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Error> {
     let loaded = stack::load(&cli.stack)?;
+    let root = root_span("labctl apply", &loaded);
+    let _root = root.enter();
+    let result = apply_traced(cli, args, styles, loaded, &root);
+    if let Err(e) = &result {
+        root.record("error.message", e.to_string());
+    }
+    result
+}
+
+fn apply_traced(
+    cli: &Cli,
+    args: &ApplyArgs,
+    styles: Styles,
+    loaded: LoadedStack,
+    root: &tracing::Span,
+) -> Result<ExitCode, Error> {
     let mut desired = desired_for(&loaded)?;
     keep_plane(&mut desired, args.plane);
     plan::kube::prepare_all(&mut desired);
@@ -321,6 +396,7 @@ fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Er
     let observed = observe(cli, &loaded, &mut desired, how, &rt)?;
     let mut plan = plan_of(&loaded, &desired, &observed.live, args.prune_volumes);
     plan::kube::note_unset_secrets(&mut plan, &desired);
+    record_plan(root, &desired, &plan);
     // The plan is for the reader; a reader gone (`apply --yes | head`) does not cancel the apply.
     print(&view::render_plan_human(&plan, styles)).or_else(reader_gone)?;
     if plan.is_empty() {

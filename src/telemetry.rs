@@ -1,11 +1,1159 @@
 //! OpenTelemetry for every labctl process: the only importer of `opentelemetry*`.
 //!
-//! The exporter itself is being built on the `telemetry` branch; until it lands, recorded points go
-//! nowhere. Agents call [`record`] already so that the exporter only has to fill it in.
+//! [`init`] installs the `tracing` subscriber of the process: spans go out as OTLP traces, events
+//! as OTLP logs, and the points agents [`record`] as OTLP metrics, to the endpoint that
+//! `--otlp-endpoint` or `OTEL_EXPORTER_OTLP_ENDPOINT` names, over `grpc` or `http/protobuf`
+//! (`OTEL_EXPORTER_OTLP_PROTOCOL`). Without an endpoint (or with `OTEL_SDK_DISABLED=true`) nothing
+//! is built: no thread, no queue, no exporter, and [`record`] returns at once.
+//!
+//! A slow or dead collector never holds up the work: spans and logs wait in bounded queues (what
+//! does not fit is dropped and counted), every export has a deadline ([`EXPORT_TIMEOUT`]), failures
+//! are reported at most once a minute, and [`Telemetry`]'s last flush gives up after
+//! [`SHUTDOWN_DEADLINE`]. The exporters' network IO runs on a one-thread tokio runtime of their
+//! own, so it neither needs nor disturbs the runtime of the command or agent.
 
-use crate::metric::Point;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
-/// Record the latest value of each series in `points`; the next metrics export sends them.
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{AsyncInstrument, Meter, MeterProvider as _};
+use opentelemetry::propagation::TextMapPropagator as _;
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::logs::{BatchLogProcessor, LogBatch, LogProcessor, SdkLoggerProvider};
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanProcessor};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+use crate::metric::{Kind, Point};
+use crate::plan::{Action, Plan};
+use crate::resource::ResourceId;
+
+/// The longest one export may take before it is abandoned (and its data dropped).
+pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long the last flush may take when the process ends; past it, what is left is dropped.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(1500);
+
+/// Spans (and, separately, log records) waiting for export at most; more are dropped and counted.
+pub const QUEUE: usize = 2048;
+
+/// Export failures and drops are reported at most this often.
+pub const REPORT_EVERY: Duration = Duration::from_secs(60);
+
+/// Crates whose own spans and events must never be exported: the exporters' transport (exporting
+/// them would feed on itself) and the SDK.
+const TRANSPORT: &[&str] = &[
+    "h2",
+    "hyper",
+    "hyper_util",
+    "tonic",
+    "tower",
+    "opentelemetry",
+    "opentelemetry_sdk",
+    "opentelemetry_otlp",
+    "opentelemetry_http",
+];
+
+/// Where this module's own reports go; never exported (a dead collector would hear of itself).
+const SELF: &str = "labctl::telemetry";
+
+/// The wire protocol of the OTLP exporters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// OTLP over gRPC (`grpc`), as to port 4317.
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (`http/protobuf`, the default), as to port 4318.
+    HttpProtobuf,
+}
+
+/// Where and how to export, as resolved from the flag and the `OTEL_*` environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The collector's base URL (`http://host:port`, no trailing slash).
+    pub endpoint: String,
+    /// The protocol.
+    pub protocol: Proto,
+    /// `service.name`.
+    pub service_name: String,
+    /// Further resource attributes from `OTEL_RESOURCE_ATTRIBUTES`, in order.
+    pub attributes: Vec<(String, String)>,
+    /// How often metrics are exported (`OTEL_METRIC_EXPORT_INTERVAL`, ms; default 60 s).
+    pub metric_interval: Duration,
+}
+
+impl Settings {
+    /// Resolve the settings of a process whose default `service.name` is `service`, with the
+    /// `--otlp-endpoint` value `flag` overriding `OTEL_EXPORTER_OTLP_ENDPOINT`; `env` reads the
+    /// environment. `Ok(None)`: nothing to export (no endpoint, or `OTEL_SDK_DISABLED=true`).
+    ///
+    /// # Errors
+    /// A message naming the variable (or flag) whose value is malformed, and why.
+    pub fn resolve(
+        service: &str,
+        flag: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Settings>, String> {
+        let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        match var("OTEL_SDK_DISABLED").map(|v| v.trim().to_ascii_lowercase()) {
+            Some(v) if v == "true" => return Ok(None),
+            Some(v) if v != "false" => {
+                return Err(format!(
+                    "`OTEL_SDK_DISABLED` is `{v}`; expected `true` or `false`"
+                ));
+            }
+            _ => {}
+        }
+        let (endpoint, source) = match flag.filter(|f| !f.trim().is_empty()) {
+            Some(f) => (f.trim().to_string(), "--otlp-endpoint"),
+            None => match var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+                Some(e) => (e.trim().to_string(), "OTEL_EXPORTER_OTLP_ENDPOINT"),
+                None => return Ok(None),
+            },
+        };
+        let endpoint = check_endpoint(&endpoint).map_err(|why| format!("`{source}`: {why}"))?;
+        let protocol = match var("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref().map(str::trim) {
+            None | Some("http/protobuf") => Proto::HttpProtobuf,
+            Some("grpc") => Proto::Grpc,
+            Some(other) => {
+                return Err(format!(
+                    "`OTEL_EXPORTER_OTLP_PROTOCOL` is `{other}`; expected `grpc` or `http/protobuf`"
+                ));
+            }
+        };
+        let attributes = match var("OTEL_RESOURCE_ATTRIBUTES") {
+            Some(a) => {
+                parse_attributes(&a).map_err(|why| format!("`OTEL_RESOURCE_ATTRIBUTES`: {why}"))?
+            }
+            None => Vec::new(),
+        };
+        let service_name = var("OTEL_SERVICE_NAME")
+            .map(|s| s.trim().to_string())
+            .or_else(|| {
+                attributes
+                    .iter()
+                    .find(|(k, _)| k == "service.name")
+                    .map(|(_, v)| v.clone())
+            })
+            .unwrap_or_else(|| service.to_string());
+        let metric_interval = match var("OTEL_METRIC_EXPORT_INTERVAL") {
+            Some(ms) => match ms.trim().parse::<u64>() {
+                Ok(ms) if ms > 0 => Duration::from_millis(ms),
+                _ => {
+                    return Err(format!(
+                        "`OTEL_METRIC_EXPORT_INTERVAL` is `{ms}`; expected a positive number of milliseconds"
+                    ));
+                }
+            },
+            None => Duration::from_secs(60),
+        };
+        Ok(Some(Settings {
+            endpoint,
+            protocol,
+            service_name,
+            attributes,
+            metric_interval,
+        }))
+    }
+}
+
+/// An `http://host:port` URL without a trailing slash. `https` needs TLS, which this build leaves
+/// out (collectors on a homelab are reached over the tailnet or the node's port).
+fn check_endpoint(url: &str) -> Result<String, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("`{url}` is not a URL ({e})"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(format!(
+                "`{url}`: https is not supported by this build; use an http:// endpoint"
+            ));
+        }
+        _ => return Err(format!("`{url}` is not an http:// URL")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("`{url}` names no host"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// `key=value,key2=value2` with percent-encoded values, as the OpenTelemetry spec writes it.
+fn parse_attributes(s: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((k, v)) = pair.split_once('=') else {
+            return Err(format!("`{pair}` is not `key=value`"));
+        };
+        let k = k.trim();
+        if k.is_empty() {
+            return Err(format!("`{pair}` has an empty key"));
+        }
+        out.push((k.to_string(), percent_decode(v.trim())?));
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("`{s}` has a bad percent escape"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("`{s}` does not decode to UTF-8"))
+}
+
+/// How a process sets up its telemetry.
+pub struct Options<'a> {
+    /// The default `service.name`: `labctl`, `labctl-proxy`, ….
+    pub service: &'a str,
+    /// `--otlp-endpoint`, overriding `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub endpoint: Option<&'a str>,
+    /// Log `tracing` events to stderr (agents): journald-friendly when `JOURNAL_STREAM` is set.
+    /// The CLI prints through its views and keeps this off.
+    pub stderr: bool,
+}
+
+/// The telemetry of the process. Dropping it flushes what is queued, within
+/// [`SHUTDOWN_DEADLINE`].
+pub struct Telemetry {
+    pipeline: Option<Pipeline>,
+}
+
+struct Pipeline {
+    tracer: SdkTracerProvider,
+    meter: SdkMeterProvider,
+    logger: SdkLoggerProvider,
+    health: Arc<Health>,
+    // Drives the exporters' IO; dropped last.
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+/// Whether this process exports; [`record`] and [`set_parent_from_env`] do nothing otherwise.
+static ACTIVE: OnceLock<Metrics> = OnceLock::new();
+
+/// Set up the process's telemetry (once per process; later calls export nothing). `stack` names
+/// the stack for the `labctl.stack` resource attribute; it is called only when exporting.
+///
+/// Malformed `OTEL_*` values print one warning on stderr and leave telemetry off; this never
+/// fails.
+pub fn init(opts: Options<'_>, stack: impl FnOnce() -> Option<String>) -> Telemetry {
+    let settings = match Settings::resolve(opts.service, opts.endpoint, |k| std::env::var(k).ok()) {
+        Ok(s) => s,
+        Err(why) => {
+            eprintln!("warning: telemetry is off: {why}");
+            None
+        }
+    };
+    let pipeline = settings
+        .filter(|_| ACTIVE.get().is_none())
+        .and_then(|s| match Pipeline::build(&s, stack(), opts.stderr) {
+            Ok(p) => Some(p),
+            Err(why) => {
+                eprintln!("warning: telemetry is off: {why}");
+                None
+            }
+        });
+    let exporting = pipeline.is_some();
+    let registry = tracing_subscriber::registry().with(opts.stderr.then(stderr_layer));
+    let _ = match &pipeline {
+        Some(p) => {
+            let quiet = || {
+                TRANSPORT
+                    .iter()
+                    .fold(Targets::new().with_default(LevelFilter::INFO), |t, c| {
+                        t.with_target(*c, LevelFilter::OFF)
+                    })
+            };
+            let traces = tracing_opentelemetry::layer()
+                .with_tracer(p.tracer.tracer("labctl"))
+                .with_threads(false)
+                .with_location(false)
+                .with_tracked_inactivity(false)
+                .with_filter(quiet());
+            let logs =
+                opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(&p.logger)
+                    .with_filter(quiet().with_target(SELF, LevelFilter::OFF));
+            registry.with(traces).with(logs).try_init()
+        }
+        None if opts.stderr => registry.try_init(),
+        // The CLI without an endpoint: no subscriber at all, nothing paid.
+        None => Ok(()),
+    };
+    if !exporting {
+        return Telemetry { pipeline: None };
+    }
+    Telemetry { pipeline }
+}
+
+/// Agents' stderr: the journal stamps each line itself, so under systemd ours carry no time and no
+/// colour.
+fn stderr_layer<S>() -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("LABCTL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(!journal && std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if journal {
+        fmt.without_time().with_filter(filter).boxed()
+    } else {
+        fmt.with_filter(filter).boxed()
+    }
+}
+
+impl Telemetry {
+    /// No telemetry: for commands that trace nothing.
+    pub fn off() -> Telemetry {
+        Telemetry { pipeline: None }
+    }
+
+    /// Whether anything is exported.
+    pub fn exporting(&self) -> bool {
+        self.pipeline.is_some()
+    }
+
+    /// Flush and stop now, within [`SHUTDOWN_DEADLINE`] (dropping does the same).
+    pub fn shutdown(mut self) {
+        self.close();
+    }
+
+    fn close(&mut self) {
+        let Some(mut p) = self.pipeline.take() else {
+            return;
+        };
+        // Each provider flushes on a thread of its own, all against one deadline: a hung
+        // collector costs the process SHUTDOWN_DEADLINE at most, never an export timeout each.
+        let (tx, rx) = std::sync::mpsc::channel::<OTelSdkResult>();
+        let spawn = |f: Box<dyn FnOnce() -> OTelSdkResult + Send>| {
+            let tx = tx.clone();
+            std::thread::Builder::new()
+                .name("labctl-otlp-flush".into())
+                .spawn(move || {
+                    let _ = tx.send(f());
+                })
+                .is_ok()
+        };
+        let (t, m, l) = (p.tracer.clone(), p.meter.clone(), p.logger.clone());
+        let started = [
+            spawn(Box::new(move || t.shutdown_with_timeout(SHUTDOWN_DEADLINE))),
+            spawn(Box::new(move || m.shutdown_with_timeout(SHUTDOWN_DEADLINE))),
+            spawn(Box::new(move || l.shutdown_with_timeout(SHUTDOWN_DEADLINE))),
+        ]
+        .into_iter()
+        .filter(|ok| *ok)
+        .count();
+        drop(tx);
+        let deadline = Instant::now() + SHUTDOWN_DEADLINE;
+        let mut timed_out = false;
+        for _ in 0..started {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Err(OTelSdkError::Timeout(_))) | Err(_) => {
+                    timed_out = true;
+                    break;
+                }
+                // Failed exports were reported by the exporter already.
+                Ok(_) => {}
+            }
+        }
+        if timed_out {
+            p.health.report_now(format!(
+                "telemetry: the collector at `{}` did not take the last export within {} ms; it is dropped",
+                p.health.endpoint,
+                SHUTDOWN_DEADLINE.as_millis()
+            ));
+        }
+        // Threads still stuck in an export die with the process; the runtime must not wait.
+        if let Some(rt) = p.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Pipeline {
+    fn build(s: &Settings, stack: Option<String>, agent: bool) -> Result<Pipeline, String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("labctl-otlp")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the exporters' runtime: {e}"))?;
+        // tonic's channel spawns its connection task on the runtime it is built in.
+        let _in_rt = rt.enter();
+        let resource = resource(s, stack);
+        let health = Arc::new(Health::new(!agent, s.endpoint.clone()));
+        let bad = |what: &str, e: opentelemetry_otlp::ExporterBuildError| {
+            format!(
+                "cannot build the OTLP {what} exporter for `{}`: {e}",
+                s.endpoint
+            )
+        };
+        let signal = |path: &str| match s.protocol {
+            Proto::Grpc => s.endpoint.clone(),
+            Proto::HttpProtobuf => format!("{}/{path}", s.endpoint),
+        };
+        let handle = rt.handle().clone();
+
+        let spans = match s.protocol {
+            Proto::Grpc => opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(signal("v1/traces"))
+                .with_timeout(EXPORT_TIMEOUT)
+                .build(),
+            Proto::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(Protocol::HttpBinary)
+                .with_endpoint(signal("v1/traces"))
+                .with_timeout(EXPORT_TIMEOUT)
+                .build(),
+        }
+        .map_err(|e| bad("trace", e))?;
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let spans = Guarded {
+            inner: spans,
+            rt: handle.clone(),
+            health: health.clone(),
+            signal: Signal::Spans,
+            in_flight: in_flight.clone(),
+        };
+        let batch = opentelemetry_sdk::trace::BatchConfigBuilder::default()
+            .with_max_queue_size(QUEUE)
+            .with_scheduled_delay(Duration::from_secs(2))
+            .build();
+        let tracer = SdkTracerProvider::builder()
+            .with_span_processor(BoundedSpans {
+                inner: BatchSpanProcessor::builder(spans)
+                    .with_batch_config(batch)
+                    .build(),
+                in_flight,
+                health: health.clone(),
+            })
+            .with_resource(resource.clone())
+            .build();
+
+        let logs = match s.protocol {
+            Proto::Grpc => opentelemetry_otlp::LogExporter::builder()
+                .with_tonic()
+                .with_endpoint(signal("v1/logs"))
+                .with_timeout(EXPORT_TIMEOUT)
+                .build(),
+            Proto::HttpProtobuf => opentelemetry_otlp::LogExporter::builder()
+                .with_http()
+                .with_protocol(Protocol::HttpBinary)
+                .with_endpoint(signal("v1/logs"))
+                .with_timeout(EXPORT_TIMEOUT)
+                .build(),
+        }
+        .map_err(|e| bad("log", e))?;
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let logs = Guarded {
+            inner: logs,
+            rt: handle.clone(),
+            health: health.clone(),
+            signal: Signal::Logs,
+            in_flight: in_flight.clone(),
+        };
+        let batch = opentelemetry_sdk::logs::BatchConfigBuilder::default()
+            .with_max_queue_size(QUEUE)
+            .with_scheduled_delay(Duration::from_secs(2))
+            .build();
+        let logger = SdkLoggerProvider::builder()
+            .with_log_processor(BoundedLogs {
+                inner: BatchLogProcessor::builder(logs)
+                    .with_batch_config(batch)
+                    .build(),
+                in_flight,
+                health: health.clone(),
+            })
+            .with_resource(resource.clone())
+            .build();
+
+        let metrics = match s.protocol {
+            Proto::Grpc => opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(signal("v1/metrics"))
+                .with_timeout(EXPORT_TIMEOUT)
+                .with_temporality(Temporality::Cumulative)
+                .build(),
+            Proto::HttpProtobuf => opentelemetry_otlp::MetricExporter::builder()
+                .with_http()
+                .with_protocol(Protocol::HttpBinary)
+                .with_endpoint(signal("v1/metrics"))
+                .with_timeout(EXPORT_TIMEOUT)
+                .with_temporality(Temporality::Cumulative)
+                .build(),
+        }
+        .map_err(|e| bad("metric", e))?;
+        let metrics = Guarded {
+            inner: metrics,
+            rt: handle,
+            health: health.clone(),
+            signal: Signal::Metrics,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+        };
+        let meter = SdkMeterProvider::builder()
+            .with_reader(
+                PeriodicReader::builder(metrics)
+                    .with_interval(s.metric_interval)
+                    .build(),
+            )
+            .with_resource(resource)
+            .build();
+        let _ = ACTIVE.set(Metrics {
+            meter: meter.meter("labctl"),
+            values: Arc::new(Mutex::new(HashMap::new())),
+            instruments: Mutex::new(HashMap::new()),
+        });
+        drop(_in_rt);
+        Ok(Pipeline {
+            tracer,
+            meter,
+            logger,
+            health,
+            rt: Some(rt),
+        })
+    }
+}
+
+/// The resource every signal carries, by the semantic conventions.
+fn resource(s: &Settings, stack: Option<String>) -> Resource {
+    let mut attrs: BTreeMap<String, String> = s.attributes.iter().cloned().collect();
+    attrs.insert("service.name".into(), s.service_name.clone());
+    attrs.insert("service.version".into(), env!("CARGO_PKG_VERSION").into());
+    if let Some(host) = host_name() {
+        attrs.entry("host.name".into()).or_insert(host);
+    }
+    if let Some(stack) = stack {
+        attrs.insert("labctl.stack".into(), stack);
+    }
+    Resource::builder_empty()
+        .with_attributes(attrs.into_iter().map(|(k, v)| KeyValue::new(k, v)))
+        .build()
+}
+
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .filter(|h| !h.is_empty())
+}
+
+/// Make `span` (a command's root span, not yet entered) a child of the caller's trace when
+/// `TRACEPARENT` (W3C trace context, with `TRACESTATE`) is set, as CI systems do. A malformed
+/// value is warned about once and ignored: the command starts a trace of its own.
+pub fn set_parent_from_env(span: &tracing::Span) {
+    if ACTIVE.get().is_none() {
+        return;
+    }
+    let Ok(parent) = std::env::var("TRACEPARENT") else {
+        return;
+    };
+    let mut carrier = HashMap::new();
+    carrier.insert("traceparent".to_string(), parent.trim().to_string());
+    if let Ok(state) = std::env::var("TRACESTATE") {
+        carrier.insert("tracestate".to_string(), state);
+    }
+    let cx = TraceContextPropagator::new().extract(&carrier);
+    if !cx.span().span_context().is_valid() {
+        eprintln!(
+            "warning: ignoring `TRACEPARENT`: `{parent}` is not a W3C traceparent (version-traceid-parentid-flags)"
+        );
+        return;
+    }
+    let _ = span.set_parent(cx);
+}
+
+/// The `apply change` spans of one backend's part of a plan: one per change, with
+/// `labctl.resource`, `labctl.action` and, when it ends, `labctl.result` (`ok`, `failed`,
+/// `skipped`) and `error.message` on failure. Plain `tracing` spans: free when nothing exports.
+pub struct ChangeSpans {
+    spans: BTreeMap<String, (Action, Option<tracing::Span>, bool)>,
+    current: Option<String>,
+}
+
+impl ChangeSpans {
+    /// The changes of `plan` whose ids `mine` accepts (one backend's).
+    pub fn of(plan: &Plan, mine: impl Fn(&ResourceId) -> bool) -> Self {
+        ChangeSpans {
+            spans: plan
+                .actionable()
+                .filter(|c| mine(&c.id))
+                .map(|c| (c.id.to_string(), (c.action, None, false)))
+                .collect(),
+            current: None,
+        }
+    }
+
+    /// The span of change `id` starts now (if it has not yet), as a child of the current span.
+    pub fn begin(&mut self, id: &str) {
+        if let Some((action, span, _)) = self.spans.get_mut(id) {
+            span.get_or_insert_with(|| change_span(id, *action));
+            self.current = Some(id.to_string());
+        }
+    }
+
+    /// Every change's span starts now (a backend that applies in phases, not change by change).
+    pub fn begin_all(&mut self) {
+        for (id, (action, span, _)) in &mut self.spans {
+            span.get_or_insert_with(|| change_span(id, *action));
+        }
+    }
+
+    /// Change `id` was applied.
+    pub fn ok(&mut self, id: &str) {
+        self.end(id, None);
+    }
+
+    /// Change `id` failed with `message`.
+    pub fn failed(&mut self, id: &str, message: &str) {
+        self.end(id, Some(message));
+    }
+
+    fn end(&mut self, id: &str, error: Option<&str>) {
+        self.begin(id);
+        if let Some((_, Some(span), done)) = self.spans.get_mut(id)
+            && !*done
+        {
+            *done = true;
+            span.record(
+                "labctl.result",
+                if error.is_some() { "failed" } else { "ok" },
+            );
+            if let Some(e) = error {
+                span.record("error.message", e);
+            }
+        }
+        self.current = None;
+    }
+
+    /// The backend's apply ended with `result`. `Ok`, or failures already reported per change:
+    /// the rest were applied. Any other error: the change in progress failed with it and the
+    /// rest were skipped.
+    pub fn finish<T>(mut self, result: &Result<T, crate::error::Error>) {
+        let aborted = match result {
+            Ok(_) | Err(crate::error::Error::ApplyFailed { .. }) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        if let (Some(e), Some(id)) = (&aborted, self.current.clone()) {
+            self.failed(&id, e);
+        }
+        let rest: Vec<String> = self
+            .spans
+            .iter()
+            .filter(|(_, (_, _, done))| !done)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in rest {
+            self.begin(&id);
+            if aborted.is_none() {
+                self.ok(&id);
+            } else if let Some((_, Some(span), done)) = self.spans.get_mut(&id) {
+                *done = true;
+                span.record("labctl.result", "skipped");
+            }
+        }
+    }
+}
+
+fn change_span(id: &str, action: Action) -> tracing::Span {
+    let action = match action {
+        Action::Create => "create",
+        Action::Update => "update",
+        Action::Delete => "delete",
+        Action::Replace => "replace",
+        Action::Adopt => "adopt",
+        Action::NoOp => "no-op",
+    };
+    tracing::info_span!(
+        "apply change",
+        labctl.resource = id,
+        labctl.action = action,
+        labctl.result = tracing::field::Empty,
+        error.message = tracing::field::Empty,
+    )
+}
+
+/// The signal a [`Guarded`] exporter carries, for reports.
+#[derive(Debug, Clone, Copy)]
+enum Signal {
+    Spans,
+    Logs,
+    Metrics,
+}
+
+impl Signal {
+    fn noun(self) -> &'static str {
+        match self {
+            Signal::Spans => "spans",
+            Signal::Logs => "log records",
+            Signal::Metrics => "metric exports",
+        }
+    }
+}
+
+/// Drops and failures, counted; reported at most once per [`REPORT_EVERY`].
+#[derive(Debug)]
+struct Health {
+    endpoint: String,
+    /// The CLI has no stderr log layer: reports are printed directly.
+    print: bool,
+    dropped: [AtomicU64; 3],
+    last: Mutex<(Option<Instant>, Option<String>)>,
+}
+
+impl Health {
+    fn new(print: bool, endpoint: String) -> Self {
+        Health {
+            endpoint,
+            print,
+            dropped: Default::default(),
+            last: Mutex::new((None, None)),
+        }
+    }
+
+    fn drop_some(&self, signal: Signal, n: usize, why: &str) {
+        self.dropped[signal as usize].fetch_add(n as u64, Ordering::Relaxed);
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.1 = Some(why.to_string());
+        if last.0.is_some_and(|t| t.elapsed() < REPORT_EVERY) {
+            return;
+        }
+        last.0 = Some(Instant::now());
+        drop(last);
+        self.report_now(self.summary(why));
+    }
+
+    fn summary(&self, why: &str) -> String {
+        let counts: Vec<String> = [Signal::Spans, Signal::Logs, Signal::Metrics]
+            .iter()
+            .map(|s| (s, self.dropped[*s as usize].load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .map(|(s, n)| format!("{n} {}", s.noun()))
+            .collect();
+        format!(
+            "telemetry: OTLP export to `{}` failed: {why}; dropped so far: {}",
+            self.endpoint,
+            counts.join(", ")
+        )
+    }
+
+    fn report_now(&self, message: String) {
+        if self.print {
+            eprintln!("warning: {message}");
+        } else {
+            tracing::warn!(target: SELF, "{message}");
+        }
+    }
+}
+
+/// An exporter that runs on the telemetry runtime, gives up after [`EXPORT_TIMEOUT`], and counts
+/// what it failed to deliver.
+#[derive(Debug)]
+struct Guarded<E> {
+    inner: E,
+    rt: tokio::runtime::Handle,
+    health: Arc<Health>,
+    signal: Signal,
+    /// Items handed to the batch processor and not yet exported (spans, logs).
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl<E> Guarded<E> {
+    /// Run `fut` (an export of `n` items) in the telemetry runtime's context with a deadline.
+    async fn run(
+        &self,
+        n: usize,
+        fut: impl Future<Output = OTelSdkResult> + Send,
+    ) -> OTelSdkResult {
+        let result = InRuntime {
+            rt: self.rt.clone(),
+            fut: Box::pin(async move {
+                match tokio::time::timeout(EXPORT_TIMEOUT, fut).await {
+                    Ok(r) => r,
+                    Err(_) => Err(OTelSdkError::Timeout(EXPORT_TIMEOUT)),
+                }
+            }),
+        }
+        .await;
+        self.in_flight.fetch_sub(
+            n.min(self.in_flight.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        if let Err(e) = &result {
+            self.health.drop_some(self.signal, n, &e.to_string());
+        }
+        result
+    }
+}
+
+/// Polls its future inside the telemetry runtime's context: the SDK's batch threads poll exports
+/// with a plain executor, and the transports need tokio's reactor and timers.
+struct InRuntime<'a> {
+    rt: tokio::runtime::Handle,
+    fut: Pin<Box<dyn Future<Output = OTelSdkResult> + Send + 'a>>,
+}
+
+impl Future for InRuntime<'_> {
+    type Output = OTelSdkResult;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<OTelSdkResult> {
+        let _in_rt = self.rt.enter();
+        self.fut.as_mut().poll(cx)
+    }
+}
+
+impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter
+    for Guarded<E>
+{
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len();
+        self.run(n, self.inner.export(batch)).await
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+impl<E: opentelemetry_sdk::logs::LogExporter> opentelemetry_sdk::logs::LogExporter for Guarded<E> {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        let n = batch.iter().count();
+        self.run(n, self.inner.export(batch)).await
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+impl<E: PushMetricExporter> PushMetricExporter for Guarded<E> {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        self.run(1, self.inner.export(metrics)).await
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+    fn temporality(&self) -> Temporality {
+        self.inner.temporality()
+    }
+}
+
+/// The span queue's bound, kept here so that every drop is counted: the SDK's own queue is as
+/// large, so it never overflows, and what would not fit is dropped here.
+#[derive(Debug)]
+struct BoundedSpans {
+    inner: BatchSpanProcessor,
+    in_flight: Arc<AtomicUsize>,
+    health: Arc<Health>,
+}
+
+impl SpanProcessor for BoundedSpans {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.inner.on_start(span, cx);
+    }
+    fn on_end(&self, span: SpanData) {
+        if !span.span_context.is_sampled() {
+            return;
+        }
+        if self.in_flight.fetch_add(1, Ordering::Relaxed) >= QUEUE {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.health
+                .drop_some(Signal::Spans, 1, "the export queue is full");
+            return;
+        }
+        self.inner.on_end(span);
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// The log queue's bound, as [`BoundedSpans`].
+#[derive(Debug)]
+struct BoundedLogs {
+    inner: BatchLogProcessor,
+    in_flight: Arc<AtomicUsize>,
+    health: Arc<Health>,
+}
+
+impl LogProcessor for BoundedLogs {
+    fn emit(
+        &self,
+        data: &mut opentelemetry_sdk::logs::SdkLogRecord,
+        scope: &opentelemetry::InstrumentationScope,
+    ) {
+        if self.in_flight.fetch_add(1, Ordering::Relaxed) >= QUEUE {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.health
+                .drop_some(Signal::Logs, 1, "the export queue is full");
+            return;
+        }
+        self.inner.emit(data, scope);
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// The latest value of every series agents recorded, read by observable instruments at each
+/// metrics export.
+struct Metrics {
+    meter: Meter,
+    /// name → attributes → value. Never locked while calling into the SDK.
+    values: Arc<Mutex<Series>>,
+    /// One observable instrument per metric name, kept alive here.
+    instruments: Mutex<HashMap<&'static str, Box<dyn std::any::Any + Send + Sync>>>,
+}
+
+type Series = HashMap<&'static str, HashMap<Vec<(&'static str, String)>, f64>>;
+
+/// Record the latest value of each series in `points`; the next metrics export sends them
+/// (Counter and UpDownCounter points as cumulative sums, Gauge points as gauges). Does nothing
+/// when telemetry is off.
 pub fn record(points: &[Point]) {
-    let _ = points;
+    let Some(m) = ACTIVE.get() else {
+        return;
+    };
+    let mut new: Vec<&Point> = Vec::new();
+    {
+        let mut values = m.values.lock().unwrap_or_else(|p| p.into_inner());
+        for p in points {
+            let series = values.entry(p.name).or_insert_with(|| {
+                new.push(p);
+                HashMap::new()
+            });
+            series.insert(p.attributes.clone(), p.value);
+        }
+    }
+    if new.is_empty() {
+        return;
+    }
+    let mut instruments = m.instruments.lock().unwrap_or_else(|p| p.into_inner());
+    for p in new {
+        if instruments.contains_key(p.name) {
+            continue;
+        }
+        let values = m.values.clone();
+        let name = p.name;
+        let observe = move |o: &dyn AsyncInstrument<f64>| {
+            let values = values.lock().unwrap_or_else(|p| p.into_inner());
+            for (attrs, v) in values.get(name).into_iter().flatten() {
+                let kv: Vec<KeyValue> = attrs
+                    .iter()
+                    .map(|(k, v)| KeyValue::new(*k, v.clone()))
+                    .collect();
+                o.observe(*v, &kv);
+            }
+        };
+        let instrument: Box<dyn std::any::Any + Send + Sync> = match p.kind {
+            Kind::Gauge => Box::new(
+                m.meter
+                    .f64_observable_gauge(p.name)
+                    .with_unit(p.unit)
+                    .with_description(p.description)
+                    .with_callback(observe)
+                    .build(),
+            ),
+            Kind::Counter => Box::new(
+                m.meter
+                    .f64_observable_counter(p.name)
+                    .with_unit(p.unit)
+                    .with_description(p.description)
+                    .with_callback(observe)
+                    .build(),
+            ),
+            Kind::UpDownCounter => Box::new(
+                m.meter
+                    .f64_observable_up_down_counter(p.name)
+                    .with_unit(p.unit)
+                    .with_description(p.description)
+                    .with_callback(observe)
+                    .build(),
+            ),
+        };
+        instruments.insert(p.name, instrument);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn no_endpoint_or_disabled_exports_nothing() {
+        assert_eq!(Settings::resolve("labctl", None, env(&[])), Ok(None));
+        let disabled = env(&[
+            ("OTEL_SDK_DISABLED", "TRUE"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://x:4318"),
+        ]);
+        assert_eq!(
+            Settings::resolve("labctl", Some("http://y:4317"), disabled),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn flag_overrides_env_and_standard_variables_apply() {
+        let e = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=lab, team=a%2Cb",
+            ),
+            ("OTEL_SDK_DISABLED", "false"),
+        ]);
+        let s = Settings::resolve("labctl-proxy", Some("http://flag:4317/"), e)
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.endpoint, "http://flag:4317");
+        assert_eq!(s.protocol, Proto::Grpc);
+        assert_eq!(s.service_name, "labctl-proxy");
+        assert_eq!(
+            s.attributes,
+            vec![
+                ("deployment.environment".into(), "lab".into()),
+                ("team".into(), "a,b".into())
+            ]
+        );
+        let named = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4318"),
+            ("OTEL_SERVICE_NAME", "mine"),
+        ]);
+        let s = Settings::resolve("labctl", None, named).unwrap().unwrap();
+        assert_eq!(
+            (s.service_name.as_str(), s.protocol),
+            ("mine", Proto::HttpProtobuf)
+        );
+    }
+
+    #[test]
+    fn malformed_values_name_the_variable() {
+        let cases = [
+            ("OTEL_SDK_DISABLED", "yes", "`OTEL_SDK_DISABLED`"),
+            (
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                "http/json",
+                "`OTEL_EXPORTER_OTLP_PROTOCOL`",
+            ),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "novalue",
+                "`OTEL_RESOURCE_ATTRIBUTES`",
+            ),
+            ("OTEL_RESOURCE_ATTRIBUTES", "a=%zz", "bad percent escape"),
+            (
+                "OTEL_METRIC_EXPORT_INTERVAL",
+                "soon",
+                "`OTEL_METRIC_EXPORT_INTERVAL`",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "localhost:4317",
+                "`OTEL_EXPORTER_OTLP_ENDPOINT`",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "https://c:4317",
+                "https is not supported",
+            ),
+        ];
+        for (var, value, want) in cases {
+            let mut pairs = vec![(var, value)];
+            if var != "OTEL_EXPORTER_OTLP_ENDPOINT" {
+                pairs.push(("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"));
+            }
+            let err = Settings::resolve("labctl", None, env(&pairs)).unwrap_err();
+            assert!(err.contains(want), "{var}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn resource_follows_the_conventions() {
+        let s = Settings::resolve(
+            "labctl-gate",
+            Some("http://c:4318"),
+            env(&[("OTEL_RESOURCE_ATTRIBUTES", "host.name=box,labctl.stack=old")]),
+        )
+        .unwrap()
+        .unwrap();
+        let r = resource(&s, Some("lab".into()));
+        let get = |k: &'static str| {
+            r.get(&opentelemetry::Key::from_static_str(k))
+                .map(|v| v.to_string())
+        };
+        assert_eq!(get("service.name").as_deref(), Some("labctl-gate"));
+        assert_eq!(
+            get("service.version").as_deref(),
+            Some(env!("CARGO_PKG_VERSION"))
+        );
+        assert_eq!(get("host.name").as_deref(), Some("box"));
+        assert_eq!(get("labctl.stack").as_deref(), Some("lab"));
+    }
 }

@@ -17,12 +17,13 @@ use crate::cli::{AgentArgs, AgentCommand};
 
 /// Run the agent `args` names until it stops; the process's exit code.
 pub fn main(args: &AgentArgs) -> ExitCode {
+    let otlp = args.otlp_endpoint.as_deref();
     match &args.agent {
-        AgentCommand::Proxy(c) => runtime::start("proxy", |s| proxy::run(c.clone(), s)),
-        AgentCommand::Gate(c) => runtime::start("gate", |s| gate::run(c.clone(), s)),
+        AgentCommand::Proxy(c) => runtime::start("proxy", otlp, |s| proxy::run(c.clone(), s)),
+        AgentCommand::Gate(c) => runtime::start("gate", otlp, |s| gate::run(c.clone(), s)),
         AgentCommand::Collector(c) => {
-            runtime::start("collector", |s| collector::run(c.as_ref().clone(), s))
+            runtime::start("collector", otlp, |s| collector::run(c.as_ref().clone(), s))
         }
-        AgentCommand::Ingest(c) => runtime::start("ingest", |s| ingest::run(c.clone(), s)),
+        AgentCommand::Ingest(c) => runtime::start("ingest", otlp, |s| ingest::run(c.clone(), s)),
     }
 }

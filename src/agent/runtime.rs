@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
+use crate::telemetry;
 
 /// How long an agent may take to finish after SIGTERM before the process exits anyway. Below
 /// systemd's default `TimeoutStopSec=` (90 s) so that our exit, not its SIGKILL, ends the process.
@@ -92,14 +93,35 @@ impl Trigger {
 
 /// Run agent `name` until it returns or is stopped; the process's exit code.
 ///
-/// Logs go to stderr (and through `tracing` to whatever subscriber is installed); an agent's error
-/// is logged and exits 1.
-pub fn start<F, Fut>(name: &'static str, agent: F) -> ExitCode
+/// Logs go to stderr (journald-friendly) and, with an OTLP endpoint (`otlp_endpoint`, the
+/// agent's `--otlp-endpoint`, else `OTEL_EXPORTER_OTLP_ENDPOINT`), as OTLP logs, with traces and
+/// metrics, under `service.name` `labctl-<name>`. An agent's error is logged and exits 1. What is
+/// left to export is flushed on the way out, within [`telemetry::SHUTDOWN_DEADLINE`].
+pub fn start<F, Fut>(name: &'static str, otlp_endpoint: Option<&str>, agent: F) -> ExitCode
 where
     F: FnOnce(Shutdown) -> Fut,
     Fut: Future<Output = Result<(), Error>>,
 {
-    init_logging();
+    let service = format!("labctl-{name}");
+    let telemetry = telemetry::init(
+        telemetry::Options {
+            service: &service,
+            endpoint: otlp_endpoint,
+            stderr: true,
+        },
+        // Agents are not given a stack file: `OTEL_RESOURCE_ATTRIBUTES=labctl.stack=…` names it.
+        || None,
+    );
+    let code = run_agent(name, agent);
+    telemetry.shutdown();
+    code
+}
+
+fn run_agent<F, Fut>(name: &'static str, agent: F) -> ExitCode
+where
+    F: FnOnce(Shutdown) -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+{
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -111,7 +133,7 @@ where
             return ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(supervise(name, agent));
+    let result = rt.block_on(supervise(name, STOP_DEADLINE, agent));
     // Tasks an agent left behind must not hold the process past the deadline.
     rt.shutdown_timeout(Duration::from_millis(200));
     match result {
@@ -123,7 +145,7 @@ where
     }
 }
 
-async fn supervise<F, Fut>(name: &'static str, agent: F) -> Result<(), Error>
+async fn supervise<F, Fut>(name: &'static str, deadline: Duration, agent: F) -> Result<(), Error>
 where
     F: FnOnce(Shutdown) -> Fut,
     Fut: Future<Output = Result<(), Error>>,
@@ -179,10 +201,10 @@ where
         r = &mut work => r,
         _ = async {
             shutdown.cancelled().await;
-            tokio::time::sleep(STOP_DEADLINE).await;
+            tokio::time::sleep(deadline).await;
         } => Err(Error::Agent {
             agent: name,
-            message: format!("did not stop within {} s of the stop signal", STOP_DEADLINE.as_secs()),
+            message: format!("did not stop within {} ms of the stop signal", deadline.as_millis()),
         }),
     };
     signals.abort();
@@ -190,24 +212,6 @@ where
         w.abort();
     }
     result
-}
-
-/// Logs to stderr. Under systemd (`JOURNAL_STREAM` set) the journal stamps each line itself, so
-/// ours carry no time and no colour.
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("LABCTL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(!journal && std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let _ = if journal {
-        builder.without_time().try_init()
-    } else {
-        builder.try_init()
-    };
 }
 
 /// Tell systemd; outside a `Type=notify` unit (`NOTIFY_SOCKET` unset) this does nothing.
@@ -242,5 +246,103 @@ mod tests {
             .expect("stop seen");
         assert!(a.is_cancelled());
         assert_eq!(readies.load(Ordering::SeqCst), 1);
+    }
+
+    /// The whole protocol against a socket standing in for systemd's: READY=1 when the agent
+    /// serves, WATCHDOG=1 pings at half `WATCHDOG_USEC`, SIGHUP reloads and keeps running,
+    /// SIGTERM says STOPPING=1 and stops; then an agent that ignores the stop is cut off at the
+    /// deadline. One test: the notify variables are process-wide.
+    #[test]
+    fn signals_and_sd_notify() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // SAFETY: no other test of this binary reads or writes these variables.
+        unsafe {
+            std::env::set_var("NOTIFY_SOCKET", &path);
+            std::env::set_var("WATCHDOG_USEC", "200000");
+            std::env::set_var("WATCHDOG_PID", std::process::id().to_string());
+        }
+        let kill = |sig: &str| {
+            let st = std::process::Command::new("kill")
+                .args([sig, &std::process::id().to_string()])
+                .status()
+                .unwrap();
+            assert!(st.success());
+        };
+        let recv = || {
+            let mut buf = [0u8; 256];
+            let n = sock.recv(&mut buf).expect("a notification within 5 s");
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let reloads = Arc::new(AtomicUsize::new(0));
+        let seen = reloads.clone();
+        let agent = rt.spawn(supervise(
+            "test",
+            Duration::from_secs(5),
+            move |mut s| async move {
+                s.ready();
+                let stop = s.clone();
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return Ok(()),
+                        _ = s.reloaded() => { seen.fetch_add(1, Ordering::SeqCst); }
+                    }
+                }
+            },
+        ));
+        let mut got = Vec::new();
+        while !got.iter().any(|m: &String| m.contains("READY=1")) {
+            got.push(recv());
+        }
+        // Pings keep coming (the agent is idle: only the runtime sends them).
+        let pings = (0..3)
+            .map(|_| recv())
+            .filter(|m| m.contains("WATCHDOG=1"))
+            .count();
+        assert!(pings >= 2, "watchdog pings: {got:?}");
+        kill("-HUP");
+        for _ in 0..50 {
+            if reloads.load(Ordering::SeqCst) == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(reloads.load(Ordering::SeqCst), 1, "SIGHUP reloads");
+        assert!(!agent.is_finished(), "SIGHUP keeps the agent running");
+        kill("-TERM");
+        let stopping = (0..10).map(|_| recv()).any(|m| m.contains("STOPPING=1"));
+        assert!(stopping, "STOPPING=1 after SIGTERM");
+        let result = rt.block_on(agent).unwrap();
+        assert!(result.is_ok(), "{result:?}");
+
+        // An agent that never stops is cut off at the deadline, with an error naming it.
+        let stubborn = rt.spawn(supervise(
+            "stubborn",
+            Duration::from_millis(200),
+            |s| async move {
+                s.ready();
+                std::future::pending::<()>().await;
+                Ok(())
+            },
+        ));
+        while !recv().contains("READY=1") {}
+        kill("-INT");
+        let err = rt.block_on(stubborn).unwrap().unwrap_err().to_string();
+        assert!(
+            err.contains("stubborn") && err.contains("did not stop within 200 ms"),
+            "{err}"
+        );
+        unsafe {
+            std::env::remove_var("NOTIFY_SOCKET");
+            std::env::remove_var("WATCHDOG_USEC");
+            std::env::remove_var("WATCHDOG_PID");
+        }
     }
 }

@@ -17,6 +17,7 @@ use crate::plan::kube::{
 use crate::plan::{Action, Change, Live, Plan};
 use crate::render::SECRET_NAMES;
 use crate::resource::{Content, Desired, ResourceId};
+use crate::telemetry::ChangeSpans;
 
 /// What apply may do beyond updating in place.
 #[derive(Debug, Clone, Copy, Default)]
@@ -142,12 +143,28 @@ pub async fn apply(
     opts: Options,
     report: &mut dyn FnMut(String),
 ) -> Result<Vec<ResourceId>, Error> {
+    let mut spans = ChangeSpans::of(plan, |id| matches!(id, ResourceId::Kube { .. }));
+    let result = apply_each(plan, desired, kube, opts, report, &mut spans).await;
+    spans.finish(&result);
+    result
+}
+
+async fn apply_each(
+    plan: &Plan,
+    desired: &Desired,
+    kube: &Kube,
+    opts: Options,
+    report: &mut dyn FnMut(String),
+    spans: &mut ChangeSpans,
+) -> Result<Vec<ResourceId>, Error> {
     let mut deletes: Vec<&Change> = kube_changes(plan)
         .filter(|c| c.action == Action::Delete)
         .collect();
     deletes.sort_by_key(|c| std::cmp::Reverse(rank(c)));
     for c in deletes {
+        spans.begin(&c.id.to_string());
         kube.delete(&c.id).await?;
+        spans.ok(&c.id.to_string());
         report(format!("{}: deleted", c.id));
     }
     let mut writes: Vec<&Change> = kube_changes(plan)
@@ -159,6 +176,7 @@ pub async fn apply(
         let Some(obj) = desired.objects.get(&c.id).and_then(|o| o.content.as_kube()) else {
             continue;
         };
+        spans.begin(&c.id.to_string());
         // A custom resource whose definition this run just applied: learn its kind once the
         // server serves it (a new definition takes a moment to be established).
         if let ResourceId::Kube {
@@ -196,6 +214,7 @@ pub async fn apply(
                 "updated"
             }
         };
+        spans.ok(&c.id.to_string());
         report(format!("{}: {verb}", c.id));
         if c.id.kind().is_some_and(is_workload) {
             workloads.push(c.id.clone());

@@ -17,6 +17,7 @@ use crate::backend::systemd::{JobKind, JobOutcome, Systemd, Target};
 use crate::error::Error;
 use crate::plan::{Action, Impact, Plan};
 use crate::resource::ResourceId;
+use crate::telemetry::ChangeSpans;
 
 use super::Progress;
 
@@ -123,10 +124,29 @@ pub async fn apply(
     progress: &Progress,
     settle: Duration,
 ) -> Result<(), Error> {
+    // Units are applied in phases, not one by one: every change's span covers the whole apply.
+    let mut spans = ChangeSpans::of(plan, |id| matches!(id, ResourceId::Systemd { .. }));
+    spans.begin_all();
+    let result = apply_phases(plan, sd, progress, settle, &mut spans).await;
+    spans.finish(&result);
+    result
+}
+
+async fn apply_phases(
+    plan: &Plan,
+    sd: &Systemd,
+    progress: &Progress,
+    settle: Duration,
+    spans: &mut ChangeSpans,
+) -> Result<(), Error> {
     let steps = Steps::of(plan);
     let target = sd.target().clone();
     let mut failed: Vec<String> = Vec::new();
     let mut fail = |unit: &str, what: String| {
+        spans.failed(
+            &ResourceId::Systemd { unit: unit.into() }.to_string(),
+            &what,
+        );
         failed.push(format!(
             "`{unit}`: {what}; see `{}`",
             target.log_command(unit)
