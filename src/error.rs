@@ -91,14 +91,16 @@ pub enum Error {
         message: String,
     },
 
-    /// The plan takes over resources this stack does not own, and `--adopt` was not given.
-    #[error(
-        "refusing to take over {}: not managed by this stack; pass `--adopt` to take them over",
-        resources.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")
-    )]
-    NotOwned {
-        /// Each such resource, as `ConfigMap lab/web-config` or `unit foo.service`.
-        resources: Vec<String>,
+    /// A policy says no: the plan noted it, and the flag or change in `hint` lifts it (or
+    /// nothing does). Nothing was changed.
+    #[error("refusing to {what}: {why}; {hint}")]
+    Refused {
+        /// What is refused, naming the resources (`take over `ConfigMap lab/x``).
+        what: String,
+        /// Why.
+        why: String,
+        /// What to do about it (`pass `--adopt` to take them over`).
+        hint: String,
     },
 
     /// An agent could not go on.

@@ -253,6 +253,15 @@ pub fn render(
     Ok(desired)
 }
 
+/// The environment variable a secret comes from on the command line: `postgres-password` →
+/// `LABCTL_SECRET_POSTGRES_PASSWORD`. The one place this naming is spelled out.
+pub fn secret_env_var(name: &str) -> String {
+    format!(
+        "LABCTL_SECRET_{}",
+        name.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
 /// Secrets templates may ask for with `secret("name")`.
 pub const SECRET_NAMES: &[&str] = &[
     "grafana-admin-password",
@@ -362,7 +371,6 @@ fn kube_objects(
             template: template.to_string(),
             content: Content::kube(doc),
             reload_on_change: false,
-            protect: c.protect,
         });
     }
     Ok(out)
@@ -416,7 +424,6 @@ fn unit_object(
         template: template.to_string(),
         content: Content::unit(&text),
         reload_on_change: c.reload_on_change,
-        protect: false,
     })
 }
 

@@ -2,9 +2,11 @@
 
 mod error;
 mod plan;
+mod progress;
 
 pub use error::render_error;
-pub use plan::{render_plan_human, render_plan_json};
+pub use plan::{render_cost, render_plan_human, render_plan_json};
+pub use progress::Terminal;
 
 use anstyle::{AnsiColor, Style};
 
