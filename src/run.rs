@@ -250,11 +250,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Backend {
-            plane: "labctl",
-            step: "start the async runtime".into(),
-            message: e.to_string(),
-        })
+        .map_err(|e| Error::backend("labctl", "start the async runtime", e))
 }
 
 fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Error> {

@@ -59,7 +59,7 @@ pub async fn apply(
                 }
             }
             Err(e) => {
-                finish_span(&span, Err(&e.to_string()));
+                finish_span(&span, Err(&e.report()));
                 skipped(order[i + 1..].iter().copied());
                 return Err(e);
             }
@@ -178,11 +178,11 @@ pub async fn wait(
                 }
                 Rollout::Failed(why) => {
                     done_waiting(events, &pending);
-                    return Err(Error::Backend {
-                        plane: "kube",
-                        step: format!("wait {id}"),
-                        message: format!("rollout failed: {why}"),
-                    });
+                    return Err(Error::backend(
+                        "kube",
+                        format!("wait {id}"),
+                        format!("rollout failed: {why}"),
+                    ));
                 }
                 Rollout::Progressing {
                     progress,
@@ -200,10 +200,10 @@ pub async fn wait(
             done_waiting(events, &pending);
             let (id, condition) = pending.iter().next().expect("pending is not empty");
             let others = pending.len() - 1;
-            return Err(Error::Backend {
-                plane: "kube",
-                step: format!("wait {id}"),
-                message: format!(
+            return Err(Error::backend(
+                "kube",
+                format!("wait {id}"),
+                format!(
                     "not rolled out after {}: {condition}{}",
                     human(timeout),
                     if others > 0 {
@@ -212,7 +212,7 @@ pub async fn wait(
                         String::new()
                     }
                 ),
-            });
+            ));
         }
         tokio::time::sleep(poll.min(timeout.saturating_sub(started.elapsed()))).await;
     }

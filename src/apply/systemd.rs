@@ -139,7 +139,7 @@ pub async fn apply(
                 Some((_, why)) => finish_span(span, Err(why)),
                 None => finish_span(span, Ok(())),
             },
-            Err(e) => finish_span(span, Err(&e.to_string())),
+            Err(e) => finish_span(span, Err(&e.report())),
         }
     }
     let failed = result?;

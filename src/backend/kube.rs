@@ -37,12 +37,8 @@ pub struct Kube {
     stats: Mutex<Stats>,
 }
 
-fn backend(step: impl Into<String>, message: impl ToString) -> Error {
-    Error::Backend {
-        plane: "kube",
-        step: step.into(),
-        message: message.to_string(),
-    }
+fn backend(step: impl Into<String>, cause: impl Into<crate::error::Cause>) -> Error {
+    Error::backend("kube", step, cause)
 }
 
 /// An API error's text: for a server-side apply conflict, each conflicting field with its

@@ -224,12 +224,8 @@ impl Drop for Systemd {
     }
 }
 
-fn backend(step: &str, message: impl std::fmt::Display) -> Error {
-    Error::Backend {
-        plane: "systemd",
-        step: step.to_string(),
-        message: message.to_string(),
-    }
+fn backend(step: &str, cause: impl Into<crate::error::Cause>) -> Error {
+    Error::backend("systemd", step, cause)
 }
 
 /// The D-Bus object path of a unit: systemd escapes every byte that is not a letter (or a digit
