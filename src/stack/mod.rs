@@ -308,3 +308,38 @@ fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
     // Schema types are plain data (strings, numbers, maps): serialising them cannot fail.
     serde_json::to_value(v).expect("stack settings serialise to JSON")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_components_are_the_schema_tables() {
+        let names = builtin_components();
+        assert_eq!(names.first().map(String::as_str), Some("kube.collectors"));
+        assert!(names.contains(&"host.reading-sync".to_string()));
+        assert!(!names.iter().any(|n| n == "kube.stack"));
+        // Disabling every one of them leaves nothing but the stack's own component.
+        let text: String = std::iter::once("[stack]\nname = \"x\"\n".to_string())
+            .chain(names.iter().map(|n| format!("[{n}]\nenabled = false\n")))
+            .collect();
+        let stack = parse(Path::new("stack.toml"), &text).unwrap();
+        let on: Vec<String> = stack.components().into_iter().map(|c| c.name).collect();
+        assert_eq!(on, ["stack"]);
+    }
+
+    #[test]
+    fn the_bare_fixture_disables_every_builtin_component() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bare.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let tables: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix('[')?.strip_suffix(']'))
+            .filter(|t| *t != "stack")
+            .map(str::to_string)
+            .collect();
+        assert_eq!(tables, builtin_components(), "{}", path.display());
+        let stack = parse(&path, &text).unwrap();
+        assert_eq!(stack.components().len(), 1, "only `stack` stays on");
+    }
+}
