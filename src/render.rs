@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use crate::error::Error;
 use crate::resource::{
-    COMPONENT, Content, Desired, DesiredObject, MANAGED_BY, MANAGER, PART_OF, ResourceId,
+    COMPONENT, Content, Desired, DesiredObject, KindScope, MANAGED_BY, MANAGER, PART_OF,
+    ResourceId, kind_spec,
 };
 use crate::stack::{Component, Plane, Stack};
 
@@ -286,18 +287,6 @@ fn template_error(name: &str, source: &str, e: &minijinja::Error) -> Error {
     }
 }
 
-/// Kinds that are not namespaced (the ones a stack plausibly renders).
-const CLUSTER_SCOPED: &[&str] = &[
-    "Namespace",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "CustomResourceDefinition",
-    "PersistentVolume",
-    "StorageClass",
-    "PriorityClass",
-    "IngressClass",
-];
-
 fn kube_objects(
     stack: &Stack,
     c: &Component,
@@ -330,7 +319,7 @@ fn kube_objects(
         let kind = field(&doc, "/kind").ok_or_else(|| bad(n, "missing `kind`".into()))?;
         let name = field(&doc, "/metadata/name")
             .ok_or_else(|| bad(n, "missing `metadata.name`".into()))?;
-        let namespaced = !CLUSTER_SCOPED.contains(&kind.as_str());
+        let namespaced = kind_spec(&kind).scope == KindScope::Namespaced;
         let meta = doc["metadata"]
             .as_object_mut()
             .ok_or_else(|| bad(n, "`metadata` is not a mapping".into()))?;
