@@ -211,7 +211,7 @@ fn build(
 fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Error> {
     let loaded = stack::load(&cli.stack)?;
     let against = if let Some(rev) = &args.base {
-        Against::Revision(crate::git::stack_at(&cli.stack, rev)?)
+        Against::Revision(Box::new(crate::git::stack_at(&cli.stack, rev)?))
     } else if args.offline {
         Against::Nothing
     } else {

@@ -29,9 +29,12 @@ use crate::render::{self, Templates, secret_env_var};
 use crate::resource::Desired;
 use crate::stack::{LoadedStack, Plane, Stack};
 
+/// A secret lookup: the value of a name, `None` when unset.
+type Lookup = dyn Fn(&str) -> Option<String> + Send + Sync;
+
 /// Where secret values come from: a lookup by name (`postgres-password`), `None` when unset.
 #[derive(Clone)]
-pub struct Secrets(Arc<dyn Fn(&str) -> Option<String> + Send + Sync>);
+pub struct Secrets(Arc<Lookup>);
 
 impl Secrets {
     /// Secrets from a function (the proxy reads them from OpenBao, tests from a map).
@@ -115,9 +118,9 @@ pub enum Against {
     Live(Observe),
     /// Nothing: every object is new (`plan --offline`).
     Nothing,
-    /// The stack at an older revision, rendered with the same secrets (`plan --base`); `None`
-    /// when there was no stack then.
-    Revision(Option<(Stack, Templates)>),
+    /// The stack at an older revision and its templates, rendered with the same secrets
+    /// (`plan --base`); `None` when there was no stack then.
+    Revision(Box<Option<(Stack, Templates)>>),
 }
 
 /// How to plan.
@@ -163,13 +166,15 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
     let name = &stack.stack.name;
     let mut plan = match &options.against {
         Against::Nothing => plan_of(stack, &desired, &Live::default(), options),
-        Against::Revision(None) => plan_of(stack, &desired, &Live::default(), options),
-        Against::Revision(Some((base_stack, templates))) => {
-            let mut base = render::render(base_stack, templates, &|n| sources.secrets.get(n))?;
-            base.retain_plane(options.plane);
-            kube::prepare_all(&mut base);
-            plan_of(stack, &desired, &Live::from_desired(&base), options)
-        }
+        Against::Revision(base) => match base.as_ref() {
+            None => plan_of(stack, &desired, &Live::default(), options),
+            Some((base_stack, templates)) => {
+                let mut base = render::render(base_stack, templates, &|n| sources.secrets.get(n))?;
+                base.retain_plane(options.plane);
+                kube::prepare_all(&mut base);
+                plan_of(stack, &desired, &Live::from_desired(&base), options)
+            }
+        },
         Against::Live(how) => {
             let mut live = Live::default();
             let mut targets = Vec::new();

@@ -293,7 +293,7 @@ pub fn builtin_components() -> Vec<String> {
     empty
         .all_components()
         .into_iter()
-        .filter(|c| !c.extra && !(c.plane == Plane::Kube && c.name == "stack"))
+        .filter(|c| !(c.extra || c.plane == Plane::Kube && c.name == "stack"))
         .map(|c| {
             let table = match c.plane {
                 Plane::Kube => "kube",
