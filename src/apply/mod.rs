@@ -324,6 +324,79 @@ pub(crate) fn skipped<'a>(changes: impl IntoIterator<Item = &'a Change>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::{Action, Body};
+    use crate::resource::Content;
+
+    fn change(action: Action, guards: Vec<Guard>) -> Change {
+        let id = ResourceId::Kube {
+            namespace: Some("lab".into()),
+            kind: "ConfigMap".into(),
+            name: "c".into(),
+            api_version: "v1".into(),
+        };
+        Change {
+            after: Some(Body::new(
+                &id,
+                Content::kube(serde_json::json!({"data": {}})),
+            )),
+            id,
+            component: "c".into(),
+            action,
+            before: None,
+            impact: Vec::new(),
+            notes: Vec::new(),
+            guards,
+        }
+    }
+
+    fn plan(changes: Vec<Change>) -> Plan {
+        Plan {
+            changes,
+            ..Plan::default()
+        }
+    }
+
+    #[test]
+    fn refusals_come_from_the_plan_and_options_lift_them() {
+        let foreign = plan(vec![change(Action::Adopt, vec![Guard::Adopt])]);
+        let e = check(&foreign, &Options::default()).unwrap_err();
+        assert!(matches!(e, Error::Refused { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "refusing to take over `ConfigMap lab/c`: not managed by this stack; pass `--adopt` to take them over"
+        );
+        let adopt = Options {
+            adopt: true,
+            ..Options::default()
+        };
+        assert!(check(&foreign, &adopt).is_ok());
+        let unset = plan(vec![change(
+            Action::Create,
+            vec![Guard::UnsetSecrets(vec!["postgres-password".into()])],
+        )]);
+        let e = check(&unset, &adopt).unwrap_err().to_string();
+        assert!(
+            e.contains("`postgres-password` (in `ConfigMap lab/c`)"),
+            "{e}"
+        );
+        assert!(e.contains("LABCTL_SECRET_POSTGRES_PASSWORD"), "{e}");
+    }
+
+    #[test]
+    fn a_plan_made_without_observing_is_refused_before_anything_is_sent() {
+        let offline = plan(vec![change(Action::Create, Vec::new())]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let e = rt
+            .block_on(run(&offline, &Options::default(), &mut Silent))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("refusing to apply the kube part of this plan"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn the_engine_can_run_on_a_multi_thread_runtime() {
