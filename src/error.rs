@@ -1,6 +1,11 @@
-//! The one error type. Messages are lowercase, name the thing in backticks, and put the cause last.
+//! The one error type. Messages are lowercase, name the thing in backticks, and put the cause last:
+//! the cause is kept as the error's [`source`](std::error::Error::source) (its own chain intact),
+//! and [`Error::report`] writes the whole chain, as `kube: get ConfigMap lab/x: <cause>`.
 
 use std::path::PathBuf;
+
+/// The cause of a failure, kept as an error so that its own chain survives.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 use crate::stack::{Problem, SourceFile};
 
@@ -8,7 +13,7 @@ use crate::stack::{Problem, SourceFile};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read.
-    #[error("cannot read `{}`: {source}", path.display())]
+    #[error("cannot read `{}`", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -17,7 +22,7 @@ pub enum Error {
     },
 
     /// A file or folder could not be written.
-    #[error("cannot write `{}`: {source}", path.display())]
+    #[error("cannot write `{}`", path.display())]
     Write {
         /// The file.
         path: PathBuf,
@@ -81,24 +86,27 @@ pub enum Error {
     Usage(String),
 
     /// Talking to a backend failed.
-    #[error("{plane}: {step}: {message}")]
+    #[error("{plane}: {step}")]
     Backend {
         /// `kube` or `systemd`.
         plane: &'static str,
         /// The step that failed, as `observe units` or `apply deployment/grafana`.
         step: String,
         /// The cause.
-        message: String,
+        #[source]
+        source: Cause,
     },
 
-    /// The plan takes over resources this stack does not own, and `--adopt` was not given.
-    #[error(
-        "refusing to take over {}: not managed by this stack; pass `--adopt` to take them over",
-        resources.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")
-    )]
-    NotOwned {
-        /// Each such resource, as `ConfigMap lab/web-config` or `unit foo.service`.
-        resources: Vec<String>,
+    /// A policy says no: the plan noted it, and the flag or change in `hint` lifts it (or
+    /// nothing does). Nothing was changed.
+    #[error("refusing to {what}: {why}; {hint}")]
+    Refused {
+        /// What is refused, naming the resources (`take over `ConfigMap lab/x``).
+        what: String,
+        /// Why.
+        why: String,
+        /// What to do about it (`pass `--adopt` to take them over`).
+        hint: String,
     },
 
     /// An agent could not go on.
@@ -123,6 +131,33 @@ pub enum Error {
         /// One line per failed change.
         failed: Vec<String>,
     },
+}
+
+impl Error {
+    /// The message with every cause after it, joined by `: `.
+    pub fn report(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            // Some client errors repeat their cause in their own message: say it once.
+            let text = c.to_string();
+            if !out.contains(&text) {
+                out.push_str(": ");
+                out.push_str(&text);
+            }
+            cause = c.source();
+        }
+        out
+    }
+
+    /// A backend failure: `step` on `plane` failed because of `cause`.
+    pub fn backend(plane: &'static str, step: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Error::Backend {
+            plane,
+            step: step.into(),
+            source: cause.into(),
+        }
+    }
 }
 
 /// Shorthand for results in labctl.

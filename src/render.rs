@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use crate::error::Error;
 use crate::resource::{
-    COMPONENT, Content, Desired, DesiredObject, MANAGED_BY, MANAGER, PART_OF, ResourceId,
+    COMPONENT, Content, Desired, DesiredObject, KindScope, MANAGED_BY, MANAGER, PART_OF,
+    ResourceId, kind_spec,
 };
 use crate::stack::{Component, Plane, Stack};
 
@@ -258,6 +259,15 @@ pub fn render(
     Ok(desired)
 }
 
+/// The environment variable a secret comes from on the command line: `postgres-password` →
+/// `LABCTL_SECRET_POSTGRES_PASSWORD`. The one place this naming is spelled out.
+pub fn secret_env_var(name: &str) -> String {
+    format!(
+        "LABCTL_SECRET_{}",
+        name.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
 /// Secrets templates may ask for with `secret("name")`.
 pub const SECRET_NAMES: &[&str] = &[
     "grafana-admin-password",
@@ -281,18 +291,6 @@ fn template_error(name: &str, source: &str, e: &minijinja::Error) -> Error {
         message,
     }
 }
-
-/// Kinds that are not namespaced (the ones a stack plausibly renders).
-const CLUSTER_SCOPED: &[&str] = &[
-    "Namespace",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "CustomResourceDefinition",
-    "PersistentVolume",
-    "StorageClass",
-    "PriorityClass",
-    "IngressClass",
-];
 
 fn kube_objects(
     stack: &Stack,
@@ -326,7 +324,7 @@ fn kube_objects(
         let kind = field(&doc, "/kind").ok_or_else(|| bad(n, "missing `kind`".into()))?;
         let name = field(&doc, "/metadata/name")
             .ok_or_else(|| bad(n, "missing `metadata.name`".into()))?;
-        let namespaced = !CLUSTER_SCOPED.contains(&kind.as_str());
+        let namespaced = kind_spec(&kind).scope == KindScope::Namespaced;
         let meta = doc["metadata"]
             .as_object_mut()
             .ok_or_else(|| bad(n, "`metadata` is not a mapping".into()))?;
@@ -367,7 +365,6 @@ fn kube_objects(
             template: template.to_string(),
             content: Content::kube(doc),
             reload_on_change: false,
-            protect: c.protect,
         });
     }
     Ok(out)
@@ -421,7 +418,6 @@ fn unit_object(
         template: template.to_string(),
         content: Content::unit(&text),
         reload_on_change: c.reload_on_change,
-        protect: false,
     })
 }
 

@@ -145,8 +145,6 @@ pub struct DesiredObject {
     pub content: Content,
     /// Unit only: reload rather than restart when it changes.
     pub reload_on_change: bool,
-    /// Pruning it needs `--prune-volumes`.
-    pub protect: bool,
 }
 
 /// The whole desired state, keyed and ordered by id.
@@ -154,6 +152,15 @@ pub struct DesiredObject {
 pub struct Desired {
     /// Objects by id.
     pub objects: BTreeMap<ResourceId, DesiredObject>,
+}
+
+impl Desired {
+    /// Keep only the objects of `plane` (all of them when `None`).
+    pub fn retain_plane(&mut self, plane: Option<Plane>) {
+        if let Some(p) = plane {
+            self.objects.retain(|id, _| id.plane() == p);
+        }
+    }
 }
 
 /// Recursively sort map keys and drop null members, so that key order and `x: null` versus an
@@ -190,6 +197,161 @@ pub fn unit_owner(text: &str) -> Option<&str> {
     let first = text.lines().next()?;
     let rest = first.strip_prefix("# Managed by labctl (stack: ")?;
     rest.split_once(')').map(|(name, _)| name)
+}
+
+/// Whether objects of a kind live in a namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KindScope {
+    /// In a namespace (the stack's, unless the manifest names one).
+    Namespaced,
+    /// Cluster-wide: a manifest of this kind must not name a namespace.
+    Cluster,
+}
+
+/// How apply tells that a workload has rolled out (kubectl rollout status' rules per kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutRule {
+    /// Updated and available replicas, and no old replicas left; fails past its progress deadline.
+    Deployment,
+    /// Ready and updated replicas (minus the partition), and the update revision current.
+    StatefulSet,
+    /// Updated and available pods on every node it is scheduled to.
+    DaemonSet,
+}
+
+/// Everything labctl knows about one Kubernetes kind. [`KINDS`] is the one table: rendering,
+/// observing, diffing, apply order, waits, pruning guards and redaction all read it, so adding a
+/// kind is one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindSpec {
+    /// The kind, as `Deployment`.
+    pub kind: &'static str,
+    /// Namespaced or cluster-wide.
+    pub scope: KindScope,
+    /// Workloads: changing the pod template rolls pods, and apply waits for the rollout by this
+    /// rule.
+    pub rollout: Option<RolloutRule>,
+    /// JSON pointers the API server refuses to change in place: a change to one is a replace.
+    pub immutable: &'static [&'static str],
+    /// Whether `immutable: true` on the object freezes its data (ConfigMap, Secret).
+    pub immutable_flag: bool,
+    /// Apply order, lower first (deletions run in reverse): namespaces, definitions, accounts,
+    /// configuration, storage, services, then workloads.
+    pub tier: u8,
+    /// Deleting an object of this kind loses data: it needs `--prune-volumes`, and it is never
+    /// replaced.
+    pub holds_data: bool,
+    /// Fields whose every value is sensitive (a Secret's `data`): plans mark them, views redact.
+    pub sensitive: &'static [&'static str],
+    /// The apiVersion to LIST on every observation, even when the stack renders none of this
+    /// kind (so that the last one, removed from the stack, is still found and pruned).
+    pub always_observed: Option<&'static str>,
+}
+
+const fn spec(kind: &'static str, tier: u8) -> KindSpec {
+    KindSpec {
+        kind,
+        scope: KindScope::Namespaced,
+        rollout: None,
+        immutable: &[],
+        immutable_flag: false,
+        tier,
+        holds_data: false,
+        sensitive: &[],
+        always_observed: None,
+    }
+}
+
+const fn cluster(kind: &'static str, tier: u8) -> KindSpec {
+    KindSpec {
+        scope: KindScope::Cluster,
+        ..spec(kind, tier)
+    }
+}
+
+/// Every kind labctl knows something about. Kinds not listed are namespaced, tier 6, and
+/// nothing else.
+pub const KINDS: &[KindSpec] = &[
+    KindSpec {
+        holds_data: true, // deleting it deletes every claim in it
+        always_observed: Some("v1"),
+        ..cluster("Namespace", 0)
+    },
+    cluster("CustomResourceDefinition", 1),
+    KindSpec {
+        always_observed: Some("v1"),
+        ..spec("ServiceAccount", 2)
+    },
+    spec("Role", 2),
+    spec("RoleBinding", 2),
+    cluster("ClusterRole", 2),
+    cluster("ClusterRoleBinding", 2),
+    KindSpec {
+        immutable_flag: true,
+        always_observed: Some("v1"),
+        ..spec("ConfigMap", 3)
+    },
+    KindSpec {
+        immutable_flag: true,
+        sensitive: &["/data", "/stringData"],
+        always_observed: Some("v1"),
+        ..spec("Secret", 3)
+    },
+    KindSpec {
+        immutable: &[
+            "/spec/storageClassName",
+            "/spec/accessModes",
+            "/spec/volumeMode",
+        ],
+        holds_data: true,
+        always_observed: Some("v1"),
+        ..spec("PersistentVolumeClaim", 4)
+    },
+    cluster("PersistentVolume", 4),
+    cluster("StorageClass", 4),
+    KindSpec {
+        immutable: &["/spec/clusterIP"],
+        always_observed: Some("v1"),
+        ..spec("Service", 5)
+    },
+    cluster("PriorityClass", 6),
+    cluster("IngressClass", 6),
+    KindSpec {
+        rollout: Some(RolloutRule::Deployment),
+        immutable: &["/spec/selector"],
+        always_observed: Some("apps/v1"),
+        ..spec("Deployment", 7)
+    },
+    KindSpec {
+        rollout: Some(RolloutRule::StatefulSet),
+        immutable: &[
+            "/spec/selector",
+            "/spec/volumeClaimTemplates",
+            "/spec/serviceName",
+            "/spec/podManagementPolicy",
+        ],
+        always_observed: Some("apps/v1"),
+        ..spec("StatefulSet", 7)
+    },
+    KindSpec {
+        rollout: Some(RolloutRule::DaemonSet),
+        immutable: &["/spec/selector"],
+        always_observed: Some("apps/v1"),
+        ..spec("DaemonSet", 7)
+    },
+    KindSpec {
+        immutable: &["/spec/selector", "/spec/template"],
+        ..spec("Job", 7)
+    },
+    spec("CronJob", 7),
+    spec("ReplicaSet", 7),
+    spec("Pod", 7),
+];
+
+/// What labctl knows about `kind` (the defaults for a kind not in [`KINDS`]).
+pub fn kind_spec(kind: &str) -> &'static KindSpec {
+    const OTHER: KindSpec = spec("", 6);
+    KINDS.iter().find(|k| k.kind == kind).unwrap_or(&OTHER)
 }
 
 #[cfg(test)]

@@ -1,19 +1,18 @@
-//! Wiring: parse the command line, call the library, print through the views, pick the exit code.
+//! Wiring: parse the command line, call the engine ([`plan::build`], [`apply::run`]), hand the
+//! result to a view, pick the exit code. Nothing here decides anything about the stack.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
+use tracing::field::Empty;
 
-use crate::apply::{self, Progress};
-use crate::backend::Stats;
-use crate::backend::kube::{Connect, Kube};
-use crate::backend::systemd::{Systemd, Target};
+use crate::apply;
+use crate::backend::kube::Connect;
 use crate::cli::{ApplyArgs, Cli, Command, Format, PlanArgs, PlaneArg, RenderArgs};
 use crate::error::Error;
 use crate::output_dir;
-use crate::plan::{self, Live, Plan};
-use crate::render::{self, Templates};
+use crate::plan::{self, Against, Observe, Plan, Secrets, Sources};
 use crate::resource::{Desired, ResourceId};
 use crate::stack::{self, LoadedStack, Plane};
 use crate::view::{self, Styles};
@@ -51,35 +50,6 @@ pub fn run() -> ExitCode {
     code
 }
 
-/// A command's root span (`labctl plan`, `labctl apply`), child of the caller's `TRACEPARENT`.
-fn root_span(name: &'static str, loaded: &LoadedStack) -> tracing::Span {
-    use tracing::field::Empty;
-    let span = match name {
-        "labctl apply" => {
-            tracing::info_span!("labctl apply", labctl.stack = %loaded.stack.stack.name, labctl.planes = Empty, labctl.add = Empty, labctl.change = Empty, labctl.destroy = Empty, error.message = Empty)
-        }
-        _ => {
-            tracing::info_span!("labctl plan", labctl.stack = %loaded.stack.stack.name, labctl.planes = Empty, labctl.add = Empty, labctl.change = Empty, labctl.destroy = Empty)
-        }
-    };
-    crate::telemetry::set_parent_from_env(&span);
-    span
-}
-
-/// Record the planes planned and the plan's summary on the root span.
-fn record_plan(span: &tracing::Span, desired: &Desired, plan: &Plan) {
-    let planes: Vec<&str> = [(Plane::Kube, "kube"), (Plane::Systemd, "systemd")]
-        .into_iter()
-        .filter(|(p, _)| count(desired, *p) > 0)
-        .map(|(_, n)| n)
-        .collect();
-    let s = plan.summary();
-    span.record("labctl.planes", planes.join(","));
-    span.record("labctl.add", s.add);
-    span.record("labctl.change", s.change);
-    span.record("labctl.destroy", s.destroy);
-}
-
 fn dispatch(cli: &Cli) -> Result<ExitCode, Error> {
     let out_styles = Styles::detect(cli.no_color, std::io::stdout().is_terminal());
     match &cli.command {
@@ -111,34 +81,21 @@ fn count(d: &Desired, plane: Plane) -> usize {
     d.objects.keys().filter(|id| id.plane() == plane).count()
 }
 
-/// Secrets come from `LABCTL_SECRET_<NAME>` (`postgres-password` → `LABCTL_SECRET_POSTGRES_PASSWORD`).
-fn env_secret(name: &str) -> Option<String> {
-    let var = format!(
-        "LABCTL_SECRET_{}",
-        name.to_ascii_uppercase().replace('-', "_")
-    );
-    std::env::var(var).ok().filter(|v| !v.is_empty())
-}
-
 fn desired_for(loaded: &LoadedStack) -> Result<Desired, Error> {
-    let templates = Templates::for_stack_dir(loaded.dir())?;
-    render::render(&loaded.stack, &templates, &env_secret)
+    Sources::for_stack(loaded, Secrets::from_env())?.render(&loaded.stack)
 }
 
-fn keep_plane(d: &mut Desired, plane: Option<PlaneArg>) {
-    if let Some(p) = plane {
-        let want = match p {
-            PlaneArg::Kube => Plane::Kube,
-            PlaneArg::Systemd => Plane::Systemd,
-        };
-        d.objects.retain(|id, _| id.plane() == want);
-    }
+fn plane(p: Option<PlaneArg>) -> Option<Plane> {
+    p.map(|p| match p {
+        PlaneArg::Kube => Plane::Kube,
+        PlaneArg::Systemd => Plane::Systemd,
+    })
 }
 
 fn render_cmd(cli: &Cli, args: &RenderArgs) -> Result<ExitCode, Error> {
     let loaded = stack::load(&cli.stack)?;
     let mut desired = desired_for(&loaded)?;
-    keep_plane(&mut desired, args.plane);
+    desired.retain_plane(plane(args.plane));
     match args.dir() {
         Some(dir) => {
             if args.output_deprecated.is_some() {
@@ -189,39 +146,90 @@ pub fn render_path(id: &ResourceId) -> String {
     }
 }
 
+/// How the command line reaches the live planes.
+fn observe(cli: &Cli, user: bool, server_dry_run: bool) -> Against {
+    let cluster = cli.cluster();
+    Against::Live(Observe {
+        kube: Connect {
+            kubeconfig: cluster.kubeconfig,
+            context: cluster.context,
+        },
+        user,
+        server_dry_run,
+    })
+}
+
+/// The root span of a command: `labctl plan` or `labctl apply`, a child of the caller's trace
+/// when `TRACEPARENT` is set (as CI systems do).
+fn root_span(name: &'static str, loaded: &LoadedStack, p: Option<Plane>) -> tracing::Span {
+    let planes = p.map_or_else(|| "kube,systemd".to_string(), |p| p.to_string());
+    let stack = loaded.stack.stack.name.as_str();
+    let span = match name {
+        "labctl apply" => tracing::info_span!(
+            "labctl apply",
+            labctl.stack = stack,
+            labctl.planes = planes,
+            labctl.add = Empty,
+            labctl.change = Empty,
+            labctl.destroy = Empty,
+            error.message = Empty
+        ),
+        _ => tracing::info_span!(
+            "labctl plan",
+            labctl.stack = stack,
+            labctl.planes = planes,
+            labctl.add = Empty,
+            labctl.change = Empty,
+            labctl.destroy = Empty
+        ),
+    };
+    crate::telemetry::set_parent_from_env(&span);
+    span
+}
+
+/// Build the plan under `span`, record its summary there, and say on stderr what the plan
+/// carries for the reader besides changes (planes left out, `-v` costs).
+fn build(
+    cli: &Cli,
+    rt: &tokio::runtime::Runtime,
+    span: &tracing::Span,
+    loaded: &LoadedStack,
+    options: &plan::Options,
+) -> Result<Plan, Error> {
+    let sources = Sources::for_stack(loaded, Secrets::from_env())?;
+    let plan = rt.block_on(plan::build(&loaded.stack, &sources, options))?;
+    let s = plan.summary();
+    span.record("labctl.add", s.add);
+    span.record("labctl.change", s.change);
+    span.record("labctl.destroy", s.destroy);
+    for w in &plan.warnings {
+        eprintln!("{w}");
+    }
+    if cli.verbose {
+        for c in &plan.costs {
+            eprintln!("{}", view::render_cost(c));
+        }
+    }
+    Ok(plan)
+}
+
 fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Error> {
     let loaded = stack::load(&cli.stack)?;
-    let root = root_span("labctl plan", &loaded);
-    let _root = root.enter();
-    let mut desired = desired_for(&loaded)?;
-    keep_plane(&mut desired, args.plane);
-    let live = if let Some(rev) = &args.base {
-        match crate::git::stack_at(&cli.stack, rev)? {
-            Some((base_stack, templates)) => {
-                let mut base = render::render(&base_stack, &templates, &env_secret)?;
-                keep_plane(&mut base, args.plane);
-                Live::from_desired(&base)
-            }
-            None => Live::default(),
-        }
+    let against = if let Some(rev) = &args.base {
+        Against::Revision(Box::new(crate::git::stack_at(&cli.stack, rev)?))
     } else if args.offline {
-        Live::default()
+        Against::Nothing
     } else {
-        plan::kube::prepare_all(&mut desired);
-        let rt = runtime()?;
-        let how = How {
-            plane: args.plane,
-            user: args.user,
-            server_dry_run: args.server_dry_run,
-        };
-        observe(cli, &loaded, &mut desired, how, &rt)?.live
+        observe(cli, args.user, args.server_dry_run)
     };
-    let mut plan = plan_of(&loaded, &desired, &live, args.prune_volumes);
-    record_plan(&root, &desired, &plan);
-    if args.base.is_none() && !args.offline {
-        // Only against the live world: CI plans (`--offline`, `--base`) run without secrets.
-        plan::kube::note_unset_secrets(&mut plan, &desired);
-    }
+    let options = plan::Options {
+        plane: plane(args.plane),
+        against,
+        prune_volumes: args.prune_volumes,
+    };
+    let span = root_span("labctl plan", &loaded, options.plane);
+    let _entered = span.enter();
+    let plan = build(cli, &runtime()?, &span, &loaded, &options)?;
     let base = match (&args.base, args.offline) {
         (Some(rev), _) => view::Base::Rev(rev),
         (None, true) => view::Base::Empty,
@@ -237,14 +245,6 @@ fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Erro
         return Ok(ExitCode::from(EXIT_CHANGES));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The plan: the pure diff, with volumes and protected components kept unless asked.
-fn plan_of(loaded: &LoadedStack, desired: &Desired, live: &Live, prune_volumes: bool) -> Plan {
-    let mut plan = plan::diff(desired, live);
-    let protected = plan::kube::protected_components(&loaded.stack);
-    plan::kube::keep_volumes(&mut plan, &protected, prune_volumes);
-    plan
 }
 
 /// `Ok` when the error is only that stdout's reader closed the pipe.
@@ -264,115 +264,26 @@ fn print(text: &str) -> Result<(), Error> {
         })
 }
 
+/// The CLI's runtime: one thread is plenty for a command. The engine itself creates none.
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Backend {
-            plane: "labctl",
-            step: "start the async runtime".into(),
-            message: e.to_string(),
-        })
-}
-
-/// What to observe, and how.
-#[derive(Clone, Copy)]
-struct How {
-    plane: Option<PlaneArg>,
-    user: bool,
-    server_dry_run: bool,
-}
-
-/// The live world as the backends see it, and the connections apply goes on with.
-struct Observed {
-    live: Live,
-    kube: Option<Kube>,
-    systemd: Option<Systemd>,
-}
-
-/// Observe the planes `how.plane` selects, cluster first, into one live set.
-fn observe(
-    cli: &Cli,
-    loaded: &LoadedStack,
-    desired: &mut Desired,
-    how: How,
-    rt: &tokio::runtime::Runtime,
-) -> Result<Observed, Error> {
-    let mut observed = Observed {
-        live: Live::default(),
-        kube: None,
-        systemd: None,
-    };
-    let cluster = cli.cluster();
-    let connect = Connect {
-        kubeconfig: cluster.kubeconfig,
-        context: cluster.context,
-    };
-    // A host-only machine has no cluster configured at all: without `--plane kube` that is said,
-    // not an error. A configured cluster that cannot be reached is an error.
-    if how.plane.is_none() && !connect.configured() {
-        eprintln!(
-            "kube: not planned: no cluster configured (`--kubeconfig`, KUBECONFIG, ~/.kube/config \
-             or an in-cluster service account); `--plane systemd` silences this"
-        );
-        desired.objects.retain(|id, _| id.plane() != Plane::Kube);
-    } else if how.plane != Some(PlaneArg::Systemd) {
-        let started = std::time::Instant::now();
-        let span = tracing::info_span!(
-            "observe",
-            labctl.plane = "kube",
-            labctl.requests = tracing::field::Empty
-        );
-        let _span = span.enter();
-        let k = rt.block_on(Kube::connect(&connect))?;
-        let live = rt.block_on(apply::kube::observe(
-            &k,
-            &loaded.stack.stack.name,
-            desired,
-            how.server_dry_run,
-        ))?;
-        span.record("labctl.requests", k.stats().calls);
-        if cli.verbose {
-            eprintln!("{}", kube_line(&k, Stats::default(), started, "observe"));
-        }
-        observed.live.objects.extend(live.objects);
-        observed.kube = Some(k);
-    }
-    if how.plane != Some(PlaneArg::Kube) {
-        let host = &loaded.stack.host;
-        let target = Target::resolve(host.scope, how.user, host.unit_dir.as_deref())?;
-        let span = tracing::info_span!(
-            "observe",
-            labctl.plane = "systemd",
-            labctl.requests = tracing::field::Empty
-        );
-        let _span = span.enter();
-        let sd = rt.block_on(Systemd::connect(target))?;
-        let live = rt.block_on(sd.observe(&loaded.stack.stack.name, desired))?;
-        span.record("labctl.requests", sd.stats().calls);
-        if cli.verbose {
-            eprintln!("{}", sd.stats().line("systemd", "D-Bus calls"));
-        }
-        observed.live.objects.extend(live.objects);
-        observed.systemd = Some(sd);
-    }
-    Ok(observed)
-}
-
-/// `kube: 12 API requests in 85 ms (observe)`: requests since `before`, wall time since `started`.
-fn kube_line(k: &Kube, before: Stats, started: std::time::Instant, phase: &str) -> String {
-    let mut spent = k.stats().since(before);
-    spent.elapsed = started.elapsed();
-    format!("{} ({phase})", spent.line("kube", "API requests"))
+        .map_err(|e| Error::backend("labctl", "start the async runtime", e))
 }
 
 fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Error> {
     let loaded = stack::load(&cli.stack)?;
-    let root = root_span("labctl apply", &loaded);
-    let _root = root.enter();
-    let result = apply_traced(cli, args, styles, loaded, &root);
+    let options = plan::Options {
+        plane: plane(args.plane),
+        against: observe(cli, args.user, args.server_dry_run),
+        prune_volumes: args.prune_volumes,
+    };
+    let span = root_span("labctl apply", &loaded, options.plane);
+    let _entered = span.enter();
+    let result = apply_traced(cli, args, styles, &loaded, &options, &span);
     if let Err(e) = &result {
-        root.record("error.message", e.to_string());
+        span.record("error.message", e.report());
     }
     result
 }
@@ -381,80 +292,31 @@ fn apply_traced(
     cli: &Cli,
     args: &ApplyArgs,
     styles: Styles,
-    loaded: LoadedStack,
-    root: &tracing::Span,
+    loaded: &LoadedStack,
+    options: &plan::Options,
+    span: &tracing::Span,
 ) -> Result<ExitCode, Error> {
-    let mut desired = desired_for(&loaded)?;
-    keep_plane(&mut desired, args.plane);
-    plan::kube::prepare_all(&mut desired);
     let rt = runtime()?;
-    let how = How {
-        plane: args.plane,
-        user: args.user,
-        server_dry_run: args.server_dry_run,
-    };
-    let observed = observe(cli, &loaded, &mut desired, how, &rt)?;
-    let mut plan = plan_of(&loaded, &desired, &observed.live, args.prune_volumes);
-    plan::kube::note_unset_secrets(&mut plan, &desired);
-    record_plan(root, &desired, &plan);
+    let plan = build(cli, &rt, span, loaded, options)?;
     // The plan is for the reader; a reader gone (`apply --yes | head`) does not cancel the apply.
     print(&view::render_plan_human(&plan, styles)).or_else(reader_gone)?;
     if plan.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    let kube_opts = apply::kube::Options {
-        force_conflicts: args.force_conflicts,
+    let opts = apply::Options {
+        adopt: args.adopt,
         allow_replace: args.allow_replace,
+        force_conflicts: args.force_conflicts,
+        wait: (!args.no_wait).then_some(args.wait_timeout),
+        settle: args.settle,
     };
-    apply::check_adopt(&plan, args.adopt)?;
-    apply::kube::check(&plan, &desired, kube_opts)?;
+    apply::check(&plan, &opts)?;
     if !args.yes {
         confirm()?;
     }
-    // The cluster first: host services talk to what runs there.
-    if let Some(k) = &observed.kube {
-        let mut report = |line: String| eprintln!("{line}");
-        let (before, started) = (k.stats(), std::time::Instant::now());
-        let result = rt.block_on(apply::kube::apply(
-            &plan,
-            &desired,
-            k,
-            kube_opts,
-            &mut report,
-        ));
-        if cli.verbose {
-            eprintln!("{}", kube_line(k, before, started, "apply"));
-        }
-        let workloads = result?;
-        if !args.no_wait {
-            let (before, started) = (k.stats(), std::time::Instant::now());
-            let tty = std::io::stderr().is_terminal();
-            let result = rt.block_on(apply::kube::wait(
-                k,
-                &workloads,
-                args.wait_timeout,
-                tty,
-                &mut report,
-            ));
-            if cli.verbose {
-                eprintln!("{}", kube_line(k, before, started, "wait"));
-            }
-            result?;
-        }
-    }
-    if let Some(sd) = &observed.systemd {
-        let before = sd.stats();
-        let steps = apply::systemd::Steps::of(&plan);
-        let progress = Progress::new(steps.len(), std::io::stderr().is_terminal());
-        let result = rt.block_on(apply::systemd::apply(&plan, sd, &progress, args.settle));
-        progress.finish();
-        if cli.verbose {
-            let spent = sd.stats().since(before);
-            eprintln!("{}", spent.line("systemd", "D-Bus calls to apply"));
-        }
-        result?;
-    }
-    let s = plan.summary();
+    let mut events = view::Terminal::new(std::io::stderr().is_terminal(), cli.verbose);
+    let outcome = rt.block_on(apply::run(&plan, &opts, &mut events))?;
+    let s = outcome.summary;
     eprintln!(
         "Apply complete: {} added, {} changed, {} destroyed.",
         s.add, s.change, s.destroy
@@ -469,7 +331,11 @@ fn apply_traced(
 /// Ask on the terminal; without one, refuse rather than guess.
 fn confirm() -> Result<(), Error> {
     if !std::io::stdin().is_terminal() {
-        return Err(Error::Usage("refusing to apply without confirmation: stdin is not a terminal; pass `--yes` to apply".into()));
+        return Err(Error::Refused {
+            what: "apply without confirmation".into(),
+            why: "stdin is not a terminal".into(),
+            hint: "pass `--yes` to apply".into(),
+        });
     }
     eprint!("\nApply these changes? Only `yes` is accepted: ");
     let _ = std::io::stderr().flush();

@@ -341,11 +341,7 @@ pub fn resolve_blocking(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Backend {
-            plane: "openbao",
-            step: "start the async runtime".into(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| Error::backend("openbao", "start the async runtime", e))?;
     Ok(rt.block_on(resolve(stack, dir, names, env)))
 }
 

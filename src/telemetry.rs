@@ -40,8 +40,6 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::metric::{Kind, Point};
-use crate::plan::{Action, Plan};
-use crate::resource::ResourceId;
 
 /// The longest one export may take before it is abandoned (and its data dropped).
 pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -598,116 +596,6 @@ pub fn set_parent_from_env(span: &tracing::Span) {
         return;
     }
     let _ = span.set_parent(cx);
-}
-
-/// The `apply change` spans of one backend's part of a plan: one per change, with
-/// `labctl.resource`, `labctl.action` and, when it ends, `labctl.result` (`ok`, `failed`,
-/// `skipped`) and `error.message` on failure. Plain `tracing` spans: free when nothing exports.
-pub struct ChangeSpans {
-    spans: BTreeMap<String, (Action, Option<tracing::Span>, bool)>,
-    current: Option<String>,
-}
-
-impl ChangeSpans {
-    /// The changes of `plan` whose ids `mine` accepts (one backend's).
-    pub fn of(plan: &Plan, mine: impl Fn(&ResourceId) -> bool) -> Self {
-        ChangeSpans {
-            spans: plan
-                .actionable()
-                .filter(|c| mine(&c.id))
-                .map(|c| (c.id.to_string(), (c.action, None, false)))
-                .collect(),
-            current: None,
-        }
-    }
-
-    /// The span of change `id` starts now (if it has not yet), as a child of the current span.
-    pub fn begin(&mut self, id: &str) {
-        if let Some((action, span, _)) = self.spans.get_mut(id) {
-            span.get_or_insert_with(|| change_span(id, *action));
-            self.current = Some(id.to_string());
-        }
-    }
-
-    /// Every change's span starts now (a backend that applies in phases, not change by change).
-    pub fn begin_all(&mut self) {
-        for (id, (action, span, _)) in &mut self.spans {
-            span.get_or_insert_with(|| change_span(id, *action));
-        }
-    }
-
-    /// Change `id` was applied.
-    pub fn ok(&mut self, id: &str) {
-        self.end(id, None);
-    }
-
-    /// Change `id` failed with `message`.
-    pub fn failed(&mut self, id: &str, message: &str) {
-        self.end(id, Some(message));
-    }
-
-    fn end(&mut self, id: &str, error: Option<&str>) {
-        self.begin(id);
-        if let Some((_, Some(span), done)) = self.spans.get_mut(id)
-            && !*done
-        {
-            *done = true;
-            span.record(
-                "labctl.result",
-                if error.is_some() { "failed" } else { "ok" },
-            );
-            if let Some(e) = error {
-                span.record("error.message", e);
-            }
-        }
-        self.current = None;
-    }
-
-    /// The backend's apply ended with `result`. `Ok`, or failures already reported per change:
-    /// the rest were applied. Any other error: the change in progress failed with it and the
-    /// rest were skipped.
-    pub fn finish<T>(mut self, result: &Result<T, crate::error::Error>) {
-        let aborted = match result {
-            Ok(_) | Err(crate::error::Error::ApplyFailed { .. }) => None,
-            Err(e) => Some(e.to_string()),
-        };
-        if let (Some(e), Some(id)) = (&aborted, self.current.clone()) {
-            self.failed(&id, e);
-        }
-        let rest: Vec<String> = self
-            .spans
-            .iter()
-            .filter(|(_, (_, _, done))| !done)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in rest {
-            self.begin(&id);
-            if aborted.is_none() {
-                self.ok(&id);
-            } else if let Some((_, Some(span), done)) = self.spans.get_mut(&id) {
-                *done = true;
-                span.record("labctl.result", "skipped");
-            }
-        }
-    }
-}
-
-fn change_span(id: &str, action: Action) -> tracing::Span {
-    let action = match action {
-        Action::Create => "create",
-        Action::Update => "update",
-        Action::Delete => "delete",
-        Action::Replace => "replace",
-        Action::Adopt => "adopt",
-        Action::NoOp => "no-op",
-    };
-    tracing::info_span!(
-        "apply change",
-        labctl.resource = id,
-        labctl.action = action,
-        labctl.result = tracing::field::Empty,
-        error.message = tracing::field::Empty,
-    )
 }
 
 /// The signal a [`Guarded`] exporter carries, for reports.

@@ -188,13 +188,7 @@ fn apply_against_systemd_traces_one_span_per_applied_unit() {
     changes.sort();
     let want: Vec<(String, String, String)> = ["a", "b", "c"]
         .iter()
-        .map(|n| {
-            (
-                format!("unit tele-{n}.service"),
-                "create".into(),
-                "ok".into(),
-            )
-        })
+        .map(|n| (format!("unit tele-{n}.service"), "add".into(), "ok".into()))
         .collect();
     assert_eq!(changes, want, "{spans:#?}");
     assert!(

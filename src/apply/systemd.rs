@@ -13,13 +13,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::{Events, change_span, finish_span};
 use crate::backend::systemd::{JobKind, JobOutcome, Systemd, Target};
 use crate::error::Error;
 use crate::plan::{Action, Impact, Plan};
 use crate::resource::ResourceId;
-use crate::telemetry::ChangeSpans;
-
-use super::Progress;
+use crate::stack::Plane;
 
 /// The unit operations of a plan, grouped by phase.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -67,9 +66,9 @@ impl Steps {
                 continue;
             }
             if let Some(after) = &c.after
-                && c.before.as_ref() != Some(after)
+                && c.before.as_ref().map(|b| b.content()) != Some(after.content())
             {
-                s.write.push((u(), after.clone()));
+                s.write.push((u(), after.content().text()));
             }
             s.daemon_reload |= has(Impact::DaemonReload);
             for (impact, list) in [
@@ -108,7 +107,9 @@ impl Steps {
     }
 }
 
-/// Apply the systemd changes of `plan`.
+/// Apply the systemd changes of `plan`, reporting each phase and step through `events`, and
+/// each change's result on its `apply change` span (the units' jobs run in batches, so each span
+/// covers the whole sequence).
 ///
 /// `settle` is how long started units get to fail before their state is read: a `Type=simple`
 /// service's start job is `done` as soon as its process is forked, so `ExecStart=/bin/false` only
@@ -121,36 +122,66 @@ impl Steps {
 pub async fn apply(
     plan: &Plan,
     sd: &Systemd,
-    progress: &Progress,
     settle: Duration,
+    events: &mut dyn Events,
 ) -> Result<(), Error> {
-    // Units are applied in phases, not one by one: every change's span covers the whole apply.
-    let mut spans = ChangeSpans::of(plan, |id| matches!(id, ResourceId::Systemd { .. }));
-    spans.begin_all();
-    let result = apply_phases(plan, sd, progress, settle, &mut spans).await;
-    spans.finish(&result);
-    result
+    let spans: Vec<(String, tracing::Span)> = plan
+        .actionable()
+        .filter_map(|c| match &c.id {
+            ResourceId::Systemd { unit } => Some((unit.clone(), change_span(c))),
+            ResourceId::Kube { .. } => None,
+        })
+        .collect();
+    let result = sequence(plan, sd, settle, &mut Progress(events)).await;
+    for (unit, span) in &spans {
+        match &result {
+            Ok(failed) => match failed.iter().find(|(u, _)| u == unit) {
+                Some((_, why)) => finish_span(span, Err(why)),
+                None => finish_span(span, Ok(())),
+            },
+            Err(e) => finish_span(span, Err(&e.report())),
+        }
+    }
+    let failed = result?;
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        let target = sd.target();
+        Err(Error::ApplyFailed {
+            failed: failed
+                .into_iter()
+                .map(|(unit, what)| {
+                    format!("`{unit}`: {what}; see `{}`", target.log_command(&unit))
+                })
+                .collect(),
+        })
+    }
 }
 
-async fn apply_phases(
+/// [`Events`] for the systemd plane.
+struct Progress<'a>(&'a mut dyn Events);
+
+impl Progress<'_> {
+    fn phase(&mut self, what: &str) {
+        self.0.phase(Plane::Systemd, what);
+    }
+    fn step(&mut self, line: &str) {
+        self.0.step(Plane::Systemd, line);
+    }
+}
+
+/// The sequence itself; each unit that failed, with how.
+async fn sequence(
     plan: &Plan,
     sd: &Systemd,
-    progress: &Progress,
     settle: Duration,
-    spans: &mut ChangeSpans,
-) -> Result<(), Error> {
+    progress: &mut Progress<'_>,
+) -> Result<Vec<(String, String)>, Error> {
     let steps = Steps::of(plan);
     let target = sd.target().clone();
-    let mut failed: Vec<String> = Vec::new();
-    let mut fail = |unit: &str, what: String| {
-        spans.failed(
-            &ResourceId::Systemd { unit: unit.into() }.to_string(),
-            &what,
-        );
-        failed.push(format!(
-            "`{unit}`: {what}; see `{}`",
-            target.log_command(unit)
-        ))
+    let mut failed: Vec<(String, String)> = Vec::new();
+    let fail = |failed: &mut Vec<(String, String)>, unit: &str, what: String| {
+        failed.push((unit.to_string(), what));
     };
 
     // Staged before anything changes: an unwritable folder fails here, with no unit touched.
@@ -168,7 +199,7 @@ async fn apply_phases(
         .await?
     {
         if !o.ok() {
-            fail(&o.unit, job_failure(&o));
+            fail(&mut failed, &o.unit, job_failure(&o));
         }
     }
     if !steps.disable_removed.is_empty() {
@@ -181,7 +212,7 @@ async fn apply_phases(
             Err(e) => steps
                 .disable_removed
                 .iter()
-                .for_each(|u| fail(u, format!("disable failed: {e}"))),
+                .for_each(|u| fail(&mut failed, u, format!("disable failed: {e}"))),
         }
     }
 
@@ -232,7 +263,7 @@ async fn apply_phases(
                 .for_each(|u| progress.step(&format!("{done} {u}"))),
             Err(e) => units
                 .iter()
-                .for_each(|u| fail(u, format!("{verb} failed: {e}"))),
+                .for_each(|u| fail(&mut failed, u, format!("{verb} failed: {e}"))),
         }
     }
 
@@ -253,7 +284,7 @@ async fn apply_phases(
             if o.ok() {
                 check.insert(o.unit.clone());
             } else {
-                fail(&o.unit, job_failure(&o));
+                fail(&mut failed, &o.unit, job_failure(&o));
             }
         }
     }
@@ -267,18 +298,14 @@ async fn apply_phases(
                 || (active == "activating" && sub != "auto-restart");
             if !running {
                 fail(
+                    &mut failed,
                     unit,
                     format!("its job was `done` but it is `{active}` ({sub})"),
                 );
             }
         }
     }
-    progress.finish();
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::ApplyFailed { failed })
-    }
+    Ok(failed)
 }
 
 fn line(o: &JobOutcome) -> String {

@@ -2,7 +2,7 @@
 //! lists, gets, applies and deletes, and counts every request; it decides nothing (what to
 //! compare, apply or prune is decided in [`crate::plan::kube`] and [`crate::plan::diff`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -17,11 +17,11 @@ use serde_json::Value;
 
 use super::Stats;
 use crate::error::Error;
-use crate::plan::kube::FIELD_MANAGER;
+use crate::plan::kube::{DryRun, FIELD_MANAGER, Observed};
 use crate::resource::ResourceId;
 
 /// How to reach the cluster.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Connect {
     /// A kubeconfig file (`--kubeconfig`); otherwise `KUBECONFIG`, `~/.kube/config`, then the
     /// in-cluster service account.
@@ -35,17 +35,6 @@ pub struct Kube {
     client: Client,
     discovery: std::sync::RwLock<Discovery>,
     stats: Mutex<Stats>,
-}
-
-/// Everything observed for one plan: raw live objects by id, as the server returned them.
-#[derive(Debug, Clone, Default)]
-pub struct Observed {
-    /// Objects carrying the stack's labels (from the LISTs), and desired objects that exist
-    /// without them (from GETs).
-    pub objects: BTreeMap<ResourceId, Value>,
-    /// Desired kinds the server does not serve (yet: a CRD applied in the same run defines
-    /// them); their objects are planned as creations.
-    pub unknown_kinds: BTreeSet<(String, String)>,
 }
 
 /// kube-rs quotes the path of an unreadable kubeconfig twice (`'"/root/.kube/config"'`): the
@@ -63,12 +52,8 @@ fn read_failure<'e>(
     None
 }
 
-fn backend(step: impl Into<String>, message: impl ToString) -> Error {
-    Error::Backend {
-        plane: "kube",
-        step: step.into(),
-        message: message.to_string(),
-    }
+fn backend(step: impl Into<String>, cause: impl Into<crate::error::Cause>) -> Error {
+    Error::backend("kube", step, cause)
 }
 
 /// An API error's text: for a server-side apply conflict, each conflicting field with its
@@ -422,6 +407,16 @@ impl Kube {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+impl DryRun for Kube {
+    fn dry_run<'a>(
+        &'a self,
+        id: &'a ResourceId,
+        obj: &'a Value,
+    ) -> futures_util::future::BoxFuture<'a, Result<Value, Error>> {
+        Box::pin(self.apply(id, obj, false, true))
     }
 }
 

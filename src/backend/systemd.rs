@@ -4,7 +4,7 @@
 //!
 //! Every method counts its D-Bus calls and the time spent, for `-v` ([`Systemd::stats`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,8 +19,7 @@ use zbus::{Connection, OwnedObjectPath, OwnedVariant, fdo, proxy};
 
 use super::Stats;
 use crate::error::Error;
-use crate::plan::{Live, LiveObject, UnitState};
-use crate::resource::{Content, Desired, ResourceId, unit_owner};
+use crate::plan::{ObservedUnit, UnitState};
 use crate::stack::Scope;
 
 const SERVICE: &str = "org.freedesktop.systemd1";
@@ -225,12 +224,8 @@ impl Drop for Systemd {
     }
 }
 
-fn backend(step: &str, message: impl std::fmt::Display) -> Error {
-    Error::Backend {
-        plane: "systemd",
-        step: step.to_string(),
-        message: message.to_string(),
-    }
+fn backend(step: &str, cause: impl Into<crate::error::Cause>) -> Error {
+    Error::backend("systemd", step, cause)
 }
 
 /// The D-Bus object path of a unit: systemd escapes every byte that is not a letter (or a digit
@@ -299,32 +294,25 @@ impl Systemd {
         *self.elapsed.lock().expect("not poisoned") += since.elapsed();
     }
 
-    /// Observe every desired unit and every file in the unit folder that carries `stack`'s marker:
-    /// the file (or, for a unit loaded from elsewhere, the file systemd loaded) and the unit's state.
-    /// One `GetAll` per unit and one `ListUnitFilesByPatterns` for all, sent together.
+    /// The regular files in the unit folder by name, with their text (no `*.wants/` folders, no
+    /// `systemctl link` symlinks, no dot files).
     ///
     /// # Errors
-    /// [`Error::Read`] when the unit folder or a file in it cannot be read; [`Error::Backend`] when
-    /// systemd does not answer.
-    pub async fn observe(&self, stack: &str, desired: &Desired) -> Result<Live, Error> {
+    /// [`Error::Read`] when the folder or a file in it cannot be read.
+    pub fn unit_files(&self) -> Result<BTreeMap<String, String>, Error> {
+        read_unit_dir(&self.target.unit_dir)
+    }
+
+    /// What systemd reports about each unit in `names`: its properties, its file's enablement
+    /// read from disk now, and, when systemd loaded it from a file outside labctl's unit folder,
+    /// that file's text. One `GetAll` per unit and one `ListUnitFilesByPatterns` for all, every
+    /// call in flight at once: one round trip.
+    ///
+    /// # Errors
+    /// [`Error::Read`] when a loaded file cannot be read; [`Error::Backend`] when systemd does
+    /// not answer.
+    pub async fn observe(&self, names: &[String]) -> Result<Vec<ObservedUnit>, Error> {
         let start = Instant::now();
-        let files = read_unit_dir(&self.target.unit_dir)?;
-        let mut names: BTreeSet<String> = desired
-            .objects
-            .keys()
-            .filter_map(|id| match id {
-                ResourceId::Systemd { unit } => Some(unit.clone()),
-                ResourceId::Kube { .. } => None,
-            })
-            .collect();
-        names.extend(
-            files
-                .iter()
-                .filter(|(_, t)| unit_owner(t) == Some(stack))
-                .map(|(n, _)| n.clone()),
-        );
-        // One `GetAll` per unit plus one listing of file states for all, every call in flight at
-        // once: one round trip.
         let patterns: Vec<&str> = names.iter().map(String::as_str).collect();
         let (states, files_now) = futures_util::join!(
             join_all(names.iter().map(|n| self.unit_state(n))),
@@ -339,44 +327,34 @@ impl Systemd {
                 Some((name, state))
             })
             .collect();
-        let mut live = Live::default();
-        for (name, state) in names.into_iter().zip(states) {
+        let mut out = Vec::new();
+        for (name, state) in names.iter().zip(states) {
             let mut state = state?;
-            if let Some(s) = file_states.get(&name) {
+            if let Some(s) = file_states.get(name) {
                 state.unit_file_state = s.clone();
             }
-            let path = self.target.unit_path(&name);
-            let text = match files.get(&name) {
-                Some(t) => Some(t.clone()),
-                // Loaded from another folder (a package's unit, or another tool's): still a
-                // same-named unit that labctl must not silently shadow.
-                None if !state.fragment_path.is_empty()
-                    && state.load_state != "not-found"
-                    && Path::new(&state.fragment_path) != path
-                    && Path::new(&state.fragment_path).exists() =>
-                {
-                    let p = PathBuf::from(&state.fragment_path);
-                    Some(
-                        std::fs::read_to_string(&p)
-                            .map_err(|source| Error::Read { path: p, source })?,
-                    )
-                }
-                None => None,
+            let fragment = Path::new(&state.fragment_path);
+            let elsewhere = if !state.fragment_path.is_empty()
+                && fragment != self.target.unit_path(name)
+                && fragment.exists()
+            {
+                Some(
+                    std::fs::read_to_string(fragment).map_err(|source| Error::Read {
+                        path: fragment.to_path_buf(),
+                        source,
+                    })?,
+                )
+            } else {
+                None
             };
-            if let Some(text) = text {
-                let owned = unit_owner(&text) == Some(stack);
-                live.objects.insert(
-                    ResourceId::Systemd { unit: name },
-                    LiveObject {
-                        content: Content::unit(&text),
-                        owned,
-                        unit: Some(state),
-                    },
-                );
-            }
+            out.push(ObservedUnit {
+                name: name.clone(),
+                state,
+                loaded_elsewhere: elsewhere,
+            });
         }
         self.spent(start);
-        Ok(live)
+        Ok(out)
     }
 
     async fn unit_state(&self, unit: &str) -> Result<UnitState, Error> {
@@ -722,7 +700,7 @@ impl Systemd {
         let owned: Vec<(String, String)> = read_unit_dir(&self.target.unit_dir)?
             .into_iter()
             .filter_map(|(name, text)| {
-                let owner = unit_owner(&text)?;
+                let owner = crate::resource::unit_owner(&text)?;
                 stack
                     .is_none_or(|s| s == owner)
                     .then(|| (name.clone(), owner.to_string()))

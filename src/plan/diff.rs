@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::units::{self, UnitState};
-use super::{Action, Change, Impact, Plan, redact_secret};
-use crate::resource::{Content, Desired, DesiredObject, ResourceId};
+use super::{Action, Body, Change, Guard, Impact, Plan};
+use crate::resource::{Content, Desired, DesiredObject, ResourceId, kind_spec};
 
 /// One live object as a backend observed it (or as an older revision rendered it).
 #[derive(Debug, Clone, PartialEq)]
@@ -69,14 +69,18 @@ pub fn diff(desired: &Desired, live: &Live) -> Plan {
             id: id.clone(),
             component: component_of(&have.content),
             action: Action::Delete,
-            before: Some(shown(id, &have.content, None)),
+            before: Some(Body::new(id, have.content.clone())),
             after: None,
             impact,
             notes: vec!["no longer rendered by the stack".into()],
+            guards: Vec::new(),
         });
     }
     changes.sort_by(|a, b| a.id.cmp(&b.id));
-    Plan { changes }
+    Plan {
+        changes,
+        ..Plan::default()
+    }
 }
 
 fn created(want: &DesiredObject, desired: &Desired) -> Change {
@@ -85,9 +89,10 @@ fn created(want: &DesiredObject, desired: &Desired) -> Change {
         component: want.component.clone(),
         action: Action::Create,
         before: None,
-        after: Some(shown(&want.id, &want.content, None)),
+        after: Some(Body::new(&want.id, want.content.clone())),
         impact: units::created(want, desired),
         notes: Vec::new(),
+        guards: Vec::new(),
     }
 }
 
@@ -100,6 +105,7 @@ fn updated(want: &DesiredObject, have: &LiveObject, desired: &Desired) -> Change
         after: None,
         impact: Vec::new(),
         notes: Vec::new(),
+        guards: Vec::new(),
     };
     let same = want.content == have.content;
     if let (Content::Unit(_), Content::Unit(before)) = (&want.content, &have.content) {
@@ -114,6 +120,7 @@ fn updated(want: &DesiredObject, have: &LiveObject, desired: &Desired) -> Change
             "exists but is not managed by this stack: apply takes it over only with `--adopt`"
                 .into(),
         );
+        c.guards.push(Guard::Adopt);
     } else if !same || !c.impact.is_empty() {
         c.action = Action::Update;
     }
@@ -121,14 +128,15 @@ fn updated(want: &DesiredObject, have: &LiveObject, desired: &Desired) -> Change
         // State-only drift (a stopped or disabled unit): no content to show.
         return c;
     }
-    c.before = Some(shown(&want.id, &have.content, None));
-    c.after = Some(shown(&want.id, &want.content, Some(&have.content)));
+    c.before = Some(Body::new(&want.id, have.content.clone()));
+    c.after = Some(Body::new(&want.id, want.content.clone()));
     if let (Content::Kube(new), Content::Kube(old)) = (&want.content, &have.content) {
         if have.owned
             && let Some(why) = immutable_change(&want.id, old, new)
         {
             c.action = Action::Replace;
-            c.notes.push(why);
+            c.notes.push(why.clone());
+            c.guards.push(Guard::Replace { why });
         }
         if is_workload(&want.id) && old.pointer("/spec/template") != new.pointer("/spec/template") {
             c.impact.push(Impact::RollsPods);
@@ -138,37 +146,22 @@ fn updated(want: &DesiredObject, have: &LiveObject, desired: &Desired) -> Change
 }
 
 fn is_workload(id: &ResourceId) -> bool {
-    matches!(id.kind(), Some("Deployment" | "StatefulSet" | "DaemonSet"))
+    id.kind().is_some_and(|k| kind_spec(k).rollout.is_some())
 }
 
 /// A field the API server refuses to change in place: the object must be replaced.
 fn immutable_change(id: &ResourceId, old: &Value, new: &Value) -> Option<String> {
     let changed = |p: &str| old.pointer(p) != new.pointer(p);
     let kind = id.kind()?;
-    let fields: &[&str] = match kind {
-        "Deployment" | "DaemonSet" => &["/spec/selector"],
-        "StatefulSet" => &[
-            "/spec/selector",
-            "/spec/volumeClaimTemplates",
-            "/spec/serviceName",
-            "/spec/podManagementPolicy",
-        ],
-        "Service" => &["/spec/clusterIP"],
-        "PersistentVolumeClaim" => &[
-            "/spec/storageClassName",
-            "/spec/accessModes",
-            "/spec/volumeMode",
-        ],
-        "Job" => &["/spec/selector", "/spec/template"],
-        _ => &[],
-    };
-    let hit: Vec<String> = fields
+    let spec = kind_spec(kind);
+    let hit: Vec<String> = spec
+        .immutable
         .iter()
         .filter(|f| changed(f))
         .map(|f| f[1..].replace('/', "."))
         .collect();
-    if let ("ConfigMap" | "Secret", Some(true)) =
-        (kind, old.pointer("/immutable").and_then(Value::as_bool))
+    if spec.immutable_flag
+        && old.pointer("/immutable").and_then(Value::as_bool) == Some(true)
         && (changed("/data") || changed("/binaryData") || changed("/stringData"))
     {
         return Some(format!(
@@ -190,16 +183,6 @@ fn component_of(content: &Content) -> String {
         .to_string()
 }
 
-/// The text a plan may show: Secret values are replaced before they ever enter the plan.
-fn shown(id: &ResourceId, content: &Content, before: Option<&Content>) -> String {
-    if id.kind() == Some("Secret")
-        && let Content::Kube(v) = content
-    {
-        return crate::resource::to_yaml(&redact_secret(v, before.and_then(Content::as_kube)));
-    }
-    content.text()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,7 +198,6 @@ mod tests {
                 template: "t".into(),
                 content: Content::unit(text),
                 reload_on_change: false,
-                protect: false,
             },
         );
         d
@@ -245,6 +227,7 @@ mod tests {
         let c = &plan.changes[0];
         assert_eq!(c.action, Action::Adopt);
         assert!(c.notes[0].contains("--adopt"), "{:?}", c.notes);
+        assert_eq!(c.guards, vec![Guard::Adopt]);
         assert!(c.before.is_some() && c.after.is_some());
     }
 
@@ -263,7 +246,7 @@ mod tests {
             (c.action, c.impact.as_slice()),
             (Action::Update, &[Impact::Start][..])
         );
-        assert_eq!((c.before.as_deref(), c.after.as_deref()), (None, None));
+        assert!(c.before.is_none() && c.after.is_none());
         assert!(!plan.is_empty());
     }
 

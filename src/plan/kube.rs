@@ -15,31 +15,43 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
+use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
-use super::{Action, Live, LiveObject, Plan};
-use crate::render::unset_secret;
-use crate::resource::{Content, Desired, MANAGED_BY, MANAGER, PART_OF, ResourceId};
+use super::{Action, Guard, Live, LiveObject, Plan};
+use crate::error::Error;
+use crate::render::{SECRET_NAMES, secret_env_var, unset_secret};
+use crate::resource::{
+    Content, Desired, KINDS, MANAGED_BY, MANAGER, PART_OF, ResourceId, RolloutRule, kind_spec,
+};
 
 /// The field manager labctl applies as.
 pub const FIELD_MANAGER: &str = "labctl";
 
-/// Kinds labctl lists on every run even when the desired set has none of them, so that the last
-/// object of such a kind, removed from the stack, is still found and pruned. These are the kinds
-/// labctl's templates render; a stack whose own templates render other kinds gets those listed
-/// while it renders them (an object of a kind outside this set, whose last template is removed,
-/// is no longer seen: delete it with the component still present, or add the kind here).
-pub const ALWAYS_OBSERVED: &[(&str, &str)] = &[
-    ("v1", "Namespace"),
-    ("v1", "ConfigMap"),
-    ("v1", "Secret"),
-    ("v1", "ServiceAccount"),
-    ("v1", "Service"),
-    ("v1", "PersistentVolumeClaim"),
-    ("apps/v1", "Deployment"),
-    ("apps/v1", "StatefulSet"),
-    ("apps/v1", "DaemonSet"),
-];
+/// What the kube backend observed, raw: objects by id as the server returned them, and the
+/// desired kinds the server does not serve (yet: a CRD applied in the same run defines them).
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// Objects carrying the stack's labels (from the LISTs), and desired objects that exist
+    /// without them (from GETs).
+    pub objects: BTreeMap<ResourceId, Value>,
+    /// Desired kinds the server does not serve; their objects are planned as creations.
+    pub unknown_kinds: BTreeSet<(String, String)>,
+}
+
+/// A server-side dry-run apply, served by the backend: what the server would store for `obj`.
+/// Planning uses it to confirm a local difference (`--server-dry-run`).
+pub trait DryRun: Sync {
+    /// The object the server would store if `obj` were applied as labctl, without storing it.
+    ///
+    /// # Errors
+    /// Whatever the server answers; planning treats a failure as "not confirmed".
+    fn dry_run<'a>(
+        &'a self,
+        id: &'a ResourceId,
+        obj: &'a Value,
+    ) -> BoxFuture<'a, Result<Value, Error>>;
+}
 
 /// The label selector that finds this stack's objects.
 pub fn selector(stack: &str) -> String {
@@ -53,11 +65,15 @@ pub fn owned_by(obj: &Value, stack: &str) -> bool {
     label(MANAGED_BY) == Some(MANAGER) && label(PART_OF) == Some(stack)
 }
 
-/// The (apiVersion, kind) pairs to LIST: the desired set's kinds and [`ALWAYS_OBSERVED`].
+/// The (apiVersion, kind) pairs to LIST: the desired set's kinds, and every kind whose
+/// [`crate::resource::KindSpec::always_observed`] is set, so that the last object of such a kind,
+/// removed from the stack, is still found and pruned. (An object of another kind whose last
+/// template is removed is no longer seen: delete it with the component still present, or mark
+/// its kind in [`KINDS`].)
 pub fn kinds_to_observe(desired: &Desired) -> BTreeSet<(String, String)> {
-    let mut kinds: BTreeSet<(String, String)> = ALWAYS_OBSERVED
+    let mut kinds: BTreeSet<(String, String)> = KINDS
         .iter()
-        .map(|(a, k)| (a.to_string(), k.to_string()))
+        .filter_map(|k| Some((k.always_observed?.to_string(), k.kind.to_string())))
         .collect();
     for id in desired.objects.keys() {
         if let ResourceId::Kube {
@@ -294,32 +310,9 @@ fn element_matches_want(pe: &str, item: &Value, index: usize) -> bool {
     }
 }
 
-/// Kinds whose objects hold data: deleting one needs `--prune-volumes`. A Namespace counts:
-/// deleting it deletes every claim in it.
+/// Whether an object's kind holds data (see [`crate::resource::KindSpec::holds_data`]).
 pub fn holds_data(id: &ResourceId) -> bool {
-    matches!(id.kind(), Some("PersistentVolumeClaim" | "Namespace"))
-}
-
-/// Names of the kube components stack.toml marks `protect`, enabled or not (a disabled
-/// component's objects are exactly the ones pruning would delete).
-pub fn protected_components(stack: &crate::stack::Stack) -> BTreeSet<String> {
-    let kube = serde_json::to_value(&stack.kube).unwrap_or_default();
-    let mut out = BTreeSet::new();
-    let Some(tables) = kube.as_object() else {
-        return out;
-    };
-    for (name, table) in tables {
-        if name == "extra" {
-            for (x, t) in table.as_object().into_iter().flatten() {
-                if t["protect"] == json!(true) {
-                    out.insert(x.clone());
-                }
-            }
-        } else if table["protect"] == json!(true) {
-            out.insert(name.clone());
-        }
-    }
-    out
+    id.kind().is_some_and(|k| kind_spec(k).holds_data)
 }
 
 /// The live set the diff compares with: each observed object projected onto what labctl
@@ -355,6 +348,7 @@ pub fn keep_volumes(plan: &mut Plan, protected: &BTreeSet<String>, prune_volumes
         if c.action == Action::Delete && guarded && !prune_volumes {
             c.action = Action::NoOp;
             c.after = c.before.clone();
+            c.guards.clear();
             let why = if c.id.kind() == Some("Namespace") {
                 "deleting it deletes every claim in it"
             } else if holds_data(&c.id) {
@@ -372,49 +366,43 @@ pub fn keep_volumes(plan: &mut Plan, protected: &BTreeSet<String>, prune_volumes
                  change it back, or move the data and delete the claim by hand"
                     .into(),
             );
+            c.guards.push(Guard::ReplaceData);
         }
     }
 }
 
-/// Say on each kube change whose object still holds the placeholder of a secret nobody set that
-/// apply will refuse it (apply checks again; the plan only explains).
-pub fn note_unset_secrets(plan: &mut Plan, desired: &Desired) {
+/// Guard each kube change whose object still holds the placeholder of a secret nobody set: apply
+/// refuses it, and a note says which variable to set.
+pub fn guard_unset_secrets(plan: &mut Plan) {
     for c in &mut plan.changes {
         if c.action == Action::Delete || c.id.plane() != crate::stack::Plane::Kube {
             continue;
         }
-        let Some(obj) = desired.objects.get(&c.id).and_then(|o| o.content.as_kube()) else {
+        let Some(obj) = c.after.as_ref().and_then(|b| b.content().as_kube()) else {
             continue;
         };
-        for name in unset_secrets(obj, crate::render::SECRET_NAMES) {
-            let var = format!(
-                "LABCTL_SECRET_{}",
-                name.to_ascii_uppercase().replace('-', "_")
-            );
+        let unset = unset_secrets(obj, SECRET_NAMES);
+        if unset.is_empty() {
+            continue;
+        }
+        for name in &unset {
             c.notes.push(format!(
-                "secret `{name}` is not set: apply refuses this object until `{var}` is set"
+                "secret `{name}` is not set: apply refuses this object until `{}` is set",
+                secret_env_var(name)
             ));
         }
+        c.guards.push(Guard::UnsetSecrets(unset));
     }
 }
 
 /// Apply order of a kind (lower first); deletions run in the reverse order.
 pub fn apply_rank(kind: &str) -> u8 {
-    match kind {
-        "Namespace" => 0,
-        "CustomResourceDefinition" => 1,
-        "ServiceAccount" | "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => 2,
-        "ConfigMap" | "Secret" => 3,
-        "PersistentVolumeClaim" | "PersistentVolume" | "StorageClass" => 4,
-        "Service" => 5,
-        "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "CronJob" | "ReplicaSet" | "Pod" => 7,
-        _ => 6,
-    }
+    kind_spec(kind).tier
 }
 
 /// Whether labctl waits for this kind to roll out.
 pub fn is_workload(kind: &str) -> bool {
-    matches!(kind, "Deployment" | "StatefulSet" | "DaemonSet")
+    kind_spec(kind).rollout.is_some()
 }
 
 /// Where a workload's rollout stands, read from its status (kubectl rollout status' rules).
@@ -455,7 +443,7 @@ pub fn rollout(obj: &Value) -> Rollout {
             )
         })
     };
-    let kind = obj["kind"].as_str().unwrap_or_default();
+    let rule = kind_spec(obj["kind"].as_str().unwrap_or_default()).rollout;
     if observed < generation {
         return Rollout::Progressing {
             progress: "waiting for the controller".into(),
@@ -464,8 +452,8 @@ pub fn rollout(obj: &Value) -> Rollout {
             }),
         };
     }
-    let (want, parts): (i64, Vec<(&str, i64)>) = match kind {
-        "Deployment" => {
+    let (want, parts): (i64, Vec<(&str, i64)>) = match rule {
+        Some(RolloutRule::Deployment) => {
             if let Some(c) = conditions
                 .iter()
                 .find(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded")
@@ -491,7 +479,7 @@ pub fn rollout(obj: &Value) -> Rollout {
             }
             (want, parts)
         }
-        "StatefulSet" => {
+        Some(RolloutRule::StatefulSet) => {
             let want = n("/spec/replicas").unwrap_or(1);
             let partition = n("/spec/updateStrategy/rollingUpdate/partition").unwrap_or(0);
             let rev_ok = obj.pointer("/status/updateRevision")
@@ -512,7 +500,7 @@ pub fn rollout(obj: &Value) -> Rollout {
             }
             (want, parts)
         }
-        "DaemonSet" => {
+        Some(RolloutRule::DaemonSet) => {
             let want = n("/status/desiredNumberScheduled").unwrap_or(0);
             (
                 want,
@@ -522,7 +510,7 @@ pub fn rollout(obj: &Value) -> Rollout {
                 ],
             )
         }
-        _ => return Rollout::Complete,
+        None => return Rollout::Complete,
     };
     if parts.iter().all(|(_, v)| *v >= want) {
         return Rollout::Complete;
@@ -539,15 +527,35 @@ pub fn rollout(obj: &Value) -> Rollout {
     }
 }
 
-/// Group desired objects by namespace, for skipping GETs in namespaces known not to exist.
-pub fn by_namespace(ids: &[ResourceId]) -> BTreeMap<Option<String>, Vec<ResourceId>> {
-    let mut out: BTreeMap<Option<String>, Vec<ResourceId>> = BTreeMap::new();
-    for id in ids {
-        if let ResourceId::Kube { namespace, .. } = id {
-            out.entry(namespace.clone()).or_default().push(id.clone());
+/// The live set of the cluster for a plan: the observed objects projected for comparison
+/// ([`live_set`]). With `dry_run`, each owned object that differs locally is confirmed by a
+/// server-side dry-run apply, and counts as unchanged when the server would store what is live.
+pub async fn live(
+    observed: &Observed,
+    desired: &Desired,
+    stack: &str,
+    dry_run: Option<&dyn DryRun>,
+) -> Live {
+    let mut live = live_set(&observed.objects, desired, stack);
+    let Some(server) = dry_run else {
+        return live;
+    };
+    for (id, want) in &desired.objects {
+        let (Some(have), Some(obj)) = (live.objects.get_mut(id), want.content.as_kube()) else {
+            continue;
+        };
+        if have.content == want.content || !have.owned {
+            continue;
+        }
+        // A dry run that fails (a conflict, say) confirms nothing: the local diff stands, and
+        // apply reports the failure.
+        if let Ok(result) = server.dry_run(id, obj).await
+            && Content::kube(comparable(&result, Some(obj))) == have.content
+        {
+            have.content = want.content.clone();
         }
     }
-    out
+    live
 }
 
 #[cfg(test)]

@@ -1,17 +1,25 @@
-//! The plan: pure data saying what apply would do, and the pure function that computes it.
+//! The plan: pure data saying what apply would do, the pure function that computes it
+//! ([`diff`]), and [`build`], the whole pipeline from a stack to a plan (render, observe through
+//! the backends, compare, keep volumes, note refusals, order the planes).
 
+mod body;
+mod build;
 mod diff;
 pub mod kube;
-mod redact;
 mod units;
 
 use serde::Serialize;
 
+pub use body::{Body, SENSITIVE, SENSITIVE_CHANGED};
+pub use build::{Against, Observe, Options, Secrets, Sources, build};
 pub use diff::{Live, LiveObject, diff};
-pub use redact::redact_secret;
-pub use units::{UnitState, installable, wants_active};
+pub use units::{ObservedUnit, UnitState, installable, live_units, units_to_observe, wants_active};
 
+use crate::backend::Stats;
+use crate::backend::kube::Connect;
+use crate::backend::systemd::Target;
 use crate::resource::ResourceId;
+use crate::stack::Plane;
 
 /// What happens to one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -32,6 +40,19 @@ pub enum Action {
 }
 
 impl Action {
+    /// The word for it in summaries and traces: `add`, `change`, `destroy`, `replace`, `adopt`,
+    /// `no-op`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Action::Create => "add",
+            Action::Update => "change",
+            Action::Delete => "destroy",
+            Action::Replace => "replace",
+            Action::Adopt => "adopt",
+            Action::NoOp => "no-op",
+        }
+    }
+
     /// The glyph shown in front of the change.
     pub fn glyph(self) -> &'static str {
         match self {
@@ -95,8 +116,26 @@ impl Impact {
     }
 }
 
+/// Why apply refuses a change unless told otherwise: the plan notes it, apply obeys it (and
+/// re-derives nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Guard {
+    /// It exists but this stack does not own it: `--adopt` allows taking it over.
+    Adopt,
+    /// It is deleted and created again: `--allow-replace` allows it. `why` names the immutable
+    /// field.
+    Replace {
+        /// Which immutable field changed.
+        why: String,
+    },
+    /// It holds data and would be replaced: never.
+    ReplaceData,
+    /// It still holds the placeholder of these secrets, which nobody set: never, until they are.
+    UnsetSecrets(Vec<String>),
+}
+
 /// One planned change.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Change {
     /// What it is.
     pub id: ResourceId,
@@ -104,21 +143,63 @@ pub struct Change {
     pub component: String,
     /// What happens to it.
     pub action: Action,
-    /// Content before, redacted (none when created).
-    pub before: Option<String>,
-    /// Content after, redacted (none when deleted).
-    pub after: Option<String>,
+    /// Content before (none when created), sensitive values marked.
+    pub before: Option<Body>,
+    /// Content after (none when deleted): exactly what apply writes, sensitive values marked.
+    pub after: Option<Body>,
     /// Consequences, in the order they happen.
     pub impact: Vec<Impact>,
     /// Explanations: why a replace, what drifted. They explain; they decide nothing.
     pub notes: Vec<String>,
+    /// Refusals apply obeys (see [`Guard`]).
+    pub guards: Vec<Guard>,
+}
+
+/// Where a plane of a plan lives: apply connects there again. A plan made without observing
+/// (`--offline`, `--base`) has none and cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlaneTarget {
+    /// The cluster, as reached for the plan.
+    Kube(Connect),
+    /// The systemd manager and its unit folder.
+    Systemd(Target),
+}
+
+impl PlaneTarget {
+    /// Its plane.
+    pub fn plane(&self) -> Plane {
+        match self {
+            PlaneTarget::Kube(_) => Plane::Kube,
+            PlaneTarget::Systemd(_) => Plane::Systemd,
+        }
+    }
+}
+
+/// What one phase of work on a plane cost (requests, wall time), for `-v`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cost {
+    /// The plane.
+    pub plane: Plane,
+    /// `observe`, `apply` or `wait`.
+    pub phase: &'static str,
+    /// Requests sent and time spent.
+    pub stats: Stats,
 }
 
 /// The whole plan, sorted by id.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
+    /// The stack's name.
+    pub stack: String,
     /// Every change, no-ops included (views hide them).
     pub changes: Vec<Change>,
+    /// The planes observed, in the order apply runs them (the cluster first: host services talk
+    /// to what runs there).
+    pub targets: Vec<PlaneTarget>,
+    /// Things the reader should know that are not about one resource (a plane left out).
+    pub warnings: Vec<String>,
+    /// What observing cost, per plane.
+    pub costs: Vec<Cost>,
 }
 
 /// Counts for the summary line. A replace counts as one add and one destroy, as in Terraform.

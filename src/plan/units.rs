@@ -7,10 +7,77 @@
 //! `Type=oneshot` service without `RemainAfterExit=` is never demanded active (it would never
 //! converge: it is inactive again as soon as it has run).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::Serialize;
 
-use super::Impact;
-use crate::resource::{Desired, DesiredObject, ResourceId};
+use super::{Impact, Live, LiveObject};
+use crate::resource::{Content, Desired, DesiredObject, ResourceId, unit_owner};
+
+/// What the systemd backend observed about one unit, raw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedUnit {
+    /// The unit's name.
+    pub name: String,
+    /// Its properties.
+    pub state: UnitState,
+    /// The text of the file systemd loaded it from, when that file is outside labctl's unit
+    /// folder (a package's unit, or another tool's).
+    pub loaded_elsewhere: Option<String>,
+}
+
+/// The units to observe: every desired unit, and every file in the unit folder that carries
+/// `stack`'s marker (what the stack owns, for pruning).
+pub fn units_to_observe(
+    stack: &str,
+    desired: &Desired,
+    files: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut names: BTreeSet<String> = desired
+        .objects
+        .keys()
+        .filter_map(|id| match id {
+            ResourceId::Systemd { unit } => Some(unit.clone()),
+            ResourceId::Kube { .. } => None,
+        })
+        .collect();
+    names.extend(
+        files
+            .iter()
+            .filter(|(_, t)| unit_owner(t) == Some(stack))
+            .map(|(n, _)| n.clone()),
+    );
+    names.into_iter().collect()
+}
+
+/// The live set of the host: each observed unit that has a file, with the file's text, its state,
+/// and whether `stack`'s marker is on it. A unit loaded from another folder is live too: a
+/// same-named unit that labctl must not silently shadow.
+pub fn live_units(
+    stack: &str,
+    files: &BTreeMap<String, String>,
+    observed: Vec<ObservedUnit>,
+) -> Live {
+    let mut live = Live::default();
+    for o in observed {
+        let text = match files.get(&o.name) {
+            Some(t) => Some(t.clone()),
+            None if o.state.load_state != "not-found" => o.loaded_elsewhere,
+            None => None,
+        };
+        if let Some(text) = text {
+            live.objects.insert(
+                ResourceId::Systemd { unit: o.name },
+                LiveObject {
+                    content: Content::unit(&text),
+                    owned: unit_owner(&text) == Some(stack),
+                    unit: Some(o.state),
+                },
+            );
+        }
+    }
+    live
+}
 
 /// What systemd reported about one unit (`org.freedesktop.systemd1.Unit` properties).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -267,7 +334,6 @@ mod tests {
             template: "t".into(),
             content: Content::unit(text),
             reload_on_change: reload,
-            protect: false,
         }
     }
 

@@ -32,13 +32,17 @@ impl std::fmt::Display for Plane {
     }
 }
 
-/// One enabled component, in the shape the renderer needs.
+/// One component of the stack, in the shape the renderer needs.
 #[derive(Debug, Clone)]
 pub struct Component {
     /// Plane it renders for.
     pub plane: Plane,
     /// Name as written in stack.toml (`otel-collector`, `reading-sync`).
     pub name: String,
+    /// Whether it is enabled (a disabled one renders nothing, and its objects are pruned).
+    pub enabled: bool,
+    /// Whether it is one of the stack's own (`[kube.extra.*]`, `[host.extra.*]`).
+    pub extra: bool,
     /// Kube: template folder; systemd: template stem.
     pub template: String,
     /// Systemd only: the unit base name.
@@ -105,21 +109,42 @@ pub fn parse(path: &Path, text: &str) -> Result<Stack, Error> {
 }
 
 impl Stack {
-    /// Every enabled component, kube first, in schema order.
+    /// Every enabled component, kube first, in schema order: what renders.
     pub fn components(&self) -> Vec<Component> {
-        let mut out = Vec::new();
+        self.all_components()
+            .into_iter()
+            .filter(|c| c.enabled)
+            .collect()
+    }
+
+    /// Names of the kube components marked `protect`, enabled or not (a disabled component's
+    /// objects are exactly the ones pruning would delete).
+    pub fn protected(&self) -> std::collections::BTreeSet<String> {
+        self.all_components()
+            .into_iter()
+            .filter(|c| c.plane == Plane::Kube && c.protect)
+            .map(|c| c.name)
+            .collect()
+    }
+
+    /// Every component stack.toml declares, enabled or not, kube first, in schema order. This is
+    /// the one list of components: rendering, validation, protection and the tests' stacks
+    /// ([`builtin_components`]) all iterate it.
+    pub fn all_components(&self) -> Vec<Component> {
+        let mut out: Vec<Component> = Vec::new();
         let k = &self.kube;
         let kube = |name: &str, enabled: bool, protect: bool, v: serde_json::Value| {
-            Component {
+            Some(Component {
                 plane: Plane::Kube,
                 name: name.into(),
+                enabled,
+                extra: false,
                 template: name.into(),
                 unit: None,
                 reload_on_change: false,
                 protect,
                 settings: v,
-            }
-            .enabled(enabled)
+            })
         };
         // The stack itself renders its namespace (and anything else in `templates/stack/`).
         out.extend(kube("stack", true, false, json(&self.stack)));
@@ -174,24 +199,28 @@ impl Stack {
         ));
         for (name, x) in &k.extra {
             let mut c = kube(name, x.enabled, x.protect, json(x));
-            if let (Some(c), Some(t)) = (c.as_mut(), &x.template) {
-                c.template = t.clone();
+            if let Some(c) = c.as_mut() {
+                c.extra = true;
+                if let Some(t) = &x.template {
+                    c.template = t.clone();
+                }
             }
             out.extend(c);
         }
 
         let h = &self.host;
         let host = |name: &str, enabled: bool, unit: &str, reload: bool, v: serde_json::Value| {
-            Component {
+            Some(Component {
                 plane: Plane::Systemd,
                 name: name.into(),
+                enabled,
+                extra: false,
                 template: name.into(),
                 unit: Some(unit.into()),
                 reload_on_change: reload,
                 protect: false,
                 settings: v,
-            }
-            .enabled(enabled)
+            })
         };
         out.extend(host(
             "proxy",
@@ -238,8 +267,11 @@ impl Stack {
         for (name, x) in &h.extra {
             let unit = x.unit.as_deref().unwrap_or(name);
             let mut c = host(name, x.enabled, unit, x.reload_on_change, json(x));
-            if let (Some(c), Some(t)) = (c.as_mut(), &x.template) {
-                c.template = t.clone();
+            if let Some(c) = c.as_mut() {
+                c.extra = true;
+                if let Some(t) = &x.template {
+                    c.template = t.clone();
+                }
             }
             out.extend(c);
         }
@@ -247,13 +279,61 @@ impl Stack {
     }
 }
 
-impl Component {
-    fn enabled(self, enabled: bool) -> Option<Self> {
-        enabled.then_some(self)
-    }
+/// The builtin components a stack can switch off, as their stack.toml tables (`kube.grafana`,
+/// `host.proxy`), in schema order: [`Stack::all_components`] of an empty stack, without the
+/// stack's own `stack` component.
+pub fn builtin_components() -> Vec<String> {
+    let empty: Stack = toml::from_str("[stack]\nname = \"x\"\n").expect("an empty stack parses");
+    empty
+        .all_components()
+        .into_iter()
+        .filter(|c| !(c.extra || c.plane == Plane::Kube && c.name == "stack"))
+        .map(|c| {
+            let table = match c.plane {
+                Plane::Kube => "kube",
+                Plane::Systemd => "host",
+            };
+            format!("{table}.{}", c.name)
+        })
+        .collect()
 }
 
 fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
     // Schema types are plain data (strings, numbers, maps): serialising them cannot fail.
     serde_json::to_value(v).expect("stack settings serialise to JSON")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_components_are_the_schema_tables() {
+        let names = builtin_components();
+        assert_eq!(names.first().map(String::as_str), Some("kube.collectors"));
+        assert!(names.contains(&"host.reading-sync".to_string()));
+        assert!(!names.iter().any(|n| n == "kube.stack"));
+        // Disabling every one of them leaves nothing but the stack's own component.
+        let text: String = std::iter::once("[stack]\nname = \"x\"\n".to_string())
+            .chain(names.iter().map(|n| format!("[{n}]\nenabled = false\n")))
+            .collect();
+        let stack = parse(Path::new("stack.toml"), &text).unwrap();
+        let on: Vec<String> = stack.components().into_iter().map(|c| c.name).collect();
+        assert_eq!(on, ["stack"]);
+    }
+
+    #[test]
+    fn the_bare_fixture_disables_every_builtin_component() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bare.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let tables: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix('[')?.strip_suffix(']'))
+            .filter(|t| *t != "stack")
+            .map(str::to_string)
+            .collect();
+        assert_eq!(tables, builtin_components(), "{}", path.display());
+        let stack = parse(&path, &text).unwrap();
+        assert_eq!(stack.components().len(), 1, "only `stack` stays on");
+    }
 }

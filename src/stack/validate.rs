@@ -111,37 +111,32 @@ pub fn validate(stack: &Stack, file: &SourceFile) -> Vec<Problem> {
 
 fn kube(c: &mut Checker<'_>, stack: &Stack) {
     let k = &stack.kube;
-    macro_rules! common {
-        ($name:literal, $comp:expr, storage: $storage:expr) => {
-            if $comp.enabled {
-                c.check(
-                    &[K("kube"), K($name), K("image")],
-                    &$comp.image,
-                    "image reference",
-                    image_ref,
-                );
-                c.resources(&[K("kube"), K($name)], &$comp.resources);
-                if let Some(v) = $storage {
-                    c.check(
-                        &[K("kube"), K($name), K("storage")],
-                        v,
-                        "Kubernetes quantity",
-                        quantity,
-                    );
-                }
-            }
-        };
-    }
-    if k.collectors.enabled && !k.collectors.image.is_empty() {
-        c.check(
-            &[K("kube"), K("collectors"), K("image")],
-            &k.collectors.image,
-            "image reference",
-            image_ref,
-        );
+    // The same list the renderer uses: every enabled builtin kube component's common settings
+    // (image, resources, storage) are checked by their names in it.
+    let components = stack.components();
+    for comp in components
+        .iter()
+        .filter(|comp| comp.plane == Plane::Kube && !comp.extra && comp.name != "stack")
+    {
+        let base = [K("kube"), K(&comp.name)];
+        let at = |key: &'static str| [base[0], base[1], K(key)];
+        let text = |key: &str| comp.settings.get(key).and_then(|v| v.as_str());
+        // An empty collectors image means `stack.labctl_image`, checked with the stack.
+        if let Some(image) = text("image").filter(|i| !i.is_empty()) {
+            c.check(&at("image"), image, "image reference", image_ref);
+        }
+        if let Some(r) = comp
+            .settings
+            .get("resources")
+            .and_then(|r| serde_json::from_value::<Resources>(r.clone()).ok())
+        {
+            c.resources(&base, &r);
+        }
+        if let Some(storage) = text("storage") {
+            c.check(&at("storage"), storage, "Kubernetes quantity", quantity);
+        }
     }
     if k.collectors.enabled {
-        c.resources(&[K("kube"), K("collectors")], &k.collectors.resources);
         c.check(
             &[K("kube"), K("collectors"), K("interval")],
             &k.collectors.interval,
@@ -149,14 +144,6 @@ fn kube(c: &mut Checker<'_>, stack: &Stack) {
             duration,
         );
     }
-    common!("grafana", k.grafana, storage: Some(&k.grafana.storage));
-    common!("loki", k.loki, storage: Some(&k.loki.storage));
-    common!("minio", k.minio, storage: Some(&k.minio.storage));
-    common!("otel-collector", k.otel_collector, storage: None::<&String>);
-    common!("postgres", k.postgres, storage: Some(&k.postgres.storage));
-    common!("prometheus", k.prometheus, storage: Some(&k.prometheus.storage));
-    common!("tempo", k.tempo, storage: Some(&k.tempo.storage));
-    common!("thanos", k.thanos, storage: Some(&k.thanos.storage));
     if k.minio.enabled {
         c.check(
             &[K("kube"), K("minio"), K("mc_image")],

@@ -44,7 +44,7 @@ pub fn render_error(e: &Error, styles: Styles) -> String {
             }
             out
         }
-        other => format!("{} {other}\n", styles.red("error:")),
+        other => format!("{} {}\n", styles.red("error:"), other.report()),
     }
 }
 

@@ -82,10 +82,11 @@ fn block(c: &Change) -> String {
 fn diff_lines(c: &Change) -> String {
     let mut lines: Vec<String> = Vec::new();
     match (&c.before, &c.after) {
-        (None, Some(after)) => lines.extend(after.lines().map(|l| format!("+ {l}"))),
-        (Some(before), None) => lines.extend(before.lines().map(|l| format!("- {l}"))),
+        (None, Some(after)) => lines.extend(after.shown(None).lines().map(|l| format!("+ {l}"))),
+        (Some(before), None) => lines.extend(before.shown(None).lines().map(|l| format!("- {l}"))),
         (Some(before), Some(after)) => {
-            let diff = TextDiff::from_lines(before, after);
+            let (old, new) = (before.shown(None), after.shown(Some(before)));
+            let diff = TextDiff::from_lines(&old, &new);
             for hunk in diff.unified_diff().context_radius(3).iter_hunks() {
                 lines.push(hunk.header().to_string());
                 for ch in hunk.iter_changes() {

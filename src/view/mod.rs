@@ -3,10 +3,12 @@
 mod error;
 mod markdown;
 mod plan;
+mod progress;
 
 pub use error::render_error;
 pub use markdown::render_plan_markdown;
-pub use plan::{Base, render_plan_human, render_plan_human_against, render_plan_json};
+pub use plan::{Base, render_cost, render_plan_human, render_plan_human_against, render_plan_json};
+pub use progress::Terminal;
 
 use anstyle::{AnsiColor, Style};
 

@@ -5,8 +5,9 @@ use serde::Serialize;
 use similar::{ChangeTag, TextDiff};
 
 use super::Styles;
-use crate::plan::{Action, Change, Impact, Plan, Summary};
+use crate::plan::{Action, Change, Cost, Impact, Plan, Summary};
 use crate::resource::ResourceId;
+use crate::stack::Plane;
 
 /// What a plan compares the stack with: said when there are no changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,9 +129,11 @@ fn change(out: &mut String, c: &Change, s: Styles) {
     }
     out.push_str(&format!("  {} {}\n", glyph(c.action, s), address(&c.id)));
     match (&c.before, &c.after) {
-        (None, Some(after)) => lines(out, after, "+", s),
-        (Some(before), None) => lines(out, before, "-", s),
-        (Some(before), Some(after)) => unified(out, before, after, s),
+        (None, Some(after)) => lines(out, &after.shown(None), "+", s),
+        (Some(before), None) => lines(out, &before.shown(None), "-", s),
+        (Some(before), Some(after)) => {
+            unified(out, &before.shown(None), &after.shown(Some(before)), s)
+        }
         (None, None) => {}
     }
 }
@@ -183,11 +186,17 @@ struct JsonPlan<'a> {
     changes: Vec<JsonChange<'a>>,
 }
 
+/// One change as JSON: its content shown as views show it (sensitive values redacted).
 #[derive(Serialize)]
 struct JsonChange<'a> {
     address: String,
-    #[serde(flatten)]
-    change: &'a Change,
+    id: &'a ResourceId,
+    component: &'a str,
+    action: Action,
+    before: Option<String>,
+    after: Option<String>,
+    impact: &'a [Impact],
+    notes: &'a [String],
 }
 
 /// The JSON plan: every change (no-ops included), in plan order, pretty-printed.
@@ -201,11 +210,29 @@ pub fn render_plan_json(plan: &Plan) -> String {
             .iter()
             .map(|c| JsonChange {
                 address: c.id.to_string(),
-                change: c,
+                id: &c.id,
+                component: &c.component,
+                action: c.action,
+                before: c.before.as_ref().map(|b| b.shown(None)),
+                after: c.after.as_ref().map(|a| a.shown(c.before.as_ref())),
+                impact: &c.impact,
+                notes: &c.notes,
             })
             .collect(),
     };
     let mut s = serde_json::to_string_pretty(&doc).expect("plan serialises");
     s.push('\n');
     s
+}
+
+/// The `-v` line of what a phase cost: `kube: 12 API requests in 85 ms (observe)`,
+/// `systemd: 9 D-Bus calls in 4 ms`.
+pub fn render_cost(cost: &Cost) -> String {
+    match (cost.plane, cost.phase) {
+        (Plane::Kube, phase) => format!("{} ({phase})", cost.stats.line("kube", "API requests")),
+        (Plane::Systemd, "observe") => cost.stats.line("systemd", "D-Bus calls"),
+        (Plane::Systemd, phase) => cost
+            .stats
+            .line("systemd", &format!("D-Bus calls to {phase}")),
+    }
 }

@@ -7,25 +7,6 @@ pub mod systemd;
 
 use std::path::{Path, PathBuf};
 
-/// Every builtin component, so that a test stack can switch off the ones it does not test.
-const BUILTIN: &[&str] = &[
-    "kube.collectors",
-    "kube.grafana",
-    "kube.loki",
-    "kube.minio",
-    "kube.otel-collector",
-    "kube.postgres",
-    "kube.prometheus",
-    "kube.tempo",
-    "kube.thanos",
-    "host.proxy",
-    "host.collector",
-    "host.ingest",
-    "host.gate",
-    "host.openbao",
-    "host.reading-sync",
-];
-
 /// A stack in a folder of its own: `stack.toml` plus `systemd-templates/`. Builtin components are
 /// off; the test's own units are `[host.extra.*]` entries.
 pub struct TestStack {
@@ -83,7 +64,8 @@ impl TestStack {
     /// Write `stack.toml`; returns its path.
     pub fn write(&self) -> PathBuf {
         let mut t = format!("[stack]\nname = \"{}\"\n\n", self.name);
-        for c in BUILTIN {
+        // Every builtin component, from the one list labctl itself iterates.
+        for c in labctl::stack::builtin_components() {
             t.push_str(&format!("[{c}]\nenabled = false\n\n"));
         }
         t.push_str(&format!("[host]\n{}\n", self.host));
