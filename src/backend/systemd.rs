@@ -746,10 +746,11 @@ pub struct ServiceStatus {
     pub result: String,
     /// Exit status (or signal number) of the main process's last run.
     pub exec_main_status: i32,
-    /// When the main process last started, µs since the epoch (0: never).
-    pub exec_main_start_us: u64,
-    /// When the main process last exited, µs since the epoch (0: not yet).
-    pub exec_main_exit_us: u64,
+    /// When the unit last left `inactive` (a run started), µs since the epoch (0: never).
+    pub started_us: u64,
+    /// When the unit last became `inactive` or `failed` again (a run ended), µs since the epoch
+    /// (0: never).
+    pub ended_us: u64,
 }
 
 impl Systemd {
@@ -835,8 +836,8 @@ impl Systemd {
             sub_state: get(&u, "SubState").unwrap_or_default(),
             result: get(&s, "Result").unwrap_or_default(),
             exec_main_status: get(&s, "ExecMainStatus").unwrap_or_default(),
-            exec_main_start_us: get(&s, "ExecMainStartTimestamp").unwrap_or_default(),
-            exec_main_exit_us: get(&s, "ExecMainExitTimestamp").unwrap_or_default(),
+            started_us: get(&u, "InactiveExitTimestamp").unwrap_or_default(),
+            ended_us: get(&u, "InactiveEnterTimestamp").unwrap_or_default(),
         })
     }
 }

@@ -168,7 +168,11 @@ pub fn configure(args: &ProxyArgs) -> Result<Proxy, Error> {
         }
     };
     let h = &stack.host;
-    let target = Target::resolve(h.scope, false, h.unit_dir.as_deref())?;
+    // The proxy starts and reloads units but never writes one: only the manager matters.
+    let target = Target {
+        scope: h.scope,
+        unit_dir: h.unit_dir.clone().unwrap_or_default(),
+    };
     Ok(Proxy {
         branch: args.branch.clone(),
         repo_dir: args.repo_dir.clone(),

@@ -203,8 +203,8 @@ pub async fn status(proxy: &Proxy, name: &str, authorization: Option<&str>) -> R
                     "sub_state": s.sub_state,
                     "last_result": s.result,
                     "last_exit_status": s.exec_main_status,
-                    "last_started_at": time(s.exec_main_start_us),
-                    "last_exited_at": time(s.exec_main_exit_us),
+                    "last_started_at": time(s.started_us),
+                    "last_ended_at": time(s.ended_us),
                 }),
             )
         }
