@@ -121,7 +121,9 @@ pub fn remote_url(dir: &Path, remote: &str) -> Result<Option<String>, Error> {
             message: format!("cannot run `git`: {e}"),
         })?;
     match out.status.code() {
-        Some(0) => Ok(Some(String::from_utf8_lossy(&out.stdout).trim().to_string())),
+        Some(0) => Ok(Some(
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        )),
         // `git config --get` exits 1 when the key is unset.
         Some(1) => Ok(None),
         _ => Err(Error::Git {

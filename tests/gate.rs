@@ -116,7 +116,9 @@ fn funnel_follows_the_proxy_health_and_goes_off_on_sigterm() {
     let target = format!("http://127.0.0.1:{}", cmd.port);
 
     let mut gate = Gate::start(&state, cmd.port);
-    gate.wait("the funnel to go on", |g| g.funnel().as_deref() == Some(&target));
+    gate.wait("the funnel to go on", |g| {
+        g.funnel().as_deref() == Some(&target)
+    });
     assert!(
         gate.calls()
             .contains(&format!("funnel --bg --https=8443 {target}")),
@@ -137,7 +139,9 @@ fn funnel_follows_the_proxy_health_and_goes_off_on_sigterm() {
 
     // Back on once healthy again; off on SIGTERM, and the gate exits cleanly.
     let p = cmd.start();
-    gate.wait("the funnel to go back on", |g| g.funnel().as_deref() == Some(&target));
+    gate.wait("the funnel to go back on", |g| {
+        g.funnel().as_deref() == Some(&target)
+    });
     agents::signal(gate.child.id(), "TERM");
     let status = gate.child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{}", gate.log());
@@ -161,7 +165,8 @@ fn unreadable_status_fails_closed() {
     std::fs::write(state.join("broken"), "").unwrap();
     gate.wait("the funnel to go off", |g| g.funnel().is_none());
     gate.wait("the reason in the log", |g| {
-        g.log().contains("cannot parse `tailscale funnel status --json`")
+        g.log()
+            .contains("cannot parse `tailscale funnel status --json`")
     });
     // It stays off while the status cannot be read.
     let on_calls = |g: &Gate| g.calls().matches("funnel --bg").count();
@@ -209,5 +214,8 @@ fn a_port_funnel_cannot_serve_is_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("only serves ports 443, 8443 and 10000"), "{err}");
+    assert!(
+        err.contains("only serves ports 443, 8443 and 10000"),
+        "{err}"
+    );
 }

@@ -2,9 +2,9 @@
 //! delivery dedupe across a restart, and (against a real systemd user manager) the ingest reload
 //! and pipelines.
 
-mod support;
 #[path = "support/agents.rs"]
 mod agents;
+mod support;
 
 use std::io::Write;
 use std::path::Path;
@@ -35,7 +35,10 @@ fn refuses_to_start_without_the_secret_naming_the_variable() {
         .without_env("LABCTL_WEBHOOK_SECRET")
         .run_to_end();
     assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("`LABCTL_WEBHOOK_SECRET` is not set"), "{stderr}");
+    assert!(
+        stderr.contains("`LABCTL_WEBHOOK_SECRET` is not set"),
+        "{stderr}"
+    );
 
     let repo2 = dir.path().join("p");
     std::fs::create_dir_all(&repo2).unwrap();
@@ -69,7 +72,10 @@ fn signature_limits_and_routes() {
         &[
             ("X-GitHub-Event", "ping"),
             ("X-GitHub-Delivery", "d-wrong"),
-            ("X-Hub-Signature-256", &labctl::agent::proxy::webhook::sign(b"guess", ping)),
+            (
+                "X-Hub-Signature-256",
+                &labctl::agent::proxy::webhook::sign(b"guess", ping),
+            ),
             ("Content-Type", "application/json"),
         ],
         ping,
@@ -77,7 +83,10 @@ fn signature_limits_and_routes() {
     let missing = p.request(
         "POST",
         "/hooks/github",
-        &[("X-GitHub-Event", "ping"), ("X-GitHub-Delivery", "d-missing")],
+        &[
+            ("X-GitHub-Event", "ping"),
+            ("X-GitHub-Delivery", "d-missing"),
+        ],
         ping,
     );
     assert_eq!((wrong.status, missing.status), (401, 401));
@@ -115,7 +124,13 @@ fn signature_limits_and_routes() {
     // Bad JSON is named, after verification.
     let r = p.deliver("push", "d-bad", "application/json", b"{\"ref\":");
     assert_eq!(r.status, 400);
-    assert!(r.json()["error"].as_str().unwrap().contains("not valid JSON"), "{r:?}");
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON"),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -143,16 +158,37 @@ fn push_queues_a_sync_once_even_across_a_restart() {
 
     // Another branch, another repository: acknowledged, ignored.
     let other_branch = PUSH.replace("refs/heads/main", "refs/heads/feature");
-    let r = p.deliver("push", "72d3162e-0002", "application/json", other_branch.as_bytes());
+    let r = p.deliver(
+        "push",
+        "72d3162e-0002",
+        "application/json",
+        other_branch.as_bytes(),
+    );
     assert_eq!(r.status, 202);
-    assert!(r.json()["result"].as_str().unwrap().starts_with("ignored"), "{r:?}");
+    assert!(
+        r.json()["result"].as_str().unwrap().starts_with("ignored"),
+        "{r:?}"
+    );
     let other_repo = PUSH.replace("acme/homelab", "evil/homelab");
-    let r = p.deliver("push", "72d3162e-0003", "application/json", other_repo.as_bytes());
+    let r = p.deliver(
+        "push",
+        "72d3162e-0003",
+        "application/json",
+        other_repo.as_bytes(),
+    );
     assert_eq!(r.status, 202);
-    assert!(r.json()["result"].as_str().unwrap().starts_with("ignored"), "{r:?}");
+    assert!(
+        r.json()["result"].as_str().unwrap().starts_with("ignored"),
+        "{r:?}"
+    );
     assert!(pending(&repo).is_none());
     // Events the proxy does not act on.
-    let r = p.deliver("star", "72d3162e-0004", "application/json", b"{\"action\":\"created\"}");
+    let r = p.deliver(
+        "star",
+        "72d3162e-0004",
+        "application/json",
+        b"{\"action\":\"created\"}",
+    );
     assert_eq!(r.status, 202);
 
     // The form content type carries the same payload in `payload=`.
@@ -243,9 +279,11 @@ fn issues_reload_ingest_and_pipelines_start_units_on_a_real_manager() {
         br#"{"action":"opened","issue":{"number":1347,"title":"journal"},"repository":{"full_name":"acme/journal"}}"#,
     );
     assert_eq!(r.status, 202, "{r:?}");
-    wait_for(Duration::from_secs(20), "SIGHUP reaching the ingest unit", || {
-        std::fs::read_to_string(&hups).is_ok_and(|t| t.contains("hup"))
-    });
+    wait_for(
+        Duration::from_secs(20),
+        "SIGHUP reaching the ingest unit",
+        || std::fs::read_to_string(&hups).is_ok_and(|t| t.contains("hup")),
+    );
     assert_eq!(m.active_state("px-ingest.service"), "active");
 
     // Pipelines: bearer token, start → 202 with the job, running → 409.

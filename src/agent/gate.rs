@@ -133,10 +133,7 @@ impl ServeConfig {
     /// Whether `f` is on exactly as configured: HTTPS on the port, `/` proxied to the target,
     /// funnel allowed.
     pub fn serves(&self, f: &Funnel) -> bool {
-        let https = self
-            .tcp
-            .get(&f.public.to_string())
-            .is_some_and(|t| t.https);
+        let https = self.tcp.get(&f.public.to_string()).is_some_and(|t| t.https);
         https
             && self.allow_funnel.iter().any(|(hp, on)| {
                 *on && port_of(hp) == Some(f.public)
@@ -179,10 +176,12 @@ impl Health {
 struct Gate {
     args: GateArgs,
     funnels: Vec<Funnel>,
-    client: Option<hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        http_body_util::Empty<hyper::body::Bytes>,
-    >>,
+    client: Option<
+        hyper_util::client::legacy::Client<
+            hyper_util::client::legacy::connect::HttpConnector,
+            http_body_util::Empty<hyper::body::Bytes>,
+        >,
+    >,
     health: Health,
     published: bool,
     transitions: u64,
@@ -219,7 +218,10 @@ impl Gate {
                 String::from_utf8_lossy(&o.stderr).trim()
             )),
             Ok(Err(e)) => Err(format!("cannot run {shown}: {e}")),
-            Err(_) => Err(format!("{shown} did not finish within {} s", CALL_TIMEOUT.as_secs())),
+            Err(_) => Err(format!(
+                "{shown} did not finish within {} s",
+                CALL_TIMEOUT.as_secs()
+            )),
         }
     }
 
@@ -248,9 +250,13 @@ impl Gate {
     }
 
     async fn turn_off(&self, f: &Funnel) -> Result<(), String> {
-        self.tailscale(&["funnel".into(), format!("--https={}", f.public), "off".into()])
-            .await
-            .map(|_| ())
+        self.tailscale(&[
+            "funnel".into(),
+            format!("--https={}", f.public),
+            "off".into(),
+        ])
+        .await
+        .map(|_| ())
     }
 
     /// Make the funnels match `want`, from what the status says now. Returns whether every
@@ -274,7 +280,11 @@ impl Gate {
             let serves = status.serves(f);
             let open = status.funnel_open(f.public);
             if want && !serves {
-                tracing::info!(public = f.public, target = f.target, "turning the funnel on");
+                tracing::info!(
+                    public = f.public,
+                    target = f.target,
+                    "turning the funnel on"
+                );
                 if let Err(e) = self.turn_on(f).await {
                     tracing::warn!("{e}");
                     all_on = false;

@@ -502,9 +502,7 @@ fn pipelines(c: &mut Checker<'_>, stack: &Stack) {
         if let Err(e) = humantime::parse_duration(&p.min_interval) {
             c.push(
                 &at("min_interval"),
-                format!(
-                    "`host.proxy.pipelines.{name}.min_interval` is not a duration: {e}"
-                ),
+                format!("`host.proxy.pipelines.{name}.min_interval` is not a duration: {e}"),
                 Some("for example \"30s\", \"5m\" or \"0s\" for no limit".into()),
             );
         }

@@ -191,7 +191,13 @@ impl Proxy {
 
     /// Send a request.
     #[track_caller]
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Answer {
         try_request(self.port, method, path, headers, body)
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log_text()))
     }
@@ -305,7 +311,10 @@ pub fn read_answer(s: &mut TcpStream) -> std::io::Result<Answer> {
     let _ = s.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("no answer: {text:?}"))
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("no answer: {text:?}"),
+        )
     })?;
     let mut lines = head.lines();
     let status = lines

@@ -191,7 +191,10 @@ mod tests {
         assert!(d.seen("new-one") && d.seen("fresh-one"));
         assert_eq!(d.len(), 2);
         let text = std::fs::read_to_string(dir.path().join(FILE)).unwrap();
-        assert!(!text.contains("stale-one") && !text.contains("garbage"), "{text}");
+        assert!(
+            !text.contains("stale-one") && !text.contains("garbage"),
+            "{text}"
+        );
     }
 
     #[test]

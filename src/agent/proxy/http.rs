@@ -41,7 +41,10 @@ struct App {
 fn router(app: App) -> Router {
     Router::new()
         .route("/hooks/github", post(github))
-        .route("/pipelines/{name}", post(pipeline_start).get(pipeline_status))
+        .route(
+            "/pipelines/{name}",
+            post(pipeline_start).get(pipeline_status),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)

@@ -163,7 +163,9 @@ pub fn configure(args: &ProxyArgs) -> Result<Proxy, Error> {
     let origin = match crate::git::remote_url(&args.repo_dir, "origin") {
         Ok(o) => o,
         Err(e) => {
-            tracing::warn!("cannot read the checkout's `origin`: {e}; pushes are matched by branch only");
+            tracing::warn!(
+                "cannot read the checkout's `origin`: {e}; pushes are matched by branch only"
+            );
             None
         }
     };
@@ -201,7 +203,9 @@ pub async fn run(config: ProxyArgs, shutdown: Shutdown) -> Result<(), Error> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| agent_error(format!("cannot listen on {}: {e}", config.listen)))?;
-    let addr = listener.local_addr().map_err(|e| agent_error(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| agent_error(e.to_string()))?;
     tracing::info!(
         listen = %addr,
         branch = %proxy.branch,

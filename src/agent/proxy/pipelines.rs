@@ -37,10 +37,7 @@ impl Pipelines {
     ///
     /// # Errors
     /// [`Error::Agent`] naming the variable of a pipeline whose token is unset or empty.
-    pub fn from_stack(
-        stack: &Stack,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, Error> {
+    pub fn from_stack(stack: &Stack, env: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let mut out = BTreeMap::new();
         if !stack.host.proxy.enabled {
             return Ok(Pipelines(out));
@@ -158,10 +155,7 @@ pub async fn start(proxy: &Proxy, name: &str, authorization: Option<&str>) -> Re
         Ok(job) => {
             *last = Some(Instant::now());
             tracing::info!(pipeline = name, unit = %p.unit, %job, "started");
-            Reply::json(
-                202,
-                json!({ "pipeline": name, "unit": p.unit, "job": job }),
-            )
+            Reply::json(202, json!({ "pipeline": name, "unit": p.unit, "job": job }))
         }
         Err(e) => {
             tracing::warn!(pipeline = name, "{e}");
@@ -220,6 +214,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pipelines_are_validated_where_they_are_written() {
+        let text = "[stack]\nname = \"s\"\n\
+            [host.proxy.pipelines.Bad_Name]\nunit = \"etl\"\n\
+            [host.proxy.pipelines.self]\nunit = \"labctl-proxy\"\n\
+            [host.proxy.pipelines.slow]\nunit = \"a b\"\nmin_interval = \"soon\"\n";
+        let err = crate::stack::parse(std::path::Path::new("stack.toml"), text).unwrap_err();
+        let Error::Invalid { problems, .. } = err else {
+            panic!("{err}")
+        };
+        let all: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
+        let has = |s: &str| all.iter().any(|m| m.contains(s));
+        assert!(has("not a valid pipeline name"), "{all:?}");
+        assert!(has("one of labctl's own agents"), "{all:?}");
+        assert!(
+            has("`host.proxy.pipelines.slow.unit` is not a valid unit name"),
+            "{all:?}"
+        );
+        assert!(
+            has("`host.proxy.pipelines.slow.min_interval` is not a duration"),
+            "{all:?}"
+        );
+        assert_eq!(all.len(), 4, "{all:?}");
+    }
+
+    #[test]
     fn tokens_come_from_the_environment_and_are_required() {
         let stack: Stack = toml::from_str(
             "[stack]\nname = \"s\"\n[host.proxy.pipelines.nightly-etl]\nunit = \"etl\"\n",
@@ -227,7 +246,8 @@ mod tests {
         .unwrap();
         let err = Pipelines::from_stack(&stack, |_| None).err().unwrap();
         assert!(
-            err.to_string().contains("`LABCTL_PIPELINE_TOKEN_NIGHTLY_ETL` is not set"),
+            err.to_string()
+                .contains("`LABCTL_PIPELINE_TOKEN_NIGHTLY_ETL` is not set"),
             "{err}"
         );
         let ps = Pipelines::from_stack(&stack, |v| {

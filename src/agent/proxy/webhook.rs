@@ -110,7 +110,10 @@ pub async fn handle(proxy: &Arc<Proxy>, d: Delivery<'_>, body: &[u8]) -> Reply {
     };
     let (reply, after) = match event {
         "ping" => (
-            Reply::json(200, json!({ "delivery": id, "event": "ping", "result": "pong" })),
+            Reply::json(
+                200,
+                json!({ "delivery": id, "event": "ping", "result": "pong" }),
+            ),
             None,
         ),
         "push" => match push(proxy, id, &payload) {
@@ -134,7 +137,13 @@ pub async fn handle(proxy: &Arc<Proxy>, d: Delivery<'_>, body: &[u8]) -> Reply {
         return Reply::error(500, "cannot remember the delivery; redeliver it later");
     }
     drop(deliveries);
-    tracing::info!(delivery = id, event, status = reply.status, "{}", reply.body["result"]);
+    tracing::info!(
+        delivery = id,
+        event,
+        status = reply.status,
+        "{}",
+        reply.body["result"]
+    );
     if let Some(unit) = after {
         // After the answer: GitHub waits 10 s at most, a reload job may take longer.
         let proxy = proxy.clone();
@@ -165,17 +174,16 @@ fn payload(content_type: Option<&str>, body: &[u8]) -> Result<serde_json::Value,
             match form_urlencoded::parse(body).find(|(k, _)| k == "payload") {
                 Some((_, v)) => v.into_owned().into_bytes().into(),
                 None => {
-                    return Err(Reply::error(
-                        400,
-                        "form body has no `payload` field",
-                    ));
+                    return Err(Reply::error(400, "form body has no `payload` field"));
                 }
             }
         }
         other => {
             return Err(Reply::error(
                 415,
-                format!("content type `{other}` is not one GitHub sends (application/json or application/x-www-form-urlencoded)"),
+                format!(
+                    "content type `{other}` is not one GitHub sends (application/json or application/x-www-form-urlencoded)"
+                ),
             ));
         }
     };
@@ -211,7 +219,8 @@ fn push(proxy: &Proxy, id: &str, payload: &serde_json::Value) -> Result<Reply, R
     if p.deleted {
         return Ok(ignored(id, "push", "the branch was deleted"));
     }
-    let is_sha = |s: &str| (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let is_sha =
+        |s: &str| (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit());
     if !is_sha(&p.after) {
         return Err(Reply::error(400, "`after` is not a commit id"));
     }
@@ -225,7 +234,10 @@ fn push(proxy: &Proxy, id: &str, payload: &serde_json::Value) -> Result<Reply, R
     };
     if let Err(e) = proxy.pending.store(&pending) {
         tracing::error!(delivery = id, "{e}");
-        return Err(Reply::error(500, "cannot queue the sync; redeliver it later"));
+        return Err(Reply::error(
+            500,
+            "cannot queue the sync; redeliver it later",
+        ));
     }
     Ok(Reply::json(
         202,
@@ -245,7 +257,10 @@ fn same_repository(origin: &str, r: &Repository) -> bool {
     };
     let o = norm(origin);
     let urls = [&r.clone_url, &r.ssh_url, &r.git_url, &r.html_url];
-    if urls.iter().any(|u| u.as_deref().is_some_and(|u| norm(u) == o)) {
+    if urls
+        .iter()
+        .any(|u| u.as_deref().is_some_and(|u| norm(u) == o))
+    {
         return true;
     }
     let name = r.full_name.to_ascii_lowercase();
@@ -255,7 +270,10 @@ fn same_repository(origin: &str, r: &Repository) -> bool {
 /// Ask systemd to reload the ingest unit (its agent syncs on SIGHUP).
 async fn reload_ingest(proxy: &Proxy, unit: &str) {
     let r = match proxy.systemd().await {
-        Ok(s) => s.run_jobs(JobKind::Reload, &[unit.to_string()], |_| {}).await,
+        Ok(s) => {
+            s.run_jobs(JobKind::Reload, &[unit.to_string()], |_| {})
+                .await
+        }
         Err(e) => Err(e),
     };
     match r {
@@ -303,7 +321,10 @@ mod tests {
         assert!(same_repository("git@github.com:Acme/homelab.git", &r));
         assert!(same_repository("/srv/mirrors/acme/homelab.git", &r));
         assert!(!same_repository("https://github.com/acme/other.git", &r));
-        assert!(!same_repository("https://github.com/evil/acme/homelab-x", &r));
+        assert!(!same_repository(
+            "https://github.com/evil/acme/homelab-x",
+            &r
+        ));
     }
 
     #[test]
