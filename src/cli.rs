@@ -283,6 +283,23 @@ pub struct ProxyArgs {
     /// The branch whose pushes are applied.
     #[arg(long, value_name = "BRANCH")]
     pub branch: String,
+    /// The stack file inside `--repo-dir` (its `[host.proxy.pipelines.*]`, `host.scope` and
+    /// `host.ingest` are read at start).
+    #[arg(long, value_name = "PATH", default_value = "stack.toml")]
+    pub stack_file: PathBuf,
+    /// Where remembered deliveries and the pending sync are kept (default: systemd's
+    /// `STATE_DIRECTORY`, else `<repo-dir>/.git/labctl-proxy`, writable under the unit's sandbox).
+    #[arg(long, value_name = "DIR", env = "STATE_DIRECTORY")]
+    pub state_dir: Option<PathBuf>,
+    /// Largest request body accepted, in bytes (GitHub caps webhook payloads at 25 MiB).
+    #[arg(long, value_name = "BYTES", default_value_t = 25 * 1024 * 1024)]
+    pub body_limit: usize,
+    /// How long a client may take to send a request's headers, and then its body.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub read_timeout: std::time::Duration,
+    /// Most connections served at once; further ones wait to be accepted.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_connections: usize,
 }
 
 /// `labctl agent gate`.
@@ -300,6 +317,12 @@ pub struct GateArgs {
     /// A funnel to keep on while healthy, as `8443:8085` (public HTTPS port : local port).
     #[arg(long, value_name = "PUBLIC:TARGET")]
     pub funnel: Vec<String>,
+    /// Consecutive healthy probes before the funnel goes (back) on.
+    #[arg(long, value_name = "M", default_value_t = 2)]
+    pub successes: u32,
+    /// The `tailscale` command line tool.
+    #[arg(long, value_name = "PATH", default_value = "tailscale")]
+    pub tailscale_bin: PathBuf,
 }
 
 /// `labctl agent collector`.

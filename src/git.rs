@@ -125,3 +125,31 @@ pub fn stack_at(stack_path: &Path, rev: &str) -> Result<Option<(Stack, Templates
     }
     Ok(Some((stack, templates)))
 }
+
+/// The URL of `remote` in the checkout at `dir`; `None` when the checkout has no such remote.
+///
+/// # Errors
+/// [`Error::Git`] when `git` cannot run or `dir` is not a checkout.
+pub fn remote_url(dir: &Path, remote: &str) -> Result<Option<String>, Error> {
+    let key = format!("remote.{remote}.url");
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["config", "--get", &key])
+        .output()
+        .map_err(|e| Error::Git {
+            rev: key.clone(),
+            message: format!("cannot run `git`: {e}"),
+        })?;
+    match out.status.code() {
+        Some(0) => Ok(Some(
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        )),
+        // `git config --get` exits 1 when the key is unset.
+        Some(1) => Ok(None),
+        _ => Err(Error::Git {
+            rev: key,
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        }),
+    }
+}

@@ -752,3 +752,112 @@ mod tests {
         assert_eq!(t.log_command("a.service"), "journalctl --user -u a.service");
     }
 }
+
+/// A service's state and how its last run ended, as `GET /pipelines/<name>` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServiceStatus {
+    /// `loaded`, `not-found`, `bad-setting`, ...
+    pub load_state: String,
+    /// `active`, `activating`, `inactive`, `failed`, ...
+    pub active_state: String,
+    /// Finer state, as `running`, `start`, `dead`.
+    pub sub_state: String,
+    /// systemd's verdict on the last run: `success`, `exit-code`, `signal`, `timeout`, ...
+    pub result: String,
+    /// Exit status (or signal number) of the main process's last run.
+    pub exec_main_status: i32,
+    /// When the unit last left `inactive` (a run started), µs since the epoch (0: never).
+    pub started_us: u64,
+    /// When the unit last became `inactive` or `failed` again (a run ended), µs since the epoch
+    /// (0: never).
+    pub ended_us: u64,
+}
+
+impl Systemd {
+    /// Whether the manager answers (`org.freedesktop.DBus.Peer.Ping`).
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when it does not.
+    pub async fn ping(&self) -> Result<(), Error> {
+        let start = Instant::now();
+        self.count(1);
+        let r = async {
+            fdo::PeerProxy::builder(&self.conn)
+                .destination(SERVICE)
+                .path("/org/freedesktop/systemd1")
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await?
+                .ping()
+                .await
+        }
+        .await
+        .map_err(|e| backend("ping the manager", dbus_message(&e)));
+        self.spent(start);
+        r
+    }
+
+    /// Queue one job on `unit` and return its object path at once, without waiting for it.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] with systemd's reason when it refuses to queue the job (no such unit, a
+    /// bad unit file).
+    pub async fn queue_job(&self, kind: JobKind, unit: &str) -> Result<String, Error> {
+        let start = Instant::now();
+        self.count(1);
+        let r = match kind {
+            JobKind::Start => self.manager.start_unit(unit, "replace").await,
+            JobKind::Stop => self.manager.stop_unit(unit, "replace").await,
+            JobKind::Restart => self.manager.restart_unit(unit, "replace").await,
+            JobKind::Reload => self.manager.reload_unit(unit, "replace").await,
+        };
+        self.spent(start);
+        r.map(|job| job.as_str().to_string())
+            .map_err(|e| backend(&format!("{} `{unit}`", kind.verb()), dbus_message(&e)))
+    }
+
+    /// The state of service `unit` and the result of its last run.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when systemd does not answer.
+    pub async fn service_status(&self, unit: &str) -> Result<ServiceStatus, Error> {
+        const SERVICE_IFACE: InterfaceName<'static> =
+            InterfaceName::from_static_str_unchecked("org.freedesktop.systemd1.Service");
+        let start = Instant::now();
+        let step = || format!("read the state of `{unit}`");
+        // Loading the unit first gives a not-found unit an object to read `LoadState` from.
+        let path = self
+            .manager
+            .load_unit(unit)
+            .await
+            .map_err(|e| backend(&step(), dbus_message(&e)))?;
+        let props = fdo::PropertiesProxy::builder(&self.conn)
+            .destination(SERVICE)
+            .path(path)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| backend(&step(), e))?;
+        let (u, s) = futures_util::join!(props.get_all(UNIT_IFACE), props.get_all(SERVICE_IFACE));
+        self.count(3);
+        self.spent(start);
+        let u = u.map_err(|e| backend(&step(), e))?;
+        // A unit that does not exist has no Service interface to read.
+        let s = s.unwrap_or_default();
+        fn get<T: TryFrom<OwnedVariant>>(
+            all: &HashMap<String, OwnedVariant>,
+            k: &str,
+        ) -> Option<T> {
+            T::try_from(all.get(k)?.try_clone().ok()?).ok()
+        }
+        Ok(ServiceStatus {
+            load_state: get(&u, "LoadState").unwrap_or_default(),
+            active_state: get(&u, "ActiveState").unwrap_or_default(),
+            sub_state: get(&u, "SubState").unwrap_or_default(),
+            result: get(&s, "Result").unwrap_or_default(),
+            exec_main_status: get(&s, "ExecMainStatus").unwrap_or_default(),
+            started_us: get(&u, "InactiveExitTimestamp").unwrap_or_default(),
+            ended_us: get(&u, "InactiveEnterTimestamp").unwrap_or_default(),
+        })
+    }
+}

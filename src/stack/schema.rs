@@ -435,6 +435,36 @@ component! {
         branch: String = s("main"),
         /// Extra environment for the unit.
         environment: BTreeMap<String, String> = BTreeMap::new(),
+        /// `[host.proxy.pipelines.<name>]`: units started by `POST /pipelines/<name>`.
+        pipelines: BTreeMap<String, Pipeline> = BTreeMap::new(),
+    }
+}
+
+/// One `[host.proxy.pipelines.<name>]`: a data pipeline the proxy starts on an authenticated
+/// request. Its bearer token is a secret, so it reaches the proxy through the environment
+/// (`LABCTL_PIPELINE_TOKEN_<NAME>`), never through stack.toml.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    /// The unit's base name; the proxy starts `<unit>.service`.
+    pub unit: String,
+    /// Least time between two accepted starts (`0s`: no limit).
+    #[serde(default = "default_pipeline_min_interval")]
+    pub min_interval: String,
+}
+
+fn default_pipeline_min_interval() -> String {
+    s("1m")
+}
+
+impl Pipeline {
+    /// The environment variable holding the bearer token of pipeline `name`:
+    /// `LABCTL_PIPELINE_TOKEN_` and the name upper-cased, `-` as `_`.
+    pub fn token_var(name: &str) -> String {
+        format!(
+            "LABCTL_PIPELINE_TOKEN_{}",
+            name.to_ascii_uppercase().replace('-', "_")
+        )
     }
 }
 

@@ -106,6 +106,7 @@ pub fn validate(stack: &Stack, file: &SourceFile) -> Vec<Problem> {
     host(&mut c, stack);
     ports(&mut c, stack);
     secrets(&mut c, stack);
+    pipelines(&mut c, stack);
     c.problems
 }
 
@@ -457,6 +458,46 @@ fn ports(c: &mut Checker<'_>, stack: &Stack) {
             ),
             None,
         );
+    }
+}
+
+/// `[host.proxy.pipelines.<name>]`: a name that makes a URL path and an environment variable, a
+/// unit name, a rate limit; never one of labctl's own agents (a public request must not restart
+/// the proxy or the gate).
+fn pipelines(c: &mut Checker<'_>, stack: &Stack) {
+    let h = &stack.host;
+    if !h.proxy.enabled {
+        return;
+    }
+    let own = [
+        &h.proxy.unit,
+        &h.gate.unit,
+        &h.collector.unit,
+        &h.ingest.unit,
+        &h.openbao.unit,
+    ];
+    for (name, p) in &h.proxy.pipelines {
+        let base = [K("host"), K("proxy"), K("pipelines"), K(name)];
+        c.check(&base, name, "pipeline name", dns_label);
+        let at = |k| [K("host"), K("proxy"), K("pipelines"), K(name), K(k)];
+        c.check(&at("unit"), &p.unit, "unit name", unit_name);
+        if own.contains(&&p.unit) {
+            c.push(
+                &at("unit"),
+                format!(
+                    "pipeline `{name}` would start `{}`, one of labctl's own agents",
+                    p.unit
+                ),
+                Some("a pipeline runs a data job: give it a unit of its own".into()),
+            );
+        }
+        if let Err(e) = humantime::parse_duration(&p.min_interval) {
+            c.push(
+                &at("min_interval"),
+                format!("`host.proxy.pipelines.{name}.min_interval` is not a duration: {e}"),
+                Some("for example \"30s\", \"5m\" or \"0s\" for no limit".into()),
+            );
+        }
     }
 }
 

@@ -1,0 +1,226 @@
+//! `labctl agent proxy`: the public edge. GitHub webhooks (verified, deduplicated, answered at
+//! once), and data pipelines started over D-Bus on an authenticated request.
+//!
+//! The rooms: [`http`] is the only importer of axum (routes, limits, the server loop); [`webhook`]
+//! verifies and dispatches GitHub deliveries; [`deliveries`] remembers delivery IDs on disk;
+//! [`pending`] is the durable slot a push leaves for the GitOps sync; [`pipelines`] starts units.
+//! Everything but [`http`] answers with a plain [`Reply`].
+
+pub mod deliveries;
+mod http;
+pub mod pending;
+pub mod pipelines;
+pub mod webhook;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::runtime::Shutdown;
+use crate::backend::systemd::{Systemd, Target};
+use crate::cli::ProxyArgs;
+use crate::error::Error;
+
+/// The variable holding the webhook's HMAC key.
+pub const SECRET_VAR: &str = "LABCTL_WEBHOOK_SECRET";
+
+/// An answer, before it becomes HTTP: a status code and a JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// HTTP status code.
+    pub status: u16,
+    /// JSON body.
+    pub body: serde_json::Value,
+    /// `Retry-After`, in seconds (a rate-limited pipeline).
+    pub retry_after: Option<u64>,
+}
+
+impl Reply {
+    /// A reply with a JSON body.
+    pub fn json(status: u16, body: serde_json::Value) -> Self {
+        Reply {
+            status,
+            body,
+            retry_after: None,
+        }
+    }
+
+    /// A reply whose body is `{"error": message}`.
+    pub fn error(status: u16, message: impl Into<String>) -> Self {
+        Reply::json(status, serde_json::json!({ "error": message.into() }))
+    }
+}
+
+/// Everything the handlers share, built once at start.
+pub struct Proxy {
+    /// The branch whose pushes are queued.
+    pub branch: String,
+    /// The checkout pushes sync.
+    pub repo_dir: PathBuf,
+    /// `origin`'s URL in the checkout, to tell the repository's pushes from another's.
+    pub origin: Option<String>,
+    secret: Vec<u8>,
+    /// Where deliveries and the pending sync live.
+    pub state_dir: PathBuf,
+    /// Delivery IDs already handled.
+    pub deliveries: tokio::sync::Mutex<deliveries::Deliveries>,
+    /// The slot a push leaves for the sync.
+    pub pending: pending::Slot,
+    /// The ingest agent's unit, told to sync on an `issues` event (`None`: ingest is disabled).
+    pub ingest_unit: Option<String>,
+    /// The pipelines of `[host.proxy.pipelines]`.
+    pub pipelines: pipelines::Pipelines,
+    target: Target,
+    systemd: tokio::sync::Mutex<Option<Arc<Systemd>>>,
+}
+
+impl Proxy {
+    /// The systemd manager, connected on first use and again after a failure (the proxy serves
+    /// webhooks while the bus is away).
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when the bus cannot be reached.
+    pub async fn systemd(&self) -> Result<Arc<Systemd>, Error> {
+        let mut s = self.systemd.lock().await;
+        if let Some(s) = s.as_ref() {
+            return Ok(s.clone());
+        }
+        let conn = Arc::new(Systemd::connect(self.target.clone()).await?);
+        *s = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Forget the connection after a call failed, so the next use reconnects.
+    pub async fn systemd_failed(&self) {
+        *self.systemd.lock().await = None;
+    }
+
+    /// Whether `signature` (the `X-Hub-Signature-256` value) signs `body` with the secret.
+    pub fn verify(&self, signature: Option<&str>, body: &[u8]) -> bool {
+        webhook::verify_signature(&self.secret, signature, body)
+    }
+
+    /// What `/readyz` checks: the state folder takes writes, the repository is a git checkout,
+    /// systemd answers. Each failure is named.
+    pub async fn readiness(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let probe = self.state_dir.join(".ready");
+        if let Err(e) = std::fs::write(&probe, b"").and_then(|()| std::fs::remove_file(&probe)) {
+            problems.push(format!(
+                "state folder `{}` is not writable: {e}",
+                self.state_dir.display()
+            ));
+        }
+        if !self.repo_dir.join(".git").exists() {
+            problems.push(format!(
+                "`{}` is not a git checkout",
+                self.repo_dir.display()
+            ));
+        }
+        let ping = match self.systemd().await {
+            Ok(s) => s.ping().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = ping {
+            self.systemd_failed().await;
+            problems.push(format!("systemd is not reachable: {e}"));
+        }
+        problems
+    }
+}
+
+fn agent_error(message: impl Into<String>) -> Error {
+    Error::Agent {
+        agent: "proxy",
+        message: message.into(),
+    }
+}
+
+/// Build the shared state from the command line, the environment and the stack file.
+///
+/// # Errors
+/// [`Error::Agent`] naming the variable when the webhook secret or a pipeline's token is not set,
+/// or the state folder cannot be made; [`Error::Invalid`]/[`Error::Read`] for the stack file.
+pub fn configure(args: &ProxyArgs) -> Result<Proxy, Error> {
+    let secret = std::env::var(SECRET_VAR).unwrap_or_default();
+    if secret.is_empty() {
+        return Err(agent_error(format!(
+            "`{SECRET_VAR}` is not set: it holds the GitHub webhook's secret; refusing to accept \
+             unsigned webhooks"
+        )));
+    }
+    let stack_path = args.repo_dir.join(&args.stack_file);
+    let stack = crate::stack::load(&stack_path)?.stack;
+    let pipelines = pipelines::Pipelines::from_stack(&stack, |var| std::env::var(var).ok())?;
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| args.repo_dir.join(".git/labctl-proxy"));
+    std::fs::create_dir_all(&state_dir).map_err(|source| Error::Write {
+        path: state_dir.clone(),
+        source,
+    })?;
+    let deliveries = deliveries::Deliveries::open(&state_dir, deliveries::RETENTION)?;
+    let origin = match crate::git::remote_url(&args.repo_dir, "origin") {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(
+                "cannot read the checkout's `origin`: {e}; pushes are matched by branch only"
+            );
+            None
+        }
+    };
+    let h = &stack.host;
+    // The proxy starts and reloads units but never writes one: only the manager matters.
+    let target = Target {
+        scope: h.scope,
+        unit_dir: h.unit_dir.clone().unwrap_or_default(),
+    };
+    Ok(Proxy {
+        branch: args.branch.clone(),
+        repo_dir: args.repo_dir.clone(),
+        origin,
+        secret: secret.into_bytes(),
+        pending: pending::Slot::new(&state_dir),
+        state_dir,
+        deliveries: tokio::sync::Mutex::new(deliveries),
+        ingest_unit: h
+            .ingest
+            .enabled
+            .then(|| format!("{}.service", h.ingest.unit)),
+        pipelines,
+        target,
+        systemd: tokio::sync::Mutex::new(None),
+    })
+}
+
+/// Run the proxy until `shutdown`: bind, say ready, serve; on stop, accept nothing more and
+/// answer the requests in flight.
+///
+/// # Errors
+/// [`Error::Agent`] when it cannot start (see [`configure`]) or cannot bind its address.
+pub async fn run(config: ProxyArgs, shutdown: Shutdown) -> Result<(), Error> {
+    let proxy = Arc::new(configure(&config)?);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| agent_error(format!("cannot listen on {}: {e}", config.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| agent_error(e.to_string()))?;
+    tracing::info!(
+        listen = %addr,
+        branch = %proxy.branch,
+        pipelines = proxy.pipelines.len(),
+        state_dir = %proxy.state_dir.display(),
+        "serving"
+    );
+    if let Some(p) = proxy.pending.read()? {
+        tracing::info!(commit = %p.commit, "a pushed commit is waiting to be synced");
+    }
+    let limits = http::Limits {
+        body: config.body_limit,
+        read_timeout: config.read_timeout,
+        connections: config.max_connections.max(1),
+    };
+    shutdown.ready();
+    http::serve(listener, proxy, limits, shutdown).await
+}

@@ -1,0 +1,221 @@
+//! `labctl agent gate`, the real binary, against the real proxy and the project's stand-in
+//! `tailscale` (tests/fixtures/tailscale: records its argument lists, answers
+//! `funnel status --json` as tailscale's `ipn.ServeConfig`).
+
+#[path = "support/agents.rs"]
+mod agents;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agents::{ProxyCmd, checkout, proxy_stack, wait_for};
+
+const INTERVAL_MS: u64 = 300;
+const FAILURES: u64 = 2;
+
+struct Gate {
+    child: Child,
+    state: PathBuf,
+}
+
+impl Gate {
+    fn start(state: &Path, proxy_port: u16) -> Gate {
+        let tailscale = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tailscale");
+        let log = std::fs::File::create(state.join("gate.log")).unwrap();
+        let child = Command::new(assert_cmd::cargo::cargo_bin("labctl"))
+            .args(["agent", "gate", "--interval"])
+            .arg(format!("{INTERVAL_MS}ms"))
+            .arg("--failures")
+            .arg(FAILURES.to_string())
+            .args(["--successes", "2", "--health-url"])
+            .arg(format!("http://127.0.0.1:{proxy_port}/healthz"))
+            .arg("--funnel")
+            .arg(format!("8443:{proxy_port}"))
+            .arg("--tailscale-bin")
+            .arg(&tailscale)
+            .env("TAILSCALE_STANDIN", state)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Gate {
+            child,
+            state: state.to_path_buf(),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.state.join("gate.log")).unwrap_or_default()
+    }
+
+    fn calls(&self) -> String {
+        std::fs::read_to_string(self.state.join("calls")).unwrap_or_default()
+    }
+
+    fn funnel(&self) -> Option<String> {
+        std::fs::read_to_string(self.state.join("funnel-8443"))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    #[track_caller]
+    fn wait(&self, what: &str, f: impl Fn(&Gate) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n--- gate log\n{}\n--- calls\n{}",
+                self.log(),
+                self.calls()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Entries the gate must never touch: a tailnet-only serve on 443 and someone's funnel on
+    /// 10000.
+    fn seed_others(state: &Path) {
+        std::fs::write(state.join("serve-443"), "http://127.0.0.1:3000\n").unwrap();
+        std::fs::write(state.join("funnel-10000"), "http://127.0.0.1:9999\n").unwrap();
+    }
+
+    #[track_caller]
+    fn others_untouched(&self) {
+        let calls = self.calls();
+        assert!(
+            !calls.contains("--https=443") && !calls.contains("--https=10000"),
+            "{calls}"
+        );
+        assert!(self.state.join("serve-443").exists());
+        assert!(self.state.join("funnel-10000").exists());
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn proxy(dir: &Path) -> ProxyCmd {
+    let repo = checkout(dir, &proxy_stack(""));
+    ProxyCmd::new(&repo)
+}
+
+#[test]
+fn funnel_follows_the_proxy_health_and_goes_off_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("tailscale");
+    std::fs::create_dir_all(&state).unwrap();
+    Gate::seed_others(&state);
+    let cmd = proxy(dir.path());
+    let p = cmd.start();
+    let target = format!("http://127.0.0.1:{}", cmd.port);
+
+    let mut gate = Gate::start(&state, cmd.port);
+    gate.wait("the funnel to go on", |g| {
+        g.funnel().as_deref() == Some(&target)
+    });
+    assert!(
+        gate.calls()
+            .contains(&format!("funnel --bg --https=8443 {target}")),
+        "{}",
+        gate.calls()
+    );
+
+    // The proxy dies: off within interval × failures (plus the probe in flight, and slack for a
+    // shared machine's scheduling).
+    let killed = Instant::now();
+    p.signal("KILL");
+    gate.wait("the funnel to go off", |g| g.funnel().is_none());
+    let took = killed.elapsed();
+    let bound = Duration::from_millis(INTERVAL_MS * (FAILURES + 1)) + Duration::from_secs(2);
+    assert!(took <= bound, "off after {took:?}, more than {bound:?}");
+    assert!(gate.calls().contains("funnel --https=8443 off"));
+    drop(p);
+
+    // Back on once healthy again; off on SIGTERM, and the gate exits cleanly.
+    let p = cmd.start();
+    gate.wait("the funnel to go back on", |g| {
+        g.funnel().as_deref() == Some(&target)
+    });
+    agents::signal(gate.child.id(), "TERM");
+    let status = gate.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", gate.log());
+    assert_eq!(gate.funnel(), None, "{}", gate.calls());
+    gate.others_untouched();
+    drop(p);
+}
+
+#[test]
+fn unreadable_status_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("tailscale");
+    std::fs::create_dir_all(&state).unwrap();
+    Gate::seed_others(&state);
+    let cmd = proxy(dir.path());
+    let _p = cmd.start();
+
+    let gate = Gate::start(&state, cmd.port);
+    gate.wait("the funnel to go on", |g| g.funnel().is_some());
+    // A status that is not tailscale's JSON: the funnel goes off though the proxy is healthy.
+    std::fs::write(state.join("broken"), "").unwrap();
+    gate.wait("the funnel to go off", |g| g.funnel().is_none());
+    gate.wait("the reason in the log", |g| {
+        g.log()
+            .contains("cannot parse `tailscale funnel status --json`")
+    });
+    // It stays off while the status cannot be read.
+    let on_calls = |g: &Gate| g.calls().matches("funnel --bg").count();
+    let before = on_calls(&gate);
+    std::thread::sleep(Duration::from_millis(INTERVAL_MS * 3));
+    assert_eq!(on_calls(&gate), before, "{}", gate.calls());
+    assert!(gate.funnel().is_none());
+    // Readable again: back on.
+    std::fs::remove_file(state.join("broken")).unwrap();
+    gate.wait("the funnel to go back on", |g| g.funnel().is_some());
+    gate.others_untouched();
+}
+
+#[test]
+fn without_a_health_url_the_funnel_stays_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("tailscale");
+    std::fs::create_dir_all(&state).unwrap();
+    // Someone turned our port on by hand: the gate, knowing no health, turns it off.
+    std::fs::write(state.join("funnel-8443"), "http://127.0.0.1:8085\n").unwrap();
+    let tailscale = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tailscale");
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("labctl"))
+        .args(["agent", "gate", "--interval", "200ms", "--failures", "1"])
+        .args(["--funnel", "8443:8085", "--tailscale-bin"])
+        .arg(&tailscale)
+        .env("TAILSCALE_STANDIN", &state)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(20), "the funnel to go off", || {
+        !state.join("funnel-8443").exists()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let calls = std::fs::read_to_string(state.join("calls")).unwrap();
+    assert!(!calls.contains("--bg"), "{calls}");
+}
+
+#[test]
+fn a_port_funnel_cannot_serve_is_refused() {
+    let out = Command::new(assert_cmd::cargo::cargo_bin("labctl"))
+        .args(["agent", "gate", "--interval", "1s", "--failures", "1"])
+        .args(["--funnel", "8080:8085"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("only serves ports 443, 8443 and 10000"),
+        "{err}"
+    );
+}

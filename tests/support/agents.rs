@@ -1,0 +1,344 @@
+//! For the proxy and gate tests: the real `labctl agent proxy` on a loopback port, a checkout for
+//! it, and a small HTTP/1.1 client (each request on its own connection, as GitHub's deliveries
+//! come).
+
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The webhook secret the tests' proxies use.
+pub const SECRET: &str = "It's a Secret to Everybody";
+
+/// A free loopback port (bound, then released for the agent to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A checkout for the proxy: `git init`, an `origin` named like the fixture payload's repository
+/// (`acme/homelab`), and `stack_toml` as its stack file.
+pub fn checkout(dir: &Path, stack_toml: &str) -> PathBuf {
+    let repo = dir.join("homelab");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(args)
+            .output()
+            .expect("run git");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    let origin = dir.join("origin/acme/homelab.git");
+    git(&["remote", "add", "origin", origin.to_str().unwrap()]);
+    std::fs::write(repo.join("stack.toml"), stack_toml).unwrap();
+    repo
+}
+
+/// A stack with only the proxy (and `extra`, more TOML) enabled, for the user manager.
+pub fn proxy_stack(extra: &str) -> String {
+    let mut t = String::from("[stack]\nname = \"edge\"\n\n");
+    for c in [
+        "kube.collectors",
+        "kube.grafana",
+        "kube.loki",
+        "kube.minio",
+        "kube.otel-collector",
+        "kube.postgres",
+        "kube.prometheus",
+        "kube.tempo",
+        "kube.thanos",
+        "host.collector",
+        "host.gate",
+        "host.openbao",
+        "host.reading-sync",
+    ] {
+        t.push_str(&format!("[{c}]\nenabled = false\n\n"));
+    }
+    t.push_str("[host]\nscope = \"user\"\n\n");
+    t.push_str(extra);
+    t
+}
+
+/// A running `labctl agent proxy`.
+pub struct Proxy {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+/// How to start a proxy.
+pub struct ProxyCmd {
+    pub repo: PathBuf,
+    pub port: u16,
+    pub env: Vec<(String, OsString)>,
+    pub args: Vec<String>,
+    pub log: PathBuf,
+}
+
+impl ProxyCmd {
+    /// The proxy for `repo` on a free port, with the webhook secret set.
+    pub fn new(repo: &Path) -> Self {
+        ProxyCmd {
+            repo: repo.to_path_buf(),
+            port: free_port(),
+            env: vec![("LABCTL_WEBHOOK_SECRET".into(), SECRET.into())],
+            args: Vec::new(),
+            log: repo.parent().unwrap().join("proxy.log"),
+        }
+    }
+
+    /// One more environment variable.
+    pub fn env(mut self, k: &str, v: impl Into<OsString>) -> Self {
+        self.env.retain(|(n, _)| n != k);
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    /// Without variable `k`.
+    pub fn without_env(mut self, k: &str) -> Self {
+        self.env.retain(|(n, _)| n != k);
+        self
+    }
+
+    /// One more argument.
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("labctl"));
+        c.args(["agent", "proxy", "--listen"])
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--repo-dir")
+            .arg(&self.repo)
+            .args(["--branch", "main"])
+            .args(&self.args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("LABCTL_LOG", "info")
+            // No bus unless the test gives one.
+            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Run to completion (for start-up failures): exit code and stderr.
+    pub fn run_to_end(&self) -> (Option<i32>, String) {
+        let out = self.command().output().expect("run labctl");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Start it and wait until `/healthz` answers.
+    pub fn start(&self) -> Proxy {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = self
+            .command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn labctl agent proxy");
+        let mut p = Proxy {
+            child,
+            port: self.port,
+            log: self.log.clone(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = try_request(p.port, "GET", "/healthz", &[], b"")
+                && r.status == 200
+            {
+                return p;
+            }
+            if let Some(s) = p.child.try_wait().unwrap() {
+                panic!("the proxy exited ({s}) before serving:\n{}", p.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the proxy did not serve within 30 s:\n{}",
+                p.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Proxy {
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Send a request.
+    #[track_caller]
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Answer {
+        try_request(self.port, method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log_text()))
+    }
+
+    /// Send a signed GitHub delivery.
+    #[track_caller]
+    pub fn deliver(&self, event: &str, delivery: &str, content_type: &str, body: &[u8]) -> Answer {
+        let sig = labctl::agent::proxy::webhook::sign(SECRET.as_bytes(), body);
+        self.request(
+            "POST",
+            "/hooks/github",
+            &[
+                ("X-GitHub-Event", event),
+                ("X-GitHub-Delivery", delivery),
+                ("X-Hub-Signature-256", &sig),
+                ("Content-Type", content_type),
+                ("User-Agent", "GitHub-Hookshot/044aadd"),
+            ],
+            body,
+        )
+    }
+
+    /// Send a signal (`TERM`, `KILL`) to it.
+    pub fn signal(&self, sig: &str) {
+        signal(self.child.id(), sig);
+    }
+
+    /// SIGTERM, and its exit code once it stopped.
+    pub fn stop(mut self) -> Option<i32> {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            assert!(Instant::now() < deadline, "the proxy did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Send signal `sig` to process `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    /// The body as JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One request on a fresh connection (`Connection: close`).
+pub fn try_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Answer> {
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    read_answer(&mut s)
+}
+
+/// Read an answer until the server closes the connection.
+pub fn read_answer(s: &mut TcpStream) -> std::io::Result<Answer> {
+    let mut raw = Vec::new();
+    // The server may close while a refused body is still unsent: what arrived is the answer.
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("no answer: {text:?}"),
+        )
+    })?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, head.to_string()))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Ok(Answer {
+        status,
+        headers,
+        body: body.to_string(),
+    })
+}
+
+/// Wait until `f` holds, up to `within`.
+#[track_caller]
+pub fn wait_for(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
