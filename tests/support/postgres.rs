@@ -130,6 +130,8 @@ fn start() -> Postgres {
 }
 
 /// Stop the server and remove its folder once this process is gone.
+// The watcher outlives this process by design: nobody is left to wait for it.
+#[allow(clippy::zombie_processes)]
 fn watch(bin: &Path, data: &Path, dir: &Path, root: bool) {
     let stop = format!(
         "{}{} -D {} -m immediate stop",

@@ -292,14 +292,14 @@ impl GitHub {
         etag: Option<&str>,
     ) -> Result<Option<(HeaderMap, Vec<u8>)>, Failure> {
         loop {
-            if let Some(at) = self.not_before.take() {
-                if let Ok(wait) = at.duration_since(SystemTime::now()) {
-                    tracing::warn!(
-                        "GitHub rate limit spent (X-RateLimit-Remaining: 0): waiting {} s for its reset",
-                        wait.as_secs()
-                    );
-                    tokio::time::sleep(wait).await;
-                }
+            if let Some(at) = self.not_before.take()
+                && let Ok(wait) = at.duration_since(SystemTime::now())
+            {
+                tracing::warn!(
+                    "GitHub rate limit spent (X-RateLimit-Remaining: 0): waiting {} s for its reset",
+                    wait.as_secs()
+                );
+                tokio::time::sleep(wait).await;
             }
             let mut req = self
                 .http
@@ -333,15 +333,14 @@ impl GitHub {
             if matches!(
                 status,
                 StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
-            ) {
-                if let Some((wait, why)) = self.rate_limit_wait(&headers, &body) {
-                    tracing::warn!(
-                        "`GET {url}` answered {status} ({why}): waiting {} s, then retrying",
-                        wait.as_secs()
-                    );
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
+            ) && let Some((wait, why)) = self.rate_limit_wait(&headers, &body)
+            {
+                tracing::warn!(
+                    "`GET {url}` answered {status} ({why}): waiting {} s, then retrying",
+                    wait.as_secs()
+                );
+                tokio::time::sleep(wait).await;
+                continue;
             }
             if !status.is_success() {
                 return Err(Failure::Failed(format!(
