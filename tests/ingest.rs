@@ -48,6 +48,7 @@ fn repository(n: u64) -> Repo {
         ));
     }
     for i in 1..=n.min(20) {
+        repo.issues[i as usize - 1]["comments"] = 2.into();
         for k in 0..2 {
             let id = 9000 + i * 2 + k;
             repo.comments
@@ -366,6 +367,40 @@ fn an_unchanged_repository_costs_no_rate_limit() {
     ));
     assert_ok(&once(&gh, &db));
     assert!(numbers("ingest_etag").contains(&151));
+}
+
+#[test]
+fn an_issue_labelled_after_its_comments_gets_them_too() {
+    let pg = server();
+    let db = pg.database("ingest_late");
+    let gh = GitHubStandIn::start(repository(30));
+    assert_ok(&once(&gh, &db));
+    let has_7 = "SELECT count(*) FROM journal_comments WHERE number = 7";
+    assert_eq!(pg.psql("ingest_late", has_7).trim(), "0");
+    // #7 gets the label now; its two comments are older than the comments cursor.
+    {
+        let mut r = gh.repo();
+        let mut late = issue(REPO, 7, "Labelled late", None, &[LABEL], 800, false, false);
+        late["comments"] = 2.into();
+        r.issues[6] = late;
+    }
+    assert_ok(&once(&gh, &db));
+    assert_eq!(pg.psql("ingest_late", has_7).trim(), "2");
+    assert!(
+        gh.repo()
+            .log
+            .iter()
+            .any(|l| l == &format!("/repos/{REPO}/issues/7/comments"))
+    );
+    // Done once: the next sync does not fetch them again.
+    let before = gh.repo().log.len();
+    assert_ok(&once(&gh, &db));
+    assert!(
+        !gh.repo().log[before..]
+            .iter()
+            .any(|l| l.contains("/issues/7/"))
+    );
+    assert_eq!(count("ingest_late", "ingest_backfill"), 0);
 }
 
 #[test]

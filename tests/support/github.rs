@@ -214,6 +214,10 @@ fn router(state: Arc<Mutex<Repo>>) -> axum::Router {
     axum::Router::new()
         .route("/repos/{owner}/{repo}/issues", get(issues))
         .route("/repos/{owner}/{repo}/issues/comments", get(comments))
+        .route(
+            "/repos/{owner}/{repo}/issues/{number}/comments",
+            get(issue_comments),
+        )
         .route("/_stats", get(stats))
         .with_state(state)
 }
@@ -227,6 +231,29 @@ async fn issues(s: Shared, p: Path<(String, String)>, q: Params, h: HeaderMap) -
 
 async fn comments(s: Shared, p: Path<(String, String)>, q: Params, h: HeaderMap) -> Response {
     list(s, p, q, h, false).await
+}
+
+async fn issue_comments(
+    State(state): Shared,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    Query(q): Params,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/repos/{owner}/{name}/issues/{number}/comments");
+    {
+        let mut r = state.lock().unwrap();
+        r.calls += 1;
+        r.log.push(path.clone());
+    }
+    page(
+        &state,
+        &path,
+        &q,
+        &headers,
+        Some(number),
+        false,
+        now() + 3600,
+    )
 }
 
 async fn stats(State(state): Shared) -> Response {
@@ -350,13 +377,34 @@ async fn list(
             Fault::MissingTitle => {
                 fault_title = true;
                 drop(r);
-                return page(&state, &path, &q, &headers, is_issues, fault_title, reset);
+                return page(
+                    &state,
+                    &path,
+                    &q,
+                    &headers,
+                    list_of(is_issues),
+                    fault_title,
+                    reset,
+                );
             }
         };
         rate_headers(resp.headers_mut(), remaining, reset);
         return resp;
     }
-    page(&state, &path, &q, &headers, is_issues, fault_title, reset)
+    page(
+        &state,
+        &path,
+        &q,
+        &headers,
+        list_of(is_issues),
+        fault_title,
+        reset,
+    )
+}
+
+/// `None`: the issues list; `Some(0)`: all comments; `Some(n)`: issue `n`'s comments.
+fn list_of(is_issues: bool) -> Option<u64> {
+    if is_issues { None } else { Some(0) }
 }
 
 fn param<'a>(q: &'a HashMap<String, String>, k: &str) -> Option<&'a str> {
@@ -368,10 +416,11 @@ fn page(
     path: &str,
     q: &HashMap<String, String>,
     headers: &HeaderMap,
-    is_issues: bool,
+    comments_of: Option<u64>,
     drop_title: bool,
     reset: u64,
 ) -> Response {
+    let is_issues = comments_of.is_none();
     let mut r = state.lock().unwrap();
     let since = param(q, "since").map(|s| {
         humantime::parse_rfc3339_weak(s)
@@ -391,6 +440,13 @@ fn page(
     let mut items: Vec<&Value> = source
         .iter()
         .filter(|v| since.is_none_or(|s| updated(v) >= s))
+        .filter(|v| match comments_of {
+            Some(n) if n > 0 => v["issue_url"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/issues/{n}")),
+            _ => true,
+        })
         .filter(|v| {
             if !is_issues {
                 return true;
@@ -412,7 +468,12 @@ fn page(
         })
         .collect();
     let key = if is_issues { "number" } else { "id" };
-    items.sort_by_key(|v| (updated(v), v[key].as_u64().unwrap()));
+    if comments_of.is_some_and(|n| n > 0) {
+        // One issue's comments come in ascending id order.
+        items.sort_by_key(|v| v[key].as_u64().unwrap());
+    } else {
+        items.sort_by_key(|v| (updated(v), v[key].as_u64().unwrap()));
+    }
     if param(q, "direction") == Some("desc") {
         items.reverse();
     }

@@ -30,6 +30,7 @@ pub struct Db {
     upsert_issue: Statement,
     upsert_comment: Statement,
     save_cursor: Statement,
+    want_backfill: Statement,
 }
 
 /// Connection settings, checked at start.
@@ -114,7 +115,8 @@ impl Db {
                    state = excluded.state, author = excluded.author, url = excluded.url,
                    created_at = excluded.created_at, updated_at = excluded.updated_at,
                    closed_at = excluded.closed_at
-                 WHERE excluded.updated_at >= e.updated_at",
+                 WHERE excluded.updated_at >= e.updated_at
+                 RETURNING (xmax = 0) AS inserted",
             )
             .await
             .map_err(|e| fail("preparing the entry upsert", &e))?;
@@ -143,11 +145,24 @@ impl Db {
             )
             .await
             .map_err(|e| fail("preparing the cursor update", &e))?;
+        // An entry new to the journal whose comments the comments cursor may already have passed.
+        let want_backfill = client
+            .prepare(
+                "INSERT INTO ingest_backfill (repository, number)
+                 SELECT $1::text, $2::bigint
+                 WHERE EXISTS (SELECT 1 FROM ingest_cursors
+                               WHERE repository = $1::text AND label = $3::text
+                                 AND stream = 'comments' AND since IS NOT NULL)
+                 ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(|e| fail("preparing the backfill note", &e))?;
         Ok(Db {
             client,
             upsert_issue,
             upsert_comment,
             save_cursor,
+            want_backfill,
         })
     }
 
@@ -199,10 +214,9 @@ impl Db {
             .transaction()
             .await
             .map_err(|e| db_failure("starting a transaction", &e))?;
-        // Sent together: tokio-postgres pipelines them, one round trip for the page.
         let (txr, statement) = (&tx, &self.upsert_issue);
         let writes = issues.iter().map(|i| async move {
-            txr.execute(
+            txr.query_opt(
                 statement,
                 &[
                     &repository,
@@ -220,11 +234,21 @@ impl Db {
             )
             .await
         });
-        let written: u64 = futures_util::future::try_join_all(writes)
+        // Sent together: tokio-postgres pipelines them, one round trip for the page.
+        let rows = futures_util::future::try_join_all(writes)
             .await
-            .map_err(|e| db_failure("writing journal entries", &e))?
-            .into_iter()
-            .sum();
+            .map_err(|e| db_failure("writing journal entries", &e))?;
+        let mut written = 0;
+        for (issue, row) in issues.iter().zip(rows) {
+            let Some(row) = row else { continue };
+            written += 1;
+            let inserted: bool = row.get(0);
+            if inserted && issue.comments > 0 {
+                tx.execute(&self.want_backfill, &[&repository, &issue.number, &label])
+                    .await
+                    .map_err(|e| db_failure("noting a backfill", &e))?;
+            }
+        }
         save(
             &tx,
             &self.save_cursor,
@@ -237,6 +261,69 @@ impl Db {
         tx.commit()
             .await
             .map_err(|e| db_failure("committing journal entries", &e))?;
+        Ok(written)
+    }
+
+    /// The journal entries whose comments are still to be fetched one by one.
+    ///
+    /// # Errors
+    /// The query fails.
+    pub async fn backfills(&self, repository: &str) -> Result<Vec<i64>, Failure> {
+        let rows = self
+            .client
+            .query(
+                "SELECT number FROM ingest_backfill WHERE repository = $1 ORDER BY number",
+                &[&repository],
+            )
+            .await
+            .map_err(|e| db_failure("reading the backfill list", &e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Write all comments of entry `number` and strike it from the backfill list, in one
+    /// transaction; the number of rows written.
+    ///
+    /// # Errors
+    /// Any statement fails; nothing is then kept.
+    pub async fn commit_backfill(
+        &mut self,
+        repository: &str,
+        number: i64,
+        comments: &[Comment],
+    ) -> Result<u64, Failure> {
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(|e| db_failure("starting a transaction", &e))?;
+        let mut written = 0;
+        for c in comments {
+            written += tx
+                .execute(
+                    &self.upsert_comment,
+                    &[
+                        &repository,
+                        &c.id,
+                        &c.number,
+                        &c.body,
+                        &c.author,
+                        &c.url,
+                        &c.created_at,
+                        &c.updated_at,
+                    ],
+                )
+                .await
+                .map_err(|e| db_failure("writing backfilled comments", &e))?;
+        }
+        tx.execute(
+            "DELETE FROM ingest_backfill WHERE repository = $1 AND number = $2",
+            &[&repository, &number],
+        )
+        .await
+        .map_err(|e| db_failure("striking a backfill", &e))?;
+        tx.commit()
+            .await
+            .map_err(|e| db_failure("committing backfilled comments", &e))?;
         Ok(written)
     }
 

@@ -59,6 +59,8 @@ pub struct Issue {
     pub updated_at: String,
     /// When it was closed, if it is.
     pub closed_at: Option<String>,
+    /// How many comments it has.
+    pub comments: i64,
 }
 
 /// An issue comment.
@@ -185,6 +187,14 @@ impl GitHub {
         url.into()
     }
 
+    /// The first page of one issue's comments (oldest first).
+    pub fn issue_comments_url(&self, number: i64) -> String {
+        format!(
+            "{}/repos/{}/issues/{number}/comments?per_page={PER_PAGE}",
+            self.api, self.repository
+        )
+    }
+
     /// Fetch one page of issues; pull requests are dropped.
     ///
     /// # Errors
@@ -224,6 +234,7 @@ impl GitHub {
                 created_at: r.created_at,
                 updated_at: r.updated_at,
                 closed_at: r.closed_at,
+                comments: r.comments,
             });
         }
         Ok(Fetched::Page {
@@ -397,6 +408,8 @@ struct RawIssue {
     created_at: String,
     updated_at: String,
     closed_at: Option<String>,
+    #[serde(default)]
+    comments: i64,
     #[serde(default)]
     pull_request: Option<serde::de::IgnoredAny>,
 }

@@ -15,6 +15,10 @@
 //! webhook arrives); `--once` runs one and exits 0 or 1. A failed sync (GitHub answering an error
 //! or a body that is not the list it documents, the database down) is logged with what failed and
 //! retried with a growing delay; rate limits are waited out inside the sync.
+//!
+//! An issue labelled after it was commented on joins the journal once the comments cursor has
+//! passed those comments: its insert notes it for a backfill (in the page's transaction), and the
+//! end of the sync reads its comments from the issue's own list.
 
 mod db;
 mod github;
@@ -240,7 +244,35 @@ impl Ingest {
         let mut done = Done::default();
         self.stream(Stream::Issues, &mut done).await?;
         self.stream(Stream::Comments, &mut done).await?;
+        self.backfill(&mut done).await?;
         Ok(done)
+    }
+
+    /// Comments of entries that joined the journal after the comments cursor passed them (an
+    /// issue labelled late): read per issue, committed with the strike from the list.
+    async fn backfill(&mut self, done: &mut Done) -> Result<(), Failure> {
+        let db = self
+            .db
+            .as_mut()
+            .expect("connected at the start of the sync");
+        for number in db.backfills(&self.repository).await? {
+            let mut comments = Vec::new();
+            let mut url = Some(self.github.issue_comments_url(number));
+            while let Some(u) = url.take() {
+                if let Fetched::Page { items, next, .. } = self.github.comments(&u, None).await? {
+                    comments.extend(items);
+                    url = next;
+                }
+            }
+            let db = self
+                .db
+                .as_mut()
+                .expect("connected at the start of the sync");
+            done.comments += db
+                .commit_backfill(&self.repository, number, &comments)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Read `stream` from its cursor to the end, committing page by page.
