@@ -89,10 +89,17 @@ fn args(gh: &GitHubStandIn, db: &str, interval: &str) -> Vec<String> {
 
 /// One `--once` run.
 fn once(gh: &GitHubStandIn, db: &str) -> Output {
-    Command::new(labctl())
-        .args(args(gh, db, "1h"))
+    once_with(gh, db, None)
+}
+
+fn once_with(gh: &GitHubStandIn, db: &str, token: Option<&str>) -> Output {
+    let mut cmd = Command::new(labctl());
+    match token {
+        Some(t) => cmd.env("GITHUB_TOKEN", t),
+        None => cmd.env_remove("GITHUB_TOKEN"),
+    };
+    cmd.args(args(gh, db, "1h"))
         .arg("--once")
-        .env_remove("GITHUB_TOKEN")
         .env("LABCTL_LOG", "info")
         .output()
         .unwrap()
@@ -245,10 +252,19 @@ fn labelled_issues_and_their_comments_become_searchable_entries() {
     let pg = server();
     let db = pg.database("ingest_basic");
     let gh = GitHubStandIn::start(repository(250));
-    let out = once(&gh, &db);
+    let out = once_with(&gh, &db, Some("ghp_test"));
     assert_ok(&out);
 
     assert_eq!(numbers("ingest_basic"), wanted(250));
+    assert!(
+        gh.repo().auth.iter().all(|a| a == "Bearer ghp_test"),
+        "{:?}",
+        gh.repo().auth
+    );
+    assert!(
+        !stderr(&out).contains("ghp_test"),
+        "the token is never logged"
+    );
     // Pull requests (every 10th) came back from GitHub and were skipped.
     assert!(
         stderr(&out).contains("pull requests skipped"),

@@ -73,6 +73,8 @@ pub struct Repo {
     pub used: u64,
     /// Every request's path and query, in order.
     pub log: Vec<String>,
+    /// Every list request's `Authorization` header (empty when absent).
+    pub auth: Vec<String>,
 }
 
 impl Repo {
@@ -309,6 +311,12 @@ async fn list(
         let mut query: Vec<_> = q.iter().map(|(k, v)| format!("{k}={v}")).collect();
         query.sort();
         r.log.push(format!("{path}?{}", query.join("&")));
+        let auth = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        r.auth.push(auth);
         let fault = match r.faults.front() {
             Some((at, _)) if *at == n => r.faults.pop_front().map(|(_, f)| f),
             _ => None,

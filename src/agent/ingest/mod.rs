@@ -446,6 +446,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn metrics_name_what_a_sync_did() {
+        let args = IngestArgs {
+            repository: "o/n".into(),
+            label: "journal".into(),
+            interval: Duration::from_secs(60),
+            database_url: "postgres://u@127.0.0.1:5432/db".into(),
+            github_api: "http://127.0.0.1:1".into(),
+            once: true,
+        };
+        let mut ingest = Ingest::new(&args).unwrap();
+        ingest.totals.entries = 7;
+        ingest.github.remaining = Some(4999);
+        let points = ingest.points(Duration::from_millis(1500), true);
+        let find = |name: &str| points.iter().find(|p| p.name == name).unwrap();
+        assert_eq!(find("labctl.ingest.entries.upserted").value, 7.0);
+        assert_eq!(find("labctl.ingest.entries.upserted").kind, Kind::Counter);
+        assert_eq!(find("labctl.ingest.ratelimit.remaining").value, 4999.0);
+        assert_eq!(find("labctl.ingest.ratelimit.remaining").kind, Kind::Gauge);
+        let duration = find("labctl.ingest.sync.duration");
+        assert_eq!((duration.unit, duration.value), ("s", 1.5));
+        assert_eq!(duration.attributes, vec![("result", "ok".to_string())]);
+        assert!(points.iter().any(|p| p.name == "labctl.ingest.api.calls"));
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let mut args = IngestArgs {
+            repository: "o/n".into(),
+            label: "journal".into(),
+            interval: Duration::from_secs(60),
+            database_url: "not a url".into(),
+            github_api: "https://api.github.com".into(),
+            once: false,
+        };
+        let e = Ingest::new(&args).err().unwrap().to_string();
+        assert!(e.contains("`--database-url`"), "{e}");
+        args.database_url = "postgres://u@h/db".into();
+        args.github_api = "ftp://x".into();
+        let e = Ingest::new(&args).err().unwrap().to_string();
+        assert!(e.contains("`--github-api` `ftp://x`"), "{e}");
+    }
+
+    #[test]
     fn backoff_grows_to_the_interval() {
         let i = Duration::from_secs(60);
         assert_eq!(backoff(0, i), Duration::from_secs(1));
