@@ -393,4 +393,10 @@ pub struct IngestArgs {
     /// The PostgreSQL database, as `postgres://user@host:5432/db` (password from `PGPASSWORD`).
     #[arg(long, value_name = "URL")]
     pub database_url: String,
+    /// GitHub's REST API root (a GitHub Enterprise server's is `https://HOST/api/v3`).
+    #[arg(long, value_name = "URL", default_value = "https://api.github.com")]
+    pub github_api: String,
+    /// Sync once and exit: 0 when the sync completed, 1 when it failed.
+    #[arg(long)]
+    pub once: bool,
 }

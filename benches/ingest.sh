@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): `labctl agent ingest --once` pulling 10,000 labelled issues (and 2,000
+# comments) from the project's GitHub stand-in into a real PostgreSQL started from Debian's
+# `postgresql` (as the tests start it). Prints a table: wall time, issues/s, API calls, 304s and
+# rate limit used, for first syncs into empty databases, the sync after, and an unchanged repository.
+#
+#   benches/ingest.sh            ISSUES=N RUNS=N LATENCY_MS=N to change the load;
+#                                LABCTL=path/to/labctl to skip the release build
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-$PWD/target}
+if [ -z "${LABCTL:-}" ]; then
+  cargo build --release --quiet --bin labctl
+  LABCTL=$target/release/labctl
+fi
+LABCTL_BIN=$LABCTL nice -n 10 cargo bench --quiet --bench ingest_bench
