@@ -1,8 +1,11 @@
 //! `labctl agent collector`: a fixture proc/sys tree (exact names, units, attributes, values),
 //! the machine's own /proc, a tailscaled stand-in on a unix socket speaking the local API's real
 //! JSON, the Prometheus endpoint parsed back (and checked by `promtool`), the unit states of a
-//! real systemd user manager, and the binary stopped by SIGTERM.
+//! real systemd user manager, the same points received over OTLP by the project's own receiver,
+//! and the binary stopped by SIGTERM.
 
+#[path = "support/otlp.rs"]
+mod otlp;
 mod support;
 
 use std::collections::BTreeMap;
@@ -869,4 +872,77 @@ fn prometheus_label_values_and_help_are_escaped() {
         "# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info{host_name=\"n1\"} 1\n\
          # HELP x_total a\\nb\n# TYPE x_total counter\nx_total{mountpoint=\"/a \\\"b\\\"\\\\\"} 2.5\n"
     );
+}
+
+/// The points reach an OTLP collector with the hostmetrics receiver's names, units, kinds and
+/// attributes, under the collector's own resource.
+#[test]
+fn binary_exports_hostmetrics_over_otlp() {
+    let rx = otlp::Receiver::start();
+    let f = fixture();
+    let (proc, sys, root) = (f.join("proc"), f.join("sys"), f.join("root"));
+    let missing = tempfile::tempdir().unwrap();
+    let endpoint = rx.http_endpoint();
+    let agent = Agent::spawn(
+        &[
+            "--interval",
+            "200ms",
+            "--proc-path",
+            proc.to_str().unwrap(),
+            "--sys-path",
+            sys.to_str().unwrap(),
+            "--root-path",
+            root.to_str().unwrap(),
+            "--tailscale-socket",
+            missing.path().join("tailscaled.sock").to_str().unwrap(),
+            "--node-name",
+            "node1",
+            "--otlp-endpoint",
+            &endpoint,
+        ],
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".into()),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "300".into()),
+        ],
+    );
+    let metrics = rx.wait_for_metrics(Duration::from_secs(30), |m| {
+        m.iter().any(|m| m.name == "system.network.io")
+            && m.iter().any(|m| m.name == "tailscale.up")
+    });
+    let get = |name: &str| {
+        metrics
+            .iter()
+            .rev()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no `{name}` in {metrics:#?}"))
+    };
+    let cpu = get("system.cpu.time");
+    assert_eq!((cpu.kind, cpu.monotonic, cpu.unit.as_str()), ("sum", true, "s"));
+    assert!(cpu.points.iter().any(|(a, _)| {
+        a.get("cpu").map(String::as_str) == Some("cpu0")
+            && a.get("state").map(String::as_str) == Some("user")
+    }));
+    let memory = get("system.memory.usage");
+    assert_eq!((memory.kind, memory.unit.as_str()), ("sum", "By"));
+    let free: Vec<f64> = memory
+        .points
+        .iter()
+        .filter(|(a, _)| a.get("state").map(String::as_str) == Some("free"))
+        .map(|(_, v)| *v)
+        .collect();
+    assert_eq!(free, [2_048_000_000.0]);
+    let load = get("system.cpu.load_average.15m");
+    assert_eq!((load.kind, load.points[0].1), ("gauge", 0.25));
+    let net = get("system.network.io");
+    assert!(net.points.iter().any(|(a, v)| {
+        a.get("device").map(String::as_str) == Some("eth0")
+            && a.get("direction").map(String::as_str) == Some("receive")
+            && *v == 123_456_789.0
+    }));
+    // No tailscaled socket: Tailscale is down, not an error.
+    assert_eq!(get("tailscale.up").points[0].1, 0.0);
+    let resource = &cpu.resource;
+    assert_eq!(resource["service.name"], "labctl-collector");
+    assert!(!resource["host.name"].is_empty(), "{resource:?}");
+    drop(agent);
 }
