@@ -917,7 +917,10 @@ fn binary_exports_hostmetrics_over_otlp() {
             .unwrap_or_else(|| panic!("no `{name}` in {metrics:#?}"))
     };
     let cpu = get("system.cpu.time");
-    assert_eq!((cpu.kind, cpu.monotonic, cpu.unit.as_str()), ("sum", true, "s"));
+    assert_eq!(
+        (cpu.kind, cpu.monotonic, cpu.unit.as_str()),
+        ("sum", true, "s")
+    );
     assert!(cpu.points.iter().any(|(a, _)| {
         a.get("cpu").map(String::as_str) == Some("cpu0")
             && a.get("state").map(String::as_str) == Some("user")
