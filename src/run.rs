@@ -29,6 +29,7 @@ pub fn run() -> ExitCode {
                 service: "labctl",
                 endpoint: None,
                 stderr: false,
+                host: None,
             },
             || stack::load(&cli.stack).ok().map(|l| l.stack.stack.name),
         ),

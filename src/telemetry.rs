@@ -235,6 +235,9 @@ pub struct Options<'a> {
     /// Log `tracing` events to stderr (agents): journald-friendly when `JOURNAL_STREAM` is set.
     /// The CLI prints through its views and keeps this off.
     pub stderr: bool,
+    /// The `host.name` to report instead of the machine's (the collector's `--node-name`);
+    /// `OTEL_RESOURCE_ATTRIBUTES` still wins.
+    pub host: Option<&'a str>,
 }
 
 /// The telemetry of the process. Dropping it flushes what is queued, within
@@ -270,11 +273,18 @@ pub fn init(opts: Options<'_>, stack: impl FnOnce() -> Option<String>) -> Teleme
     };
     let pipeline = settings
         .filter(|_| ACTIVE.get().is_none())
-        .and_then(|s| match Pipeline::build(&s, stack(), opts.stderr) {
-            Ok(p) => Some(p),
-            Err(why) => {
-                eprintln!("warning: telemetry is off: {why}");
-                None
+        .and_then(|mut s| {
+            if let Some(host) = opts.host
+                && !s.attributes.iter().any(|(k, _)| k == "host.name")
+            {
+                s.attributes.push(("host.name".into(), host.into()));
+            }
+            match Pipeline::build(&s, stack(), opts.stderr) {
+                Ok(p) => Some(p),
+                Err(why) => {
+                    eprintln!("warning: telemetry is off: {why}");
+                    None
+                }
             }
         });
     let exporting = pipeline.is_some();

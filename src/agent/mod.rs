@@ -22,7 +22,9 @@ pub fn main(args: &AgentArgs) -> ExitCode {
         AgentCommand::Proxy(c) => runtime::start("proxy", otlp, |s| proxy::run(c.clone(), s)),
         AgentCommand::Gate(c) => runtime::start("gate", otlp, |s| gate::run(c.clone(), s)),
         AgentCommand::Collector(c) => {
-            runtime::start("collector", otlp, |s| collector::run(c.as_ref().clone(), s))
+            runtime::start_as("collector", otlp, c.node_name.as_deref(), |s| {
+                collector::run(c.as_ref().clone(), s)
+            })
         }
         AgentCommand::Ingest(c) => runtime::start("ingest", otlp, |s| ingest::run(c.clone(), s)),
     }

@@ -102,12 +102,28 @@ where
     F: FnOnce(Shutdown) -> Fut,
     Fut: Future<Output = Result<(), Error>>,
 {
+    start_as(name, otlp_endpoint, None, agent)
+}
+
+/// [`start`], reporting `host` as the resource's `host.name` (the collector's `--node-name`: in
+/// the DaemonSet the pod's host name is not the node's).
+pub fn start_as<F, Fut>(
+    name: &'static str,
+    otlp_endpoint: Option<&str>,
+    host: Option<&str>,
+    agent: F,
+) -> ExitCode
+where
+    F: FnOnce(Shutdown) -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+{
     let service = format!("labctl-{name}");
     let telemetry = telemetry::init(
         telemetry::Options {
             service: &service,
             endpoint: otlp_endpoint,
             stderr: true,
+            host,
         },
         // Agents are not given a stack file: `OTEL_RESOURCE_ATTRIBUTES=labctl.stack=…` names it.
         || None,
