@@ -153,3 +153,20 @@ pub fn remote_url(dir: &Path, remote: &str) -> Result<Option<String>, Error> {
         }),
     }
 }
+
+/// Fetch `branch` from `remote` into the checkout at `dir`, for the GitOps sync.
+///
+/// # Errors
+/// [`Error::Git`] with git's reason when the fetch fails.
+pub fn fetch(dir: &Path, remote: &str, branch: &str) -> Result<(), Error> {
+    git(dir, branch, &["fetch", "--quiet", remote, branch]).map(drop)
+}
+
+/// Check out exactly `commit` in the checkout at `dir`, detached from any branch: the sync
+/// applies what was pushed, never what a branch points at by the time it runs.
+///
+/// # Errors
+/// [`Error::Git`] with git's reason (an unknown commit, local changes in the way).
+pub fn checkout_detached(dir: &Path, commit: &str) -> Result<(), Error> {
+    git(dir, commit, &["checkout", "--quiet", "--detach", commit]).map(drop)
+}

@@ -336,3 +336,123 @@ fn issues_reload_ingest_and_pipelines_start_units_on_a_real_manager() {
 
     assert_eq!(p.stop(), Some(0));
 }
+
+const SLEEPER: &str = "[Unit]
+Description={{ c.values.description }}
+
+[Service]
+ExecStart=/bin/sh -c 'trap \"\" HUP; while :; do sleep 1; done'
+
+[Install]
+WantedBy=default.target
+";
+
+/// `git` in `dir` as a test author; stdout trimmed.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run git");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The stack of the GitOps test: the sleeper template and one `[host.extra]` unit per name.
+fn gitops_stack(dir: &Path, units: &[&str]) {
+    let mut s = support::TestStack::new(dir, "gitops").template("sleeper.service", SLEEPER);
+    for u in units {
+        s = s.unit(
+            u,
+            &format!("template = \"sleeper\"\nunit = \"gitops-{u}\"\nvalues = {{ description = \"{u}\" }}"),
+        );
+    }
+    s.write();
+}
+
+fn sync_status(p: &agents::Proxy) -> serde_json::Value {
+    let r = p.request("GET", "/sync/status", &[], b"");
+    assert_eq!(r.status, 200, "{r:?}");
+    r.json()
+}
+
+#[test]
+fn a_signed_push_checks_out_the_commit_and_applies_it_on_a_real_manager() {
+    let m = UserManager::start();
+    let scratch = m.scratch();
+    let repo = checkout(&scratch, "");
+    let origin = scratch.join("origin/acme/homelab.git");
+    std::fs::create_dir_all(&origin).unwrap();
+    git(&origin, &["init", "-q", "--bare", "-b", "main"]);
+
+    // The checkout holds the applied stack (unit a) and is on origin.
+    gitops_stack(&repo, &["a"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "unit a"]);
+    git(&repo, &["push", "-q", "origin", "main"]);
+    let before = git(&repo, &["rev-parse", "HEAD"]);
+    m.labctl(&repo.join("stack.toml"), &["apply", "--yes"])
+        .code(0);
+    assert_eq!(m.active_state("gitops-a.service"), "active");
+
+    // Someone else adds unit b and pushes it.
+    let work = scratch.join("work");
+    let out = std::process::Command::new("git")
+        .args(["clone", "-q"])
+        .arg(&origin)
+        .arg(&work)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    gitops_stack(&work, &["a", "b"]);
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "unit b"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    let after = git(&work, &["rev-parse", "HEAD"]);
+
+    let mut cmd = ProxyCmd::new(&repo);
+    for (k, v) in m.env() {
+        cmd = cmd.env(k, v);
+    }
+    let p = cmd.start();
+    let push = PUSH
+        .replace(COMMIT, &after)
+        .replace("6113728f27ae82c7b1a177c8d03f9e96e0adf246", &before);
+    let r = p.deliver("push", "gitops-0001", "application/json", push.as_bytes());
+    assert_eq!(r.status, 202, "{r:?}");
+
+    let mut status = serde_json::Value::Null;
+    wait_for(Duration::from_secs(120), "the sync to finish", || {
+        status = sync_status(&p);
+        status["commit"] == after.as_str() && status["finished"].is_string()
+    });
+    assert_eq!(status["result"], "ok", "{status}\n{}", p.log_text());
+    assert_eq!(status["summary"]["add"], 1, "{status}");
+    assert_eq!(status["summary"]["change"], 0, "{status}");
+    assert_eq!(status["summary"]["destroy"], 0, "{status}");
+    assert!(status["error"].is_null(), "{status}");
+    assert!(
+        status["started"].as_str().unwrap().ends_with('Z'),
+        "{status}"
+    );
+    assert_eq!(m.active_state("gitops-b.service"), "active");
+    // Exactly the pushed commit is checked out; the slot is empty; the applied commit is on disk.
+    assert_eq!(git(&repo, &["rev-parse", "HEAD"]), after);
+    assert!(pending(&repo).is_none());
+    let last = std::fs::read_to_string(repo.join(".git/labctl-proxy/last-applied")).unwrap();
+    assert_eq!(last.trim(), after);
+
+    m.labctl(&repo.join("stack.toml"), &["plan", "--user"])
+        .code(0)
+        .stdout_has("No changes.");
+
+    // A redelivery is answered and does nothing: no new sync.
+    let r = p.deliver("push", "gitops-0001", "application/json", push.as_bytes());
+    assert_eq!(r.status, 200, "{r:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sync_status(&p), status);
+    assert!(pending(&repo).is_none());
+    assert_eq!(p.stop(), Some(0));
+}

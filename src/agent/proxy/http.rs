@@ -45,6 +45,7 @@ fn router(app: App) -> Router {
             "/pipelines/{name}",
             post(pipeline_start).get(pipeline_status),
         )
+        .route("/sync/status", get(sync_status))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
@@ -120,6 +121,11 @@ async fn pipeline_status(
     headers: HeaderMap,
 ) -> Reply {
     super::pipelines::status(&app.proxy, &name, text(&headers, "authorization")).await
+}
+
+async fn sync_status(State(app): State<App>) -> Reply {
+    let status = serde_json::to_value(app.proxy.sync.status()).unwrap_or_default();
+    Reply::json(200, status)
 }
 
 async fn healthz() -> Reply {

@@ -3,13 +3,15 @@
 //!
 //! The rooms: [`http`] is the only importer of axum (routes, limits, the server loop); [`webhook`]
 //! verifies and dispatches GitHub deliveries; [`deliveries`] remembers delivery IDs on disk;
-//! [`pending`] is the durable slot a push leaves for the GitOps sync; [`pipelines`] starts units.
+//! [`pending`] is the durable slot a push leaves for the GitOps sync, which [`sync`] runs;
+//! [`pipelines`] starts units.
 //! Everything but [`http`] answers with a plain [`Reply`].
 
 pub mod deliveries;
 mod http;
 pub mod pending;
 pub mod pipelines;
+pub mod sync;
 pub mod webhook;
 
 use std::path::PathBuf;
@@ -65,6 +67,8 @@ pub struct Proxy {
     pub deliveries: tokio::sync::Mutex<deliveries::Deliveries>,
     /// The slot a push leaves for the sync.
     pub pending: pending::Slot,
+    /// The GitOps sync's wake-up and status.
+    pub sync: sync::Sync,
     /// The ingest agent's unit, told to sync on an `issues` event (`None`: ingest is disabled).
     pub ingest_unit: Option<String>,
     /// The pipelines of `[host.proxy.pipelines]`.
@@ -181,6 +185,7 @@ pub fn configure(args: &ProxyArgs) -> Result<Proxy, Error> {
         origin,
         secret: secret.into_bytes(),
         pending: pending::Slot::new(&state_dir),
+        sync: sync::Sync::default(),
         state_dir,
         deliveries: tokio::sync::Mutex::new(deliveries),
         ingest_unit: h
@@ -193,8 +198,8 @@ pub fn configure(args: &ProxyArgs) -> Result<Proxy, Error> {
     })
 }
 
-/// Run the proxy until `shutdown`: bind, say ready, serve; on stop, accept nothing more and
-/// answer the requests in flight.
+/// Run the proxy until `shutdown`: bind, say ready, serve and sync; on stop, accept nothing more,
+/// answer the requests in flight and let a running sync finish.
 ///
 /// # Errors
 /// [`Error::Agent`] when it cannot start (see [`configure`]) or cannot bind its address.
@@ -222,5 +227,9 @@ pub async fn run(config: ProxyArgs, shutdown: Shutdown) -> Result<(), Error> {
         connections: config.max_connections.max(1),
     };
     shutdown.ready();
-    http::serve(listener, proxy, limits, shutdown).await
+    // The sync runs beside the server; when the server stops, a sync under way still finishes
+    // (within the runtime's stop deadline) before the process exits.
+    let sync = sync::run(proxy.clone(), config.stack_file.clone(), shutdown.clone());
+    let (served, ()) = tokio::join!(http::serve(listener, proxy, limits, shutdown), sync);
+    served
 }

@@ -239,6 +239,7 @@ fn push(proxy: &Proxy, id: &str, payload: &serde_json::Value) -> Result<Reply, R
             "cannot queue the sync; redeliver it later",
         ));
     }
+    proxy.sync.wake();
     Ok(Reply::json(
         202,
         json!({ "delivery": id, "event": "push", "result": "sync queued", "commit": pending.commit }),

@@ -1,0 +1,253 @@
+//! The GitOps sync: the commit waiting in the [`pending`](super::pending) slot is fetched,
+//! checked out exactly, planned and applied through the library, one sync at a time. A push wakes
+//! it; so does the start, so a sync cut off by a kill is redone from the slot.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tracing::Instrument;
+
+use super::Proxy;
+use super::pending::write_atomic;
+use crate::agent::runtime::Shutdown;
+use crate::apply::{self, Events};
+use crate::error::Error;
+use crate::plan::{self, Against, Observe, Secrets, Sources, Summary};
+use crate::stack::{self, Plane, Scope};
+
+/// The file in the state folder naming the last commit applied.
+const LAST_APPLIED: &str = "last-applied";
+
+/// What `GET /sync/status` shows: the latest sync since the process started.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Status {
+    /// The commit synced.
+    pub commit: Option<String>,
+    /// When it started, RFC 3339 UTC.
+    pub started: Option<String>,
+    /// When it finished, RFC 3339 UTC.
+    pub finished: Option<String>,
+    /// `ok`, `failed`, `refused` or `running`; `null` before the first sync.
+    pub result: Option<&'static str>,
+    /// The plan's summary.
+    pub summary: Option<Summary>,
+    /// Why it failed or was refused.
+    pub error: Option<String>,
+}
+
+/// The sync's shared half: the wake-up and the status.
+#[derive(Debug, Default)]
+pub struct Sync {
+    wake: tokio::sync::Notify,
+    status: std::sync::Mutex<Status>,
+}
+
+impl Sync {
+    /// Ask for a sync of what waits in the slot.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The latest sync's status.
+    pub fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set(&self, f: impl FnOnce(&mut Status)) {
+        f(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// Sync until `shutdown`: wait for a wake-up, sync the slot's commit, repeat. A sync under way
+/// when the stop comes is finished, not cut off (the runtime's stop deadline bounds it).
+pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, shutdown: Shutdown) {
+    // The start counts as a wake-up: a commit left in the slot by a kill is synced again.
+    proxy.sync.wake();
+    // A failed sync stays in the slot for the next start; it is not retried in a loop.
+    let mut attempted: Option<String> = None;
+    loop {
+        tokio::select! {
+            () = proxy.sync.wake.notified() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let pending = match proxy.pending.read() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("cannot read the pending sync: {e}");
+                continue;
+            }
+        };
+        let Some(pending) = pending else { continue };
+        if attempted.as_deref() == Some(pending.commit.as_str()) {
+            continue;
+        }
+        attempted = Some(pending.commit.clone());
+        let span = tracing::info_span!(
+            "proxy sync",
+            labctl.commit = %pending.commit,
+            labctl.result = tracing::field::Empty
+        );
+        sync_one(&proxy, &stack_file, &pending.commit)
+            .instrument(span)
+            .await;
+        // A push that arrived during the sync left a newer commit: go again at once.
+        if proxy
+            .pending
+            .read()
+            .ok()
+            .flatten()
+            .is_some_and(|p| attempted.as_deref() != Some(p.commit.as_str()))
+        {
+            proxy.sync.wake();
+        }
+    }
+}
+
+/// How one sync ended, before it goes into the status.
+enum Ended {
+    Ok(Summary),
+    Refused(Summary, Error),
+    Failed(Option<Summary>, Error),
+}
+
+async fn sync_one(proxy: &Proxy, stack_file: &Path, commit: &str) {
+    tracing::info!(commit, "sync started");
+    proxy.sync.set(|s| {
+        *s = Status {
+            commit: Some(commit.to_string()),
+            started: Some(now()),
+            result: Some("running"),
+            ..Status::default()
+        };
+    });
+    let ended = sync_commit(proxy, stack_file, commit).await;
+    let (result, summary, error) = match ended {
+        Ended::Ok(s) => {
+            tracing::info!(
+                commit,
+                add = s.add,
+                change = s.change,
+                destroy = s.destroy,
+                "sync applied"
+            );
+            if let Err(e) = write_atomic(
+                &proxy.state_dir.join(LAST_APPLIED),
+                format!("{commit}\n").as_bytes(),
+            ) {
+                tracing::error!("cannot record the applied commit: {e}");
+            }
+            if let Err(e) = proxy.pending.clear_if(commit) {
+                tracing::error!("cannot clear the pending sync: {e}");
+            }
+            ("ok", Some(s), None)
+        }
+        Ended::Refused(s, e) => {
+            let e = e.report();
+            tracing::warn!(commit, "sync refused: {e}");
+            // Refused again on every retry: only a new push can change that.
+            if let Err(e) = proxy.pending.clear_if(commit) {
+                tracing::error!("cannot clear the pending sync: {e}");
+            }
+            ("refused", Some(s), Some(e))
+        }
+        Ended::Failed(s, e) => {
+            let e = e.report();
+            tracing::error!(commit, "sync failed: {e}");
+            ("failed", s, Some(e))
+        }
+    };
+    tracing::Span::current().record("labctl.result", result);
+    proxy.sync.set(|s| {
+        s.finished = Some(now());
+        s.result = Some(result);
+        s.summary = summary;
+        s.error = error;
+    });
+}
+
+async fn sync_commit(proxy: &Proxy, stack_file: &Path, commit: &str) -> Ended {
+    if commit.len() < 7 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ended::Failed(
+            None,
+            Error::Git {
+                rev: commit.into(),
+                message: "not a commit id".into(),
+            },
+        );
+    }
+    let dir = proxy.repo_dir.clone();
+    let branch = proxy.branch.clone();
+    let c = commit.to_string();
+    let git = tokio::task::spawn_blocking(move || {
+        crate::git::fetch(&dir, "origin", &branch)?;
+        crate::git::checkout_detached(&dir, &c)
+    })
+    .await;
+    match git {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Ended::Failed(None, e),
+        Err(e) => return Ended::Failed(None, super::agent_error(e.to_string())),
+    }
+    let loaded = match stack::load(&proxy.repo_dir.join(stack_file)) {
+        Ok(l) => l,
+        Err(e) => return Ended::Failed(None, e),
+    };
+    let sources = match Sources::for_stack(&loaded, Secrets::from_env()) {
+        Ok(s) => s,
+        Err(e) => return Ended::Failed(None, e),
+    };
+    let options = plan::Options {
+        plane: None,
+        against: Against::Live(Observe {
+            user: loaded.stack.host.scope == Scope::User,
+            ..Observe::default()
+        }),
+        prune_volumes: false,
+    };
+    let plan = match plan::build(&loaded.stack, &sources, &options).await {
+        Ok(p) => p,
+        Err(e) => return Ended::Failed(None, e),
+    };
+    for w in &plan.warnings {
+        tracing::warn!("{w}");
+    }
+    let summary = plan.summary();
+    if plan.is_empty() {
+        return Ended::Ok(summary);
+    }
+    let opts = apply::Options {
+        adopt: false,
+        allow_replace: false,
+        force_conflicts: false,
+        wait: Some(Duration::from_secs(300)),
+        settle: Duration::from_secs(1),
+    };
+    if let Err(e) = apply::check(&plan, &opts) {
+        return Ended::Refused(summary, e);
+    }
+    match apply::run(&plan, &opts, &mut Logged).await {
+        Ok(o) => Ended::Ok(o.summary),
+        Err(e) => Ended::Failed(Some(summary), e),
+    }
+}
+
+/// Apply's progress, as log lines.
+struct Logged;
+
+impl Events for Logged {
+    fn phase(&mut self, plane: Plane, what: &str) {
+        tracing::info!(%plane, "{what}");
+    }
+    fn step(&mut self, plane: Plane, line: &str) {
+        tracing::info!(%plane, "{line}");
+    }
+}
