@@ -1,7 +1,8 @@
-//! `labctl plan` against the test API server holding 1,000 labctl objects in 10 kinds, with
-//! injected latency per request, beside `kubectl diff --server-side -f` on the same objects in
-//! the same run: requests (counted by the server) and wall time for each. Run by
-//! `benches/kube.sh`, which builds the release binary first.
+//! 1,000 labctl objects in 10 kinds on the test API server, with and without injected latency
+//! per request, beside kubectl on the same objects in the same run: `labctl apply` of the new
+//! objects vs `kubectl apply --server-side -R -f`, and `labctl plan` of the applied stack vs
+//! `kubectl diff --server-side -R -f`: requests (counted by the server) and wall time for each.
+//! Run by `benches/kube.sh`, which builds the release binary first (or set `LABCTL_BIN`).
 //!
 //! Environment: `LABCTL_BIN` (the labctl binary), `KUBECTL` (default `kubectl`), `RUNS` (labctl
 //! plan repetitions, default 5), `LATENCY_MS` (default 5), `OBJECTS_PER_KIND` (default 111).
@@ -158,15 +159,50 @@ fn must(mut c: Command, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-struct Row {
-    what: String,
-    requests: f64,
-    wall: Duration,
+fn server() -> TestApiServer {
+    TestApiServer::start_blocking(Options {
+        auto_rollout: true,
+        ..Options::default()
+    })
+    .expect("test API server")
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
+}
+
+/// Requests and wall time of one command against one server.
+struct Measure {
+    requests: u64,
+    wall: Duration,
+}
+
+fn timed(srv: &TestApiServer, mut c: Command, what: &str, ok: impl Fn(i32) -> bool) -> Measure {
+    srv.reset_requests();
+    let started = Instant::now();
+    let out = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let wall = started.elapsed();
+    assert!(
+        ok(out.status.code().unwrap_or(-1)),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Measure {
+        requests: srv.requests(),
+        wall,
+    }
+}
+
+fn kubectl(kubectl: &str, kc: &Path, args: &[&str], manifests: &Path) -> Command {
+    let mut c = Command::new(kubectl);
+    c.arg("--kubeconfig")
+        .arg(kc)
+        .args(args)
+        .args(["-R", "-f"])
+        .arg(manifests);
+    c
 }
 
 fn main() {
@@ -177,7 +213,7 @@ fn main() {
         PathBuf::from(std::env::var("LABCTL_BIN").unwrap_or_else(|_| {
             concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/labctl").into()
         }));
-    let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let kubectl_bin = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
     let runs: usize = env_or("RUNS", 5);
     let latency = Duration::from_millis(env_or("LATENCY_MS", 5));
     let per_kind: usize = env_or("OBJECTS_PER_KIND", 111);
@@ -191,123 +227,123 @@ fn main() {
     .unwrap();
     std::fs::create_dir_all(dir.path().join("templates/bulk")).unwrap();
     std::fs::write(dir.path().join("templates/bulk/objects.yaml"), KINDS).unwrap();
-
-    let srv = TestApiServer::start_blocking(Options {
-        auto_rollout: true,
-        ..Options::default()
-    })
-    .expect("test API server");
-    let kc = srv.kubeconfig_path().to_path_buf();
-
-    // Set up without latency: apply, then check that the plan is empty.
-    must(
-        labctl(&bin, &stack, &kc, &["apply", "--yes", "--no-wait"]),
-        "labctl apply",
-    );
-    let plan = must(labctl(&bin, &stack, &kc, &["plan", "-o", "json"]), "plan");
-    let doc: serde_json::Value = serde_json::from_str(&plan).expect("JSON plan");
-    let objects = doc["changes"].as_array().map_or(0, Vec::len);
-    assert_eq!(
-        doc["changes_present"], false,
-        "the applied stack plans empty"
-    );
     let manifests = dir.path().join("manifests");
     let mut render = Command::new(&bin);
     render
         .arg("--stack")
         .arg(&stack)
-        .args(["render", "--plane", "kube", "-o"])
+        .args(["render", "--plane", "kube", "--output-dir"])
         .arg(&manifests);
     must(render, "labctl render");
-    let kinds = {
-        let mut k: Vec<String> = doc["changes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|c| c["id"]["kind"].as_str().map(String::from))
-            .collect();
-        k.sort();
-        k.dedup();
-        k.len()
-    };
+    let manifests = manifests.join("kube");
 
-    srv.set_latency(latency);
-    let mut rows = Vec::new();
-
-    let mut walls = Vec::new();
-    srv.reset_requests();
-    for _ in 0..runs {
-        let started = Instant::now();
-        must(labctl(&bin, &stack, &kc, &["plan"]), "labctl plan");
-        walls.push(started.elapsed());
-    }
-    rows.push(Row {
-        what: "labctl plan".into(),
-        requests: srv.requests() as f64 / runs as f64,
-        wall: median(walls),
-    });
-
-    let mut walls = Vec::new();
-    srv.reset_requests();
-    for _ in 0..runs {
-        let started = Instant::now();
-        must(
-            labctl(&bin, &stack, &kc, &["plan", "--server-dry-run"]),
-            "labctl plan --server-dry-run",
+    // (what, latency, labctl, kubectl)
+    let mut rows: Vec<(String, Duration, Measure, Measure)> = Vec::new();
+    let mut summary = (0, 0);
+    for lat in [Duration::ZERO, latency] {
+        // Apply 1,000 new objects: each tool on an empty server of its own.
+        let ours = server();
+        ours.set_latency(lat);
+        let kc = ours.kubeconfig_path().to_path_buf();
+        let applied = timed(
+            &ours,
+            labctl(&bin, &stack, &kc, &["apply", "--yes", "--no-wait"]),
+            "labctl apply",
+            |c| c == 0,
         );
-        walls.push(started.elapsed());
-    }
-    rows.push(Row {
-        what: "labctl plan --server-dry-run".into(),
-        requests: srv.requests() as f64 / runs as f64,
-        wall: median(walls),
-    });
+        let theirs = server();
+        theirs.set_latency(lat);
+        let kubectl_applied = timed(
+            &theirs,
+            kubectl(
+                &kubectl_bin,
+                theirs.kubeconfig_path(),
+                &["apply", "--server-side", "--field-manager=labctl"],
+                &manifests,
+            ),
+            "kubectl apply --server-side",
+            |c| c == 0,
+        );
+        rows.push((
+            "apply 1,000 new objects".into(),
+            lat,
+            applied,
+            kubectl_applied,
+        ));
 
-    srv.reset_requests();
-    let started = Instant::now();
-    let out = Command::new(&kubectl)
-        .arg("--kubeconfig")
-        .arg(&kc)
-        .args([
-            "diff",
-            "--server-side",
-            "--field-manager=labctl",
-            "-R",
-            "-f",
-        ])
-        .arg(manifests.join("kube"))
-        .output()
-        .expect("run kubectl");
-    let kubectl_wall = started.elapsed();
-    // kubectl diff exits 1 when it finds differences, >1 on errors.
-    assert!(
-        out.status.code().is_some_and(|c| c <= 1),
-        "kubectl diff failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let differences = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with("diff "))
-        .count();
-    rows.push(Row {
-        what: format!("kubectl diff --server-side -f ({differences} objects differ)"),
-        requests: srv.requests() as f64,
-        wall: kubectl_wall,
-    });
+        // Plan the applied stack: labctl's median of `runs`, kubectl diff once.
+        ours.set_latency(Duration::ZERO);
+        let plan = must(labctl(&bin, &stack, &kc, &["plan", "-o", "json"]), "plan");
+        let doc: serde_json::Value = serde_json::from_str(&plan).expect("JSON plan");
+        assert_eq!(
+            doc["changes_present"], false,
+            "the applied stack plans empty"
+        );
+        summary.0 = doc["changes"].as_array().map_or(0, Vec::len);
+        summary.1 = {
+            let mut k: Vec<&str> = doc["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|c| c["id"]["kind"].as_str())
+                .collect();
+            k.sort_unstable();
+            k.dedup();
+            k.len()
+        };
+        ours.set_latency(lat);
+        let mut walls = Vec::new();
+        let mut requests = 0;
+        for _ in 0..runs {
+            let m = timed(
+                &ours,
+                labctl(&bin, &stack, &kc, &["plan"]),
+                "labctl plan",
+                |c| c == 0,
+            );
+            walls.push(m.wall);
+            requests = m.requests;
+        }
+        // kubectl diff exits 1 when it finds differences, >1 on errors.
+        let diffed = timed(
+            &ours,
+            kubectl(
+                &kubectl_bin,
+                &kc,
+                &["diff", "--server-side", "--field-manager=labctl"],
+                &manifests,
+            ),
+            "kubectl diff --server-side",
+            |c| c == 0 || c == 1,
+        );
+        rows.push((
+            "plan an applied stack".into(),
+            lat,
+            Measure {
+                requests,
+                wall: median(walls),
+            },
+            diffed,
+        ));
+    }
 
     println!(
-        "{objects} labctl objects in {kinds} kinds, {} ms injected latency per request, labctl median of {runs} runs\n",
-        latency.as_millis()
+        "{} labctl objects in {} kinds; labctl plan: median of {runs} runs; one run otherwise\n",
+        summary.0, summary.1
     );
-    println!("| command | API requests | wall time | vs kubectl |");
-    println!("| --- | ---: | ---: | ---: |");
-    for r in &rows {
+    println!(
+        "| what | latency/request | labctl requests | labctl wall | kubectl requests | kubectl wall | labctl faster |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (what, lat, ours, theirs) in &rows {
         println!(
-            "| {} | {} | {} ms | {:.0}× faster |",
-            r.what,
-            r.requests,
-            r.wall.as_millis(),
-            kubectl_wall.as_secs_f64() / r.wall.as_secs_f64()
+            "| {what} | {} ms | {} | {} ms | {} | {} ms | {:.1}× |",
+            lat.as_millis(),
+            ours.requests,
+            ours.wall.as_millis(),
+            theirs.requests,
+            theirs.wall.as_millis(),
+            theirs.wall.as_secs_f64() / ours.wall.as_secs_f64()
         );
     }
 }

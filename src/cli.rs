@@ -157,15 +157,17 @@ pub struct PlanArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Human)]
     pub output: Format,
-    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    /// Exit 0 when there are no changes, 2 when there are, 3 when the server refuses some of
+    /// them (`--server-dry-run`), 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
     /// Use the calling user's systemd manager (session bus, `$XDG_CONFIG_HOME/systemd/user`),
     /// as `host.scope = "user"` does.
     #[arg(long)]
     pub user: bool,
-    /// Kube: confirm each object that differs locally with a server-side dry-run apply (exact
-    /// defaulting; one request per differing object, none for unchanged ones).
+    /// Kube: check each change with a server-side dry-run apply: the plan shows what the server
+    /// would store, and a change it refuses as failing (one request per change, none for
+    /// unchanged objects).
     #[arg(long, conflicts_with_all = ["offline", "base"])]
     pub server_dry_run: bool,
     /// Kube: plan to delete PersistentVolumeClaims and `protect`ed components no longer rendered.
@@ -214,6 +216,9 @@ pub struct ApplyArgs {
     /// Kube: do not wait for rollouts.
     #[arg(long)]
     pub no_wait: bool,
+    /// Kube: how many changes of one ordering tier to send at once.
+    #[arg(long, value_name = "N", default_value_t = crate::apply::DEFAULT_CONCURRENCY)]
+    pub concurrency: usize,
     /// systemd: how long a started unit must stay up before it counts as started (a service
     /// whose process exits at once fails only after its start job is done).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]

@@ -20,6 +20,10 @@ use crate::view::{self, Styles};
 /// Exit code: changes are present (`--detailed-exitcode`).
 const EXIT_CHANGES: u8 = 2;
 
+/// Exit code: changes are present and the server refuses some of them in the dry run
+/// (`plan --server-dry-run --detailed-exitcode`; without `--detailed-exitcode`, 1).
+const EXIT_REFUSED: u8 = 3;
+
 /// Run labctl with the process's arguments.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
@@ -148,7 +152,7 @@ pub fn render_path(id: &ResourceId) -> String {
 }
 
 /// How the command line reaches the live planes.
-fn observe(cli: &Cli, user: bool, server_dry_run: bool) -> Against {
+fn observe(cli: &Cli, user: bool, server_dry_run: bool, force_conflicts: bool) -> Against {
     let cluster = cli.cluster();
     Against::Live(Observe {
         kube: Connect {
@@ -157,6 +161,7 @@ fn observe(cli: &Cli, user: bool, server_dry_run: bool) -> Against {
         },
         user,
         server_dry_run,
+        force_conflicts,
     })
 }
 
@@ -207,6 +212,9 @@ fn build(
         eprintln!("{w}");
     }
     if cli.verbose {
+        for d in &plan.details {
+            eprintln!("{d}");
+        }
         for c in &plan.costs {
             eprintln!("{}", view::render_cost(c));
         }
@@ -221,7 +229,7 @@ fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Erro
     } else if args.offline {
         Against::Nothing
     } else {
-        observe(cli, args.user, args.server_dry_run)
+        observe(cli, args.user, args.server_dry_run, false)
     };
     let options = plan::Options {
         plane: plane(args.plane),
@@ -242,6 +250,14 @@ fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Erro
         Format::Markdown => view::render_plan_markdown(&plan, base),
     };
     print(&text)?;
+    // A plan the server refuses would fail: never a clean exit.
+    if plan.refused().next().is_some() {
+        return Ok(ExitCode::from(if args.detailed_exitcode {
+            EXIT_REFUSED
+        } else {
+            1
+        }));
+    }
     if args.detailed_exitcode && !plan.is_empty() {
         return Ok(ExitCode::from(EXIT_CHANGES));
     }
@@ -277,7 +293,7 @@ fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Er
     let loaded = stack::load(&cli.stack)?;
     let options = plan::Options {
         plane: plane(args.plane),
-        against: observe(cli, args.user, args.server_dry_run),
+        against: observe(cli, args.user, args.server_dry_run, args.force_conflicts),
         prune_volumes: args.prune_volumes,
     };
     let span = root_span("labctl apply", &loaded, options.plane);
@@ -310,6 +326,7 @@ fn apply_traced(
         force_conflicts: args.force_conflicts,
         wait: (!args.no_wait).then_some(args.wait_timeout),
         settle: args.settle,
+        concurrency: args.concurrency,
     };
     apply::check(&plan, &opts)?;
     if !args.yes {

@@ -802,3 +802,422 @@ fn real_cluster_apply_converges() {
     let (code, _, err) = k(&["apply", "--yes", "--prune-volumes"]);
     assert_eq!(code, 0, "{err}");
 }
+
+const STORE: &str = r#"[kube.extra.store]
+values = { port = 9000 }
+"#;
+
+const STORE_TEMPLATE: &str = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: minio
+spec:
+  selector:
+    app: minio
+  ports:
+    - name: api
+      port: {{ c.values.port }}
+      targetPort: api
+    - name: console
+      port: 9001
+      targetPort: console
+"#;
+
+/// `kubectl -n lab patch svc minio --type=json -p '[{"op":"replace","path":"/spec/ports/0/port","value":9999}]'`:
+/// an update by another field manager that renumbers the first port.
+fn renumber_first_port(srv: &TestApiServer) {
+    let mut svc = srv.get("v1", "Service", "lab", "minio").unwrap();
+    svc["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("managedFields");
+    svc["spec"]["ports"][0]["port"] = json!(9999);
+    srv.update_as("kubectl-patch", svc).unwrap();
+}
+
+#[test]
+fn a_keyed_list_is_compared_by_key_and_a_refused_dry_run_is_a_failing_change() {
+    let srv = server(true);
+    let s = stack(STORE);
+    s.file("templates/store/svc.yaml", STORE_TEMPLATE);
+    converge(&s, &srv, &[]);
+    renumber_first_port(&srv);
+
+    // The local diff merges by (port, protocol) as the server does: port 9000 comes back as a
+    // new item, and kubectl-patch's 9999 stays; nothing shows as renumbered.
+    let (code, out, err) = plan(&s, &srv, &["--detailed-exitcode"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        out.contains(
+            "`spec.ports` is merged by key (port, protocol): adds port 9000 `api`; \
+             port 9999 `api` owned by `kubectl-patch` stays"
+        ),
+        "{out}"
+    );
+    assert!(
+        !out.contains("9999 →") && !out.contains("-       port: 9999"),
+        "{out}"
+    );
+    assert!(out.contains("+   - name: api\n      +     port: 9000"), "{out}");
+
+    // The server refuses the merge (two ports named `api`): with `--server-dry-run` that is a
+    // failing change, with the server's own message, counted, and never a clean exit.
+    let (code, out, err) = plan(&s, &srv, &["--server-dry-run"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(
+            "# FAILS: the server refuses it (dry run): Service \"minio\" is invalid: \
+             spec.ports[1].name: Duplicate value: \"api\" (422)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("Failing: 1 of these changes would fail"),
+        "{out}"
+    );
+    let (code, _, _) = plan(&s, &srv, &["--server-dry-run", "--detailed-exitcode"]);
+    assert_eq!(code, 3, "its own code with --detailed-exitcode");
+    let (_, json, _) = plan(&s, &srv, &["--server-dry-run", "-o", "json"]);
+    let doc: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["changes_failing"], 1, "{json}");
+    let svc = doc["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == "Service lab/minio")
+        .unwrap();
+    assert!(
+        svc["failure"].as_str().unwrap().contains("Duplicate value"),
+        "{svc}"
+    );
+
+    // Apply fails the same way and says what to do; nothing is written.
+    let (code, _, err) = apply(&s, &srv, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("`Service lab/minio`: "), "{err}");
+    assert!(err.contains("Duplicate value: \"api\""), "{err}");
+    assert!(err.contains("fix it in the stack"), "{err}");
+    let live = srv.get("v1", "Service", "lab", "minio").unwrap();
+    assert_eq!(live["spec"]["ports"][0]["port"], 9999);
+
+    // Naming the first port after its new number converges.
+    s.file(
+        "stack.toml",
+        &format!("{BARE}\n{}", STORE.replace("9000", "9999")),
+    );
+    converge(&s, &srv, &[]);
+}
+
+#[test]
+fn the_server_dry_run_shows_what_the_server_would_store_and_its_refusals() {
+    let srv = server(true);
+    let s = web();
+    converge(&s, &srv, &[]);
+    s.file(
+        "stack.toml",
+        &format!(
+            "{BARE}\n{}",
+            WEB.replace("greeting = \"hi\"", "greeting = \"hey\"")
+        ),
+    );
+    let (code, out, err) = plan(&s, &srv, &["--server-dry-run", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("+   greeting: hey"), "{out}");
+    // An admission webhook refuses the ConfigMap: a failing change, dry run and all.
+    srv.refuse(
+        "ConfigMap",
+        "web-config",
+        labctl_testapi::ApiError::custom(
+            403,
+            "Forbidden",
+            "admission webhook \"policy.example.com\" denied the request: greetings are frozen",
+            None,
+        ),
+    );
+    let (code, out, _) = plan(&s, &srv, &["--server-dry-run"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("greetings are frozen (403)") && out.contains("Failing: 1"),
+        "{out}"
+    );
+    // Without asking the server, the plan cannot know: it shows the change as planned.
+    let (code, out, _) = plan(&s, &srv, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("FAILS"), "{out}");
+    srv.clear_refusals();
+    // A new object is checked too: a quota-style refusal of a create.
+    let extra =
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  a: \"1\"\n";
+    s.file("templates/web/extra.yaml", extra);
+    srv.refuse(
+        "ConfigMap",
+        "extra",
+        labctl_testapi::ApiError::custom(
+            422,
+            "Invalid",
+            "ConfigMap \"extra\" is invalid: data: Too many: 1: must have at most 0 items",
+            None,
+        ),
+    );
+    let (code, out, _) = plan(&s, &srv, &["--server-dry-run"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("# ConfigMap lab/extra will be created"),
+        "{out}"
+    );
+    assert!(out.contains("must have at most 0 items (422)"), "{out}");
+    srv.clear_refusals();
+    converge(&s, &srv, &[]);
+}
+
+const APPS: &str = r#"[kube.extra.apps]
+values = { replicas = 1, level = "info", greeting = "hi" }
+"#;
+
+const APPS_TEMPLATE: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: app-config
+data:
+  level: {{ c.values.level }}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: app
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: app
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: app
+        level: {{ c.values.level }}
+    spec:
+      containers:
+        - name: app
+          image: app:1
+          volumeMounts:
+            - name: config
+              mountPath: /etc/app
+      volumes:
+        - name: config
+          configMap:
+            name: app-config
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: other
+data:
+  greeting: {{ c.values.greeting }}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: {{ c.values.replicas }}
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: web
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: web
+    spec:
+      containers:
+        - name: web
+          image: nginx:1
+"#;
+
+#[test]
+fn an_apply_with_one_failing_object_makes_every_independent_change_and_lists_the_failure() {
+    let srv = server(true);
+    let s = stack(APPS);
+    s.file("templates/apps/apps.yaml", APPS_TEMPLATE);
+    converge(&s, &srv, &[]);
+    s.file(
+        "stack.toml",
+        &format!(
+            "{BARE}\n{}",
+            APPS.replace("replicas = 1", "replicas = 3")
+                .replace("\"info\"", "\"debug\"")
+                .replace("\"hi\"", "\"hello\"")
+        ),
+    );
+    srv.refuse(
+        "ConfigMap",
+        "app-config",
+        labctl_testapi::ApiError::custom(
+            403,
+            "Forbidden",
+            "admission webhook \"policy.example.com\" denied the request: log level is frozen",
+            None,
+        ),
+    );
+    let (code, _, err) = apply(&s, &srv, &["--concurrency", "4"]);
+    assert_eq!(code, 1, "{err}");
+    // Every failure is listed with the server's message and what to do; the workload that
+    // mounts the failed ConfigMap is skipped, and says so.
+    assert!(
+        err.contains("`ConfigMap lab/app-config`: kube: apply ConfigMap lab/app-config: admission webhook \"policy.example.com\" denied the request: log level is frozen (403)"),
+        "{err}"
+    );
+    assert!(err.contains("ask for the permission or the quota"), "{err}");
+    assert!(
+        err.contains("`Deployment lab/app`: skipped: it depends on `ConfigMap lab/app-config`, which was not applied"),
+        "{err}"
+    );
+    // Everything independent was done.
+    assert_eq!(
+        srv.get("v1", "ConfigMap", "lab", "other").unwrap()["data"]["greeting"],
+        "hello"
+    );
+    assert_eq!(
+        srv.get("apps/v1", "Deployment", "lab", "web").unwrap()["spec"]["replicas"],
+        3
+    );
+    assert!(err.contains("Deployment lab/web: rolled out"), "{err}");
+    assert_eq!(
+        srv.get("v1", "ConfigMap", "lab", "app-config").unwrap()["data"]["level"],
+        "info"
+    );
+    assert_eq!(
+        srv.get("apps/v1", "Deployment", "lab", "app").unwrap()["spec"]["template"]["metadata"]["labels"]
+            ["level"],
+        "info"
+    );
+    // What is left is exactly what failed; once the cause is gone, a re-run converges.
+    let (_, out, _) = plan(&s, &srv, &[]);
+    assert!(
+        out.contains("Plan: 0 to add, 2 to change, 0 to destroy."),
+        "{out}"
+    );
+    srv.clear_refusals();
+    converge(&s, &srv, &[]);
+}
+
+/// `labctl` with another kubeconfig (an account limited to namespaces).
+fn labctl_as(s: &Stack, kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let mut c = s.labctl(&[]);
+    c.arg("--kubeconfig").arg(kubeconfig);
+    c.args(args);
+    c.args(["--plane", "kube"]);
+    run(c)
+}
+
+#[test]
+fn an_account_limited_to_one_namespace_lists_there_instead() {
+    let srv = server(true);
+    let s = web();
+    converge(&s, &srv, &[]);
+    let token = srv.namespaced_token("system:serviceaccount:lab:deployer", &["lab"]);
+    let kubeconfig = srv.kubeconfig_for_token(&token, "lab").unwrap();
+
+    let (code, out, err) = labctl_as(&s, &kubeconfig, &["plan", "-v", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("No changes."), "{out}");
+    assert!(
+        err.contains("kube: listing `configmaps` across namespaces is forbidden for this account"),
+        "{err}"
+    );
+    assert!(err.contains("listing in `lab` instead"), "{err}");
+    assert!(
+        err.contains("system:serviceaccount:lab:deployer"),
+        "the server's own 403 is quoted: {err}"
+    );
+    // The Namespace itself cannot be read by this account: said, and left alone.
+    assert!(
+        err.contains("kube: `Namespace lab` left out of the plan: "),
+        "{err}"
+    );
+    srv.reset_requests();
+    let _ = labctl_as(&s, &kubeconfig, &["plan"]);
+    assert_eq!(
+        srv.requests_to("GET", "/api/v1/namespaces/lab/configmaps"),
+        1
+    );
+
+    // A change applies through the same account, and re-plans clean.
+    s.file(
+        "stack.toml",
+        &format!(
+            "{BARE}\n{}",
+            WEB.replace("greeting = \"hi\"", "greeting = \"hello\"")
+        ),
+    );
+    let (code, out, err) = labctl_as(&s, &kubeconfig, &["apply", "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = labctl_as(&s, &kubeconfig, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        srv.get("v1", "ConfigMap", "lab", "web-config").unwrap()["data"]["greeting"],
+        "hello"
+    );
+    assert_no_changes(&s, &srv);
+}
+
+const ROLE_TEMPLATE: &str = r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: reader
+rules:
+  - apiGroups: [""]
+    resources: [configmaps]
+    verbs: [get, list]
+"#;
+
+#[test]
+fn the_inventory_finds_an_object_of_a_kind_the_stack_no_longer_renders() {
+    let srv = server(true);
+    let s = web();
+    s.file("templates/web/role.yaml", ROLE_TEMPLATE);
+    converge(&s, &srv, &[]);
+    // The inventory (an ApplySet-style parent) records every group-kind and namespace.
+    let parent = srv.get("v1", "ConfigMap", "lab", "labctl-lab").unwrap();
+    let kinds = parent["metadata"]["annotations"]["applyset.kubernetes.io/contains-group-kinds"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        kinds, "ConfigMap,Deployment.apps,Namespace,Role.rbac.authorization.k8s.io,Service",
+        "{parent}"
+    );
+    let id = parent["metadata"]["labels"]["applyset.kubernetes.io/id"]
+        .as_str()
+        .unwrap();
+    assert!(id.starts_with("applyset-") && id.ends_with("-v1"), "{id}");
+    assert_eq!(
+        parent["metadata"]["annotations"]["applyset.kubernetes.io/tooling"]
+            .as_str()
+            .unwrap(),
+        format!("labctl/v{}", env!("CARGO_PKG_VERSION"))
+    );
+
+    // No template renders a Role any more, and Role is not a kind labctl always lists: the
+    // inventory still leads the plan to it.
+    std::fs::remove_file(s.path().join("templates/web/role.yaml")).unwrap();
+    let (_, out, _) = plan(&s, &srv, &[]);
+    assert!(out.contains("# Role lab/reader will be destroyed"), "{out}");
+    converge(&s, &srv, &[]);
+    assert!(
+        srv.get("rbac.authorization.k8s.io/v1", "Role", "lab", "reader")
+            .is_none()
+    );
+    let parent = srv.get("v1", "ConfigMap", "lab", "labctl-lab").unwrap();
+    assert_eq!(
+        parent["metadata"]["annotations"]["applyset.kubernetes.io/contains-group-kinds"],
+        "ConfigMap,Deployment.apps,Namespace,Service",
+        "the kind leaves the inventory once its last object is gone"
+    );
+    // A converged stack costs no inventory write.
+    srv.reset_requests();
+    converge(&s, &srv, &[]);
+    assert_eq!(
+        srv.requests_to("PATCH", "/api/v1/namespaces/lab/configmaps/labctl-lab"),
+        0
+    );
+}

@@ -1,17 +1,23 @@
 //! Applying the kube part of a plan: deletions in reverse dependency order, then server-side
-//! applies in dependency order, then rollout waits. Apply ops and wait ops are separate (as in
+//! applies in dependency order, then rollout waits. Within one ordering tier the changes run
+//! concurrently (at most [`Options::concurrency`] at once), and a failure stops nothing but
+//! the changes that depend on it (see [`crate::plan::kube::depends_on`]): every other change is
+//! made, and every failure is reported at the end. Apply ops and wait ops are separate (as in
 //! kapp): [`apply`] returns the workloads to wait for, [`wait`] waits for them. The objects
 //! applied are the plan's own `after` contents: apply re-renders and re-diffs nothing.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt as _;
 use tracing::Instrument as _;
 
-use super::{Events, Options, change_span, finish_span, skipped};
+use super::{Events, Options, change_span, finish_span};
 use crate::backend::kube::Kube;
 use crate::error::Error;
-use crate::plan::kube::{Rollout, apply_rank, is_workload, rollout};
+use crate::plan::kube::{
+    Inventory, Rollout, apply_rank, depends_on, inventory_object, is_workload, rollout,
+};
 use crate::plan::{Action, Change, Plan};
 use crate::resource::ResourceId;
 use crate::stack::Plane;
@@ -24,48 +30,184 @@ fn rank(c: &Change) -> u8 {
     apply_rank(c.id.kind().unwrap_or_default())
 }
 
+/// What applying the kube changes did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Workloads written, whose rollout to wait for.
+    pub workloads: Vec<ResourceId>,
+    /// Each change that failed or was skipped, as one line: the object, the server's message,
+    /// and what to do.
+    pub failures: Vec<String>,
+}
+
+/// What to do about a failure, from the server's message.
+fn hint(message: &str) -> &'static str {
+    if message.contains("--force-conflicts") {
+        ""
+    } else if message.contains("(409)") {
+        "; it changed while applying: plan and apply again"
+    } else if message.contains("(403)") {
+        "; the account or a quota forbids it: ask for the permission or the quota, then apply again"
+    } else if message.contains("(422)") || message.contains("(400)") {
+        "; the server finds the object invalid: fix it in the stack (or the live object), then apply again"
+    } else {
+        "; fix the cause, then apply again"
+    }
+}
+
 /// Run the kube changes of `plan`: deletions (reverse order), then replacements and applies in
-/// dependency order, one [`Events::step`] per object. Returns the workloads whose rollout to
-/// wait for.
-///
-/// # Errors
-/// The first failing request, as [`Error::Backend`] naming the step; later changes are not
-/// attempted (they may depend on the failed one).
-pub async fn apply(
-    plan: &Plan,
-    kube: &Kube,
-    opts: &Options,
-    events: &mut dyn Events,
-) -> Result<Vec<ResourceId>, Error> {
-    let mut deletes: Vec<&Change> = kube_changes(plan)
-        .filter(|c| c.action == Action::Delete)
-        .collect();
-    deletes.sort_by_key(|c| std::cmp::Reverse(rank(c)));
-    let mut writes: Vec<&Change> = kube_changes(plan)
-        .filter(|c| c.action != Action::Delete)
-        .collect();
-    writes.sort_by_key(|c| rank(c));
-    let order: Vec<&Change> = deletes.into_iter().chain(writes).collect();
-    let mut workloads = Vec::new();
-    for (i, c) in order.iter().enumerate() {
-        let span = change_span(c);
-        let result = one(c, kube, opts).instrument(span.clone()).await;
-        match result {
-            Ok(verb) => {
-                finish_span(&span, Ok(()));
-                events.step(Plane::Kube, &format!("{}: {verb}", c.id));
-                if c.action != Action::Delete && c.id.kind().is_some_and(is_workload) {
-                    workloads.push(c.id.clone());
-                }
+/// dependency order, tier by tier, each tier's changes concurrently; one [`Events::step`] per
+/// object. A change the server refused in the plan's dry run is not sent: it fails as it
+/// would. A change that depends on a failed or skipped one is skipped. Returns the workloads
+/// to wait for and every failure.
+pub async fn apply(plan: &Plan, kube: &Kube, opts: &Options, events: &mut dyn Events) -> Applied {
+    let mut deletes: BTreeMap<std::cmp::Reverse<u8>, Vec<&Change>> = BTreeMap::new();
+    let mut writes: BTreeMap<u8, Vec<&Change>> = BTreeMap::new();
+    for c in kube_changes(plan) {
+        if c.action == Action::Delete {
+            deletes
+                .entry(std::cmp::Reverse(rank(c)))
+                .or_default()
+                .push(c);
+        } else {
+            writes.entry(rank(c)).or_default().push(c);
+        }
+    }
+    let tiers: Vec<Vec<&Change>> = deletes.into_values().chain(writes.into_values()).collect();
+    let mut out = Applied::default();
+    // Changes that failed or were skipped: their dependents are skipped.
+    let mut broken: Vec<&Change> = Vec::new();
+    let limit = opts.concurrency.max(1);
+    for tier in tiers {
+        let mut run = Vec::new();
+        for c in tier {
+            if let Some(why) = c.refused() {
+                let span = change_span(c);
+                let message = format!("refused in the dry run: {why}");
+                finish_span(&span, Err(&message));
+                events.step(Plane::Kube, &format!("{}: failed: {message}", c.id));
+                out.failures
+                    .push(format!("`{}`: {message}{}", c.id, hint(why)));
+                broken.push(c);
+                continue;
             }
-            Err(e) => {
-                finish_span(&span, Err(&e.report()));
-                skipped(order[i + 1..].iter().copied());
-                return Err(e);
+            if let Some(on) = broken.iter().find(|b| depends_on(c, b)) {
+                change_span(c).record("labctl.result", "skipped");
+                let line = format!("skipped: it depends on `{}`, which was not applied", on.id);
+                events.step(Plane::Kube, &format!("{}: {line}", c.id));
+                out.failures.push(format!(
+                    "`{}`: {line}; apply again once that is fixed",
+                    c.id
+                ));
+                broken.push(c);
+                continue;
+            }
+            run.push(c);
+        }
+        // The futures are made first: a stream holding the closure that makes them would not
+        // be `Send` for every lifetime (and the engine's future must be).
+        let futures: Vec<_> = run
+            .into_iter()
+            .map(|c| {
+                let span = change_span(c);
+                async move {
+                    let r = one(c, kube, opts).instrument(span.clone()).await;
+                    (c, span, r)
+                }
+            })
+            .collect();
+        let mut done = futures_util::stream::iter(futures).buffer_unordered(limit);
+        while let Some((c, span, result)) = done.next().await {
+            match result {
+                Ok(verb) => {
+                    finish_span(&span, Ok(()));
+                    events.step(Plane::Kube, &format!("{}: {verb}", c.id));
+                    if c.action != Action::Delete && c.id.kind().is_some_and(is_workload) {
+                        out.workloads.push(c.id.clone());
+                    }
+                }
+                Err(e) => {
+                    let message = e.report();
+                    finish_span(&span, Err(&message));
+                    events.step(Plane::Kube, &format!("{}: failed: {message}", c.id));
+                    out.failures
+                        .push(format!("`{}`: {message}{}", c.id, hint(&message)));
+                    broken.push(c);
+                }
             }
         }
     }
-    Ok(workloads)
+    out.workloads.sort();
+    out
+}
+
+/// The inventory as it must be while the plan's changes are made: what was there and what the
+/// plan adds (so that an interrupted apply leaves nothing unrecorded). `None`: no inventory.
+fn inventory_during(plan: &Plan) -> Option<Inventory> {
+    let inv = plan.inventory.as_ref()?;
+    Some(match &inv.stored {
+        Some(stored) => stored.union(&inv.wanted),
+        None => inv.wanted.clone(),
+    })
+}
+
+async fn write_inventory(plan: &Plan, kube: &Kube, what: &Inventory) -> Result<(), Error> {
+    let Some(inv) = &plan.inventory else {
+        return Ok(());
+    };
+    kube.apply(
+        &inv.parent,
+        &inventory_object(&inv.parent, what),
+        true,
+        false,
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Before the changes: record in the stack's inventory every kind and namespace the plan adds,
+/// unless it records them already (no request then) or the plan creates the inventory's
+/// namespace (then [`inventory_after`] writes it). Returns what the inventory records now.
+///
+/// # Errors
+/// [`Error::Backend`] when the parent cannot be written.
+pub async fn inventory_before(plan: &Plan, kube: &Kube) -> Result<Option<Inventory>, Error> {
+    let (Some(inv), Some(during)) = (&plan.inventory, inventory_during(plan)) else {
+        return Ok(None);
+    };
+    let namespace_created = plan.changes.iter().any(|c| {
+        c.action == Action::Create
+            && c.id.kind() == Some("Namespace")
+            && matches!((&c.id, &inv.parent),
+                (ResourceId::Kube { name, .. }, ResourceId::Kube { namespace: Some(ns), .. }) if name == ns)
+    });
+    if inv.stored.as_ref() == Some(&during) || namespace_created {
+        return Ok(inv.stored.clone());
+    }
+    write_inventory(plan, kube, &during).await?;
+    Ok(Some(during))
+}
+
+/// After the changes: the inventory records what the plan leaves, or, when some change
+/// failed, also what it would have removed (a later plan must still find it). Written only
+/// when that differs from `now`.
+///
+/// # Errors
+/// [`Error::Backend`] when the parent cannot be written.
+pub async fn inventory_after(
+    plan: &Plan,
+    kube: &Kube,
+    now: Option<Inventory>,
+    failed: bool,
+) -> Result<(), Error> {
+    let (Some(inv), Some(during)) = (&plan.inventory, inventory_during(plan)) else {
+        return Ok(());
+    };
+    let target = if failed { during } else { inv.wanted.clone() };
+    if now.as_ref() == Some(&target) {
+        return Ok(());
+    }
+    write_inventory(plan, kube, &target).await
 }
 
 /// Apply one change; the verb that says what happened.

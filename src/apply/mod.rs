@@ -33,7 +33,12 @@ pub struct Options {
     pub wait: Option<Duration>,
     /// How long a started unit must stay up before it counts as started (`--settle`).
     pub settle: Duration,
+    /// How many kube changes of one ordering tier are sent at once (`--concurrency`).
+    pub concurrency: usize,
 }
+
+/// The default of [`Options::concurrency`].
+pub const DEFAULT_CONCURRENCY: usize = 16;
 
 impl Default for Options {
     fn default() -> Self {
@@ -43,6 +48,7 @@ impl Default for Options {
             force_conflicts: false,
             wait: Some(Duration::from_secs(300)),
             settle: Duration::from_secs(1),
+            concurrency: DEFAULT_CONCURRENCY,
         }
     }
 }
@@ -196,9 +202,10 @@ pub fn check(plan: &Plan, options: &Options) -> Result<(), Error> {
 ///
 /// # Errors
 /// [`Error::Refused`] before anything is sent, when a refusal is not lifted or the plan was made
-/// without observing; [`Error::Backend`], [`Error::Write`] when a step fails (kube stops at the
-/// first failure: later objects may depend on it); [`Error::ApplyFailed`] naming each unit that
-/// failed, after every other unit was applied.
+/// without observing; [`Error::Backend`], [`Error::Write`] when a plane cannot be reached;
+/// [`Error::ApplyFailed`] naming each change that failed (with the server's message and what
+/// to do) or was skipped because it depends on one that failed, after every other change of
+/// every plane was made.
 pub async fn run(
     plan: &Plan,
     options: &Options,
@@ -221,6 +228,9 @@ pub async fn run(
             });
         }
     }
+    // Every failure of every plane, reported together at the end: a failure stops only what
+    // depends on it.
+    let mut failures: Vec<String> = Vec::new();
     for target in &plan.targets {
         match target {
             PlaneTarget::Kube(connect) => {
@@ -243,26 +253,24 @@ pub async fn run(
                     .filter(|c| c.id.plane() == Plane::Kube)
                     .count();
                 events.start(Plane::Kube, steps);
-                let result = kube::apply(plan, &k, options, events).await;
+                let recorded = kube::inventory_before(plan, &k).await?;
+                let applied = kube::apply(plan, &k, options, events).await;
+                let failed = !applied.failures.is_empty();
+                failures.extend(applied.failures);
+                if let Err(e) = kube::inventory_after(plan, &k, recorded, failed).await {
+                    failures.push(e.report());
+                }
                 let c = cost("apply", before, started);
                 events.cost(&c);
                 outcome.costs.push(c);
-                let workloads = match result {
-                    Ok(w) => w,
-                    Err(e) => {
-                        events.finish(Plane::Kube);
-                        return Err(e);
-                    }
-                };
                 if let Some(timeout) = options.wait {
                     let (before, started) = (k.stats(), Instant::now());
-                    let result = kube::wait(&k, &workloads, timeout, events).await;
+                    let result = kube::wait(&k, &applied.workloads, timeout, events).await;
                     let c = cost("wait", before, started);
                     events.cost(&c);
                     outcome.costs.push(c);
                     if let Err(e) = result {
-                        events.finish(Plane::Kube);
-                        return Err(e);
+                        failures.push(e.report());
                     }
                 }
                 events.finish(Plane::Kube);
@@ -281,9 +289,17 @@ pub async fn run(
                 };
                 events.cost(&c);
                 outcome.costs.push(c);
-                result?;
+                match result {
+                    Ok(()) => {}
+                    Err(Error::ApplyFailed { failed }) => failures.extend(failed),
+                    Err(e) if failures.is_empty() => return Err(e),
+                    Err(e) => failures.push(e.report()),
+                }
             }
         }
+    }
+    if !failures.is_empty() {
+        return Err(Error::ApplyFailed { failed: failures });
     }
     Ok(outcome)
 }
@@ -314,13 +330,6 @@ pub(crate) fn finish_span(span: &tracing::Span, result: Result<(), &str>) {
     }
 }
 
-/// Spans for changes that were not attempted because an earlier one failed.
-pub(crate) fn skipped<'a>(changes: impl IntoIterator<Item = &'a Change>) {
-    for c in changes {
-        change_span(c).record("labctl.result", "skipped");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,6 +355,7 @@ mod tests {
             impact: Vec::new(),
             notes: Vec::new(),
             guards,
+            dry_run: None,
         }
     }
 

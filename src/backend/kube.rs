@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::Stats;
 use crate::error::Error;
-use crate::plan::kube::{DryRun, FIELD_MANAGER, Observed};
+use crate::plan::kube::{DryRun, DryRunError, FIELD_MANAGER, Observed};
 use crate::resource::ResourceId;
 
 /// How to reach the cluster.
@@ -95,6 +95,10 @@ fn api_message(e: &kube::Error) -> String {
 
 fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+fn is_forbidden(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 403)
 }
 
 impl Connect {
@@ -201,6 +205,13 @@ impl Kube {
             .find(|(r, _)| r.kind == kind)
     }
 
+    /// The preferred served apiVersion of a group's kind (`apps`, `Deployment` → `apps/v1`).
+    pub fn api_version_of(&self, group: &str, kind: &str) -> Option<String> {
+        let d = self.discovery.read().unwrap_or_else(|e| e.into_inner());
+        let g = d.get(group)?;
+        g.recommended_kind(kind).map(|(ar, _)| ar.api_version)
+    }
+
     /// Discover again (aggregated: two requests): after CustomResourceDefinitions are applied,
     /// their kinds become servable within the same run.
     ///
@@ -246,6 +257,11 @@ impl Kube {
     /// namespaces, then one GET for each id in `desired` the lists did not return (skipped when
     /// its namespace is itself desired and absent: nothing can exist in it).
     ///
+    /// An account that may not LIST a kind across namespaces (403) LISTs it in each of
+    /// `namespaces` instead; a cluster-scoped kind it may not LIST is read by GETs of the
+    /// desired objects. An object it may not read at all is returned in
+    /// [`Observed::forbidden`]. Each fallback taken is said in [`Observed::details`].
+    ///
     /// # Errors
     /// [`Error::Backend`] naming the LIST or GET that failed.
     pub async fn observe(
@@ -253,40 +269,112 @@ impl Kube {
         selector: &str,
         kinds: &BTreeSet<(String, String)>,
         desired: &[ResourceId],
+        namespaces: &BTreeSet<String>,
     ) -> Result<Observed, Error> {
         let mut out = Observed::default();
         let lp = ListParams::default().labels(selector);
         let mut lists = Vec::new();
         for (api_version, kind) in kinds {
-            let Some((ar, _)) = self.resource(api_version, kind) else {
+            let Some((ar, caps)) = self.resource(api_version, kind) else {
                 out.unknown_kinds
                     .insert((api_version.clone(), kind.clone()));
                 continue;
             };
-            let step = format!("list {}", ar.plural);
-            let req = Request::new(url_path(&ar, None))
-                .list(&lp)
-                .map_err(|e| backend(&step, e))?;
+            let lp = &lp;
             lists.push(async move {
-                let list = self
-                    .send(&step, req)
-                    .await
-                    .map_err(|e| backend(&step, api_message(&e)))?;
-                Ok::<_, Error>((ar, list))
+                let step = format!("list {}", ar.plural);
+                let req = Request::new(url_path(&ar, None))
+                    .list(lp)
+                    .map_err(|e| backend(&step, e))?;
+                let list = match self.send(&step, req).await {
+                    Ok(list) => list,
+                    Err(e) if is_forbidden(&e) => {
+                        return Ok::<_, Error>((ar, caps, None, api_message(&e)));
+                    }
+                    Err(e) => return Err(backend(&step, api_message(&e))),
+                };
+                Ok((ar, caps, Some(vec![list]), String::new()))
             });
         }
         // The LISTs are independent: wall time is the slowest one, not their sum.
-        for (ar, mut list) in futures_util::future::try_join_all(lists).await? {
-            let Value::Array(items) = list["items"].take() else {
+        let mut listed = Vec::new();
+        let mut forbidden_kinds = Vec::new();
+        for (ar, caps, lists, why) in futures_util::future::try_join_all(lists).await? {
+            match lists {
+                Some(l) => listed.push((ar, l)),
+                None => forbidden_kinds.push((ar, caps, why)),
+            }
+        }
+        // An account limited to namespaces: LIST in each namespace the stack uses instead.
+        let mut per_ns = Vec::new();
+        for (ar, caps, why) in &forbidden_kinds {
+            if matches!(caps.scope, Scope::Cluster) {
+                out.details.push(format!(
+                    "kube: listing `{}` is forbidden for this account ({why}); reading the stack's \
+                     own by name instead",
+                    ar.plural
+                ));
                 continue;
-            };
-            for mut item in items {
-                // LIST items carry no apiVersion/kind of their own.
-                item["apiVersion"] = Value::String(ar.api_version.clone());
-                item["kind"] = Value::String(ar.kind.clone());
-                if let Some(id) = crate::plan::kube::id_of(&item) {
-                    out.objects.insert(id, item);
+            }
+            out.details.push(format!(
+                "kube: listing `{}` across namespaces is forbidden for this account ({why}); \
+                 listing in {} instead",
+                ar.plural,
+                namespaces
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            for ns in namespaces {
+                let lp = &lp;
+                per_ns.push(async move {
+                    let step = format!("list {} in namespace {ns}", ar.plural);
+                    let req = Request::new(url_path(ar, Some(ns)))
+                        .list(lp)
+                        .map_err(|e| backend(&step, e))?;
+                    match self.send(&step, req).await {
+                        Ok(list) => Ok::<_, Error>((ar, ns, Ok(list))),
+                        Err(e) if is_forbidden(&e) => Ok((ar, ns, Err(api_message(&e)))),
+                        Err(e) => Err(backend(&step, api_message(&e))),
+                    }
+                });
+            }
+        }
+        let mut denied: Vec<(ApiResource, Option<String>, String)> = Vec::new();
+        for (ar, ns, list) in futures_util::future::try_join_all(per_ns).await? {
+            match list {
+                Ok(list) => listed.push((ar.clone(), vec![list])),
+                Err(why) => denied.push((ar.clone(), Some(ns.clone()), why)),
+            }
+        }
+        for (ar, lists) in listed {
+            for mut list in lists {
+                let Value::Array(items) = list["items"].take() else {
+                    continue;
+                };
+                for mut item in items {
+                    // LIST items carry no apiVersion/kind of their own.
+                    item["apiVersion"] = Value::String(ar.api_version.clone());
+                    item["kind"] = Value::String(ar.kind.clone());
+                    if let Some(id) = crate::plan::kube::id_of(&item) {
+                        out.objects.insert(id, item);
+                    }
                 }
+            }
+        }
+        // Desired objects in a namespace the account may not list: not observable.
+        for id in desired {
+            if let ResourceId::Kube {
+                namespace: Some(ns),
+                kind,
+                ..
+            } = id
+                && let Some((_, _, why)) = denied
+                    .iter()
+                    .find(|(ar, n, _)| &ar.kind == kind && n.as_ref() == Some(ns))
+            {
+                out.forbidden.insert(id.clone(), why.clone());
             }
         }
         let servable = |id: &ResourceId| match id {
@@ -297,19 +385,24 @@ impl Kube {
         };
         let missing: Vec<&ResourceId> = desired
             .iter()
-            .filter(|id| !out.objects.contains_key(*id) && servable(id))
+            .filter(|id| {
+                !out.objects.contains_key(*id) && !out.forbidden.contains_key(*id) && servable(id)
+            })
             .collect();
         // Namespaces first: one that does not exist spares the GETs of everything in it.
         let mut gone_namespaces = BTreeSet::new();
         for id in missing.iter().filter(|id| id.kind() == Some("Namespace")) {
-            match self.get(id).await? {
-                Some(obj) => {
+            match self.get_allowed(id).await? {
+                Ok(Some(obj)) => {
                     out.objects.insert((*id).clone(), obj);
                 }
-                None => {
+                Ok(None) => {
                     if let ResourceId::Kube { name, .. } = id {
                         gone_namespaces.insert(name.clone());
                     }
+                }
+                Err(why) => {
+                    out.forbidden.insert((*id).clone(), why);
                 }
             }
         }
@@ -317,17 +410,83 @@ impl Kube {
             id.kind() != Some("Namespace")
                 && !matches!(id, ResourceId::Kube { namespace: Some(ns), .. } if gone_namespaces.contains(ns))
         });
-        let found: Vec<(ResourceId, Option<Value>)> = futures_util::stream::iter(gets)
-            .map(|id| async move { Ok::<_, Error>((id.clone(), self.get(id).await?)) })
-            .buffer_unordered(8)
-            .try_collect()
-            .await?;
+        let found: Vec<(ResourceId, Result<Option<Value>, String>)> =
+            futures_util::stream::iter(gets)
+                .map(|id| async move { Ok::<_, Error>((id.clone(), self.get_allowed(id).await?)) })
+                .buffer_unordered(8)
+                .try_collect()
+                .await?;
         for (id, obj) in found {
-            if let Some(obj) = obj {
-                out.objects.insert(id, obj);
+            match obj {
+                Ok(Some(obj)) => {
+                    out.objects.insert(id, obj);
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    out.forbidden.insert(id, why);
+                }
             }
         }
         Ok(out)
+    }
+
+    /// GET one object: `Ok(None)` when it does not exist, `Err(message)` when this account may
+    /// not read it (403).
+    async fn get_allowed(&self, id: &ResourceId) -> Result<Result<Option<Value>, String>, Error> {
+        let step = format!("get {id}");
+        let (r, name) = self.request_for(id)?;
+        let req = r
+            .get(&name, &GetParams::default())
+            .map_err(|e| backend(&step, e))?;
+        match self.send(&step, req).await {
+            Ok(v) => Ok(Ok(Some(v))),
+            Err(e) if is_not_found(&e) => Ok(Ok(None)),
+            Err(e) if is_forbidden(&e) => Ok(Err(api_message(&e))),
+            Err(e) => Err(backend(step, api_message(&e))),
+        }
+    }
+
+    /// The server's OpenAPI v3 documents of `group_versions` (as `api/v1`, `apis/apps/v1`),
+    /// raw: the index, then each document.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when the index or a document cannot be read, or the server does not
+    /// describe a group-version.
+    pub async fn openapi(&self, group_versions: &BTreeSet<String>) -> Result<Vec<Value>, Error> {
+        let get = |path: String| {
+            let step = format!("read the OpenAPI v3 document `{path}`");
+            async move {
+                let req = http::Request::get(path.as_str())
+                    .header("Accept", "application/json")
+                    .body(Vec::new())
+                    .map_err(|e| backend(&step, e))?;
+                self.send(&step, req)
+                    .await
+                    .map_err(|e| backend(&step, api_message(&e)))
+            }
+        };
+        let index = get("/openapi/v3".to_string()).await?;
+        let docs = group_versions.iter().map(|gv| {
+            let url = index
+                .pointer(&format!(
+                    "/paths/{}",
+                    gv.replace('~', "~0").replace('/', "~1")
+                ))
+                .and_then(|p| p.get("serverRelativeURL"))
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let get = &get;
+            async move {
+                match url {
+                    Some(url) => get(url).await,
+                    None => Err(backend(
+                        "read the OpenAPI v3 index",
+                        format!("the server does not describe `{gv}`"),
+                    )),
+                }
+            }
+        });
+        futures_util::future::try_join_all(docs).await
     }
 
     /// GET one object; `None` when it does not exist.
@@ -415,8 +574,25 @@ impl DryRun for Kube {
         &'a self,
         id: &'a ResourceId,
         obj: &'a Value,
-    ) -> futures_util::future::BoxFuture<'a, Result<Value, Error>> {
-        Box::pin(self.apply(id, obj, false, true))
+        force: bool,
+    ) -> futures_util::future::BoxFuture<'a, Result<Value, DryRunError>> {
+        Box::pin(async move {
+            let step = format!("dry-run apply {id}");
+            let (r, name) = self
+                .request_for(id)
+                .map_err(|e| DryRunError::Unchecked(e.report()))?;
+            let mut pp = PatchParams::apply(FIELD_MANAGER);
+            pp.force = force;
+            pp.dry_run = true;
+            let req = r
+                .patch(&name, &pp, &Patch::Apply(obj))
+                .map_err(|e| DryRunError::Unchecked(backend(&step, e).report()))?;
+            match self.send(&step, req).await {
+                Ok(v) => Ok(v),
+                Err(e @ kube::Error::Api(_)) => Err(DryRunError::Refused(api_message(&e))),
+                Err(e) => Err(DryRunError::Unchecked(backend(&step, e).report())),
+            }
+        })
     }
 }
 

@@ -107,8 +107,11 @@ pub struct Observe {
     pub kube: Connect,
     /// Use the calling user's systemd manager whatever `host.scope` says (`--user`).
     pub user: bool,
-    /// Confirm each owned kube object that differs locally with a server-side dry run.
+    /// Check each kube change with a server-side dry run: the plan shows what the server would
+    /// store, and a change it refuses as failing.
     pub server_dry_run: bool,
+    /// Dry runs take ownership of fields other managers own, as `apply --force-conflicts`.
+    pub force_conflicts: bool,
 }
 
 /// What the stack is compared with.
@@ -180,6 +183,7 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
             let mut targets = Vec::new();
             let mut warnings = Vec::new();
             let mut costs = Vec::new();
+            let mut kube_side = None;
             // A host-only machine has no cluster configured at all: without `--plane kube` that
             // is said, not an error. A configured cluster that cannot be reached is an error.
             if options.plane.is_none() && !how.kube.configured() {
@@ -191,9 +195,14 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
                 );
                 desired.retain_plane(Some(Plane::Systemd));
             } else if options.plane != Some(Plane::Systemd) {
-                let (objects, cost) = observe_kube(name, &desired, how).await?;
-                live.objects.extend(objects.objects);
-                costs.push(cost);
+                let side = observe_kube(stack, &desired, how).await?;
+                live.objects.extend(side.live.objects.clone());
+                // An object the account may not read is left out, not planned blind.
+                for (id, why) in &side.observed.forbidden {
+                    desired.objects.remove(id);
+                    warnings.push(format!("kube: `{id}` left out of the plan: {why}"));
+                }
+                kube_side = Some(side);
                 targets.push(PlaneTarget::Kube(how.kube.clone()));
             }
             if options.plane != Some(Plane::Kube) {
@@ -206,6 +215,9 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
             }
             let mut plan = plan_of(stack, &desired, &live, options);
             kube::guard_unset_secrets(&mut plan);
+            if let Some(side) = kube_side {
+                costs.insert(0, finish_kube(&mut plan, side, how).await);
+            }
             plan.targets = targets;
             plan.warnings = warnings;
             plan.costs = costs;
@@ -223,34 +235,131 @@ fn plan_of(stack: &Stack, desired: &Desired, live: &Live, options: &Options) -> 
     plan
 }
 
-async fn observe_kube(
-    stack: &str,
-    desired: &Desired,
-    how: &Observe,
-) -> Result<(Live, Cost), Error> {
+/// The kube plane between observing and the end of planning: the connection (dry runs use
+/// it after the diff), what was observed, and how lists merge.
+struct KubeSide {
+    k: Kube,
+    parent: crate::resource::ResourceId,
+    stored: Option<kube::Inventory>,
+    observed: kube::Observed,
+    live: Live,
+    notes: std::collections::BTreeMap<crate::resource::ResourceId, Vec<String>>,
+    types: kube::ListTypes,
+    details: Vec<String>,
+    started: Instant,
+    span: tracing::Span,
+}
+
+async fn observe_kube(stack: &Stack, desired: &Desired, how: &Observe) -> Result<KubeSide, Error> {
     let span = tracing::info_span!("observe", labctl.plane = "kube", labctl.requests = Empty);
     let started = Instant::now();
-    let result = async {
+    let name = &stack.stack.name;
+    async {
         let k = Kube::connect(&how.kube).await?;
-        let kinds = kube::kinds_to_observe(desired);
+        let mut kinds = kube::kinds_to_observe(desired);
+        let mut namespaces = kube::namespaces_of(desired);
+        // What the stack applied before, kinds it no longer renders included.
+        let parent = kube::inventory_parent(name, stack.stack.namespace());
+        let stored = k.get(&parent).await.ok().flatten().map(|p| kube::Inventory::read(&p));
+        let mut details = Vec::new();
+        if let Some(inv) = &stored {
+            for gk in &inv.group_kinds {
+                let (kind, group) = gk.split_once('.').unwrap_or((gk, ""));
+                match k.api_version_of(group, kind) {
+                    Some(v) => {
+                        kinds.insert((v, kind.to_string()));
+                    }
+                    None => details.push(format!(
+                        "kube: the inventory lists `{gk}`, which the server no longer serves"
+                    )),
+                }
+            }
+            namespaces.extend(inv.namespaces.iter().cloned());
+        }
         let ids: Vec<_> = desired
             .objects
             .keys()
             .filter(|id| id.plane() == Plane::Kube)
             .cloned()
             .collect();
-        let observed = k.observe(&kube::selector(stack), &kinds, &ids).await?;
-        let dry_run: Option<&dyn kube::DryRun> = how.server_dry_run.then_some(&k);
-        let live = kube::live(&observed, desired, stack, dry_run).await;
-        let mut stats = k.stats();
-        stats.elapsed = started.elapsed();
-        Ok::<_, Error>((live, stats))
+        let observed = k
+            .observe(&kube::selector(name), &kinds, &ids, &namespaces)
+            .await?;
+        details.extend(observed.details.iter().cloned());
+        let compiled = kube::ListTypes::compiled();
+        let gvs = kube::openapi_paths(&observed);
+        let types = if gvs.is_empty() {
+            compiled
+        } else {
+            match k.openapi(&gvs).await {
+                Ok(docs) => {
+                    details.push(format!(
+                        "kube: list merge types from the server's OpenAPI v3 ({})",
+                        gvs.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ));
+                    docs.iter()
+                        .map(kube::ListTypes::from_openapi)
+                        .fold(kube::ListTypes::default(), |acc, t| t.or(&acc))
+                        .or(&compiled)
+                }
+                Err(e) => {
+                    details.push(format!(
+                        "kube: list merge types from the recorded table (the server's OpenAPI v3: {})",
+                        e.report()
+                    ));
+                    compiled
+                }
+            }
+        };
+        let (live, notes) = kube::live_set(&observed.objects, desired, name, &types);
+        Ok(KubeSide {
+            k,
+            parent,
+            stored,
+            observed,
+            live,
+            notes,
+            types,
+            details,
+            started,
+            span: span.clone(),
+        })
     }
     .instrument(span.clone())
-    .await;
-    let (live, stats) = result?;
-    span.record("labctl.requests", stats.calls);
-    Ok((live, cost(Plane::Kube, stats)))
+    .await
+}
+
+/// After the diff: merge notes, then the server's dry runs (`--server-dry-run`); the cost of
+/// the whole kube observation.
+async fn finish_kube(plan: &mut Plan, side: KubeSide, how: &Observe) -> Cost {
+    kube::note_merges(plan, &side.notes);
+    if how.server_dry_run {
+        kube::check_with_server(plan, &side.k, &side.types, how.force_conflicts)
+            .instrument(side.span.clone())
+            .await;
+    }
+    plan.details.extend(side.details);
+    // Objects this account may not read stay the stack's: their kinds stay recorded.
+    let mut wanted = kube::Inventory::after(plan);
+    for id in side.observed.forbidden.keys() {
+        if let crate::resource::ResourceId::Kube {
+            kind, api_version, ..
+        } = id
+        {
+            wanted
+                .group_kinds
+                .insert(kube::group_kind(api_version, kind));
+        }
+    }
+    plan.inventory = Some(kube::InventoryPlan {
+        wanted,
+        parent: side.parent,
+        stored: side.stored,
+    });
+    let mut stats = side.k.stats();
+    stats.elapsed = side.started.elapsed();
+    side.span.record("labctl.requests", stats.calls);
+    cost(Plane::Kube, stats)
 }
 
 async fn observe_systemd(

@@ -74,6 +74,7 @@ pub fn diff(desired: &Desired, live: &Live) -> Plan {
             impact,
             notes: vec!["no longer rendered by the stack".into()],
             guards: Vec::new(),
+            dry_run: None,
         });
     }
     changes.sort_by(|a, b| a.id.cmp(&b.id));
@@ -93,6 +94,7 @@ fn created(want: &DesiredObject, desired: &Desired) -> Change {
         impact: units::created(want, desired),
         notes: Vec::new(),
         guards: Vec::new(),
+        dry_run: None,
     }
 }
 
@@ -106,6 +108,7 @@ fn updated(want: &DesiredObject, have: &LiveObject, desired: &Desired) -> Change
         impact: Vec::new(),
         notes: Vec::new(),
         guards: Vec::new(),
+        dry_run: None,
     };
     let same = want.content == have.content;
     if let (Content::Unit(_), Content::Unit(before)) = (&want.content, &have.content) {

@@ -6,6 +6,7 @@ mod body;
 mod build;
 mod diff;
 pub mod kube;
+mod list_types;
 mod units;
 
 use serde::Serialize;
@@ -153,6 +154,29 @@ pub struct Change {
     pub notes: Vec<String>,
     /// Refusals apply obeys (see [`Guard`]).
     pub guards: Vec<Guard>,
+    /// What the server answered to a dry run of this change (`--server-dry-run`); `None` when
+    /// not asked.
+    pub dry_run: Option<DryRunAnswer>,
+}
+
+/// The server's answer to a dry run of one change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DryRunAnswer {
+    /// It would store this (compared as `before` is): views show it as the change's result.
+    Stored(Body),
+    /// It refuses the change (a conflict, an invalid object, an admission webhook, a quota):
+    /// its message. Apply would fail the same way, so the change is a failing one.
+    Refused(String),
+}
+
+impl Change {
+    /// The server's refusal of this change in a dry run, if it refused.
+    pub fn refused(&self) -> Option<&str> {
+        match &self.dry_run {
+            Some(DryRunAnswer::Refused(why)) => Some(why),
+            _ => None,
+        }
+    }
 }
 
 /// Where a plane of a plan lives: apply connects there again. A plan made without observing
@@ -200,6 +224,11 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// What observing cost, per plane.
     pub costs: Vec<Cost>,
+    /// How observing went, for `-v` (a fallback taken, where list merge types came from).
+    pub details: Vec<String>,
+    /// The stack's inventory in the cluster (kube observed only): apply records there every
+    /// kind and namespace the stack has, so that later plans find what to prune.
+    pub inventory: Option<kube::InventoryPlan>,
 }
 
 /// Counts for the summary line. A replace counts as one add and one destroy, as in Terraform.
@@ -217,6 +246,11 @@ impl Plan {
     /// Changes that do something.
     pub fn actionable(&self) -> impl Iterator<Item = &Change> {
         self.changes.iter().filter(|c| c.action != Action::NoOp)
+    }
+
+    /// Changes the server refused in a dry run: applying them would fail.
+    pub fn refused(&self) -> impl Iterator<Item = &Change> {
+        self.actionable().filter(|c| c.refused().is_some())
     }
 
     /// Whether applying would change nothing.

@@ -29,6 +29,12 @@ pub fn render_plan_markdown(plan: &Plan, base: Base<'_>) -> String {
     out.push_str(&format!(
         "**Plan:** {add} to add, {change} to change, {destroy} to destroy.\n\n"
     ));
+    let refused = plan.refused().count();
+    if refused > 0 {
+        out.push_str(&format!(
+            "> [!CAUTION]\n> {refused} of these changes would fail: the server refuses them in a dry run.\n\n"
+        ));
+    }
     let changes: Vec<&Change> = plan.actionable().collect();
     let mut shown = 0;
     for c in &changes {
@@ -69,7 +75,13 @@ fn block(c: &Change) -> String {
     for n in &c.notes {
         s.push_str(&format!("- {}\n", html(n)));
     }
-    if !c.notes.is_empty() {
+    if let Some(why) = c.refused() {
+        s.push_str(&format!(
+            "- **Fails:** the server refuses it (dry run): {}\n",
+            html(why)
+        ));
+    }
+    if !c.notes.is_empty() || c.refused().is_some() {
         s.push('\n');
     }
     let body = diff_lines(c);

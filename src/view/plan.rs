@@ -5,7 +5,7 @@ use serde::Serialize;
 use similar::{ChangeTag, TextDiff};
 
 use super::Styles;
-use crate::plan::{Action, Change, Cost, Impact, Plan, Summary};
+use crate::plan::{Action, Change, Cost, DryRunAnswer, Impact, Plan, Summary};
 use crate::resource::ResourceId;
 use crate::stack::Plane;
 
@@ -74,6 +74,14 @@ pub fn render_plan_human_against(plan: &Plan, base: Base<'_>, s: Styles) -> Stri
         "\n{} {add} to add, {change} to change, {destroy} to destroy.\n",
         s.bold("Plan:")
     ));
+    let refused = plan.refused().count();
+    if refused > 0 {
+        out.push_str(&format!(
+            "{} {refused} of these changes would fail: the server refuses {} in a dry run.\n",
+            s.red("Failing:"),
+            if refused == 1 { "it" } else { "them" }
+        ));
+    }
     out
 }
 
@@ -127,8 +135,19 @@ fn change(out: &mut String, c: &Change, s: Styles) {
     for n in &c.notes {
         out.push_str(&format!("  {}\n", s.dim(&format!("# ({n})"))));
     }
+    if let Some(why) = c.refused() {
+        out.push_str(&format!(
+            "  {}\n",
+            s.red(&format!("# FAILS: the server refuses it (dry run): {why}"))
+        ));
+    }
     out.push_str(&format!("  {} {}\n", glyph(c.action, s), address(&c.id)));
-    match (&c.before, &c.after) {
+    // With `--server-dry-run`, the result shown is what the server would store.
+    let after = match &c.dry_run {
+        Some(DryRunAnswer::Stored(stored)) => Some(stored),
+        _ => c.after.as_ref(),
+    };
+    match (&c.before, after) {
         (None, Some(after)) => lines(out, &after.shown(None), "+", s),
         (Some(before), None) => lines(out, &before.shown(None), "-", s),
         (Some(before), Some(after)) => {
@@ -182,6 +201,8 @@ pub const JSON_FORMAT_VERSION: &str = "1";
 struct JsonPlan<'a> {
     format_version: &'static str,
     changes_present: bool,
+    /// Changes the server refused in a dry run (`--server-dry-run`).
+    changes_failing: usize,
     summary: Summary,
     changes: Vec<JsonChange<'a>>,
 }
@@ -197,6 +218,8 @@ struct JsonChange<'a> {
     after: Option<String>,
     impact: &'a [Impact],
     notes: &'a [String],
+    /// The server's refusal in a dry run, when it refused.
+    failure: Option<&'a str>,
 }
 
 /// The JSON plan: every change (no-ops included), in plan order, pretty-printed.
@@ -204,6 +227,7 @@ pub fn render_plan_json(plan: &Plan) -> String {
     let doc = JsonPlan {
         format_version: JSON_FORMAT_VERSION,
         changes_present: !plan.is_empty(),
+        changes_failing: plan.refused().count(),
         summary: plan.summary(),
         changes: plan
             .changes
@@ -214,9 +238,14 @@ pub fn render_plan_json(plan: &Plan) -> String {
                 component: &c.component,
                 action: c.action,
                 before: c.before.as_ref().map(|b| b.shown(None)),
-                after: c.after.as_ref().map(|a| a.shown(c.before.as_ref())),
+                after: match &c.dry_run {
+                    Some(DryRunAnswer::Stored(stored)) => Some(stored),
+                    _ => c.after.as_ref(),
+                }
+                .map(|a| a.shown(c.before.as_ref())),
                 impact: &c.impact,
                 notes: &c.notes,
+                failure: c.refused(),
             })
             .collect(),
     };

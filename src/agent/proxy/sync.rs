@@ -230,6 +230,7 @@ async fn sync_commit(proxy: &Proxy, stack_file: &Path, commit: &str) -> Ended {
         force_conflicts: false,
         wait: Some(Duration::from_secs(300)),
         settle: Duration::from_secs(1),
+        concurrency: apply::DEFAULT_CONCURRENCY,
     };
     if let Err(e) = apply::check(&plan, &opts) {
         return Ended::Refused(summary, e);
