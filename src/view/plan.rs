@@ -218,7 +218,8 @@ struct JsonChange<'a> {
     after: Option<String>,
     impact: &'a [Impact],
     notes: &'a [String],
-    /// The server's refusal in a dry run, when it refused.
+    /// The server's refusal in a dry run: present only when it refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
     failure: Option<&'a str>,
 }
 
