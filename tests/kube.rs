@@ -858,7 +858,28 @@ fn a_keyed_list_is_compared_by_key_and_a_refused_dry_run_is_a_failing_change() {
         !out.contains("9999 →") && !out.contains("-       port: 9999"),
         "{out}"
     );
-    assert!(out.contains("+   - name: api\n      +     port: 9000"), "{out}");
+    assert!(
+        out.contains("+   - name: api\n      +     port: 9000"),
+        "{out}"
+    );
+    let (_, _, err) = plan(&s, &srv, &["-v"]);
+    assert!(
+        err.contains("kube: list merge types from the server's OpenAPI v3 (api/v1)"),
+        "{err}"
+    );
+    // A server whose OpenAPI cannot be read: the recorded table says the same.
+    srv.inject_error(
+        "GET",
+        "/openapi/v3",
+        labctl_testapi::ApiError::internal("openapi unavailable".into()),
+        1,
+    );
+    let (_, fallback, err) = plan(&s, &srv, &["-v"]);
+    assert!(
+        err.contains("kube: list merge types from the recorded table"),
+        "{err}"
+    );
+    assert_eq!(fallback, out, "the compiled table merges the same way");
 
     // The server refuses the merge (two ports named `api`): with `--server-dry-run` that is a
     // failing change, with the server's own message, counted, and never a clean exit.
