@@ -920,6 +920,13 @@ fn a_keyed_list_is_compared_by_key_and_a_refused_dry_run_is_a_failing_change() {
     assert!(err.contains("fix it in the stack"), "{err}");
     let live = srv.get("v1", "Service", "lab", "minio").unwrap();
     assert_eq!(live["spec"]["ports"][0]["port"], 9999);
+    // With `--server-dry-run`, apply does not send what the server already refused.
+    let (code, _, err) = apply(&s, &srv, &["--server-dry-run"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("`Service lab/minio`: refused in the dry run: Service \"minio\" is invalid"),
+        "{err}"
+    );
 
     // Naming the first port after its new number converges.
     s.file(
