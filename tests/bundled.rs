@@ -12,7 +12,12 @@ use labctl::resource::{COMPONENT, Content, ResourceId};
 fn desired() -> labctl::resource::Desired {
     let loaded = labctl::stack::load(&repo().join("stack.toml")).expect("bundled stack is valid");
     let templates = labctl::render::Templates::builtin();
-    labctl::render::render(&loaded.stack, &templates, &|_| None).expect("bundled stack renders")
+    labctl::render::render(
+        &loaded.stack,
+        &templates,
+        &labctl::render::Secrets::redacted(),
+        None,
+    ).expect("bundled stack renders")
 }
 
 #[test]

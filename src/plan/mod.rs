@@ -13,7 +13,9 @@ use serde::Serialize;
 pub use body::{Body, SENSITIVE, SENSITIVE_CHANGED};
 pub use build::{Against, Observe, Options, Secrets, Sources, build};
 pub use diff::{Live, LiveObject, diff};
-pub use units::{ObservedUnit, UnitState, installable, live_units, units_to_observe, wants_active};
+pub use units::{
+    ObservedUnit, UnitState, env_file_path, installable, live_units, units_to_observe, wants_active,
+};
 
 use crate::backend::Stats;
 use crate::backend::kube::Connect;

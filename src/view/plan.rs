@@ -36,8 +36,13 @@ pub fn render_plan_human(plan: &Plan, s: Styles) -> String {
     render_plan_human_against(plan, Base::Live, s)
 }
 
-/// [`render_plan_human`] for a plan against `base`.
+/// [`render_plan_human`] for a plan against `base`. Secret values are masked twice over: by
+/// their marks in each [`crate::plan::Body`], and in the whole text by the process's redactor.
 pub fn render_plan_human_against(plan: &Plan, base: Base<'_>, s: Styles) -> String {
+    crate::secrets::redact(&human(plan, base, s)).into_owned()
+}
+
+fn human(plan: &Plan, base: Base<'_>, s: Styles) -> String {
     if plan.is_empty() {
         let mut out = format!("{} {}\n", s.bold("No changes."), base.matches());
         quiet_notes(&mut out, plan, s);
@@ -132,7 +137,7 @@ fn change(out: &mut String, c: &Change, s: Styles) {
         (None, Some(after)) => lines(out, &after.shown(None), "+", s),
         (Some(before), None) => lines(out, &before.shown(None), "-", s),
         (Some(before), Some(after)) => {
-            unified(out, &before.shown(None), &after.shown(Some(before)), s)
+            unified(out, &before.shown_before(after), &after.shown(Some(before)), s)
         }
         (None, None) => {}
     }
@@ -142,6 +147,7 @@ fn address(id: &ResourceId) -> String {
     match id {
         ResourceId::Kube { api_version, .. } => format!("{id} ({api_version})"),
         ResourceId::Systemd { .. } => id.to_string(),
+        ResourceId::EnvFile { unit, .. } => format!("{id} (read by {unit})"),
     }
 }
 
@@ -213,7 +219,10 @@ pub fn render_plan_json(plan: &Plan) -> String {
                 id: &c.id,
                 component: &c.component,
                 action: c.action,
-                before: c.before.as_ref().map(|b| b.shown(None)),
+                before: c.before.as_ref().map(|b| match &c.after {
+                    Some(a) => b.shown_before(a),
+                    None => b.shown(None),
+                }),
                 after: c.after.as_ref().map(|a| a.shown(c.before.as_ref())),
                 impact: &c.impact,
                 notes: &c.notes,
@@ -222,7 +231,7 @@ pub fn render_plan_json(plan: &Plan) -> String {
     };
     let mut s = serde_json::to_string_pretty(&doc).expect("plan serialises");
     s.push('\n');
-    s
+    crate::secrets::redact(&s).into_owned()
 }
 
 /// The `-v` line of what a phase cost: `kube: 12 API requests in 85 ms (observe)`,
