@@ -1002,10 +1002,10 @@ fn secrets_from_openbao_reach_the_cluster_and_the_env_file_and_show_nowhere() {
     assert!(plan.contains("url: (sensitive value)"), "{plan}");
     assert!(plan.contains("example.com/dsn: (sensitive value)"), "{plan}");
     assert!(
-        plan.contains("Environment=\"DB_URL=postgres://app:(sensitive value)"),
+        plan.contains("Environment=\"DB_URL=postgres://app:(sensitive value)@db/app\""),
         "{plan}"
     );
-    assert!(plan.contains("password = (sensitive value)"), "{plan}");
+    assert!(plan.contains("password = \"(sensitive value)\""), "{plan}");
     assert!(plan.contains("port = 5432"), "{plan}");
     t.ok(&["plan", "-o", "json"]);
 
@@ -1027,29 +1027,45 @@ fn secrets_from_openbao_reach_the_cluster_and_the_env_file_and_show_nowhere() {
     let pid = t.m.main_pid(&unit);
     t.no_changes();
 
-    // Rotated in OpenBao: shown as changed, applied, and the unit restarted with the new value.
-    let (db2, tok2) = ("e2e-db-pass-Two2", "e2e-api-token-Two2");
-    put_kv(name, serde_json::json!({"db-password": db2, "token": tok2}));
+    // The token rotated in OpenBao: only the env file changes, and it restarts the unit.
+    let tok2 = "e2e-api-token-Two2";
+    put_kv(name, serde_json::json!({"db-password": db1, "token": tok2}));
     let plan = t.ok(&["plan"]);
-    assert!(plan.contains("password: (sensitive value changed)"), "{plan}");
     assert!(plan.contains("API_TOKEN: (sensitive value changed)"), "{plan}");
     assert!(
         plan.contains(&format!(
-            "env file %E/labctl/{name}.env will be updated in-place (restarts unit)"
+            "env file %E/labctl/{name}.env will be updated (restarts unit)"
         )),
         "{plan}"
     );
+    assert!(plan.contains("Plan: 0 to add, 1 to change, 0 to destroy."), "{plan}");
     t.ok(&["plan", "-o", "json"]);
     t.ok(&["apply", "--yes"]);
-    let stored = t.srv.get("v1", "Secret", "lab", "db-credentials").unwrap();
-    assert_eq!(stored["data"]["password"], b64(db2));
     wait_until("the restarted unit to write the new token", || {
         std::fs::read_to_string(&t.out).is_ok_and(|s| s == tok2)
     });
     assert_ne!(t.m.main_pid(&unit), pid, "the unit was restarted");
     t.no_changes();
 
-    // A server that echoes the value back in a refusal: the error and its span are masked.
+    // The password rotated: the Secret, the ConfigMap and the unit's line show it as changed.
+    let db2 = "e2e-db-pass-Two2";
+    put_kv(name, serde_json::json!({"db-password": db2, "token": tok2}));
+    let plan = t.ok(&["plan"]);
+    assert!(plan.contains("password: (sensitive value changed)"), "{plan}");
+    assert!(plan.contains("url: (sensitive value changed)"), "{plan}");
+    assert!(
+        plan.contains("+ Environment=\"DB_URL=postgres://app:(sensitive value changed)@db/app\""),
+        "{plan}"
+    );
+    t.ok(&["plan", "-o", "markdown"]);
+    t.ok(&["apply", "--yes"]);
+    let stored = t.srv.get("v1", "Secret", "lab", "db-credentials").unwrap();
+    assert_eq!(stored["data"]["password"], b64(db2));
+    t.no_changes();
+
+    // A server that echoes the value it was sent back in a refusal (as an admission webhook
+    // may): the error and its span are masked.
+    let db3 = "e2e-db-pass-Three3";
     t.srv.refuse_in(
         "lab",
         "ConfigMap",
@@ -1057,18 +1073,18 @@ fn secrets_from_openbao_reach_the_cluster_and_the_env_file_and_show_nowhere() {
         labctl_testapi::ApiError {
             code: 422,
             reason: "Invalid".into(),
-            message: format!("admission webhook denied `url` = postgres://app:{db2}@db/app"),
+            message: format!("admission webhook denied `url` = postgres://app:{db3}@db/app"),
             details: None,
         },
     );
-    let (db3, tok3) = ("e2e-db-pass-Three3", tok2);
-    put_kv(name, serde_json::json!({"db-password": db3, "token": tok3}));
+    put_kv(name, serde_json::json!({"db-password": db3, "token": tok2}));
     let (code, _, err) = t.labctl(&["apply", "--yes"], ROOT_TOKEN);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("admission webhook denied"), "{err}");
     t.rx.wait_for_spans(Duration::from_secs(10), |s| {
         s.iter().any(|s| s.attr("error.message").is_some())
     });
+    assert!(err.contains("postgres://app:(sensitive value)@db/app"), "{err}");
     t.assert_nowhere(&[db1, db2, db3, tok1, tok2]);
 }
 

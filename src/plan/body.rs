@@ -29,8 +29,9 @@ pub const SENSITIVE_CHANGED: &str = "(sensitive value changed)";
 enum Mask {
     /// The whole value.
     Whole,
-    /// Lines of a text: each line starting with one of these prefixes is masked after it.
-    Lines(BTreeSet<String>),
+    /// Lines of a text: each line with one of these prefixes and suffixes is masked between
+    /// them.
+    Lines(BTreeSet<(String, String)>),
 }
 
 /// Content with its sensitive values marked.
@@ -213,24 +214,33 @@ fn mark_leaves(v: &Value, at: &mut String, values: &[String], out: &mut BTreeMap
     }
 }
 
-/// For each line of `text` holding one of `values`: the line up to the first value.
-fn line_prefixes(text: &str, values: &[String]) -> BTreeSet<String> {
+/// For each line of `text` holding one of `values`: the line before the first value and after
+/// the last one.
+fn line_prefixes(text: &str, values: &[String]) -> BTreeSet<(String, String)> {
     text.lines()
-        .filter_map(|l| first_value(l, values).map(|i| l[..i].to_string()))
+        .filter_map(|l| {
+            value_span(l, values).map(|(a, b)| (l[..a].to_string(), l[b..].to_string()))
+        })
         .collect()
 }
 
-/// Where the first of `values` starts in `line`.
-fn first_value(line: &str, values: &[String]) -> Option<usize> {
-    values.iter().filter_map(|v| line.find(v.as_str())).min()
+/// Where the first of `values` in `line` starts and the last one ends.
+fn value_span(line: &str, values: &[String]) -> Option<(usize, usize)> {
+    let start = values.iter().filter_map(|v| line.find(v.as_str())).min()?;
+    let end = values
+        .iter()
+        .filter_map(|v| line.rfind(v.as_str()).map(|i| i + v.len()))
+        .max()?;
+    Some((start, end.max(start)))
 }
 
-/// `text` with each sensitive line masked from its value on: a line holding one of `values`,
-/// or starting with one of `prefixes` (when the prefix says something: the same setting on the
-/// other side). With `mark_changes`, a masked line not found as is in `other` says it changed.
+/// `text` with the secret part of each sensitive line masked: in a line holding one of
+/// `values`, from the first value to the end of the last; in a line with one of `prefixes` and
+/// its suffix (when the prefix says something: the same setting on the other side), what is
+/// between them. With `mark_changes`, a masked line not found as is in `other` says it changed.
 fn mask_lines(
     text: &str,
-    prefixes: &BTreeSet<String>,
+    prefixes: &BTreeSet<(String, String)>,
     values: &[String],
     other: Option<&str>,
     mark_changes: bool,
@@ -240,18 +250,24 @@ fn mask_lines(
         if i > 0 {
             out.push('\n');
         }
-        let at = first_value(line, values).or_else(|| {
+        let span = value_span(line, values).or_else(|| {
             prefixes
                 .iter()
-                .filter(|p| !p.trim().is_empty() && line.starts_with(p.as_str()))
-                .map(String::len)
-                .max()
+                .filter(|(p, s)| {
+                    !p.trim().is_empty()
+                        && line.len() >= p.len() + s.len()
+                        && line.starts_with(p.as_str())
+                        && line.ends_with(s.as_str())
+                })
+                .max_by_key(|(p, s)| p.len() + s.len())
+                .map(|(p, s)| (p.len(), line.len() - s.len()))
         });
-        match at {
-            Some(at) => {
+        match span {
+            Some((a, b)) => {
                 let changed = mark_changes && other.is_some_and(|o| !o.lines().any(|l| l == line));
-                out.push_str(&line[..at]);
+                out.push_str(&line[..a]);
                 out.push_str(if changed { SENSITIVE_CHANGED } else { SENSITIVE });
+                out.push_str(&line[b..]);
             }
             None => out.push_str(line),
         }
