@@ -230,9 +230,22 @@ pub fn render(
     secrets: &Secrets,
     plane: Option<Plane>,
 ) -> Result<Desired, Error> {
+    Ok(render_asked(stack, templates, secrets, plane)?.0)
+}
+
+/// [`render`], and which secrets the templates asked for.
+///
+/// # Errors
+/// As [`render`].
+pub fn render_asked(
+    stack: &Stack,
+    templates: &Templates,
+    secrets: &Secrets,
+    plane: Option<Plane>,
+) -> Result<(Desired, Asked), Error> {
     let (desired, asked, missing) = render_all(stack, templates, secrets, plane)?;
     if missing.is_empty() {
-        return Ok(desired);
+        return Ok((desired, asked));
     }
     Err(Error::MissingSecrets {
         missing: missing

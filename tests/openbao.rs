@@ -684,21 +684,24 @@ fn used_secrets_must_be_provided_and_declared_ones_used() {
     let text = "[stack]\nname = \"lab\"\n\n[host.openbao]\nenabled = false\n\n[secrets]\ngrafana-admin-password = { env = \"G\" }\nstale = { env = \"S\" }\n";
     let stack = parse(text);
     let file = stack::SourceFile::new(Path::new("stack.toml"), text);
-    let used = secrets::used_by_templates(&stack, &labctl::render::Templates::builtin());
+    let used =
+        labctl::render::secrets_asked(&stack, &labctl::render::Templates::builtin(), None).unwrap();
     let u = stack::secret_usage(&stack, &file, &used);
     let problems: Vec<String> = u.problems.iter().map(|p| p.message.clone()).collect();
     assert_eq!(
         problems,
         [
-            "secret `minio-root-password` is used by `templates/minio/secret.yaml`, `templates/thanos/secret.yaml`, `templates/thanos/store.yaml`, but nothing provides it",
-            "secret `postgres-password` is used by `templates/postgres/secret.yaml`, but nothing provides it",
+            "secret `github-token` is used by `systemd-templates/ingest.service`, but nothing provides it",
+            "secret `minio-root-password` is used by `templates/minio/secret.yaml`, `templates/thanos/secret.yaml`, but nothing provides it",
+            "secret `postgres-password` is used by `systemd-templates/ingest.service`, `templates/postgres/secret.yaml`, but nothing provides it",
+            "secret `webhook-secret` is used by `systemd-templates/proxy.service`, but nothing provides it",
         ]
     );
     // Pointed at `[secrets]`, where the fix goes.
     let span = u.problems[0].span.clone().unwrap();
     assert_eq!(file.line_col(span.start), (7, 1));
     assert!(
-        u.problems[1]
+        u.problems[2]
             .help
             .as_deref()
             .unwrap()
@@ -1144,7 +1147,7 @@ fn render_without_secrets_refuses_naming_them_and_redact_renders_markers() {
     c.arg("--stack").arg(&stack).args(["plan", "--offline"]);
     let (code, out, err) = common::run(c);
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("values are not compared"), "{err}");
+    assert!(out.contains("Secret values are not compared"), "{out}");
     assert!(out.contains("password: (sensitive value)"), "{out}");
 }
 
@@ -1195,4 +1198,34 @@ fn sealed_wrong_token_and_missing_key_each_say_so_through_the_binary() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("is sealed: unseal it with `bao operator unseal`"), "{err}");
     assert!(!err.contains("seal-Val-1") && !err.contains(ROOT_TOKEN), "{err}");
+}
+
+#[test]
+fn validate_names_a_secret_nothing_provides_and_warns_of_an_unused_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = kube_stack(dir.path(), "stale = { env = \"E2E_STALE\" }");
+    let validate = |env: &[(&str, &str)]| {
+        let mut c = common::labctl();
+        c.arg("--stack").arg(&stack).arg("validate");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        common::run(c)
+    };
+    let (code, _, err) = validate(&[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(
+            "secret `db-password` is used by `templates/creds/creds.yaml`, but nothing provides it"
+        ),
+        "{err}"
+    );
+    // Given by its override, it is provided; the unused entry stays a warning.
+    let (code, _, err) = validate(&[("LABCTL_SECRET_DB_PASSWORD", "v-Value-1")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("secret `stale` is declared but no template uses it"),
+        "{err}"
+    );
+    assert!(!err.contains("v-Value-1"), "{err}");
 }

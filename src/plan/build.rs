@@ -123,7 +123,8 @@ pub struct Options {
 /// [`Error::Template`], [`Error::Manifest`], [`Error::Duplicate`] when rendering fails;
 /// [`Error::Backend`] or [`Error::Read`] when a plane cannot be observed.
 pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Result<Plan, Error> {
-    let mut desired = sources.render(stack, options.plane)?;
+    let (mut desired, asked) =
+        render::render_asked(stack, &sources.templates, &sources.secrets, options.plane)?;
     kube::prepare_all(&mut desired);
     let name = &stack.stack.name;
     let mut plan = match &options.against {
@@ -174,11 +175,7 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
         }
     };
     if sources.secrets.is_redacted() {
-        plan.warnings.push(
-            "secrets: values are not compared: this plan read no secret (only a plan against \
-             the live planes does)"
-                .to_string(),
-        );
+        plan.unread_secrets = asked.into_keys().collect();
     }
     plan.stack = name.clone();
     Ok(plan)

@@ -202,6 +202,9 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// What observing cost, per plane.
     pub costs: Vec<Cost>,
+    /// Secrets the stack uses that this plan rendered as markers, without reading them
+    /// (`--offline`, `--base`): their values are not compared.
+    pub unread_secrets: Vec<String>,
 }
 
 /// Counts for the summary line. A replace counts as one add and one destroy, as in Terraform.

@@ -22,6 +22,9 @@ fn markdown(plan: &Plan, base: Base<'_>) -> String {
     let mut out = String::from("### labctl plan\n\n");
     if plan.is_empty() {
         out.push_str(&format!("**No changes.** {}\n", base.matches()));
+        if let Some(c) = super::plan::unread(plan) {
+            out.push_str(&format!("\n_{c}_\n"));
+        }
         notes(&mut out, plan);
         return out;
     }
@@ -33,6 +36,9 @@ fn markdown(plan: &Plan, base: Base<'_>) -> String {
     out.push_str(&format!(
         "**Plan:** {add} to add, {change} to change, {destroy} to destroy.\n\n"
     ));
+    if let Some(c) = super::plan::unread(plan) {
+        out.push_str(&format!("_{c}_\n\n"));
+    }
     let changes: Vec<&Change> = plan.actionable().collect();
     let mut shown = 0;
     for c in &changes {

@@ -45,6 +45,9 @@ pub fn render_plan_human_against(plan: &Plan, base: Base<'_>, s: Styles) -> Stri
 fn human(plan: &Plan, base: Base<'_>, s: Styles) -> String {
     if plan.is_empty() {
         let mut out = format!("{} {}\n", s.bold("No changes."), base.matches());
+        if let Some(c) = unread(plan) {
+            out.push_str(&format!("{}\n", s.dim(&c)));
+        }
         quiet_notes(&mut out, plan, s);
         return out;
     }
@@ -79,7 +82,24 @@ fn human(plan: &Plan, base: Base<'_>, s: Styles) -> String {
         "\n{} {add} to add, {change} to change, {destroy} to destroy.\n",
         s.bold("Plan:")
     ));
+    if let Some(c) = unread(plan) {
+        out.push_str(&format!("{}\n", s.dim(&c)));
+    }
     out
+}
+
+/// The sentence saying which secrets a plan did not read (and so did not compare).
+pub(crate) fn unread(plan: &Plan) -> Option<String> {
+    (!plan.unread_secrets.is_empty()).then(|| {
+        format!(
+            "Secret values are not compared: this plan read no secret ({}); a plan against the live planes does.",
+            plan.unread_secrets
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
 }
 
 /// Notes on resources that need no action (a volume kept from pruning, a unit's drop-ins) still
