@@ -116,6 +116,10 @@ pub struct RenderArgs {
     /// Only this plane.
     #[arg(long)]
     pub plane: Option<PlaneArg>,
+    /// Render without secret values: each is replaced by `(redacted secret <name>)`, and no
+    /// secret is read. For looking at the output, never for applying it.
+    #[arg(long)]
+    pub redact: bool,
 }
 
 impl RenderArgs {

@@ -2,8 +2,9 @@
 //! `templates/` and `systemd-templates/` override them by name or add to them.
 //! Rendering is pure: no network, no clock; secrets come in through a lookup the caller owns.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use include_dir::{Dir, include_dir};
 use minijinja::{Environment, UndefinedBehavior, Value as JValue};
@@ -140,25 +141,169 @@ impl Templates {
     }
 }
 
-/// Looks up a secret by name; `None` when it is not set.
-pub type SecretLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+/// A secret lookup: the value of a name, `None` when it has none.
+type Lookup = dyn Fn(&str) -> Option<String> + Send + Sync;
 
-/// The value a template gets for a secret nobody has set: apply refuses objects holding it.
+/// Where `secret("name")` gets its value: a lookup (resolved secrets, the environment, a map in
+/// tests) or, for output that must not hold values, a marker per secret ([`Secrets::redacted`]).
+/// There is no placeholder for a missing value: [`render`] fails naming every one.
+#[derive(Clone)]
+pub struct Secrets(Option<Arc<Lookup>>);
+
+impl Secrets {
+    /// Secrets from a function (tests use a map).
+    pub fn new(lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        Secrets(Some(Arc::new(lookup)))
+    }
+
+    /// Secrets from the environment only: `LABCTL_SECRET_<NAME>` (see [`secret_env_var`]); an
+    /// empty variable is unset. The command line resolves `[secrets]` instead
+    /// ([`crate::secrets::for_stack`]), which honours these variables too.
+    pub fn from_env() -> Self {
+        Secrets::new(|name| {
+            std::env::var(secret_env_var(name))
+                .ok()
+                .filter(|v| !v.is_empty())
+        })
+    }
+
+    /// Resolved values by name (see [`crate::secrets::resolve`]).
+    pub fn from_values(values: BTreeMap<String, crate::secrets::SecretValue>) -> Self {
+        Secrets::new(move |name| values.get(name).map(|v| v.expose().to_string()))
+    }
+
+    /// No values at all: every secret renders as [`redacted`] of its name. For `render --redact`
+    /// and for plans that compare no values (`--offline`, `--base`).
+    pub fn redacted() -> Self {
+        Secrets(None)
+    }
+
+    /// Whether values are replaced by markers.
+    pub fn is_redacted(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// The value of `name`: its marker when redacted, `None` when it has none.
+    pub fn get(&self, name: &str) -> Option<String> {
+        match &self.0 {
+            None => Some(redacted(name)),
+            Some(f) => f(name),
+        }
+    }
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_redacted() {
+            "Secrets(redacted)"
+        } else {
+            "Secrets(..)"
+        })
+    }
+}
+
+/// What a secret renders as when values are left out (`render --redact`, offline plans).
+pub fn redacted(name: &str) -> String {
+    format!("(redacted secret {name})")
+}
+
+/// The value a template used to get for a secret nobody had set. Nothing renders it any more
+/// (a missing secret fails the render); kept for the refusal that looks for it in live objects.
 pub fn unset_secret(name: &str) -> String {
     format!("<unset secret {name}>")
 }
 
-/// Render every enabled component into the desired set.
+/// Which secrets the templates ask for, by name, with the templates asking.
+pub type Asked = BTreeMap<String, BTreeSet<String>>;
+
+/// Render every enabled component (of `plane`, or all) into the desired set. Every value a
+/// template gets from `secret(...)` is registered with the redactor ([`crate::secrets::register`]).
 ///
 /// # Errors
 /// [`Error::Template`] for a template that fails (undefined variable, syntax),
 /// [`Error::Manifest`] for output that is not a valid object or unit, [`Error::Duplicate`] when two
-/// templates produce the same id.
+/// templates produce the same id, [`Error::MissingSecrets`] naming every secret a template asked
+/// for that `secrets` has no value for.
 pub fn render(
     stack: &Stack,
     templates: &Templates,
-    secrets: SecretLookup<'_>,
+    secrets: &Secrets,
+    plane: Option<Plane>,
 ) -> Result<Desired, Error> {
+    Ok(render_asked(stack, templates, secrets, plane)?.0)
+}
+
+/// [`render`], and which secrets the templates asked for.
+///
+/// # Errors
+/// As [`render`].
+pub fn render_asked(
+    stack: &Stack,
+    templates: &Templates,
+    secrets: &Secrets,
+    plane: Option<Plane>,
+) -> Result<(Desired, Asked), Error> {
+    let (desired, asked, missing) = render_all(stack, templates, secrets, plane)?;
+    if missing.is_empty() {
+        return Ok((desired, asked));
+    }
+    Err(Error::MissingSecrets {
+        missing: missing
+            .iter()
+            .map(|n| {
+                let by = asked[n]
+                    .iter()
+                    .map(|t| format!("`{t}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!(
+                    "`{n}` (used by {by}): no value; set `{}`",
+                    secret_env_var(n)
+                )
+            })
+            .collect(),
+    })
+}
+
+/// Every secret the enabled components (of `plane`, or all) ask for, found by rendering them
+/// with markers: exact, names built in a template (a pipeline's token) included.
+///
+/// # Errors
+/// As [`render`], except that no secret is ever missing.
+pub fn secrets_asked(
+    stack: &Stack,
+    templates: &Templates,
+    plane: Option<Plane>,
+) -> Result<Asked, Error> {
+    Ok(render_all(stack, templates, &Secrets::redacted(), plane)?.1)
+}
+
+/// One `env_secret(file, var, secret)` call: the variable `var` of the env file `file` holds the
+/// secret's value.
+#[derive(Debug, Clone)]
+struct EnvDecl {
+    file: String,
+    var: String,
+    value: String,
+}
+
+/// What the template functions record while one template renders.
+#[derive(Debug, Default)]
+struct Recorded {
+    /// Secrets asked for.
+    asked: BTreeSet<String>,
+    /// Secrets without a value.
+    missing: BTreeSet<String>,
+    /// Env file declarations.
+    env: Vec<EnvDecl>,
+}
+
+fn render_all(
+    stack: &Stack,
+    templates: &Templates,
+    secrets: &Secrets,
+    plane: Option<Plane>,
+) -> Result<(Desired, Asked, BTreeSet<String>), Error> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     // Block tags on their own line leave no blank line behind: YAML indentation stays intact.
@@ -181,25 +326,71 @@ pub fn render(
             .map(|b| format!("{b:02x}"))
             .collect()
     });
-    // minijinja functions must be 'static, so every known secret is looked up once here.
-    let known: BTreeMap<String, String> = SECRET_NAMES
-        .iter()
-        .map(|n| (n.to_string(), secrets(n).unwrap_or_else(|| unset_secret(n))))
-        .collect();
-    env.add_function(
-        "secret",
-        move |name: String| -> Result<String, minijinja::Error> {
-            known.get(&name).cloned().ok_or_else(|| {
-                minijinja::Error::new(
+    let recorded = Arc::new(Mutex::new(Recorded::default()));
+    let lookup = {
+        let secrets = secrets.clone();
+        let recorded = recorded.clone();
+        move |name: &str| -> Result<String, minijinja::Error> {
+            if let Err(why) = crate::stack::check_secret_name(name) {
+                return Err(minijinja::Error::new(
                     minijinja::ErrorKind::InvalidOperation,
-                    format!(
-                        "unknown secret `{name}` (known: {})",
-                        SECRET_NAMES.join(", ")
-                    ),
-                )
-            })
-        },
-    );
+                    format!("`{name}` is not a valid secret name: {why}"),
+                ));
+            }
+            let mut r = recorded.lock().unwrap_or_else(PoisonError::into_inner);
+            r.asked.insert(name.to_string());
+            match secrets.get(name) {
+                Some(v) => {
+                    if !secrets.is_redacted() {
+                        crate::secrets::register(&v);
+                    }
+                    Ok(v)
+                }
+                None => {
+                    r.missing.insert(name.to_string());
+                    // Rendering goes on so that every missing secret is named at once; the
+                    // output is thrown away.
+                    Ok(redacted(name))
+                }
+            }
+        }
+    };
+    let lookup = Arc::new(lookup);
+    {
+        let lookup = lookup.clone();
+        env.add_function("secret", move |name: String| lookup(&name));
+    }
+    {
+        let lookup = lookup.clone();
+        let recorded = recorded.clone();
+        // `env_secret("proxy", "GITHUB_TOKEN", "github-token")`: the unit's env file `proxy.env`
+        // holds the secret as that variable. Renders as nothing; the env file is a resource of
+        // its own (see `env_files`).
+        env.add_function(
+            "env_secret",
+            move |file: String, var: String, secret: String| -> Result<String, minijinja::Error> {
+                if !valid_env_var(&var) {
+                    return Err(minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        format!("`{var}` is not an environment variable name"),
+                    ));
+                }
+                if file.is_empty() || file.contains(['/', '\0']) {
+                    return Err(minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        format!("`{file}` is not an env file name (a name, no `/`)"),
+                    ));
+                }
+                let value = lookup(&secret)?;
+                recorded
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .env
+                    .push(EnvDecl { file, var, value });
+                Ok(String::new())
+            },
+        );
+    }
 
     let stack_json = {
         let mut v = serde_json::to_value(stack).expect("stack serialises");
@@ -208,7 +399,12 @@ pub fn render(
     };
     let namespace = stack.stack.namespace().to_string();
     let mut desired = Desired::default();
+    let mut asked = Asked::new();
+    let mut missing = BTreeSet::new();
     for c in stack.components() {
+        if plane.is_some_and(|p| p != c.plane) {
+            continue;
+        }
         let names = templates.for_component(&c);
         if names.is_empty() {
             let wher = match c.plane {
@@ -239,11 +435,21 @@ pub fn render(
                     .and_then(|n| templates.sources.get(n))
                     .map_or("", |s| s.0.as_str());
                 template_error(e.name().unwrap_or(name), src, &e)
-            })?;
-            let objects = match c.plane {
+            });
+            let rec = std::mem::take(&mut *recorded.lock().unwrap_or_else(PoisonError::into_inner));
+            let out = out?;
+            for s in rec.asked {
+                asked.entry(s).or_default().insert(name.to_string());
+            }
+            missing.extend(rec.missing);
+            let mut objects = match c.plane {
                 Plane::Kube => kube_objects(stack, &c, name, &out)?,
                 Plane::Systemd => vec![unit_object(stack, &c, name, &out)?],
             };
+            if !rec.env.is_empty() {
+                let unit = objects[0].id.clone();
+                objects.extend(env_files(stack, &c, name, &unit, &out, rec.env)?);
+            } 
             for o in objects {
                 if let Some(prev) = desired.objects.get(&o.id) {
                     return Err(Error::Duplicate {
@@ -256,7 +462,108 @@ pub fn render(
             }
         }
     }
-    Ok(desired)
+    Ok((desired, asked, missing))
+}
+
+/// A name an environment variable can have in an env file: `[A-Za-z_][A-Za-z0-9_]*`.
+fn valid_env_var(v: &str) -> bool {
+    let mut chars = v.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The env files a unit template declared with `env_secret`: one resource each, at the path the
+/// unit's `EnvironmentFile=` line names for it (as written, `%E` and all: the manager expands it).
+fn env_files(
+    stack: &Stack,
+    c: &Component,
+    template: &str,
+    unit: &ResourceId,
+    text: &str,
+    decls: Vec<EnvDecl>,
+) -> Result<Vec<DesiredObject>, Error> {
+    let ResourceId::Systemd { unit } = unit else {
+        return Err(Error::Template {
+            template: template.to_string(),
+            line: None,
+            message: "`env_secret` is for unit templates".into(),
+        });
+    };
+    let mut files: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for d in decls {
+        files.entry(d.file).or_default().insert(d.var, d.value);
+    }
+    let named: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("EnvironmentFile="))
+        .map(|p| p.trim().trim_start_matches('-'))
+        .collect();
+    let mut out = Vec::new();
+    for (file, vars) in files {
+        let want = format!("/{file}.env");
+        let Some(path) = named.iter().find(|p| p.ends_with(&want)) else {
+            return Err(Error::Template {
+                template: template.to_string(),
+                line: None,
+                message: format!(
+                    "declares secrets for `{file}.env` but no `EnvironmentFile=` line names it"
+                ),
+            });
+        };
+        let id = ResourceId::EnvFile {
+            path: (*path).to_string(),
+            unit: unit.clone(),
+        };
+        out.push(DesiredObject {
+            id,
+            component: c.name.clone(),
+            template: template.to_string(),
+            content: env_file_content(&stack.stack.name, &vars),
+            reload_on_change: false,
+        });
+    }
+    Ok(out)
+}
+
+/// An env file's text: labctl's marker, then `VAR=value` lines sorted by name, each value quoted
+/// the way systemd's `EnvironmentFile=` parser reads it back unchanged (single quotes keep
+/// everything literally; a value holding `'` goes in double quotes, with `\`, `"`, `` ` `` and
+/// `$` escaped).
+pub fn env_file_text(stack: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = format!("{}
+", crate::resource::unit_marker(stack));
+    for (k, v) in vars {
+        if v.contains('\'') {
+            let mut q = String::with_capacity(v.len() + 2);
+            for ch in v.chars() {
+                if matches!(ch, '\\' | '"' | '`' | '$') {
+                    q.push('\\');
+                }
+                q.push(ch);
+            }
+            out.push_str(&format!("{k}=\"{q}\"\n"));
+        } else {
+            out.push_str(&format!("{k}='{v}'\n"));
+        }
+    }
+    out
+}
+
+/// An env file as the plan holds it: its variables (values marked sensitive by the plan) and the
+/// hash of the text apply writes, which is what is compared with the file on disk.
+pub fn env_file_content(stack: &str, vars: &BTreeMap<String, String>) -> Content {
+    Content::kube(json!({
+        "env": vars,
+        "sha256": sha256_hex(env_file_text(stack, vars).as_bytes()),
+    }))
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// The environment variable a secret comes from on the command line: `postgres-password` →
@@ -425,4 +732,88 @@ fn unit_object(
 fn first_line(s: &str) -> String {
     let l = s.lines().next().unwrap_or(s);
     l.strip_prefix("error: ").unwrap_or(l).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Stack {
+        crate::stack::parse(Path::new("stack.toml"), text).unwrap()
+    }
+
+    const PROXY_ONLY: &str = "[stack]\nname = \"lab\"\n\n[host]\nscope = \"user\"\n\n[host.proxy.pipelines.nightly-etl]\nunit = \"etl\"\n";
+
+    #[test]
+    fn names_built_in_a_template_are_asked_for() {
+        let stack = parse(PROXY_ONLY);
+        let asked = secrets_asked(&stack, &Templates::builtin(), Some(Plane::Systemd)).unwrap();
+        assert!(asked.contains_key("webhook-secret"), "{asked:?}");
+        assert!(asked.contains_key("pipeline-token-nightly-etl"), "{asked:?}");
+        assert!(asked.contains_key("github-token"), "{asked:?}");
+        assert!(
+            asked["github-token"].contains("systemd-templates/ingest.service"),
+            "{asked:?}"
+        );
+        // Only the plane asked for.
+        assert!(!asked.contains_key("grafana-admin-password"), "{asked:?}");
+    }
+
+    #[test]
+    fn a_missing_secret_fails_the_render_naming_every_one() {
+        let stack = parse(PROXY_ONLY);
+        let only_webhook = Secrets::new(|n| (n == "webhook-secret").then(|| "wh-value".into()));
+        let e = render(
+            &stack,
+            &Templates::builtin(),
+            &only_webhook,
+            Some(Plane::Systemd),
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        for name in ["github-token", "pipeline-token-nightly-etl", "postgres-password"] {
+            assert!(text.contains(&format!("`{name}`")), "{text}");
+        }
+        assert!(!text.contains("`webhook-secret`"), "{text}");
+        assert!(!text.contains("wh-value"), "{text}");
+    }
+
+    #[test]
+    fn unit_env_files_are_resources_of_their_own() {
+        let stack = parse(PROXY_ONLY);
+        let all = Secrets::new(|n| Some(format!("{n}-value")));
+        let d = render(&stack, &Templates::builtin(), &all, Some(Plane::Systemd)).unwrap();
+        let id = ResourceId::EnvFile {
+            path: "%E/labctl/proxy.env".into(),
+            unit: "labctl-proxy.service".into(),
+        };
+        let env = d.objects[&id].content.as_kube().unwrap()["env"].clone();
+        assert_eq!(
+            env,
+            json!({
+                "LABCTL_PIPELINE_TOKEN_NIGHTLY_ETL": "pipeline-token-nightly-etl-value",
+                "LABCTL_WEBHOOK_SECRET": "webhook-secret-value"
+            })
+        );
+        // The unit itself holds no value.
+        let unit = ResourceId::Systemd {
+            unit: "labctl-proxy.service".into(),
+        };
+        let text = d.objects[&unit].content.text();
+        assert!(!text.contains("-value"), "{text}");
+        assert!(text.contains("EnvironmentFile=-%E/labctl/proxy.env"), "{text}");
+        // Redacted, every value is a marker.
+        let d = render(
+            &stack,
+            &Templates::builtin(),
+            &Secrets::redacted(),
+            Some(Plane::Systemd),
+        )
+        .unwrap();
+        let env = d.objects[&id].content.as_kube().unwrap()["env"].clone();
+        assert_eq!(
+            env["LABCTL_WEBHOOK_SECRET"],
+            "(redacted secret webhook-secret)"
+        );
+    }
 }

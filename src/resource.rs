@@ -39,6 +39,14 @@ pub enum ResourceId {
         /// Full unit name, as `labctl-proxy.service`.
         unit: String,
     },
+    /// A unit's env file of secrets, written owner-only next to the unit's other settings.
+    #[serde(rename = "env-file")]
+    EnvFile {
+        /// The path as the unit's `EnvironmentFile=` line names it, as `%E/labctl/proxy.env`.
+        path: String,
+        /// The unit reading it, restarted when it changes.
+        unit: String,
+    },
 }
 
 impl ResourceId {
@@ -46,7 +54,7 @@ impl ResourceId {
     pub fn plane(&self) -> Plane {
         match self {
             ResourceId::Kube { .. } => Plane::Kube,
-            ResourceId::Systemd { .. } => Plane::Systemd,
+            ResourceId::Systemd { .. } | ResourceId::EnvFile { .. } => Plane::Systemd,
         }
     }
 
@@ -54,7 +62,7 @@ impl ResourceId {
     pub fn kind(&self) -> Option<&str> {
         match self {
             ResourceId::Kube { kind, .. } => Some(kind),
-            ResourceId::Systemd { .. } => None,
+            ResourceId::Systemd { .. } | ResourceId::EnvFile { .. } => None,
         }
     }
 }
@@ -75,6 +83,7 @@ impl fmt::Display for ResourceId {
                 ..
             } => write!(f, "{kind} {name}"),
             ResourceId::Systemd { unit } => write!(f, "unit {unit}"),
+            ResourceId::EnvFile { path, .. } => write!(f, "env file {path}"),
         }
     }
 }

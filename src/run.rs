@@ -60,7 +60,13 @@ fn dispatch(cli: &Cli) -> Result<ExitCode, Error> {
     match &cli.command {
         Command::Validate => {
             let loaded = stack::load(&cli.stack)?;
-            let desired = desired_for(&loaded)?;
+            let templates = crate::render::Templates::for_stack_dir(loaded.dir())?;
+            let asked = crate::render::secrets_asked(&loaded.stack, &templates, None)?;
+            for w in stack::check_secrets(&loaded, &asked, &crate::secrets::process_env)? {
+                eprintln!("warning: {w}");
+            }
+            let desired =
+                crate::render::render(&loaded.stack, &templates, &Secrets::redacted(), None)?;
             eprintln!(
                 "`{}` is valid: {} kube objects, {} units",
                 cli.stack.display(),
@@ -86,8 +92,24 @@ fn count(d: &Desired, plane: Plane) -> usize {
     d.objects.keys().filter(|id| id.plane() == plane).count()
 }
 
-fn desired_for(loaded: &LoadedStack) -> Result<Desired, Error> {
-    Sources::for_stack(loaded, Secrets::from_env())?.render(&loaded.stack)
+/// The secrets a command renders with: read from their sources ([`crate::secrets::for_stack`]),
+/// or none at all, redacted, for output that compares or shows no values.
+fn secrets_for(
+    rt: &tokio::runtime::Runtime,
+    loaded: &LoadedStack,
+    templates: &crate::render::Templates,
+    plane: Option<Plane>,
+    redacted: bool,
+) -> Result<Secrets, Error> {
+    if redacted {
+        return Ok(Secrets::redacted());
+    }
+    rt.block_on(crate::secrets::for_stack(
+        loaded,
+        templates,
+        plane,
+        &crate::secrets::process_env,
+    ))
 }
 
 fn plane(p: Option<PlaneArg>) -> Option<Plane> {
@@ -99,22 +121,30 @@ fn plane(p: Option<PlaneArg>) -> Option<Plane> {
 
 fn render_cmd(cli: &Cli, args: &RenderArgs) -> Result<ExitCode, Error> {
     let loaded = stack::load(&cli.stack)?;
-    let mut desired = desired_for(&loaded)?;
-    desired.retain_plane(plane(args.plane));
+    let templates = crate::render::Templates::for_stack_dir(loaded.dir())?;
+    let secrets = secrets_for(
+        &runtime()?,
+        &loaded,
+        &templates,
+        plane(args.plane),
+        args.redact,
+    )?;
+    let desired =
+        crate::render::render(&loaded.stack, &templates, &secrets, plane(args.plane))?;
+    let name = &loaded.stack.stack.name;
     match args.dir() {
         Some(dir) => {
             if args.output_deprecated.is_some() {
                 eprintln!("{}", crate::cli::RENDER_O_DEPRECATED);
             }
             let files: Vec<(String, String)> = (desired.objects.iter())
-                .map(|(id, o)| (render_path(id), o.content.text().to_string()))
+                .map(|(id, o)| (render_path(id), rendered_text(name, o)))
                 .collect();
             let scope: &[&str] = match args.plane {
                 None => &["kube/", "systemd/"],
                 Some(PlaneArg::Kube) => &["kube/"],
                 Some(PlaneArg::Systemd) => &["systemd/"],
             };
-            let name = &loaded.stack.stack.name;
             eprint!("{}", output_dir::write(dir, name, scope, &files)?);
         }
         None => {
@@ -123,13 +153,27 @@ fn render_cmd(cli: &Cli, args: &RenderArgs) -> Result<ExitCode, Error> {
                 out.push_str(&format!(
                     "---\n# Source: {}\n{}",
                     render_path(id),
-                    o.content.text()
+                    rendered_text(name, o)
                 ));
             }
             print(&out)?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An object's text as `render` writes it: an env file as the file itself.
+fn rendered_text(stack: &str, o: &crate::resource::DesiredObject) -> String {
+    if matches!(o.id, ResourceId::EnvFile { .. })
+        && let Some(env) = o.content.as_kube().and_then(|v| v.get("env")?.as_object())
+    {
+        let vars = env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        return crate::render::env_file_text(stack, &vars);
+    }
+    o.content.text()
 }
 
 /// Where `render --output-dir` puts an object, relative to the output folder.
@@ -148,6 +192,10 @@ pub fn render_path(id: &ResourceId) -> String {
             )
         }
         ResourceId::Systemd { unit } => format!("systemd/{unit}"),
+        ResourceId::EnvFile { path, .. } => format!(
+            "systemd/env/{}",
+            path.rsplit('/').next().unwrap_or(path)
+        ),
     }
 }
 
@@ -202,7 +250,11 @@ fn build(
     loaded: &LoadedStack,
     options: &plan::Options,
 ) -> Result<Plan, Error> {
-    let sources = Sources::for_stack(loaded, Secrets::from_env())?;
+    let templates = crate::render::Templates::for_stack_dir(loaded.dir())?;
+    // Only a plan against the live planes compares (and so needs) secret values.
+    let redacted = !matches!(options.against, Against::Live(_));
+    let secrets = secrets_for(rt, loaded, &templates, options.plane, redacted)?;
+    let sources = Sources { templates, secrets };
     let plan = rt.block_on(plan::build(&loaded.stack, &sources, options))?;
     let s = plan.summary();
     span.record("labctl.add", s.add);

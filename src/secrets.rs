@@ -1,16 +1,19 @@
-//! Secret values: which secrets the templates ask for, where each comes from (`[secrets]`, the
-//! OpenBao default, the `LABCTL_SECRET_<NAME>` override) and resolving them all in one go, so that
-//! every missing secret is reported at once with its source and the reason.
+//! Secret values: where each secret the templates ask for ([`crate::render::secrets_asked`])
+//! comes from (`[secrets]`, the OpenBao default, the `LABCTL_SECRET_<NAME>` override), resolving
+//! them all in one go so that every missing secret is reported at once with its source and the
+//! reason, and the process-wide redactor that masks every value seen.
 //!
 //! Values travel as [`SecretValue`], whose `Debug` and `Display` never show them.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::RwLock;
 
 use crate::backend::openbao::{Bao, BaoError, Connect, KvPath};
 use crate::error::Error;
-use crate::render::Templates;
-use crate::stack::{SecretFrom, Stack};
+use crate::render::{Secrets, Templates};
+use crate::stack::{LoadedStack, Plane, SecretFrom, Stack};
 
 pub use crate::backend::openbao::Env;
 
@@ -42,6 +45,75 @@ impl std::fmt::Display for SecretValue {
     }
 }
 
+/// Shown in free text (errors, log lines, telemetry) where a secret value was.
+pub const MASK: &str = "(sensitive value)";
+
+/// Values shorter than this are masked where a field marks them (a Secret's `data`, an env
+/// file) but not searched for in free text: masking every `ab` in a log line would garble it
+/// without protecting much.
+pub const MIN_SCANNED: usize = 4;
+
+/// Every secret value this process has seen, and the forms it takes once encoded (base64 in a
+/// Secret's `data`, JSON-escaped in a JSON plan): the process-wide redactor's list, longest first
+/// so that a value is masked before any shorter one inside it.
+static SEEN: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Remember `value` as sensitive, for the rest of the process: [`redact`] masks it (and its
+/// encodings) from then on, and plans mark whatever holds it. Rendering calls this for every
+/// value a template gets, so nothing that reaches output escapes it.
+pub fn register(value: &str) {
+    use base64::Engine as _;
+    if value.len() < MIN_SCANNED {
+        return;
+    }
+    let mut forms = vec![
+        value.to_string(),
+        base64::engine::general_purpose::STANDARD.encode(value),
+    ];
+    let json = serde_json::to_string(value).unwrap_or_default();
+    let json = json.trim_matches('"');
+    if json != value {
+        forms.push(json.to_string());
+    }
+    let mut seen = SEEN.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut added = false;
+    for f in forms {
+        if !seen.contains(&f) {
+            seen.push(f);
+            added = true;
+        }
+    }
+    if added {
+        seen.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    }
+}
+
+/// The registered values (see [`register`]), longest first.
+pub fn registered() -> Vec<String> {
+    SEEN.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+/// `text` with every registered secret value (and its encodings) replaced by [`MASK`]: for
+/// error messages, log lines and telemetry, which have no fields to mark.
+pub fn redact(text: &str) -> Cow<'_, str> {
+    let seen = SEEN.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut out = Cow::Borrowed(text);
+    for v in seen.iter() {
+        if out.contains(v.as_str()) {
+            out = Cow::Owned(out.replace(v.as_str(), MASK));
+        }
+    }
+    out
+}
+
+/// Whether `text` holds a registered secret value.
+pub fn holds_secret(text: &str) -> bool {
+    let seen = SEEN.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    seen.iter().any(|v| text.contains(v.as_str()))
+}
+
 /// The environment variable that overrides the secret `name` whatever its source:
 /// `postgres-password` → `LABCTL_SECRET_POSTGRES_PASSWORD`.
 pub fn override_var(name: &str) -> String {
@@ -54,106 +126,6 @@ pub fn override_var(name: &str) -> String {
 /// The process's environment, as [`resolve`] reads it: unset and empty are the same.
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-/// Every secret name the enabled components' templates ask for with `secret("...")`, with the
-/// templates (as rendered, partials they include counted as theirs) that ask. Found by reading
-/// the template text: a call whose argument is not a string literal cannot be known before
-/// rendering and is not listed.
-pub fn used_by_templates(
-    stack: &Stack,
-    templates: &Templates,
-) -> BTreeMap<String, BTreeSet<String>> {
-    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for c in stack.components() {
-        for entry in templates.for_component(&c) {
-            let mut seen = BTreeSet::new();
-            let mut pending = vec![entry.to_string()];
-            while let Some(name) = pending.pop() {
-                if !seen.insert(name.clone()) {
-                    continue;
-                }
-                let Some(text) = templates.text(&name) else {
-                    continue;
-                };
-                let text = strip_comments(text);
-                for s in secret_calls(&text) {
-                    out.entry(s).or_default().insert(entry.to_string());
-                }
-                pending.extend(included(&text));
-            }
-        }
-    }
-    out
-}
-
-/// The text without `{# ... #}` comments, which may mention `secret("x")` without calling it.
-fn strip_comments(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("{#") {
-        out.push_str(&rest[..i]);
-        match rest[i..].find("#}") {
-            Some(j) => rest = &rest[i + j + 2..],
-            None => return out,
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// String-literal arguments of `secret(...)` calls.
-fn secret_calls(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let bytes = text.as_bytes();
-    let mut from = 0;
-    while let Some(i) = text[from..].find("secret") {
-        let at = from + i;
-        from = at + "secret".len();
-        let before = at.checked_sub(1).map(|b| bytes[b]);
-        if before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.') {
-            continue;
-        }
-        let rest = text[from..].trim_start();
-        let Some(rest) = rest.strip_prefix('(') else {
-            continue;
-        };
-        if let Some(lit) = string_literal(rest.trim_start()) {
-            out.push(lit.to_string());
-        }
-    }
-    out
-}
-
-/// The contents of a leading `"..."` or `'...'` literal (without escapes).
-fn string_literal(s: &str) -> Option<&str> {
-    let q = s.chars().next().filter(|c| *c == '"' || *c == '\'')?;
-    let body = &s[1..];
-    let end = body.find(q)?;
-    let lit = &body[..end];
-    (!lit.contains('\\')).then_some(lit)
-}
-
-/// Templates named by `{% include %}`, `{% import %}`, `{% from ... import %}` and
-/// `{% extends %}` with a string literal.
-fn included(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(i) = rest.find("{%") {
-        let block = &rest[i + 2..];
-        let end = block.find("%}").unwrap_or(block.len());
-        let inner = block[..end].trim_start_matches(['-', '+']).trim_start();
-        for kw in ["include", "import", "from", "extends"] {
-            if let Some(after) = inner.strip_prefix(kw)
-                && after.starts_with(char::is_whitespace)
-                && let Some(lit) = string_literal(after.trim_start())
-            {
-                out.push(lit.to_string());
-            }
-        }
-        rest = &block[end..];
-    }
-    out
 }
 
 /// A secret without a value, with where it should have come from and why it did not.
@@ -322,7 +294,31 @@ pub async fn resolve(
         }
     }
     out.missing.sort_by(|a, b| a.name.cmp(&b.name));
+    for v in out.values.values() {
+        register(v.expose());
+    }
     out
+}
+
+/// The secrets a command needs to render `loaded` (its components of `plane`, or all): every
+/// secret the templates ask for, resolved from its source ([`resolve`]) through `env`.
+///
+/// # Errors
+/// [`Error::MissingSecrets`] naming every secret without a value, with its source and why;
+/// rendering errors as [`crate::render::render`].
+pub async fn for_stack(
+    loaded: &LoadedStack,
+    templates: &Templates,
+    plane: Option<Plane>,
+    env: Env<'_>,
+) -> Result<Secrets, Error> {
+    let asked = crate::render::secrets_asked(&loaded.stack, templates, plane)?;
+    let names: BTreeSet<String> = asked.into_keys().collect();
+    if names.is_empty() {
+        return Ok(Secrets::from_values(BTreeMap::new()));
+    }
+    let resolved = resolve(&loaded.stack, loaded.dir(), &names, env).await;
+    Ok(Secrets::from_values(resolved.require()?))
 }
 
 /// [`resolve`] on a runtime of its own, for callers without one.
@@ -397,42 +393,23 @@ mod tests {
     }
 
     #[test]
-    fn calls_and_includes_are_found() {
-        let t = r#"{# secret("in-comment") #}
-{% import "templates/_lib/k8s.j2" as k8s %}
-{%- include 'templates/x/_part.yaml' %}
-{% from "templates/_lib/m.j2" import a %}
-a: {{ secret("one") }}
-b: {{ secret( 'two' ) | tojson }}
-c: {{ my_secret("no") }} {{ c.secret("no") }} {{ secret(name) }}
-"#;
-        let t = strip_comments(t);
-        assert_eq!(secret_calls(&t), ["one", "two"]);
-        assert_eq!(
-            included(&t),
-            [
-                "templates/_lib/k8s.j2",
-                "templates/x/_part.yaml",
-                "templates/_lib/m.j2"
-            ]
-        );
-    }
-
-    #[test]
     fn bundled_templates_ask_for_the_known_secrets() {
         let stack =
             crate::stack::parse(Path::new("stack.toml"), "[stack]\nname = \"lab\"\n").unwrap();
-        let used = used_by_templates(&stack, &Templates::builtin());
+        let used = crate::render::secrets_asked(&stack, &Templates::builtin(), None).unwrap();
         let names: Vec<&str> = used.keys().map(String::as_str).collect();
         assert_eq!(
             names,
             [
+                "github-token",
                 "grafana-admin-password",
                 "minio-root-password",
-                "postgres-password"
+                "postgres-password",
+                "webhook-secret"
             ]
         );
         // Through the partial `_objstore.yaml`.
         assert!(used["minio-root-password"].contains("templates/thanos/secret.yaml"));
+        assert!(used["postgres-password"].contains("systemd-templates/ingest.service"));
     }
 }

@@ -329,7 +329,7 @@ where
     let filter = EnvFilter::try_from_env("LABCTL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(RedactedStderr)
         .with_target(false)
         .with_ansi(!journal && std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if journal {
@@ -795,10 +795,11 @@ impl SpanProcessor for BoundedSpans {
     fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
         self.inner.on_start(span, cx);
     }
-    fn on_end(&self, span: SpanData) {
+    fn on_end(&self, mut span: SpanData) {
         if !span.span_context.is_sampled() {
             return;
         }
+        redact_span(&mut span);
         if self.in_flight.fetch_add(1, Ordering::Relaxed) >= QUEUE {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
             self.health
@@ -818,6 +819,83 @@ impl SpanProcessor for BoundedSpans {
     }
 }
 
+/// Mask secret values ([`crate::secrets::redact`]) in what a span carries: its name, string
+/// attributes, events and status.
+fn redact_span(span: &mut SpanData) {
+    use opentelemetry::{Array, StringValue, Value};
+    let text = |s: &str| match crate::secrets::redact(s) {
+        std::borrow::Cow::Owned(m) => Some(m),
+        std::borrow::Cow::Borrowed(_) => None,
+    };
+    let value = |v: &mut Value| match v {
+        Value::String(s) => {
+            if let Some(m) = text(s.as_str()) {
+                *s = StringValue::from(m);
+            }
+        }
+        Value::Array(Array::String(list)) => {
+            for s in list.iter_mut() {
+                if let Some(m) = text(s.as_str()) {
+                    *s = StringValue::from(m);
+                }
+            }
+        }
+        _ => {}
+    };
+    if let Some(m) = text(&span.name) {
+        span.name = m.into();
+    }
+    for kv in &mut span.attributes {
+        value(&mut kv.value);
+    }
+    for e in span.events.events.iter_mut() {
+        if let Some(m) = text(&e.name) {
+            e.name = m.into();
+        }
+        for kv in &mut e.attributes {
+            value(&mut kv.value);
+        }
+    }
+    if let opentelemetry::trace::Status::Error { description } = &mut span.status
+        && let Some(m) = text(description)
+    {
+        *description = m.into();
+    }
+}
+
+/// Agents' stderr, each formatted event masked by [`crate::secrets::redact`] before it is written.
+struct RedactedStderr;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactedStderr {
+    type Writer = RedactedLine;
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactedLine(Vec::new())
+    }
+}
+
+/// One event's text, written (masked) when dropped.
+struct RedactedLine(Vec<u8>);
+
+impl std::io::Write for RedactedLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for RedactedLine {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.0);
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            crate::secrets::redact(&text).as_bytes(),
+        );
+    }
+}
+
 /// The log queue's bound, as [`BoundedSpans`].
 #[derive(Debug)]
 struct BoundedLogs {
@@ -832,6 +910,21 @@ impl LogProcessor for BoundedLogs {
         data: &mut opentelemetry_sdk::logs::SdkLogRecord,
         scope: &opentelemetry::InstrumentationScope,
     ) {
+        use opentelemetry::logs::{AnyValue, LogRecord as _};
+        // The SDK cannot rewrite a record's attributes: one holding a secret is not sent.
+        if data
+            .attributes_iter()
+            .any(|(_, v)| crate::secrets::holds_secret(&format!("{v:?}")))
+        {
+            self.health
+                .drop_some(Signal::Logs, 1, "a log record held a secret value");
+            return;
+        }
+        if let Some(AnyValue::String(body)) = data.body()
+            && let std::borrow::Cow::Owned(masked) = crate::secrets::redact(body.as_str())
+        {
+            data.set_body(AnyValue::String(masked.into()));
+        }
         if self.in_flight.fetch_add(1, Ordering::Relaxed) >= QUEUE {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
             self.health

@@ -12,7 +12,12 @@ use labctl::resource::{COMPONENT, Content, ResourceId};
 fn desired() -> labctl::resource::Desired {
     let loaded = labctl::stack::load(&repo().join("stack.toml")).expect("bundled stack is valid");
     let templates = labctl::render::Templates::builtin();
-    labctl::render::render(&loaded.stack, &templates, &|_| None).expect("bundled stack renders")
+    labctl::render::render(
+        &loaded.stack,
+        &templates,
+        &labctl::render::Secrets::redacted(),
+        None,
+    ).expect("bundled stack renders")
 }
 
 #[test]
@@ -42,7 +47,7 @@ fn the_seed_is_all_there() {
         .keys()
         .filter_map(|id| match id {
             ResourceId::Kube { kind, name, .. } => Some((kind.clone(), name.clone())),
-            ResourceId::Systemd { .. } => None,
+            ResourceId::Systemd { .. } | ResourceId::EnvFile { .. } => None,
         })
         .collect();
     let has = |kind: &str, name: &str| kinds.contains(&(kind.to_string(), name.to_string()));
@@ -81,7 +86,7 @@ fn the_seed_is_all_there() {
         .keys()
         .filter_map(|id| match id {
             ResourceId::Systemd { unit } => Some(unit.clone()),
-            ResourceId::Kube { .. } => None,
+            ResourceId::Kube { .. } | ResourceId::EnvFile { .. } => None,
         })
         .collect();
     let want = [
@@ -112,7 +117,8 @@ fn the_seed_is_all_there() {
 #[test]
 fn every_object_is_owned_and_checked_strictly() {
     for (id, o) in &desired().objects {
-        let Some(v) = o.content.as_kube() else {
+        let Some(v) = o.content.as_kube().filter(|_| id.plane() == labctl::stack::Plane::Kube)
+        else {
             continue;
         };
         let labels = &v["metadata"]["labels"];
@@ -137,7 +143,9 @@ fn every_object_is_owned_and_checked_strictly() {
 fn render_round_trips_byte_for_byte() {
     let out = tempfile::tempdir().unwrap();
     let mut c = common::labctl();
-    c.current_dir(repo()).args(["render", "-o"]).arg(out.path());
+    c.current_dir(repo())
+        .args(["render", "--redact", "-o"])
+        .arg(out.path());
     let (code, _, err) = run(c);
     assert_eq!(code, 0, "{err}");
     let mut n = 0;
@@ -148,7 +156,8 @@ fn render_round_trips_byte_for_byte() {
         n += 1;
     }
     assert!(n > 30, "only {n} kube files");
-    assert_eq!(walk(&out.path().join("systemd")).len(), 7);
+    // Seven units and the proxy's and ingest's env files.
+    assert_eq!(walk(&out.path().join("systemd")).len(), 9);
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -182,7 +191,7 @@ fn each_component_can_be_disabled() {
             &format!("[{table}]\nenabled = false"),
         );
         let s = Stack::new(&text);
-        let (code, out, err) = run(s.labctl(&["render", "--plane", "kube"]));
+        let (code, out, err) = run(s.labctl(&["render", "--redact", "--plane", "kube"]));
         assert_eq!(code, 0, "disabling {component}: {err}");
         assert!(
             !out.contains(&format!("{COMPONENT}: {component}\n")),
@@ -198,7 +207,7 @@ fn each_component_can_be_disabled() {
                 &format!("[{table}]\nenabled = false"),
             )
         });
-    let (code, out, err) = run(Stack::new(&text).labctl(&["render", "--plane", "kube"]));
+    let (code, out, err) = run(Stack::new(&text).labctl(&["render", "--redact", "--plane", "kube"]));
     assert_eq!(code, 0, "{err}");
     assert!(
         !out.contains("minio"),
@@ -214,7 +223,7 @@ fn each_component_can_be_disabled() {
             &format!("[{table}]"),
             &format!("[{table}]\nenabled = false"),
         );
-        let (code, out, err) = run(Stack::new(&text).labctl(&["render", "--plane", "systemd"]));
+        let (code, out, err) = run(Stack::new(&text).labctl(&["render", "--redact", "--plane", "systemd"]));
         assert_eq!(code, 0, "{err}");
         assert!(!out.contains(unit), "{unit} still rendered");
     }

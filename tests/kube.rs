@@ -425,15 +425,17 @@ fn an_unset_secret_is_refused_by_name() {
     let srv = server(true);
     let s = stack("[kube.extra.creds]\n");
     s.file("templates/creds/secret.yaml", SECRET_TEMPLATE);
-    let (_, out, _) = plan(&s, &srv, &[]);
+    // No placeholder is ever planned: the plan fails before any output, naming the secret.
+    let (code, out, err) = plan(&s, &srv, &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.is_empty(), "{out}");
     assert!(
-        out.contains("secret `postgres-password` is not set: apply refuses this object until `LABCTL_SECRET_POSTGRES_PASSWORD` is set"),
-        "{out}"
+        err.contains("`postgres-password`: nothing provides it") && err.contains("LABCTL_SECRET_POSTGRES_PASSWORD"),
+        "{err}"
     );
     let (code, _, err) = apply(&s, &srv, &[]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("`postgres-password`"), "{err}");
-    assert!(err.contains("Secret lab/db-credentials"), "{err}");
     assert!(srv.get("v1", "Secret", "lab", "db-credentials").is_none());
 }
 

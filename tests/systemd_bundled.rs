@@ -103,6 +103,15 @@ fn bundled_for_user_manager(dir: &Path) -> (PathBuf, usize) {
             _ => {}
         }
     }
+    // The agents' secrets, from files: the env files apply writes need every one.
+    let secrets = table(&mut stack, "secrets");
+    for name in ["webhook-secret", "github-token", "postgres-password"] {
+        let file = dir.join(format!("secret-{name}"));
+        std::fs::write(&file, format!("bt-{name}-value\n")).unwrap();
+        let mut source = Table::new();
+        source.insert("file".into(), Value::String(file.display().to_string()));
+        secrets.insert(name.into(), Value::Table(source));
+    }
     let path = dir.join("stack.toml");
     std::fs::write(&path, toml::to_string(&stack).unwrap()).unwrap();
     (path, enabled)

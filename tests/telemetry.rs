@@ -594,7 +594,12 @@ fn bundled_collector_accepts_what_labctl_sends() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let loaded = labctl::stack::load(&root.join("stack.toml")).expect("bundled stack");
     let templates = labctl::render::Templates::builtin();
-    let desired = labctl::render::render(&loaded.stack, &templates, &|_| None).unwrap();
+    let desired = labctl::render::render(
+        &loaded.stack,
+        &templates,
+        &labctl::render::Secrets::redacted(),
+        None,
+    ).unwrap();
     let find = |kind: &str, name: &str| {
         desired
             .objects

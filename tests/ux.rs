@@ -244,7 +244,7 @@ fn printing_commands_exit_quietly_on_a_closed_pipe() {
         "plan --offline",
         "plan --offline -o json",
         "plan --offline -o markdown",
-        "render",
+        "render --redact",
         "completions bash",
     ] {
         let (code, out, err) = piped_to_head(&s, args);

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -29,6 +29,9 @@ pub struct Steps {
     pub disable_removed: Vec<String>,
     /// Files to write: unit and text.
     pub write: Vec<(String, String)>,
+    /// Env files to write, owner-only: the path as the unit names it (`%E/labctl/x.env`) and
+    /// the text.
+    pub write_env: Vec<(String, String)>,
     /// Files to remove.
     pub remove: Vec<String>,
     /// Whether systemd must re-read unit files although none is written.
@@ -49,7 +52,17 @@ impl Steps {
     /// The systemd changes of `plan`, as steps. Pure: exactly the plan's actions and impacts.
     pub fn of(plan: &Plan) -> Self {
         let mut s = Steps::default();
+        let mut env_restarts = Vec::new();
         for c in plan.actionable() {
+            if let ResourceId::EnvFile { path, unit } = &c.id {
+                if let Some(text) = c.after.as_ref().and_then(|a| env_text(&plan.stack, a)) {
+                    s.write_env.push((path.clone(), text));
+                }
+                if c.impact.contains(&Impact::Restart) {
+                    env_restarts.push(unit.clone());
+                }
+                continue;
+            }
             let ResourceId::Systemd { unit } = &c.id else {
                 continue;
             };
@@ -83,6 +96,11 @@ impl Steps {
                 }
             }
         }
+        for unit in env_restarts {
+            if !s.restart.contains(&unit) && !s.start.contains(&unit) {
+                s.restart.push(unit);
+            }
+        }
         s.daemon_reload |= !s.write.is_empty() || !s.remove.is_empty();
         s
     }
@@ -92,6 +110,7 @@ impl Steps {
         self.stop.len()
             + self.disable_removed.len()
             + self.write.len()
+            + self.write_env.len()
             + self.remove.len()
             + usize::from(self.daemon_reload)
             + self.disable.len()
@@ -129,6 +148,7 @@ pub async fn apply(
         .actionable()
         .filter_map(|c| match &c.id {
             ResourceId::Systemd { unit } => Some((unit.clone(), change_span(c))),
+            ResourceId::EnvFile { path, .. } => Some((path.clone(), change_span(c))),
             ResourceId::Kube { .. } => None,
         })
         .collect();
@@ -190,6 +210,11 @@ async fn sequence(
         .iter()
         .map(|(unit, text)| stage(&target, unit, text))
         .collect::<Result<Vec<_>, _>>()?;
+    let staged_env = steps
+        .write_env
+        .iter()
+        .map(|(path, text)| stage_env(&target, path, text))
+        .collect::<Result<Vec<_>, _>>()?;
 
     if !steps.stop.is_empty() {
         progress.phase("stopping removed units");
@@ -216,6 +241,19 @@ async fn sequence(
         }
     }
 
+    if !staged_env.is_empty() {
+        progress.phase("writing env files");
+    }
+    for (tmp, path) in staged_env {
+        tmp.persist(&path).map_err(|e| Error::Write {
+            path: path.clone(),
+            source: e.error,
+        })?;
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+        progress.step(&format!("wrote {}", path.display()));
+    }
     if !staged.is_empty() || !steps.remove.is_empty() {
         progress.phase("writing unit files");
     }
@@ -349,6 +387,53 @@ fn stage(
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(0o644))
         .map_err(werr)?;
+    tmp.as_file().sync_all().map_err(werr)?;
+    Ok((tmp, path))
+}
+
+/// The text of an env file the plan holds (its variables), as [`crate::render::env_file_text`]
+/// writes it.
+fn env_text(stack: &str, body: &crate::plan::Body) -> Option<String> {
+    let env = body.content().as_kube()?.get("env")?.as_object()?;
+    let vars = env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect();
+    Some(crate::render::env_file_text(stack, &vars))
+}
+
+/// Stage an env file as [`stage`] does a unit, but owner-only: its folder is created 0700 when
+/// missing, the file is 0600 from the start (the temp file is created so), synced, and renamed
+/// into place in the same folder.
+fn stage_env(
+    target: &Target,
+    path: &str,
+    text: &str,
+) -> Result<(tempfile::NamedTempFile, PathBuf), Error> {
+    let path = crate::plan::env_file_path(path, target.scope)?;
+    let werr = |source| Error::Write {
+        path: path.clone(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(werr)?;
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .map_err(werr)?;
+    tmp.write_all(text.as_bytes()).map_err(werr)?;
     tmp.as_file().sync_all().map_err(werr)?;
     Ok((tmp, path))
 }

@@ -381,7 +381,7 @@ impl Kube {
             ResourceId::Kube {
                 kind, api_version, ..
             } => self.resource(api_version, kind).is_some(),
-            ResourceId::Systemd { .. } => false,
+            ResourceId::Systemd { .. } | ResourceId::EnvFile { .. } => false,
         };
         let missing: Vec<&ResourceId> = desired
             .iter()

@@ -43,7 +43,7 @@ pub struct Connect {
 }
 
 /// Reads one environment variable; `None` when unset or empty.
-pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+pub type Env<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
 
 impl Connect {
     /// The address from `BAO_ADDR`, then `VAULT_ADDR`, then `listen` (the stack's

@@ -11,10 +11,11 @@
 //!    out with a warning, unless asked for by name;
 //! 4. [`diff`](super::diff) (pure);
 //! 5. keep volumes and protected components unless `prune_volumes`;
-//! 6. against the live planes only, guard objects that hold an unset secret (CI plans run
-//!    without secrets).
+//! 6. env files restart their unit when they change.
+//!
+//! Secrets are never placeholders: rendering fails naming every secret without a value, and
+//! plans that compare no values (`--offline`, `--base`) render with [`Secrets::redacted`].
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::Instrument as _;
@@ -25,49 +26,11 @@ use crate::backend::Stats;
 use crate::backend::kube::{Connect, Kube};
 use crate::backend::systemd::{Systemd, Target};
 use crate::error::Error;
-use crate::render::{self, Templates, secret_env_var};
+use crate::render::{self, Templates};
 use crate::resource::Desired;
 use crate::stack::{LoadedStack, Plane, Stack};
 
-/// A secret lookup: the value of a name, `None` when unset.
-type Lookup = dyn Fn(&str) -> Option<String> + Send + Sync;
-
-/// Where secret values come from: a lookup by name (`postgres-password`), `None` when unset.
-#[derive(Clone)]
-pub struct Secrets(Arc<Lookup>);
-
-impl Secrets {
-    /// Secrets from a function (the proxy reads them from OpenBao, tests from a map).
-    pub fn new(lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
-        Secrets(Arc::new(lookup))
-    }
-
-    /// Secrets from the environment, as the command line takes them: `LABCTL_SECRET_<NAME>`
-    /// (see [`secret_env_var`]); an empty variable is unset.
-    pub fn from_env() -> Self {
-        Secrets::new(|name| {
-            std::env::var(secret_env_var(name))
-                .ok()
-                .filter(|v| !v.is_empty())
-        })
-    }
-
-    /// No secrets at all: every `secret(...)` renders as unset.
-    pub fn none() -> Self {
-        Secrets::new(|_| None)
-    }
-
-    /// The value of `name`, if set.
-    pub fn get(&self, name: &str) -> Option<String> {
-        (self.0)(name)
-    }
-}
-
-impl std::fmt::Debug for Secrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secrets(..)")
-    }
-}
+pub use crate::render::Secrets;
 
 /// What a plan is made from besides the stack itself.
 #[derive(Debug, Clone)]
@@ -91,12 +54,12 @@ impl Sources {
         })
     }
 
-    /// Render `stack` with these templates and secrets.
+    /// Render `stack` (its components of `plane`, or all) with these templates and secrets.
     ///
     /// # Errors
     /// As [`render::render`].
-    pub fn render(&self, stack: &Stack) -> Result<Desired, Error> {
-        render::render(stack, &self.templates, &|n| self.secrets.get(n))
+    pub fn render(&self, stack: &Stack, plane: Option<Plane>) -> Result<Desired, Error> {
+        render::render(stack, &self.templates, &self.secrets, plane)
     }
 }
 
@@ -163,8 +126,8 @@ pub struct Options {
 /// [`Error::Template`], [`Error::Manifest`], [`Error::Duplicate`] when rendering fails;
 /// [`Error::Backend`] or [`Error::Read`] when a plane cannot be observed.
 pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Result<Plan, Error> {
-    let mut desired = sources.render(stack)?;
-    desired.retain_plane(options.plane);
+    let (mut desired, asked) =
+        render::render_asked(stack, &sources.templates, &sources.secrets, options.plane)?;
     kube::prepare_all(&mut desired);
     let name = &stack.stack.name;
     let mut plan = match &options.against {
@@ -172,8 +135,8 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
         Against::Revision(base) => match base.as_ref() {
             None => plan_of(stack, &desired, &Live::default(), options),
             Some((base_stack, templates)) => {
-                let mut base = render::render(base_stack, templates, &|n| sources.secrets.get(n))?;
-                base.retain_plane(options.plane);
+                let mut base =
+                    render::render(base_stack, templates, &sources.secrets, options.plane)?;
                 kube::prepare_all(&mut base);
                 plan_of(stack, &desired, &Live::from_desired(&base), options)
             }
@@ -214,7 +177,6 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
                 targets.push(PlaneTarget::Systemd(target));
             }
             let mut plan = plan_of(stack, &desired, &live, options);
-            kube::guard_unset_secrets(&mut plan);
             if let Some(side) = kube_side {
                 costs.insert(0, finish_kube(&mut plan, side, how).await);
             }
@@ -224,6 +186,9 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
             plan
         }
     };
+    if sources.secrets.is_redacted() {
+        plan.unread_secrets = asked.into_keys().collect();
+    }
     plan.stack = name.clone();
     Ok(plan)
 }
@@ -231,6 +196,7 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
 /// The pure part: diff, then volumes and protected components kept unless asked.
 fn plan_of(stack: &Stack, desired: &Desired, live: &Live, options: &Options) -> Plan {
     let mut plan = diff(desired, live);
+    units::env_file_impacts(&mut plan, desired);
     kube::keep_volumes(&mut plan, &stack.protected(), options.prune_volumes);
     plan
 }
@@ -373,13 +339,40 @@ async fn observe_systemd(
         let files = sd.unit_files()?;
         let names = units::units_to_observe(stack, desired, &files);
         let observed = sd.observe(&names).await?;
-        Ok::<_, Error>((units::live_units(stack, &files, observed), sd.stats()))
+        let mut live = units::live_units(stack, &files, observed);
+        observe_env_files(stack, desired, sd.target(), &mut live)?;
+        Ok::<_, Error>((live, sd.stats()))
     }
     .instrument(span.clone())
     .await;
     let (live, stats) = result?;
     span.record("labctl.requests", stats.calls);
     Ok((live, cost(Plane::Systemd, stats)))
+}
+
+/// Read the env files the stack wants from where the manager looks for them; a missing one is
+/// not live.
+fn observe_env_files(
+    stack: &str,
+    desired: &Desired,
+    target: &Target,
+    live: &mut Live,
+) -> Result<(), Error> {
+    for (id, want) in &desired.objects {
+        let crate::resource::ResourceId::EnvFile { path, .. } = id else {
+            continue;
+        };
+        let file = units::env_file_path(path, target.scope)?;
+        match std::fs::read_to_string(&file) {
+            Ok(text) => {
+                live.objects
+                    .insert(id.clone(), units::live_env_file(stack, &want.content, &text));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(Error::Read { path: file, source }),
+        }
+    }
+    Ok(())
 }
 
 fn cost(plane: Plane, stats: Stats) -> Cost {

@@ -14,7 +14,9 @@ use serde::Serialize;
 pub use body::{Body, SENSITIVE, SENSITIVE_CHANGED};
 pub use build::{Against, Observe, Options, Secrets, Sources, build};
 pub use diff::{Live, LiveObject, diff};
-pub use units::{ObservedUnit, UnitState, installable, live_units, units_to_observe, wants_active};
+pub use units::{
+    ObservedUnit, UnitState, env_file_path, installable, live_units, units_to_observe, wants_active,
+};
 
 use crate::backend::Stats;
 use crate::backend::kube::Connect;
@@ -229,6 +231,9 @@ pub struct Plan {
     /// The stack's inventory in the cluster (kube observed only): apply records there every
     /// kind and namespace the stack has, so that later plans find what to prune.
     pub inventory: Option<kube::InventoryPlan>,
+    /// Secrets the stack uses that this plan rendered as markers, without reading them
+    /// (`--offline`, `--base`): their values are not compared.
+    pub unread_secrets: Vec<String>,
 }
 
 /// Counts for the summary line. A replace counts as one add and one destroy, as in Terraform.

@@ -8,11 +8,16 @@
 //! converge: it is inactive again as soon as it has run).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use serde::Serialize;
+use serde_json::{Value, json};
 
-use super::{Impact, Live, LiveObject};
+use super::{Action, Impact, Live, LiveObject, Plan};
+use crate::error::Error;
+use crate::render::sha256_hex;
 use crate::resource::{Content, Desired, DesiredObject, ResourceId, unit_owner};
+use crate::stack::Scope;
 
 /// What the systemd backend observed about one unit, raw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +43,7 @@ pub fn units_to_observe(
         .keys()
         .filter_map(|id| match id {
             ResourceId::Systemd { unit } => Some(unit.clone()),
-            ResourceId::Kube { .. } => None,
+            ResourceId::Kube { .. } | ResourceId::EnvFile { .. } => None,
         })
         .collect();
     names.extend(
@@ -191,7 +196,7 @@ fn has_trigger(unit: &str, desired: &Desired) -> bool {
         ResourceId::Systemd { unit: t } => {
             triggered_unit(t, &o.content.text()).is_some_and(|u| u == unit)
         }
-        ResourceId::Kube { .. } => false,
+        ResourceId::Kube { .. } | ResourceId::EnvFile { .. } => false,
     })
 }
 
@@ -314,6 +319,158 @@ pub(super) fn removed(state: Option<&UnitState>) -> Vec<Impact> {
                 i.push(Impact::Disable);
             }
             i
+        }
+    }
+}
+
+/// Where an env file named in `EnvironmentFile=` is, for the manager of `scope`: `%E` is
+/// `/etc` for the system manager and `$XDG_CONFIG_HOME` (`~/.config`) for a user's; `%h` is
+/// the home folder; `%%` is `%`.
+///
+/// # Errors
+/// [`Error::Usage`] for another specifier, or when the user's folders are unknown (neither
+/// `XDG_CONFIG_HOME` nor `HOME` is set).
+pub fn env_file_path(path: &str, scope: Scope) -> Result<PathBuf, Error> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let home = || {
+        env("HOME").ok_or_else(|| {
+            Error::Usage(format!(
+                "cannot place env file `{path}`: `HOME` is not set"
+            ))
+        })
+    };
+    let mut out = String::new();
+    let mut chars = path.chars();
+    while let Some(ch) = chars.next() {
+        if ch != '%' {
+            out.push(ch);
+            continue;
+        }
+        match chars.next() {
+            Some('%') => out.push('%'),
+            Some('E') => match scope {
+                Scope::System => out.push_str("/etc"),
+                Scope::User => match env("XDG_CONFIG_HOME") {
+                    Some(c) => out.push_str(&c),
+                    None => out.push_str(&format!("{}/.config", home()?)),
+                },
+            },
+            Some('h') => match scope {
+                Scope::System => out.push_str("/root"),
+                Scope::User => out.push_str(&home()?),
+            },
+            other => {
+                return Err(Error::Usage(format!(
+                    "cannot place env file `{path}`: labctl expands only `%E`, `%h` and `%%`, not `%{}`",
+                    other.map(String::from).unwrap_or_default()
+                )));
+            }
+        }
+    }
+    Ok(PathBuf::from(out))
+}
+
+/// The variables of an env file's text, as systemd reads them (comments and blank lines
+/// skipped; single quotes literal; double quotes with `\` escapes; unquoted values trimmed).
+fn env_file_vars(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let l = line.trim_start();
+        if l.is_empty() || l.starts_with('#') || l.starts_with(';') {
+            continue;
+        }
+        let Some((k, v)) = l.split_once('=') else {
+            continue;
+        };
+        let v = v.trim();
+        let value = if let Some(inner) = v.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
+            inner.to_string()
+        } else if let Some(inner) = v.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+            let mut s = String::with_capacity(inner.len());
+            let mut it = inner.chars();
+            while let Some(ch) = it.next() {
+                if ch == '\\'
+                    && let Some(next) = it.next()
+                {
+                    if !matches!(next, '\\' | '"' | '`' | '$') {
+                        s.push('\\');
+                    }
+                    s.push(next);
+                } else {
+                    s.push(ch);
+                }
+            }
+            s
+        } else {
+            v.to_string()
+        };
+        out.insert(k.trim().to_string(), value);
+    }
+    out
+}
+
+/// The live side of an env file: its variables and its text's hash, compared with what the
+/// stack wants by hash only. A live value whose hash equals the wanted one's is held as the
+/// wanted value (so that the two compare equal); any other live value is held as its hash,
+/// never as itself. Ownership is labctl's marker on the first line.
+pub fn live_env_file(stack: &str, want: &Content, text: &str) -> LiveObject {
+    let wanted: BTreeMap<String, String> = want
+        .as_kube()
+        .and_then(|v| v.get("env"))
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let env: serde_json::Map<String, Value> = env_file_vars(text)
+        .into_iter()
+        .map(|(k, v)| {
+            let h = sha256_hex(v.as_bytes());
+            let shown = match wanted.get(&k) {
+                Some(w) if sha256_hex(w.as_bytes()) == h => w.clone(),
+                _ => format!("sha256:{h}"),
+            };
+            (k, json!(shown))
+        })
+        .collect();
+    LiveObject {
+        content: Content::kube(json!({"env": env, "sha256": sha256_hex(text.as_bytes())})),
+        owned: unit_owner(text) == Some(stack),
+        unit: None,
+    }
+}
+
+/// Env files restart their unit when they change, unless the unit restarts or starts anyway
+/// (apply writes env files before any unit job). A unit that is not kept running (a oneshot, a
+/// timer's service) reads the new file the next time it starts.
+pub fn env_file_impacts(plan: &mut Plan, desired: &Desired) {
+    let restarting: BTreeSet<String> = plan
+        .changes
+        .iter()
+        .filter_map(|c| match &c.id {
+            ResourceId::Systemd { unit }
+                if c.impact.contains(&Impact::Start) || c.impact.contains(&Impact::Restart) =>
+            {
+                Some(unit.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    for c in &mut plan.changes {
+        let ResourceId::EnvFile { unit, .. } = &c.id else {
+            continue;
+        };
+        if c.action == Action::NoOp || c.action == Action::Delete || restarting.contains(unit) {
+            continue;
+        }
+        let id = ResourceId::Systemd { unit: unit.clone() };
+        let Some(u) = desired.objects.get(&id) else {
+            continue;
+        };
+        if wants_active(unit, &u.content.text(), desired) {
+            c.impact.push(Impact::Restart);
         }
     }
 }
@@ -481,5 +638,44 @@ mod tests {
             ..running()
         };
         assert_eq!(removed(Some(&dead)), Vec::<Impact>::new());
+    }
+
+    #[test]
+    fn env_file_text_reads_back_as_written_and_compares_by_hash() {
+        let vars: BTreeMap<String, String> = [
+            ("A", "plain"),
+            ("B", "it's \"quoted\" $HOME `x` \\n"),
+            ("C", "with spaces  "),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let text = crate::render::env_file_text("lab", &vars);
+        assert_eq!(env_file_vars(&text), vars);
+        let want = crate::render::env_file_content("lab", &vars);
+        let same = live_env_file("lab", &want, &text);
+        assert!(same.owned);
+        assert_eq!(same.content, want);
+        let other = text.replace("plain", "other");
+        let changed = live_env_file("lab", &want, &other);
+        let env = &changed.content.as_kube().unwrap()["env"];
+        assert!(env["A"].as_str().unwrap().starts_with("sha256:"), "{env}");
+        assert_eq!(env["C"], "with spaces  ");
+        assert!(!changed.content.text().contains("other"));
+        assert!(!live_env_file("other-stack", &want, &text).owned);
+    }
+
+    #[test]
+    fn env_paths_expand_for_the_manager() {
+        assert_eq!(
+            env_file_path("%E/labctl/x.env", Scope::System).unwrap(),
+            PathBuf::from("/etc/labctl/x.env")
+        );
+        assert!(
+            env_file_path("%t/x.env", Scope::System)
+                .unwrap_err()
+                .to_string()
+                .contains("`%t`")
+        );
     }
 }

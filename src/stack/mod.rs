@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 pub use schema::*;
 pub use source::{KeyPath, Problem, Seg, SourceFile};
-pub use validate::{SecretUsage, secret_usage};
+pub use validate::{SecretUsage, secret_name as check_secret_name, secret_usage};
 
 use crate::error::Error;
 
@@ -89,6 +89,47 @@ pub fn load(path: &Path) -> Result<LoadedStack, Error> {
         stack,
         path: path.to_path_buf(),
     })
+}
+
+/// Check the loaded stack's `[secrets]` against `asked` (each secret the templates ask for, with
+/// the templates asking): a secret nothing provides is a problem, unless `env` has its
+/// `LABCTL_SECRET_<NAME>` override; one declared but unused is a warning, returned as text.
+///
+/// # Errors
+/// [`Error::Read`] when the file cannot be read again; [`Error::Invalid`] with every secret that
+/// nothing provides, located at `[secrets]`.
+pub fn check_secrets(
+    loaded: &LoadedStack,
+    asked: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, Error> {
+    let text = std::fs::read_to_string(&loaded.path).map_err(|source| Error::Read {
+        path: loaded.path.clone(),
+        source,
+    })?;
+    let file = SourceFile::new(&loaded.path, &text);
+    let mut usage = secret_usage(&loaded.stack, &file, asked);
+    // A secret given by its `LABCTL_SECRET_<NAME>` override is provided.
+    usage.problems.retain(|p| {
+        !asked.keys().any(|n| {
+            p.message.starts_with(&format!("secret `{n}` "))
+                && env(&crate::secrets::override_var(n)).is_some()
+        })
+    });
+    if !usage.problems.is_empty() {
+        return Err(Error::Invalid {
+            file,
+            problems: usage.problems,
+        });
+    }
+    Ok(usage
+        .warnings
+        .into_iter()
+        .map(|w| match &w.help {
+            Some(h) => format!("{}: {} ({h})", loaded.path.display(), w.message),
+            None => format!("{}: {}", loaded.path.display(), w.message),
+        })
+        .collect())
 }
 
 /// Parse and validate stack text; `path` is only used to name the file in messages.

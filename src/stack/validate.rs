@@ -586,7 +586,10 @@ pub fn secret_usage(
 }
 
 /// A secret's name: what `secret("...")` takes and `LABCTL_SECRET_<NAME>` can spell.
-fn secret_name(s: &str) -> Result<(), String> {
+///
+/// # Errors
+/// What is wrong with it, for a message.
+pub fn secret_name(s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err("empty".into());
     }

@@ -18,8 +18,13 @@ struct Located {
     help: Option<String>,
 }
 
-/// The text printed to stderr for `e`.
+/// The text printed to stderr for `e`, with every secret value masked (a server may echo a
+/// value back in its refusal).
 pub fn render_error(e: &Error, styles: Styles) -> String {
+    crate::secrets::redact(&error_text(e, styles)).into_owned()
+}
+
+fn error_text(e: &Error, styles: Styles) -> String {
     match e {
         Error::Invalid { file, problems } => {
             let mut out = String::new();
@@ -35,6 +40,18 @@ pub fn render_error(e: &Error, styles: Styles) -> String {
                 file.path.display(),
                 if n == 1 { "" } else { "s" }
             ));
+            out
+        }
+        Error::MissingSecrets { missing } => {
+            let mut out = format!(
+                "{} {} secret{} without a value (nothing was rendered or changed):\n",
+                styles.red("error:"),
+                missing.len(),
+                if missing.len() == 1 { "" } else { "s" }
+            );
+            for m in missing {
+                out.push_str(&format!("  - {m}\n"));
+            }
             out
         }
         Error::ApplyFailed { failed } => {

@@ -15,9 +15,16 @@ const PER_CHANGE: usize = 20_000;
 
 /// The markdown plan: summary first, a `<details>` block per change, a note when truncated.
 pub fn render_plan_markdown(plan: &Plan, base: Base<'_>) -> String {
+    crate::secrets::redact(&markdown(plan, base)).into_owned()
+}
+
+fn markdown(plan: &Plan, base: Base<'_>) -> String {
     let mut out = String::from("### labctl plan\n\n");
     if plan.is_empty() {
         out.push_str(&format!("**No changes.** {}\n", base.matches()));
+        if let Some(c) = super::plan::unread(plan) {
+            out.push_str(&format!("\n_{c}_\n"));
+        }
         notes(&mut out, plan);
         return out;
     }
@@ -34,6 +41,9 @@ pub fn render_plan_markdown(plan: &Plan, base: Base<'_>) -> String {
         out.push_str(&format!(
             "> [!CAUTION]\n> {refused} of these changes would fail: the server refuses them in a dry run.\n\n"
         ));
+    }
+    if let Some(c) = super::plan::unread(plan) {
+        out.push_str(&format!("_{c}_\n\n"));
     }
     let changes: Vec<&Change> = plan.actionable().collect();
     let mut shown = 0;
@@ -97,7 +107,7 @@ fn diff_lines(c: &Change) -> String {
         (None, Some(after)) => lines.extend(after.shown(None).lines().map(|l| format!("+ {l}"))),
         (Some(before), None) => lines.extend(before.shown(None).lines().map(|l| format!("- {l}"))),
         (Some(before), Some(after)) => {
-            let (old, new) = (before.shown(None), after.shown(Some(before)));
+            let (old, new) = (before.shown_before(after), after.shown(Some(before)));
             let diff = TextDiff::from_lines(&old, &new);
             for hunk in diff.unified_diff().context_radius(3).iter_hunks() {
                 lines.push(hunk.header().to_string());

@@ -36,10 +36,18 @@ pub fn render_plan_human(plan: &Plan, s: Styles) -> String {
     render_plan_human_against(plan, Base::Live, s)
 }
 
-/// [`render_plan_human`] for a plan against `base`.
+/// [`render_plan_human`] for a plan against `base`. Secret values are masked twice over: by
+/// their marks in each [`crate::plan::Body`], and in the whole text by the process's redactor.
 pub fn render_plan_human_against(plan: &Plan, base: Base<'_>, s: Styles) -> String {
+    crate::secrets::redact(&human(plan, base, s)).into_owned()
+}
+
+fn human(plan: &Plan, base: Base<'_>, s: Styles) -> String {
     if plan.is_empty() {
         let mut out = format!("{} {}\n", s.bold("No changes."), base.matches());
+        if let Some(c) = unread(plan) {
+            out.push_str(&format!("{}\n", s.dim(&c)));
+        }
         quiet_notes(&mut out, plan, s);
         return out;
     }
@@ -82,7 +90,24 @@ pub fn render_plan_human_against(plan: &Plan, base: Base<'_>, s: Styles) -> Stri
             if refused == 1 { "it" } else { "them" }
         ));
     }
+    if let Some(c) = unread(plan) {
+        out.push_str(&format!("{}\n", s.dim(&c)));
+    }
     out
+}
+
+/// The sentence saying which secrets a plan did not read (and so did not compare).
+pub(crate) fn unread(plan: &Plan) -> Option<String> {
+    (!plan.unread_secrets.is_empty()).then(|| {
+        format!(
+            "Secret values are not compared: this plan read no secret ({}); a plan against the live planes does.",
+            plan.unread_secrets
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
 }
 
 /// Notes on resources that need no action (a volume kept from pruning, a unit's drop-ins) still
@@ -151,7 +176,7 @@ fn change(out: &mut String, c: &Change, s: Styles) {
         (None, Some(after)) => lines(out, &after.shown(None), "+", s),
         (Some(before), None) => lines(out, &before.shown(None), "-", s),
         (Some(before), Some(after)) => {
-            unified(out, &before.shown(None), &after.shown(Some(before)), s)
+            unified(out, &before.shown_before(after), &after.shown(Some(before)), s)
         }
         (None, None) => {}
     }
@@ -161,6 +186,7 @@ fn address(id: &ResourceId) -> String {
     match id {
         ResourceId::Kube { api_version, .. } => format!("{id} ({api_version})"),
         ResourceId::Systemd { .. } => id.to_string(),
+        ResourceId::EnvFile { unit, .. } => format!("{id} (read by {unit})"),
     }
 }
 
@@ -238,7 +264,10 @@ pub fn render_plan_json(plan: &Plan) -> String {
                 id: &c.id,
                 component: &c.component,
                 action: c.action,
-                before: c.before.as_ref().map(|b| b.shown(None)),
+                before: c.before.as_ref().map(|b| match &c.after {
+                    Some(a) => b.shown_before(a),
+                    None => b.shown(None),
+                }),
                 after: match &c.dry_run {
                     Some(DryRunAnswer::Stored(stored)) => Some(stored),
                     _ => c.after.as_ref(),
@@ -252,7 +281,7 @@ pub fn render_plan_json(plan: &Plan) -> String {
     };
     let mut s = serde_json::to_string_pretty(&doc).expect("plan serialises");
     s.push('\n');
-    s
+    crate::secrets::redact(&s).into_owned()
 }
 
 /// The `-v` line of what a phase cost: `kube: 12 API requests in 85 ms (observe)`,

@@ -201,8 +201,19 @@ async fn sync_commit(proxy: &Proxy, stack_file: &Path, commit: &str) -> Ended {
         Ok(l) => l,
         Err(e) => return Ended::Failed(None, e),
     };
-    let sources = match Sources::for_stack(&loaded, Secrets::from_env()) {
+    let sources = match Sources::for_stack(&loaded, Secrets::redacted()) {
         Ok(s) => s,
+        Err(e) => return Ended::Failed(None, e),
+    };
+    // The stack's secrets, from their declared sources, as the command line reads them.
+    let secrets = crate::secrets::for_stack(
+        &loaded,
+        &sources.templates,
+        None,
+        &crate::secrets::process_env,
+    );
+    let sources = match secrets.await {
+        Ok(secrets) => Sources { secrets, ..sources },
         Err(e) => return Ended::Failed(None, e),
     };
     let options = plan::Options {
