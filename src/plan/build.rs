@@ -14,19 +14,20 @@
 //! 6. against the live planes only, guard objects that hold an unset secret (CI plans run
 //!    without secrets).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::Instrument as _;
 use tracing::field::Empty;
 
-use super::{Cost, Live, Plan, PlaneTarget, diff, kube, units};
+use super::{Cost, Live, Plan, PlaneTarget, Precondition, diff, kube, saved, units};
 use crate::backend::Stats;
 use crate::backend::kube::{Connect, Kube};
 use crate::backend::systemd::{Systemd, Target};
 use crate::error::Error;
 use crate::render::{self, Templates, secret_env_var};
-use crate::resource::Desired;
+use crate::resource::{Desired, ResourceId};
 use crate::stack::{LoadedStack, Plane, Stack};
 
 /// A secret lookup: the value of a name, `None` when unset.
@@ -180,6 +181,7 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
             let mut targets = Vec::new();
             let mut warnings = Vec::new();
             let mut costs = Vec::new();
+            let mut preconditions = std::collections::BTreeMap::new();
             // A host-only machine has no cluster configured at all: without `--plane kube` that
             // is said, not an error. A configured cluster that cannot be reached is an error.
             if options.plane.is_none() && !how.kube.configured() {
@@ -191,7 +193,8 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
                 );
                 desired.retain_plane(Some(Plane::Systemd));
             } else if options.plane != Some(Plane::Systemd) {
-                let (objects, cost) = observe_kube(name, &desired, how).await?;
+                let (objects, cost, pre) = observe_kube(name, &desired, how).await?;
+                preconditions.extend(pre);
                 live.objects.extend(objects.objects);
                 costs.push(cost);
                 targets.push(PlaneTarget::Kube(how.kube.clone()));
@@ -199,7 +202,9 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
             if options.plane != Some(Plane::Kube) {
                 let host = &stack.host;
                 let target = Target::resolve(host.scope, how.user, host.unit_dir.as_deref())?;
-                let (objects, cost) = observe_systemd(name, &desired, target.clone()).await?;
+                let (objects, cost, pre) =
+                    observe_systemd(name, &desired, target.clone()).await?;
+                preconditions.extend(pre);
                 live.objects.extend(objects.objects);
                 costs.push(cost);
                 targets.push(PlaneTarget::Systemd(target));
@@ -209,6 +214,8 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
             plan.targets = targets;
             plan.warnings = warnings;
             plan.costs = costs;
+            plan.preconditions = preconditions;
+            super::saved::fill_generic(&mut plan, &live);
             plan
         }
     };
@@ -223,11 +230,10 @@ fn plan_of(stack: &Stack, desired: &Desired, live: &Live, options: &Options) -> 
     plan
 }
 
-async fn observe_kube(
-    stack: &str,
-    desired: &Desired,
-    how: &Observe,
-) -> Result<(Live, Cost), Error> {
+/// What observing a plane gives: the live set, its cost, and each read object's precondition.
+type Observed = (Live, Cost, BTreeMap<ResourceId, Precondition>);
+
+async fn observe_kube(stack: &str, desired: &Desired, how: &Observe) -> Result<Observed, Error> {
     let span = tracing::info_span!("observe", labctl.plane = "kube", labctl.requests = Empty);
     let started = Instant::now();
     let result = async {
@@ -240,37 +246,35 @@ async fn observe_kube(
             .cloned()
             .collect();
         let observed = k.observe(&kube::selector(stack), &kinds, &ids).await?;
+        let pre = saved::kube_preconditions(&observed.objects, &ids);
         let dry_run: Option<&dyn kube::DryRun> = how.server_dry_run.then_some(&k);
         let live = kube::live(&observed, desired, stack, dry_run).await;
         let mut stats = k.stats();
         stats.elapsed = started.elapsed();
-        Ok::<_, Error>((live, stats))
+        Ok::<_, Error>((live, stats, pre))
     }
     .instrument(span.clone())
     .await;
-    let (live, stats) = result?;
+    let (live, stats, pre) = result?;
     span.record("labctl.requests", stats.calls);
-    Ok((live, cost(Plane::Kube, stats)))
+    Ok((live, cost(Plane::Kube, stats), pre))
 }
 
-async fn observe_systemd(
-    stack: &str,
-    desired: &Desired,
-    target: Target,
-) -> Result<(Live, Cost), Error> {
+async fn observe_systemd(stack: &str, desired: &Desired, target: Target) -> Result<Observed, Error> {
     let span = tracing::info_span!("observe", labctl.plane = "systemd", labctl.requests = Empty);
     let result = async {
         let sd = Systemd::connect(target).await?;
         let files = sd.unit_files()?;
         let names = units::units_to_observe(stack, desired, &files);
         let observed = sd.observe(&names).await?;
-        Ok::<_, Error>((units::live_units(stack, &files, observed), sd.stats()))
+        let pre = saved::unit_preconditions(&files, &observed);
+        Ok::<_, Error>((units::live_units(stack, &files, observed), sd.stats(), pre))
     }
     .instrument(span.clone())
     .await;
-    let (live, stats) = result?;
+    let (live, stats, pre) = result?;
     span.record("labctl.requests", stats.calls);
-    Ok((live, cost(Plane::Systemd, stats)))
+    Ok((live, cost(Plane::Systemd, stats), pre))
 }
 
 fn cost(plane: Plane, stats: Stats) -> Cost {

@@ -41,6 +41,7 @@ pub fn render_plan_human_against(plan: &Plan, base: Base<'_>, s: Styles) -> Stri
     if plan.is_empty() {
         let mut out = format!("{} {}\n", s.bold("No changes."), base.matches());
         quiet_notes(&mut out, plan, s);
+        partial(&mut out, plan, s);
         return out;
     }
     let mut out = String::new();
@@ -74,7 +75,23 @@ pub fn render_plan_human_against(plan: &Plan, base: Base<'_>, s: Styles) -> Stri
         "\n{} {add} to add, {change} to change, {destroy} to destroy.\n",
         s.bold("Plan:")
     ));
+    partial(&mut out, plan, s);
     out
+}
+
+/// Terraform's "resource targeting is in effect": a cut-down plan says so after its summary.
+fn partial(out: &mut String, plan: &Plan, s: Styles) {
+    let Some(t) = &plan.targeting else { return };
+    let flags: Vec<String> = (t.targets.iter().map(|p| format!("--target '{p}'")))
+        .chain(t.excludes.iter().map(|p| format!("--exclude '{p}'")))
+        .collect();
+    out.push_str(&format!(
+        "\n{} this plan is partial ({}): {} change(s) left out. It may not be all the stack \
+         asks for; plan without them to see everything.\n",
+        s.yellow("Resource targeting is in effect:"),
+        flags.join(" "),
+        t.left_out
+    ));
 }
 
 /// Notes on resources that need no action (a volume kept from pruning, a unit's drop-ins) still
@@ -176,14 +193,17 @@ fn unified(out: &mut String, before: &str, after: &str, s: Styles) {
 }
 
 /// Version of the JSON plan format; bumped on any incompatible change.
-pub const JSON_FORMAT_VERSION: &str = "1";
+pub const JSON_FORMAT_VERSION: &str = crate::plan::saved::FORMAT_VERSION;
 
 #[derive(Serialize)]
 struct JsonPlan<'a> {
     format_version: &'static str,
     changes_present: bool,
     summary: Summary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    targeting: Option<&'a crate::plan::Targeting>,
     changes: Vec<JsonChange<'a>>,
+    preconditions: Vec<crate::plan::saved::JsonPrecondition<'a>>,
 }
 
 /// One change as JSON: its content shown as views show it (sensitive values redacted).
@@ -205,6 +225,8 @@ pub fn render_plan_json(plan: &Plan) -> String {
         format_version: JSON_FORMAT_VERSION,
         changes_present: !plan.is_empty(),
         summary: plan.summary(),
+        targeting: plan.targeting.as_ref(),
+        preconditions: crate::plan::saved::json_preconditions(plan),
         changes: plan
             .changes
             .iter()
