@@ -401,7 +401,9 @@ fn live_holder(lease: &Value) -> Option<String> {
 }
 
 fn holder_identity(lease: &Value) -> Option<&str> {
-    lease.pointer("/spec/holderIdentity").and_then(Value::as_str)
+    lease
+        .pointer("/spec/holderIdentity")
+        .and_then(Value::as_str)
 }
 
 /// Take the Lease: create it, or take over a free one, guarded by its `resourceVersion`. Returns
@@ -446,7 +448,8 @@ async fn take(k: &Kube, spec: &Spec, holder: &Holder, deadline: Instant) -> Resu
                             .unwrap_or(0)
                             + 1;
                         let mut body = lease_body(spec, home, holder, transitions, &now_micro());
-                        body["metadata"]["resourceVersion"] = l["metadata"]["resourceVersion"].clone();
+                        body["metadata"]["resourceVersion"] =
+                            l["metadata"]["resourceVersion"].clone();
                         k.write_lease(home, &body, true).await?.is_some()
                     }
                 },
@@ -478,7 +481,10 @@ async fn renew(k: &Kube, spec: &Spec, ns: &str, holder: &Holder) -> Result<(), E
         return Err(Error::backend(
             "kube",
             format!("renew Lease {ns}/{name}"),
-            format!("it was taken over by `{}`", holder_identity(&l).unwrap_or("?")),
+            format!(
+                "it was taken over by `{}`",
+                holder_identity(&l).unwrap_or("?")
+            ),
         ));
     }
     l["spec"]["renewTime"] = json!(now_micro());
@@ -531,8 +537,10 @@ pub async fn force_unlock(spec: &Spec) -> Result<Unlocked, Error> {
             }
         }
         if !found {
-            out.lines
-                .push(format!("No Lease {}/{name}: the cluster lock is free.", spec.namespace));
+            out.lines.push(format!(
+                "No Lease {}/{name}: the cluster lock is free.",
+                spec.namespace
+            ));
         }
     }
     if let Some(path) = &spec.file {
@@ -541,8 +549,7 @@ pub async fn force_unlock(spec: &Spec) -> Result<Unlocked, Error> {
                 .lines
                 .push(format!("No host lock `{}`: it is free.", path.display())),
             Ok(mut file) => {
-                match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared)
-                {
+                match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared) {
                     Ok(()) => out
                         .lines
                         .push(format!("The host lock `{}` is free.", path.display())),
@@ -579,7 +586,9 @@ mod tests {
     fn a_lease_not_renewed_within_its_duration_is_free() {
         let held = live_holder(&lease(1, 30)).expect("held");
         assert!(
-            held.starts_with("`labctl apply` (pid 7 on h, since 2026-01-01T00:00:00Z), Lease s/labctl-s renewed"),
+            held.starts_with(
+                "`labctl apply` (pid 7 on h, since 2026-01-01T00:00:00Z), Lease s/labctl-s renewed"
+            ),
             "{held}"
         );
         assert_eq!(live_holder(&lease(31, 30)), None);
@@ -601,9 +610,13 @@ mod tests {
         let me = Holder::this_process("labctl apply --yes");
         let held = acquire(&spec, &me, Duration::ZERO).unwrap();
         // flock locks belong to the open file: a second open in this process conflicts too.
-        let e = acquire(&spec, &Holder::this_process("other"), Duration::from_millis(300))
-            .unwrap_err()
-            .to_string();
+        let e = acquire(
+            &spec,
+            &Holder::this_process("other"),
+            Duration::from_millis(300),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("`labctl apply --yes` (pid "), "{e}");
         assert!(e.contains("--lock-timeout"), "{e}");
         drop(held);

@@ -13,8 +13,8 @@ use crate::cli::{
     ApplyArgs, Cli, Command, ForceUnlockArgs, Format, PlanArgs, PlaneArg, RenderArgs, SelectArgs,
 };
 use crate::error::Error;
-use crate::output_dir;
 use crate::lock;
+use crate::output_dir;
 use crate::plan::saved::{self, MadeWith, SavedPlan};
 use crate::plan::{self, Against, Observe, Plan, Secrets, Selection, Sources};
 use crate::resource::{Desired, ResourceId};
@@ -275,7 +275,10 @@ fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Erro
             targets: args.select.target.clone(),
             excludes: args.select.exclude.clone(),
         };
-        saved::write(out, &saved::to_json(&plan, &stack_sha(&loaded)?, &made_with))?;
+        saved::write(
+            out,
+            &saved::to_json(&plan, &stack_sha(&loaded)?, &made_with),
+        )?;
         eprintln!(
             "Saved this plan to `{}`: `labctl apply {}` applies exactly it, or refuses if \
              anything it read has changed.",

@@ -216,7 +216,10 @@ fn a_saved_plan_refuses_when_a_unit_and_a_config_map_moved_and_applies_when_noth
             .clone()
     };
     let cm = w.config_map().unwrap();
-    let rv = cm["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let rv = cm["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let cm_pre = pre("ConfigMap svd/web-config");
     assert_eq!(cm_pre["state"], "kube");
     assert_eq!(cm_pre["resource_version"], rv.as_str());
@@ -229,7 +232,10 @@ fn a_saved_plan_refuses_when_a_unit_and_a_config_map_moved_and_applies_when_noth
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(SECRET_VALUE);
     let text = read(&file);
-    assert!(!text.contains(SECRET_VALUE) && !text.contains(&b64), "{text}");
+    assert!(
+        !text.contains(SECRET_VALUE) && !text.contains(&b64),
+        "{text}"
+    );
 
     // ...then two hand edits: another tool changes the ConfigMap, someone edits a unit file.
     let mut edited = cm.clone();
@@ -313,7 +319,14 @@ fn a_saved_plan_of_another_labctl_version_or_stack_is_refused_by_name() {
 fn a_second_apply_fails_naming_the_first_and_a_killed_applys_lease_is_taken_over() {
     // Rollouts never complete: an apply waits on its Deployment while holding the lock.
     let w = World::new("svl", false);
-    let mut first = w.spawn(&["apply", "--yes", "--lock-lease", "10s", "--wait-timeout", "5m"]);
+    let mut first = w.spawn(&[
+        "apply",
+        "--yes",
+        "--lock-lease",
+        "10s",
+        "--wait-timeout",
+        "5m",
+    ]);
     wait_for("the first apply's lease", Duration::from_secs(60), || {
         w.lease().is_some()
     });
@@ -383,7 +396,7 @@ fn a_targeted_plan_and_apply_touch_only_their_targets() {
     plan.code(0)
         .stdout_has("# Deployment svt/web will be created")
         .stdout_has("# Namespace svt will be created")
-        .stdout_has("included although not targeted: `Deployment svt/web` depends on it")
+        .stdout_has("included although not targeted: applied before `Deployment svt/web`, which depends on it")
         .stdout_has("Plan: 4 to add, 0 to change, 0 to destroy.")
         .stdout_has("Resource targeting is in effect: this plan is partial (--target 'Deployment */web'): 2 change(s) left out.");
     assert!(!plan.stdout.contains("unit svt-"), "{}", plan.stdout);

@@ -202,8 +202,7 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
             if options.plane != Some(Plane::Kube) {
                 let host = &stack.host;
                 let target = Target::resolve(host.scope, how.user, host.unit_dir.as_deref())?;
-                let (objects, cost, pre) =
-                    observe_systemd(name, &desired, target.clone()).await?;
+                let (objects, cost, pre) = observe_systemd(name, &desired, target.clone()).await?;
                 preconditions.extend(pre);
                 live.objects.extend(objects.objects);
                 costs.push(cost);
@@ -260,7 +259,11 @@ async fn observe_kube(stack: &str, desired: &Desired, how: &Observe) -> Result<O
     Ok((live, cost(Plane::Kube, stats), pre))
 }
 
-async fn observe_systemd(stack: &str, desired: &Desired, target: Target) -> Result<Observed, Error> {
+async fn observe_systemd(
+    stack: &str,
+    desired: &Desired,
+    target: Target,
+) -> Result<Observed, Error> {
     let span = tracing::info_span!("observe", labctl.plane = "systemd", labctl.requests = Empty);
     let result = async {
         let sd = Systemd::connect(target).await?;

@@ -104,9 +104,12 @@ impl Precondition {
                     .map(|m| format!(" (by {m})"))
                     .unwrap_or_default()
             ),
-            (Kube {
-                resource_version, ..
-            }, Absent) => format!("deleted since the plan (was resourceVersion {resource_version})"),
+            (
+                Kube {
+                    resource_version, ..
+                },
+                Absent,
+            ) => format!("deleted since the plan (was resourceVersion {resource_version})"),
             (Absent, Unit { .. } | Content { .. }) => "created since the plan".into(),
             (Unit { .. } | Content { .. }, Absent) => "deleted since the plan".into(),
             (
@@ -220,7 +223,12 @@ pub fn unit_preconditions(
                     need_daemon_reload: o.state.need_daemon_reload,
                 }
             };
-            (ResourceId::Systemd { unit: o.name.clone() }, pre)
+            (
+                ResourceId::Systemd {
+                    unit: o.name.clone(),
+                },
+                pre,
+            )
         })
         .collect()
 }
@@ -573,7 +581,9 @@ pub fn check(
     }
     for a in got.keys() {
         if !want.contains_key(a.as_str()) {
-            differ.push(format!("{a}: now needs a change the saved plan does not have"));
+            differ.push(format!(
+                "{a}: now needs a change the saved plan does not have"
+            ));
         }
     }
     if !differ.is_empty() {

@@ -123,7 +123,7 @@ pub fn select(mut plan: Plan, selection: &Selection) -> Result<Plan, Error> {
                 .map(|j| format!("`{}`", names[j]))
                 .collect();
             c.notes.push(format!(
-                "included although not targeted: {} depends on it",
+                "included although not targeted: applied before {}, which depends on it",
                 by.join(", ")
             ));
             dependencies.push(c.id.clone());
@@ -299,13 +299,17 @@ mod tests {
             kube(Some("lab"), "ConfigMap", "web", "web", Action::Create),
             kube(Some("lab"), "Deployment", "web", "web", Action::Create),
             kube(Some("lab"), "ConfigMap", "db", "db", Action::Update),
+            unit("sync.timer", "[Timer]\nOnCalendar=daily\n", Action::Create),
             unit(
-                "sync.timer",
-                "[Timer]\nOnCalendar=daily\n",
+                "sync.service",
+                "[Service]\nExecStart=/bin/true\n",
                 Action::Create,
             ),
-            unit("sync.service", "[Service]\nExecStart=/bin/true\n", Action::Create),
-            unit("other.service", "[Service]\nExecStart=/bin/true\n", Action::Update),
+            unit(
+                "other.service",
+                "[Service]\nExecStart=/bin/true\n",
+                Action::Update,
+            ),
         ];
         changes.sort_by(|a, b| a.id.cmp(&b.id));
         Plan {
@@ -334,7 +338,10 @@ mod tests {
             ["Namespace lab", "ConfigMap lab/web", "Deployment lab/web"]
         );
         let note = &p.changes[1].notes[0];
-        assert!(note.contains("`Deployment lab/web` depends on it"), "{note}");
+        assert!(
+            note.contains("applied before `Deployment lab/web`, which depends on it"),
+            "{note}"
+        );
         let t = p.targeting.as_ref().unwrap();
         assert_eq!(t.dependencies.len(), 2);
         assert_eq!(t.left_out, 4);
@@ -353,14 +360,19 @@ mod tests {
             ids(&p),
             ["unit other.service", "unit sync.service", "unit sync.timer"]
         );
-        assert!(p.warnings[0].contains("`Deployment lab/web`"), "{:?}", p.warnings);
+        assert!(
+            p.warnings[0].contains("`Deployment lab/web`"),
+            "{:?}",
+            p.warnings
+        );
     }
 
     #[test]
     fn a_pattern_matching_nothing_is_an_error() {
         let e = select(plan(), &sel(&["Deployment nope/*"], &[])).unwrap_err();
         assert!(
-            e.to_string().contains("`--target Deployment nope/*` matches nothing"),
+            e.to_string()
+                .contains("`--target Deployment nope/*` matches nothing"),
             "{e}"
         );
         let e = select(plan(), &sel(&["unit [a"], &[])).unwrap_err();

@@ -216,8 +216,12 @@ async fn sync_commit(proxy: &Proxy, stack_file: &Path, commit: &str) -> Ended {
     // One writer at a time: a person's `labctl apply` and this sync wait for each other.
     let lock = match crate::lock::Spec::for_plan(&loaded.stack, &options) {
         Ok(spec) => {
-            let holder = crate::lock::Holder::this_process(&format!("labctl agent proxy: sync {commit}"));
-            tokio::task::spawn_blocking(move || crate::lock::acquire(&spec, &holder, Duration::from_secs(600))).await
+            let holder =
+                crate::lock::Holder::this_process(&format!("labctl agent proxy: sync {commit}"));
+            tokio::task::spawn_blocking(move || {
+                crate::lock::acquire(&spec, &holder, Duration::from_secs(600))
+            })
+            .await
         }
         Err(e) => return Ended::Failed(None, e),
     };
