@@ -435,3 +435,67 @@ fn a_targeted_plan_and_apply_touch_only_their_targets() {
     assert_eq!(w.m.active_state(&w.unit("b")), "active");
     w.converged();
 }
+
+/// The test server holds Leases as the real server does for the lock's writes: created once
+/// (409 AlreadyExists after), and an update carrying a stale `resourceVersion` refused with 409
+/// Conflict. Checked with the real `kubectl`.
+#[test]
+fn the_test_server_refuses_a_stale_lease_update_as_a_real_server_does() {
+    let srv = server(true);
+    let kubectl = |verb: &str, body: &Value| {
+        let mut child = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(srv.kubeconfig_path())
+            .args([verb, "-f", "-", "-o", "json"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl is installed");
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(body.to_string().as_bytes()).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let lease = json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "labctl-x", "namespace": "default"},
+        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 30}
+    });
+    let (ok, out, err) = kubectl("create", &lease);
+    assert!(ok, "{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    let rv = created["metadata"]["resourceVersion"].clone();
+    let (ok, _, err) = kubectl("create", &lease);
+    assert!(!ok);
+    assert!(
+        err.contains("AlreadyExists") || err.contains("already exists"),
+        "{err}"
+    );
+    let mut update = lease.clone();
+    update["metadata"]["resourceVersion"] = rv.clone();
+    update["spec"]["holderIdentity"] = json!("b");
+    let (ok, _, err) = kubectl("replace", &update);
+    assert!(ok, "{err}");
+    // The same update again: its resourceVersion is now stale.
+    update["spec"]["holderIdentity"] = json!("c");
+    let (ok, _, err) = kubectl("replace", &update);
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "Operation cannot be fulfilled on leases.coordination.k8s.io \"labctl-x\": the object \
+             has been modified; please apply your changes to the latest version and try again"
+        ),
+        "{err}"
+    );
+    let stored = srv
+        .get("coordination.k8s.io/v1", "Lease", "default", "labctl-x")
+        .unwrap();
+    assert_eq!(stored["spec"]["holderIdentity"], "b");
+}

@@ -556,7 +556,7 @@ pub fn check(
     let want: BTreeMap<&str, String> = saved
         .changes
         .iter()
-        .filter(|c| c.action != Value::from("no-op"))
+        .filter(|c| c.action != "no-op")
         .map(|c| {
             (
                 c.address.as_str(),
