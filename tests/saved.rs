@@ -442,27 +442,7 @@ fn a_targeted_plan_and_apply_touch_only_their_targets() {
 #[test]
 fn the_test_server_refuses_a_stale_lease_update_as_a_real_server_does() {
     let srv = server(true);
-    let kubectl = |verb: &str, body: &Value| {
-        let mut child = std::process::Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(srv.kubeconfig_path())
-            .args([verb, "-f", "-", "-o", "json"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl is installed");
-        use std::io::Write as _;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(body.to_string().as_bytes()).unwrap();
-        drop(stdin);
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let kubectl = |verb: &str, body: &Value| kubectl(&srv, &[verb, "-f", "-", "-o", "json"], body);
     let lease = json!({
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
         "metadata": {"name": "labctl-x", "namespace": "default"},
@@ -498,4 +478,75 @@ fn the_test_server_refuses_a_stale_lease_update_as_a_real_server_does() {
         .get("coordination.k8s.io/v1", "Lease", "default", "labctl-x")
         .unwrap();
     assert_eq!(stored["spec"]["holderIdentity"], "b");
+}
+
+/// Run the real `kubectl` against `srv` with `body` on stdin: (success, stdout, stderr).
+fn kubectl(srv: &TestApiServer, args: &[&str], body: &Value) -> (bool, String, String) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(srv.kubeconfig_path())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl is installed");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(body.to_string().as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// What a saved plan's kube writes rely on: a server-side apply carrying a `resourceVersion`
+/// writes only while the object is still at that version, and is refused with 409 Conflict
+/// otherwise (sent by the real `kubectl apply --server-side`).
+#[test]
+fn a_server_side_apply_carrying_a_stale_resource_version_is_refused() {
+    let srv = server(true);
+    let cm = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "guarded", "namespace": "default"},
+        "data": {"a": "1"}
+    });
+    let apply = |body: &Value| {
+        kubectl(
+            &srv,
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager",
+                "labctl",
+                "-f",
+                "-",
+                "-o",
+                "json",
+            ],
+            body,
+        )
+    };
+    let (ok, out, err) = apply(&cm);
+    assert!(ok, "{err}");
+    let rv = serde_json::from_str::<Value>(&out).unwrap()["metadata"]["resourceVersion"].clone();
+    let mut guarded = cm.clone();
+    guarded["metadata"]["resourceVersion"] = rv.clone();
+    guarded["data"]["a"] = json!("2");
+    let (ok, out, err) = apply(&guarded);
+    assert!(ok, "at the version it names, the write goes through: {err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["data"]["a"],
+        "2"
+    );
+    // The same guard again: the object has moved on since.
+    guarded["data"]["a"] = json!("3");
+    let (ok, _, err) = apply(&guarded);
+    assert!(!ok);
+    assert!(err.contains("the object has been modified"), "{err}");
+    let stored = srv.get("v1", "ConfigMap", "default", "guarded").unwrap();
+    assert_eq!(stored["data"]["a"], "2");
 }
