@@ -154,10 +154,20 @@ pub fn lock_file(target: &Target, stack: &str) -> PathBuf {
 #[derive(Debug)]
 pub struct Lock {
     file: Option<File>,
+    /// Why the Lease could not be renewed, the last time it could not.
+    lost: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     lease: Option<(
         tokio::sync::oneshot::Sender<()>,
         std::thread::JoinHandle<()>,
     )>,
+}
+
+impl Lock {
+    /// Why renewing the Lease last failed (deleted by `force-unlock`, taken over, or the cluster
+    /// unreachable), if it did while the lock was held: the front end says so.
+    pub fn lost(&self) -> Option<String> {
+        self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl Drop for Lock {
@@ -191,6 +201,7 @@ pub fn acquire(spec: &Spec, holder: &Holder, wait: Duration) -> Result<Lock, Err
     let deadline = Instant::now() + wait;
     let mut lock = Lock {
         file: None,
+        lost: Default::default(),
         lease: None,
     };
     if let Some(path) = &spec.file {
@@ -200,9 +211,17 @@ pub fn acquire(spec: &Spec, holder: &Holder, wait: Duration) -> Result<Lock, Err
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let (spec, holder, connect) = (spec.clone(), holder.clone(), connect.clone());
+        let lost = lock.lost.clone();
         let thread = std::thread::Builder::new()
             .name("labctl-lease".into())
-            .spawn(move || hold_lease(&spec, &holder, &connect, deadline, &ready_tx, stop_rx))
+            .spawn(move || {
+                let held = Held {
+                    spec: &spec,
+                    holder: &holder,
+                    lost: &lost,
+                };
+                hold_lease(&held, &connect, deadline, &ready_tx, stop_rx)
+            })
             .map_err(|e| Error::backend("kube", "start the lease thread", e))?;
         match ready_rx.recv() {
             Ok(Ok(())) => lock.lease = Some((stop_tx, thread)),
@@ -269,11 +288,17 @@ fn host_holder(file: &mut File) -> Option<Holder> {
     serde_json::from_str(&text).ok()
 }
 
+/// What the lease thread holds the Lease for, and where it says it lost it.
+struct Held<'a> {
+    spec: &'a Spec,
+    holder: &'a Holder,
+    lost: &'a std::sync::Mutex<Option<String>>,
+}
+
 /// The lease thread: take the Lease (say how on `ready`), renew it every third of its duration
 /// until `stop`, then release it.
 fn hold_lease(
-    spec: &Spec,
-    holder: &Holder,
+    held: &Held<'_>,
     connect: &Connect,
     deadline: Instant,
     ready: &std::sync::mpsc::Sender<Result<(), Error>>,
@@ -289,6 +314,7 @@ fn hold_lease(
             return;
         }
     };
+    let (spec, holder) = (held.spec, held.holder);
     rt.block_on(async {
         let k = match Kube::connect(connect).await {
             Ok(k) => k,
@@ -310,7 +336,9 @@ fn hold_lease(
                 _ = &mut stop => break,
                 () = tokio::time::sleep(spec.lease / 3) => {
                     if let Err(e) = renew(&k, spec, &ns, holder).await {
-                        tracing::warn!("lock of stack `{}`: {}", spec.stack, e.report());
+                        let why = format!("the lock of stack `{}` was not renewed: {}", spec.stack, e.report());
+                        tracing::warn!("{why}");
+                        *held.lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
                     }
                 }
             }

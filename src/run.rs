@@ -409,7 +409,7 @@ fn apply_traced(
     spec.lease = args.lock_lease;
     let command: Vec<String> = std::env::args().collect();
     let holder = lock::Holder::this_process(&command.join(" "));
-    let _lock = lock::acquire(&spec, &holder, args.lock_timeout)?;
+    let held = lock::acquire(&spec, &holder, args.lock_timeout)?;
     let rt = runtime()?;
     let mut plan = build(cli, &rt, span, loaded, options, select)?;
     if let Some(f) = from_file {
@@ -433,7 +433,11 @@ fn apply_traced(
         confirm()?;
     }
     let mut events = view::Terminal::new(std::io::stderr().is_terminal(), cli.verbose);
-    let outcome = rt.block_on(apply::run(&plan, &opts, &mut events))?;
+    let outcome = rt.block_on(apply::run(&plan, &opts, &mut events));
+    if let Some(why) = held.lost() {
+        eprintln!("warning: {why}: another writer may have run at the same time");
+    }
+    let outcome = outcome?;
     let s = outcome.summary;
     eprintln!(
         "Apply complete: {} added, {} changed, {} destroyed.",

@@ -369,6 +369,34 @@ fn a_second_apply_fails_naming_the_first_and_a_killed_applys_lease_is_taken_over
 #[test]
 fn force_unlock_removes_a_dead_holders_lease() {
     let w = World::new("svf", false);
+    // Unlocked under a running apply: it is told it no longer holds the lock.
+    let running = w.spawn(&[
+        "apply",
+        "--yes",
+        "--plane",
+        "kube",
+        "--lock-lease",
+        "3s",
+        "--wait-timeout",
+        "6s",
+    ]);
+    wait_for("the running apply's lease", Duration::from_secs(60), || {
+        w.lease().is_some()
+    });
+    w.labctl(&["force-unlock", "--plane", "kube"])
+        .code(0)
+        .stdout_has("Removed Lease ");
+    let out = running.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("warning: the lock of stack `svf` was not renewed")
+            && err.contains("it was deleted (`labctl force-unlock`?)")
+            && err.contains("another writer may have run at the same time"),
+        "{err}"
+    );
+    assert!(w.lease().is_none());
+
     let mut first = w.spawn(&["apply", "--yes", "--plane", "kube", "--lock-lease", "1h"]);
     wait_for("the first apply's lease", Duration::from_secs(60), || {
         w.lease().is_some()
