@@ -58,6 +58,7 @@ impl Cli {
         let own = match &self.command {
             Command::Plan(a) => a.cluster.clone(),
             Command::Apply(a) => a.cluster.clone(),
+            Command::ForceUnlock(a) => a.cluster.clone(),
             _ => ClusterArgs::default(),
         };
         ClusterArgs {
@@ -76,8 +77,11 @@ pub enum Command {
     Render(RenderArgs),
     /// Show what apply would change.
     Plan(PlanArgs),
-    /// Show the plan, ask, and make the live cluster and host match the stack.
+    /// Show the plan, ask, and make the live cluster and host match the stack; or apply a
+    /// saved plan (`labctl apply FILE`) exactly, without asking.
     Apply(ApplyArgs),
+    /// Remove the stack's apply lock when its holder is gone and cannot release it.
+    ForceUnlock(ForceUnlockArgs),
     /// Run one of the host's long-running services (systemd units run these).
     Agent(AgentArgs),
     /// Print shell completions.
@@ -177,6 +181,39 @@ pub struct PlanArgs {
     /// Kube: plan to delete PersistentVolumeClaims and `protect`ed components no longer rendered.
     #[arg(long)]
     pub prune_volumes: bool,
+    /// Also write the plan to FILE with what it was made from (each object's resourceVersion or
+    /// file hash; no secret value), for `labctl apply FILE`.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["offline", "base"])]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// How to reach the cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// `--target` / `--exclude`: cut a plan down (plan and apply).
+#[derive(Debug, Clone, Default, Args)]
+pub struct SelectArgs {
+    /// Only the resources whose id (as the plan prints it) matches this glob, and what they
+    /// depend on: `--target 'Deployment homelab/*'`, `--target 'unit labctl-*'` (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub target: Vec<String>,
+    /// Leave out the resources whose id matches this glob, and what depends on them
+    /// (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub exclude: Vec<String>,
+}
+
+/// `labctl force-unlock`.
+#[derive(Debug, Args)]
+pub struct ForceUnlockArgs {
+    /// Only this plane's lock.
+    #[arg(long)]
+    pub plane: Option<PlaneArg>,
+    /// The user manager's host lock, as `host.scope = "user"` does.
+    #[arg(long)]
+    pub user: bool,
     /// How to reach the cluster.
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -185,6 +222,13 @@ pub struct PlanArgs {
 /// `labctl apply`.
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
+    /// A plan saved by `labctl plan --out FILE`: applied exactly, without asking, or refused
+    /// when anything it read changed since (the options that shape a plan come from the file).
+    #[arg(
+        value_name = "FILE",
+        conflicts_with_all = ["plane", "user", "server_dry_run", "prune_volumes", "target", "exclude", "kubeconfig", "context"]
+    )]
+    pub plan_file: Option<PathBuf>,
     /// Apply without asking (required when stdin is not a terminal).
     #[arg(short, long)]
     pub yes: bool,
@@ -227,6 +271,16 @@ pub struct ApplyArgs {
     /// whose process exits at once fails only after its start job is done).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub settle: std::time::Duration,
+    /// How long to wait for another apply of the stack to release its lock (`0`: fail at once,
+    /// naming the holder).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub lock_timeout: std::time::Duration,
+    /// How long the cluster lock outlives this apply if it stops renewing it (killed): another
+    /// apply takes it over after that.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub lock_lease: std::time::Duration,
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// How to reach the cluster.
     #[command(flatten)]
     pub cluster: ClusterArgs,

@@ -10,6 +10,7 @@ pub mod backend;
 pub mod cli;
 pub mod error;
 pub mod git;
+pub mod lock;
 pub mod metric;
 pub mod output_dir;
 pub mod plan;

@@ -9,10 +9,14 @@ use tracing::field::Empty;
 
 use crate::apply;
 use crate::backend::kube::Connect;
-use crate::cli::{ApplyArgs, Cli, Command, Format, PlanArgs, PlaneArg, RenderArgs};
+use crate::cli::{
+    ApplyArgs, Cli, Command, ForceUnlockArgs, Format, PlanArgs, PlaneArg, RenderArgs, SelectArgs,
+};
 use crate::error::Error;
+use crate::lock;
 use crate::output_dir;
-use crate::plan::{self, Against, Observe, Plan, Secrets, Sources};
+use crate::plan::saved::{self, MadeWith, SavedPlan};
+use crate::plan::{self, Against, Observe, Plan, Secrets, Selection, Sources};
 use crate::resource::{Desired, ResourceId};
 use crate::stack::{self, LoadedStack, Plane};
 use crate::view::{self, Styles};
@@ -78,6 +82,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode, Error> {
         Command::Render(args) => render_cmd(cli, args),
         Command::Plan(args) => plan_cmd(cli, args, out_styles),
         Command::Apply(args) => apply_cmd(cli, args, out_styles),
+        Command::ForceUnlock(args) => force_unlock_cmd(cli, args),
         Command::Agent(args) => Ok(crate::agent::main(args)),
         Command::Completions { shell } => {
             let mut out = Vec::new();
@@ -110,6 +115,23 @@ fn secrets_for(
         plane,
         &crate::secrets::process_env,
     ))
+}
+
+fn selection(a: &SelectArgs) -> Selection {
+    Selection {
+        targets: a.target.clone(),
+        excludes: a.exclude.clone(),
+    }
+}
+
+/// The hash a saved plan records of the stack file and its templates.
+fn stack_sha(loaded: &LoadedStack) -> Result<String, Error> {
+    let text = std::fs::read(&loaded.path).map_err(|source| Error::Read {
+        path: loaded.path.clone(),
+        source,
+    })?;
+    let templates = crate::render::Templates::for_stack_dir(loaded.dir())?;
+    Ok(saved::stack_hash(&text, &templates))
 }
 
 fn plane(p: Option<PlaneArg>) -> Option<Plane> {
@@ -249,6 +271,7 @@ fn build(
     span: &tracing::Span,
     loaded: &LoadedStack,
     options: &plan::Options,
+    selection: &Selection,
 ) -> Result<Plan, Error> {
     let templates = crate::render::Templates::for_stack_dir(loaded.dir())?;
     // Only a plan against the live planes compares (and so needs) secret values.
@@ -256,6 +279,7 @@ fn build(
     let secrets = secrets_for(rt, loaded, &templates, options.plane, redacted)?;
     let sources = Sources { templates, secrets };
     let plan = rt.block_on(plan::build(&loaded.stack, &sources, options))?;
+    let plan = plan::select(plan, selection)?;
     let s = plan.summary();
     span.record("labctl.add", s.add);
     span.record("labctl.change", s.change);
@@ -290,7 +314,38 @@ fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Erro
     };
     let span = root_span("labctl plan", &loaded, options.plane);
     let _entered = span.enter();
-    let plan = build(cli, &runtime()?, &span, &loaded, &options)?;
+    let plan = build(
+        cli,
+        &runtime()?,
+        &span,
+        &loaded,
+        &options,
+        &selection(&args.select),
+    )?;
+    if let Some(out) = &args.out {
+        let cluster = cli.cluster();
+        let made_with = MadeWith {
+            stack_file: cli.stack.clone(),
+            plane: options.plane.map(|p| p.to_string()),
+            user: args.user,
+            kubeconfig: cluster.kubeconfig,
+            context: cluster.context,
+            server_dry_run: args.server_dry_run,
+            prune_volumes: args.prune_volumes,
+            targets: args.select.target.clone(),
+            excludes: args.select.exclude.clone(),
+        };
+        saved::write(
+            out,
+            &saved::to_json(&plan, &stack_sha(&loaded)?, &made_with),
+        )?;
+        eprintln!(
+            "Saved this plan to `{}`: `labctl apply {}` applies exactly it, or refuses if \
+             anything it read has changed.",
+            out.display(),
+            out.display()
+        );
+    }
     let base = match (&args.base, args.offline) {
         (Some(rev), _) => view::Base::Rev(rev),
         (None, true) => view::Base::Empty,
@@ -341,32 +396,94 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::backend("labctl", "start the async runtime", e))
 }
 
+/// A saved plan being applied: the file and what it holds.
+struct FromFile<'a> {
+    path: &'a std::path::Path,
+    saved: SavedPlan,
+}
+
 fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Error> {
+    // A saved plan is read first: one from another labctl is refused before anything else.
+    let from_file = match &args.plan_file {
+        Some(path) => Some(FromFile {
+            path,
+            saved: SavedPlan::read(path)?,
+        }),
+        None => None,
+    };
     let loaded = stack::load(&cli.stack)?;
-    let options = plan::Options {
-        plane: plane(args.plane),
-        against: observe(cli, args.user, args.server_dry_run, args.force_conflicts),
-        prune_volumes: args.prune_volumes,
+    let (options, select) = match &from_file {
+        Some(f) => {
+            let m = &f.saved.made_with;
+            let plane = match m.plane.as_deref() {
+                Some("kube") => Some(Plane::Kube),
+                Some("systemd") => Some(Plane::Systemd),
+                _ => None,
+            };
+            let options = plan::Options {
+                plane,
+                against: Against::Live(Observe {
+                    kube: Connect {
+                        kubeconfig: m.kubeconfig.clone(),
+                        context: m.context.clone(),
+                    },
+                    user: m.user,
+                    server_dry_run: m.server_dry_run,
+                    force_conflicts: args.force_conflicts,
+                }),
+                prune_volumes: m.prune_volumes,
+            };
+            (options, f.saved.selection())
+        }
+        None => (
+            plan::Options {
+                plane: plane(args.plane),
+                against: observe(cli, args.user, args.server_dry_run, args.force_conflicts),
+                prune_volumes: args.prune_volumes,
+            },
+            selection(&args.select),
+        ),
     };
     let span = root_span("labctl apply", &loaded, options.plane);
     let _entered = span.enter();
-    let result = apply_traced(cli, args, styles, &loaded, &options, &span);
+    let result = apply_traced(
+        cli,
+        args,
+        styles,
+        &loaded,
+        &options,
+        &select,
+        from_file.as_ref(),
+        &span,
+    );
     if let Err(e) = &result {
         span.record("error.message", e.report());
     }
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 fn apply_traced(
     cli: &Cli,
     args: &ApplyArgs,
     styles: Styles,
     loaded: &LoadedStack,
     options: &plan::Options,
+    select: &Selection,
+    from_file: Option<&FromFile<'_>>,
     span: &tracing::Span,
 ) -> Result<ExitCode, Error> {
+    // One writer at a time: held from before the plan is made until the apply ends.
+    let mut spec = lock::Spec::for_plan(&loaded.stack, options)?;
+    spec.lease = args.lock_lease;
+    let command: Vec<String> = std::env::args().collect();
+    let holder = lock::Holder::this_process(&command.join(" "));
+    let held = lock::acquire(&spec, &holder, args.lock_timeout)?;
     let rt = runtime()?;
-    let plan = build(cli, &rt, span, loaded, options)?;
+    let mut plan = build(cli, &rt, span, loaded, options, select)?;
+    if let Some(f) = from_file {
+        saved::check(f.path, &f.saved, &stack_sha(loaded)?, &mut plan)?;
+    }
     // The plan is for the reader; a reader gone (`apply --yes | head`) does not cancel the apply.
     print(&view::render_plan_human(&plan, styles)).or_else(reader_gone)?;
     if plan.is_empty() {
@@ -381,11 +498,16 @@ fn apply_traced(
         concurrency: args.concurrency,
     };
     apply::check(&plan, &opts)?;
-    if !args.yes {
+    // A saved plan was reviewed when it was made: applying it is the confirmation.
+    if !args.yes && from_file.is_none() {
         confirm()?;
     }
     let mut events = view::Terminal::new(std::io::stderr().is_terminal(), cli.verbose);
-    let outcome = rt.block_on(apply::run(&plan, &opts, &mut events))?;
+    let outcome = rt.block_on(apply::run(&plan, &opts, &mut events));
+    if let Some(why) = held.lost() {
+        eprintln!("warning: {why}: another writer may have run at the same time");
+    }
+    let outcome = outcome?;
     let s = outcome.summary;
     eprintln!(
         "Apply complete: {} added, {} changed, {} destroyed.",
@@ -421,4 +543,17 @@ fn confirm() -> Result<(), Error> {
     } else {
         Err(Error::Usage("apply cancelled: nothing was changed".into()))
     }
+}
+
+fn force_unlock_cmd(cli: &Cli, args: &ForceUnlockArgs) -> Result<ExitCode, Error> {
+    let loaded = stack::load(&cli.stack)?;
+    let options = plan::Options {
+        plane: plane(args.plane),
+        against: observe(cli, args.user, false),
+        prune_volumes: false,
+    };
+    let spec = lock::Spec::for_plan(&loaded.stack, &options)?;
+    let done = runtime()?.block_on(lock::force_unlock(&spec))?;
+    print(&(done.lines.join("\n") + "\n"))?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -187,7 +187,7 @@ fn json_plan_is_stable_and_documented() {
         run(s.labctl(&["plan", "--offline", "--output", "json", "--plane", "kube"]));
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
-    assert_eq!(v["format_version"], "1");
+    assert_eq!(v["format_version"], "2");
     assert_eq!(v["changes_present"], true);
     assert_eq!(
         v["summary"],

@@ -110,8 +110,9 @@ pub async fn apply(plan: &Plan, kube: &Kube, opts: &Options, events: &mut dyn Ev
             .into_iter()
             .map(|c| {
                 let span = change_span(c);
+                let expect = plan.expect_versions.get(&c.id);
                 async move {
-                    let r = one(c, kube, opts).instrument(span.clone()).await;
+                    let r = one(c, kube, opts, expect).instrument(span.clone()).await;
                     (c, span, r)
                 }
             })
@@ -211,13 +212,27 @@ pub async fn inventory_after(
 }
 
 /// Apply one change; the verb that says what happened.
-async fn one(c: &Change, kube: &Kube, opts: &Options) -> Result<&'static str, Error> {
+async fn one(
+    c: &Change,
+    kube: &Kube,
+    opts: &Options,
+    expect: Option<&String>,
+) -> Result<&'static str, Error> {
     if c.action == Action::Delete {
         kube.delete(&c.id).await?;
         return Ok("deleted");
     }
     let Some(obj) = c.after.as_ref().and_then(|b| b.content().as_kube()) else {
         return Ok("left as is");
+    };
+    // A saved plan's update must find the object as planned: the server refuses (409) otherwise.
+    let guarded;
+    let obj = match expect {
+        Some(rv) => {
+            guarded = with_resource_version(obj, rv);
+            &guarded
+        }
+        None => obj,
     };
     // A custom resource whose definition this run just applied: learn its kind once the server
     // serves it (a new definition takes a moment to be established).
@@ -369,4 +384,14 @@ fn human(d: Duration) -> String {
     } else {
         format!("{} ms", d.as_millis())
     }
+}
+
+/// `obj` with `metadata.resourceVersion` set: server-side apply then writes only if the object
+/// is still at that version (409 Conflict otherwise), as an update does.
+fn with_resource_version(obj: &serde_json::Value, rv: &str) -> serde_json::Value {
+    let mut o = obj.clone();
+    if let Some(meta) = o.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        meta.insert("resourceVersion".into(), rv.into());
+    }
+    o
 }

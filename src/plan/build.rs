@@ -16,18 +16,19 @@
 //! Secrets are never placeholders: rendering fails naming every secret without a value, and
 //! plans that compare no values (`--offline`, `--base`) render with [`Secrets::redacted`].
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use tracing::Instrument as _;
 use tracing::field::Empty;
 
-use super::{Cost, Live, Plan, PlaneTarget, diff, kube, units};
+use super::{Cost, Live, Plan, PlaneTarget, Precondition, diff, kube, saved, units};
 use crate::backend::Stats;
 use crate::backend::kube::{Connect, Kube};
 use crate::backend::systemd::{Systemd, Target};
 use crate::error::Error;
 use crate::render::{self, Templates};
-use crate::resource::Desired;
+use crate::resource::{Desired, ResourceId};
 use crate::stack::{LoadedStack, Plane, Stack};
 
 pub use crate::render::Secrets;
@@ -147,6 +148,7 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
             let mut warnings = Vec::new();
             let mut costs = Vec::new();
             let mut kube_side = None;
+            let mut preconditions = std::collections::BTreeMap::new();
             // A host-only machine has no cluster configured at all: without `--plane kube` that
             // is said, not an error. A configured cluster that cannot be reached is an error.
             if options.plane.is_none() && !how.kube.configured() {
@@ -158,20 +160,22 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
                 );
                 desired.retain_plane(Some(Plane::Systemd));
             } else if options.plane != Some(Plane::Systemd) {
-                let side = observe_kube(stack, &desired, how).await?;
+                let mut side = observe_kube(stack, &desired, how).await?;
                 live.objects.extend(side.live.objects.clone());
                 // An object the account may not read is left out, not planned blind.
                 for (id, why) in &side.observed.forbidden {
                     desired.objects.remove(id);
                     warnings.push(format!("kube: `{id}` left out of the plan: {why}"));
                 }
+                preconditions.extend(std::mem::take(&mut side.pre));
                 kube_side = Some(side);
                 targets.push(PlaneTarget::Kube(how.kube.clone()));
             }
             if options.plane != Some(Plane::Kube) {
                 let host = &stack.host;
                 let target = Target::resolve(host.scope, how.user, host.unit_dir.as_deref())?;
-                let (objects, cost) = observe_systemd(name, &desired, target.clone()).await?;
+                let (objects, cost, pre) = observe_systemd(name, &desired, target.clone()).await?;
+                preconditions.extend(pre);
                 live.objects.extend(objects.objects);
                 costs.push(cost);
                 targets.push(PlaneTarget::Systemd(target));
@@ -183,6 +187,8 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
             plan.targets = targets;
             plan.warnings = warnings;
             plan.costs = costs;
+            plan.preconditions = preconditions;
+            super::saved::fill_generic(&mut plan, &live);
             plan
         }
     };
@@ -201,6 +207,9 @@ fn plan_of(stack: &Stack, desired: &Desired, live: &Live, options: &Options) -> 
     plan
 }
 
+/// What observing the host gives: the live set, its cost, and each read object's precondition.
+type HostObserved = (Live, Cost, BTreeMap<ResourceId, Precondition>);
+
 /// The kube plane between observing and the end of planning: the connection (dry runs use
 /// it after the diff), what was observed, and how lists merge.
 struct KubeSide {
@@ -212,6 +221,8 @@ struct KubeSide {
     notes: std::collections::BTreeMap<crate::resource::ResourceId, Vec<String>>,
     types: kube::ListTypes,
     details: Vec<String>,
+    /// Each read object's precondition, for a saved plan.
+    pre: BTreeMap<ResourceId, Precondition>,
     started: Instant,
     span: tracing::Span,
 }
@@ -252,6 +263,7 @@ async fn observe_kube(stack: &Stack, desired: &Desired, how: &Observe) -> Result
             .observe(&kube::selector(name), &kinds, &ids, &namespaces)
             .await?;
         details.extend(observed.details.iter().cloned());
+        let pre = saved::kube_preconditions(&observed.objects, &ids);
         let compiled = kube::ListTypes::compiled();
         let gvs = kube::openapi_paths(&observed);
         let types = if gvs.is_empty() {
@@ -287,6 +299,7 @@ async fn observe_kube(stack: &Stack, desired: &Desired, how: &Observe) -> Result
             notes,
             types,
             details,
+            pre,
             started,
             span: span.clone(),
         })
@@ -332,22 +345,23 @@ async fn observe_systemd(
     stack: &str,
     desired: &Desired,
     target: Target,
-) -> Result<(Live, Cost), Error> {
+) -> Result<HostObserved, Error> {
     let span = tracing::info_span!("observe", labctl.plane = "systemd", labctl.requests = Empty);
     let result = async {
         let sd = Systemd::connect(target).await?;
         let files = sd.unit_files()?;
         let names = units::units_to_observe(stack, desired, &files);
         let observed = sd.observe(&names).await?;
+        let pre = saved::unit_preconditions(&files, &observed);
         let mut live = units::live_units(stack, &files, observed);
         observe_env_files(stack, desired, sd.target(), &mut live)?;
-        Ok::<_, Error>((live, sd.stats()))
+        Ok::<_, Error>((live, sd.stats(), pre))
     }
     .instrument(span.clone())
     .await;
-    let (live, stats) = result?;
+    let (live, stats, pre) = result?;
     span.record("labctl.requests", stats.calls);
-    Ok((live, cost(Plane::Systemd, stats)))
+    Ok((live, cost(Plane::Systemd, stats), pre))
 }
 
 /// Read the env files the stack wants from where the manager looks for them; a missing one is

@@ -7,13 +7,19 @@ mod build;
 mod diff;
 pub mod kube;
 mod list_types;
+pub mod saved;
+mod select;
 mod units;
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 pub use body::{Body, SENSITIVE, SENSITIVE_CHANGED};
 pub use build::{Against, Observe, Options, Secrets, Sources, build};
 pub use diff::{Live, LiveObject, diff};
+pub use saved::Precondition;
+pub use select::{Selection, select};
 pub use units::{
     ObservedUnit, UnitState, env_file_path, installable, live_units, units_to_observe, wants_active,
 };
@@ -234,6 +240,27 @@ pub struct Plan {
     /// Secrets the stack uses that this plan rendered as markers, without reading them
     /// (`--offline`, `--base`): their values are not compared.
     pub unread_secrets: Vec<String>,
+    /// What each object the plan read was (its resourceVersion, its file's hash, or absent): a
+    /// saved plan is applied only while they all still hold (see [`saved`]).
+    pub preconditions: BTreeMap<ResourceId, Precondition>,
+    /// Set when `--target`/`--exclude` cut the plan down ([`select`]): the plan is partial.
+    pub targeting: Option<Targeting>,
+    /// Kube: the `resourceVersion` each write must still find, sent as `metadata.resourceVersion`
+    /// (the server answers 409 Conflict when the object moved). Set when applying a saved plan.
+    pub expect_versions: BTreeMap<ResourceId, String>,
+}
+
+/// How `--target`/`--exclude` cut a plan down.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Targeting {
+    /// The `--target` patterns.
+    pub targets: Vec<String>,
+    /// The `--exclude` patterns.
+    pub excludes: Vec<String>,
+    /// Changes kept although no pattern named them: a targeted change depends on them.
+    pub dependencies: Vec<ResourceId>,
+    /// How many changes that do something were left out.
+    pub left_out: usize,
 }
 
 /// Counts for the summary line. A replace counts as one add and one destroy, as in Terraform.

@@ -49,6 +49,7 @@ fn human(plan: &Plan, base: Base<'_>, s: Styles) -> String {
             out.push_str(&format!("{}\n", s.dim(&c)));
         }
         quiet_notes(&mut out, plan, s);
+        partial(&mut out, plan, s);
         return out;
     }
     let mut out = String::new();
@@ -93,6 +94,7 @@ fn human(plan: &Plan, base: Base<'_>, s: Styles) -> String {
     if let Some(c) = unread(plan) {
         out.push_str(&format!("{}\n", s.dim(&c)));
     }
+    partial(&mut out, plan, s);
     out
 }
 
@@ -108,6 +110,21 @@ pub(crate) fn unread(plan: &Plan) -> Option<String> {
                 .join(", ")
         )
     })
+}
+
+/// Terraform's "resource targeting is in effect": a cut-down plan says so after its summary.
+fn partial(out: &mut String, plan: &Plan, s: Styles) {
+    let Some(t) = &plan.targeting else { return };
+    let flags: Vec<String> = (t.targets.iter().map(|p| format!("--target '{p}'")))
+        .chain(t.excludes.iter().map(|p| format!("--exclude '{p}'")))
+        .collect();
+    out.push_str(&format!(
+        "\n{} this plan is partial ({}): {} change(s) left out. It may not be all the stack \
+         asks for; plan without them to see everything.\n",
+        s.yellow("Resource targeting is in effect:"),
+        flags.join(" "),
+        t.left_out
+    ));
 }
 
 /// Notes on resources that need no action (a volume kept from pruning, a unit's drop-ins) still
@@ -221,7 +238,7 @@ fn unified(out: &mut String, before: &str, after: &str, s: Styles) {
 }
 
 /// Version of the JSON plan format; bumped on any incompatible change.
-pub const JSON_FORMAT_VERSION: &str = "1";
+pub const JSON_FORMAT_VERSION: &str = crate::plan::saved::FORMAT_VERSION;
 
 #[derive(Serialize)]
 struct JsonPlan<'a> {
@@ -230,7 +247,10 @@ struct JsonPlan<'a> {
     /// Changes the server refused in a dry run (`--server-dry-run`).
     changes_failing: usize,
     summary: Summary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    targeting: Option<&'a crate::plan::Targeting>,
     changes: Vec<JsonChange<'a>>,
+    preconditions: Vec<crate::plan::saved::JsonPrecondition<'a>>,
 }
 
 /// One change as JSON: its content shown as views show it (sensitive values redacted).
@@ -256,6 +276,8 @@ pub fn render_plan_json(plan: &Plan) -> String {
         changes_present: !plan.is_empty(),
         changes_failing: plan.refused().count(),
         summary: plan.summary(),
+        targeting: plan.targeting.as_ref(),
+        preconditions: crate::plan::saved::json_preconditions(plan),
         changes: plan
             .changes
             .iter()

@@ -298,6 +298,18 @@ pub fn builtin() -> Vec<ResourceDef> {
             true,
             true,
         ),
+        // Leases, as leader election and labctl's apply lock use them (create, get, update
+        // guarded by resourceVersion, delete).
+        def(
+            "coordination.k8s.io",
+            "Lease",
+            "leases",
+            true,
+            &[],
+            false,
+            false,
+            false,
+        ),
     ];
     for r in &mut v {
         match r.kind.as_str() {

@@ -224,6 +224,23 @@ async fn sync_commit(proxy: &Proxy, stack_file: &Path, commit: &str) -> Ended {
         }),
         prune_volumes: false,
     };
+    // One writer at a time: a person's `labctl apply` and this sync wait for each other.
+    let lock = match crate::lock::Spec::for_plan(&loaded.stack, &options) {
+        Ok(spec) => {
+            let holder =
+                crate::lock::Holder::this_process(&format!("labctl agent proxy: sync {commit}"));
+            tokio::task::spawn_blocking(move || {
+                crate::lock::acquire(&spec, &holder, Duration::from_secs(600))
+            })
+            .await
+        }
+        Err(e) => return Ended::Failed(None, e),
+    };
+    let _lock = match lock {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => return Ended::Failed(None, e),
+        Err(e) => return Ended::Failed(None, super::agent_error(e.to_string())),
+    };
     let plan = match plan::build(&loaded.stack, &sources, &options).await {
         Ok(p) => p,
         Err(e) => return Ended::Failed(None, e),

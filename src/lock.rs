@@ -1,0 +1,653 @@
+//! One writer at a time: the lock `apply` (and the proxy's GitOps sync) holds on a stack while it
+//! plans and applies. `plan` never locks.
+//!
+//! - The cluster: a `coordination.k8s.io/v1` Lease `labctl-<stack>` in the stack's namespace
+//!   (in `default` while that namespace does not exist yet, as on a first apply). It names its
+//!   holder (`holderIdentity`, and annotations for the command, host, pid and start time) and is
+//!   renewed while the holder runs, from a thread of its own so that a prompt or a slow step
+//!   never lets it lapse. A Lease whose holder stopped renewing (killed, host gone) is taken over
+//!   once `leaseDurationSeconds` have passed since its last renewal. Every write is guarded by
+//!   `resourceVersion`, so two takers never both win.
+//! - The host: a lock file taken with `flock` (the kernel releases it when its holder exits,
+//!   however it exits), holding the same description of its holder.
+//!
+//! A second writer waits up to its timeout (`--lock-timeout`, default: fail at once), then fails
+//! naming the holder. `labctl force-unlock` removes a Lease whose holder cannot release it.
+
+use std::fs::File;
+use std::io::{Read as _, Seek as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::backend::kube::{Connect, Kube};
+use crate::backend::systemd::Target;
+use crate::error::Error;
+use crate::plan::{Against, Options};
+use crate::stack::{Plane, Scope, Stack};
+
+/// How long a Lease lasts without renewal (`leaseDurationSeconds`) unless told otherwise.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// Where the Lease lives while the stack's own namespace does not exist.
+const FALLBACK_NAMESPACE: &str = "default";
+
+const ANNOTATION: &str = "labctl.lock";
+
+/// Who holds (or wants) the lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    /// Unique per process: `host/pid/start`.
+    pub identity: String,
+    /// What it runs, as `labctl apply --yes`.
+    pub command: String,
+    /// The host name.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// When it took the lock (RFC 3339).
+    pub started: String,
+}
+
+impl Holder {
+    /// This process, running `command`.
+    pub fn this_process(command: &str) -> Holder {
+        let host = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
+        let pid = std::process::id();
+        let now = SystemTime::now();
+        let nanos = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        Holder {
+            identity: format!("{host}/{pid}/{nanos}"),
+            command: command.to_string(),
+            host,
+            pid,
+            started: humantime::format_rfc3339_seconds(now).to_string(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "`{}` (pid {} on {}, since {})",
+            self.command, self.pid, self.host, self.started
+        )
+    }
+}
+
+/// What to lock for one apply of one stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    /// The stack's name.
+    pub stack: String,
+    /// The stack's namespace, where its Lease lives.
+    pub namespace: String,
+    /// The cluster, when the kube plane is applied.
+    pub kube: Option<Connect>,
+    /// The host lock file, when the systemd plane is applied.
+    pub file: Option<PathBuf>,
+    /// How long the Lease lasts without renewal.
+    pub lease: Duration,
+}
+
+impl Spec {
+    /// The lock an apply of `stack` planned with `options` needs: the Lease when the cluster is
+    /// planned, the host file when units are. A plan against nothing live locks nothing.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when the systemd target cannot be resolved.
+    pub fn for_plan(stack: &Stack, options: &Options) -> Result<Spec, Error> {
+        let mut spec = Spec {
+            stack: stack.stack.name.clone(),
+            namespace: stack.stack.namespace().to_string(),
+            kube: None,
+            file: None,
+            lease: DEFAULT_LEASE,
+        };
+        let Against::Live(how) = &options.against else {
+            return Ok(spec);
+        };
+        if options.plane != Some(Plane::Systemd)
+            && (options.plane == Some(Plane::Kube) || how.kube.configured())
+        {
+            spec.kube = Some(how.kube.clone());
+        }
+        if options.plane != Some(Plane::Kube) {
+            let host = &stack.host;
+            let target = Target::resolve(host.scope, how.user, host.unit_dir.as_deref())?;
+            spec.file = Some(lock_file(&target, &spec.stack));
+        }
+        Ok(spec)
+    }
+
+    fn lease_name(&self) -> String {
+        format!("labctl-{}", self.stack)
+    }
+}
+
+/// The host lock file of `stack` for a systemd target: in the user's runtime folder for the
+/// user manager, in `/run/lock` for the system one.
+pub fn lock_file(target: &Target, stack: &str) -> PathBuf {
+    let dir = match target.scope {
+        Scope::User => std::env::var_os("XDG_RUNTIME_DIR")
+            .filter(|v| !v.is_empty())
+            .map(|d| PathBuf::from(d).join("labctl"))
+            .unwrap_or_else(|| {
+                target
+                    .unit_dir
+                    .parent()
+                    .unwrap_or(&target.unit_dir)
+                    .join("labctl")
+            }),
+        Scope::System => PathBuf::from("/run/lock/labctl"),
+    };
+    dir.join(format!("{stack}.lock"))
+}
+
+/// A held lock: released when dropped (the Lease deleted, the file unlocked).
+#[derive(Debug)]
+pub struct Lock {
+    file: Option<File>,
+    /// Why the Lease could not be renewed, the last time it could not.
+    lost: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    lease: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        std::thread::JoinHandle<()>,
+    )>,
+}
+
+impl Lock {
+    /// Why renewing the Lease last failed (deleted by `force-unlock`, taken over, or the cluster
+    /// unreachable), if it did while the lock was held: the front end says so.
+    pub fn lost(&self) -> Option<String> {
+        self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        if let Some((stop, thread)) = self.lease.take() {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
+        // Closing the file releases the flock.
+        self.file.take();
+    }
+}
+
+fn busy(spec: &Spec, holder: &str) -> Error {
+    Error::Refused {
+        what: format!("apply stack `{}`", spec.stack),
+        why: format!("another writer holds its lock: {holder}"),
+        hint: "wait for it to finish (`--lock-timeout 5m` waits), or, if it is gone, run \
+               `labctl force-unlock`"
+            .into(),
+    }
+}
+
+/// Take the lock described by `spec` as `holder`, waiting up to `wait` for another holder to
+/// let go. Blocks the calling thread (call it outside async code, or in `spawn_blocking`).
+///
+/// # Errors
+/// [`Error::Refused`] naming the holder when it is still held after `wait`; [`Error::Write`] when
+/// the lock file cannot be made; [`Error::Backend`] when the cluster cannot be reached.
+pub fn acquire(spec: &Spec, holder: &Holder, wait: Duration) -> Result<Lock, Error> {
+    let deadline = Instant::now() + wait;
+    let mut lock = Lock {
+        file: None,
+        lost: Default::default(),
+        lease: None,
+    };
+    if let Some(path) = &spec.file {
+        lock.file = Some(lock_host(spec, path, holder, deadline)?);
+    }
+    if let Some(connect) = &spec.kube {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let (spec, holder, connect) = (spec.clone(), holder.clone(), connect.clone());
+        let lost = lock.lost.clone();
+        let thread = std::thread::Builder::new()
+            .name("labctl-lease".into())
+            .spawn(move || {
+                let held = Held {
+                    spec: &spec,
+                    holder: &holder,
+                    lost: &lost,
+                };
+                hold_lease(&held, &connect, deadline, &ready_tx, stop_rx)
+            })
+            .map_err(|e| Error::backend("kube", "start the lease thread", e))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => lock.lease = Some((stop_tx, thread)),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(Error::backend(
+                    "kube",
+                    "take the lease",
+                    "the lease thread stopped",
+                ));
+            }
+        }
+    }
+    Ok(lock)
+}
+
+fn lock_host(spec: &Spec, path: &Path, holder: &Holder, deadline: Instant) -> Result<File, Error> {
+    let werr = |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(werr)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(werr)?;
+    loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => break,
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                if Instant::now() >= deadline {
+                    let who = host_holder(&mut file).map_or_else(
+                        || format!("the host lock `{}`", path.display()),
+                        |h| format!("{} (host lock `{}`)", h.describe(), path.display()),
+                    );
+                    return Err(busy(spec, &who));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(werr(e.into())),
+        }
+    }
+    let text = serde_json::to_string(holder).expect("a holder serialises");
+    file.set_len(0).map_err(werr)?;
+    file.rewind().map_err(werr)?;
+    file.write_all(text.as_bytes()).map_err(werr)?;
+    file.flush().map_err(werr)?;
+    Ok(file)
+}
+
+fn host_holder(file: &mut File) -> Option<Holder> {
+    let mut text = String::new();
+    file.rewind().ok()?;
+    file.read_to_string(&mut text).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// What the lease thread holds the Lease for, and where it says it lost it.
+struct Held<'a> {
+    spec: &'a Spec,
+    holder: &'a Holder,
+    lost: &'a std::sync::Mutex<Option<String>>,
+}
+
+/// The lease thread: take the Lease (say how on `ready`), renew it every third of its duration
+/// until `stop`, then release it.
+fn hold_lease(
+    held: &Held<'_>,
+    connect: &Connect,
+    deadline: Instant,
+    ready: &std::sync::mpsc::Sender<Result<(), Error>>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(Error::backend("kube", "start the lease runtime", e)));
+            return;
+        }
+    };
+    let (spec, holder) = (held.spec, held.holder);
+    rt.block_on(async {
+        let k = match Kube::connect(connect).await {
+            Ok(k) => k,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let ns = match take(&k, spec, holder, deadline).await {
+            Ok(ns) => ns,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                () = tokio::time::sleep(spec.lease / 3) => {
+                    if let Err(e) = renew(&k, spec, &ns, holder).await {
+                        let why = format!("the lock of stack `{}` was not renewed: {}", spec.stack, e.report());
+                        tracing::warn!("{why}");
+                        *held.lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                    }
+                }
+            }
+        }
+        if let Err(e) = release(&k, spec, &ns, holder).await {
+            tracing::warn!("lock of stack `{}`: {}", spec.stack, e.report());
+        }
+    });
+}
+
+fn now_micro() -> String {
+    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
+}
+
+fn lease_body(spec: &Spec, ns: &str, holder: &Holder, transitions: i64, acquired: &str) -> Value {
+    let annotations: serde_json::Map<String, Value> = [
+        ("command", holder.command.clone()),
+        ("host", holder.host.clone()),
+        ("pid", holder.pid.to_string()),
+        ("started", holder.started.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("{ANNOTATION}/{k}"), Value::String(v)))
+    .collect();
+    json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": spec.lease_name(),
+            "namespace": ns,
+            "annotations": annotations,
+        },
+        "spec": {
+            "holderIdentity": holder.identity,
+            "leaseDurationSeconds": spec.lease.as_secs().max(1),
+            "acquireTime": acquired,
+            "renewTime": now_micro(),
+            "leaseTransitions": transitions,
+        },
+    })
+}
+
+/// Who holds `lease`, unless it is free: released (no holder) or expired (not renewed within
+/// its duration).
+fn live_holder(lease: &Value) -> Option<String> {
+    let spec = lease.get("spec")?;
+    let identity = spec
+        .get("holderIdentity")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())?;
+    let duration = spec
+        .get("leaseDurationSeconds")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let renewed = spec
+        .get("renewTime")
+        .or_else(|| spec.get("acquireTime"))
+        .and_then(Value::as_str)
+        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())?;
+    let age = SystemTime::now()
+        .duration_since(renewed)
+        .unwrap_or_default();
+    if age > Duration::from_secs(duration) {
+        return None;
+    }
+    let a = |k: &str| {
+        lease
+            .pointer(&format!("/metadata/annotations/{ANNOTATION}~1{k}"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let described = match (a("command"), a("pid"), a("host"), a("started")) {
+        (Some(c), Some(p), Some(h), Some(s)) => format!("`{c}` (pid {p} on {h}, since {s})"),
+        _ => format!("`{identity}`"),
+    };
+    let ns = lease
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let name = lease
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    Some(format!(
+        "{described}, Lease {ns}/{name} renewed {} s ago, expiring after {duration} s without renewal",
+        age.as_secs()
+    ))
+}
+
+fn holder_identity(lease: &Value) -> Option<&str> {
+    lease
+        .pointer("/spec/holderIdentity")
+        .and_then(Value::as_str)
+}
+
+/// Take the Lease: create it, or take over a free one, guarded by its `resourceVersion`. Returns
+/// the namespace it lives in.
+async fn take(k: &Kube, spec: &Spec, holder: &Holder, deadline: Instant) -> Result<String, Error> {
+    let name = spec.lease_name();
+    loop {
+        // An account limited to the stack's namespace may not read namespaces: it works there.
+        let exists = k.namespace_exists(&spec.namespace).await.unwrap_or(true);
+        let home = if exists {
+            spec.namespace.as_str()
+        } else {
+            FALLBACK_NAMESPACE
+        };
+        // A holder that started before the namespace existed holds the fallback Lease.
+        let mut held = None;
+        if home != FALLBACK_NAMESPACE
+            && let Ok(Some(l)) = k.get_lease(FALLBACK_NAMESPACE, &name).await
+            && holder_identity(&l) != Some(holder.identity.as_str())
+        {
+            held = live_holder(&l);
+            if held.is_none() {
+                // Expired or released: it no longer stands for anyone.
+                let _ = k.delete_lease(FALLBACK_NAMESPACE, &name).await;
+            }
+        }
+        if held.is_none() {
+            let won = match k.get_lease(home, &name).await? {
+                None => {
+                    let body = lease_body(spec, home, holder, 0, &now_micro());
+                    k.write_lease(home, &body, false).await?.is_some()
+                }
+                Some(l) => match live_holder(&l) {
+                    Some(who) if holder_identity(&l) != Some(holder.identity.as_str()) => {
+                        held = Some(who);
+                        false
+                    }
+                    _ => {
+                        let transitions = l
+                            .pointer("/spec/leaseTransitions")
+                            .and_then(Value::as_i64)
+                            .unwrap_or(0)
+                            + 1;
+                        let mut body = lease_body(spec, home, holder, transitions, &now_micro());
+                        body["metadata"]["resourceVersion"] =
+                            l["metadata"]["resourceVersion"].clone();
+                        k.write_lease(home, &body, true).await?.is_some()
+                    }
+                },
+            };
+            if won {
+                return Ok(home.to_string());
+            }
+        }
+        if let Some(who) = held {
+            if Instant::now() >= deadline {
+                return Err(busy(spec, &who));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        // Lost a race (409): look again at once.
+    }
+}
+
+async fn renew(k: &Kube, spec: &Spec, ns: &str, holder: &Holder) -> Result<(), Error> {
+    let name = spec.lease_name();
+    let Some(mut l) = k.get_lease(ns, &name).await? else {
+        return Err(Error::backend(
+            "kube",
+            format!("renew Lease {ns}/{name}"),
+            "it was deleted (`labctl force-unlock`?)",
+        ));
+    };
+    if holder_identity(&l) != Some(holder.identity.as_str()) {
+        return Err(Error::backend(
+            "kube",
+            format!("renew Lease {ns}/{name}"),
+            format!(
+                "it was taken over by `{}`",
+                holder_identity(&l).unwrap_or("?")
+            ),
+        ));
+    }
+    l["spec"]["renewTime"] = json!(now_micro());
+    k.write_lease(ns, &l, true).await?;
+    Ok(())
+}
+
+async fn release(k: &Kube, spec: &Spec, ns: &str, holder: &Holder) -> Result<(), Error> {
+    let name = spec.lease_name();
+    if let Some(l) = k.get_lease(ns, &name).await?
+        && holder_identity(&l) == Some(holder.identity.as_str())
+    {
+        k.delete_lease(ns, &name).await?;
+    }
+    Ok(())
+}
+
+/// What `labctl force-unlock` did.
+#[derive(Debug, Default)]
+pub struct Unlocked {
+    /// One line per lock removed or found free.
+    pub lines: Vec<String>,
+}
+
+/// Remove the lock of `spec` whoever holds it: the Lease is deleted (in the stack's namespace
+/// and the fallback one). The host lock cannot be taken from a live process (the kernel holds it
+/// for its holder and releases it when that exits): a held one is an error naming its holder.
+///
+/// # Errors
+/// [`Error::Refused`] when the host lock is held by a running process; [`Error::Backend`] when
+/// the cluster cannot be reached.
+pub async fn force_unlock(spec: &Spec) -> Result<Unlocked, Error> {
+    let mut out = Unlocked::default();
+    if let Some(connect) = &spec.kube {
+        let k = Kube::connect(connect).await?;
+        let name = spec.lease_name();
+        let mut found = false;
+        for ns in [spec.namespace.as_str(), FALLBACK_NAMESPACE] {
+            if let Some(l) = k.get_lease(ns, &name).await? {
+                found = true;
+                let who = live_holder(&l).unwrap_or_else(|| {
+                    format!(
+                        "`{}` (expired or released)",
+                        holder_identity(&l).unwrap_or("nobody")
+                    )
+                });
+                k.delete_lease(ns, &name).await?;
+                out.lines
+                    .push(format!("Removed Lease {ns}/{name}, held by {who}."));
+            }
+        }
+        if !found {
+            out.lines.push(format!(
+                "No Lease {}/{name}: the cluster lock is free.",
+                spec.namespace
+            ));
+        }
+    }
+    if let Some(path) = &spec.file {
+        match std::fs::OpenOptions::new().read(true).open(path) {
+            Err(_) => out
+                .lines
+                .push(format!("No host lock `{}`: it is free.", path.display())),
+            Ok(mut file) => {
+                match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared) {
+                    Ok(()) => out
+                        .lines
+                        .push(format!("The host lock `{}` is free.", path.display())),
+                    Err(_) => {
+                        let who = host_holder(&mut file)
+                            .map_or_else(|| "a running process".into(), |h| h.describe());
+                        return Err(Error::Refused {
+                            what: format!("unlock the host lock `{}`", path.display()),
+                            why: format!("{who} holds it and is still running"),
+                            hint: "stop that process: the lock is released when it exits".into(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(renewed_ago: u64, duration: u64) -> Value {
+        let t = SystemTime::now() - Duration::from_secs(renewed_ago);
+        json!({"metadata": {"name": "labctl-s", "namespace": "s", "annotations": {
+                "labctl.lock/command": "labctl apply", "labctl.lock/pid": "7",
+                "labctl.lock/host": "h", "labctl.lock/started": "2026-01-01T00:00:00Z"}},
+               "spec": {"holderIdentity": "h/7/1", "leaseDurationSeconds": duration,
+                        "renewTime": humantime::format_rfc3339_micros(t).to_string()}})
+    }
+
+    #[test]
+    fn a_lease_not_renewed_within_its_duration_is_free() {
+        let held = live_holder(&lease(1, 30)).expect("held");
+        assert!(
+            held.starts_with(
+                "`labctl apply` (pid 7 on h, since 2026-01-01T00:00:00Z), Lease s/labctl-s renewed"
+            ),
+            "{held}"
+        );
+        assert_eq!(live_holder(&lease(31, 30)), None);
+        let mut released = lease(1, 30);
+        released["spec"]["holderIdentity"] = json!("");
+        assert_eq!(live_holder(&released), None);
+    }
+
+    #[test]
+    fn the_host_lock_names_its_holder_and_is_free_once_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = Spec {
+            stack: "s".into(),
+            namespace: "s".into(),
+            kube: None,
+            file: Some(dir.path().join("l/s.lock")),
+            lease: DEFAULT_LEASE,
+        };
+        let me = Holder::this_process("labctl apply --yes");
+        let held = acquire(&spec, &me, Duration::ZERO).unwrap();
+        // flock locks belong to the open file: a second open in this process conflicts too.
+        let e = acquire(
+            &spec,
+            &Holder::this_process("other"),
+            Duration::from_millis(300),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`labctl apply --yes` (pid "), "{e}");
+        assert!(e.contains("--lock-timeout"), "{e}");
+        drop(held);
+        acquire(&spec, &me, Duration::ZERO).expect("free again");
+    }
+}
