@@ -12,6 +12,7 @@ use hmac::{KeyInit, Mac};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::deliveries::Begin;
 use super::pending::PendingSync;
 use super::{Proxy, Reply};
 use crate::backend::systemd::JobKind;
@@ -94,16 +95,23 @@ pub async fn handle(proxy: &Arc<Proxy>, d: Delivery<'_>, body: &[u8]) -> Reply {
     if !super::deliveries::valid_id(id) {
         return Reply::error(400, "`X-GitHub-Delivery` is not a delivery ID");
     }
-    // Held until the delivery is recorded: the same delivery arriving twice at once is acted on
-    // once.
-    let mut deliveries = proxy.deliveries.lock().await;
-    if deliveries.seen(id) {
-        tracing::info!(delivery = id, event, "redelivery: already handled");
-        return Reply::json(
-            200,
-            json!({ "delivery": id, "event": event, "result": "already handled" }),
-        );
-    }
+    // The delivery is claimed, not locked: other deliveries go ahead while this one waits for
+    // the disk, and the same delivery arriving twice at once is acted on once.
+    let claim = loop {
+        let done = proxy.handled.notified();
+        let begin = super::lock(&proxy.deliveries).begin(id);
+        match begin {
+            Begin::Seen => {
+                tracing::info!(delivery = id, event, "redelivery: already handled");
+                return Reply::json(
+                    200,
+                    json!({ "delivery": id, "event": event, "result": "already handled" }),
+                );
+            }
+            Begin::Busy => done.await,
+            Begin::Started => break Claim { proxy, id },
+        }
+    };
     let payload = match payload(d.content_type, body) {
         Ok(p) => p,
         Err(r) => return r,
@@ -116,7 +124,7 @@ pub async fn handle(proxy: &Arc<Proxy>, d: Delivery<'_>, body: &[u8]) -> Reply {
             ),
             None,
         ),
-        "push" => match push(proxy, id, &payload) {
+        "push" => match push(proxy, id, &payload).await {
             Ok(r) => (r, None),
             Err(r) => return r,
         },
@@ -132,11 +140,10 @@ pub async fn handle(proxy: &Arc<Proxy>, d: Delivery<'_>, body: &[u8]) -> Reply {
         },
         other => (ignored(id, other, "not an event the proxy acts on"), None),
     };
-    if let Err(e) = deliveries.record(id) {
+    if let Err(e) = claim.finish() {
         tracing::error!(delivery = id, "{e}");
         return Reply::error(500, "cannot remember the delivery; redeliver it later");
     }
-    drop(deliveries);
     tracing::info!(
         delivery = id,
         event,
@@ -150,6 +157,30 @@ pub async fn handle(proxy: &Arc<Proxy>, d: Delivery<'_>, body: &[u8]) -> Reply {
         tokio::spawn(async move { reload_ingest(&proxy, &unit).await });
     }
     reply
+}
+
+/// A delivery being handled. Dropped without [`finish`](Claim::finish) (refused, failed, or the
+/// client went away mid-way), it is released unrecorded, so a redelivery is handled again.
+struct Claim<'a> {
+    proxy: &'a Proxy,
+    id: &'a str,
+}
+
+impl Claim<'_> {
+    /// Remember the delivery as handled and release it.
+    fn finish(self) -> Result<(), crate::error::Error> {
+        let r = super::lock(&self.proxy.deliveries).finish(self.id);
+        self.proxy.handled.notify_waiters();
+        std::mem::forget(self);
+        r
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        super::lock(&self.proxy.deliveries).abandon(self.id);
+        self.proxy.handled.notify_waiters();
+    }
 }
 
 fn ignored(id: &str, event: &str, why: &str) -> Reply {
@@ -193,8 +224,8 @@ fn payload(content_type: Option<&str>, body: &[u8]) -> Result<serde_json::Value,
 
 /// A push to the followed branch of the checked-out repository is recorded as the pending sync
 /// before the 202; any other push is acknowledged and ignored.
-fn push(proxy: &Proxy, id: &str, payload: &serde_json::Value) -> Result<Reply, Reply> {
-    let p: Push = serde_json::from_value(payload.clone())
+async fn push(proxy: &Proxy, id: &str, payload: &serde_json::Value) -> Result<Reply, Reply> {
+    let p = Push::deserialize(payload)
         .map_err(|e| Reply::error(400, format!("not a push payload: {e}")))?;
     let want = format!("refs/heads/{}", proxy.branch);
     if p.git_ref != want {
@@ -232,7 +263,8 @@ fn push(proxy: &Proxy, id: &str, payload: &serde_json::Value) -> Result<Reply, R
         delivery: id.to_string(),
         received_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     };
-    if let Err(e) = proxy.pending.store(&pending) {
+    let commit = pending.commit.clone();
+    if let Err(e) = proxy.pending.store(pending).await {
         tracing::error!(delivery = id, "{e}");
         return Err(Reply::error(
             500,
@@ -242,7 +274,7 @@ fn push(proxy: &Proxy, id: &str, payload: &serde_json::Value) -> Result<Reply, R
     proxy.sync.wake();
     Ok(Reply::json(
         202,
-        json!({ "delivery": id, "event": "push", "result": "sync queued", "commit": pending.commit }),
+        json!({ "delivery": id, "event": "push", "result": "sync queued", "commit": commit }),
     ))
 }
 
