@@ -620,6 +620,7 @@ fn a_sync_is_one_trace_with_its_apply_changes() {
     let (push, after) = g.push(&["a", "b", "c"]);
     let p = g
         .proxy()
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
         .arg("--otlp-endpoint")
         .arg(&rx.grpc_endpoint())
         .start();
