@@ -432,7 +432,11 @@ impl Gitops {
             .template("sleeper.service", SLEEPER)
             .template("slow.service", SLOW);
         for u in units {
-            let template = if u.starts_with("slow") { "slow" } else { "sleeper" };
+            let template = if u.starts_with("slow") {
+                "slow"
+            } else {
+                "sleeper"
+            };
             s = s.unit(
                 u,
                 &format!(
@@ -450,7 +454,10 @@ impl Gitops {
         let before = git(&self.work, &["rev-parse", "HEAD"]);
         self.stack(&self.work, units);
         git(&self.work, &["add", "-A"]);
-        git(&self.work, &["commit", "-q", "-m", &format!("units {units:?}")]);
+        git(
+            &self.work,
+            &["commit", "-q", "-m", &format!("units {units:?}")],
+        );
         git(&self.work, &["push", "-q", "origin", "main"]);
         let after = git(&self.work, &["rev-parse", "HEAD"]);
         let payload = PUSH
@@ -582,12 +589,19 @@ fn sigterm_in_the_middle_of_an_apply_keeps_the_push_and_a_restart_redoes_it() {
     let r = p.deliver("push", "sigterm-0001", "application/json", push.as_bytes());
     assert_eq!(r.status, 202, "{r:?}");
     // The apply is in the middle: it started the unit and waits for the start job.
-    wait_for(Duration::from_secs(60), "the slow unit to be starting", || {
-        g.m.active_state("gitops-slow.service") == "activating"
-    });
+    wait_for(
+        Duration::from_secs(60),
+        "the slow unit to be starting",
+        || g.m.active_state("gitops-slow.service") == "activating",
+    );
     assert_eq!(sync_status(&p)["result"], "running");
     let log = p.log.clone();
-    assert_eq!(p.stop(), Some(0), "{}", std::fs::read_to_string(&log).unwrap());
+    assert_eq!(
+        p.stop(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("the commit stays queued"), "{text}");
     assert!(!text.contains("did not stop within"), "{text}");
@@ -631,12 +645,7 @@ fn a_sync_is_one_trace_with_its_apply_changes() {
 
     let is_root = |s: &Span| s.name == "proxy sync" && s.attr("labctl.commit") == Some(&after);
     let spans = rx.wait_for_spans(Duration::from_secs(30), |spans| {
-        spans.iter().any(is_root)
-            && spans
-                .iter()
-                .filter(|s| s.name == "apply change")
-                .count()
-                >= 2
+        spans.iter().any(is_root) && spans.iter().filter(|s| s.name == "apply change").count() >= 2
     });
     let roots: Vec<&Span> = spans.iter().filter(|s| is_root(s)).collect();
     assert_eq!(roots.len(), 1, "{spans:#?}");
@@ -666,7 +675,13 @@ fn a_sync_is_one_trace_with_its_apply_changes() {
     changes.sort();
     let want: Vec<(String, String, String)> = ["b", "c"]
         .iter()
-        .map(|n| (format!("unit gitops-{n}.service"), "add".into(), "ok".into()))
+        .map(|n| {
+            (
+                format!("unit gitops-{n}.service"),
+                "add".into(),
+                "ok".into(),
+            )
+        })
         .collect();
     assert_eq!(changes, want, "{spans:#?}");
     // Every span of the sync is in its one trace.

@@ -48,7 +48,10 @@ pub struct PendingSync {
 
 /// What the writer thread is asked to do.
 enum Op {
-    Store(PendingSync, tokio::sync::oneshot::Sender<std::io::Result<()>>),
+    Store(
+        PendingSync,
+        tokio::sync::oneshot::Sender<std::io::Result<()>>,
+    ),
     Clear(String, tokio::sync::oneshot::Sender<std::io::Result<bool>>),
 }
 
@@ -193,10 +196,12 @@ fn read_log(path: &Path) -> Result<Option<PendingSync>, Error> {
 /// The pending sync in an earlier version's single-object file.
 fn read_old(path: &Path) -> Result<Option<PendingSync>, Error> {
     match std::fs::read(path) {
-        Ok(t) => serde_json::from_slice(&t).map(Some).map_err(|e| Error::Read {
-            path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-        }),
+        Ok(t) => serde_json::from_slice(&t)
+            .map(Some)
+            .map_err(|e| Error::Read {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(Error::Read {
             path: path.to_path_buf(),
