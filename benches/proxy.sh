@@ -11,7 +11,8 @@
 #    to `/sync/status` saying the apply finished, on a real, isolated systemd user manager; beside it
 #    `labctl apply --yes` of the same kind of change, run by hand (the engine's own time).
 #
-#   benches/proxy.sh [SECONDS] [ROUNDS]     LABCTL=path/to/labctl to skip the release build
+#   benches/proxy.sh [SECONDS] [ROUNDS]     LABCTL=path/to/labctl to skip the release build,
+#                                           PROXY_LOG=FILE to keep the syncing proxy's log
 #
 # Needs: apt-get install -y wrk webhook curl python3 git systemd dbus-user-session
 # Targets (issue 8): >= 3x webhook's requests/s, p99 < 10 ms, proxy idle RSS < 15 MB.
@@ -100,6 +101,9 @@ for _ in $(seq 100); do
 done
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# CPU time of a process and its waited-for children (webhook's /bin/true runs), in clock ticks.
+cpu_ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
 idle_proxy=$(rss_kb "$proxy_pid"); idle_webhook=$(rss_kb "$webhook_pid")
 
 # Both accept a signed push (and refuse it unsigned) before anything is measured.
@@ -139,18 +143,23 @@ request = function()
 end
 LUA
 
-run() { # name url
+run() { # name url pid
+  local c0 c1
+  c0=$(cpu_ticks "$3")
   nice -n 10 wrk -t2 -c16 -d"${secs}s" --latency -s "$work/push.lua" "$2" >"$work/$1.wrk"
-  local rps p50 p99 non2xx
+  c1=$(cpu_ticks "$3")
+  local rps p50 p99 non2xx n cpu
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$work/$1.wrk")
   p50=$(awk '$1 == "50%" {print $2}' "$work/$1.wrk")
   p99=$(awk '$1 == "99%" {print $2}' "$work/$1.wrk")
   non2xx=$(awk '/Non-2xx/ {print $NF}' "$work/$1.wrk")
-  echo "$1 $rps $p50 $p99 ${non2xx:-0}"
+  n=$(awk '/requests in/ {print $1}' "$work/$1.wrk")
+  cpu=$(( (c1 - c0) * 1000000 / hz / n ))
+  echo "$1 $rps $p50 $p99 ${non2xx:-0} $cpu"
 }
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-p=$(run proxy "http://127.0.0.1:$pport/hooks/github")
-w=$(run webhook "http://127.0.0.1:$wport/hooks/push")
+p=$(run proxy "http://127.0.0.1:$pport/hooks/github" "$proxy_pid")
+w=$(run webhook "http://127.0.0.1:$wport/hooks/push" "$webhook_pid")
 busy_proxy=$(rss_kb "$proxy_pid"); busy_webhook=$(rss_kb "$webhook_pid")
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 # What the proxy made durable: the newest commit of the flood, in the pending-sync log.
@@ -189,7 +198,7 @@ git init -q -b main "$gitops"
 git -C "$gitops" remote add origin "$origin"
 write_stack "$gitops" 1
 gitc "$gitops" add -A; gitc "$gitops" commit -q -m "1 unit"; gitc "$gitops" push -q origin main
-"$LABCTL" --stack "$gitops/stack.toml" apply --yes >/dev/null
+"$LABCTL" --stack "$gitops/stack.toml" apply --yes >"$work/apply.log" 2>&1 || { cat "$work/apply.log" >&2; exit 1; }
 git clone -q "$origin" "$hand"
 
 aport=$(free_port)
@@ -237,32 +246,34 @@ for r in $(seq 1 "$rounds"); do
   units=$((units + 1))
   write_stack "$hand" "$units"
   t0=$(date +%s%N)
-  "$LABCTL" --stack "$hand/stack.toml" apply --yes >/dev/null
+  "$LABCTL" --stack "$hand/stack.toml" apply --yes >>"$work/apply.log" 2>&1 || { cat "$work/apply.log" >&2; exit 1; }
   hand_ms+=("$(ms_since "$t0")")
   gitc "$hand" add -A; gitc "$hand" commit -q -m "$units units"; gitc "$hand" push -q origin main
 done
-"$LABCTL" --stack "$hand/stack.toml" plan | grep -q 'No changes.' \
+"$LABCTL" --stack "$hand/stack.toml" plan 2>/dev/null | grep -q 'No changes.' \
   || { echo "the manager does not match the stack after the rounds" >&2; exit 1; }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 pm=$(median "${proxy_ms[@]}"); hm=$(median "${hand_ms[@]}")
 
-read -r _ prps pp50 pp99 pbad <<<"$p"
-read -r _ wrps wp50 wp99 wbad <<<"$w"
+# The proxy's own log of the syncs (timestamps per phase), when asked for.
+[ -n "${PROXY_LOG:-}" ] && cp "$work/proxy-apply.log" "$PROXY_LOG"
+read -r _ prps pp50 pp99 pbad pcpu <<<"$p"
+read -r _ wrps wp50 wp99 wbad wcpu <<<"$w"
 echo
 echo "signed push webhooks ($size B, $bodies distinct commits), wrk -t2 -c16 -d${secs}s, loopback, same run"
 echo "load average before/after: $load_before / $load_after ($(nproc) cores)"
-printf '| %-24s | %10s | %9s | %9s | %8s | %13s | %13s |\n' server "req/s" p50 p99 non-2xx "idle RSS (MB)" "after (MB)"
-printf '|%s|%s|%s|%s|%s|%s|%s|\n' -------------------------- ------------ ----------- ----------- ---------- --------------- ---------------
-printf '| %-24s | %10s | %9s | %9s | %8s | %13.1f | %13.1f |\n' "labctl agent proxy" "$prps" "$pp50" "$pp99" "$pbad" \
+printf '| %-24s | %10s | %9s | %9s | %8s | %12s | %13s | %13s |\n' server "req/s" p50 p99 non-2xx "CPU us/req" "idle RSS (MB)" "after (MB)"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' -------------------------- ------------ ----------- ----------- ---------- -------------- --------------- ---------------
+printf '| %-24s | %10s | %9s | %9s | %8s | %12s | %13.1f | %13.1f |\n' "labctl agent proxy" "$prps" "$pp50" "$pp99" "$pbad" "$pcpu" \
   "$(echo "$idle_proxy/1024" | bc -l)" "$(echo "$busy_proxy/1024" | bc -l)"
-printf '| %-24s | %10s | %9s | %9s | %8s | %13.1f | %13.1f |\n' "webhook 2.8 (/bin/true)" "$wrps" "$wp50" "$wp99" "$wbad" \
+printf '| %-24s | %10s | %9s | %9s | %8s | %12s | %13.1f | %13.1f |\n' "webhook 2.8 (/bin/true)" "$wrps" "$wp50" "$wp99" "$wbad" "$wcpu" \
   "$(echo "$idle_webhook/1024" | bc -l)" "$(echo "$busy_webhook/1024" | bc -l)"
 printf 'requests/s ratio proxy/webhook: %.2f (target >= 3)\n' "$(echo "$prps/$wrps" | bc -l)"
 echo "pending-sync log after the flood: $pending_lines line(s) (one per shared flush since the last compaction)"
 echo
 echo "one-unit change on a real systemd user manager, $rounds round(s) each, median (all rounds)"
-printf '| %-44s | %10s | %-22s |\n' path "median ms" rounds
-printf '|%s|%s|%s|\n' ---------------------------------------------- ------------ ------------------------
-printf '| %-44s | %10s | %-22s |\n' "signed push -> proxy sync applied (webhook->apply)" "$pm" "${proxy_ms[*]}"
-printf '| %-44s | %10s | %-22s |\n' "labctl apply --yes (same kind of change)" "$hm" "${hand_ms[*]}"
+printf '| %-52s | %10s | %-22s |\n' path "median ms" rounds
+printf '|%s|%s|%s|\n' ------------------------------------------------------ ------------ ------------------------
+printf '| %-52s | %10s | %-22s |\n' "signed push -> proxy sync applied (webhook->apply)" "$pm" "${proxy_ms[*]}"
+printf '| %-52s | %10s | %-22s |\n' "labctl apply --yes, by hand (same kind of change)" "$hm" "${hand_ms[*]}"
 printf 'ratio webhook->apply / labctl apply: %.2f\n' "$(echo "$pm/$hm" | bc -l)"
