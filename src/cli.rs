@@ -363,6 +363,10 @@ pub struct ProxyArgs {
     /// Most connections served at once; further ones wait to be accepted.
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub max_connections: usize,
+    /// How long a sync under way may run on after SIGTERM; past that it is left where it is,
+    /// and the next start syncs the commit again. Keep it under the runtime's 20 s stop deadline.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub sync_grace: std::time::Duration,
 }
 
 /// `labctl agent gate`.

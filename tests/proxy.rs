@@ -1,30 +1,35 @@
 //! `labctl agent proxy`, the real binary over loopback: webhook verification, limits, events,
-//! delivery dedupe across a restart, and (against a real systemd user manager) the ingest reload
-//! and pipelines.
+//! delivery dedupe across a restart, and (against a real systemd user manager) the ingest reload,
+//! pipelines, and the GitOps sync: applied, refused, stopped mid-apply and redone, traced.
 
 #[path = "support/agents.rs"]
 mod agents;
+#[path = "support/otlp.rs"]
+mod otlp;
 mod support;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agents::{ProxyCmd, checkout, proxy_stack, wait_for};
+use otlp::{Receiver, Span};
 use support::systemd::UserManager;
 
 const PUSH: &str = include_str!("fixtures/github-push.json");
 const COMMIT: &str = "3d1f6b7e2c9a4f5b8e0d7c6a5b4f3e2d1c0b9a87";
 
-fn pending(repo: &Path) -> Option<serde_json::Value> {
-    let p = repo.join(".git/labctl-proxy/pending-sync.json");
-    std::fs::read_to_string(p)
-        .ok()
-        .map(|t| serde_json::from_str(&t).unwrap())
+/// The pending-sync log, as written.
+fn pending_log(repo: &Path) -> String {
+    std::fs::read_to_string(repo.join(".git/labctl-proxy/pending-sync.jsonl")).unwrap_or_default()
 }
 
-fn clear_pending(repo: &Path) {
-    std::fs::remove_file(repo.join(".git/labctl-proxy/pending-sync.json")).unwrap();
+/// What waits in the pending-sync slot: the log's last line.
+fn pending(repo: &Path) -> Option<serde_json::Value> {
+    pending_log(repo)
+        .lines()
+        .last()
+        .map(|l| serde_json::from_str(l).unwrap())
 }
 
 #[test]
@@ -149,12 +154,12 @@ fn push_queues_a_sync_once_even_across_a_restart() {
     assert_eq!(slot["repository"], "acme/homelab");
     assert_eq!(slot["delivery"], "72d3162e-0001");
 
-    // The sync took it; a redelivery is answered but does not queue it again.
-    clear_pending(&repo);
+    // A redelivery is answered but does not queue it again: the log is not written.
+    let log = pending_log(&repo);
     let r = p.deliver("push", "72d3162e-0001", "application/json", PUSH.as_bytes());
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.json()["result"], "already handled");
-    assert!(pending(&repo).is_none());
+    assert_eq!(pending_log(&repo), log);
 
     // Another branch, another repository: acknowledged, ignored.
     let other_branch = PUSH.replace("refs/heads/main", "refs/heads/feature");
@@ -181,7 +186,7 @@ fn push_queues_a_sync_once_even_across_a_restart() {
         r.json()["result"].as_str().unwrap().starts_with("ignored"),
         "{r:?}"
     );
-    assert!(pending(&repo).is_none());
+    assert_eq!(pending_log(&repo), log);
     // Events the proxy does not act on.
     let r = p.deliver(
         "star",
@@ -204,16 +209,18 @@ fn push_queues_a_sync_once_even_across_a_restart() {
     );
     assert_eq!(r.status, 202, "{r:?}");
     assert_eq!(pending(&repo).unwrap()["commit"], "a".repeat(40));
-    clear_pending(&repo);
 
-    // A restart remembers what was handled.
+    // A restart remembers what was handled, and what waits (the sync of it failed: this
+    // checkout's origin does not exist, and a failed sync keeps its commit).
     assert_eq!(p.stop(), Some(0));
     let p = cmd.start();
+    let log = pending_log(&repo);
+    assert_eq!(pending(&repo).unwrap()["commit"], "a".repeat(40), "{log}");
     for id in ["72d3162e-0001", "72d3162e-0005"] {
         let r = p.deliver("push", id, "application/json", PUSH.as_bytes());
         assert_eq!(r.status, 200, "{id}: {r:?}");
     }
-    assert!(pending(&repo).is_none());
+    assert_eq!(pending_log(&repo), log);
     assert!(p.log_text().contains("redelivery"));
 }
 
@@ -360,16 +367,127 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// The stack of the GitOps test: the sleeper template and one `[host.extra]` unit per name.
-fn gitops_stack(dir: &Path, units: &[&str]) {
-    let mut s = support::TestStack::new(dir, "gitops").template("sleeper.service", SLEEPER);
-    for u in units {
-        s = s.unit(
-            u,
-            &format!("template = \"sleeper\"\nunit = \"gitops-{u}\"\nvalues = {{ description = \"{u}\" }}"),
-        );
+/// Holds a unit in `activating` (its `ExecStartPre=`) while the file `values.hold` exists: an
+/// apply that starts it is in the middle for as long as the test wants.
+const SLOW: &str = "[Unit]
+Description={{ c.values.description }}
+
+[Service]
+ExecStartPre=/bin/sh -c 'while [ -e {{ c.values.hold }} ]; do sleep 0.1; done'
+ExecStart=/bin/sh -c 'trap \"\" HUP; while :; do sleep 1; done'
+
+[Install]
+WantedBy=default.target
+";
+
+/// The GitOps setting on a real user manager: a bare origin (named like the payload's
+/// repository), the proxy's checkout of it with a stack applied by hand, and a second clone that
+/// "someone else" pushes from.
+struct Gitops {
+    m: UserManager,
+    repo: PathBuf,
+    work: PathBuf,
+    /// While this file exists, units named `slow*` stay activating.
+    hold: PathBuf,
+}
+
+impl Gitops {
+    /// Units `units` committed, pushed and applied by hand (`labctl apply`).
+    fn new(units: &[&str]) -> Self {
+        let m = UserManager::start();
+        let scratch = m.scratch();
+        let repo = checkout(&scratch, "");
+        let origin = scratch.join("origin/acme/homelab.git");
+        std::fs::create_dir_all(&origin).unwrap();
+        git(&origin, &["init", "-q", "--bare", "-b", "main"]);
+        let g = Gitops {
+            repo,
+            work: scratch.join("work"),
+            hold: scratch.join("hold"),
+            m,
+        };
+        g.stack(&g.repo, units);
+        git(&g.repo, &["add", "-A"]);
+        git(&g.repo, &["commit", "-q", "-m", "first units"]);
+        git(&g.repo, &["push", "-q", "origin", "main"]);
+        g.m.labctl(&g.repo.join("stack.toml"), &["apply", "--yes"])
+            .code(0);
+        for u in units {
+            assert_eq!(g.m.active_state(&format!("gitops-{u}.service")), "active");
+        }
+        let out = std::process::Command::new("git")
+            .args(["clone", "-q"])
+            .arg(&origin)
+            .arg(&g.work)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        g
     }
-    s.write();
+
+    /// The stack in `dir`: one `[host.extra]` unit `gitops-<name>` per name, from the sleeper
+    /// template, or the slow one for names starting with `slow`.
+    fn stack(&self, dir: &Path, units: &[&str]) {
+        let mut s = support::TestStack::new(dir, "gitops")
+            .template("sleeper.service", SLEEPER)
+            .template("slow.service", SLOW);
+        for u in units {
+            let template = if u.starts_with("slow") {
+                "slow"
+            } else {
+                "sleeper"
+            };
+            s = s.unit(
+                u,
+                &format!(
+                    "template = \"{template}\"\nunit = \"gitops-{u}\"\nvalues = {{ description = \"{u}\", hold = \"{}\" }}",
+                    self.hold.display()
+                ),
+            );
+        }
+        s.write();
+    }
+
+    /// Someone else commits the stack with `units` and pushes it: the push's payload (`before`,
+    /// `after` as GitHub sends them) and `after`.
+    fn push(&self, units: &[&str]) -> (String, String) {
+        let before = git(&self.work, &["rev-parse", "HEAD"]);
+        self.stack(&self.work, units);
+        git(&self.work, &["add", "-A"]);
+        git(
+            &self.work,
+            &["commit", "-q", "-m", &format!("units {units:?}")],
+        );
+        git(&self.work, &["push", "-q", "origin", "main"]);
+        let after = git(&self.work, &["rev-parse", "HEAD"]);
+        let payload = PUSH
+            .replace(COMMIT, &after)
+            .replace("6113728f27ae82c7b1a177c8d03f9e96e0adf246", &before);
+        (payload, after)
+    }
+
+    /// The proxy for the checkout, on this manager.
+    fn proxy(&self) -> ProxyCmd {
+        let mut cmd = ProxyCmd::new(&self.repo);
+        for (k, v) in self.m.env() {
+            cmd = cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// `labctl plan` of the checkout's stack against the manager says `No changes.`.
+    fn converged(&self) {
+        self.m
+            .labctl(&self.repo.join("stack.toml"), &["plan", "--user"])
+            .code(0)
+            .stdout_has("No changes.");
+    }
+
+    fn last_applied(&self) -> Option<String> {
+        std::fs::read_to_string(self.repo.join(".git/labctl-proxy/last-applied"))
+            .ok()
+            .map(|t| t.trim().to_string())
+    }
 }
 
 fn sync_status(p: &agents::Proxy) -> serde_json::Value {
@@ -378,56 +496,25 @@ fn sync_status(p: &agents::Proxy) -> serde_json::Value {
     r.json()
 }
 
+/// Wait until the sync of `commit` has finished (or stopped); its status.
+fn synced(p: &agents::Proxy, commit: &str) -> serde_json::Value {
+    let mut status = serde_json::Value::Null;
+    wait_for(Duration::from_secs(120), "the sync to finish", || {
+        status = sync_status(p);
+        status["commit"] == commit && status["finished"].is_string()
+    });
+    status
+}
+
 #[test]
 fn a_signed_push_checks_out_the_commit_and_applies_it_on_a_real_manager() {
-    let m = UserManager::start();
-    let scratch = m.scratch();
-    let repo = checkout(&scratch, "");
-    let origin = scratch.join("origin/acme/homelab.git");
-    std::fs::create_dir_all(&origin).unwrap();
-    git(&origin, &["init", "-q", "--bare", "-b", "main"]);
-
-    // The checkout holds the applied stack (unit a) and is on origin.
-    gitops_stack(&repo, &["a"]);
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "-q", "-m", "unit a"]);
-    git(&repo, &["push", "-q", "origin", "main"]);
-    let before = git(&repo, &["rev-parse", "HEAD"]);
-    m.labctl(&repo.join("stack.toml"), &["apply", "--yes"])
-        .code(0);
-    assert_eq!(m.active_state("gitops-a.service"), "active");
-
-    // Someone else adds unit b and pushes it.
-    let work = scratch.join("work");
-    let out = std::process::Command::new("git")
-        .args(["clone", "-q"])
-        .arg(&origin)
-        .arg(&work)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    gitops_stack(&work, &["a", "b"]);
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-q", "-m", "unit b"]);
-    git(&work, &["push", "-q", "origin", "main"]);
-    let after = git(&work, &["rev-parse", "HEAD"]);
-
-    let mut cmd = ProxyCmd::new(&repo);
-    for (k, v) in m.env() {
-        cmd = cmd.env(k, v);
-    }
-    let p = cmd.start();
-    let push = PUSH
-        .replace(COMMIT, &after)
-        .replace("6113728f27ae82c7b1a177c8d03f9e96e0adf246", &before);
+    let g = Gitops::new(&["a"]);
+    let (push, after) = g.push(&["a", "b"]);
+    let p = g.proxy().start();
     let r = p.deliver("push", "gitops-0001", "application/json", push.as_bytes());
     assert_eq!(r.status, 202, "{r:?}");
 
-    let mut status = serde_json::Value::Null;
-    wait_for(Duration::from_secs(120), "the sync to finish", || {
-        status = sync_status(&p);
-        status["commit"] == after.as_str() && status["finished"].is_string()
-    });
+    let status = synced(&p, &after);
     assert_eq!(status["result"], "ok", "{status}\n{}", p.log_text());
     assert_eq!(status["summary"]["add"], 1, "{status}");
     assert_eq!(status["summary"]["change"], 0, "{status}");
@@ -437,22 +524,173 @@ fn a_signed_push_checks_out_the_commit_and_applies_it_on_a_real_manager() {
         status["started"].as_str().unwrap().ends_with('Z'),
         "{status}"
     );
-    assert_eq!(m.active_state("gitops-b.service"), "active");
+    assert_eq!(g.m.active_state("gitops-b.service"), "active");
     // Exactly the pushed commit is checked out; the slot is empty; the applied commit is on disk.
-    assert_eq!(git(&repo, &["rev-parse", "HEAD"]), after);
-    assert!(pending(&repo).is_none());
-    let last = std::fs::read_to_string(repo.join(".git/labctl-proxy/last-applied")).unwrap();
-    assert_eq!(last.trim(), after);
-
-    m.labctl(&repo.join("stack.toml"), &["plan", "--user"])
-        .code(0)
-        .stdout_has("No changes.");
+    assert_eq!(git(&g.repo, &["rev-parse", "HEAD"]), after);
+    assert!(pending(&g.repo).is_none());
+    assert_eq!(g.last_applied().as_deref(), Some(after.as_str()));
+    g.converged();
 
     // A redelivery is answered and does nothing: no new sync.
     let r = p.deliver("push", "gitops-0001", "application/json", push.as_bytes());
     assert_eq!(r.status, 200, "{r:?}");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(sync_status(&p), status);
-    assert!(pending(&repo).is_none());
+    assert!(pending(&g.repo).is_none());
+    assert_eq!(p.stop(), Some(0));
+}
+
+/// A unit file already on the manager that this stack does not own: applying a stack that
+/// declares it needs `--adopt`, which the sync never passes. Nothing of that commit is applied
+/// (not even its other, harmless unit), and the status says why.
+#[test]
+fn a_refused_sync_applies_nothing_and_the_status_says_why() {
+    let g = Gitops::new(&["a"]);
+    let foreign = "[Service]\nExecStart=/bin/sh -c 'while :; do sleep 1; done'\n";
+    let foreign_path = g.m.unit_dir().join("gitops-taken.service");
+    std::fs::write(&foreign_path, foreign).unwrap();
+    g.m.systemctl(&["daemon-reload"]);
+    let before_head = git(&g.repo, &["rev-parse", "HEAD"]);
+    let (push, after) = g.push(&["a", "c", "taken"]);
+
+    let p = g.proxy().start();
+    let r = p.deliver("push", "refused-0001", "application/json", push.as_bytes());
+    assert_eq!(r.status, 202, "{r:?}");
+    let status = synced(&p, &after);
+    assert_eq!(status["result"], "refused", "{status}\n{}", p.log_text());
+    let error = status["error"].as_str().unwrap();
+    assert!(
+        error.contains("gitops-taken.service") && error.contains("--adopt"),
+        "{status}"
+    );
+    // Nothing applied: the foreign file untouched, the harmless unit not written or started.
+    assert_eq!(std::fs::read_to_string(&foreign_path).unwrap(), foreign);
+    assert!(!g.m.unit_dir().join("gitops-c.service").exists());
+    assert_ne!(g.m.active_state("gitops-c.service"), "active");
+    // A refusal is not retried (only a new push can change it), and it is not "applied".
+    assert!(pending(&g.repo).is_none());
+    assert_ne!(g.last_applied().as_deref(), Some(after.as_str()));
+    assert_ne!(before_head, after);
+    assert!(p.log_text().contains("sync refused"), "{}", p.log_text());
+    assert_eq!(p.stop(), Some(0));
+}
+
+/// SIGTERM while the apply waits for a unit to start: the proxy stops cleanly (exit 0, not cut
+/// off by the runtime's deadline), the push stays in the slot, and the next start syncs it again
+/// until the stack has converged.
+#[test]
+fn sigterm_in_the_middle_of_an_apply_keeps_the_push_and_a_restart_redoes_it() {
+    let g = Gitops::new(&["a"]);
+    let (push, after) = g.push(&["a", "slow"]);
+    std::fs::write(&g.hold, "").unwrap();
+
+    let cmd = g.proxy().arg("--sync-grace").arg("1s");
+    let p = cmd.start();
+    let r = p.deliver("push", "sigterm-0001", "application/json", push.as_bytes());
+    assert_eq!(r.status, 202, "{r:?}");
+    // The apply is in the middle: it started the unit and waits for the start job.
+    wait_for(
+        Duration::from_secs(60),
+        "the slow unit to be starting",
+        || g.m.active_state("gitops-slow.service") == "activating",
+    );
+    assert_eq!(sync_status(&p)["result"], "running");
+    let log = p.log.clone();
+    assert_eq!(
+        p.stop(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("the commit stays queued"), "{text}");
+    assert!(!text.contains("did not stop within"), "{text}");
+    assert_eq!(pending(&g.repo).unwrap()["commit"], after.as_str());
+    assert_ne!(g.last_applied().as_deref(), Some(after.as_str()));
+
+    // The next start syncs the commit again; it converges once the unit may start.
+    let p = cmd.start();
+    wait_for(Duration::from_secs(60), "the sync to start again", || {
+        let s = sync_status(&p);
+        s["commit"] == after.as_str()
+    });
+    std::fs::remove_file(&g.hold).unwrap();
+    let status = synced(&p, &after);
+    assert_eq!(status["result"], "ok", "{status}\n{}", p.log_text());
+    assert_eq!(g.m.active_state("gitops-slow.service"), "active");
+    assert!(pending(&g.repo).is_none());
+    assert_eq!(g.last_applied().as_deref(), Some(after.as_str()));
+    assert_eq!(git(&g.repo, &["rev-parse", "HEAD"]), after);
+    g.converged();
+    assert_eq!(p.stop(), Some(0));
+}
+
+/// Each sync is one trace, read back from the project's OTLP receiver: a root `proxy sync` with
+/// the commit and result, and beneath it the engine's `observe` and one `apply change` per change.
+#[test]
+fn a_sync_is_one_trace_with_its_apply_changes() {
+    let rx = Receiver::start();
+    let g = Gitops::new(&["a"]);
+    let (push, after) = g.push(&["a", "b", "c"]);
+    let p = g
+        .proxy()
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        .arg("--otlp-endpoint")
+        .arg(&rx.grpc_endpoint())
+        .start();
+    let r = p.deliver("push", "trace-0001", "application/json", push.as_bytes());
+    assert_eq!(r.status, 202, "{r:?}");
+    let status = synced(&p, &after);
+    assert_eq!(status["result"], "ok", "{status}\n{}", p.log_text());
+
+    let is_root = |s: &Span| s.name == "proxy sync" && s.attr("labctl.commit") == Some(&after);
+    let spans = rx.wait_for_spans(Duration::from_secs(30), |spans| {
+        spans.iter().any(is_root) && spans.iter().filter(|s| s.name == "apply change").count() >= 2
+    });
+    let roots: Vec<&Span> = spans.iter().filter(|s| is_root(s)).collect();
+    assert_eq!(roots.len(), 1, "{spans:#?}");
+    let root = roots[0];
+    assert!(root.parent_span_id.is_empty(), "{root:?}");
+    assert_eq!(root.attr("labctl.result"), Some("ok"));
+    assert_eq!(
+        root.resource.get("service.name").map(String::as_str),
+        Some("labctl-proxy")
+    );
+    let children = otlp::children(&spans, root);
+    assert!(
+        children.iter().any(|s| s.name == "observe"),
+        "{children:#?}"
+    );
+    let mut changes: Vec<(String, String, String)> = children
+        .iter()
+        .filter(|s| s.name == "apply change")
+        .map(|s| {
+            (
+                s.attr("labctl.resource").unwrap_or_default().to_string(),
+                s.attr("labctl.action").unwrap_or_default().to_string(),
+                s.attr("labctl.result").unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    changes.sort();
+    let want: Vec<(String, String, String)> = ["b", "c"]
+        .iter()
+        .map(|n| {
+            (
+                format!("unit gitops-{n}.service"),
+                "add".into(),
+                "ok".into(),
+            )
+        })
+        .collect();
+    assert_eq!(changes, want, "{spans:#?}");
+    // Every span of the sync is in its one trace.
+    assert!(
+        spans
+            .iter()
+            .filter(|s| s.name == "apply change" || s.name == "observe")
+            .all(|s| s.trace_id == root.trace_id),
+        "{spans:#?}"
+    );
     assert_eq!(p.stop(), Some(0));
 }

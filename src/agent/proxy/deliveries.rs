@@ -8,7 +8,7 @@
 //! may lose the last few, and a push then redelivered is queued again, which is harmless (the
 //! pending sync is the same commit).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,6 +29,19 @@ pub struct Deliveries {
     /// Lines in the file, stale ones included.
     lines: usize,
     file: std::fs::File,
+    /// Deliveries being handled now (not yet recorded).
+    in_flight: HashSet<String>,
+}
+
+/// What [`Deliveries::begin`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begin {
+    /// Handled before: a redelivery.
+    Seen,
+    /// Being handled by another request right now: wait for it and ask again.
+    Busy,
+    /// New: the caller handles it, then calls [`Deliveries::finish`] or [`Deliveries::abandon`].
+    Started,
 }
 
 fn now() -> u64 {
@@ -90,6 +103,7 @@ impl Deliveries {
             seen,
             lines,
             file,
+            in_flight: HashSet::new(),
         };
         if d.lines > d.seen.len() {
             d.compact()?;
@@ -112,6 +126,34 @@ impl Deliveries {
     /// Whether none are.
     pub fn is_empty(&self) -> bool {
         self.seen.is_empty()
+    }
+
+    /// Claim delivery `id` for handling, unless it was handled or is being handled. The claim is
+    /// in memory only: the file is written by [`finish`](Self::finish), outside any wait for the
+    /// disk, so deliveries are not handled one at a time.
+    pub fn begin(&mut self, id: &str) -> Begin {
+        if self.seen(id) {
+            Begin::Seen
+        } else if self.in_flight.insert(id.to_string()) {
+            Begin::Started
+        } else {
+            Begin::Busy
+        }
+    }
+
+    /// Release a claim without recording it (the delivery was refused or could not be acted on,
+    /// so a redelivery must be handled again).
+    pub fn abandon(&mut self, id: &str) {
+        self.in_flight.remove(id);
+    }
+
+    /// Release a claim and remember the delivery as handled.
+    ///
+    /// # Errors
+    /// As [`record`](Self::record).
+    pub fn finish(&mut self, id: &str) -> Result<(), Error> {
+        self.in_flight.remove(id);
+        self.record(id)
     }
 
     /// Remember delivery `id` as handled now.
@@ -195,6 +237,19 @@ mod tests {
             !text.contains("stale-one") && !text.contains("garbage"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_claimed_delivery_is_busy_until_finished_or_abandoned() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = Deliveries::open(dir.path(), RETENTION).unwrap();
+        assert_eq!(d.begin("x"), Begin::Started);
+        assert_eq!(d.begin("x"), Begin::Busy);
+        d.abandon("x");
+        assert_eq!(d.begin("x"), Begin::Started);
+        d.finish("x").unwrap();
+        assert_eq!(d.begin("x"), Begin::Seen);
+        assert!(Deliveries::open(dir.path(), RETENTION).unwrap().seen("x"));
     }
 
     #[test]

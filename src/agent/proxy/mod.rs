@@ -63,8 +63,11 @@ pub struct Proxy {
     secret: Vec<u8>,
     /// Where deliveries and the pending sync live.
     pub state_dir: PathBuf,
-    /// Delivery IDs already handled.
-    pub deliveries: tokio::sync::Mutex<deliveries::Deliveries>,
+    /// Delivery IDs already handled, and the ones being handled. Held briefly, never across a
+    /// wait.
+    pub deliveries: std::sync::Mutex<deliveries::Deliveries>,
+    /// Woken whenever a delivery being handled is finished or released.
+    pub handled: tokio::sync::Notify,
     /// The slot a push leaves for the sync.
     pub pending: pending::Slot,
     /// The GitOps sync's wake-up and status.
@@ -132,6 +135,11 @@ impl Proxy {
     }
 }
 
+/// Lock a mutex whose holder may have panicked: the data (plain sets and maps) stays usable.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn agent_error(message: impl Into<String>) -> Error {
     Error::Agent {
         agent: "proxy",
@@ -150,6 +158,13 @@ pub fn configure(args: &ProxyArgs) -> Result<Proxy, Error> {
         return Err(agent_error(format!(
             "`{SECRET_VAR}` is not set: it holds the GitHub webhook's secret; refusing to accept \
              unsigned webhooks"
+        )));
+    }
+    if args.sync_grace >= super::runtime::STOP_DEADLINE {
+        return Err(agent_error(format!(
+            "`--sync-grace {}` must be shorter than the {} s the runtime gives an agent to stop",
+            humantime::format_duration(args.sync_grace),
+            super::runtime::STOP_DEADLINE.as_secs()
         )));
     }
     let stack_path = args.repo_dir.join(&args.stack_file);
@@ -184,10 +199,11 @@ pub fn configure(args: &ProxyArgs) -> Result<Proxy, Error> {
         repo_dir: args.repo_dir.clone(),
         origin,
         secret: secret.into_bytes(),
-        pending: pending::Slot::new(&state_dir),
+        pending: pending::Slot::open(&state_dir)?,
         sync: sync::Sync::default(),
         state_dir,
-        deliveries: tokio::sync::Mutex::new(deliveries),
+        deliveries: std::sync::Mutex::new(deliveries),
+        handled: tokio::sync::Notify::new(),
         ingest_unit: h
             .ingest
             .enabled
@@ -218,7 +234,7 @@ pub async fn run(config: ProxyArgs, shutdown: Shutdown) -> Result<(), Error> {
         state_dir = %proxy.state_dir.display(),
         "serving"
     );
-    if let Some(p) = proxy.pending.read()? {
+    if let Some(p) = proxy.pending.read() {
         tracing::info!(commit = %p.commit, "a pushed commit is waiting to be synced");
     }
     let limits = http::Limits {
@@ -227,9 +243,14 @@ pub async fn run(config: ProxyArgs, shutdown: Shutdown) -> Result<(), Error> {
         connections: config.max_connections.max(1),
     };
     shutdown.ready();
-    // The sync runs beside the server; when the server stops, a sync under way still finishes
-    // (within the runtime's stop deadline) before the process exits.
-    let sync = sync::run(proxy.clone(), config.stack_file.clone(), shutdown.clone());
+    // The sync runs beside the server; when the server stops, a sync under way gets
+    // `--sync-grace` to finish before the process exits.
+    let sync = sync::run(
+        proxy.clone(),
+        config.stack_file.clone(),
+        config.sync_grace,
+        shutdown.clone(),
+    );
     let (served, ()) = tokio::join!(http::serve(listener, proxy, limits, shutdown), sync);
     served
 }

@@ -29,7 +29,8 @@ pub struct Status {
     pub started: Option<String>,
     /// When it finished, RFC 3339 UTC.
     pub finished: Option<String>,
-    /// `ok`, `failed`, `refused` or `running`; `null` before the first sync.
+    /// `ok`, `failed`, `refused`, `running`, or `interrupted` (by the stop); `null` before the
+    /// first sync.
     pub result: Option<&'static str>,
     /// The plan's summary.
     pub summary: Option<Summary>,
@@ -68,8 +69,10 @@ fn now() -> String {
 }
 
 /// Sync until `shutdown`: wait for a wake-up, sync the slot's commit, repeat. A sync under way
-/// when the stop comes is finished, not cut off (the runtime's stop deadline bounds it).
-pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, shutdown: Shutdown) {
+/// when the stop comes gets `grace` to finish; past that it is dropped where it is (the commit
+/// stays in the slot, and the next start syncs it again), so the process still stops within the
+/// runtime's deadline.
+pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, grace: Duration, shutdown: Shutdown) {
     // The start counts as a wake-up: a commit left in the slot by a kill is synced again.
     proxy.sync.wake();
     // A failed sync stays in the slot for the next start; it is not retried in a loop.
@@ -79,14 +82,9 @@ pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, shutdown: Shutdown) {
             () = proxy.sync.wake.notified() => {}
             () = shutdown.cancelled() => return,
         }
-        let pending = match proxy.pending.read() {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!("cannot read the pending sync: {e}");
-                continue;
-            }
+        let Some(pending) = proxy.pending.read() else {
+            continue;
         };
-        let Some(pending) = pending else { continue };
         if attempted.as_deref() == Some(pending.commit.as_str()) {
             continue;
         }
@@ -96,15 +94,33 @@ pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, shutdown: Shutdown) {
             labctl.commit = %pending.commit,
             labctl.result = tracing::field::Empty
         );
-        sync_one(&proxy, &stack_file, &pending.commit)
-            .instrument(span)
-            .await;
+        let sync = sync_one(&proxy, &stack_file, &pending.commit).instrument(span.clone());
+        let stopped = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            () = sync => {}
+            () = stopped => {
+                let why = format!(
+                    "stopped: the sync did not finish within {} of the stop signal; the \
+                     commit stays queued and the next start syncs it again",
+                    humantime::format_duration(grace)
+                );
+                tracing::warn!(parent: &span, commit = %pending.commit, "{why}");
+                span.record("labctl.result", "interrupted");
+                proxy.sync.set(|s| {
+                    s.finished = Some(now());
+                    s.result = Some("interrupted");
+                    s.error = Some(why);
+                });
+                return;
+            }
+        }
         // A push that arrived during the sync left a newer commit: go again at once.
         if proxy
             .pending
             .read()
-            .ok()
-            .flatten()
             .is_some_and(|p| attempted.as_deref() != Some(p.commit.as_str()))
         {
             proxy.sync.wake();
@@ -145,7 +161,7 @@ async fn sync_one(proxy: &Proxy, stack_file: &Path, commit: &str) {
             ) {
                 tracing::error!("cannot record the applied commit: {e}");
             }
-            if let Err(e) = proxy.pending.clear_if(commit) {
+            if let Err(e) = proxy.pending.clear_if(commit).await {
                 tracing::error!("cannot clear the pending sync: {e}");
             }
             ("ok", Some(s), None)
@@ -154,7 +170,7 @@ async fn sync_one(proxy: &Proxy, stack_file: &Path, commit: &str) {
             let e = e.report();
             tracing::warn!(commit, "sync refused: {e}");
             // Refused again on every retry: only a new push can change that.
-            if let Err(e) = proxy.pending.clear_if(commit) {
+            if let Err(e) = proxy.pending.clear_if(commit).await {
                 tracing::error!("cannot clear the pending sync: {e}");
             }
             ("refused", Some(s), Some(e))

@@ -12,6 +12,7 @@ use hmac::{KeyInit, Mac};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::deliveries::Begin;
 use super::pending::PendingSync;
 use super::{Proxy, Reply};
 use crate::backend::systemd::JobKind;
@@ -94,33 +95,46 @@ pub async fn handle(proxy: &Arc<Proxy>, d: Delivery<'_>, body: &[u8]) -> Reply {
     if !super::deliveries::valid_id(id) {
         return Reply::error(400, "`X-GitHub-Delivery` is not a delivery ID");
     }
-    // Held until the delivery is recorded: the same delivery arriving twice at once is acted on
-    // once.
-    let mut deliveries = proxy.deliveries.lock().await;
-    if deliveries.seen(id) {
-        tracing::info!(delivery = id, event, "redelivery: already handled");
-        return Reply::json(
-            200,
-            json!({ "delivery": id, "event": event, "result": "already handled" }),
-        );
-    }
-    let payload = match payload(d.content_type, body) {
+    // The delivery is claimed, not locked: other deliveries go ahead while this one waits for
+    // the disk, and the same delivery arriving twice at once is acted on once.
+    let claim = loop {
+        let done = proxy.handled.notified();
+        let begin = super::lock(&proxy.deliveries).begin(id);
+        match begin {
+            Begin::Seen => {
+                tracing::info!(delivery = id, event, "redelivery: already handled");
+                return Reply::json(
+                    200,
+                    json!({ "delivery": id, "event": event, "result": "already handled" }),
+                );
+            }
+            Begin::Busy => done.await,
+            Begin::Started => break Claim { proxy, id },
+        }
+    };
+    // Parsed straight into what the event needs: a push's few fields, or (for the others) only
+    // checked to be JSON; never into a tree of the whole payload.
+    let parsed = match event {
+        "push" => payload::<Push>(d.content_type, body, event).map(Some),
+        _ => payload::<serde::de::IgnoredAny>(d.content_type, body, event).map(|_| None),
+    };
+    let pushed = match parsed {
         Ok(p) => p,
         Err(r) => return r,
     };
-    let (reply, after) = match event {
-        "ping" => (
+    let (reply, after) = match (event, pushed) {
+        (_, Some(p)) => match push(proxy, id, p).await {
+            Ok(r) => (r, None),
+            Err(r) => return r,
+        },
+        ("ping", None) => (
             Reply::json(
                 200,
                 json!({ "delivery": id, "event": "ping", "result": "pong" }),
             ),
             None,
         ),
-        "push" => match push(proxy, id, &payload) {
-            Ok(r) => (r, None),
-            Err(r) => return r,
-        },
-        "issues" => match &proxy.ingest_unit {
+        ("issues", None) => match &proxy.ingest_unit {
             Some(unit) => (
                 Reply::json(
                     202,
@@ -130,13 +144,12 @@ pub async fn handle(proxy: &Arc<Proxy>, d: Delivery<'_>, body: &[u8]) -> Reply {
             ),
             None => (ignored(id, event, "`host.ingest` is disabled"), None),
         },
-        other => (ignored(id, other, "not an event the proxy acts on"), None),
+        (other, None) => (ignored(id, other, "not an event the proxy acts on"), None),
     };
-    if let Err(e) = deliveries.record(id) {
+    if let Err(e) = claim.finish() {
         tracing::error!(delivery = id, "{e}");
         return Reply::error(500, "cannot remember the delivery; redeliver it later");
     }
-    drop(deliveries);
     tracing::info!(
         delivery = id,
         event,
@@ -152,6 +165,30 @@ pub async fn handle(proxy: &Arc<Proxy>, d: Delivery<'_>, body: &[u8]) -> Reply {
     reply
 }
 
+/// A delivery being handled. Dropped without [`finish`](Claim::finish) (refused, failed, or the
+/// client went away mid-way), it is released unrecorded, so a redelivery is handled again.
+struct Claim<'a> {
+    proxy: &'a Proxy,
+    id: &'a str,
+}
+
+impl Claim<'_> {
+    /// Remember the delivery as handled and release it.
+    fn finish(self) -> Result<(), crate::error::Error> {
+        let r = super::lock(&self.proxy.deliveries).finish(self.id);
+        self.proxy.handled.notify_waiters();
+        std::mem::forget(self);
+        r
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        super::lock(&self.proxy.deliveries).abandon(self.id);
+        self.proxy.handled.notify_waiters();
+    }
+}
+
 fn ignored(id: &str, event: &str, why: &str) -> Reply {
     Reply::json(
         202,
@@ -159,8 +196,12 @@ fn ignored(id: &str, event: &str, why: &str) -> Reply {
     )
 }
 
-/// The JSON payload, from either content type GitHub sends.
-fn payload(content_type: Option<&str>, body: &[u8]) -> Result<serde_json::Value, Reply> {
+/// The JSON payload of an `event` delivery, from either content type GitHub sends, as `T`.
+fn payload<T: serde::de::DeserializeOwned>(
+    content_type: Option<&str>,
+    body: &[u8],
+    event: &str,
+) -> Result<T, Reply> {
     let mime = content_type
         .unwrap_or("application/json")
         .split(';')
@@ -187,15 +228,17 @@ fn payload(content_type: Option<&str>, body: &[u8]) -> Result<serde_json::Value,
             ));
         }
     };
-    serde_json::from_slice(&json_text)
-        .map_err(|e| Reply::error(400, format!("payload is not valid JSON: {e}")))
+    serde_json::from_slice(&json_text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            Reply::error(400, format!("not a `{event}` payload: {e}"))
+        }
+        _ => Reply::error(400, format!("payload is not valid JSON: {e}")),
+    })
 }
 
 /// A push to the followed branch of the checked-out repository is recorded as the pending sync
 /// before the 202; any other push is acknowledged and ignored.
-fn push(proxy: &Proxy, id: &str, payload: &serde_json::Value) -> Result<Reply, Reply> {
-    let p: Push = serde_json::from_value(payload.clone())
-        .map_err(|e| Reply::error(400, format!("not a push payload: {e}")))?;
+async fn push(proxy: &Proxy, id: &str, p: Push) -> Result<Reply, Reply> {
     let want = format!("refs/heads/{}", proxy.branch);
     if p.git_ref != want {
         return Ok(ignored(
@@ -232,7 +275,8 @@ fn push(proxy: &Proxy, id: &str, payload: &serde_json::Value) -> Result<Reply, R
         delivery: id.to_string(),
         received_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     };
-    if let Err(e) = proxy.pending.store(&pending) {
+    let commit = pending.commit.clone();
+    if let Err(e) = proxy.pending.store(pending).await {
         tracing::error!(delivery = id, "{e}");
         return Err(Reply::error(
             500,
@@ -242,7 +286,7 @@ fn push(proxy: &Proxy, id: &str, payload: &serde_json::Value) -> Result<Reply, R
     proxy.sync.wake();
     Ok(Reply::json(
         202,
-        json!({ "delivery": id, "event": "push", "result": "sync queued", "commit": pending.commit }),
+        json!({ "delivery": id, "event": "push", "result": "sync queued", "commit": commit }),
     ))
 }
 
@@ -330,15 +374,34 @@ mod tests {
 
     #[test]
     fn both_content_types_give_the_payload() {
-        let v = payload(Some("application/json"), br#"{"a":1}"#).unwrap();
+        let json = |ct: Option<&str>, body: &[u8]| payload::<serde_json::Value>(ct, body, "ping");
+        let v = json(Some("application/json"), br#"{"a":1}"#).unwrap();
         assert_eq!(v["a"], 1);
-        let v = payload(
+        let v = json(
             Some("application/x-www-form-urlencoded"),
             b"payload=%7B%22a%22%3A2%7D",
         )
         .unwrap();
         assert_eq!(v["a"], 2);
-        assert_eq!(payload(Some("text/plain"), b"").unwrap_err().status, 415);
-        assert_eq!(payload(None, b"{").unwrap_err().status, 400);
+        assert_eq!(json(Some("text/plain"), b"").unwrap_err().status, 415);
+        assert_eq!(json(None, b"{").unwrap_err().status, 400);
+        // Valid JSON that is not a push is told apart from JSON that is not valid.
+        let r = payload::<Push>(None, br#"{"a":1}"#, "push").unwrap_err();
+        assert_eq!(r.status, 400);
+        assert!(
+            r.body["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("not a `push` payload"),
+            "{r:?}"
+        );
+        let r = payload::<Push>(None, br#"{"ref":"#, "push").unwrap_err();
+        assert!(
+            r.body["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("payload is not valid JSON"),
+            "{r:?}"
+        );
     }
 }
