@@ -2,25 +2,30 @@
 # Benchmark (not a test): `labctl agent collector` beside Debian's prometheus-node-exporter on the
 # same machine, in the same run: CPU time per collection and resident memory.
 #
-#   benches/collector.sh [N]     N collections each (default 200); LABCTL=path/to/labctl skips the
-#                                release build
+#   benches/collector.sh [N] [LABCTL...]   N collections each (default 200); each LABCTL binary gets
+#                                          its rows (default: the image's, `make static`)
 #
-# Targets (issue 9): < 10 MB RSS, < 3 ms CPU per collection.
+# Targets (issue 9): < 10 MB RSS, < 3 ms CPU per collection, for the binary the DaemonSet runs: the
+# image's static binary (`make static`, release profile). It is measured as the DaemonSet runs it
+# without an otel-collector, and again exporting OTLP/HTTP (every second) to a sink that takes
+# everything, as it runs beside the bundled otel-collector.
 #
 # node_exporter collects on each scrape, so it is scraped N times. The collector collects every
 # 100 ms by itself (its collections are counted from the wall time) and its /metrics is scraped as
-# often as node_exporter's, so both rows pay for reading the host and for rendering the text. node_exporter runs twice: with its default
-# collectors, and with only those reading what the collector reads (cpu, meminfo, loadavg,
-# filesystem, diskstats, netdev, stat). CPU is utime+stime from /proc/PID/stat, measured after a
-# warm-up; RSS is VmRSS at the end, VmHWM (peak), and RssAnon (heap and stacks: RSS less the
-# binary's pages, which dominate for a debug build).
+# often as node_exporter's, so both rows pay for reading the host and for rendering the text.
+# node_exporter runs twice: with its default collectors, and with only those reading what the
+# collector reads (cpu, meminfo, loadavg, filesystem, diskstats, netdev, stat). CPU is utime+stime
+# from /proc/PID/stat, measured after a warm-up; RSS is VmRSS at the end, VmHWM (peak), and RssAnon
+# (heap, stacks and relocated data: RSS less the pages of the binary and libraries, which are
+# shared with the page cache); threads from /proc/PID/status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-200}
-
-if [ -z "${LABCTL:-}" ]; then
-  cargo build --release --quiet --bin labctl
-  LABCTL=${CARGO_TARGET_DIR:-target}/release/labctl
+shift || true
+binaries=("$@")
+if [ ${#binaries[@]} = 0 ]; then
+  make --quiet static IMAGE_PROFILE=release >/dev/null
+  binaries=("${CARGO_TARGET_DIR:-target}/static/release/labctl")
 fi
 command -v prometheus-node-exporter >/dev/null || {
   echo "prometheus-node-exporter not found: apt-get install prometheus-node-exporter" >&2
@@ -52,18 +57,50 @@ measure() {
   series=$(curl -sf "$url" | grep -vc '^#')
   rows+=("$(awk -v name="$name" -v n="$n" -v dc=$((c1 - c0)) -v hz="$hz" -v rss="$(status_kb "$pid" VmRSS)" \
     -v hwm="$(status_kb "$pid" VmHWM)" -v anon="$(status_kb "$pid" RssAnon)" -v s="$series" \
-    -v t="$(echo "$t1 - $t0" | bc)" -v every="$every" \
+    -v t="$(echo "$t1 - $t0" | bc)" -v every="$every" -v th="$(status_kb "$pid" Threads)" \
     'BEGIN { k = every ? int(t / every) : n;
-             printf "%s|%d|%d|%.2f|%.1f|%.1f|%.1f|%.1f", name, k, s, dc * 1000 / hz / k, rss / 1024, hwm / 1024, anon / 1024, t }')")
+             printf "%s|%d|%d|%.2f|%.1f|%.1f|%.1f|%d|%.1f", name, k, s, dc * 1000 / hz / k, rss / 1024, hwm / 1024, anon / 1024, th, t }')")
 }
 
-# labctl: collects every 100 ms; scraped once per collection.
-port=$(free_port)
-"$LABCTL" agent collector --interval 100ms --listen "127.0.0.1:$port" --tailscale-socket "$work/none.sock" \
-  2>"$work/labctl.log" &
+# An OTLP/HTTP sink: answers every export with 200 and an empty Export*ServiceResponse (an empty
+# protobuf message is zero bytes), so the exporter's path is the one it takes beside a collector.
+sink=$(free_port)
+python3 - "$sink" <<'PY' 2>"$work/sink.log" &
+import sys, http.server
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
 pids+=($!)
-wait_http "http://127.0.0.1:$port/metrics"
-measure "labctl agent collector" "${pids[-1]}" "http://127.0.0.1:$port/metrics" 0.1 0.1
+
+# labctl: collects every 100 ms; scraped once per collection.
+for bin in "${binaries[@]}"; do
+  label="labctl agent collector"
+  [ ${#binaries[@]} -gt 1 ] && label="$label ($bin)"
+  port=$(free_port)
+  "$bin" agent collector --interval 100ms --listen "127.0.0.1:$port" --tailscale-socket "$work/none.sock" \
+    2>"$work/labctl.log" &
+  pids+=($!)
+  wait_http "http://127.0.0.1:$port/metrics"
+  measure "$label" "${pids[-1]}" "http://127.0.0.1:$port/metrics" 0.1 0.1
+  kill "${pids[-1]}"
+
+  port=$(free_port)
+  OTEL_METRIC_EXPORT_INTERVAL=1000 "$bin" agent collector --interval 100ms --listen "127.0.0.1:$port" \
+    --tailscale-socket "$work/none.sock" --otlp-endpoint "http://127.0.0.1:$sink" 2>"$work/labctl-otlp.log" &
+  pids+=($!)
+  wait_http "http://127.0.0.1:$port/metrics"
+  measure "$label, exporting OTLP" "${pids[-1]}" "http://127.0.0.1:$port/metrics" 0.1 0.1
+  kill "${pids[-1]}"
+done
 
 port=$(free_port)
 prometheus-node-exporter --web.listen-address="127.0.0.1:$port" --log.level=error 2>"$work/ne.log" &
@@ -84,13 +121,13 @@ base_rss=$(echo "${rows[0]}" | cut -d'|' -f5)
 echo
 echo "collector vs node_exporter, $n collections each, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
 echo
-echo "| agent | collections | series | CPU ms / collection | RSS MB | peak RSS MB | anon RSS MB | wall s | CPU ratio | RSS ratio |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| agent | collections | series | CPU ms / collection | RSS MB | peak RSS MB | anon RSS MB | threads | wall s | CPU ratio | RSS ratio |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for r in "${rows[@]}"; do
-  IFS='|' read -r name k s cpu rss hwm anon t <<<"$r"
+  IFS='|' read -r name k s cpu rss hwm anon th t <<<"$r"
   cr=$(awk -v a="$cpu" -v b="$base_cpu" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "-" }')
   rr=$(awk -v a="$rss" -v b="$base_rss" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "-" }')
-  echo "| $name | $k | $s | $cpu | $rss | $hwm | $anon | $t | $cr | $rr |"
+  echo "| $name | $k | $s | $cpu | $rss | $hwm | $anon | $th | $t | $cr | $rr |"
 done
 echo
 echo "Targets: < 3 ms CPU and < 10 MB RSS per collection for labctl agent collector."

@@ -219,3 +219,93 @@ fn a_port_funnel_cannot_serve_is_refused() {
         "{err}"
     );
 }
+
+#[path = "support/otlp.rs"]
+mod otlp;
+
+/// A health endpoint for the OTLP test: `200 ok` while `healthy`, else `503`.
+fn health_server(healthy: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let status = if healthy.load(std::sync::atomic::Ordering::SeqCst) {
+                "200 OK"
+            } else {
+                "503 Service Unavailable"
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            );
+        }
+    });
+    port
+}
+
+/// The gate's metrics, as docs/agents.md names them, reach an OTLP collector (the project's
+/// receiver, over HTTP/protobuf) and follow the funnel: on (1) while healthy, off (0) when not,
+/// each change counted.
+#[test]
+fn funnel_metrics_reach_an_otlp_collector() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("tailscale");
+    std::fs::create_dir_all(&state).unwrap();
+    let healthy = Arc::new(AtomicBool::new(true));
+    let port = health_server(healthy.clone());
+    let rx = otlp::Receiver::start();
+    let tailscale = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tailscale");
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("labctl"))
+        .args(["agent", "gate", "--interval", "200ms", "--failures", "1"])
+        .args(["--successes", "1", "--health-url"])
+        .arg(format!("http://127.0.0.1:{port}/healthz"))
+        .args(["--funnel", &format!("8443:{port}"), "--tailscale-bin"])
+        .arg(&tailscale)
+        .args(["--otlp-endpoint", &rx.http_endpoint()])
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "200")
+        .env("TAILSCALE_STANDIN", &state)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The latest export's value of a metric, once it is `want`.
+    let wait_value = |name: &str, want: f64| {
+        let metrics = rx.wait_for_metrics(Duration::from_secs(20), |m| {
+            m.iter()
+                .rev()
+                .find(|m| m.name == name)
+                .is_some_and(|m| m.points.len() == 1 && m.points[0].1 == want)
+        });
+        metrics.into_iter().rev().find(|m| m.name == name).unwrap()
+    };
+    let enabled = wait_value("labctl.gate.funnel.enabled", 1.0);
+    assert_eq!((enabled.kind, enabled.unit.as_str()), ("gauge", "1"));
+    assert!(enabled.points[0].0.is_empty(), "{enabled:#?}");
+    assert_eq!(enabled.resource["service.name"], "labctl-gate");
+    assert_eq!(enabled.via, "http");
+    let transitions = wait_value("labctl.gate.funnel.transitions", 1.0);
+    assert_eq!(
+        (
+            transitions.kind,
+            transitions.monotonic,
+            transitions.unit.as_str()
+        ),
+        ("sum", true, "{transition}")
+    );
+    assert!(state.join("funnel-8443").exists());
+
+    // Unhealthy: off, and a second transition.
+    healthy.store(false, Ordering::SeqCst);
+    wait_value("labctl.gate.funnel.enabled", 0.0);
+    wait_value("labctl.gate.funnel.transitions", 2.0);
+    assert!(!state.join("funnel-8443").exists());
+    agents::signal(child.id(), "TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

@@ -22,9 +22,14 @@ pub fn main(args: &AgentArgs) -> ExitCode {
         AgentCommand::Proxy(c) => runtime::start("proxy", otlp, |s| proxy::run(c.clone(), s)),
         AgentCommand::Gate(c) => runtime::start("gate", otlp, |s| gate::run(c.clone(), s)),
         AgentCommand::Collector(c) => {
-            runtime::start_as("collector", otlp, c.node_name.as_deref(), |s| {
-                collector::run(c.as_ref().clone(), s)
-            })
+            collector::tune_allocator();
+            runtime::start_as(
+                "collector",
+                otlp,
+                c.node_name.as_deref(),
+                runtime::Threads::One,
+                |s| collector::run(c.as_ref().clone(), s),
+            )
         }
         AgentCommand::Ingest(c) => runtime::start("ingest", otlp, |s| ingest::run(c.clone(), s)),
     }

@@ -102,15 +102,27 @@ where
     F: FnOnce(Shutdown) -> Fut,
     Fut: Future<Output = Result<(), Error>>,
 {
-    start_as(name, otlp_endpoint, None, agent)
+    start_as(name, otlp_endpoint, None, Threads::Two, agent)
+}
+
+/// The threads an agent's async runtime runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    /// Two worker threads: agents that serve requests while they work.
+    Two,
+    /// The starting thread alone (tokio's current-thread runtime), for an agent that mostly waits
+    /// for its next tick and sends blocking reads to `spawn_blocking`: no idle workers holding
+    /// stacks and allocator arenas.
+    One,
 }
 
 /// [`start`], reporting `host` as the resource's `host.name` (the collector's `--node-name`: in
-/// the DaemonSet the pod's host name is not the node's).
+/// the DaemonSet the pod's host name is not the node's), on `threads`.
 pub fn start_as<F, Fut>(
     name: &'static str,
     otlp_endpoint: Option<&str>,
     host: Option<&str>,
+    threads: Threads,
     agent: F,
 ) -> ExitCode
 where
@@ -128,21 +140,25 @@ where
         // Agents are not given a stack file: `OTEL_RESOURCE_ATTRIBUTES=labctl.stack=…` names it.
         || None,
     );
-    let code = run_agent(name, agent);
+    let code = run_agent(name, threads, agent);
     telemetry.shutdown();
     code
 }
 
-fn run_agent<F, Fut>(name: &'static str, agent: F) -> ExitCode
+fn run_agent<F, Fut>(name: &'static str, threads: Threads, agent: F) -> ExitCode
 where
     F: FnOnce(Shutdown) -> Fut,
     Fut: Future<Output = Result<(), Error>>,
 {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let mut builder = match threads {
+        Threads::One => tokio::runtime::Builder::new_current_thread(),
+        Threads::Two => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        }
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: agent {name}: cannot start the async runtime: {e}");

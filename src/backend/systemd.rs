@@ -678,48 +678,6 @@ fn read_unit_dir(dir: &Path) -> Result<BTreeMap<String, String>, Error> {
     Ok(out)
 }
 
-/// A unit whose file carries labctl's marker, with its state: what the collector reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OwnedUnit {
-    /// The unit, as `labctl-proxy.service`.
-    pub name: String,
-    /// The stack named in its marker.
-    pub stack: String,
-    /// `active`, `reloading`, `inactive`, `failed`, `activating` or `deactivating`.
-    pub active_state: String,
-}
-
-impl Systemd {
-    /// The units in the unit folder whose files carry labctl's marker (only `stack`'s, when
-    /// given), sorted by name, with their `ActiveState`. Reads only.
-    ///
-    /// # Errors
-    /// [`Error::Read`] when the unit folder cannot be read; [`Error::Backend`] when systemd does
-    /// not answer.
-    pub async fn owned_units(&self, stack: Option<&str>) -> Result<Vec<OwnedUnit>, Error> {
-        let owned: Vec<(String, String)> = read_unit_dir(&self.target.unit_dir)?
-            .into_iter()
-            .filter_map(|(name, text)| {
-                let owner = crate::resource::unit_owner(&text)?;
-                stack
-                    .is_none_or(|s| s == owner)
-                    .then(|| (name.clone(), owner.to_string()))
-            })
-            .collect();
-        let names: Vec<String> = owned.iter().map(|(n, _)| n.clone()).collect();
-        let states = self.active_states(&names).await?;
-        Ok(owned
-            .into_iter()
-            .zip(states)
-            .map(|((name, stack), (active_state, _))| OwnedUnit {
-                name,
-                stack,
-                active_state,
-            })
-            .collect())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
