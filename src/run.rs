@@ -549,7 +549,7 @@ fn force_unlock_cmd(cli: &Cli, args: &ForceUnlockArgs) -> Result<ExitCode, Error
     let loaded = stack::load(&cli.stack)?;
     let options = plan::Options {
         plane: plane(args.plane),
-        against: observe(cli, args.user, false),
+        against: observe(cli, args.user, false, false),
         prune_volumes: false,
     };
     let spec = lock::Spec::for_plan(&loaded.stack, &options)?;

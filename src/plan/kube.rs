@@ -69,7 +69,7 @@ pub fn openapi_paths(observed: &Observed) -> BTreeSet<String> {
                 Some(format!("apis/{api_version}"))
             }
             ResourceId::Kube { api_version, .. } => Some(format!("api/{api_version}")),
-            ResourceId::Systemd { .. } => None,
+            ResourceId::Systemd { .. } | ResourceId::EnvFile { .. } => None,
         })
         .collect()
 }
@@ -1307,7 +1307,7 @@ pub async fn check_with_server(
         .filter(|c| c.action == Action::Create && c.id.kind() == Some("Namespace"))
         .filter_map(|c| match &c.id {
             ResourceId::Kube { name, .. } => Some(name.clone()),
-            ResourceId::Systemd { .. } => None,
+            ResourceId::Systemd { .. } | ResourceId::EnvFile { .. } => None,
         })
         .collect();
     let mut asks = Vec::new();

@@ -211,13 +211,18 @@ fn depends_on(changes: &[Change], i: usize) -> BTreeSet<usize> {
                 if j == i || o.action == Action::Delete {
                     continue;
                 }
-                if let ResourceId::Systemd { unit: other } = &o.id
-                    && named.contains(other)
-                {
+                let needed = match &o.id {
+                    ResourceId::Systemd { unit: other } => named.contains(other),
+                    // The unit reads its env file when it starts.
+                    ResourceId::EnvFile { unit: reader, .. } => reader == unit,
+                    ResourceId::Kube { .. } => false,
+                };
+                if needed {
                     out.insert(j);
                 }
             }
         }
+        ResourceId::EnvFile { .. } => {}
     }
     out
 }
@@ -276,6 +281,7 @@ mod tests {
             impact: Vec::new(),
             notes: Vec::new(),
             guards: Vec::new(),
+            dry_run: None,
         }
     }
 
@@ -290,6 +296,7 @@ mod tests {
             impact: Vec::new(),
             notes: Vec::new(),
             guards: Vec::new(),
+            dry_run: None,
         }
     }
 
