@@ -449,7 +449,7 @@ fn render_all(
             if !rec.env.is_empty() {
                 let unit = objects[0].id.clone();
                 objects.extend(env_files(stack, &c, name, &unit, &out, rec.env)?);
-            } 
+            }
             for o in objects {
                 if let Some(prev) = desired.objects.get(&o.id) {
                     return Err(Error::Duplicate {
@@ -532,8 +532,11 @@ fn env_files(
 /// everything literally; a value holding `'` goes in double quotes, with `\`, `"`, `` ` `` and
 /// `$` escaped).
 pub fn env_file_text(stack: &str, vars: &BTreeMap<String, String>) -> String {
-    let mut out = format!("{}
-", crate::resource::unit_marker(stack));
+    let mut out = format!(
+        "{}
+",
+        crate::resource::unit_marker(stack)
+    );
     for (k, v) in vars {
         if v.contains('\'') {
             let mut q = String::with_capacity(v.len() + 2);
@@ -749,7 +752,10 @@ mod tests {
         let stack = parse(PROXY_ONLY);
         let asked = secrets_asked(&stack, &Templates::builtin(), Some(Plane::Systemd)).unwrap();
         assert!(asked.contains_key("webhook-secret"), "{asked:?}");
-        assert!(asked.contains_key("pipeline-token-nightly-etl"), "{asked:?}");
+        assert!(
+            asked.contains_key("pipeline-token-nightly-etl"),
+            "{asked:?}"
+        );
         assert!(asked.contains_key("github-token"), "{asked:?}");
         assert!(
             asked["github-token"].contains("systemd-templates/ingest.service"),
@@ -771,7 +777,11 @@ mod tests {
         )
         .unwrap_err();
         let text = e.to_string();
-        for name in ["github-token", "pipeline-token-nightly-etl", "postgres-password"] {
+        for name in [
+            "github-token",
+            "pipeline-token-nightly-etl",
+            "postgres-password",
+        ] {
             assert!(text.contains(&format!("`{name}`")), "{text}");
         }
         assert!(!text.contains("`webhook-secret`"), "{text}");
@@ -801,7 +811,10 @@ mod tests {
         };
         let text = d.objects[&unit].content.text();
         assert!(!text.contains("-value"), "{text}");
-        assert!(text.contains("EnvironmentFile=-%E/labctl/proxy.env"), "{text}");
+        assert!(
+            text.contains("EnvironmentFile=-%E/labctl/proxy.env"),
+            "{text}"
+        );
         // Redacted, every value is a marker.
         let d = render(
             &stack,

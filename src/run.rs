@@ -151,8 +151,7 @@ fn render_cmd(cli: &Cli, args: &RenderArgs) -> Result<ExitCode, Error> {
         plane(args.plane),
         args.redact,
     )?;
-    let desired =
-        crate::render::render(&loaded.stack, &templates, &secrets, plane(args.plane))?;
+    let desired = crate::render::render(&loaded.stack, &templates, &secrets, plane(args.plane))?;
     let name = &loaded.stack.stack.name;
     match args.dir() {
         Some(dir) => {
@@ -214,10 +213,9 @@ pub fn render_path(id: &ResourceId) -> String {
             )
         }
         ResourceId::Systemd { unit } => format!("systemd/{unit}"),
-        ResourceId::EnvFile { path, .. } => format!(
-            "systemd/env/{}",
-            path.rsplit('/').next().unwrap_or(path)
-        ),
+        ResourceId::EnvFile { path, .. } => {
+            format!("systemd/env/{}", path.rsplit('/').next().unwrap_or(path))
+        }
     }
 }
 

@@ -75,7 +75,9 @@ pub fn register(value: &str) {
     if json != value {
         forms.push(json.to_string());
     }
-    let mut seen = SEEN.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut seen = SEEN
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut added = false;
     for f in forms {
         if !seen.contains(&f) {
@@ -98,7 +100,9 @@ pub fn registered() -> Vec<String> {
 /// `text` with every registered secret value (and its encodings) replaced by [`MASK`]: for
 /// error messages, log lines and telemetry, which have no fields to mark.
 pub fn redact(text: &str) -> Cow<'_, str> {
-    let seen = SEEN.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let seen = SEEN
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut out = Cow::Borrowed(text);
     for v in seen.iter() {
         if out.contains(v.as_str()) {
@@ -110,7 +114,9 @@ pub fn redact(text: &str) -> Cow<'_, str> {
 
 /// Whether `text` holds a registered secret value.
 pub fn holds_secret(text: &str) -> bool {
-    let seen = SEEN.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let seen = SEEN
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     seen.iter().any(|v| text.contains(v.as_str()))
 }
 

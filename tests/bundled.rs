@@ -17,7 +17,8 @@ fn desired() -> labctl::resource::Desired {
         &templates,
         &labctl::render::Secrets::redacted(),
         None,
-    ).expect("bundled stack renders")
+    )
+    .expect("bundled stack renders")
 }
 
 #[test]
@@ -117,7 +118,10 @@ fn the_seed_is_all_there() {
 #[test]
 fn every_object_is_owned_and_checked_strictly() {
     for (id, o) in &desired().objects {
-        let Some(v) = o.content.as_kube().filter(|_| id.plane() == labctl::stack::Plane::Kube)
+        let Some(v) = o
+            .content
+            .as_kube()
+            .filter(|_| id.plane() == labctl::stack::Plane::Kube)
         else {
             continue;
         };
@@ -207,7 +211,8 @@ fn each_component_can_be_disabled() {
                 &format!("[{table}]\nenabled = false"),
             )
         });
-    let (code, out, err) = run(Stack::new(&text).labctl(&["render", "--redact", "--plane", "kube"]));
+    let (code, out, err) =
+        run(Stack::new(&text).labctl(&["render", "--redact", "--plane", "kube"]));
     assert_eq!(code, 0, "{err}");
     assert!(
         !out.contains("minio"),
@@ -223,7 +228,8 @@ fn each_component_can_be_disabled() {
             &format!("[{table}]"),
             &format!("[{table}]\nenabled = false"),
         );
-        let (code, out, err) = run(Stack::new(&text).labctl(&["render", "--redact", "--plane", "systemd"]));
+        let (code, out, err) =
+            run(Stack::new(&text).labctl(&["render", "--redact", "--plane", "systemd"]));
         assert_eq!(code, 0, "{err}");
         assert!(!out.contains(unit), "{unit} still rendered");
     }

@@ -430,7 +430,8 @@ fn an_unset_secret_is_refused_by_name() {
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.is_empty(), "{out}");
     assert!(
-        err.contains("`postgres-password`: nothing provides it") && err.contains("LABCTL_SECRET_POSTGRES_PASSWORD"),
+        err.contains("`postgres-password`: nothing provides it")
+            && err.contains("LABCTL_SECRET_POSTGRES_PASSWORD"),
         "{err}"
     );
     let (code, _, err) = apply(&s, &srv, &[]);

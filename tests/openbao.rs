@@ -1003,7 +1003,10 @@ fn secrets_from_openbao_reach_the_cluster_and_the_env_file_and_show_nowhere() {
     assert!(plan.contains("API_TOKEN: (sensitive value)"), "{plan}");
     assert!(plan.contains("password: (sensitive value)"), "{plan}");
     assert!(plan.contains("url: (sensitive value)"), "{plan}");
-    assert!(plan.contains("example.com/dsn: (sensitive value)"), "{plan}");
+    assert!(
+        plan.contains("example.com/dsn: (sensitive value)"),
+        "{plan}"
+    );
     assert!(
         plan.contains("Environment=\"DB_URL=postgres://app:(sensitive value)@db/app\""),
         "{plan}"
@@ -1034,14 +1037,20 @@ fn secrets_from_openbao_reach_the_cluster_and_the_env_file_and_show_nowhere() {
     let tok2 = "e2e-api-token-Two2";
     put_kv(name, serde_json::json!({"db-password": db1, "token": tok2}));
     let plan = t.ok(&["plan"]);
-    assert!(plan.contains("API_TOKEN: (sensitive value changed)"), "{plan}");
+    assert!(
+        plan.contains("API_TOKEN: (sensitive value changed)"),
+        "{plan}"
+    );
     assert!(
         plan.contains(&format!(
             "env file %E/labctl/{name}.env will be updated (restarts unit)"
         )),
         "{plan}"
     );
-    assert!(plan.contains("Plan: 0 to add, 1 to change, 0 to destroy."), "{plan}");
+    assert!(
+        plan.contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{plan}"
+    );
     t.ok(&["plan", "-o", "json"]);
     t.ok(&["apply", "--yes"]);
     wait_until("the restarted unit to write the new token", || {
@@ -1054,7 +1063,10 @@ fn secrets_from_openbao_reach_the_cluster_and_the_env_file_and_show_nowhere() {
     let db2 = "e2e-db-pass-Two2";
     put_kv(name, serde_json::json!({"db-password": db2, "token": tok2}));
     let plan = t.ok(&["plan"]);
-    assert!(plan.contains("password: (sensitive value changed)"), "{plan}");
+    assert!(
+        plan.contains("password: (sensitive value changed)"),
+        "{plan}"
+    );
     assert!(plan.contains("url: (sensitive value changed)"), "{plan}");
     assert!(
         plan.contains("+ Environment=\"DB_URL=postgres://app:(sensitive value changed)@db/app\""),
@@ -1087,7 +1099,10 @@ fn secrets_from_openbao_reach_the_cluster_and_the_env_file_and_show_nowhere() {
     t.rx.wait_for_spans(Duration::from_secs(10), |s| {
         s.iter().any(|s| s.attr("error.message").is_some())
     });
-    assert!(err.contains("postgres://app:(sensitive value)@db/app"), "{err}");
+    assert!(
+        err.contains("postgres://app:(sensitive value)@db/app"),
+        "{err}"
+    );
     t.assert_nowhere(&[db1, db2, db3, tok1, tok2]);
 }
 
@@ -1129,7 +1144,9 @@ fn render_without_secrets_refuses_naming_them_and_redact_renders_markers() {
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.is_empty(), "nothing is rendered: {out}");
     assert!(
-        err.contains("`db-password` from { env = \"E2E_DB_PASSWORD\" }: `E2E_DB_PASSWORD` is not set"),
+        err.contains(
+            "`db-password` from { env = \"E2E_DB_PASSWORD\" }: `E2E_DB_PASSWORD` is not set"
+        ),
         "{err}"
     );
 
@@ -1196,8 +1213,14 @@ fn sealed_wrong_token_and_missing_key_each_say_so_through_the_binary() {
     );
     assert_eq!(s, 200, "unseal");
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("is sealed: unseal it with `bao operator unseal`"), "{err}");
-    assert!(!err.contains("seal-Val-1") && !err.contains(ROOT_TOKEN), "{err}");
+    assert!(
+        err.contains("is sealed: unseal it with `bao operator unseal`"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("seal-Val-1") && !err.contains(ROOT_TOKEN),
+        "{err}"
+    );
 }
 
 #[test]

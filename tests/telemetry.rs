@@ -599,7 +599,8 @@ fn bundled_collector_accepts_what_labctl_sends() {
         &templates,
         &labctl::render::Secrets::redacted(),
         None,
-    ).unwrap();
+    )
+    .unwrap();
     let find = |kind: &str, name: &str| {
         desired
             .objects

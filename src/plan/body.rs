@@ -154,13 +154,21 @@ impl Body {
                                 s,
                                 prefixes,
                                 &values,
-                                if mark_changes { was.and_then(Value::as_str) } else { None },
+                                if mark_changes {
+                                    was.and_then(Value::as_str)
+                                } else {
+                                    None
+                                },
                                 mark_changes && other.is_some(),
                             );
                             *slot = json!(masked);
                         }
                         _ => {
-                            *slot = json!(if changed { SENSITIVE_CHANGED } else { SENSITIVE });
+                            *slot = json!(if changed {
+                                SENSITIVE_CHANGED
+                            } else {
+                                SENSITIVE
+                            });
                         }
                     }
                 }
@@ -266,7 +274,11 @@ fn mask_lines(
             Some((a, b)) => {
                 let changed = mark_changes && other.is_some_and(|o| !o.lines().any(|l| l == line));
                 out.push_str(&line[..a]);
-                out.push_str(if changed { SENSITIVE_CHANGED } else { SENSITIVE });
+                out.push_str(if changed {
+                    SENSITIVE_CHANGED
+                } else {
+                    SENSITIVE
+                });
                 out.push_str(&line[b..]);
             }
             None => out.push_str(line),
@@ -365,12 +377,18 @@ mod tests {
             assert!(text.contains("plain: x"), "{text}");
             assert!(text.contains("a: 1") && text.contains("b: 2"), "{text}");
         }
-        assert!(after.contains(&format!("url: {SENSITIVE_CHANGED}")), "{after}");
+        assert!(
+            after.contains(&format!("url: {SENSITIVE_CHANGED}")),
+            "{after}"
+        );
         assert!(
             after.contains(&format!("password: {SENSITIVE_CHANGED}")),
             "{after}"
         );
-        assert!(after.contains(&format!("k: {SENSITIVE_CHANGED}")), "{after}");
+        assert!(
+            after.contains(&format!("k: {SENSITIVE_CHANGED}")),
+            "{after}"
+        );
 
         let unit = ResourceId::Systemd {
             unit: "a.service".into(),
@@ -413,7 +431,10 @@ mod tests {
         );
         let shown = new.shown(Some(&old));
         assert!(!shown.contains("zz-"), "{shown}");
-        assert!(shown.contains(&format!("A: {SENSITIVE_CHANGED}")), "{shown}");
+        assert!(
+            shown.contains(&format!("A: {SENSITIVE_CHANGED}")),
+            "{shown}"
+        );
         assert!(shown.contains(&format!("B: {SENSITIVE}")), "{shown}");
         assert!(!old.shown_before(&new).contains("ff"));
     }

@@ -379,8 +379,10 @@ fn observe_env_files(
         let file = units::env_file_path(path, target.scope)?;
         match std::fs::read_to_string(&file) {
             Ok(text) => {
-                live.objects
-                    .insert(id.clone(), units::live_env_file(stack, &want.content, &text));
+                live.objects.insert(
+                    id.clone(),
+                    units::live_env_file(stack, &want.content, &text),
+                );
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(Error::Read { path: file, source }),

@@ -334,9 +334,7 @@ pub fn env_file_path(path: &str, scope: Scope) -> Result<PathBuf, Error> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let home = || {
         env("HOME").ok_or_else(|| {
-            Error::Usage(format!(
-                "cannot place env file `{path}`: `HOME` is not set"
-            ))
+            Error::Usage(format!("cannot place env file `{path}`: `HOME` is not set"))
         })
     };
     let mut out = String::new();

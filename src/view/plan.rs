@@ -192,9 +192,12 @@ fn change(out: &mut String, c: &Change, s: Styles) {
     match (&c.before, after) {
         (None, Some(after)) => lines(out, &after.shown(None), "+", s),
         (Some(before), None) => lines(out, &before.shown(None), "-", s),
-        (Some(before), Some(after)) => {
-            unified(out, &before.shown_before(after), &after.shown(Some(before)), s)
-        }
+        (Some(before), Some(after)) => unified(
+            out,
+            &before.shown_before(after),
+            &after.shown(Some(before)),
+            s,
+        ),
         (None, None) => {}
     }
 }
