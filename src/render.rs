@@ -207,12 +207,6 @@ pub fn redacted(name: &str) -> String {
     format!("(redacted secret {name})")
 }
 
-/// The value a template used to get for a secret nobody had set. Nothing renders it any more
-/// (a missing secret fails the render); kept for the refusal that looks for it in live objects.
-pub fn unset_secret(name: &str) -> String {
-    format!("<unset secret {name}>")
-}
-
 /// Which secrets the templates ask for, by name, with the templates asking.
 pub type Asked = BTreeMap<String, BTreeSet<String>>;
 
@@ -577,14 +571,6 @@ pub fn secret_env_var(name: &str) -> String {
         name.to_ascii_uppercase().replace('-', "_")
     )
 }
-
-/// Secrets templates may ask for with `secret("name")`.
-pub const SECRET_NAMES: &[&str] = &[
-    "grafana-admin-password",
-    "minio-root-password",
-    "postgres-password",
-    "webhook-secret",
-];
 
 fn template_error(name: &str, source: &str, e: &minijinja::Error) -> Error {
     let mut message = e

@@ -16,7 +16,6 @@ use crate::backend::kube::Kube;
 use crate::backend::systemd::Systemd;
 use crate::error::Error;
 use crate::plan::{Change, Cost, Guard, Plan, PlaneTarget, Summary};
-use crate::render::secret_env_var;
 use crate::resource::ResourceId;
 use crate::stack::Plane;
 
@@ -148,28 +147,6 @@ pub fn check(plan: &Plan, options: &Options) -> Result<(), Error> {
             what: format!("replace {}", replaced.join(", ")),
             why: "it is deleted and created again".into(),
             hint: "pass `--allow-replace` to do so".into(),
-        });
-    }
-    let unset: Vec<String> = plan
-        .actionable()
-        .flat_map(|c| {
-            c.guards.iter().flat_map(move |g| match g {
-                Guard::UnsetSecrets(names) => names
-                    .iter()
-                    .map(|s| format!("`{s}` (in `{}`)", c.id))
-                    .collect(),
-                _ => Vec::new(),
-            })
-        })
-        .collect();
-    if !unset.is_empty() {
-        return Err(Error::Refused {
-            what: "apply".into(),
-            why: format!("secret {} is not set", unset.join(", ")),
-            hint: format!(
-                "set `LABCTL_SECRET_<NAME>` (as `{}`)",
-                secret_env_var("postgres-password")
-            ),
         });
     }
     Ok(())
@@ -380,16 +357,6 @@ mod tests {
             ..Options::default()
         };
         assert!(check(&foreign, &adopt).is_ok());
-        let unset = plan(vec![change(
-            Action::Create,
-            vec![Guard::UnsetSecrets(vec!["postgres-password".into()])],
-        )]);
-        let e = check(&unset, &adopt).unwrap_err().to_string();
-        assert!(
-            e.contains("`postgres-password` (in `ConfigMap lab/c`)"),
-            "{e}"
-        );
-        assert!(e.contains("LABCTL_SECRET_POSTGRES_PASSWORD"), "{e}");
     }
 
     #[test]

@@ -19,7 +19,6 @@ use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
 use super::{Action, Body, Change, DryRunAnswer, Guard, Live, LiveObject, Plan};
-use crate::render::{SECRET_NAMES, secret_env_var, unset_secret};
 use crate::resource::{
     Content, Desired, KINDS, MANAGED_BY, MANAGER, PART_OF, ResourceId, RolloutRule, kind_spec,
 };
@@ -353,24 +352,6 @@ pub fn prepare_all(desired: &mut Desired) {
             o.content = Content::kube(prepare(v));
         }
     }
-}
-
-/// Secrets an object still holds the "unset" placeholder for (in plain text, or base64 in a
-/// Secret's `data`): apply refuses such an object and names each.
-pub fn unset_secrets(obj: &Value, known: &[&str]) -> Vec<String> {
-    let mut text = obj.to_string();
-    if let Some(data) = obj.get("data").and_then(Value::as_object) {
-        for v in data.values().filter_map(Value::as_str) {
-            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(v) {
-                text.push_str(&String::from_utf8_lossy(&bytes));
-            }
-        }
-    }
-    known
-        .iter()
-        .filter(|n| text.contains(&unset_secret(n)))
-        .map(|n| n.to_string())
-        .collect()
 }
 
 /// Whether a `managedFields` entry is labctl's own server-side apply of the object.
@@ -1028,30 +1009,6 @@ pub fn keep_volumes(plan: &mut Plan, protected: &BTreeSet<String>, prune_volumes
     }
 }
 
-/// Guard each kube change whose object still holds the placeholder of a secret nobody set: apply
-/// refuses it, and a note says which variable to set.
-pub fn guard_unset_secrets(plan: &mut Plan) {
-    for c in &mut plan.changes {
-        if c.action == Action::Delete || c.id.plane() != crate::stack::Plane::Kube {
-            continue;
-        }
-        let Some(obj) = c.after.as_ref().and_then(|b| b.content().as_kube()) else {
-            continue;
-        };
-        let unset = unset_secrets(obj, SECRET_NAMES);
-        if unset.is_empty() {
-            continue;
-        }
-        for name in &unset {
-            c.notes.push(format!(
-                "secret `{name}` is not set: apply refuses this object until `{}` is set",
-                secret_env_var(name)
-            ));
-        }
-        c.guards.push(Guard::UnsetSecrets(unset));
-    }
-}
-
 /// Apply order of a kind (lower first); deletions run in the reverse order.
 pub fn apply_rank(kind: &str) -> u8 {
     kind_spec(kind).tier
@@ -1431,13 +1388,6 @@ mod tests {
     fn string_data_becomes_data() {
         let s = prepare(&json!({"kind": "Secret", "stringData": {"p": "hunter2"}}));
         assert_eq!(s, json!({"kind": "Secret", "data": {"p": "aHVudGVyMg=="}}));
-        let unset = prepare(
-            &json!({"kind": "Secret", "stringData": {"p": unset_secret("postgres-password")}}),
-        );
-        assert_eq!(
-            unset_secrets(&unset, &["postgres-password", "webhook-secret"]),
-            vec!["postgres-password"]
-        );
     }
 
     #[test]

@@ -139,8 +139,6 @@ pub enum Guard {
     },
     /// It holds data and would be replaced: never.
     ReplaceData,
-    /// It still holds the placeholder of these secrets, which nobody set: never, until they are.
-    UnsetSecrets(Vec<String>),
 }
 
 /// One planned change.
