@@ -5,7 +5,10 @@
 # rate limit used, for first syncs into empty databases, the sync after, and an unchanged repository.
 #
 #   benches/ingest.sh            ISSUES=N RUNS=N LATENCY_MS=N to change the load;
-#                                LABCTL=path/to/labctl to skip the release build
+#                                LABCTL=path/to/labctl to skip the release build;
+#                                HARNESS=path/to/ingest_bench to skip building the harness (e.g. the
+#                                debug one, `cargo build --bench ingest_bench`: the stand-in's own
+#                                time is its own column, apart from labctl's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-$PWD/target}
@@ -13,4 +16,8 @@ if [ -z "${LABCTL:-}" ]; then
   cargo build --release --quiet --bin labctl
   LABCTL=$target/release/labctl
 fi
-LABCTL_BIN=$LABCTL nice -n 10 cargo bench --quiet --bench ingest_bench
+if [ -n "${HARNESS:-}" ]; then
+  LABCTL_BIN=$LABCTL nice -n 10 "$HARNESS"
+else
+  LABCTL_BIN=$LABCTL nice -n 10 cargo bench --quiet --bench ingest_bench
+fi
