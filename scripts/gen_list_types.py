@@ -48,6 +48,7 @@ print("//! The list merge types of the built-in kinds, by path (list items add n
 print("//! when the server's OpenAPI v3 cannot be read.")
 print()
 print("/// (group, kind, path, `x-kubernetes-list-type`, `x-kubernetes-list-map-keys`).")
+print("#[rustfmt::skip]")
 print("pub(super) static COMPILED: &[(&str, &str, &str, &str, &[&str])] = &[")
 for group, kind, p, lt, keys in sorted(rows):
     ks = ", ".join(f'"{k}"' for k in keys)
