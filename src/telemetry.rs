@@ -401,9 +401,16 @@ impl Telemetry {
                 SHUTDOWN_DEADLINE.as_millis()
             ));
         }
-        // Threads still stuck in an export die with the process; the runtime must not wait.
         if let Some(rt) = p.rt.take() {
-            rt.shutdown_background();
+            if timed_out {
+                // A batch thread is still inside an export whose timer lives on this runtime:
+                // shutting the runtime down would wake that timer into tokio's "context is
+                // being shutdown" panic on stderr. The thread and the runtime end with the
+                // process instead, which is about to exit.
+                std::mem::forget(rt);
+            } else {
+                rt.shutdown_background();
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use super::{Action, Change, Plan, Targeting};
 use crate::error::Error;
 use crate::resource::{Content, ResourceId};
+use crate::stack::Plane;
 
 /// What the command line asked for: `--target` and `--exclude` patterns, as given.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -133,6 +134,22 @@ pub fn select(mut plan: Plan, selection: &Selection) -> Result<Plan, Error> {
     let ids: BTreeSet<&ResourceId> = kept.iter().map(|c| &c.id).collect();
     plan.preconditions.retain(|id, _| ids.contains(id));
     plan.changes = kept;
+    // A partial apply records in the stack's inventory only what it adds: kinds it leaves out
+    // stay recorded (a later full plan still prunes by them), and a cut without a kube change
+    // writes no inventory at all (its namespace may not even exist yet).
+    if let Some(inv) = plan.inventory.take()
+        && plan
+            .changes
+            .iter()
+            .any(|c| c.id.plane() == Plane::Kube && c.action != Action::NoOp)
+    {
+        let added = super::kube::Inventory::after(&plan);
+        let wanted = match &inv.stored {
+            Some(stored) => stored.union(&added),
+            None => added,
+        };
+        plan.inventory = Some(super::kube::InventoryPlan { wanted, ..inv });
+    }
     if !dependents_excluded.is_empty() {
         plan.warnings.push(format!(
             "excluded as well, as they depend on an excluded resource: {}",
