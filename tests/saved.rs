@@ -428,6 +428,10 @@ fn a_targeted_plan_and_apply_touch_only_their_targets() {
         .stdout_has("Plan: 4 to add, 0 to change, 0 to destroy.")
         .stdout_has("Resource targeting is in effect: this plan is partial (--target 'Deployment */web'): 2 change(s) left out.");
     assert!(!plan.stdout.contains("unit svt-"), "{}", plan.stdout);
+    // The pull-request comment says so too.
+    w.labctl(&["plan", "--target", "Deployment */web", "--output", "markdown"])
+        .code(0)
+        .stdout_has("> **Resource targeting is in effect:** this plan is partial (--target 'Deployment */web'): 2 change(s) left out.");
     w.labctl(&["plan", "--target", "unit nothing-*"])
         .code(1)
         .stderr_has("`--target unit nothing-*` matches nothing in the plan");

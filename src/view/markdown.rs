@@ -25,6 +25,9 @@ fn markdown(plan: &Plan, base: Base<'_>) -> String {
         if let Some(c) = super::plan::unread(plan) {
             out.push_str(&format!("\n_{c}_\n"));
         }
+        if let Some((head, rest)) = super::plan::targeting(plan) {
+            out.push_str(&format!("\n> [!WARNING]\n> **{head}** {rest}\n"));
+        }
         notes(&mut out, plan);
         return out;
     }
@@ -44,6 +47,9 @@ fn markdown(plan: &Plan, base: Base<'_>) -> String {
     }
     if let Some(c) = super::plan::unread(plan) {
         out.push_str(&format!("_{c}_\n\n"));
+    }
+    if let Some((head, rest)) = super::plan::targeting(plan) {
+        out.push_str(&format!("> [!WARNING]\n> **{head}** {rest}\n\n"));
     }
     let changes: Vec<&Change> = plan.actionable().collect();
     let mut shown = 0;

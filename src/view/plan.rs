@@ -114,17 +114,26 @@ pub(crate) fn unread(plan: &Plan) -> Option<String> {
 
 /// Terraform's "resource targeting is in effect": a cut-down plan says so after its summary.
 fn partial(out: &mut String, plan: &Plan, s: Styles) {
-    let Some(t) = &plan.targeting else { return };
+    if let Some((head, rest)) = targeting(plan) {
+        out.push_str(&format!("\n{} {rest}\n", s.yellow(head)));
+    }
+}
+
+/// What a plan cut down by `--target`/`--exclude` says of itself: a heading and the sentence.
+pub(crate) fn targeting(plan: &Plan) -> Option<(&'static str, String)> {
+    let t = plan.targeting.as_ref()?;
     let flags: Vec<String> = (t.targets.iter().map(|p| format!("--target '{p}'")))
         .chain(t.excludes.iter().map(|p| format!("--exclude '{p}'")))
         .collect();
-    out.push_str(&format!(
-        "\n{} this plan is partial ({}): {} change(s) left out. It may not be all the stack \
-         asks for; plan without them to see everything.\n",
-        s.yellow("Resource targeting is in effect:"),
-        flags.join(" "),
-        t.left_out
-    ));
+    Some((
+        "Resource targeting is in effect:",
+        format!(
+            "this plan is partial ({}): {} change(s) left out. It may not be all the stack \
+             asks for; plan without them to see everything.",
+            flags.join(" "),
+            t.left_out
+        ),
+    ))
 }
 
 /// Notes on resources that need no action (a volume kept from pruning, a unit's drop-ins) still
