@@ -617,7 +617,13 @@ fn sigterm_in_the_middle_of_an_apply_keeps_the_push_and_a_restart_redoes_it() {
     std::fs::remove_file(&g.hold).unwrap();
     let status = synced(&p, &after);
     assert_eq!(status["result"], "ok", "{status}\n{}", p.log_text());
-    assert_eq!(g.m.active_state("gitops-slow.service"), "active");
+    // The unit's start job from the first run may still be finishing (its ExecStartPre sees the
+    // hold gone on its next poll): a sync that finds it activating has nothing left to do.
+    wait_for(
+        Duration::from_secs(30),
+        "the slow unit to be active",
+        || g.m.active_state("gitops-slow.service") == "active",
+    );
     assert!(pending(&g.repo).is_none());
     assert_eq!(g.last_applied().as_deref(), Some(after.as_str()));
     assert_eq!(git(&g.repo, &["rev-parse", "HEAD"]), after);
