@@ -7,6 +7,7 @@ and the type graph of the built-in types the test API server carries
 (crates/testapi/src/schema_fields.rs, from k8s-openapi).
 
 Usage: scripts/gen_list_types.py [TRANSCRIPTS_DIR] > src/plan/list_types.rs
+(TRANSCRIPTS_DIR defaults to the copy in crates/testapi/tests/transcripts.)
 """
 import json
 import re
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 
 root = Path(__file__).resolve().parent.parent
-transcripts = Path(sys.argv[1]) if len(sys.argv) > 1 else root.parent.parent / "shared" / "kube-transcripts"
+transcripts = Path(sys.argv[1]) if len(sys.argv) > 1 else root / "crates/testapi/tests/transcripts"
 table = json.loads((transcripts / "13-list-semantics.json").read_text())
 props = table["properties"]
 fields_rs = (root / "crates/testapi/src/schema_fields.rs").read_text()

@@ -1,4 +1,4 @@
-//! The reference in docs/stack.md names every setting the schema has.
+//! The reference in docs/stack.md names every setting the schema has; generated tables are current.
 
 use std::path::Path;
 
@@ -52,4 +52,26 @@ fn every_setting_is_documented() {
         }
     }
     assert!(missing.is_empty(), "not in docs/stack.md: {missing:?}");
+}
+
+/// The list merge types compiled in for offline plans (`src/plan/list_types.rs`) are what the
+/// generator makes of the recorded real server's table: neither the table nor the generator can
+/// change without the other.
+#[test]
+fn the_compiled_list_types_are_generated_from_the_recorded_table() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("python3")
+        .arg(root.join("scripts/gen_list_types.py"))
+        .output()
+        .expect("python3 runs scripts/gen_list_types.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let compiled = std::fs::read_to_string(root.join("src/plan/list_types.rs")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == compiled,
+        "src/plan/list_types.rs is stale: run `scripts/gen_list_types.py > src/plan/list_types.rs`"
+    );
 }
