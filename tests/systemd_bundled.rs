@@ -181,4 +181,31 @@ fn bundled_host_units_apply_cleanly_to_the_user_manager() {
     )
     .code(0)
     .stdout_has("No changes.");
+
+    // Switched off (with the gate, which only exposes the proxy), the proxy takes its env file
+    // of secrets along: a file of secrets does not outlive its unit.
+    let config = m.unit_dir().join("../..");
+    let env_file = config.join("labctl/proxy.env");
+    assert!(env_file.exists(), "{}", env_file.display());
+    let mut t: Table = toml::from_str(&std::fs::read_to_string(&stack).unwrap()).unwrap();
+    for c in ["proxy", "gate"] {
+        table(table(&mut t, "host"), c).insert("enabled".into(), Value::Boolean(false));
+    }
+    std::fs::write(&stack, toml::to_string(&t).unwrap()).unwrap();
+    m.labctl(&stack, &["plan", "--plane", "systemd"])
+        .code(0)
+        .stdout_has("- env file %E/labctl/proxy.env")
+        .stdout_has("0 to add, 0 to change, 3 to destroy.");
+    m.labctl(&stack, &["apply", "--plane", "systemd", "--yes"])
+        .code(0);
+    assert!(!env_file.exists(), "{}", env_file.display());
+    assert!(!m.unit_dir().join("bt-labctl-proxy.service").exists());
+    // The ingest's env file stays: its unit still reads it.
+    assert!(config.join("labctl/ingest.env").exists());
+    m.labctl(
+        &stack,
+        &["plan", "--plane", "systemd", "--detailed-exitcode"],
+    )
+    .code(0)
+    .stdout_has("No changes.");
 }

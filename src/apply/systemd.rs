@@ -32,6 +32,8 @@ pub struct Steps {
     /// Env files to write, owner-only: the path as the unit names it (`%E/labctl/x.env`) and
     /// the text.
     pub write_env: Vec<(String, String)>,
+    /// Env files to remove (as `EnvironmentFile=` names them), after their units stopped.
+    pub remove_env: Vec<String>,
     /// Files to remove.
     pub remove: Vec<String>,
     /// Whether systemd must re-read unit files although none is written.
@@ -55,6 +57,10 @@ impl Steps {
         let mut env_restarts = Vec::new();
         for c in plan.actionable() {
             if let ResourceId::EnvFile { path, unit } = &c.id {
+                if c.action == Action::Delete {
+                    s.remove_env.push(path.clone());
+                    continue;
+                }
                 if let Some(text) = c.after.as_ref().and_then(|a| env_text(&plan.stack, a)) {
                     s.write_env.push((path.clone(), text));
                 }
@@ -111,6 +117,7 @@ impl Steps {
             + self.disable_removed.len()
             + self.write.len()
             + self.write_env.len()
+            + self.remove_env.len()
             + self.remove.len()
             + usize::from(self.daemon_reload)
             + self.disable.len()
@@ -241,6 +248,22 @@ async fn sequence(
         }
     }
 
+    if !steps.remove_env.is_empty() {
+        progress.phase("removing env files");
+    }
+    for path in &steps.remove_env {
+        let file = crate::plan::env_file_path(path, target.scope)?;
+        match std::fs::remove_file(&file) {
+            Ok(()) => {
+                if let Some(dir) = file.parent() {
+                    sync_dir(dir)?;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(Error::Write { path: file, source }),
+        }
+        progress.step(&format!("removed {}", file.display()));
+    }
     if !staged_env.is_empty() {
         progress.phase("writing env files");
     }

@@ -364,8 +364,8 @@ async fn observe_systemd(
     Ok((live, cost(Plane::Systemd, stats), pre))
 }
 
-/// Read the env files the stack wants from where the manager looks for them; a missing one is
-/// not live.
+/// Read the env files the stack wants from where the manager looks for them (a missing one is
+/// not live), and the stack's env files that its live units name and nothing wants.
 fn observe_env_files(
     stack: &str,
     desired: &Desired,
@@ -388,6 +388,46 @@ fn observe_env_files(
             Err(source) => return Err(Error::Read { path: file, source }),
         }
     }
+    // An env file of the stack's that nothing wants any more (its unit is removed, or no longer
+    // reads it) is found through the live unit that names it, and pruned like the unit: a file
+    // of secrets must not outlive its use. Only a file carrying the stack's marker is taken.
+    let mut stale = Vec::new();
+    for (id, obj) in &live.objects {
+        let (ResourceId::Systemd { unit }, crate::resource::Content::Unit(text)) =
+            (id, &obj.content)
+        else {
+            continue;
+        };
+        if !obj.owned {
+            continue;
+        }
+        for path in text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("EnvironmentFile="))
+            .map(|p| p.trim().trim_start_matches('-'))
+        {
+            let env = ResourceId::EnvFile {
+                path: path.to_string(),
+                unit: unit.clone(),
+            };
+            if desired.objects.contains_key(&env) || live.objects.contains_key(&env) {
+                continue;
+            }
+            let file = units::env_file_path(path, target.scope)?;
+            match std::fs::read_to_string(&file) {
+                Ok(text) => {
+                    let none = crate::resource::Content::kube(serde_json::json!({}));
+                    let found = units::live_env_file(stack, &none, &text);
+                    if found.owned {
+                        stale.push((env, found));
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(Error::Read { path: file, source }),
+            }
+        }
+    }
+    live.objects.extend(stale);
     Ok(())
 }
 
