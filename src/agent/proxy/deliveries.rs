@@ -31,7 +31,13 @@ pub struct Deliveries {
     file: std::fs::File,
     /// Deliveries being handled now (not yet recorded).
     in_flight: HashSet<String>,
+    /// When expired entries are next dropped from `seen` (unix seconds). Dropping them is a walk
+    /// of the whole map, so it is done once per [`PURGE_EVERY`], not per delivery.
+    next_purge: u64,
 }
+
+/// How often expired deliveries are dropped from memory (they stop counting as seen at once).
+const PURGE_EVERY: u64 = 3600;
 
 /// What [`Deliveries::begin`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +110,7 @@ impl Deliveries {
             lines,
             file,
             in_flight: HashSet::new(),
+            next_purge: now() + PURGE_EVERY,
         };
         if d.lines > d.seen.len() {
             d.compact()?;
@@ -170,17 +177,17 @@ impl Deliveries {
             })?;
         self.seen.insert(id.to_string(), t);
         self.lines += 1;
+        if t >= self.next_purge {
+            let cutoff = t.saturating_sub(self.retention.as_secs());
+            self.seen.retain(|_, seen_at| *seen_at >= cutoff);
+            self.next_purge = t + PURGE_EVERY;
+        }
         // Rewrite once stale lines are the majority, so the file stays proportional to the
         // deliveries of the retention period.
-        if self.lines > 1024 && self.lines > 2 * self.live() {
+        if self.lines > 1024 && self.lines > 2 * self.seen.len() {
             self.compact()?;
         }
         Ok(())
-    }
-
-    fn live(&self) -> usize {
-        let cutoff = now().saturating_sub(self.retention.as_secs());
-        self.seen.values().filter(|t| **t >= cutoff).count()
     }
 
     /// Rewrite the file with the live entries only: temp file, fsync, rename.
@@ -250,6 +257,32 @@ mod tests {
         d.finish("x").unwrap();
         assert_eq!(d.begin("x"), Begin::Seen);
         assert!(Deliveries::open(dir.path(), RETENTION).unwrap().seen("x"));
+    }
+
+    #[test]
+    fn expired_deliveries_leave_memory_at_the_next_purge_and_the_file_stays_proportional() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = now() - RETENTION.as_secs() - 10;
+        let stale: String = (0..2000)
+            .map(|i| format!("{} stale-{i}\n", now() - 5))
+            .collect();
+        std::fs::write(dir.path().join(FILE), &stale).unwrap();
+        let mut d = Deliveries::open(dir.path(), RETENTION).unwrap();
+        assert_eq!(d.len(), 2000);
+        // They age past the retention while the proxy runs: not seen at once, dropped from
+        // memory at the next purge, and the rewrite then leaves only the live ones on disk.
+        for t in d.seen.values_mut() {
+            *t = old;
+        }
+        assert!(!d.seen("stale-1"));
+        d.record("before-purge").unwrap();
+        assert_eq!(d.len(), 2001, "no walk of the map per delivery");
+        d.next_purge = 0;
+        d.record("fresh").unwrap();
+        assert_eq!(d.len(), 2);
+        let text = std::fs::read_to_string(dir.path().join(FILE)).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(d.seen("fresh") && d.seen("before-purge"));
     }
 
     #[test]
