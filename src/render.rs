@@ -237,7 +237,7 @@ pub fn render_asked(
     secrets: &Secrets,
     plane: Option<Plane>,
 ) -> Result<(Desired, Asked), Error> {
-    let (desired, asked, missing) = render_all(stack, templates, secrets, plane)?;
+    let (desired, asked, missing) = render_all(stack, templates, secrets, plane, true)?;
     if missing.is_empty() {
         return Ok((desired, asked));
     }
@@ -269,7 +269,7 @@ pub fn secrets_asked(
     templates: &Templates,
     plane: Option<Plane>,
 ) -> Result<Asked, Error> {
-    Ok(render_all(stack, templates, &Secrets::redacted(), plane)?.1)
+    Ok(render_all(stack, templates, &Secrets::redacted(), plane, false)?.1)
 }
 
 /// One `env_secret(file, var, secret)` call: the variable `var` of the env file `file` holds the
@@ -292,11 +292,15 @@ struct Recorded {
     env: Vec<EnvDecl>,
 }
 
+/// Render every enabled component of `plane` (or all). With `build_objects` false only the templates
+/// run: what they ask for is known without parsing their output (the secrets pass before the
+/// real render), and the returned [`Desired`] is empty.
 fn render_all(
     stack: &Stack,
     templates: &Templates,
     secrets: &Secrets,
     plane: Option<Plane>,
+    build_objects: bool,
 ) -> Result<(Desired, Asked, BTreeSet<String>), Error> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -436,6 +440,9 @@ fn render_all(
                 asked.entry(s).or_default().insert(name.to_string());
             }
             missing.extend(rec.missing);
+            if !build_objects {
+                continue;
+            }
             let mut objects = match c.plane {
                 Plane::Kube => kube_objects(stack, &c, name, &out)?,
                 Plane::Systemd => vec![unit_object(stack, &c, name, &out)?],
@@ -599,71 +606,171 @@ fn kube_objects(
         document,
         message,
     };
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text)
-        .map_err(|e| bad(1, format!("not valid YAML: {}", first_line(&e.to_string()))))?;
-    let mut out = Vec::new();
-    for (i, mut doc) in docs.into_iter().enumerate() {
-        let n = i + 1;
-        if doc.is_null() {
-            continue;
+    // A template that renders many objects (a loop) is parsed and checked on every core: its
+    // documents are independent, and this is most of a large plan's own time.
+    let chunks = document_chunks(text, PARALLEL_PARSE_AT);
+    let parsed: Vec<Result<Vec<Value>, String>> = if chunks.len() == 1 {
+        vec![serde_saphyr::from_multiple(text).map_err(|e| e.to_string())]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .iter()
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        serde_saphyr::from_multiple::<Value>(chunk).map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    };
+    let mut docs = Vec::new();
+    for p in parsed {
+        match p {
+            Ok(d) => docs.extend(d),
+            // Parsed again whole, so that the parser's line numbers are the template output's.
+            Err(e) => {
+                let e = serde_saphyr::from_multiple::<Value>(text)
+                    .map_or_else(|e| e.to_string(), |_| e);
+                return Err(bad(1, format!("not valid YAML: {}", first_line(&e))));
+            }
         }
-        let Value::Object(_) = doc else {
+    }
+    let numbered: Vec<(usize, Value)> = docs
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| (i + 1, d))
+        .filter(|(_, d)| !d.is_null())
+        .collect();
+    let object = |(n, doc): (usize, Value)| kube_object(stack, c, template, n, doc);
+    if chunks.len() == 1 {
+        return numbered.into_iter().map(object).collect();
+    }
+    let per = numbered.len().div_ceil(chunks.len()).max(1);
+    let mut groups = Vec::new();
+    let mut rest = numbered.into_iter().peekable();
+    while rest.peek().is_some() {
+        groups.push(rest.by_ref().take(per).collect::<Vec<_>>());
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = groups
+            .into_iter()
+            .map(|g| scope.spawn(move || g.into_iter().map(object).collect::<Result<Vec<_>, _>>()))
+            .collect();
+        let mut out = Vec::new();
+        // Joined in order: the first failing document is the one reported.
+        for h in handles {
+            out.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?);
+        }
+        Ok(out)
+    })
+}
+
+/// Rendered manifests at least this large are parsed on every core.
+const PARALLEL_PARSE_AT: usize = 64 * 1024;
+
+/// `text` cut into one piece per core, each starting at a `---` line (an explicit document
+/// start, which no block scalar can contain: it ends one), so that parsing the pieces one by one
+/// gives the documents of the whole, in order. One piece when `text` is shorter than `min`, on
+/// one core, or has directives (`%YAML`), which belong to the document after them.
+fn document_chunks(text: &str, min: usize) -> Vec<&str> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    if text.len() < min || cores < 2 || text.lines().any(|l| l.starts_with('%')) {
+        return vec![text];
+    }
+    let mut starts: Vec<usize> = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let marker = line
+            .strip_prefix("---")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\n', '\r']));
+        if marker && offset > 0 {
+            starts.push(offset);
+        }
+        offset += line.len();
+    }
+    let target = text.len() / cores;
+    let mut cuts = vec![0];
+    for s in starts {
+        if s - cuts[cuts.len() - 1] >= target && cuts.len() < cores {
+            cuts.push(s);
+        }
+    }
+    cuts.push(text.len());
+    cuts.windows(2).map(|w| &text[w[0]..w[1]]).collect()
+}
+
+/// Document `n` of a kube template's output, checked, as the object labctl applies.
+fn kube_object(
+    stack: &Stack,
+    c: &Component,
+    template: &str,
+    n: usize,
+    mut doc: Value,
+) -> Result<DesiredObject, Error> {
+    let bad = |document: usize, message: String| Error::Manifest {
+        template: template.to_string(),
+        document,
+        message,
+    };
+    let Value::Object(_) = doc else {
+        return Err(bad(
+            n,
+            "expected a mapping (an object), found a scalar or list".into(),
+        ));
+    };
+    let field =
+        |doc: &Value, key: &str| doc.pointer(key).and_then(Value::as_str).map(str::to_string);
+    let api_version =
+        field(&doc, "/apiVersion").ok_or_else(|| bad(n, "missing `apiVersion`".into()))?;
+    let kind = field(&doc, "/kind").ok_or_else(|| bad(n, "missing `kind`".into()))?;
+    let name =
+        field(&doc, "/metadata/name").ok_or_else(|| bad(n, "missing `metadata.name`".into()))?;
+    let namespaced = kind_spec(&kind).scope == KindScope::Namespaced;
+    let meta = doc["metadata"]
+        .as_object_mut()
+        .ok_or_else(|| bad(n, "`metadata` is not a mapping".into()))?;
+    let namespace = if namespaced {
+        let ns = meta
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or(stack.stack.namespace())
+            .to_string();
+        meta.insert("namespace".into(), json!(ns));
+        Some(ns)
+    } else {
+        if meta.contains_key("namespace") {
             return Err(bad(
                 n,
-                "expected a mapping (an object), found a scalar or list".into(),
+                format!("`{kind}` is cluster-scoped but has `metadata.namespace`"),
             ));
-        };
-        let field =
-            |doc: &Value, key: &str| doc.pointer(key).and_then(Value::as_str).map(str::to_string);
-        let api_version =
-            field(&doc, "/apiVersion").ok_or_else(|| bad(n, "missing `apiVersion`".into()))?;
-        let kind = field(&doc, "/kind").ok_or_else(|| bad(n, "missing `kind`".into()))?;
-        let name = field(&doc, "/metadata/name")
-            .ok_or_else(|| bad(n, "missing `metadata.name`".into()))?;
-        let namespaced = kind_spec(&kind).scope == KindScope::Namespaced;
-        let meta = doc["metadata"]
-            .as_object_mut()
-            .ok_or_else(|| bad(n, "`metadata` is not a mapping".into()))?;
-        let namespace = if namespaced {
-            let ns = meta
-                .get("namespace")
-                .and_then(Value::as_str)
-                .unwrap_or(stack.stack.namespace())
-                .to_string();
-            meta.insert("namespace".into(), json!(ns));
-            Some(ns)
-        } else {
-            if meta.contains_key("namespace") {
-                return Err(bad(
-                    n,
-                    format!("`{kind}` is cluster-scoped but has `metadata.namespace`"),
-                ));
-            }
-            None
-        };
-        let labels = meta.entry("labels").or_insert_with(|| json!({}));
-        let labels = labels
-            .as_object_mut()
-            .ok_or_else(|| bad(n, "`metadata.labels` is not a mapping".into()))?;
-        labels.insert(MANAGED_BY.into(), json!(MANAGER));
-        labels.insert(PART_OF.into(), json!(stack.stack.name));
-        labels.entry(COMPONENT).or_insert_with(|| json!(c.name));
-        crate::schema_check::check(&api_version, &kind, &doc)
-            .map_err(|m| bad(n, format!("{kind} `{name}`: {m}")))?;
-        out.push(DesiredObject {
-            id: ResourceId::Kube {
-                namespace,
-                kind,
-                name,
-                api_version,
-            },
-            component: c.name.clone(),
-            template: template.to_string(),
-            content: Content::kube(doc),
-            reload_on_change: false,
-        });
-    }
-    Ok(out)
+        }
+        None
+    };
+    let labels = meta.entry("labels").or_insert_with(|| json!({}));
+    let labels = labels
+        .as_object_mut()
+        .ok_or_else(|| bad(n, "`metadata.labels` is not a mapping".into()))?;
+    labels.insert(MANAGED_BY.into(), json!(MANAGER));
+    labels.insert(PART_OF.into(), json!(stack.stack.name));
+    labels.entry(COMPONENT).or_insert_with(|| json!(c.name));
+    crate::schema_check::check(&api_version, &kind, &doc)
+        .map_err(|m| bad(n, format!("{kind} `{name}`: {m}")))?;
+    Ok(DesiredObject {
+        id: ResourceId::Kube {
+            namespace,
+            kind,
+            name,
+            api_version,
+        },
+        component: c.name.clone(),
+        template: template.to_string(),
+        content: Content::kube(doc),
+        reload_on_change: false,
+    })
 }
 
 fn unit_object(
@@ -732,6 +839,44 @@ mod tests {
     }
 
     const PROXY_ONLY: &str = "[stack]\nname = \"lab\"\n\n[host]\nscope = \"user\"\n\n[host.proxy.pipelines.nightly-etl]\nunit = \"etl\"\n";
+
+    #[test]
+    fn a_large_manifest_parses_in_pieces_to_the_documents_of_the_whole() {
+        let mut text = String::from("# leading comment\n");
+        for i in 0..300 {
+            // A block scalar holding `---` indented (content) and a document ended by `...`.
+            text.push_str(&format!(
+                "---\nkind: ConfigMap\nname: cm-{i}\ndata:\n  x: |\n    ---\n    line {i}\n"
+            ));
+            if i % 7 == 0 {
+                text.push_str("...\n");
+            }
+            if i % 11 == 0 {
+                text.push_str("---\n# an empty document\n");
+            }
+        }
+        let pieces = document_chunks(&text, 0);
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        assert!(
+            pieces.len() <= cores && (cores < 2 || pieces.len() > 1),
+            "{}",
+            pieces.len()
+        );
+        assert_eq!(pieces.concat(), text);
+        for p in &pieces[1..] {
+            assert!(p.starts_with("---\n"), "{}", &p[..20]);
+        }
+        let whole: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+        let joined: Vec<Value> = pieces
+            .iter()
+            .flat_map(|p| serde_saphyr::from_multiple::<Value>(p).unwrap())
+            .collect();
+        assert_eq!(whole, joined);
+        assert!(whole.len() >= 300, "{}", whole.len());
+        // Small text, or directives, stay whole.
+        assert_eq!(document_chunks(&text, text.len() + 1).len(), 1);
+        assert_eq!(document_chunks(&format!("%YAML 1.2\n{text}"), 0).len(), 1);
+    }
 
     #[test]
     fn names_built_in_a_template_are_asked_for() {

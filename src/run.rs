@@ -356,17 +356,19 @@ fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Erro
     };
     print(&text)?;
     // A plan the server refuses would fail: never a clean exit.
-    if plan.refused().next().is_some() {
-        return Ok(ExitCode::from(if args.detailed_exitcode {
+    let code = if plan.refused().next().is_some() {
+        ExitCode::from(if args.detailed_exitcode {
             EXIT_REFUSED
         } else {
             1
-        }));
-    }
-    if args.detailed_exitcode && !plan.is_empty() {
-        return Ok(ExitCode::from(EXIT_CHANGES));
-    }
-    Ok(ExitCode::SUCCESS)
+        })
+    } else if args.detailed_exitcode && !plan.is_empty() {
+        ExitCode::from(EXIT_CHANGES)
+    } else {
+        ExitCode::SUCCESS
+    };
+    plan::drop_later(plan);
+    Ok(code)
 }
 
 /// `Ok` when the error is only that stdout's reader closed the pipe.

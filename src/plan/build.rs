@@ -161,7 +161,7 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
                 desired.retain_plane(Some(Plane::Systemd));
             } else if options.plane != Some(Plane::Systemd) {
                 let mut side = observe_kube(stack, &desired, how).await?;
-                live.objects.extend(side.live.objects.clone());
+                live.objects.extend(std::mem::take(&mut side.live.objects));
                 // An object the account may not read is left out, not planned blind.
                 for (id, why) in &side.observed.forbidden {
                     desired.objects.remove(id);
@@ -189,6 +189,7 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
             plan.costs = costs;
             plan.preconditions = preconditions;
             super::saved::fill_generic(&mut plan, &live);
+            super::drop_later(live);
             plan
         }
     };
@@ -196,6 +197,7 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
         plan.unread_secrets = asked.into_keys().collect();
     }
     plan.stack = name.clone();
+    super::drop_later(desired);
     Ok(plan)
 }
 
@@ -335,6 +337,7 @@ async fn finish_kube(plan: &mut Plan, side: KubeSide, how: &Observe) -> Cost {
         parent: side.parent,
         stored: side.stored,
     });
+    super::drop_later(side.observed.objects);
     let mut stats = side.k.stats();
     stats.elapsed = side.started.elapsed();
     side.span.record("labctl.requests", stats.calls);

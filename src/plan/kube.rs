@@ -672,16 +672,20 @@ fn project(
             }
             let wm = want.and_then(Value::as_object);
             let mut out = Map::new();
+            // Most live fields (status, metadata the server keeps) are neither owned nor wanted:
+            // they are passed over before any path or field set is built for them.
+            let mut fs_key = String::new();
             for (k, lv) in lm {
-                let child_fs = fs_children.and_then(|c| c.get(&format!("f:{k}")));
+                fs_key.clear();
+                fs_key.push_str("f:");
+                fs_key.push_str(k);
+                let child_fs = fs_children.and_then(|c| c.get(fs_key.as_str()));
                 let child_want = wm.and_then(|w| w.get(k));
-                let child_path = join(path, k);
-                let child_others = others_at(others, k);
                 // An atomic map labctl owns is compared whole when labctl no longer wants it,
                 // by the desired shape otherwise (so server defaults inside it never show).
                 if leaf {
                     if let Some(w) = child_want
-                        && let Some(v) = project(lv, None, Some(w), &child_path, &[], walk)
+                        && let Some(v) = project(lv, None, Some(w), &join(path, k), &[], walk)
                     {
                         out.insert(k.clone(), v);
                     }
@@ -690,6 +694,8 @@ fn project(
                 if child_fs.is_none() && child_want.is_none() {
                     continue;
                 }
+                let child_path = join(path, k);
+                let child_others = others_at(others, k);
                 if let Some(v) = project(lv, child_fs, child_want, &child_path, &child_others, walk)
                 {
                     out.insert(k.clone(), v);
@@ -939,25 +945,43 @@ pub fn live_set(
     stack: &str,
     types: &ListTypes,
 ) -> (Live, BTreeMap<ResourceId, Vec<String>>) {
-    let mut notes = BTreeMap::new();
-    let objects = observed
-        .iter()
-        .map(|(id, raw)| {
-            let want = desired.objects.get(id).and_then(|o| o.content.as_kube());
-            let (content, n) = comparable_by(raw, want, Some(types));
-            if !n.is_empty() {
-                notes.insert(id.clone(), n);
-            }
-            (
-                id.clone(),
-                LiveObject {
-                    content: Content::kube(content),
-                    owned: owned_by(raw, stack),
-                    unit: None,
-                },
-            )
+    type Projected = (ResourceId, LiveObject, Vec<String>);
+    let one = |(id, raw): (&ResourceId, &Value)| -> Projected {
+        let want = desired.objects.get(id).and_then(|o| o.content.as_kube());
+        let (content, n) = comparable_by(raw, want, Some(types));
+        let live = LiveObject {
+            content: Content::kube(content),
+            owned: owned_by(raw, stack),
+            unit: None,
+        };
+        (id.clone(), live, n)
+    };
+    // Objects project independently: a large cluster's are split over the cores.
+    let all: Vec<(&ResourceId, &Value)> = observed.iter().collect();
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let projected: Vec<Projected> = if cores < 2 || all.len() < 256 {
+        all.into_iter().map(one).collect()
+    } else {
+        let one = &one;
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = all
+                .chunks(all.len().div_ceil(cores))
+                .map(|part| scope.spawn(move || part.iter().copied().map(one).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
         })
-        .collect();
+    };
+    let mut notes = BTreeMap::new();
+    let mut objects = BTreeMap::new();
+    for (id, live, n) in projected {
+        if !n.is_empty() {
+            notes.insert(id.clone(), n);
+        }
+        objects.insert(id, live);
+    }
     (Live { objects }, notes)
 }
 
