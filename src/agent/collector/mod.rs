@@ -99,29 +99,23 @@ pub fn release_start_up_pages() -> u64 {
 }
 
 /// The mappings of `exe` in `smaps` text that are private, not writable and without anonymous
-/// pages.
+/// pages. Unreadable text gives none.
 fn releasable(smaps: &str, exe: &str) -> Vec<std::ops::Range<usize>> {
-    let mut out = Vec::new();
-    let mut current: Option<(std::ops::Range<usize>, bool)> = None;
-    for line in smaps.lines() {
-        let mut f = line.split_whitespace();
-        let first = f.next().unwrap_or_default();
-        if let Some((a, b)) = first.split_once('-')
-            && let (Ok(start), Ok(end)) =
-                (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-        {
-            let perms = f.next().unwrap_or_default();
-            let path = f.nth(3).unwrap_or_default();
-            let ours = path == exe && perms.ends_with('p') && !perms.contains('w');
-            current = Some((start..end, ours));
-        } else if first == "Anonymous:"
-            && let Some((range, true)) = current.take()
-            && f.next() == Some("0")
-        {
-            out.push(range);
-        }
-    }
-    out
+    use procfs_core::FromBufRead;
+    use procfs_core::process::{MMPermissions, MMapPath, MemoryMaps};
+    let Ok(maps) = MemoryMaps::from_buf_read(smaps.as_bytes()) else {
+        return Vec::new();
+    };
+    maps.into_iter()
+        .filter(|m| matches!(&m.pathname, MMapPath::Path(p) if p.as_os_str() == exe))
+        .filter(|m| {
+            m.perms.contains(MMPermissions::PRIVATE) && !m.perms.contains(MMPermissions::WRITE)
+        })
+        .filter(|m| m.extension.map.get("Anonymous") == Some(&0))
+        .filter_map(|m| {
+            Some(usize::try_from(m.address.0).ok()?..usize::try_from(m.address.1).ok()?)
+        })
+        .collect()
 }
 
 /// Run the collector until `shutdown`.
@@ -369,30 +363,24 @@ Anonymous:           132 kB
 
     #[test]
     fn released_pages_leave_the_resident_set_and_come_back_on_use() {
-        // The resident KiB of this test binary's own file mappings.
+        // The resident bytes of this test binary's own file mappings.
         let resident = || {
+            use procfs_core::FromBufRead;
+            use procfs_core::process::{MMapPath, MemoryMaps};
             let exe = std::fs::read_link("/proc/self/exe").unwrap();
-            let exe = exe.to_string_lossy().into_owned();
-            let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-            let mut ours = false;
-            let mut kib = 0;
-            for line in smaps.lines() {
-                let f: Vec<&str> = line.split_whitespace().collect();
-                if f.first()
-                    .is_some_and(|a| a.contains('-') && !a.ends_with(':'))
-                {
-                    ours = f.get(5) == Some(&exe.as_str());
-                } else if ours && f.first() == Some(&"Rss:") {
-                    kib += f[1].parse::<u64>().unwrap();
-                }
-            }
-            kib
+            let smaps = std::fs::read("/proc/self/smaps").unwrap();
+            MemoryMaps::from_buf_read(smaps.as_slice())
+                .unwrap()
+                .into_iter()
+                .filter(|m| matches!(&m.pathname, MMapPath::Path(p) if *p == exe))
+                .map(|m| m.extension.map.get("Rss").copied().unwrap_or(0))
+                .sum::<u64>()
         };
         let before = resident();
         let released = release_start_up_pages();
         let after = resident();
         assert!(released > 0);
-        assert!(after < before, "resident {before} KiB -> {after} KiB");
+        assert!(after < before, "resident {before} B -> {after} B");
         // The code runs on: what it needs is mapped back.
         let again = serde_json::to_string(&serde_json::json!({"after": after})).unwrap();
         assert!(again.contains("after"));
