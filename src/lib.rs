@@ -13,6 +13,7 @@ pub mod git;
 pub mod lock;
 pub mod metric;
 pub mod output_dir;
+pub mod par;
 pub mod plan;
 pub mod render;
 pub mod resource;

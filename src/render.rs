@@ -609,24 +609,9 @@ fn kube_objects(
     // A template that renders many objects (a loop) is parsed and checked on every core: its
     // documents are independent, and this is most of a large plan's own time.
     let chunks = document_chunks(text, PARALLEL_PARSE_AT);
-    let parsed: Vec<Result<Vec<Value>, String>> = if chunks.len() == 1 {
-        vec![serde_saphyr::from_multiple(text).map_err(|e| e.to_string())]
-    } else {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = chunks
-                .iter()
-                .map(|chunk| {
-                    scope.spawn(move || {
-                        serde_saphyr::from_multiple::<Value>(chunk).map_err(|e| e.to_string())
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        })
-    };
+    let parsed = crate::par::map(chunks, 2, |chunk| {
+        serde_saphyr::from_multiple::<Value>(chunk).map_err(|e| e.to_string())
+    });
     let mut docs = Vec::new();
     for p in parsed {
         match p {
@@ -645,39 +630,26 @@ fn kube_objects(
         .map(|(i, d)| (i + 1, d))
         .filter(|(_, d)| !d.is_null())
         .collect();
-    let object = |(n, doc): (usize, Value)| kube_object(stack, c, template, n, doc);
-    if chunks.len() == 1 {
-        return numbered.into_iter().map(object).collect();
-    }
-    let per = numbered.len().div_ceil(chunks.len()).max(1);
-    let mut groups = Vec::new();
-    let mut rest = numbered.into_iter().peekable();
-    while rest.peek().is_some() {
-        groups.push(rest.by_ref().take(per).collect::<Vec<_>>());
-    }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = groups
-            .into_iter()
-            .map(|g| scope.spawn(move || g.into_iter().map(object).collect::<Result<Vec<_>, _>>()))
-            .collect();
-        let mut out = Vec::new();
-        // Joined in order: the first failing document is the one reported.
-        for h in handles {
-            out.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?);
-        }
-        Ok(out)
+    // In document order: the first failing document is the one reported.
+    crate::par::map(numbered, PARALLEL_CHECK_AT, |(n, doc)| {
+        kube_object(stack, c, template, n, doc)
     })
+    .into_iter()
+    .collect()
 }
 
 /// Rendered manifests at least this large are parsed on every core.
 const PARALLEL_PARSE_AT: usize = 64 * 1024;
+
+/// Templates rendering at least this many objects have them checked on every core.
+const PARALLEL_CHECK_AT: usize = 256;
 
 /// `text` cut into one piece per core, each starting at a `---` line (an explicit document
 /// start, which no block scalar can contain: it ends one), so that parsing the pieces one by one
 /// gives the documents of the whole, in order. One piece when `text` is shorter than `min`, on
 /// one core, or has directives (`%YAML`), which belong to the document after them.
 fn document_chunks(text: &str, min: usize) -> Vec<&str> {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let cores = crate::par::cores();
     if text.len() < min || cores < 2 || text.lines().any(|l| l.starts_with('%')) {
         return vec![text];
     }
@@ -856,7 +828,7 @@ mod tests {
             }
         }
         let pieces = document_chunks(&text, 0);
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let cores = crate::par::cores();
         assert!(
             pieces.len() <= cores && (cores < 2 || pieces.len() > 1),
             "{}",

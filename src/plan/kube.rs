@@ -957,23 +957,7 @@ pub fn live_set(
         (id.clone(), live, n)
     };
     // Objects project independently: a large cluster's are split over the cores.
-    let all: Vec<(&ResourceId, &Value)> = observed.iter().collect();
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let projected: Vec<Projected> = if cores < 2 || all.len() < 256 {
-        all.into_iter().map(one).collect()
-    } else {
-        let one = &one;
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = all
-                .chunks(all.len().div_ceil(cores))
-                .map(|part| scope.spawn(move || part.iter().copied().map(one).collect::<Vec<_>>()))
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        })
-    };
+    let projected: Vec<Projected> = crate::par::map(observed.iter().collect(), 256, one);
     let mut notes = BTreeMap::new();
     let mut objects = BTreeMap::new();
     for (id, live, n) in projected {

@@ -381,10 +381,8 @@ Anonymous:           132 kB
         let after = resident();
         assert!(released > 0);
         assert!(after < before, "resident {before} B -> {after} B");
-        // The code runs on: what it needs is mapped back.
-        let again = serde_json::to_string(&serde_json::json!({"after": after})).unwrap();
-        assert!(again.contains("after"));
-        assert!(resident() >= after);
+        // That `resident` ran again after its own code was unmapped, and this test returns, is
+        // the check that released pages come back on use: a page that did not would fault.
     }
     use crate::resource::unit_marker;
 
