@@ -371,11 +371,15 @@ impl Telemetry {
                 })
                 .is_ok()
         };
+        // The deadline below is the only one: the SDK's own must not end first, because a
+        // provider reports its processors' timeouts as a generic failure, which would read as
+        // an export failure already reported, and the hung collector would go unmentioned.
+        let sdk_timeout = SHUTDOWN_DEADLINE * 2;
         let (t, m, l) = (p.tracer.clone(), p.meter.clone(), p.logger.clone());
         let started = [
-            spawn(Box::new(move || t.shutdown_with_timeout(SHUTDOWN_DEADLINE))),
-            spawn(Box::new(move || m.shutdown_with_timeout(SHUTDOWN_DEADLINE))),
-            spawn(Box::new(move || l.shutdown_with_timeout(SHUTDOWN_DEADLINE))),
+            spawn(Box::new(move || t.shutdown_with_timeout(sdk_timeout))),
+            spawn(Box::new(move || m.shutdown_with_timeout(sdk_timeout))),
+            spawn(Box::new(move || l.shutdown_with_timeout(sdk_timeout))),
         ]
         .into_iter()
         .filter(|ok| *ok)
