@@ -540,6 +540,40 @@ fn a_signed_push_checks_out_the_commit_and_applies_it_on_a_real_manager() {
     assert_eq!(p.stop(), Some(0));
 }
 
+/// A sync that fails (the origin cannot be fetched) keeps its commit and is retried by itself on
+/// a backoff: once the origin is back, the commit is applied without another push.
+#[test]
+fn a_failed_sync_is_retried_by_itself_once_the_origin_is_back() {
+    let g = Gitops::new(&["a"]);
+    let (push, after) = g.push(&["a", "back"]);
+    let origin = g.m.scratch().join("origin/acme/homelab.git");
+    let away = g.m.scratch().join("origin-away");
+    std::fs::rename(&origin, &away).unwrap();
+
+    let p = g.proxy().start();
+    let r = p.deliver("push", "retry-0001", "application/json", push.as_bytes());
+    assert_eq!(r.status, 202, "{r:?}");
+    let status = synced(&p, &after);
+    assert_eq!(status["result"], "failed", "{status}\n{}", p.log_text());
+    assert!(status["next_attempt"].is_string(), "{status}");
+    assert_eq!(pending(&g.repo).unwrap()["commit"], after.as_str());
+    assert!(p.log_text().contains("retrying in"), "{}", p.log_text());
+
+    std::fs::rename(&away, &origin).unwrap();
+    let mut status = serde_json::Value::Null;
+    wait_for(Duration::from_secs(60), "the retry to apply", || {
+        status = sync_status(&p);
+        status["result"] == "ok"
+    });
+    assert_eq!(status["commit"], after.as_str(), "{status}");
+    assert!(status["next_attempt"].is_null(), "{status}");
+    assert_eq!(g.m.active_state("gitops-back.service"), "active");
+    assert!(pending(&g.repo).is_none());
+    assert_eq!(g.last_applied().as_deref(), Some(after.as_str()));
+    g.converged();
+    assert_eq!(p.stop(), Some(0));
+}
+
 /// A unit file already on the manager that this stack does not own: applying a stack that
 /// declares it needs `--adopt`, which the sync never passes. Nothing of that commit is applied
 /// (not even its other, harmless unit), and the status says why.

@@ -21,6 +21,17 @@ use crate::telemetry;
 /// systemd's default `TimeoutStopSec=` (90 s) so that our exit, not its SIGKILL, ends the process.
 pub const STOP_DEADLINE: Duration = Duration::from_secs(20);
 
+/// The longest wait between retries of a failed piece of work.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The wait before retry `failures + 1` of work that failed `failures` times in a row already:
+/// 1 s, 2 s, 4 s, … up to `cap` (at least 1 s, at most [`MAX_BACKOFF`]), so a failure is tried
+/// again soon but never in a tight loop.
+pub fn backoff(failures: u32, cap: Duration) -> Duration {
+    let cap = cap.clamp(Duration::from_secs(1), MAX_BACKOFF);
+    Duration::from_secs(1u64 << failures.min(16)).min(cap)
+}
+
 /// The agent's view of the process's life: when to stop, when to reload, and how to say it serves.
 /// Cheap to clone; every task of an agent can hold one.
 #[derive(Clone)]
@@ -257,6 +268,15 @@ fn notify(state: &[sd_notify::NotifyState]) {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let i = Duration::from_secs(60);
+        assert_eq!(backoff(0, i), Duration::from_secs(1));
+        assert_eq!(backoff(3, i), Duration::from_secs(8));
+        assert_eq!(backoff(10, i), i);
+        assert_eq!(backoff(40, Duration::from_secs(3600)), MAX_BACKOFF);
+    }
 
     #[tokio::test]
     async fn stop_and_reload_reach_every_clone() {

@@ -27,15 +27,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::Instrument;
 
-use super::runtime::Shutdown;
+use super::runtime::{Shutdown, backoff};
 use crate::cli::IngestArgs;
 use crate::error::Error;
 use crate::metric::{Kind, Point};
 use db::{Cursor, Db};
 use github::{Fetched, GitHub, Stream, Updated};
-
-/// The longest wait between retries of a failed sync.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Why a sync did not finish.
 #[derive(Debug)]
@@ -97,6 +94,7 @@ pub async fn run(config: IngestArgs, shutdown: Shutdown) -> Result<(), Error> {
                 config.interval
             }
             Err(f) => {
+                // Sooner than the next regular sync, but never in a tight loop.
                 let wait = backoff(failures, config.interval);
                 failures += 1;
                 tracing::error!(
@@ -115,13 +113,6 @@ pub async fn run(config: IngestArgs, shutdown: Shutdown) -> Result<(), Error> {
             _ = shutdown.cancelled() => return Ok(()),
         };
     }
-}
-
-/// 1 s, 2 s, 4 s, … up to the interval (and at most five minutes): a failure is retried sooner
-/// than the next regular sync, but never in a tight loop.
-fn backoff(failures: u32, interval: Duration) -> Duration {
-    let cap = interval.clamp(Duration::from_secs(1), MAX_BACKOFF);
-    Duration::from_secs(1u64 << failures.min(16)).min(cap)
 }
 
 /// The agent's state between syncs.
@@ -486,14 +477,5 @@ mod tests {
         args.github_api = "ftp://x".into();
         let e = Ingest::new(&args).err().unwrap().to_string();
         assert!(e.contains("`--github-api` `ftp://x`"), "{e}");
-    }
-
-    #[test]
-    fn backoff_grows_to_the_interval() {
-        let i = Duration::from_secs(60);
-        assert_eq!(backoff(0, i), Duration::from_secs(1));
-        assert_eq!(backoff(3, i), Duration::from_secs(8));
-        assert_eq!(backoff(10, i), i);
-        assert_eq!(backoff(40, Duration::from_secs(3600)), MAX_BACKOFF);
     }
 }

@@ -4,14 +4,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use tracing::Instrument;
 
 use super::Proxy;
 use super::pending::write_atomic;
-use crate::agent::runtime::Shutdown;
+use crate::agent::runtime::{MAX_BACKOFF, Shutdown, backoff};
 use crate::apply::{self, Events};
 use crate::error::Error;
 use crate::plan::{self, Against, Observe, Secrets, Sources, Summary};
@@ -36,6 +36,9 @@ pub struct Status {
     pub summary: Option<Summary>,
     /// Why it failed or was refused.
     pub error: Option<String>,
+    /// After a failure: when the commit waiting is tried again by itself, RFC 3339 UTC (a newer
+    /// push is tried sooner).
+    pub next_attempt: Option<String>,
 }
 
 /// The sync's shared half: the wake-up and the status.
@@ -68,39 +71,84 @@ fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
-/// Sync until `shutdown`: wait for a wake-up, sync the slot's commit, repeat. A sync under way
-/// when the stop comes gets `grace` to finish; past that it is dropped where it is (the commit
-/// stays in the slot, and the next start syncs it again), so the process still stops within the
-/// runtime's deadline.
+/// How soon after a failed sync a newer push is synced: soon, since it may be the fix, but not in
+/// a tight loop of fetches while pushes keep coming and the origin stays unreachable.
+const NEWER_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+/// The last sync this process ran.
+#[derive(Debug, Clone)]
+struct Attempt {
+    commit: String,
+    /// Failed syncs in a row, this one included (0: it applied or was refused).
+    failures: u32,
+    finished: Instant,
+}
+
+/// When the sync of `waiting` may start, after `last`: at once after a success, never again for
+/// the commit just applied or refused (only a new push changes that), and after a failure the
+/// same commit again on the runtime's backoff (1 s, 2 s, 4 s, … 5 min), a newer one after
+/// [`NEWER_AFTER_FAILURE`].
+fn next_start(last: Option<&Attempt>, waiting: &str, now: Instant) -> Option<Instant> {
+    let Some(last) = last else {
+        return Some(now);
+    };
+    match (last.failures, last.commit == waiting) {
+        (0, true) => None,
+        (0, false) => Some(now),
+        (n, true) => Some(last.finished + backoff(n - 1, MAX_BACKOFF)),
+        (_, false) => Some(last.finished + NEWER_AFTER_FAILURE),
+    }
+}
+
+/// Sync until `shutdown`: wait for a push (or a failed sync's retry time), sync the slot's
+/// commit, repeat. A sync under way when the stop comes gets `grace` to finish; past that it is
+/// dropped where it is (the commit stays in the slot, and the next start syncs it again), so the
+/// process still stops within the runtime's deadline.
 pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, grace: Duration, shutdown: Shutdown) {
-    // The start counts as a wake-up: a commit left in the slot by a kill is synced again.
-    proxy.sync.wake();
-    // A failed sync stays in the slot for the next start; it is not retried in a loop.
-    let mut attempted: Option<String> = None;
+    let mut last: Option<Attempt> = None;
     loop {
+        // At start this finds a commit left in the slot by a kill, and syncs it again.
+        let due = proxy
+            .pending
+            .read()
+            .and_then(|p| next_start(last.as_ref(), &p.commit, Instant::now()));
+        let wait_due = async {
+            match due {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            () = proxy.sync.wake.notified() => {}
+            () = wait_due => {}
+            // A push: look again at what waits and when it may start.
+            () = proxy.sync.wake.notified() => continue,
             () = shutdown.cancelled() => return,
         }
         let Some(pending) = proxy.pending.read() else {
             continue;
         };
-        if attempted.as_deref() == Some(pending.commit.as_str()) {
+        if next_start(last.as_ref(), &pending.commit, Instant::now())
+            .is_none_or(|t| t > Instant::now())
+        {
             continue;
         }
-        attempted = Some(pending.commit.clone());
         let span = tracing::info_span!(
             "proxy sync",
             labctl.commit = %pending.commit,
             labctl.result = tracing::field::Empty
         );
-        let sync = sync_one(&proxy, &stack_file, &pending.commit).instrument(span.clone());
+        let failures = last
+            .as_ref()
+            .filter(|l| l.failures > 0)
+            .map_or(0, |l| l.failures);
+        let sync =
+            sync_one(&proxy, &stack_file, &pending.commit, failures).instrument(span.clone());
         let stopped = async {
             shutdown.cancelled().await;
             tokio::time::sleep(grace).await;
         };
-        tokio::select! {
-            () = sync => {}
+        let failed = tokio::select! {
+            failed = sync => failed,
             () = stopped => {
                 let why = format!(
                     "stopped: the sync did not finish within {} of the stop signal; the \
@@ -113,18 +161,16 @@ pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, grace: Duration, shutdo
                     s.finished = Some(now());
                     s.result = Some("interrupted");
                     s.error = Some(why);
+                    s.next_attempt = None;
                 });
                 return;
             }
-        }
-        // A push that arrived during the sync left a newer commit: go again at once.
-        if proxy
-            .pending
-            .read()
-            .is_some_and(|p| attempted.as_deref() != Some(p.commit.as_str()))
-        {
-            proxy.sync.wake();
-        }
+        };
+        last = Some(Attempt {
+            commit: pending.commit,
+            failures: if failed { failures + 1 } else { 0 },
+            finished: Instant::now(),
+        });
     }
 }
 
@@ -135,7 +181,8 @@ enum Ended {
     Failed(Option<Summary>, Error),
 }
 
-async fn sync_one(proxy: &Proxy, stack_file: &Path, commit: &str) {
+/// Sync `commit`, after `failures` failed syncs in a row; whether this one failed too.
+async fn sync_one(proxy: &Proxy, stack_file: &Path, commit: &str, failures: u32) -> bool {
     tracing::info!(commit, "sync started");
     proxy.sync.set(|s| {
         *s = Status {
@@ -177,17 +224,30 @@ async fn sync_one(proxy: &Proxy, stack_file: &Path, commit: &str) {
         }
         Ended::Failed(s, e) => {
             let e = e.report();
-            tracing::error!(commit, "sync failed: {e}");
+            let wait = backoff(failures, MAX_BACKOFF);
+            tracing::error!(
+                commit,
+                "sync failed (attempt {}), retrying in {}: {e}",
+                failures + 1,
+                humantime::format_duration(wait)
+            );
             ("failed", s, Some(e))
         }
     };
     tracing::Span::current().record("labctl.result", result);
+    let failed = result == "failed";
+    let next_attempt = failed.then(|| {
+        let at = SystemTime::now() + backoff(failures, MAX_BACKOFF);
+        humantime::format_rfc3339_seconds(at).to_string()
+    });
     proxy.sync.set(|s| {
         s.finished = Some(now());
         s.result = Some(result);
         s.summary = summary;
         s.error = error;
+        s.next_attempt = next_attempt;
     });
+    failed
 }
 
 async fn sync_commit(proxy: &Proxy, stack_file: &Path, commit: &str) -> Ended {
@@ -294,5 +354,39 @@ impl Events for Logged {
     }
     fn step(&mut self, plane: Plane, line: &str) {
         tracing::info!(%plane, "{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_syncs_are_retried_on_a_backoff_and_newer_pushes_soon() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        assert_eq!(next_start(None, "a", t0), Some(t0));
+        let ok = Attempt {
+            commit: "a".into(),
+            failures: 0,
+            finished: t0,
+        };
+        // Applied (or refused): not again, but a newer push at once.
+        assert_eq!(next_start(Some(&ok), "a", t0 + s(9)), None);
+        assert_eq!(next_start(Some(&ok), "b", t0 + s(9)), Some(t0 + s(9)));
+        let failed = |failures| Attempt {
+            failures,
+            ..ok.clone()
+        };
+        assert_eq!(next_start(Some(&failed(1)), "a", t0), Some(t0 + s(1)));
+        assert_eq!(next_start(Some(&failed(3)), "a", t0), Some(t0 + s(4)));
+        assert_eq!(
+            next_start(Some(&failed(30)), "a", t0),
+            Some(t0 + MAX_BACKOFF)
+        );
+        assert_eq!(
+            next_start(Some(&failed(30)), "b", t0),
+            Some(t0 + NEWER_AFTER_FAILURE)
+        );
     }
 }
