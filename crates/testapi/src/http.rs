@@ -162,6 +162,11 @@ pub async fn handle(
             );
             r
         }
+        Ok(Reply::Raw(b)) => Response::builder()
+            .status(200)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(b))
+            .expect("valid response"),
         Ok(Reply::Text(t)) => Response::builder()
             .status(200)
             .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
@@ -205,6 +210,8 @@ fn control(shared: &Shared, method: &Method, path: &str, query: Option<&str>) ->
 
 enum Reply {
     Json(u16, Value),
+    /// A JSON body serialized already.
+    Raw(Bytes),
     Aggregated(Value),
     Text(String),
 }
@@ -295,9 +302,14 @@ fn route(
             ));
         }
         ["openapi", "v3", rest @ ..] if get => {
-            return resources::openapi_v3_gv(&st.defs, &rest.join("/"))
-                .map(|v| Reply::Json(200, v))
-                .ok_or_else(ApiError::no_route);
+            let gv = rest.join("/");
+            if let Some(doc) = st.openapi.get(&gv) {
+                return Ok(Reply::Raw(doc.clone()));
+            }
+            let doc = resources::openapi_v3_gv(&st.defs, &gv).ok_or_else(ApiError::no_route)?;
+            let doc = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
+            st.openapi.insert(gv, doc.clone());
+            return Ok(Reply::Raw(doc));
         }
         ["api", "v1"] if get => {
             return Ok(Reply::Json(

@@ -40,6 +40,9 @@ pub struct State {
     pub builtin: Vec<ResourceDef>,
     /// Built-in plus CRD-declared definitions.
     pub defs: Vec<ResourceDef>,
+    /// The OpenAPI v3 documents served so far, by group-version path, serialized: like the real
+    /// server, built once and served from memory until the definitions change.
+    pub openapi: BTreeMap<String, axum::body::Bytes>,
     /// The objects.
     pub objects: BTreeMap<ObjKey, Value>,
     /// The global resourceVersion counter (last issued).
@@ -257,6 +260,7 @@ impl State {
         let (events, _) = broadcast::channel(4096);
         State {
             defs: builtin.clone(),
+            openapi: BTreeMap::new(),
             builtin,
             objects: BTreeMap::new(),
             rv: 1000,
@@ -359,10 +363,18 @@ impl State {
         labels: &LabelSelector,
         fields: &FieldSelector,
     ) -> Value {
+        // Objects are keyed by (group, plural, namespace, name): the kind's (or the
+        // namespace's) objects are one range of keys, as in the real server's storage.
+        let from = (
+            def.group.clone(),
+            def.plural.clone(),
+            ns.unwrap_or_default().to_string(),
+            String::new(),
+        );
         let items: Vec<Value> = self
             .objects
-            .iter()
-            .filter(|((g, pl, n, _), _)| {
+            .range(from..)
+            .take_while(|((g, pl, n, _), _)| {
                 *g == def.group && *pl == def.plural && ns.is_none_or(|ns| ns == n)
             })
             .map(|(_, v)| v)
@@ -533,6 +545,7 @@ impl State {
             }
         }
         self.defs = defs;
+        self.openapi.clear();
     }
 
     /// Final step of every write: defaulting, validation, server-set fields, generation,

@@ -1084,6 +1084,26 @@ spec:
     let widgets = get(&srv, "/apis/example.com/v1/widgets").json();
     assert_eq!(widgets["kind"], "WidgetList");
     assert_eq!(widgets["items"][0]["kind"], "Widget");
+
+    // The group's OpenAPI v3 document is served (from memory after the first read) while the
+    // CRD exists, and no longer once it is gone.
+    let doc = "/openapi/v3/apis/example.com/v1";
+    for _ in 0..2 {
+        let r = get(&srv, doc);
+        assert_eq!(r.status, 200);
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        assert!(text.contains("com.example.v1.Widget"), "{text}");
+    }
+    let crd_path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com";
+    assert_eq!(request(&srv, "DELETE", crd_path, &[], None).status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&srv, doc).status != 404 {
+        assert!(
+            Instant::now() < deadline,
+            "{doc} still served after the CRD went"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
