@@ -114,6 +114,9 @@ impl Connect {
     }
 }
 
+/// Answers at least this long are parsed on a blocking thread rather than the runtime's.
+const PARSE_APART: usize = 64 * 1024;
+
 impl Kube {
     /// Connect and run discovery (aggregated: two requests; older servers: one per group version).
     ///
@@ -180,7 +183,18 @@ impl Kube {
 
     async fn send(&self, step: &str, req: http::Request<Vec<u8>>) -> Result<Value, kube::Error> {
         let started = Instant::now();
-        let out = self.client.request::<Value>(req).await;
+        let out = match self.client.request_text(req).await {
+            // A LIST answer runs to megabytes: parsed on a thread of its own, the LISTs of a
+            // plan are parsed on every core, while the answers still to come arrive.
+            Ok(text) if text.len() >= PARSE_APART => {
+                tokio::task::spawn_blocking(move || serde_json::from_str::<Value>(&text))
+                    .await
+                    .map_err(|e| kube::Error::Service(Box::new(e)))
+                    .and_then(|r| r.map_err(kube::Error::SerdeError))
+            }
+            Ok(text) => serde_json::from_str::<Value>(&text).map_err(kube::Error::SerdeError),
+            Err(e) => Err(e),
+        };
         let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         s.calls += 1;
         s.elapsed += started.elapsed();

@@ -16,7 +16,7 @@
 //! Secrets are never placeholders: rendering fails naming every secret without a value, and
 //! plans that compare no values (`--offline`, `--base`) render with [`Secrets::redacted`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use tracing::Instrument as _;
@@ -239,13 +239,20 @@ async fn observe_kube(stack: &Stack, desired: &Desired, how: &Observe) -> Result
         let mut namespaces = kube::namespaces_of(desired);
         // What the stack applied before, kinds it no longer renders included.
         let parent = kube::inventory_parent(name, stack.stack.namespace());
-        let stored = k.get(&parent).await.ok().flatten().map(|p| kube::Inventory::read(&p));
+        let stored = k
+            .get(&parent)
+            .await
+            .ok()
+            .flatten()
+            .map(|p| kube::Inventory::read(&p));
         let mut details = Vec::new();
+        let mut applied_versions = BTreeSet::new();
         if let Some(inv) = &stored {
             for gk in &inv.group_kinds {
                 let (kind, group) = gk.split_once('.').unwrap_or((gk, ""));
                 match k.api_version_of(group, kind) {
                     Some(v) => {
+                        applied_versions.insert(v.clone());
                         kinds.insert((v, kind.to_string()));
                     }
                     None => details.push(format!(
@@ -261,34 +268,58 @@ async fn observe_kube(stack: &Stack, desired: &Desired, how: &Observe) -> Result
             .filter(|id| id.plane() == Plane::Kube)
             .cloned()
             .collect();
-        let observed = k
-            .observe(&kube::selector(name), &kinds, &ids, &namespaces)
-            .await?;
+        // The list merge types come from the server's OpenAPI v3 documents of the kinds with
+        // live objects. The kinds the stack applied before (its inventory) have them: their
+        // documents are read alongside the LISTs. Any other group-version found live is read
+        // after them.
+        let early = kube::openapi_paths(applied_versions.iter().map(String::as_str));
+        let kr = &k;
+        let read_docs = |gvs: BTreeSet<String>| async move {
+            if gvs.is_empty() {
+                Ok(Vec::new())
+            } else {
+                kr.openapi(&gvs).await
+            }
+        };
+        let (observed, docs) = futures_util::future::join(
+            k.observe(&kube::selector(name), &kinds, &ids, &namespaces),
+            read_docs(early.clone()),
+        )
+        .await;
+        let observed = observed?;
         details.extend(observed.details.iter().cloned());
         let pre = saved::kube_preconditions(&observed.objects, &ids);
+        let live_gvs = kube::openapi_paths(observed.objects.keys().filter_map(|id| match id {
+            ResourceId::Kube { api_version, .. } => Some(api_version.as_str()),
+            ResourceId::Systemd { .. } | ResourceId::EnvFile { .. } => None,
+        }));
+        let late: BTreeSet<String> = live_gvs.difference(&early).cloned().collect();
+        let docs = match docs {
+            Ok(mut docs) if !late.is_empty() => read_docs(late.clone()).await.map(|more| {
+                docs.extend(more);
+                docs
+            }),
+            other => other,
+        };
         let compiled = kube::ListTypes::compiled();
-        let gvs = kube::openapi_paths(&observed);
-        let types = if gvs.is_empty() {
-            compiled
-        } else {
-            match k.openapi(&gvs).await {
-                Ok(docs) => {
-                    details.push(format!(
-                        "kube: list merge types from the server's OpenAPI v3 ({})",
-                        gvs.iter().cloned().collect::<Vec<_>>().join(", ")
-                    ));
-                    docs.iter()
-                        .map(kube::ListTypes::from_openapi)
-                        .fold(kube::ListTypes::default(), |acc, t| t.or(&acc))
-                        .or(&compiled)
-                }
-                Err(e) => {
-                    details.push(format!(
-                        "kube: list merge types from the recorded table (the server's OpenAPI v3: {})",
-                        e.report()
-                    ));
-                    compiled
-                }
+        let types = match docs {
+            Ok(docs) if docs.is_empty() => compiled,
+            Ok(docs) => {
+                details.push(format!(
+                    "kube: list merge types from the server's OpenAPI v3 ({})",
+                    early.union(&late).cloned().collect::<Vec<_>>().join(", ")
+                ));
+                docs.iter()
+                    .map(kube::ListTypes::from_openapi)
+                    .fold(kube::ListTypes::default(), |acc, t| t.or(&acc))
+                    .or(&compiled)
+            }
+            Err(e) => {
+                details.push(format!(
+                    "kube: list merge types from the recorded table (the server's OpenAPI v3: {})",
+                    e.report()
+                ));
+                compiled
             }
         };
         let (live, notes) = kube::live_set(&observed.objects, desired, name, &types);

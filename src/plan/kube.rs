@@ -57,18 +57,17 @@ pub fn namespaces_of(desired: &Desired) -> BTreeSet<String> {
         .collect()
 }
 
-/// The OpenAPI v3 group-version paths (`api/v1`, `apis/apps/v1`) of the observed objects:
-/// only kinds with live objects need their lists' merge types.
-pub fn openapi_paths(observed: &Observed) -> BTreeSet<String> {
-    observed
-        .objects
-        .keys()
-        .filter_map(|id| match id {
-            ResourceId::Kube { api_version, .. } if api_version.contains('/') => {
-                Some(format!("apis/{api_version}"))
+/// The OpenAPI v3 group-version paths (`api/v1`, `apis/apps/v1`) of apiVersions: the
+/// documents that say how the lists of those objects merge.
+pub fn openapi_paths<'a>(api_versions: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
+    api_versions
+        .into_iter()
+        .map(|v| {
+            if v.contains('/') {
+                format!("apis/{v}")
+            } else {
+                format!("api/{v}")
             }
-            ResourceId::Kube { api_version, .. } => Some(format!("api/{api_version}")),
-            ResourceId::Systemd { .. } | ResourceId::EnvFile { .. } => None,
         })
         .collect()
 }
@@ -347,11 +346,12 @@ pub fn prepare(obj: &Value) -> Value {
 
 /// Put every kube object of a desired set in stored form (see [`prepare`]).
 pub fn prepare_all(desired: &mut Desired) {
-    for o in desired.objects.values_mut() {
+    let objects: Vec<_> = desired.objects.values_mut().collect();
+    crate::par::map(objects, 256, |o| {
         if let Content::Kube(v) = &o.content {
             o.content = Content::kube(prepare(v));
         }
-    }
+    });
 }
 
 /// Whether a `managedFields` entry is labctl's own server-side apply of the object.
