@@ -557,7 +557,11 @@ fn a_failed_sync_is_retried_by_itself_once_the_origin_is_back() {
     assert_eq!(status["result"], "failed", "{status}\n{}", p.log_text());
     assert!(status["next_attempt"].is_string(), "{status}");
     assert_eq!(pending(&g.repo).unwrap()["commit"], after.as_str());
-    assert!(p.log_text().contains("retrying in"), "{}", p.log_text());
+    assert!(
+        p.log_text().contains("next sync attempt in"),
+        "{}",
+        p.log_text()
+    );
 
     std::fs::rename(&away, &origin).unwrap();
     let mut status = serde_json::Value::Null;

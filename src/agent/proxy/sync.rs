@@ -119,10 +119,12 @@ pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, grace: Duration, shutdo
             }
         };
         tokio::select! {
-            () = wait_due => {}
+            // Once the stop came, no new sync starts, even one already due.
+            biased;
+            () = shutdown.cancelled() => return,
             // A push: look again at what waits and when it may start.
             () = proxy.sync.wake.notified() => continue,
-            () = shutdown.cancelled() => return,
+            () = wait_due => {}
         }
         let Some(pending) = proxy.pending.read() else {
             continue;
@@ -137,9 +139,10 @@ pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, grace: Duration, shutdo
             labctl.commit = %pending.commit,
             labctl.result = tracing::field::Empty
         );
+        // Failures in a row of this commit: a newer one starts its own count.
         let failures = last
             .as_ref()
-            .filter(|l| l.failures > 0)
+            .filter(|l| l.commit == pending.commit)
             .map_or(0, |l| l.failures);
         let sync =
             sync_one(&proxy, &stack_file, &pending.commit, failures).instrument(span.clone());
@@ -147,8 +150,8 @@ pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, grace: Duration, shutdo
             shutdown.cancelled().await;
             tokio::time::sleep(grace).await;
         };
-        let failed = tokio::select! {
-            failed = sync => failed,
+        let (result, summary, error) = tokio::select! {
+            ended = sync => ended,
             () = stopped => {
                 let why = format!(
                     "stopped: the sync did not finish within {} of the stop signal; the \
@@ -166,11 +169,35 @@ pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, grace: Duration, shutdo
                 return;
             }
         };
-        last = Some(Attempt {
+        span.record("labctl.result", result);
+        let failed = result == "failed";
+        let attempt = Attempt {
             commit: pending.commit,
             failures: if failed { failures + 1 } else { 0 },
             finished: Instant::now(),
+        };
+        // After a failure: what waits now (the same commit, or a newer push) and when it is
+        // tried.
+        let next = proxy.pending.read().filter(|_| failed).and_then(|p| {
+            Some(next_start(Some(&attempt), &p.commit, attempt.finished)? - attempt.finished)
         });
+        if let Some(wait) = next {
+            tracing::info!(
+                parent: &span,
+                "next sync attempt in {}",
+                humantime::format_duration(wait)
+            );
+        }
+        proxy.sync.set(|s| {
+            s.finished = Some(now());
+            s.result = Some(result);
+            s.summary = summary;
+            s.error = error;
+            s.next_attempt = next.map(|wait| {
+                humantime::format_rfc3339_seconds(SystemTime::now() + wait).to_string()
+            });
+        });
+        last = Some(attempt);
     }
 }
 
@@ -181,8 +208,14 @@ enum Ended {
     Failed(Option<Summary>, Error),
 }
 
-/// Sync `commit`, after `failures` failed syncs in a row; whether this one failed too.
-async fn sync_one(proxy: &Proxy, stack_file: &Path, commit: &str, failures: u32) -> bool {
+/// Sync `commit`: how it ended (`ok`, `refused` or `failed`: the commit then stays in the slot,
+/// to be tried again), with the plan's summary and the error.
+async fn sync_one(
+    proxy: &Proxy,
+    stack_file: &Path,
+    commit: &str,
+    failures: u32,
+) -> (&'static str, Option<Summary>, Option<String>) {
     tracing::info!(commit, "sync started");
     proxy.sync.set(|s| {
         *s = Status {
@@ -193,7 +226,7 @@ async fn sync_one(proxy: &Proxy, stack_file: &Path, commit: &str, failures: u32)
         };
     });
     let ended = sync_commit(proxy, stack_file, commit).await;
-    let (result, summary, error) = match ended {
+    match ended {
         Ended::Ok(s) => {
             tracing::info!(
                 commit,
@@ -224,30 +257,10 @@ async fn sync_one(proxy: &Proxy, stack_file: &Path, commit: &str, failures: u32)
         }
         Ended::Failed(s, e) => {
             let e = e.report();
-            let wait = backoff(failures, MAX_BACKOFF);
-            tracing::error!(
-                commit,
-                "sync failed (attempt {}), retrying in {}: {e}",
-                failures + 1,
-                humantime::format_duration(wait)
-            );
+            tracing::error!(commit, "sync failed (attempt {}): {e}", failures + 1);
             ("failed", s, Some(e))
         }
-    };
-    tracing::Span::current().record("labctl.result", result);
-    let failed = result == "failed";
-    let next_attempt = failed.then(|| {
-        let at = SystemTime::now() + backoff(failures, MAX_BACKOFF);
-        humantime::format_rfc3339_seconds(at).to_string()
-    });
-    proxy.sync.set(|s| {
-        s.finished = Some(now());
-        s.result = Some(result);
-        s.summary = summary;
-        s.error = error;
-        s.next_attempt = next_attempt;
-    });
-    failed
+    }
 }
 
 async fn sync_commit(proxy: &Proxy, stack_file: &Path, commit: &str) -> Ended {
