@@ -601,11 +601,6 @@ fn kube_objects(
     template: &str,
     text: &str,
 ) -> Result<Vec<DesiredObject>, Error> {
-    let bad = |document: usize, message: String| Error::Manifest {
-        template: template.to_string(),
-        document,
-        message,
-    };
     // A template that renders many objects (a loop) is parsed and checked on every core: its
     // documents are independent, and this is most of a large plan's own time.
     let chunks = document_chunks(text, PARALLEL_PARSE_AT);
@@ -620,7 +615,11 @@ fn kube_objects(
             Err(e) => {
                 let e = serde_saphyr::from_multiple::<Value>(text)
                     .map_or_else(|e| e.to_string(), |_| e);
-                return Err(bad(1, format!("not valid YAML: {}", first_line(&e))));
+                return Err(Error::Manifest {
+                    template: template.to_string(),
+                    document: 1,
+                    message: format!("not valid YAML: {}", first_line(&e)),
+                });
             }
         }
     }

@@ -325,6 +325,7 @@ pub fn owned(files: &BTreeMap<String, String>, stack: Option<&str>) -> Vec<(Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resource::unit_marker;
 
     const SMAPS: &str = "\
 00400000-00401000 r--p 00000000 fd:00 42 /usr/bin/labctl
@@ -384,7 +385,6 @@ Anonymous:           132 kB
         // That `resident` ran again after its own code was unmapped, and this test returns, is
         // the check that released pages come back on use: a page that did not would fault.
     }
-    use crate::resource::unit_marker;
 
     #[test]
     fn owned_units_are_those_with_the_marker_of_the_stack() {
