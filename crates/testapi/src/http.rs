@@ -20,11 +20,15 @@ pub type Shared = Arc<Mutex<State>>;
 const AGGREGATED_CT: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 fn json_response(code: u16, v: &Value) -> Response {
+    json_bytes_response(code, serde_json::to_vec(v).unwrap_or_default().into())
+}
+
+fn json_bytes_response(code: u16, body: Bytes) -> Response {
     Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header(header::CONTENT_TYPE, "application/json")
         .header("Cache-Control", "no-cache, private")
-        .body(Body::from(serde_json::to_vec(v).unwrap_or_default()))
+        .body(Body::from(body))
         .expect("valid response")
 }
 
@@ -154,6 +158,7 @@ pub async fn handle(
     }
     match route(&shared, &method, &segs, &query, &headers, &body) {
         Ok(Reply::Json(code, v)) => json_response(code, &v),
+        Ok(Reply::JsonBytes(code, b)) => json_bytes_response(code, b),
         Ok(Reply::Aggregated(v)) => {
             let mut r = json_response(200, &v);
             r.headers_mut().insert(
@@ -210,6 +215,8 @@ fn control(shared: &Shared, method: &Method, path: &str, query: Option<&str>) ->
 
 enum Reply {
     Json(u16, Value),
+    /// A JSON answer serialized already, with [`Reply::Json`]'s headers.
+    JsonBytes(u16, Bytes),
     /// A JSON body serialized already.
     Raw(Bytes),
     Aggregated(Value),
@@ -370,6 +377,15 @@ fn route(
                 .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
             let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or_default())
                 .map_err(ApiError::bad_request)?;
+            let paged = ["limit", "continue"]
+                .iter()
+                .any(|p| query.get(p).is_some_and(|v| !v.is_empty()));
+            if !paged && !wants_table(headers) {
+                return Ok(Reply::JsonBytes(
+                    200,
+                    st.list_bytes(def, t.ns, &labels, &fields).into(),
+                ));
+            }
             let mut list = st.list(def, t.ns, &labels, &fields);
             st.strip_item_types(def, &mut list);
             paginate(&mut list, query, labels.0.is_empty() && fields.is_empty())?;

@@ -363,6 +363,52 @@ impl State {
         labels: &LabelSelector,
         fields: &FieldSelector,
     ) -> Value {
+        let items: Vec<Value> = self
+            .in_range(def, ns)
+            .filter(|v| labels.matches_object(v) && fields.matches(v))
+            .cloned()
+            .collect();
+        let mut list = json!({
+            "kind": format!("{}List", def.kind),
+            "apiVersion": def.api_version(),
+            "metadata": {"resourceVersion": self.rv.to_string()},
+        });
+        // Put in place, not through `json!`, which would copy every item once more.
+        list["items"] = Value::Array(items);
+        list
+    }
+
+    /// The list object of [`State::list`] with its items typed as [`State::strip_item_types`]
+    /// leaves them, serialized straight from the store: the common LIST (no table, no paging)
+    /// of a large kind copies no object, as the real server encodes its watch cache.
+    pub fn list_bytes(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+    ) -> Vec<u8> {
+        let strip = self.is_builtin(def);
+        let items: Vec<ListItem<'_>> = self
+            .in_range(def, ns)
+            .filter(|v| labels.matches_object(v) && fields.matches(v))
+            .map(|v| ListItem(v, strip))
+            .collect();
+        let list = ListOut {
+            kind: format!("{}List", def.kind),
+            api_version: def.api_version(),
+            resource_version: self.rv.to_string(),
+            items,
+        };
+        serde_json::to_vec(&list).expect("JSON values serialize")
+    }
+
+    /// The stored objects of a kind, in one namespace or all of them, in key order.
+    fn in_range<'s>(
+        &'s self,
+        def: &'s ResourceDef,
+        ns: Option<&'s str>,
+    ) -> impl Iterator<Item = &'s Value> + 's {
         // Objects are keyed by (group, plural, namespace, name): the kind's (or the
         // namespace's) objects are one range of keys, as in the real server's storage.
         let from = (
@@ -371,32 +417,24 @@ impl State {
             ns.unwrap_or_default().to_string(),
             String::new(),
         );
-        let items: Vec<Value> = self
-            .objects
+        self.objects
             .range(from..)
-            .take_while(|((g, pl, n, _), _)| {
+            .take_while(move |((g, pl, n, _), _)| {
                 *g == def.group && *pl == def.plural && ns.is_none_or(|ns| ns == n)
             })
             .map(|(_, v)| v)
-            .filter(|v| labels.matches_object(v) && fields.matches(v))
-            .cloned()
-            .collect();
-        json!({
-            "kind": format!("{}List", def.kind),
-            "apiVersion": def.api_version(),
-            "metadata": {"resourceVersion": self.rv.to_string()},
-            "items": items,
-        })
+    }
+
+    fn is_builtin(&self, def: &ResourceDef) -> bool {
+        self.builtin
+            .iter()
+            .any(|b| b.group == def.group && b.plural == def.plural)
     }
 
     /// Removes `apiVersion` and `kind` from the items of a list of a built-in kind, as the
     /// real server serializes typed lists (custom resources keep them).
     pub fn strip_item_types(&self, def: &ResourceDef, list: &mut Value) {
-        let builtin = self
-            .builtin
-            .iter()
-            .any(|b| b.group == def.group && b.plural == def.plural);
-        if !builtin {
+        if !self.is_builtin(def) {
             return;
         }
         for item in list
@@ -1553,4 +1591,48 @@ fn conflict_error(entries: &[Entry], conflicts: &[(usize, Vec<Vec<String>>)]) ->
         )
     };
     ApiError::apply_conflict(message, causes)
+}
+
+/// A list object as the real server writes it (`kind`, `apiVersion`, `metadata`, `items`).
+struct ListOut<'a> {
+    kind: String,
+    api_version: String,
+    resource_version: String,
+    items: Vec<ListItem<'a>>,
+}
+
+impl serde::Serialize for ListOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("kind", &self.kind)?;
+        m.serialize_entry("apiVersion", &self.api_version)?;
+        m.serialize_entry(
+            "metadata",
+            &json!({"resourceVersion": self.resource_version}),
+        )?;
+        m.serialize_entry("items", &self.items)?;
+        m.end()
+    }
+}
+
+/// A stored object in a list: without `apiVersion` and `kind` when the flag says so (typed
+/// lists of built-in kinds).
+struct ListItem<'a>(&'a Value, bool);
+
+impl serde::Serialize for ListItem<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            ListItem(Value::Object(o), true) => {
+                let kept = o.iter().filter(|(k, _)| *k != "apiVersion" && *k != "kind");
+                let mut m = s.serialize_map(None)?;
+                for (k, v) in kept {
+                    m.serialize_entry(k, v)?;
+                }
+                m.end()
+            }
+            ListItem(v, _) => v.serialize(s),
+        }
+    }
 }

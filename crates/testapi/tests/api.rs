@@ -1191,6 +1191,14 @@ fn lists_page_with_limit_and_continue() {
     assert_eq!(pages, 3);
     assert_eq!(names, ["c0", "c1", "c2", "c3", "c4"]);
     assert_eq!(get(&srv, &format!("{CM}?limit=2&continue=zz")).status, 400);
+    // An unpaged LIST is written straight from the store; one page holding every object is
+    // built as a value: the two give the same body, typed items included.
+    let whole = get(&srv, CM).json();
+    let one_page = get(&srv, &format!("{CM}?limit=10")).json();
+    assert_eq!(whole, one_page);
+    assert_eq!(whole["kind"], "ConfigMapList");
+    assert!(whole["items"][0].get("kind").is_none(), "{whole}");
+    assert_eq!(whole["items"].as_array().unwrap().len(), 5);
 }
 
 #[test]
