@@ -174,20 +174,24 @@ impl Desired {
 
 /// Recursively sort map keys and drop null members, so that key order and `x: null` versus an
 /// absent `x` never show as differences.
-pub fn normalize(v: Value) -> Value {
-    match v {
-        Value::Object(m) => {
-            let mut sorted: Vec<(String, Value)> = m
-                .into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, normalize(v)))
-                .collect();
-            sorted.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(sorted.into_iter().collect())
+pub fn normalize(mut v: Value) -> Value {
+    // In place: every desired and live object passes through here, and rebuilding each map
+    // was a large part of a big plan's time.
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                m.retain(|_, v| !v.is_null());
+                m.values_mut().for_each(walk);
+                // Maps ordered by insertion (serde_json's `preserve_order`) are sorted here;
+                // sorted maps stay as they are.
+                m.sort_keys();
+            }
+            Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
         }
-        Value::Array(a) => Value::Array(a.into_iter().map(normalize).collect()),
-        other => other,
     }
+    walk(&mut v);
+    v
 }
 
 /// YAML text of an object, block style, as diffs and `render` show it.

@@ -623,29 +623,25 @@ fn join(path: &str, field: &str) -> String {
     }
 }
 
-/// The field sets of other managers one level down, at object field `k`.
-fn others_at<'a>(others: &[(&'a str, &'a Value)], k: &str) -> Vec<(&'a str, &'a Value)> {
-    let key = format!("f:{k}");
+/// The field sets of other managers one level down, at object field `fs_key` (`f:<field>`).
+fn others_at<'a>(others: &[(&'a str, &'a Value)], fs_key: &str) -> Vec<(&'a str, &'a Value)> {
     others
         .iter()
-        .filter_map(|(m, f)| Some((*m, f.get(&key)?)))
+        .filter_map(|(m, f)| Some((*m, f.get(fs_key)?)))
         .collect()
 }
 
 /// The field sets of other managers for list item `item` (at `index`).
 fn others_item<'a>(
-    others: &[(&'a str, &'a Value)],
+    others: &OthersElements<'a>,
     item: &Value,
     index: usize,
 ) -> Vec<(&'a str, &'a Value)> {
     others
         .iter()
-        .filter_map(|(m, f)| {
-            let (_, sub) = f
-                .as_object()?
-                .iter()
-                .find(|(pe, _)| element_matches(pe, item, index))?;
-            Some((*m, sub))
+        .filter_map(|(m, elements)| {
+            let (_, sub) = elements.iter().find(|(e, _)| e.matches(item, index))?;
+            Some((*m, *sub))
         })
         .collect()
 }
@@ -695,7 +691,7 @@ fn project(
                     continue;
                 }
                 let child_path = join(path, k);
-                let child_others = others_at(others, k);
+                let child_others = others_at(others, &fs_key);
                 if let Some(v) = project(lv, child_fs, child_want, &child_path, &child_others, walk)
                 {
                     out.insert(k.clone(), v);
@@ -745,25 +741,23 @@ fn project_positional(
     walk: &mut Walk<'_>,
 ) -> Option<Value> {
     let wl = want.and_then(Value::as_array);
-    let keyed = fs_children.is_some_and(|c| {
-        c.keys()
-            .any(|k| k.starts_with("k:") || k.starts_with("v:") || k.starts_with("i:"))
-    });
+    let mine = fs_children.map(elements).unwrap_or_default();
+    let keyed = !mine.is_empty();
+    let others = others_elements(others);
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let (item_fs, item_want) = if keyed {
-            let c = fs_children.expect("keyed implies children");
-            let found = c.iter().find(|(pe, _)| element_matches(pe, item, i));
+            let found = mine.iter().find(|(e, _)| e.matches(item, i));
             let w = match found {
-                Some((pe, _)) => wl.and_then(|w| {
+                Some((e, _)) => wl.and_then(|w| {
                     w.iter()
                         .enumerate()
-                        .find(|(j, x)| element_matches_want(pe, x, *j))
+                        .find(|(j, x)| e.matches_want(x, *j))
                         .map(|(_, x)| x)
                 }),
                 None => wl.and_then(|w| w.get(i)),
             };
-            (found.map(|(_, f)| f), w)
+            (found.map(|(_, f)| *f), w)
         } else {
             (None, wl.and_then(|w| w.get(i)))
         };
@@ -775,7 +769,7 @@ fn project_positional(
             }
             continue;
         }
-        let item_others = others_item(others, item, i);
+        let item_others = others_item(&others, item, i);
         if let Some(v) = project(item, item_fs, item_want, path, &item_others, walk) {
             out.push(v);
         }
@@ -813,18 +807,19 @@ fn project_merged(
     let mut matched = vec![false; wl.len()];
     let mut kept = Vec::new();
     let mut removed = Vec::new();
+    let mine = fs_children.map(elements).unwrap_or_default();
+    let others = others_elements(others);
     for (i, item) in items.iter().enumerate() {
-        let item_fs = fs_children.and_then(|c| {
-            c.iter()
-                .find(|(pe, _)| element_matches(pe, item, i))
-                .map(|(_, f)| f)
-        });
+        let item_fs = mine
+            .iter()
+            .find(|(e, _)| e.matches(item, i))
+            .map(|(_, f)| *f);
         let want_at = wl
             .iter()
             .enumerate()
             .find(|(j, w)| !matched[*j] && same_item(keys, w, item))
             .map(|(j, _)| j);
-        let item_others = others_item(others, item, i);
+        let item_others = others_item(&others, item, i);
         match (want_at, item_fs) {
             (Some(j), _) => {
                 matched[j] = true;
@@ -902,33 +897,68 @@ fn describe(path: &str, keys: &[String], item: &Value) -> String {
     words.join(" ")
 }
 
-/// Whether a live list element is the one a `FieldsV1` path element names.
-fn element_matches(pe: &str, item: &Value, index: usize) -> bool {
-    if let Some(keys) = pe.strip_prefix("k:") {
-        let Ok(Value::Object(keys)) = serde_json::from_str::<Value>(keys) else {
-            return false;
-        };
-        keys.iter().all(|(k, v)| item.get(k) == Some(v))
-    } else if let Some(v) = pe.strip_prefix("v:") {
-        serde_json::from_str::<Value>(v).is_ok_and(|v| &v == item)
-    } else if let Some(i) = pe.strip_prefix("i:") {
-        i.parse::<usize>() == Ok(index)
-    } else {
-        false
+/// A `FieldsV1` list element (`k:{"name":"a"}`, `v:"x"`, `i:0`), parsed once per list rather
+/// than once per item it is compared with.
+enum Element {
+    Keys(Map<String, Value>),
+    Value(Value),
+    Index(usize),
+    Other,
+}
+
+impl Element {
+    fn parse(pe: &str) -> Self {
+        if let Some(keys) = pe.strip_prefix("k:") {
+            match serde_json::from_str::<Value>(keys) {
+                Ok(Value::Object(keys)) => Element::Keys(keys),
+                _ => Element::Other,
+            }
+        } else if let Some(v) = pe.strip_prefix("v:") {
+            serde_json::from_str::<Value>(v).map_or(Element::Other, Element::Value)
+        } else if let Some(i) = pe.strip_prefix("i:") {
+            i.parse().map_or(Element::Other, Element::Index)
+        } else {
+            Element::Other
+        }
+    }
+
+    /// Whether this element is the live item `item` at `index`.
+    fn matches(&self, item: &Value, index: usize) -> bool {
+        match self {
+            Element::Keys(keys) => keys.iter().all(|(k, v)| item.get(k) == Some(v)),
+            Element::Value(v) => v == item,
+            Element::Index(i) => *i == index,
+            Element::Other => false,
+        }
+    }
+
+    /// Like [`Element::matches`], for a desired item, which may leave defaulted key fields (a
+    /// port's `protocol: TCP`) unset.
+    fn matches_want(&self, item: &Value, index: usize) -> bool {
+        match self {
+            Element::Keys(keys) => keys.iter().all(|(k, v)| item.get(k).is_none_or(|x| x == v)),
+            other => other.matches(item, index),
+        }
     }
 }
 
-/// Like [`element_matches`], for a desired element, which may leave defaulted key fields (a
-/// port's `protocol: TCP`) unset.
-fn element_matches_want(pe: &str, item: &Value, index: usize) -> bool {
-    if let Some(keys) = pe.strip_prefix("k:") {
-        let Ok(Value::Object(keys)) = serde_json::from_str::<Value>(keys) else {
-            return false;
-        };
-        keys.iter().all(|(k, v)| item.get(k).is_none_or(|x| x == v))
-    } else {
-        element_matches(pe, item, index)
-    }
+/// The list elements of a field set's children, parsed, with each one's field set.
+fn elements(children: &Map<String, Value>) -> Vec<(Element, &Value)> {
+    children
+        .iter()
+        .filter(|(pe, _)| pe.starts_with("k:") || pe.starts_with("v:") || pe.starts_with("i:"))
+        .map(|(pe, f)| (Element::parse(pe), f))
+        .collect()
+}
+
+/// Each other manager's list elements at one list.
+type OthersElements<'a> = Vec<(&'a str, Vec<(Element, &'a Value)>)>;
+
+fn others_elements<'a>(others: &[(&'a str, &'a Value)]) -> OthersElements<'a> {
+    others
+        .iter()
+        .filter_map(|(m, f)| Some((*m, elements(f.as_object()?))))
+        .collect()
 }
 
 /// Whether an object's kind holds data (see [`crate::resource::KindSpec::holds_data`]).
