@@ -740,6 +740,36 @@ fn kubeconfig_comes_from_the_environment_and_a_bad_context_is_named() {
     assert!(err.contains("nope"), "{err}");
 }
 
+/// Observing the cluster starts while the stack renders; a template error is still the plan's
+/// error, at once, even against a cluster that never answers (the observation is dropped).
+#[test]
+fn a_template_error_does_not_wait_for_the_cluster() {
+    // Bound but never accepting: connections complete in the backlog and no answer comes.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let s = web();
+    s.file(
+        "kubeconfig",
+        &format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://{}\n\
+             contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n\
+             users:\n- name: u\n  user:\n    token: t\n",
+            silent.local_addr().unwrap()
+        ),
+    );
+    s.file("templates/web/bad.yaml", "kind: [oops\n");
+    let mut c = s.labctl(&["plan", "--plane", "kube", "--kubeconfig"]);
+    c.arg(s.stack_file().with_file_name("kubeconfig"));
+    // kube-rs waits 295 s for an answer: a plan that waited for the cluster would be stopped
+    // here and fail.
+    c.timeout(Duration::from_secs(60));
+    let (code, _, err) = run(c);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.starts_with("error: template `templates/web/bad.yaml`, document 1: not valid YAML"),
+        "{err}"
+    );
+}
+
 /// The bundled stack's kube plane converges on the test server.
 #[test]
 fn the_bundled_stack_converges() {

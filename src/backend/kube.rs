@@ -2,7 +2,7 @@
 //! lists, gets, applies and deletes, and counts every request; it decides nothing (what to
 //! compare, apply or prune is decided in [`crate::plan::kube`] and [`crate::plan::diff`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -35,6 +35,39 @@ pub struct Kube {
     client: Client,
     discovery: std::sync::RwLock<Discovery>,
     stats: Mutex<Stats>,
+}
+
+/// What the LISTs of a plan found so far ([`Kube::list`]), and how each kind was read, so that
+/// a later call for more kinds or namespaces reads only what is new.
+#[derive(Default)]
+pub struct Listing {
+    objects: BTreeMap<ResourceId, Value>,
+    /// Kinds read, across namespaces or per namespace, and kinds the server does not serve.
+    read: BTreeSet<(String, String)>,
+    unknown_kinds: BTreeSet<(String, String)>,
+    /// Kinds this account may LIST only per namespace: the 403's message, and the namespaces
+    /// listed so far.
+    per_namespace: Vec<(ApiResource, String, BTreeSet<String>)>,
+    /// A kind and namespace this account may not LIST even there, with the server's message.
+    denied: Vec<(String, String, String)>,
+    details: Vec<String>,
+}
+
+impl Listing {
+    /// The objects of a LIST answer of `ar`, by id.
+    fn add(&mut self, ar: &ApiResource, mut list: Value) {
+        let Value::Array(items) = list["items"].take() else {
+            return;
+        };
+        for mut item in items {
+            // LIST items carry no apiVersion/kind of their own.
+            item["apiVersion"] = Value::String(ar.api_version.clone());
+            item["kind"] = Value::String(ar.kind.clone());
+            if let Some(id) = crate::plan::kube::id_of(&item) {
+                self.objects.insert(id, item);
+            }
+        }
+    }
 }
 
 /// kube-rs quotes the path of an unreadable kubeconfig twice (`'"/root/.kube/config"'`): the
@@ -267,30 +300,34 @@ impl Kube {
         Ok((Request::new(url_path(&ar, ns)), name.clone()))
     }
 
-    /// Observe the stack: one LIST per kind in `kinds` with the stack's `selector`, across all
-    /// namespaces, then one GET for each id in `desired` the lists did not return (skipped when
-    /// its namespace is itself desired and absent: nothing can exist in it).
+    /// LIST the stack's objects (its `selector`) of each kind in `kinds` across all namespaces,
+    /// adding them to `listing`. Kinds and namespaces `listing` has read already are not read
+    /// again: a plan lists what the stack applied before while it renders, then only what the
+    /// rendered stack adds.
     ///
     /// An account that may not LIST a kind across namespaces (403) LISTs it in each of
-    /// `namespaces` instead; a cluster-scoped kind it may not LIST is read by GETs of the
-    /// desired objects. An object it may not read at all is returned in
-    /// [`Observed::forbidden`]. Each fallback taken is said in [`Observed::details`].
+    /// `namespaces` instead; a cluster-scoped kind it may not LIST is left to [`Kube::observe`]
+    /// to read by GETs of the desired objects.
     ///
     /// # Errors
-    /// [`Error::Backend`] naming the LIST or GET that failed.
-    pub async fn observe(
+    /// [`Error::Backend`] naming the LIST that failed.
+    pub async fn list(
         &self,
         selector: &str,
         kinds: &BTreeSet<(String, String)>,
-        desired: &[ResourceId],
         namespaces: &BTreeSet<String>,
-    ) -> Result<Observed, Error> {
-        let mut out = Observed::default();
+        listing: &mut Listing,
+    ) -> Result<(), Error> {
         let lp = ListParams::default().labels(selector);
         let mut lists = Vec::new();
-        for (api_version, kind) in kinds {
+        for kind in kinds {
+            if !listing.read.insert(kind.clone()) {
+                continue;
+            }
+            let (api_version, kind) = kind;
             let Some((ar, caps)) = self.resource(api_version, kind) else {
-                out.unknown_kinds
+                listing
+                    .unknown_kinds
                     .insert((api_version.clone(), kind.clone()));
                 continue;
             };
@@ -300,37 +337,79 @@ impl Kube {
                 let req = Request::new(url_path(&ar, None))
                     .list(lp)
                     .map_err(|e| backend(&step, e))?;
-                let list = match self.send(&step, req).await {
-                    Ok(list) => list,
-                    Err(e) if is_forbidden(&e) => {
-                        return Ok::<_, Error>((ar, caps, None, api_message(&e)));
-                    }
-                    Err(e) => return Err(backend(&step, api_message(&e))),
-                };
-                Ok((ar, caps, Some(vec![list]), String::new()))
+                match self.send(&step, req).await {
+                    Ok(list) => Ok::<_, Error>((ar, caps, Ok(list))),
+                    Err(e) if is_forbidden(&e) => Ok((ar, caps, Err(api_message(&e)))),
+                    Err(e) => Err(backend(&step, api_message(&e))),
+                }
             });
         }
         // The LISTs are independent: wall time is the slowest one, not their sum.
-        let mut listed = Vec::new();
-        let mut forbidden_kinds = Vec::new();
-        for (ar, caps, lists, why) in futures_util::future::try_join_all(lists).await? {
-            match lists {
-                Some(l) => listed.push((ar, l)),
-                None => forbidden_kinds.push((ar, caps, why)),
+        for (ar, caps, list) in futures_util::future::try_join_all(lists).await? {
+            match list {
+                Ok(list) => listing.add(&ar, list),
+                Err(why) if matches!(caps.scope, Scope::Cluster) => listing.details.push(format!(
+                    "kube: listing `{}` is forbidden for this account ({why}); reading the \
+                     stack's own by name instead",
+                    ar.plural
+                )),
+                // An account limited to namespaces: LIST in each namespace the stack uses.
+                Err(why) => listing.per_namespace.push((ar, why, BTreeSet::new())),
             }
         }
-        // An account limited to namespaces: LIST in each namespace the stack uses instead.
-        let mut per_ns = Vec::new();
-        for (ar, caps, why) in &forbidden_kinds {
-            if matches!(caps.scope, Scope::Cluster) {
-                out.details.push(format!(
-                    "kube: listing `{}` is forbidden for this account ({why}); reading the stack's \
-                     own by name instead",
-                    ar.plural
-                ));
-                continue;
+        let todo: Vec<(usize, ApiResource, String)> = (listing.per_namespace.iter().enumerate())
+            .flat_map(|(i, (ar, _, done))| {
+                let new = namespaces.difference(done);
+                new.map(move |ns| (i, ar.clone(), ns.clone()))
+            })
+            .collect();
+        let per_ns = todo.into_iter().map(|(i, ar, ns)| {
+            let lp = &lp;
+            async move {
+                let step = format!("list {} in namespace {ns}", ar.plural);
+                let req = Request::new(url_path(&ar, Some(&ns)))
+                    .list(lp)
+                    .map_err(|e| backend(&step, e))?;
+                match self.send(&step, req).await {
+                    Ok(list) => Ok::<_, Error>((i, ar, ns, Ok(list))),
+                    Err(e) if is_forbidden(&e) => Ok((i, ar, ns, Err(api_message(&e)))),
+                    Err(e) => Err(backend(&step, api_message(&e))),
+                }
             }
-            out.details.push(format!(
+        });
+        for (i, ar, ns, list) in futures_util::future::try_join_all(per_ns).await? {
+            listing.per_namespace[i].2.insert(ns.clone());
+            match list {
+                Ok(list) => listing.add(&ar, list),
+                Err(why) => listing.denied.push((ar.kind, ns, why)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Observe the stack from what [`Kube::list`] found: then one GET for each id in `desired`
+    /// the lists did not return (skipped when its namespace is itself desired and absent:
+    /// nothing can exist in it). A desired object this account may not read at all is
+    /// returned in [`Observed::forbidden`]. Each fallback taken is said in
+    /// [`Observed::details`].
+    ///
+    /// # Errors
+    /// [`Error::Backend`] naming the GET that failed.
+    pub async fn observe(
+        &self,
+        listing: Listing,
+        desired: &[ResourceId],
+    ) -> Result<Observed, Error> {
+        let Listing {
+            objects,
+            unknown_kinds,
+            mut details,
+            per_namespace,
+            denied,
+            ..
+        } = listing;
+        for (ar, why, namespaces) in &per_namespace {
+            details.push(format!(
                 "kube: listing `{}` across namespaces is forbidden for this account ({why}); \
                  listing in {} instead",
                 ar.plural,
@@ -340,43 +419,13 @@ impl Kube {
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
-            for ns in namespaces {
-                let lp = &lp;
-                per_ns.push(async move {
-                    let step = format!("list {} in namespace {ns}", ar.plural);
-                    let req = Request::new(url_path(ar, Some(ns)))
-                        .list(lp)
-                        .map_err(|e| backend(&step, e))?;
-                    match self.send(&step, req).await {
-                        Ok(list) => Ok::<_, Error>((ar, ns, Ok(list))),
-                        Err(e) if is_forbidden(&e) => Ok((ar, ns, Err(api_message(&e)))),
-                        Err(e) => Err(backend(&step, api_message(&e))),
-                    }
-                });
-            }
         }
-        let mut denied: Vec<(ApiResource, Option<String>, String)> = Vec::new();
-        for (ar, ns, list) in futures_util::future::try_join_all(per_ns).await? {
-            match list {
-                Ok(list) => listed.push((ar.clone(), vec![list])),
-                Err(why) => denied.push((ar.clone(), Some(ns.clone()), why)),
-            }
-        }
-        for (ar, lists) in listed {
-            for mut list in lists {
-                let Value::Array(items) = list["items"].take() else {
-                    continue;
-                };
-                for mut item in items {
-                    // LIST items carry no apiVersion/kind of their own.
-                    item["apiVersion"] = Value::String(ar.api_version.clone());
-                    item["kind"] = Value::String(ar.kind.clone());
-                    if let Some(id) = crate::plan::kube::id_of(&item) {
-                        out.objects.insert(id, item);
-                    }
-                }
-            }
-        }
+        let mut out = Observed {
+            objects,
+            unknown_kinds,
+            details,
+            ..Observed::default()
+        };
         // Desired objects in a namespace the account may not list: not observable.
         for id in desired {
             if let ResourceId::Kube {
@@ -384,9 +433,7 @@ impl Kube {
                 kind,
                 ..
             } = id
-                && let Some((_, _, why)) = denied
-                    .iter()
-                    .find(|(ar, n, _)| &ar.kind == kind && n.as_ref() == Some(ns))
+                && let Some((_, _, why)) = denied.iter().find(|(k, n, _)| k == kind && n == ns)
             {
                 out.forbidden.insert(id.clone(), why.clone());
             }

@@ -24,7 +24,7 @@ use tracing::field::Empty;
 
 use super::{Cost, Live, Plan, PlaneTarget, Precondition, diff, kube, saved, units};
 use crate::backend::Stats;
-use crate::backend::kube::{Connect, Kube};
+use crate::backend::kube::{Connect, Kube, Listing};
 use crate::backend::systemd::{Systemd, Target};
 use crate::error::Error;
 use crate::render::{self, Templates};
@@ -127,9 +127,38 @@ pub struct Options {
 /// [`Error::Template`], [`Error::Manifest`], [`Error::Duplicate`] when rendering fails;
 /// [`Error::Backend`] or [`Error::Read`] when a plane cannot be observed.
 pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Result<Plan, Error> {
-    let (mut desired, asked) =
-        render::render_asked(stack, &sources.templates, &sources.secrets, options.plane)?;
-    kube::prepare_all(&mut desired);
+    // A host-only machine has no cluster configured at all: without `--plane kube` that is
+    // said, not an error. A configured cluster that cannot be reached is an error.
+    let unconfigured = |how: &Observe| options.plane.is_none() && !how.kube.configured();
+    let kube_early = match &options.against {
+        Against::Live(how) if options.plane != Some(Plane::Systemd) && !unconfigured(how) => {
+            Some(start_kube(stack, how))
+        }
+        _ => None,
+    };
+    let render_all = {
+        let (stack, templates, secrets) = (
+            stack.clone(),
+            sources.templates.clone(),
+            sources.secrets.clone(),
+        );
+        let plane = options.plane;
+        move || -> Result<_, Error> {
+            let (mut desired, asked) = render::render_asked(&stack, &templates, &secrets, plane)?;
+            kube::prepare_all(&mut desired);
+            Ok((desired, asked))
+        }
+    };
+    // Observing the cluster starts with what needs no rendered stack (connecting, the inventory,
+    // the LISTs of the kinds it records), which runs while the stack renders on other threads.
+    let ((mut desired, asked), mut kube_early) = match kube_early {
+        Some(early) => {
+            let (rendered, early) =
+                alongside(tokio::task::spawn_blocking(render_all), early).await?;
+            (rendered, Some(early))
+        }
+        None => (render_all()?, None),
+    };
     let name = &stack.stack.name;
     let mut plan = match &options.against {
         Against::Nothing => plan_of(stack, &desired, &Live::default(), options),
@@ -149,9 +178,7 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
             let mut costs = Vec::new();
             let mut kube_side = None;
             let mut preconditions = std::collections::BTreeMap::new();
-            // A host-only machine has no cluster configured at all: without `--plane kube` that
-            // is said, not an error. A configured cluster that cannot be reached is an error.
-            if options.plane.is_none() && !how.kube.configured() {
+            if unconfigured(how) {
                 warnings.push(
                     "kube: not planned: no cluster configured (`--kubeconfig`, KUBECONFIG, \
                      ~/.kube/config or an in-cluster service account); `--plane systemd` \
@@ -159,8 +186,8 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
                         .to_string(),
                 );
                 desired.retain_plane(Some(Plane::Systemd));
-            } else if options.plane != Some(Plane::Systemd) {
-                let mut side = observe_kube(stack, &desired, how).await?;
+            } else if let Some(early) = kube_early.take() {
+                let mut side = observe_kube(stack, &desired, early?).await?;
                 live.objects.extend(std::mem::take(&mut side.live.objects));
                 // An object the account may not read is left out, not planned blind.
                 for (id, why) in &side.observed.forbidden {
@@ -229,14 +256,55 @@ struct KubeSide {
     span: tracing::Span,
 }
 
-async fn observe_kube(stack: &Stack, desired: &Desired, how: &Observe) -> Result<KubeSide, Error> {
+/// The rendered stack, and what observing the cluster has given meanwhile. A failed render is
+/// the error even when the cluster cannot be reached: the stack is the user's to fix first, and
+/// its error comes without waiting for the cluster.
+async fn alongside<R, T>(
+    render: tokio::task::JoinHandle<Result<R, Error>>,
+    early: impl Future<Output = Result<T, Error>>,
+) -> Result<(R, Result<T, Error>), Error> {
+    let mut render = render;
+    let mut early = std::pin::pin!(early);
+    let mut observed = None;
+    let rendered = loop {
+        tokio::select! {
+            r = &mut render => break r,
+            e = &mut early, if observed.is_none() => observed = Some(e),
+        }
+    };
+    let rendered = rendered.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    let observed = match observed {
+        Some(o) => o,
+        None => early.await,
+    };
+    Ok((rendered, observed))
+}
+
+/// The part of observing the cluster that needs no rendered stack: connecting, the stack's
+/// inventory, and the LISTs of the kinds it records in its namespaces with their OpenAPI
+/// documents.
+struct EarlyKube {
+    k: Kube,
+    parent: ResourceId,
+    stored: Option<kube::Inventory>,
+    listing: Listing,
+    kinds: BTreeSet<(String, String)>,
+    namespaces: BTreeSet<String>,
+    /// The list merge types of the OpenAPI documents of these group-versions (and whether
+    /// there were any), or why they could not be read.
+    docs: Result<(kube::ListTypes, bool), Error>,
+    early_gvs: BTreeSet<String>,
+    details: Vec<String>,
+    started: Instant,
+    span: tracing::Span,
+}
+
+async fn start_kube(stack: &Stack, how: &Observe) -> Result<EarlyKube, Error> {
     let span = tracing::info_span!("observe", labctl.plane = "kube", labctl.requests = Empty);
     let started = Instant::now();
     let name = &stack.stack.name;
     async {
         let k = Kube::connect(&how.kube).await?;
-        let mut kinds = kube::kinds_to_observe(desired);
-        let mut namespaces = kube::namespaces_of(desired);
         // What the stack applied before, kinds it no longer renders included.
         let parent = kube::inventory_parent(name, stack.stack.namespace());
         let stored = k
@@ -246,6 +314,8 @@ async fn observe_kube(stack: &Stack, desired: &Desired, how: &Observe) -> Result
             .flatten()
             .map(|p| kube::Inventory::read(&p));
         let mut details = Vec::new();
+        let mut kinds = BTreeSet::new();
+        let mut namespaces = BTreeSet::new();
         let mut applied_versions = BTreeSet::new();
         if let Some(inv) = &stored {
             for gk in &inv.group_kinds {
@@ -262,31 +332,88 @@ async fn observe_kube(stack: &Stack, desired: &Desired, how: &Observe) -> Result
             }
             namespaces.extend(inv.namespaces.iter().cloned());
         }
+        // The list merge types come from the server's OpenAPI v3 documents of the kinds with
+        // live objects. The kinds the stack applied before (its inventory) have them: their
+        // documents are read alongside the LISTs. Any other group-version found live is read
+        // after them.
+        let early_gvs = kube::openapi_paths(applied_versions.iter().map(String::as_str));
+        let mut listing = Listing::default();
+        let (listed, docs) = futures_util::future::join(
+            k.list(&kube::selector(name), &kinds, &namespaces, &mut listing),
+            read_docs(&k, early_gvs.clone()),
+        )
+        .await;
+        listed?;
+        // Read into merge types now, while the stack still renders.
+        let docs = docs.map(|d| (types_of(&d, kube::ListTypes::default()), !d.is_empty()));
+        Ok(EarlyKube {
+            k,
+            parent,
+            stored,
+            listing,
+            kinds,
+            namespaces,
+            docs,
+            early_gvs,
+            details,
+            started,
+            span: span.clone(),
+        })
+    }
+    .instrument(span.clone())
+    .await
+}
+
+/// The list merge types `docs` (OpenAPI v3 documents) declare, over `base`.
+fn types_of(docs: &[serde_json::Value], base: kube::ListTypes) -> kube::ListTypes {
+    docs.iter()
+        .map(kube::ListTypes::from_openapi)
+        .fold(base, |acc, t| t.or(&acc))
+}
+
+/// The raw OpenAPI v3 documents of `gvs` (none read for none).
+async fn read_docs(k: &Kube, gvs: BTreeSet<String>) -> Result<Vec<serde_json::Value>, Error> {
+    if gvs.is_empty() {
+        Ok(Vec::new())
+    } else {
+        k.openapi(&gvs).await
+    }
+}
+
+/// The rest of observing the cluster, once the stack is rendered: the LISTs of kinds and
+/// namespaces the inventory did not have, GETs of desired objects the LISTs did not return,
+/// the OpenAPI documents of any other group-version found live, and the live set to diff.
+async fn observe_kube(
+    stack: &Stack,
+    desired: &Desired,
+    early: EarlyKube,
+) -> Result<KubeSide, Error> {
+    let EarlyKube {
+        k,
+        parent,
+        stored,
+        mut listing,
+        mut kinds,
+        mut namespaces,
+        docs,
+        early_gvs: early,
+        mut details,
+        started,
+        span,
+    } = early;
+    let name = &stack.stack.name;
+    async {
+        kinds.extend(kube::kinds_to_observe(desired));
+        namespaces.extend(kube::namespaces_of(desired));
         let ids: Vec<_> = desired
             .objects
             .keys()
             .filter(|id| id.plane() == Plane::Kube)
             .cloned()
             .collect();
-        // The list merge types come from the server's OpenAPI v3 documents of the kinds with
-        // live objects. The kinds the stack applied before (its inventory) have them: their
-        // documents are read alongside the LISTs. Any other group-version found live is read
-        // after them.
-        let early = kube::openapi_paths(applied_versions.iter().map(String::as_str));
-        let kr = &k;
-        let read_docs = |gvs: BTreeSet<String>| async move {
-            if gvs.is_empty() {
-                Ok(Vec::new())
-            } else {
-                kr.openapi(&gvs).await
-            }
-        };
-        let (observed, docs) = futures_util::future::join(
-            k.observe(&kube::selector(name), &kinds, &ids, &namespaces),
-            read_docs(early.clone()),
-        )
-        .await;
-        let observed = observed?;
+        k.list(&kube::selector(name), &kinds, &namespaces, &mut listing)
+            .await?;
+        let observed = k.observe(listing, &ids).await?;
         details.extend(observed.details.iter().cloned());
         let pre = saved::kube_preconditions(&observed.objects, &ids);
         let live_gvs = kube::openapi_paths(observed.objects.keys().filter_map(|id| match id {
@@ -295,24 +422,19 @@ async fn observe_kube(stack: &Stack, desired: &Desired, how: &Observe) -> Result
         }));
         let late: BTreeSet<String> = live_gvs.difference(&early).cloned().collect();
         let docs = match docs {
-            Ok(mut docs) if !late.is_empty() => read_docs(late.clone()).await.map(|more| {
-                docs.extend(more);
-                docs
-            }),
+            Ok((types, any)) if !late.is_empty() => (read_docs(&k, late.clone()).await)
+                .map(|more| (types_of(&more, types), any || !more.is_empty())),
             other => other,
         };
         let compiled = kube::ListTypes::compiled();
         let types = match docs {
-            Ok(docs) if docs.is_empty() => compiled,
-            Ok(docs) => {
+            Ok((_, false)) => compiled,
+            Ok((types, true)) => {
                 details.push(format!(
                     "kube: list merge types from the server's OpenAPI v3 ({})",
                     early.union(&late).cloned().collect::<Vec<_>>().join(", ")
                 ));
-                docs.iter()
-                    .map(kube::ListTypes::from_openapi)
-                    .fold(kube::ListTypes::default(), |acc, t| t.or(&acc))
-                    .or(&compiled)
+                types.or(&compiled)
             }
             Err(e) => {
                 details.push(format!(
