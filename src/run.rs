@@ -31,6 +31,9 @@ const EXIT_REFUSED: u8 = 3;
 /// Run labctl with the process's arguments.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Agent(_)) {
+        grow_heaps_in_large_steps();
+    }
     let telemetry = match &cli.command {
         Command::Plan(_) | Command::Apply(_) => crate::telemetry::init(
             crate::telemetry::Options {
@@ -57,6 +60,19 @@ pub fn run() -> ExitCode {
     };
     telemetry.shutdown();
     code
+}
+
+/// glibc grows a thread's heap by what each allocation needs, one `mprotect` at a time: a
+/// plan of 1,000 objects made 6,600 of them, a quarter of its system time. A command that runs
+/// once gains nothing from giving memory back early, so its heaps grow (and are trimmed) in
+/// 64 MiB steps. The agents keep glibc's default, which keeps their resident memory small.
+fn grow_heaps_in_large_steps() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tuning parameter of glibc's allocator; M_TOP_PAD accepts any
+    // non-negative value.
+    unsafe {
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
 }
 
 fn dispatch(cli: &Cli) -> Result<ExitCode, Error> {
