@@ -444,8 +444,9 @@ impl State {
             .flatten()
         {
             if let Some(m) = item.as_object_mut() {
-                m.remove("apiVersion");
-                m.remove("kind");
+                // In place, keeping the order of the other fields (as `list_bytes` does).
+                m.shift_remove("apiVersion");
+                m.shift_remove("kind");
             }
         }
     }
