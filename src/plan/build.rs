@@ -17,7 +17,7 @@
 //! plans that compare no values (`--offline`, `--base`) render with [`Secrets::redacted`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::Instrument as _;
 use tracing::field::Empty;
@@ -252,7 +252,10 @@ struct KubeSide {
     details: Vec<String>,
     /// Each read object's precondition, for a saved plan.
     pre: BTreeMap<ResourceId, Precondition>,
-    started: Instant,
+    /// Time spent observing before the stack was rendered (not the wait for it), and when
+    /// observing resumed.
+    before_render: Duration,
+    resumed: Instant,
     span: tracing::Span,
 }
 
@@ -295,7 +298,7 @@ struct EarlyKube {
     docs: Result<(kube::ListTypes, bool), Error>,
     early_gvs: BTreeSet<String>,
     details: Vec<String>,
-    started: Instant,
+    took: Duration,
     span: tracing::Span,
 }
 
@@ -356,7 +359,7 @@ async fn start_kube(stack: &Stack, how: &Observe) -> Result<EarlyKube, Error> {
             docs,
             early_gvs,
             details,
-            started,
+            took: started.elapsed(),
             span: span.clone(),
         })
     }
@@ -398,9 +401,10 @@ async fn observe_kube(
         docs,
         early_gvs: early,
         mut details,
-        started,
+        took,
         span,
     } = early;
+    let resumed = Instant::now();
     let name = &stack.stack.name;
     async {
         kinds.extend(kube::kinds_to_observe(desired));
@@ -455,7 +459,8 @@ async fn observe_kube(
             types,
             details,
             pre,
-            started,
+            before_render: took,
+            resumed,
             span: span.clone(),
         })
     }
@@ -492,7 +497,8 @@ async fn finish_kube(plan: &mut Plan, side: KubeSide, how: &Observe) -> Cost {
     });
     super::drop_later(side.observed.objects);
     let mut stats = side.k.stats();
-    stats.elapsed = side.started.elapsed();
+    // Observing's own time: what ran while the stack rendered is counted, not the wait for it.
+    stats.elapsed = side.before_render + side.resumed.elapsed();
     side.span.record("labctl.requests", stats.calls);
     cost(Plane::Kube, stats)
 }
