@@ -187,8 +187,12 @@ impl Kube {
         };
         let mut config = config;
         // A plain-http server (`kubectl proxy`, the test server) speaks no TLS: an empty set of
-        // trust roots spares loading the platform's, most of connecting's own time.
-        if config.cluster_url.scheme_str() == Some("http") && config.root_cert.is_none() {
+        // trust roots spares loading the platform's, most of connecting's own time. Not through
+        // a proxy, whose own TLS kube-rs checks against these roots.
+        if config.cluster_url.scheme_str() == Some("http")
+            && config.root_cert.is_none()
+            && config.proxy_url.is_none()
+        {
             config.root_cert = Some(Vec::new());
         }
         let server = config.cluster_url.to_string();
