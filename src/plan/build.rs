@@ -136,28 +136,24 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
         }
         _ => None,
     };
-    let render_all = {
-        let (stack, templates, secrets) = (
-            stack.clone(),
-            sources.templates.clone(),
-            sources.secrets.clone(),
-        );
-        let plane = options.plane;
-        move || -> Result<_, Error> {
-            let (mut desired, asked) = render::render_asked(&stack, &templates, &secrets, plane)?;
-            kube::prepare_all(&mut desired);
-            Ok((desired, asked))
-        }
-    };
     // Observing the cluster starts with what needs no rendered stack (connecting, the inventory,
     // the LISTs of the kinds it records), which runs while the stack renders on other threads.
     let ((mut desired, asked), mut kube_early) = match kube_early {
         Some(early) => {
-            let (rendered, early) =
-                alongside(tokio::task::spawn_blocking(render_all), early).await?;
+            let (stack, templates, secrets) = (
+                stack.clone(),
+                sources.templates.clone(),
+                sources.secrets.clone(),
+            );
+            let plane = options.plane;
+            let render = move || render_prepared(&stack, &templates, &secrets, plane);
+            let (rendered, early) = alongside(tokio::task::spawn_blocking(render), early).await?;
             (rendered, Some(early))
         }
-        None => (render_all()?, None),
+        None => (
+            render_prepared(stack, &sources.templates, &sources.secrets, options.plane)?,
+            None,
+        ),
     };
     let name = &stack.stack.name;
     let mut plan = match &options.against {
@@ -228,6 +224,19 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
     Ok(plan)
 }
 
+/// The stack rendered (the planes asked for), its kube objects in stored form, and the secrets
+/// its templates asked for.
+fn render_prepared(
+    stack: &Stack,
+    templates: &Templates,
+    secrets: &Secrets,
+    plane: Option<Plane>,
+) -> Result<(Desired, BTreeMap<String, BTreeSet<String>>), Error> {
+    let (mut desired, asked) = render::render_asked(stack, templates, secrets, plane)?;
+    kube::prepare_all(&mut desired);
+    Ok((desired, asked))
+}
+
 /// The pure part: diff, then volumes and protected components kept unless asked.
 fn plan_of(stack: &Stack, desired: &Desired, live: &Live, options: &Options) -> Plan {
     let mut plan = diff(desired, live);
@@ -290,12 +299,13 @@ struct EarlyKube {
     k: Kube,
     parent: ResourceId,
     stored: Option<kube::Inventory>,
+    /// What the LISTs read, kinds the inventory records included.
     listing: Listing,
-    kinds: BTreeSet<(String, String)>,
+    /// The namespaces the inventory records.
     namespaces: BTreeSet<String>,
-    /// The list merge types of the OpenAPI documents of these group-versions (and whether
-    /// there were any), or why they could not be read.
-    docs: Result<(kube::ListTypes, bool), Error>,
+    /// The list merge types of the OpenAPI documents of these group-versions, or why they could
+    /// not be read.
+    docs: Result<kube::ListTypes, Error>,
     early_gvs: BTreeSet<String>,
     details: Vec<String>,
     took: Duration,
@@ -348,13 +358,12 @@ async fn start_kube(stack: &Stack, how: &Observe) -> Result<EarlyKube, Error> {
         .await;
         listed?;
         // Read into merge types now, while the stack still renders.
-        let docs = docs.map(|d| (types_of(&d, kube::ListTypes::default()), !d.is_empty()));
+        let docs = docs.map(|d| types_of(&d, kube::ListTypes::default()));
         Ok(EarlyKube {
             k,
             parent,
             stored,
             listing,
-            kinds,
             namespaces,
             docs,
             early_gvs,
@@ -396,7 +405,6 @@ async fn observe_kube(
         parent,
         stored,
         mut listing,
-        mut kinds,
         mut namespaces,
         docs,
         early_gvs: early,
@@ -407,7 +415,9 @@ async fn observe_kube(
     let resumed = Instant::now();
     let name = &stack.stack.name;
     async {
-        kinds.extend(kube::kinds_to_observe(desired));
+        // The inventory's kinds are in `listing` already; its namespaces stay, for a kind this
+        // account may list only per namespace.
+        let kinds = kube::kinds_to_observe(desired);
         namespaces.extend(kube::namespaces_of(desired));
         let ids: Vec<_> = desired
             .objects
@@ -426,14 +436,17 @@ async fn observe_kube(
         }));
         let late: BTreeSet<String> = live_gvs.difference(&early).cloned().collect();
         let docs = match docs {
-            Ok((types, any)) if !late.is_empty() => (read_docs(&k, late.clone()).await)
-                .map(|more| (types_of(&more, types), any || !more.is_empty())),
+            Ok(types) if !late.is_empty() => {
+                (read_docs(&k, late.clone()).await).map(|more| types_of(&more, types))
+            }
             other => other,
         };
         let compiled = kube::ListTypes::compiled();
+        // Every group-version asked for has a document, or the read failed.
+        let read_any = !early.is_empty() || !late.is_empty();
         let types = match docs {
-            Ok((_, false)) => compiled,
-            Ok((types, true)) => {
+            Ok(_) if !read_any => compiled,
+            Ok(types) => {
                 details.push(format!(
                     "kube: list merge types from the server's OpenAPI v3 ({})",
                     early.union(&late).cloned().collect::<Vec<_>>().join(", ")
