@@ -26,6 +26,7 @@ use crate::backend::kube::{Connect, Kube};
 use crate::backend::systemd::Target;
 use crate::error::Error;
 use crate::plan::{Against, Options};
+use crate::resource::At;
 use crate::stack::{Plane, Scope, Stack};
 
 /// How long a Lease lasts without renewal (`leaseDurationSeconds`) unless told otherwise.
@@ -415,11 +416,11 @@ fn live_holder(lease: &Value) -> Option<String> {
         _ => format!("`{identity}`"),
     };
     let ns = lease
-        .pointer("/metadata/namespace")
+        .at("/metadata/namespace")
         .and_then(Value::as_str)
         .unwrap_or_default();
     let name = lease
-        .pointer("/metadata/name")
+        .at("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default();
     Some(format!(
@@ -429,9 +430,7 @@ fn live_holder(lease: &Value) -> Option<String> {
 }
 
 fn holder_identity(lease: &Value) -> Option<&str> {
-    lease
-        .pointer("/spec/holderIdentity")
-        .and_then(Value::as_str)
+    lease.at("/spec/holderIdentity").and_then(Value::as_str)
 }
 
 /// Take the Lease: create it, or take over a free one, guarded by its `resourceVersion`. Returns
@@ -471,7 +470,7 @@ async fn take(k: &Kube, spec: &Spec, holder: &Holder, deadline: Instant) -> Resu
                     }
                     _ => {
                         let transitions = l
-                            .pointer("/spec/leaseTransitions")
+                            .at("/spec/leaseTransitions")
                             .and_then(Value::as_i64)
                             .unwrap_or(0)
                             + 1;

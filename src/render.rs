@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::error::Error;
 use crate::resource::{
-    COMPONENT, Content, Desired, DesiredObject, KindScope, MANAGED_BY, MANAGER, PART_OF,
+    At, COMPONENT, Content, Desired, DesiredObject, KindScope, MANAGED_BY, MANAGER, PART_OF,
     ResourceId, kind_spec,
 };
 use crate::stack::{Component, Plane, Stack};
@@ -693,8 +693,7 @@ fn kube_object(
             "expected a mapping (an object), found a scalar or list".into(),
         ));
     };
-    let field =
-        |doc: &Value, key: &str| doc.pointer(key).and_then(Value::as_str).map(str::to_string);
+    let field = |doc: &Value, key: &str| doc.at(key).and_then(Value::as_str).map(str::to_string);
     let api_version =
         field(&doc, "/apiVersion").ok_or_else(|| bad(n, "missing `apiVersion`".into()))?;
     let kind = field(&doc, "/kind").ok_or_else(|| bad(n, "missing `kind`".into()))?;

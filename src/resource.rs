@@ -18,6 +18,25 @@ pub const COMPONENT: &str = "app.kubernetes.io/name";
 /// Value of [`MANAGED_BY`].
 pub const MANAGER: &str = "labctl";
 
+/// A path lookup into a JSON value, as [`Value::pointer`] without its allocations (it copies
+/// every path segment to unescape `~0` and `~1`): for literal paths, which never hold either.
+pub trait At {
+    /// The value at `path` (`/metadata/name`; an array index is a number), if there is one.
+    fn at(&self, path: &str) -> Option<&Value>;
+}
+
+impl At for Value {
+    fn at(&self, path: &str) -> Option<&Value> {
+        debug_assert!(path.is_empty() || path.starts_with('/'), "{path}");
+        debug_assert!(!path.contains('~'), "{path}");
+        path.split('/').skip(1).try_fold(self, |v, key| match v {
+            Value::Object(m) => m.get(key),
+            Value::Array(a) => key.parse::<usize>().ok().and_then(|i| a.get(i)),
+            _ => None,
+        })
+    }
+}
+
 /// Identity of one managed thing. Ordering is the order plans are shown in: kube objects by
 /// namespace, kind and name, then host units by name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

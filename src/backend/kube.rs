@@ -18,6 +18,7 @@ use serde_json::Value;
 use super::Stats;
 use crate::error::Error;
 use crate::plan::kube::{DryRun, DryRunError, FIELD_MANAGER, Observed};
+use crate::resource::At;
 use crate::resource::ResourceId;
 
 /// How to reach the cluster.
@@ -737,7 +738,7 @@ impl Kube {
         replace: bool,
     ) -> Result<Option<Value>, Error> {
         let name = lease
-            .pointer("/metadata/name")
+            .at("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or_default();
         let step = format!(

@@ -12,6 +12,7 @@ use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
 use super::Stats;
+use crate::resource::At;
 use crate::secrets::SecretValue;
 
 /// An OpenBao token. Its `Debug` never shows it.
@@ -463,7 +464,7 @@ impl Bao {
         match mount {
             Ok((StatusCode::OK, body)) => {
                 let version = body
-                    .pointer("/data/options/version")
+                    .at("/data/options/version")
                     .and_then(Value::as_str)
                     .unwrap_or("1");
                 if version == "2" {
@@ -493,7 +494,7 @@ impl Bao {
             .map_err(Raw::Err)?;
         match status {
             StatusCode::OK => {
-                let data = body.pointer("/data/data");
+                let data = body.at("/data/data");
                 match data {
                     Some(Value::Object(fields)) => Ok(fields
                         .iter()
@@ -518,8 +519,8 @@ impl Bao {
                 }
             }
             StatusCode::NOT_FOUND => {
-                if body.pointer("/data/metadata/deletion_time").is_some()
-                    || body.pointer("/data/metadata/destroyed") == Some(&Value::Bool(true))
+                if body.at("/data/metadata/deletion_time").is_some()
+                    || body.at("/data/metadata/destroyed") == Some(&Value::Bool(true))
                 {
                     return Err(Raw::Err(BaoError::NoSuchPath {
                         path: p.clone(),

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::units::{self, UnitState};
 use super::{Action, Body, Change, Guard, Impact, Plan};
+use crate::resource::At;
 use crate::resource::{Content, Desired, DesiredObject, ResourceId, kind_spec};
 
 /// One live object as a backend observed it (or as an older revision rendered it).
@@ -141,7 +142,7 @@ fn updated(want: &DesiredObject, have: &LiveObject, desired: &Desired) -> Change
             c.notes.push(why.clone());
             c.guards.push(Guard::Replace { why });
         }
-        if is_workload(&want.id) && old.pointer("/spec/template") != new.pointer("/spec/template") {
+        if is_workload(&want.id) && old.at("/spec/template") != new.at("/spec/template") {
             c.impact.push(Impact::RollsPods);
         }
     }
@@ -164,7 +165,7 @@ fn immutable_change(id: &ResourceId, old: &Value, new: &Value) -> Option<String>
         .map(|f| f[1..].replace('/', "."))
         .collect();
     if spec.immutable_flag
-        && old.pointer("/immutable").and_then(Value::as_bool) == Some(true)
+        && old.at("/immutable").and_then(Value::as_bool) == Some(true)
         && (changed("/data") || changed("/binaryData") || changed("/stringData"))
     {
         return Some(format!(
@@ -178,7 +179,7 @@ fn component_of(content: &Content) -> String {
     content
         .as_kube()
         .and_then(|v| {
-            v.pointer("/metadata/labels")
+            v.at("/metadata/labels")
                 .and_then(|l| l.get(crate::resource::COMPONENT))
         })
         .and_then(Value::as_str)

@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Action, Body, Change, DryRunAnswer, Guard, Live, LiveObject, Plan};
 use crate::resource::{
-    Content, Desired, KINDS, MANAGED_BY, MANAGER, PART_OF, ResourceId, RolloutRule, kind_spec,
+    At, Content, Desired, KINDS, MANAGED_BY, MANAGER, PART_OF, ResourceId, RolloutRule, kind_spec,
 };
 
 /// The field manager labctl applies as.
@@ -143,7 +143,7 @@ impl Inventory {
     /// What the parent `obj` records (its annotations); its own namespace counts as one.
     pub fn read(obj: &Value) -> Self {
         let list = |key: &str| -> BTreeSet<String> {
-            obj.pointer("/metadata/annotations")
+            obj.at("/metadata/annotations")
                 .and_then(|a| a.get(key))
                 .and_then(Value::as_str)
                 .unwrap_or_default()
@@ -154,7 +154,7 @@ impl Inventory {
                 .collect()
         };
         let mut namespaces = list(APPLYSET_NAMESPACES);
-        if let Some(ns) = obj.pointer("/metadata/namespace").and_then(Value::as_str) {
+        if let Some(ns) = obj.at("/metadata/namespace").and_then(Value::as_str) {
             namespaces.insert(ns.to_string());
         }
         Inventory {
@@ -278,7 +278,7 @@ pub fn selector(stack: &str) -> String {
 
 /// Whether a live object carries this stack's ownership labels.
 pub fn owned_by(obj: &Value, stack: &str) -> bool {
-    let labels = obj.pointer("/metadata/labels");
+    let labels = obj.at("/metadata/labels");
     let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
     label(MANAGED_BY) == Some(MANAGER) && label(PART_OF) == Some(stack)
 }
@@ -306,7 +306,7 @@ pub fn kinds_to_observe(desired: &Desired) -> BTreeSet<(String, String)> {
 
 /// The id of a live object.
 pub fn id_of(obj: &Value) -> Option<ResourceId> {
-    let s = |p: &str| obj.pointer(p).and_then(Value::as_str).map(str::to_string);
+    let s = |p: &str| obj.at(p).and_then(Value::as_str).map(str::to_string);
     Some(ResourceId::Kube {
         namespace: s("/metadata/namespace").filter(|n| !n.is_empty()),
         kind: s("/kind")?,
@@ -363,7 +363,7 @@ fn is_labctl_apply(e: &Value) -> bool {
 
 /// The `FieldsV1` set labctl's `Apply` entry owns on a live object, if any.
 pub fn labctl_fields(live: &Value) -> Option<&Value> {
-    live.pointer("/metadata/managedFields")?
+    live.at("/metadata/managedFields")?
         .as_array()?
         .iter()
         .find(|e| is_labctl_apply(e))
@@ -438,10 +438,7 @@ impl ListTypes {
     /// The list types of every kind an OpenAPI v3 group-version document (`/openapi/v3/apis/
     /// apps/v1`) describes, walked from each schema carrying `x-kubernetes-group-version-kind`.
     pub fn from_openapi(doc: &Value) -> Self {
-        let Some(schemas) = doc
-            .pointer("/components/schemas")
-            .and_then(Value::as_object)
-        else {
+        let Some(schemas) = doc.at("/components/schemas").and_then(Value::as_object) else {
             return ListTypes::default();
         };
         let mut by_kind = BTreeMap::new();
@@ -577,7 +574,7 @@ pub fn comparable_by(
     let fs = labctl_fields(live);
     // Every other manager's field set: who keeps an item labctl does not want.
     let others: Vec<(&str, &Value)> = live
-        .pointer("/metadata/managedFields")
+        .at("/metadata/managedFields")
         .and_then(Value::as_array)
         .map(|entries| {
             entries
@@ -1080,8 +1077,8 @@ pub fn depends_on(c: &Change, on: &Change) -> bool {
     if on_kind == "CustomResourceDefinition" {
         let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
         return on_obj.is_some_and(|d| {
-            d.pointer("/spec/group").and_then(Value::as_str) == Some(group)
-                && d.pointer("/spec/names/kind").and_then(Value::as_str) == Some(kind.as_str())
+            d.at("/spec/group").and_then(Value::as_str) == Some(group)
+                && d.at("/spec/names/kind").and_then(Value::as_str) == Some(kind.as_str())
         });
     }
     if on_ns != namespace {
@@ -1098,8 +1095,8 @@ pub fn depends_on(c: &Change, on: &Change) -> bool {
 /// The (kind, name) of what a workload's pods use in their namespace.
 fn pod_refs(obj: &Value) -> Vec<(&'static str, String)> {
     let Some(pod) = obj
-        .pointer("/spec/template/spec")
-        .or_else(|| obj.pointer("/spec/jobTemplate/spec/template/spec"))
+        .at("/spec/template/spec")
+        .or_else(|| obj.at("/spec/jobTemplate/spec/template/spec"))
     else {
         return Vec::new();
     };
@@ -1111,7 +1108,7 @@ fn pod_refs(obj: &Value) -> Vec<(&'static str, String)> {
     };
     add("ServiceAccount", pod.get("serviceAccountName"));
     let each = |p: &str| {
-        pod.pointer(p)
+        pod.at(p)
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default()
@@ -1120,20 +1117,20 @@ fn pod_refs(obj: &Value) -> Vec<(&'static str, String)> {
         add("Secret", s.get("name"));
     }
     for v in each("/volumes") {
-        add("ConfigMap", v.pointer("/configMap/name"));
-        add("Secret", v.pointer("/secret/secretName"));
+        add("ConfigMap", v.at("/configMap/name"));
+        add("Secret", v.at("/secret/secretName"));
         add(
             "PersistentVolumeClaim",
-            v.pointer("/persistentVolumeClaim/claimName"),
+            v.at("/persistentVolumeClaim/claimName"),
         );
         for src in v
-            .pointer("/projected/sources")
+            .at("/projected/sources")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
         {
-            add("ConfigMap", src.pointer("/configMap/name"));
-            add("Secret", src.pointer("/secret/name"));
+            add("ConfigMap", src.at("/configMap/name"));
+            add("Secret", src.at("/secret/name"));
         }
     }
     for list in ["/containers", "/initContainers"] {
@@ -1144,12 +1141,12 @@ fn pod_refs(obj: &Value) -> Vec<(&'static str, String)> {
                 .into_iter()
                 .flatten()
             {
-                add("ConfigMap", e.pointer("/configMapRef/name"));
-                add("Secret", e.pointer("/secretRef/name"));
+                add("ConfigMap", e.at("/configMapRef/name"));
+                add("Secret", e.at("/secretRef/name"));
             }
             for e in c.get("env").and_then(Value::as_array).into_iter().flatten() {
-                add("ConfigMap", e.pointer("/valueFrom/configMapKeyRef/name"));
-                add("Secret", e.pointer("/valueFrom/secretKeyRef/name"));
+                add("ConfigMap", e.at("/valueFrom/configMapKeyRef/name"));
+                add("Secret", e.at("/valueFrom/secretKeyRef/name"));
             }
         }
     }
@@ -1180,11 +1177,11 @@ pub enum Rollout {
 
 /// The rollout state of a Deployment, StatefulSet or DaemonSet.
 pub fn rollout(obj: &Value) -> Rollout {
-    let n = |p: &str| obj.pointer(p).and_then(Value::as_i64);
+    let n = |p: &str| obj.at(p).and_then(Value::as_i64);
     let generation = n("/metadata/generation").unwrap_or(0);
     let observed = n("/status/observedGeneration").unwrap_or(0);
     let conditions: Vec<&Value> = obj
-        .pointer("/status/conditions")
+        .at("/status/conditions")
         .and_then(Value::as_array)
         .map(|a| a.iter().collect())
         .unwrap_or_default();
@@ -1238,8 +1235,7 @@ pub fn rollout(obj: &Value) -> Rollout {
         Some(RolloutRule::StatefulSet) => {
             let want = n("/spec/replicas").unwrap_or(1);
             let partition = n("/spec/updateStrategy/rollingUpdate/partition").unwrap_or(0);
-            let rev_ok = obj.pointer("/status/updateRevision")
-                == obj.pointer("/status/currentRevision")
+            let rev_ok = obj.at("/status/updateRevision") == obj.at("/status/currentRevision")
                 || partition > 0;
             let parts = vec![
                 ("ready", n("/status/readyReplicas").unwrap_or(0)),

@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use super::{Action, Impact, Live, ObservedUnit, Plan, Summary, Targeting};
 use crate::error::Error;
 use crate::render::Templates;
+use crate::resource::At;
 use crate::resource::ResourceId;
 
 /// The version of the JSON plan format (`plan -o json` and saved plans; docs/plan-json.md).
@@ -177,13 +178,13 @@ pub fn kube_preconditions(
 /// The precondition of one live kube object.
 pub fn kube_state(obj: &Value) -> Precondition {
     let resource_version = obj
-        .pointer("/metadata/resourceVersion")
+        .at("/metadata/resourceVersion")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
     // The latest entry; on a tie (times are to the second) another tool's, not labctl's own.
     let last_manager = obj
-        .pointer("/metadata/managedFields")
+        .at("/metadata/managedFields")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
