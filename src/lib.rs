@@ -22,6 +22,7 @@ pub mod secrets;
 pub mod stack;
 pub mod telemetry;
 pub mod view;
+pub mod yaml;
 
 mod run;
 

@@ -604,21 +604,18 @@ fn kube_objects(
     // A template that renders many objects (a loop) is parsed and checked on every core: its
     // documents are independent, and this is most of a large plan's own time.
     let chunks = document_chunks(text, PARALLEL_PARSE_AT);
-    let parsed = crate::par::map(chunks, 2, |chunk| {
-        serde_saphyr::from_multiple::<Value>(chunk).map_err(|e| e.to_string())
-    });
+    let parsed = crate::par::map(chunks, 2, crate::yaml::documents);
     let mut docs = Vec::new();
     for p in parsed {
         match p {
             Ok(d) => docs.extend(d),
             // Parsed again whole, so that the parser's line numbers are the template output's.
             Err(e) => {
-                let e = serde_saphyr::from_multiple::<Value>(text)
-                    .map_or_else(|e| e.to_string(), |_| e);
+                let e = crate::yaml::documents(text).map_or_else(|e| e, |_| e);
                 return Err(Error::Manifest {
                     template: template.to_string(),
                     document: 1,
-                    message: format!("not valid YAML: {}", first_line(&e)),
+                    message: format!("not valid YAML: {e}"),
                 });
             }
         }
@@ -794,12 +791,6 @@ fn unit_object(
     })
 }
 
-/// The parser's first line ("line 6 column 15: ..."); the rest is a snippet of rendered output.
-fn first_line(s: &str) -> String {
-    let l = s.lines().next().unwrap_or(s);
-    l.strip_prefix("error: ").unwrap_or(l).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -836,10 +827,10 @@ mod tests {
         for p in &pieces[1..] {
             assert!(p.starts_with("---\n"), "{}", &p[..20]);
         }
-        let whole: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+        let whole: Vec<Value> = crate::yaml::documents(&text).unwrap();
         let joined: Vec<Value> = pieces
             .iter()
-            .flat_map(|p| serde_saphyr::from_multiple::<Value>(p).unwrap())
+            .flat_map(|p| crate::yaml::documents(p).unwrap())
             .collect();
         assert_eq!(whole, joined);
         assert!(whole.len() >= 300, "{}", whole.len());

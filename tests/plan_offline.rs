@@ -407,3 +407,35 @@ fn colour_only_on_a_tty_and_never_when_asked_not_to() {
         "--no-color respected"
     );
 }
+
+#[test]
+fn manifests_read_yaml_as_kubectl_does() {
+    let s = Stack::new(&web_stack("nginx:1.27", 1));
+    with_web_templates(&s);
+    // Octal file modes and YAML 1.1 booleans, as kubectl reads them: 0640 is 416.
+    s.file(
+        "templates/web/files.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: files\nspec:\n  automountServiceAccountToken: no\n  \
+         containers:\n    - name: c\n      image: busybox\n      stdin: yes\n  \
+         volumes:\n    - name: conf\n      configMap:\n        name: web-config\n        defaultMode: 0640\n",
+    );
+    let (code, out, err) = run(s.labctl(&["render", "--plane", "kube"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("defaultMode: 416\n"), "{out}");
+    assert!(
+        out.contains("automountServiceAccountToken: false\n"),
+        "{out}"
+    );
+    assert!(out.contains("stdin: true\n"), "{out}");
+    // A key written twice is refused, not silently the last one (kubectl keeps the last).
+    s.file(
+        "templates/web/files.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: files\ndata:\n  a: \"1\"\n  a: \"2\"\n",
+    );
+    let (code, _, err) = run(s.labctl(&["validate"]));
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "error: template `templates/web/files.yaml`, document 1: not valid YAML: line 7 column 3: duplicate mapping key `a`\n"
+    );
+}
