@@ -184,13 +184,13 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
                 desired.retain_plane(Some(Plane::Systemd));
             } else if let Some(early) = kube_early.take() {
                 let mut side = observe_kube(stack, &desired, early?).await?;
-                live.objects.extend(std::mem::take(&mut side.live.objects));
+                live.objects = std::mem::take(&mut side.live.objects);
                 // An object the account may not read is left out, not planned blind.
                 for (id, why) in &side.observed.forbidden {
                     desired.objects.remove(id);
                     warnings.push(format!("kube: `{id}` left out of the plan: {why}"));
                 }
-                preconditions.extend(std::mem::take(&mut side.pre));
+                preconditions = std::mem::take(&mut side.pre);
                 kube_side = Some(side);
                 targets.push(PlaneTarget::Kube(how.kube.clone()));
             }

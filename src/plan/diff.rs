@@ -48,16 +48,19 @@ impl Live {
     }
 }
 
+/// Stacks of at least this many objects are compared on every core.
+const PARALLEL_DIFF_AT: usize = 256;
+
 /// Compare desired with live and decide every action.
 pub fn diff(desired: &Desired, live: &Live) -> Plan {
-    let mut changes = Vec::new();
-    for (id, want) in &desired.objects {
-        let have = live.objects.get(id);
-        changes.push(match have {
+    // Objects compare independently: a large stack's are split over the cores.
+    let wanted: Vec<_> = desired.objects.iter().collect();
+    let mut changes = crate::par::map(wanted, PARALLEL_DIFF_AT, |(id, want)| {
+        match live.objects.get(id) {
             None => created(want, desired),
             Some(have) => updated(want, have, desired),
-        });
-    }
+        }
+    });
     for (id, have) in &live.objects {
         if desired.objects.contains_key(id) || !have.owned {
             continue;

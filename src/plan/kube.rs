@@ -318,40 +318,41 @@ pub fn id_of(obj: &Value) -> Option<ResourceId> {
 /// A desired object in the form the server stores it: a Secret's `stringData` becomes base64
 /// `data` (the server converts it on write and only ever returns `data`), so that comparison is
 /// like with like and labctl owns `data` keys, whose removal the server then honours.
-pub fn prepare(obj: &Value) -> Value {
-    let mut out = obj.clone();
-    if out.get("kind").and_then(Value::as_str) == Some("Secret")
-        && let Some(Value::Object(sd)) = out.as_object_mut().and_then(|m| m.remove("stringData"))
-    {
-        let data = out
-            .as_object_mut()
-            .expect("a Secret is a mapping")
-            .entry("data")
-            .or_insert_with(|| json!({}));
-        if let Some(data) = data.as_object_mut() {
-            for (k, v) in sd {
-                let text = match v {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                data.insert(
-                    k,
-                    json!(base64::engine::general_purpose::STANDARD.encode(text)),
-                );
-            }
+pub fn prepare(obj: &mut Value) {
+    if obj.get("kind").and_then(Value::as_str) != Some("Secret") {
+        return;
+    }
+    let Some(m) = obj.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(sd)) = m.remove("stringData") else {
+        return;
+    };
+    let data = m.entry("data").or_insert_with(|| json!({}));
+    if let Some(data) = data.as_object_mut() {
+        for (k, v) in sd {
+            let text = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            data.insert(
+                k,
+                json!(base64::engine::general_purpose::STANDARD.encode(text)),
+            );
         }
     }
-    out
+    // Content is kept normalized (keys sorted); only such a Secret needs it again.
+    *obj = crate::resource::normalize(std::mem::take(obj));
 }
 
-/// Put every kube object of a desired set in stored form (see [`prepare`]).
+/// Put every kube object of a desired set in stored form (see [`prepare`]), in place: only a
+/// Secret with `stringData` changes.
 pub fn prepare_all(desired: &mut Desired) {
-    let objects: Vec<_> = desired.objects.values_mut().collect();
-    crate::par::map(objects, 256, |o| {
-        if let Content::Kube(v) = &o.content {
-            o.content = Content::kube(prepare(v));
+    for o in desired.objects.values_mut() {
+        if let Content::Kube(v) = &mut o.content {
+            prepare(v);
         }
-    });
+    }
 }
 
 /// Whether a `managedFields` entry is labctl's own server-side apply of the object.
@@ -985,15 +986,17 @@ pub fn live_set(
     };
     // Objects project independently: a large cluster's are split over the cores.
     let projected: Vec<Projected> = crate::par::map(observed.iter().collect(), 256, one);
-    let mut notes = BTreeMap::new();
-    let mut objects = BTreeMap::new();
+    // In key order already: collected, the maps are built in bulk, not searched per insert.
+    let mut notes = Vec::new();
+    let mut objects = Vec::with_capacity(projected.len());
     for (id, live, n) in projected {
         if !n.is_empty() {
-            notes.insert(id.clone(), n);
+            notes.push((id.clone(), n));
         }
-        objects.insert(id, live);
+        objects.push((id, live));
     }
-    (Live { objects }, notes)
+    let objects = objects.into_iter().collect();
+    (Live { objects }, notes.into_iter().collect())
 }
 
 /// Add the merge notes of [`live_set`] to the changes that do something (an object that does
@@ -1420,8 +1423,14 @@ mod tests {
 
     #[test]
     fn string_data_becomes_data() {
-        let s = prepare(&json!({"kind": "Secret", "stringData": {"p": "hunter2"}}));
-        assert_eq!(s, json!({"kind": "Secret", "data": {"p": "aHVudGVyMg=="}}));
+        let mut s =
+            json!({"kind": "Secret", "stringData": {"p": "hunter2"}, "data": {"z": "eg=="}});
+        prepare(&mut s);
+        assert_eq!(
+            s,
+            json!({"kind": "Secret", "data": {"p": "aHVudGVyMg==", "z": "eg=="}})
+        );
+        assert_eq!(s["data"].as_object().unwrap().keys().next().unwrap(), "p");
     }
 
     #[test]
