@@ -33,6 +33,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Agent(_)) {
         grow_heaps_in_large_steps();
+        crate::plan::exit_frees_memory();
     }
     let telemetry = match &cli.command {
         Command::Plan(_) | Command::Apply(_) => crate::telemetry::init(
