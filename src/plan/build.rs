@@ -351,14 +351,22 @@ async fn start_kube(stack: &Stack, how: &Observe) -> Result<EarlyKube, Error> {
         // after them.
         let early_gvs = kube::openapi_paths(applied_versions.iter().map(String::as_str));
         let mut listing = Listing::default();
+        // The documents are read into merge types on a core of their own as soon as they
+        // arrive, while the LISTs still come in and the stack still renders.
+        let docs = async {
+            let d = read_docs(&k, early_gvs.clone()).await?;
+            let types =
+                tokio::task::spawn_blocking(move || types_of(&d, kube::ListTypes::default()))
+                    .await
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            Ok::<_, Error>(types)
+        };
         let (listed, docs) = futures_util::future::join(
             k.list(&kube::selector(name), &kinds, &namespaces, &mut listing),
-            read_docs(&k, early_gvs.clone()),
+            docs,
         )
         .await;
         listed?;
-        // Read into merge types now, while the stack still renders.
-        let docs = docs.map(|d| types_of(&d, kube::ListTypes::default()));
         Ok(EarlyKube {
             k,
             parent,
