@@ -6,8 +6,8 @@
 # Targets: plan at least 40x faster than kubectl diff; apply of 1,000 new objects < 1.5 s on
 # loopback. PROFILE=dev: the debug build of labctl and of the bench (no release build).
 #
-# Environment: RUNS (labctl repetitions, default 5), LATENCY_MS (default 5), KUBECTL (default
-# kubectl), OBJECTS_PER_KIND (default 111: 9 kinds x 111 + the namespace = 1,000 objects).
+# Environment: RUNS (plan repetitions of each tool, default 5), LATENCY_MS (default 5), KUBECTL
+# (default kubectl), OBJECTS_PER_KIND (default 111: 9 kinds x 111 + the namespace = 1,000 objects).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-$PWD/target}
