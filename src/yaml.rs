@@ -2,12 +2,13 @@
 //! 1.1's plain scalars as Go's `yaml.v2` (kubectl's reader, through `sigs.k8s.io/yaml`) resolves
 //! them. `yes`/`on`/`y` are booleans, `0755` is octal (493), `1_000` is 1000, `!!binary` is
 //! decoded, a quoted scalar is always a string, a value with a tag kubectl cannot resolve
-//! (`!foo 5`) is the string `"5"`. Merge keys (`<<`) are merged, explicit keys winning.
+//! (`!foo 5`) is the string `"5"`. Merge keys (`<<`) apply in the order written, each write
+//! replacing what came before, as `yaml.v2` applies them.
 //!
 //! Where kubectl would be silent or lose data, labctl refuses: a duplicate key (kubectl keeps
 //! the last one), `.inf`/`.nan` (no JSON number holds them), a key that is a list or a mapping,
-//! aliases that expand past a bound (an "alias bomb"), nesting deeper than a bound. Mapping keys
-//! are kept as written (`on: x` has the key `"on"`).
+//! anchors and aliases that copy past a bound (an "alias bomb"), nesting deeper than a bound
+//! (aliases included). Mapping keys are kept as written (`on: x` has the key `"on"`).
 //!
 //! The events come from `libyaml-safer`, a port of libyaml in safe Rust, which is about three
 //! times as fast as the serde-based readers on a large stack's output; resolving scalars and
@@ -21,18 +22,43 @@ use serde_json::{Map, Number, Value};
 /// Deepest nesting of lists and mappings accepted.
 const MAX_DEPTH: usize = 256;
 
-/// Most values that aliases may add to a stream, in all.
-const MAX_ALIASED: usize = 1_000_000;
+/// Most values that anchors and aliases may copy in a stream, in all.
+const MAX_COPIED: usize = 1_000_000;
 
 const TAG: &str = "tag:yaml.org,2002:";
 
 /// The documents of a YAML stream as JSON values, in order; empty documents (`---` with nothing
 /// after it) are left out. The error is one line, `line L column C: problem`.
 pub fn documents(text: &str) -> Result<Vec<Value>, String> {
+    // libyaml-safer panics on a block scalar that ends the input without a line break
+    // (upstream issue 6), which a template without a final newline renders: the text is read
+    // with one, and such a scalar loses the break again below. A panic on anything else it
+    // cannot read becomes an error, not the end of the process.
+    let owned;
+    let (text, added_break) = if text.is_empty() || text.ends_with('\n') {
+        (text, false)
+    } else {
+        owned = format!("{text}\n");
+        (owned.as_str(), true)
+    };
+    std::panic::catch_unwind(|| read(text, added_break)).unwrap_or_else(|p| {
+        let why = p
+            .downcast_ref::<&str>()
+            .map(ToString::to_string)
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(format!("the YAML reader cannot read this text ({why})"))
+    })
+}
+
+fn read(text: &str, added_break: bool) -> Result<Vec<Value>, String> {
     let mut input = text.as_bytes();
     let mut parser = Parser::new();
     parser.set_input_string(&mut input);
-    let mut b = Builder::default();
+    let mut b = Builder {
+        eoi: added_break.then_some(text.len() as u64),
+        ..Builder::default()
+    };
     let mut docs = Vec::new();
     loop {
         let event = parser.parse().map_err(|e| parse_error(&e))?;
@@ -69,19 +95,25 @@ fn at(m: Mark) -> String {
     format!("line {} column {}", m.line + 1, m.column + 1)
 }
 
-/// A list or mapping being read.
+/// A list or mapping being read, with the depth and the count of the values in it so far
+/// (kept as it grows: an alias brings a whole tree, and walking trees to measure them can
+/// itself run out of stack).
 enum Open {
     Seq {
         items: Vec<Value>,
         anchor: Option<String>,
+        depth: usize,
+        size: usize,
     },
     Map {
         map: Map<String, Value>,
         /// The key read, waiting for its value, and where it was.
         key: Option<(Key, Mark)>,
-        /// Mappings merged in by `<<`, in order of precedence.
-        merged: Vec<Map<String, Value>>,
+        /// Mappings merged in by `<<`, each with the count of explicit keys before it.
+        merged: Vec<(usize, Map<String, Value>)>,
         anchor: Option<String>,
+        depth: usize,
+        size: usize,
     },
 }
 
@@ -90,16 +122,21 @@ enum Key {
     Merge,
 }
 
+/// An anchored value, its depth and its count of values.
+type Anchored = (Value, usize, usize);
+
 #[derive(Default)]
 struct Builder {
     open: Vec<Open>,
-    anchors: HashMap<String, Value>,
-    /// Values added by aliases so far.
-    aliased: usize,
+    anchors: HashMap<String, Anchored>,
+    /// Values copied so far, for anchors and by aliases.
+    copied: usize,
     /// The finished root of the current document.
     done: Option<Value>,
     /// The current document has nothing in it (an empty plain scalar for its root).
     empty: bool,
+    /// Where the text ends when a final line break was added to it.
+    eoi: Option<u64>,
 }
 
 impl Builder {
@@ -109,13 +146,19 @@ impl Builder {
             EventData::Scalar {
                 anchor,
                 tag,
-                value,
+                mut value,
                 style,
                 ..
             } => {
+                if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded)
+                    && self.eoi.is_some_and(|end| event.end_mark.index >= end)
+                    && value.ends_with('\n')
+                {
+                    value.pop();
+                }
                 if self.expects_key() {
                     if let Some(a) = anchor {
-                        self.anchors.insert(a, Value::String(value.clone()));
+                        self.anchors.insert(a, (Value::String(value.clone()), 0, 1));
                     }
                     return self.key(Key::text_or_merge(value, style, tag.as_deref()), mark);
                 }
@@ -129,37 +172,34 @@ impl Builder {
                 }
                 let v = scalar(value, style, tag.as_deref())
                     .map_err(|e| format!("{}: {e}", at(mark)))?;
-                self.finish(v, anchor, mark)
+                self.finish(v, anchor, mark, 0, 1)
             }
             EventData::Alias { anchor } => {
-                let Some(v) = self.anchors.get(&anchor) else {
+                let Some(&(_, depth, size)) = self.anchors.get(&anchor) else {
                     return Err(format!(
                         "{}: alias `*{anchor}` names no anchor before it",
                         at(mark)
                     ));
                 };
-                self.aliased += size(v);
-                if self.aliased > MAX_ALIASED {
-                    return Err(format!(
-                        "{}: aliases expand to more than {MAX_ALIASED} values",
-                        at(mark)
-                    ));
-                }
-                let v = v.clone();
+                self.copy(size, mark)?;
+                let v = self.anchors[&anchor].0.clone();
                 if self.expects_key() {
                     let text = match v {
                         Value::String(s) => s,
+                        Value::Null => "null".to_string(),
                         Value::Number(_) | Value::Bool(_) => v.to_string(),
                         _ => return Err(format!("{}: a mapping key must be a scalar", at(mark))),
                     };
                     return self.key(Key::Text(text), mark);
                 }
-                self.finish(v, None, mark)
+                self.finish(v, None, mark, depth, size)
             }
             EventData::SequenceStart { anchor, .. } => self.open_collection(
                 Open::Seq {
                     items: Vec::new(),
                     anchor,
+                    depth: 0,
+                    size: 0,
                 },
                 mark,
             ),
@@ -169,28 +209,30 @@ impl Builder {
                     key: None,
                     merged: Vec::new(),
                     anchor,
+                    depth: 0,
+                    size: 0,
                 },
                 mark,
             ),
             EventData::SequenceEnd | EventData::MappingEnd => {
-                let (v, anchor) = match self.open.pop() {
-                    Some(Open::Seq { items, anchor }) => (Value::Array(items), anchor),
+                let (v, anchor, depth, size) = match self.open.pop() {
+                    Some(Open::Seq {
+                        items,
+                        anchor,
+                        depth,
+                        size,
+                    }) => (Value::Array(items), anchor, depth, size),
                     Some(Open::Map {
-                        mut map,
+                        map,
                         merged,
                         anchor,
+                        depth,
+                        size,
                         ..
-                    }) => {
-                        for m in merged {
-                            for (k, v) in m {
-                                map.entry(k).or_insert(v);
-                            }
-                        }
-                        (Value::Object(map), anchor)
-                    }
+                    }) => (Value::Object(merge(map, merged)), anchor, depth, size),
                     None => return Ok(()),
                 };
-                self.finish(v, anchor, mark)
+                self.finish(v, anchor, mark, depth + 1, size + 1)
             }
             _ => Ok(()),
         }
@@ -198,6 +240,18 @@ impl Builder {
 
     fn expects_key(&self) -> bool {
         matches!(self.open.last(), Some(Open::Map { key: None, .. }))
+    }
+
+    /// Count `size` more values copied, within the bound.
+    fn copy(&mut self, size: usize, mark: Mark) -> Result<(), String> {
+        self.copied += size;
+        if self.copied > MAX_COPIED {
+            return Err(format!(
+                "{}: anchors and aliases copy more than {MAX_COPIED} values",
+                at(mark)
+            ));
+        }
+        Ok(())
     }
 
     fn open_collection(&mut self, c: Open, mark: Mark) -> Result<(), String> {
@@ -208,10 +262,7 @@ impl Builder {
             ));
         }
         if self.open.len() >= MAX_DEPTH {
-            return Err(format!(
-                "{}: nested more than {MAX_DEPTH} levels deep",
-                at(mark)
-            ));
+            return Err(too_deep(mark));
         }
         self.open.push(c);
         Ok(())
@@ -230,40 +281,108 @@ impl Builder {
         Ok(())
     }
 
-    /// A complete value: recorded under its anchor, then placed in what holds it.
-    fn finish(&mut self, v: Value, anchor: Option<String>, mark: Mark) -> Result<(), String> {
-        if let Some(a) = anchor {
-            self.anchors.insert(a, v.clone());
+    /// A complete value of `depth` levels and `size` values: recorded under its anchor, then
+    /// placed in what holds it.
+    fn finish(
+        &mut self,
+        v: Value,
+        anchor: Option<String>,
+        mark: Mark,
+        depth: usize,
+        size: usize,
+    ) -> Result<(), String> {
+        if self.open.len() + depth > MAX_DEPTH {
+            return Err(too_deep(mark));
         }
-        match self.open.last_mut() {
-            None => self.done = Some(v),
-            Some(Open::Seq { items, .. }) => items.push(v),
-            Some(Open::Map {
-                map, key, merged, ..
-            }) => match key.take() {
-                Some((Key::Text(k), _)) => {
-                    map.insert(k, v);
+        if let Some(a) = anchor {
+            self.copy(size, mark)?;
+            self.anchors.insert(a, (v.clone(), depth, size));
+        }
+        let Some(open) = self.open.last_mut() else {
+            self.done = Some(v);
+            return Ok(());
+        };
+        match open {
+            Open::Seq {
+                items,
+                depth: d,
+                size: n,
+                ..
+            } => {
+                items.push(v);
+                *d = (*d).max(depth);
+                *n += size;
+            }
+            Open::Map {
+                map,
+                key,
+                merged,
+                depth: d,
+                size: n,
+                ..
+            } => {
+                *d = (*d).max(depth);
+                *n += size;
+                match key.take() {
+                    Some((Key::Text(k), _)) => {
+                        map.insert(k, v);
+                    }
+                    Some((Key::Merge, key_mark)) => {
+                        let bad = || {
+                            format!(
+                                "{}: a merge key (`<<`) takes a mapping or a list of mappings",
+                                at(key_mark)
+                            )
+                        };
+                        match v {
+                            Value::Object(m) => merged.push((map.len(), m)),
+                            // Earlier mappings of the list win over later ones: applied last.
+                            Value::Array(list) => {
+                                let mut maps = Vec::new();
+                                for m in list {
+                                    let Value::Object(m) = m else {
+                                        return Err(bad());
+                                    };
+                                    maps.push((map.len(), m));
+                                }
+                                merged.extend(maps.into_iter().rev());
+                            }
+                            _ => return Err(bad()),
+                        }
+                    }
+                    None => unreachable!("a value in a mapping follows its key"),
                 }
-                Some((Key::Merge, _)) => match v {
-                    Value::Object(m) => merged.push(m),
-                    Value::Array(list) if list.iter().all(Value::is_object) => {
-                        merged.extend(list.into_iter().filter_map(|m| match m {
-                            Value::Object(m) => Some(m),
-                            _ => None,
-                        }));
-                    }
-                    _ => {
-                        return Err(format!(
-                            "{}: a merge key (`<<`) takes a mapping or a list of mappings",
-                            at(mark)
-                        ));
-                    }
-                },
-                None => unreachable!("a value in a mapping follows its key"),
-            },
+            }
         }
         Ok(())
     }
+}
+
+fn too_deep(mark: Mark) -> String {
+    format!("{}: nested more than {MAX_DEPTH} levels deep", at(mark))
+}
+
+/// A mapping with its merge keys applied as yaml.v2 applies them: in the order written, each
+/// write replacing what came before, whether an explicit key or a merged one.
+fn merge(
+    explicit: Map<String, Value>,
+    merged: Vec<(usize, Map<String, Value>)>,
+) -> Map<String, Value> {
+    if merged.is_empty() {
+        return explicit;
+    }
+    let mut out = Map::new();
+    let mut merged = merged.into_iter().peekable();
+    for (i, (k, v)) in explicit.into_iter().enumerate() {
+        while let Some((_, m)) = merged.next_if(|(before, _)| *before <= i) {
+            out.extend(m);
+        }
+        out.insert(k, v);
+    }
+    for (_, m) in merged {
+        out.extend(m);
+    }
+    out
 }
 
 impl Key {
@@ -274,15 +393,6 @@ impl Key {
         } else {
             Key::Text(value)
         }
-    }
-}
-
-/// Values in `v`, itself included.
-fn size(v: &Value) -> usize {
-    match v {
-        Value::Array(a) => 1 + a.iter().map(size).sum::<usize>(),
-        Value::Object(m) => 1 + m.values().map(size).sum::<usize>(),
-        _ => 1,
     }
 }
 
@@ -306,7 +416,10 @@ fn scalar(text: String, style: ScalarStyle, tag: Option<&str>) -> Result<Value, 
     };
     match (wanted, resolved) {
         ("bool", Some(v @ Value::Bool(_))) | ("null", Some(v @ Value::Null)) => Ok(v),
-        ("int", Some(Value::Number(n))) if !n.is_f64() => Ok(Value::Number(n)),
+        // An integer as written: `1.0` and `1e3` resolve as floats, which yaml.v2 refuses here.
+        ("int", Some(Value::Number(n))) if int(&text.replace('_', "")).is_some() => {
+            Ok(Value::Number(n))
+        }
         ("float", Some(Value::Number(n))) => Ok(Value::Number(n)),
         (wanted, _) => Err(format!("cannot read `{text}` as a !!{wanted}")),
     }
@@ -423,16 +536,24 @@ fn float_shaped(s: &str) -> bool {
 }
 
 /// A float as the JSON kubectl sends: Go writes a whole float64 below 1e21 without a fraction
-/// (`1e3` is `1000`), so a whole one is an integer here too, and compares equal to what the
-/// server returns. Out of range (`1e400`) is a string, as ParseFloat's error makes it.
+/// (`1e3` is `1000`), so a whole one is an integer here too (within JSON's u64 and i64), and
+/// compares equal to what the server returns. Out of range (`1e400`) is a string, as
+/// ParseFloat's error makes it.
 fn float(s: &str) -> Option<Value> {
     let f: f64 = s.parse().ok()?;
     if !f.is_finite() {
         return None;
     }
-    if f.fract() == 0.0 && f.abs() < 9.0e15 {
-        #[allow(clippy::cast_possible_truncation)]
-        return Some(Value::from(f as i64));
+    // 2^63 and 2^64, exactly representable: a whole float below them converts exactly.
+    const I64_END: f64 = 9_223_372_036_854_775_808.0;
+    const U64_END: f64 = 18_446_744_073_709_551_616.0;
+    if f.fract() == 0.0 {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        if (-I64_END..I64_END).contains(&f) {
+            return Some(Value::from(f as i64));
+        } else if (0.0..U64_END).contains(&f) {
+            return Some(Value::from(f as u64));
+        }
     }
     Number::from_f64(f).map(Value::Number)
 }
@@ -501,6 +622,8 @@ mod tests {
                 json!(12_345_678_901_234_567_890_u64),
             ),
             ("-9223372036854775808", json!(i64::MIN)),
+            ("1e16", json!(10_000_000_000_000_000_i64)),
+            ("+9223372036854775808", json!(9_223_372_036_854_775_808_u64)),
             ("1e400", json!("1e400")),
             ("1:20", json!("1:20")),
             ("2001-12-14", json!("2001-12-14")),
@@ -532,6 +655,7 @@ mod tests {
         );
         assert!(err("a: !!int abc\n").contains("line 1 column 4: cannot read `abc` as a !!int"));
         assert!(err("a: !!bool maybe\n").contains("!!bool"));
+        assert!(err("a: !!int 1.0\n").contains("cannot read `1.0` as a !!int"));
         assert!(err("a: !!binary '%%'\n").contains("not base64"));
     }
 
@@ -551,10 +675,17 @@ mod tests {
             one("a: &x {p: 1}\nb:\n  <<: [*x, {q: 2, p: 3}]\n  p: 9\nc:\n  <<: *x\n"),
             json!({"a": {"p": 1}, "b": {"p": 9, "q": 2}, "c": {"p": 1}})
         );
-        // The first mapping merged wins over later ones, explicit keys over all.
+        // As yaml.v2 merges: in the order written, each write replacing what came before; in
+        // a list the first mapping wins over later ones.
         assert_eq!(
             one("<<: [{a: 1, b: 1}, {a: 2, c: 2}]\nb: 3\n"),
             json!({"a": 1, "b": 3, "c": 2})
+        );
+        assert_eq!(one("a: 2\n<<: {a: 1}\n"), json!({"a": 1}));
+        assert_eq!(one("<<: {a: 1}\n<<: {a: 2}\n"), json!({"a": 2}));
+        assert_eq!(
+            err("a:\n  <<:\n  - 1\n  - 2\n\nb: 1\n"),
+            "line 2 column 3: a merge key (`<<`) takes a mapping or a list of mappings"
         );
         assert_eq!(one("a: {'<<': 5}\n"), json!({"a": {"<<": 5}}));
         assert!(err("a: {<<: 5}\n").contains("merge key"));
@@ -566,7 +697,51 @@ mod tests {
             let p = i - 1;
             bomb.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
         }
-        assert!(err(&bomb).contains("aliases expand to more than"), "{bomb}");
+        assert!(
+            err(&bomb).contains("copy more than 1000000 values"),
+            "{bomb}"
+        );
+        // Anchors nested in anchors copy too, without any alias.
+        let mut nested = String::from("a: ");
+        for i in 0..200 {
+            nested.push_str(&format!("&a{i} ["));
+        }
+        nested.push_str(&"1, ".repeat(20_000));
+        nested.push_str(&"]".repeat(200));
+        assert!(err(&nested).contains("copy more than"));
+        // Aliases cannot nest deeper than the bound either.
+        let mut deep = String::new();
+        for i in 0..40 {
+            let inner = if i == 0 {
+                "1".to_string()
+            } else {
+                format!("*a{}", i - 1)
+            };
+            deep.push_str(&format!(
+                "a{i}: &a{i} {}{inner}{}\n",
+                "[".repeat(100),
+                "]".repeat(100)
+            ));
+        }
+        assert!(
+            err(&deep).contains("nested more than 256 levels"),
+            "{}",
+            err(&deep)
+        );
+        assert_eq!(one("a: &n ~\n*n : 1\n")["null"], json!(1));
+    }
+
+    #[test]
+    fn text_the_reader_cannot_take_is_an_error_or_read_right() {
+        // A block scalar at the very end without a line break (a template with no final
+        // newline) reads as kubectl reads it.
+        assert_eq!(one("a: |\n  x"), json!({"a": "x"}));
+        assert_eq!(one("a: >\n  x\n  y"), json!({"a": "x y"}));
+        assert_eq!(one("a: |\n  x\nb: |\n  y"), json!({"a": "x\n", "b": "y"}));
+        assert_eq!(one("a: b"), json!({"a": "b"}));
+        // What libyaml-safer panics on is an error here.
+        assert!(documents("a: \"x\\").is_err());
+        assert!(documents("a: [!, b]\n").is_err());
     }
 
     #[test]
