@@ -98,22 +98,21 @@ fn at(m: Mark) -> String {
 /// A list or mapping being read, with the depth and the count of the values in it so far
 /// (kept as it grows: an alias brings a whole tree, and walking trees to measure them can
 /// itself run out of stack).
-enum Open {
-    Seq {
-        items: Vec<Value>,
-        anchor: Option<String>,
-        depth: usize,
-        size: usize,
-    },
+struct Open {
+    kind: Collection,
+    anchor: Option<String>,
+    depth: usize,
+    size: usize,
+}
+
+enum Collection {
+    Seq(Vec<Value>),
     Map {
         map: Map<String, Value>,
         /// The key read, waiting for its value, and where it was.
         key: Option<(Key, Mark)>,
         /// Mappings merged in by `<<`, each with the count of explicit keys before it.
         merged: Vec<(usize, Map<String, Value>)>,
-        anchor: Option<String>,
-        depth: usize,
-        size: usize,
     },
 }
 
@@ -194,52 +193,40 @@ impl Builder {
                 }
                 self.finish(v, None, mark, depth, size)
             }
-            EventData::SequenceStart { anchor, .. } => self.open_collection(
-                Open::Seq {
-                    items: Vec::new(),
-                    anchor,
-                    depth: 0,
-                    size: 0,
-                },
-                mark,
-            ),
+            EventData::SequenceStart { anchor, .. } => {
+                self.open_collection(Collection::Seq(Vec::new()), anchor, mark)
+            }
             EventData::MappingStart { anchor, .. } => self.open_collection(
-                Open::Map {
+                Collection::Map {
                     map: Map::new(),
                     key: None,
                     merged: Vec::new(),
-                    anchor,
-                    depth: 0,
-                    size: 0,
                 },
+                anchor,
                 mark,
             ),
             EventData::SequenceEnd | EventData::MappingEnd => {
-                let (v, anchor, depth, size) = match self.open.pop() {
-                    Some(Open::Seq {
-                        items,
-                        anchor,
-                        depth,
-                        size,
-                    }) => (Value::Array(items), anchor, depth, size),
-                    Some(Open::Map {
-                        map,
-                        merged,
-                        anchor,
-                        depth,
-                        size,
-                        ..
-                    }) => (Value::Object(merge(map, merged)), anchor, depth, size),
-                    None => return Ok(()),
+                let Some(open) = self.open.pop() else {
+                    return Ok(());
                 };
-                self.finish(v, anchor, mark, depth + 1, size + 1)
+                let v = match open.kind {
+                    Collection::Seq(items) => Value::Array(items),
+                    Collection::Map { map, merged, .. } => Value::Object(merge(map, merged)),
+                };
+                self.finish(v, open.anchor, mark, open.depth + 1, open.size + 1)
             }
             _ => Ok(()),
         }
     }
 
     fn expects_key(&self) -> bool {
-        matches!(self.open.last(), Some(Open::Map { key: None, .. }))
+        matches!(
+            self.open.last(),
+            Some(Open {
+                kind: Collection::Map { key: None, .. },
+                ..
+            })
+        )
     }
 
     /// Count `size` more values copied, within the bound.
@@ -254,7 +241,12 @@ impl Builder {
         Ok(())
     }
 
-    fn open_collection(&mut self, c: Open, mark: Mark) -> Result<(), String> {
+    fn open_collection(
+        &mut self,
+        kind: Collection,
+        anchor: Option<String>,
+        mark: Mark,
+    ) -> Result<(), String> {
         if self.expects_key() {
             return Err(format!(
                 "{}: a mapping key must be a scalar, not a list or a mapping",
@@ -264,12 +256,21 @@ impl Builder {
         if self.open.len() >= MAX_DEPTH {
             return Err(too_deep(mark));
         }
-        self.open.push(c);
+        self.open.push(Open {
+            kind,
+            anchor,
+            depth: 0,
+            size: 0,
+        });
         Ok(())
     }
 
     fn key(&mut self, k: Key, mark: Mark) -> Result<(), String> {
-        let Some(Open::Map { map, key, .. }) = self.open.last_mut() else {
+        let Some(Open {
+            kind: Collection::Map { map, key, .. },
+            ..
+        }) = self.open.last_mut()
+        else {
             unreachable!("a key is read only inside a mapping");
         };
         if let Key::Text(s) = &k
@@ -302,27 +303,11 @@ impl Builder {
             self.done = Some(v);
             return Ok(());
         };
-        match open {
-            Open::Seq {
-                items,
-                depth: d,
-                size: n,
-                ..
-            } => {
-                items.push(v);
-                *d = (*d).max(depth);
-                *n += size;
-            }
-            Open::Map {
-                map,
-                key,
-                merged,
-                depth: d,
-                size: n,
-                ..
-            } => {
-                *d = (*d).max(depth);
-                *n += size;
+        open.depth = open.depth.max(depth);
+        open.size += size;
+        match &mut open.kind {
+            Collection::Seq(items) => items.push(v),
+            Collection::Map { map, key, merged } => {
                 match key.take() {
                     Some((Key::Text(k), _)) => {
                         map.insert(k, v);
@@ -427,35 +412,30 @@ fn scalar(text: String, style: ScalarStyle, tag: Option<&str>) -> Result<Value, 
 
 /// yaml.v2's resolution of a plain scalar: `None` for a string.
 fn resolve(s: &str) -> Result<Option<Value>, String> {
-    let v = match s {
-        "" | "~" | "null" | "Null" | "NULL" => Value::Null,
-        "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
-            Value::Bool(true)
-        }
-        "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
-            Value::Bool(false)
-        }
-        ".nan" | ".NaN" | ".NAN" | ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF"
-        | "-.inf" | "-.Inf" | "-.INF" => {
-            return Err(format!(
-                "`{s}` is not a finite number, and JSON has no other kind"
-            ));
-        }
-        _ => match s.as_bytes()[0] {
-            b'.' => return Ok(float(s)),
-            b'0'..=b'9' | b'+' | b'-' => {
-                let plain = s.replace('_', "");
-                return Ok(int(&plain).or_else(|| {
-                    if float_shaped(&plain) {
-                        float(&plain)
-                    } else {
-                        None
-                    }
-                }));
+    let v =
+        match s {
+            "" | "~" | "null" | "Null" | "NULL" => Value::Null,
+            "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
+                Value::Bool(true)
             }
-            _ => return Ok(None),
-        },
-    };
+            "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off"
+            | "OFF" => Value::Bool(false),
+            ".nan" | ".NaN" | ".NAN" | ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF"
+            | "-.inf" | "-.Inf" | "-.INF" => {
+                return Err(format!(
+                    "`{s}` is not a finite number, and JSON has no other kind"
+                ));
+            }
+            _ => match s.as_bytes()[0] {
+                b'.' => return Ok(float(s)),
+                b'0'..=b'9' | b'+' | b'-' => {
+                    let plain = s.replace('_', "");
+                    return Ok(int(&plain)
+                        .or_else(|| float_shaped(&plain).then(|| float(&plain)).flatten()));
+                }
+                _ => return Ok(None),
+            },
+        };
     Ok(Some(v))
 }
 

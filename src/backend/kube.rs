@@ -18,8 +18,7 @@ use serde_json::Value;
 use super::Stats;
 use crate::error::Error;
 use crate::plan::kube::{DryRun, DryRunError, FIELD_MANAGER, Observed};
-use crate::resource::At;
-use crate::resource::ResourceId;
+use crate::resource::{At, ResourceId};
 
 /// How to reach the cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -6,8 +6,7 @@ use serde_json::Value;
 
 use super::units::{self, UnitState};
 use super::{Action, Body, Change, Guard, Impact, Plan};
-use crate::resource::At;
-use crate::resource::{Content, Desired, DesiredObject, ResourceId, kind_spec};
+use crate::resource::{At, Content, Desired, DesiredObject, ResourceId, kind_spec};
 
 /// One live object as a backend observed it (or as an older revision rendered it).
 #[derive(Debug, Clone, PartialEq)]

@@ -25,8 +25,7 @@ use sha2::{Digest, Sha256};
 use super::{Action, Impact, Live, ObservedUnit, Plan, Summary, Targeting};
 use crate::error::Error;
 use crate::render::Templates;
-use crate::resource::At;
-use crate::resource::ResourceId;
+use crate::resource::{At, ResourceId};
 
 /// The version of the JSON plan format (`plan -o json` and saved plans; docs/plan-json.md).
 pub const FORMAT_VERSION: &str = "2";
