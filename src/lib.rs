@@ -26,4 +26,4 @@ pub mod yaml;
 
 mod run;
 
-pub use run::run;
+pub use run::{hold_huge_pages, run};

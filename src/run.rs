@@ -32,8 +32,10 @@ const EXIT_REFUSED: u8 = 3;
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Agent(_)) {
-        grow_heaps_in_large_steps();
         crate::plan::exit_frees_memory();
+    }
+    if reads_live_state(&cli.command) {
+        release_huge_pages();
     }
     let telemetry = match &cli.command {
         Command::Plan(_) | Command::Apply(_) => crate::telemetry::init(
@@ -63,25 +65,45 @@ pub fn run() -> ExitCode {
     code
 }
 
-/// glibc grows a thread's heap by what each allocation needs, one `mprotect` at a time: a
-/// plan of 1,000 objects made 6,600 of them, a quarter of its system time. A command that runs
-/// once gains nothing from giving memory back early, so its heaps grow (and are trimmed) in
-/// 8 MiB steps (64 MiB measured no faster). This also fixes glibc's mmap threshold at 128 KiB:
-/// a plan allocates few blocks that large. The agents keep glibc's defaults, which keep their
-/// resident memory small, and so does anyone who tunes the allocator through the environment.
-fn grow_heaps_in_large_steps() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// Whether [`hold_huge_pages`] disabled transparent huge pages, for [`release_huge_pages`].
+static HUGE_PAGES_HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Disable transparent huge pages for this process until the command is known; `main.rs` calls
+/// this before Rust's own start-up, which already allocates.
+///
+/// The allocator (mimalloc) asks the kernel to back its memory with huge pages. A plan of 1,000
+/// live objects touches about 40 MB for the first time: in 4 KiB pages that is 9,000 page faults
+/// and a fifth of its CPU time, in 2 MiB pages 600 faults. But a 2 MiB page is resident as soon
+/// as one byte of it is, which would double an agent's resident set and push an offline plan of
+/// 1,000 objects past its 50 MB. So only a command that reads live state gets them back. When
+/// the process already has them disabled (by its parent, or through `MIMALLOC_ALLOW_THP=0`),
+/// that choice stands. Must not allocate: nothing is set up yet.
+pub extern "C" fn hold_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if rustix::thread::transparent_huge_pages_are_disabled().is_ok_and(|off| !off)
+        && rustix::thread::disable_transparent_huge_pages(true).is_ok()
     {
-        let tuned = ["GLIBC_TUNABLES", "MALLOC_TOP_PAD_"]
-            .iter()
-            .any(|v| std::env::var_os(v).is_some());
-        if !tuned {
-            // SAFETY: mallopt only sets a tuning parameter of glibc's allocator; M_TOP_PAD
-            // accepts any non-negative value.
-            unsafe {
-                libc::mallopt(libc::M_TOP_PAD, 8 << 20);
-            }
-        }
+        HUGE_PAGES_HELD.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Give huge pages back after [`hold_huge_pages`]. Child processes (git) inherit the flag, so
+/// they too get the system's setting back.
+fn release_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if HUGE_PAGES_HELD.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        // Failing leaves small pages: slower, nothing worse.
+        let _ = rustix::thread::disable_transparent_huge_pages(false);
+    }
+}
+
+/// A command that builds the live state of a cluster or host in memory: a plan that is not
+/// offline nor against a git revision, and an apply.
+fn reads_live_state(command: &Command) -> bool {
+    match command {
+        Command::Plan(args) => !args.offline && args.base.is_none(),
+        Command::Apply(_) => true,
+        _ => false,
     }
 }
 
