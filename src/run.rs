@@ -76,8 +76,8 @@ static HUGE_PAGES_HELD: std::sync::atomic::AtomicBool = std::sync::atomic::Atomi
 /// and a fifth of its CPU time, in 2 MiB pages 600 faults. But a 2 MiB page is resident as soon
 /// as one byte of it is, which would double an agent's resident set and push an offline plan of
 /// 1,000 objects past its 50 MB. So only a command that reads live state gets them back. When
-/// the process already has them disabled (by its parent, or through `MIMALLOC_ALLOW_THP=0`),
-/// that choice stands. Must not allocate: nothing is set up yet.
+/// the process already has them disabled (by its parent), that choice stands. Must not
+/// allocate: nothing is set up yet.
 pub extern "C" fn hold_huge_pages() {
     #[cfg(target_os = "linux")]
     if rustix::thread::transparent_huge_pages_are_disabled().is_ok_and(|off| !off)

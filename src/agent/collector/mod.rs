@@ -45,10 +45,10 @@ pub fn resource(config: &CollectorArgs) -> Vec<(&'static str, String)> {
 
 /// Make glibc's allocator lean for the collector; call before any thread starts.
 ///
-/// glibc gives each thread that allocates under contention an arena of its own, up to eight per
-/// core, and keeps them: the collector's few threads (the runtime's, the blocking reader, the
-/// exporter's) would each keep one. One arena for the whole process costs it nothing (the
-/// threads seldom allocate at the same moment) and keeps its heap in one place.
+/// Rust's heap is mimalloc's (see `main.rs`), but glibc still allocates for itself (name
+/// lookups, `dlopen`), and gives each thread that does so under contention an arena of its own,
+/// up to eight per core, and keeps them. One arena for those few allocations costs the collector
+/// nothing and keeps them in one place.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes the allocator's settings; it is called before other threads
