@@ -257,6 +257,67 @@ where
     result
 }
 
+/// Unmap the binary's read-only pages, once the agent runs: returns the KiB unmapped.
+///
+/// The kernel maps a binary's code and constants in windows of up to 64 KiB around each page
+/// touched, and labctl is one binary for every command: starting an agent (parsing the command
+/// line, setting up logs and the exporter, connecting) touches code all over it, which the
+/// agent's loop never runs again, yet it stays mapped and counted in the agent's resident
+/// memory. Dropping those mappings (`MADV_DONTNEED`) once the agent is up (the collector: after
+/// its first collection; the proxy: once it serves) leaves mapped only what the loop touches
+/// again; the pages stay in the page cache, shared, and any page needed
+/// later is mapped back on its first use (a minor fault, no I/O).
+///
+/// Only mappings of the binary's own file that are private, not writable and hold no page of
+/// their own (`Anonymous: 0 kB`: nothing relocated or copied on write) are dropped, so nothing is
+/// lost: what comes back is the file's bytes, which is what was there.
+pub fn release_start_up_pages() -> u64 {
+    let (Ok(exe), Ok(smaps)) = (
+        std::fs::read_link("/proc/self/exe"),
+        std::fs::read_to_string("/proc/self/smaps"),
+    ) else {
+        return 0;
+    };
+    let exe = exe.to_string_lossy();
+    let mut released = 0;
+    for range in releasable(&smaps, &exe) {
+        // SAFETY: the range is a whole mapping of the binary's file, private, read-only and
+        // without anonymous pages: MADV_DONTNEED only drops its page-table entries, and every
+        // later access maps the same file bytes again. No Rust reference is invalidated.
+        let done = unsafe {
+            libc::madvise(
+                range.start as *mut libc::c_void,
+                range.end - range.start,
+                libc::MADV_DONTNEED,
+            )
+        };
+        if done == 0 {
+            released += (range.end - range.start) as u64 / 1024;
+        }
+    }
+    released
+}
+
+/// The mappings of `exe` in `smaps` text that are private, not writable and without anonymous
+/// pages. Unreadable text gives none.
+fn releasable(smaps: &str, exe: &str) -> Vec<std::ops::Range<usize>> {
+    use procfs_core::FromBufRead;
+    use procfs_core::process::{MMPermissions, MMapPath, MemoryMaps};
+    let Ok(maps) = MemoryMaps::from_buf_read(smaps.as_bytes()) else {
+        return Vec::new();
+    };
+    maps.into_iter()
+        .filter(|m| matches!(&m.pathname, MMapPath::Path(p) if p.as_os_str() == exe))
+        .filter(|m| {
+            m.perms.contains(MMPermissions::PRIVATE) && !m.perms.contains(MMPermissions::WRITE)
+        })
+        .filter(|m| m.extension.map.get("Anonymous") == Some(&0))
+        .filter_map(|m| {
+            Some(usize::try_from(m.address.0).ok()?..usize::try_from(m.address.1).ok()?)
+        })
+        .collect()
+}
+
 /// Tell systemd; outside a `Type=notify` unit (`NOTIFY_SOCKET` unset) this does nothing.
 fn notify(state: &[sd_notify::NotifyState]) {
     if let Err(e) = sd_notify::notify(state) {
@@ -268,6 +329,65 @@ fn notify(state: &[sd_notify::NotifyState]) {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const SMAPS: &str = "\
+00400000-00401000 r--p 00000000 fd:00 42 /usr/bin/labctl
+Size:                  4 kB
+Anonymous:             0 kB
+00401000-01800000 r-xp 00001000 fd:00 42 /usr/bin/labctl
+Size:              20476 kB
+Anonymous:             0 kB
+01800000-01a00000 r--p 01400000 fd:00 42 /usr/bin/labctl
+Anonymous:             0 kB
+01a00000-01a10000 r--p 01600000 fd:00 42 /usr/bin/labctl
+Anonymous:            12 kB
+01a10000-01a20000 rw-p 01610000 fd:00 42 /usr/bin/labctl
+Anonymous:            64 kB
+7f0000000000-7f0000100000 r-xp 00000000 fd:00 43 /usr/lib/libc.so.6
+Anonymous:             0 kB
+7f0000200000-7f0000300000 rw-p 00000000 00:00 0 
+Anonymous:          1024 kB
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]
+Anonymous:           132 kB
+";
+
+    #[test]
+    fn only_the_binarys_read_only_pages_without_copies_are_released() {
+        assert_eq!(
+            releasable(SMAPS, "/usr/bin/labctl"),
+            vec![
+                0x40_0000..0x40_1000,
+                0x40_1000..0x180_0000,
+                0x180_0000..0x1a0_0000
+            ],
+            "relocated (anonymous) and writable mappings, and other files, stay"
+        );
+        assert!(releasable(SMAPS, "/usr/bin/other").is_empty());
+    }
+
+    #[test]
+    fn released_pages_leave_the_resident_set_and_come_back_on_use() {
+        // The resident bytes of this test binary's own file mappings.
+        let resident = || {
+            use procfs_core::FromBufRead;
+            use procfs_core::process::{MMapPath, MemoryMaps};
+            let exe = std::fs::read_link("/proc/self/exe").unwrap();
+            let smaps = std::fs::read("/proc/self/smaps").unwrap();
+            MemoryMaps::from_buf_read(smaps.as_slice())
+                .unwrap()
+                .into_iter()
+                .filter(|m| matches!(&m.pathname, MMapPath::Path(p) if *p == exe))
+                .map(|m| m.extension.map.get("Rss").copied().unwrap_or(0))
+                .sum::<u64>()
+        };
+        let before = resident();
+        let released = release_start_up_pages();
+        let after = resident();
+        assert!(released > 0);
+        assert!(after < before, "resident {before} B -> {after} B");
+        // That `resident` ran again after its own code was unmapped, and this test returns, is
+        // the check that released pages come back on use: a page that did not would fault.
+    }
 
     #[test]
     fn backoff_doubles_up_to_its_cap() {
