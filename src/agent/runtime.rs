@@ -265,8 +265,8 @@ where
 /// agent's loop never runs again, yet it stays mapped and counted in the agent's resident
 /// memory. Dropping those mappings (`MADV_DONTNEED`) once the agent is up (the collector: after
 /// its first collection; the proxy: once it serves) leaves mapped only what the loop touches
-/// again; the pages stay in the page cache, shared, and any page needed
-/// later is mapped back on its first use (a minor fault, no I/O).
+/// again; the pages stay in the page cache, shared, and any page needed later is mapped back on
+/// its first use (a minor fault, no I/O).
 ///
 /// Only mappings of the binary's own file that are private, not writable and hold no page of
 /// their own (`Anonymous: 0 kB`: nothing relocated or copied on write) are dropped, so nothing is
