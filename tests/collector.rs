@@ -727,6 +727,41 @@ fn binary_serves_prometheus_text_and_stops_cleanly_on_sigterm() {
     assert!(err.contains("stopping"), "{err}");
 }
 
+/// An agent keeps small pages: labctl holds huge pages back before anything is allocated and
+/// gives them back only to `plan` and `apply` (a 2 MiB page would double an agent's resident set).
+#[test]
+fn the_agent_runs_without_huge_pages() {
+    let own = std::fs::read_to_string("/proc/self/status").unwrap();
+    assert!(
+        own.contains("THP_enabled:\t1"),
+        "the test itself must run with huge pages allowed, or the agent inherits their absence"
+    );
+    let f = fixture();
+    let (proc, sys, root) = (f.join("proc"), f.join("sys"), f.join("root"));
+    let agent = Agent::spawn(
+        &[
+            "--interval",
+            "200ms",
+            "--proc-path",
+            proc.to_str().unwrap(),
+            "--sys-path",
+            sys.to_str().unwrap(),
+            "--root-path",
+            root.to_str().unwrap(),
+            "--tailscale-socket",
+            "/nonexistent/tailscaled.sock",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    agent.metrics_addr();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.child.id())).unwrap();
+    assert!(status.contains("THP_enabled:\t0"), "{status}");
+    let (code, err) = agent.terminate();
+    assert_eq!(code, 0, "{err}");
+}
+
 #[test]
 fn binary_refuses_a_tree_that_is_not_proc() {
     let dir = tempfile::tempdir().unwrap();

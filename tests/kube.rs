@@ -1282,3 +1282,49 @@ fn the_inventory_finds_an_object_of_a_kind_the_stack_no_longer_renders() {
         0
     );
 }
+
+/// labctl holds transparent huge pages back from start-up on, and gives them back only to a
+/// command that reads live state (see `hold_huge_pages`): a plan against the cluster has them
+/// while it waits for the server, an offline plan does not. The last reading taken while the
+/// process lived counts: the first ones may come before labctl's start-up hook has run.
+#[test]
+fn huge_pages_go_to_a_plan_that_reads_the_cluster() {
+    let own = std::fs::read_to_string("/proc/self/status").unwrap();
+    assert!(
+        own.contains("THP_enabled:\t1"),
+        "the test itself must run with huge pages allowed, or the plan inherits their absence"
+    );
+    let s = web();
+    let srv = server(false);
+    // Slow enough answers that the plan is still running when its status is read.
+    srv.set_latency(Duration::from_millis(300));
+    let last_seen = |args: &[&str]| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_labctl"))
+            .arg("--stack")
+            .arg(s.stack_file())
+            .arg("--kubeconfig")
+            .arg(srv.kubeconfig_path())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start labctl");
+        let mut last = None;
+        while child.try_wait().expect("wait").is_none() {
+            last = common::huge_pages_enabled(child.id()).or(last);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        last
+    };
+    assert_eq!(
+        last_seen(&["plan", "--plane", "kube"]),
+        Some(true),
+        "live plan"
+    );
+    assert_eq!(
+        last_seen(&["plan", "--offline"]),
+        Some(false),
+        "offline plan"
+    );
+}

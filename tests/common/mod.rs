@@ -121,3 +121,17 @@ pub fn with_web_templates(s: &Stack) {
     s.file("templates/web/web.yaml", WEB_TEMPLATE);
     s.file("systemd-templates/hello.service", HELLO_UNIT);
 }
+
+/// Whether the kernel may back labctl process `pid`'s memory with transparent huge pages (the
+/// `THP_enabled` line of its status: 0 once `PR_SET_THP_DISABLE` is set). `None` before the
+/// process runs labctl (between fork and exec), once it is gone, or on a kernel without the line.
+pub fn huge_pages_enabled(pid: u32) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.split_whitespace().next())
+    };
+    (field("Name:")? == "labctl").then_some(())?;
+    Some(field("THP_enabled:")? == "1")
+}
