@@ -4,6 +4,7 @@
 //! real systemd user manager, the same points received over OTLP by the project's own receiver,
 //! and the binary stopped by SIGTERM.
 
+mod common;
 #[path = "support/otlp.rs"]
 mod otlp;
 mod support;
@@ -679,6 +680,10 @@ fn binary_serves_prometheus_text_and_stops_cleanly_on_sigterm() {
         &[],
     );
     let addr = agent.metrics_addr();
+    // An agent keeps small pages: a 2 MiB page would double its resident set (see
+    // `hold_huge_pages`).
+    common::assert_huge_pages_allowed_here();
+    assert_eq!(common::huge_pages_enabled(agent.child.id()), Some(false));
     let text = scrape(&addr, "system_uptime_seconds");
     promtool_check(&text);
     let m = parse_prometheus(&text);
@@ -725,41 +730,6 @@ fn binary_serves_prometheus_text_and_stops_cleanly_on_sigterm() {
     let (code, err) = agent.terminate();
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("stopping"), "{err}");
-}
-
-/// An agent keeps small pages: labctl holds huge pages back before anything is allocated and
-/// gives them back only to `plan` and `apply` (a 2 MiB page would double an agent's resident set).
-#[test]
-fn the_agent_runs_without_huge_pages() {
-    let own = std::fs::read_to_string("/proc/self/status").unwrap();
-    assert!(
-        own.contains("THP_enabled:\t1"),
-        "the test itself must run with huge pages allowed, or the agent inherits their absence"
-    );
-    let f = fixture();
-    let (proc, sys, root) = (f.join("proc"), f.join("sys"), f.join("root"));
-    let agent = Agent::spawn(
-        &[
-            "--interval",
-            "200ms",
-            "--proc-path",
-            proc.to_str().unwrap(),
-            "--sys-path",
-            sys.to_str().unwrap(),
-            "--root-path",
-            root.to_str().unwrap(),
-            "--tailscale-socket",
-            "/nonexistent/tailscaled.sock",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
-    agent.metrics_addr();
-    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.child.id())).unwrap();
-    assert!(status.contains("THP_enabled:\t0"), "{status}");
-    let (code, err) = agent.terminate();
-    assert_eq!(code, 0, "{err}");
 }
 
 #[test]

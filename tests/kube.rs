@@ -1289,11 +1289,7 @@ fn the_inventory_finds_an_object_of_a_kind_the_stack_no_longer_renders() {
 /// process lived counts: the first ones may come before labctl's start-up hook has run.
 #[test]
 fn huge_pages_go_to_a_plan_that_reads_the_cluster() {
-    let own = std::fs::read_to_string("/proc/self/status").unwrap();
-    assert!(
-        own.contains("THP_enabled:\t1"),
-        "the test itself must run with huge pages allowed, or the plan inherits their absence"
-    );
+    common::assert_huge_pages_allowed_here();
     let s = web();
     let srv = server(false);
     // Slow enough answers that the plan is still running when its status is read.

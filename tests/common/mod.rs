@@ -135,3 +135,14 @@ pub fn huge_pages_enabled(pid: u32) -> Option<bool> {
     (field("Name:")? == "labctl").then_some(())?;
     Some(field("THP_enabled:")? == "1")
 }
+
+/// A test of labctl's huge pages must itself run with them allowed: a process started without
+/// them keeps them off, whatever its command.
+#[track_caller]
+pub fn assert_huge_pages_allowed_here() {
+    let own = std::fs::read_to_string("/proc/self/status").unwrap();
+    assert!(
+        own.contains("THP_enabled:\t1"),
+        "this test must run with transparent huge pages allowed"
+    );
+}
