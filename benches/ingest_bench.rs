@@ -8,9 +8,9 @@
 //! repetitions, each into a fresh database; default 3), `LATENCY_MS` (delay per GitHub answer,
 //! default 0).
 
-#[path = "../tests/support/github.rs"]
+#[path = "../tests/it/support/github.rs"]
 mod github;
-#[path = "../tests/support/postgres.rs"]
+#[path = "../tests/it/support/postgres.rs"]
 mod postgres;
 
 use std::process::Command;

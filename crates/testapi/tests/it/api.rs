@@ -1,8 +1,6 @@
 //! HTTP-level tests of the test API server against the real server's documented behaviour.
 
-mod common;
-
-use common::{apply, apply_q, get, request, start};
+use crate::support::{apply, apply_q, get, request, start};
 use labctl_testapi::{Options, TestApiServer};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};

@@ -76,7 +76,7 @@ pub fn run(mut c: Command) -> (i32, String, String) {
 
 /// `[stack]` plus every built-in component disabled: tests add their own `[kube.extra.*]` and
 /// `[host.extra.*]` components so they do not depend on the shipped templates.
-pub const BARE: &str = include_str!("../fixtures/bare.toml");
+pub const BARE: &str = include_str!("../../fixtures/bare.toml");
 
 /// A small web component: a ConfigMap and a Deployment whose image comes from `values.image`.
 /// (Values printed in `.yaml` templates are JSON-quoted by the renderer: no quotes here.)

@@ -8,12 +8,10 @@
 //! too. Where the recording was trimmed (file 12), the items that are there must be in our
 //! answer, equal and in the same relative order.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Resp, request, start};
+use crate::support::{Resp, request, start};
 use labctl_testapi::TestApiServer;
 use serde_json::{Value, json};
 

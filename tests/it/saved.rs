@@ -2,7 +2,7 @@
 //! real systemd user manager and the project's test API server. Every apply is followed by a
 //! plan that must say `No changes.`.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};

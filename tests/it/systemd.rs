@@ -2,7 +2,7 @@
 //! test names its units with its own prefix: managers share one cgroup tree.
 //! Every apply is followed by a plan that must say `No changes.`.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

@@ -2,11 +2,9 @@
 //! delivery dedupe across a restart, and (against a real systemd user manager) the ingest reload,
 //! pipelines, and the GitOps sync: applied, refused, stopped mid-apply and redone, traced.
 
-#[path = "support/agents.rs"]
-mod agents;
-#[path = "support/otlp.rs"]
-mod otlp;
-mod support;
+use crate::support;
+use crate::support::agents;
+use crate::support::otlp;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,7 +14,7 @@ use agents::{ProxyCmd, checkout, proxy_stack, wait_for};
 use otlp::{Receiver, Span};
 use support::systemd::UserManager;
 
-const PUSH: &str = include_str!("fixtures/github-push.json");
+const PUSH: &str = include_str!("../fixtures/github-push.json");
 const COMMIT: &str = "3d1f6b7e2c9a4f5b8e0d7c6a5b4f3e2d1c0b9a87";
 
 /// The pending-sync log, as written.

@@ -2,8 +2,7 @@
 //! `tailscale` (tests/fixtures/tailscale: records its argument lists, answers
 //! `funnel status --json` as tailscale's `ipn.ServeConfig`).
 
-#[path = "support/agents.rs"]
-mod agents;
+use crate::support::agents;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -220,8 +219,7 @@ fn a_port_funnel_cannot_serve_is_refused() {
     );
 }
 
-#[path = "support/otlp.rs"]
-mod otlp;
+use crate::support::otlp;
 
 /// A health endpoint for the OTLP test: `200 ok` while `healthy`, else `503`.
 fn health_server(healthy: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u16 {

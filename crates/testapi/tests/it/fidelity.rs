@@ -3,9 +3,7 @@
 //! documents carrying the recorded merge extensions, merge by those extensions, and quota
 //! accounting.
 
-mod common;
-
-use common::{apply, apply_q, get, request, start};
+use crate::support::{apply, apply_q, get, request, start};
 use labctl_testapi::ApiError;
 use serde_json::{Value, json};
 

@@ -3,6 +3,11 @@
 
 #![allow(dead_code)]
 
+pub mod agents;
+pub mod common;
+pub mod github;
+pub mod otlp;
+pub mod postgres;
 pub mod systemd;
 
 use std::path::{Path, PathBuf};
@@ -77,4 +82,37 @@ impl TestStack {
         std::fs::write(&path, t).unwrap();
         path
     }
+}
+
+/// Set in the copy of this binary that [`in_own_process`] starts: the name of the test it runs.
+const OWN_PROCESS: &str = "IT_OWN_PROCESS";
+
+/// Run `body`, the whole of test `path` (its `module_path!()` and name), in a copy of this test
+/// binary running that test alone: for a test that changes its process for good (a global tracing
+/// subscriber, signal handlers), which the other tests of this one binary share.
+#[track_caller]
+pub fn in_own_process(path: &str, body: impl FnOnce()) {
+    // libtest names a test by its path without the crate.
+    let name = path.split_once("::").map_or(path, |(_, rest)| rest);
+    if std::env::var(OWN_PROCESS).as_deref() == Ok(name) {
+        return body();
+    }
+    let out = std::process::Command::new(std::env::current_exe().expect("this test binary"))
+        .args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .env(OWN_PROCESS, name)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run this test binary again");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "`{name}` failed in its own process ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    // A filter that matches nothing passes too: the test must have run.
+    assert!(
+        stdout.contains("test result: ok. 1 passed;"),
+        "`{name}` did not run in its own process:\n{stdout}\n{stderr}"
+    );
 }

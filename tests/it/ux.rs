@@ -1,7 +1,7 @@
 //! What a new user meets first: flags, help, errors, pipes, output folders (issue 14). Every test
 //! drives the real binary.
 
-mod common;
+use crate::support::common;
 
 use common::{BARE, Stack, run, web_stack, with_web_templates};
 

@@ -1,7 +1,7 @@
 //! The Kubernetes plane, end to end: the real `labctl` binary against the project's test API
 //! server (`labctl-testapi`). Every apply is followed by a plan that must say `No changes.`.
 
-mod common;
+use crate::support::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! The bundled stack.toml and the shipped templates: the whole seed system renders, strictly, and
 //! the plan is exactly the committed golden output.
 
-mod common;
+use crate::support::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

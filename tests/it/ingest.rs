@@ -3,12 +3,9 @@
 //! (tests/support/github.rs), which speaks GitHub's list, `Link`, `ETag`/304 and rate-limit
 //! formats.
 
-#[path = "support/github.rs"]
-mod github;
-#[path = "support/otlp.rs"]
-mod otlp;
-#[path = "support/postgres.rs"]
-mod postgres;
+use crate::support::github;
+use crate::support::otlp;
+use crate::support::postgres;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

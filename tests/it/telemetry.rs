@@ -3,9 +3,8 @@
 //! or failing collector that changes nothing, malformed settings, the agent runtime's logs and
 //! metrics, and the bundled otel-collector accepting what labctl sends.
 
-#[path = "support/otlp.rs"]
-mod otlp;
-mod support;
+use crate::support;
+use crate::support::otlp;
 
 use std::path::Path;
 use std::time::Duration;
@@ -503,86 +502,98 @@ fn malformed_settings_warn_once_and_turn_telemetry_off() {
     assert_eq!(one(&spans, "labctl plan").parent_span_id, "");
 }
 
-/// The agent runtime in this process (the only test here that installs the global subscriber):
-/// its logs and the points it records reach the collector as `labctl-probe`, flushed on exit.
+/// The agent runtime in a process of its own (this binary's copy): it installs the global tracing
+/// subscriber and SIGTERM/SIGINT/SIGHUP handlers for good, which no other test may inherit. Its
+/// logs and the points it records reach the collector as `labctl-probe`, flushed on exit.
 #[test]
 fn agent_runtime_exports_logs_and_recorded_metrics() {
-    use labctl::metric::{Kind, Point};
-    let rx = Receiver::start();
-    let code =
-        labctl::agent::runtime::start("probe", Some(&rx.http_endpoint()), |shutdown| async move {
-            shutdown.ready();
-            labctl::telemetry::record(&[
-                Point::new("probe.memory", "By", "memory in use", Kind::Gauge, 1024.0)
-                    .with("state", "used"),
-                Point::new("probe.memory", "By", "memory in use", Kind::Gauge, 2048.0)
-                    .with("state", "free"),
-                Point::new("probe.reads", "{read}", "reads so far", Kind::Counter, 7.0),
-                Point::new(
-                    "probe.queue",
-                    "{item}",
-                    "items queued",
-                    Kind::UpDownCounter,
-                    3.0,
-                ),
-            ]);
-            // The latest value of a series wins.
-            labctl::telemetry::record(&[Point::new(
-                "probe.reads",
-                "{read}",
-                "reads so far",
-                Kind::Counter,
-                9.0,
-            )]);
-            tracing::info!("probe measured");
-            Ok(())
-        });
-    assert_eq!(code, std::process::ExitCode::SUCCESS);
-    let logs = rx.wait_for_logs(WAIT, |l| l.iter().any(|l| l.body == "probe measured"));
-    let log = logs.iter().find(|l| l.body == "probe measured").unwrap();
-    assert_eq!(log.severity, "INFO");
-    assert_eq!(
-        log.resource.get("service.name").map(String::as_str),
-        Some("labctl-probe")
-    );
-    assert!(logs.iter().any(|l| l.body == "ready"), "{logs:#?}");
+    support::in_own_process(
+        concat!(
+            module_path!(),
+            "::agent_runtime_exports_logs_and_recorded_metrics"
+        ),
+        || {
+            use labctl::metric::{Kind, Point};
+            let rx = Receiver::start();
+            let code = labctl::agent::runtime::start(
+                "probe",
+                Some(&rx.http_endpoint()),
+                |shutdown| async move {
+                    shutdown.ready();
+                    labctl::telemetry::record(&[
+                        Point::new("probe.memory", "By", "memory in use", Kind::Gauge, 1024.0)
+                            .with("state", "used"),
+                        Point::new("probe.memory", "By", "memory in use", Kind::Gauge, 2048.0)
+                            .with("state", "free"),
+                        Point::new("probe.reads", "{read}", "reads so far", Kind::Counter, 7.0),
+                        Point::new(
+                            "probe.queue",
+                            "{item}",
+                            "items queued",
+                            Kind::UpDownCounter,
+                            3.0,
+                        ),
+                    ]);
+                    // The latest value of a series wins.
+                    labctl::telemetry::record(&[Point::new(
+                        "probe.reads",
+                        "{read}",
+                        "reads so far",
+                        Kind::Counter,
+                        9.0,
+                    )]);
+                    tracing::info!("probe measured");
+                    Ok(())
+                },
+            );
+            assert_eq!(code, std::process::ExitCode::SUCCESS);
+            let logs = rx.wait_for_logs(WAIT, |l| l.iter().any(|l| l.body == "probe measured"));
+            let log = logs.iter().find(|l| l.body == "probe measured").unwrap();
+            assert_eq!(log.severity, "INFO");
+            assert_eq!(
+                log.resource.get("service.name").map(String::as_str),
+                Some("labctl-probe")
+            );
+            assert!(logs.iter().any(|l| l.body == "ready"), "{logs:#?}");
 
-    let metrics = rx.wait_for_metrics(WAIT, |m| m.iter().any(|m| m.name == "probe.queue"));
-    let get = |name: &str| {
-        metrics
-            .iter()
-            .rev()
-            .find(|m| m.name == name)
-            .unwrap()
-            .clone()
-    };
-    let memory = get("probe.memory");
-    assert_eq!((memory.kind, memory.unit.as_str()), ("gauge", "By"));
-    assert_eq!(memory.description, "memory in use");
-    let mut points: Vec<(String, f64)> = memory
-        .points
-        .iter()
-        .map(|(a, v)| (a["state"].clone(), *v))
-        .collect();
-    points.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(
-        points,
-        vec![("free".into(), 2048.0), ("used".into(), 1024.0)]
-    );
-    let reads = get("probe.reads");
-    assert_eq!(
-        (reads.kind, reads.monotonic, reads.unit.as_str()),
-        ("sum", true, "{read}")
-    );
-    assert_eq!(
-        reads.points.iter().map(|p| p.1).collect::<Vec<_>>(),
-        vec![9.0]
-    );
-    let queue = get("probe.queue");
-    assert_eq!((queue.kind, queue.monotonic), ("sum", false));
-    assert_eq!(
-        memory.resource.get("service.name").map(String::as_str),
-        Some("labctl-probe")
+            let metrics = rx.wait_for_metrics(WAIT, |m| m.iter().any(|m| m.name == "probe.queue"));
+            let get = |name: &str| {
+                metrics
+                    .iter()
+                    .rev()
+                    .find(|m| m.name == name)
+                    .unwrap()
+                    .clone()
+            };
+            let memory = get("probe.memory");
+            assert_eq!((memory.kind, memory.unit.as_str()), ("gauge", "By"));
+            assert_eq!(memory.description, "memory in use");
+            let mut points: Vec<(String, f64)> = memory
+                .points
+                .iter()
+                .map(|(a, v)| (a["state"].clone(), *v))
+                .collect();
+            points.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(
+                points,
+                vec![("free".into(), 2048.0), ("used".into(), 1024.0)]
+            );
+            let reads = get("probe.reads");
+            assert_eq!(
+                (reads.kind, reads.monotonic, reads.unit.as_str()),
+                ("sum", true, "{read}")
+            );
+            assert_eq!(
+                reads.points.iter().map(|p| p.1).collect::<Vec<_>>(),
+                vec![9.0]
+            );
+            let queue = get("probe.queue");
+            assert_eq!((queue.kind, queue.monotonic), ("sum", false));
+            assert_eq!(
+                memory.resource.get("service.name").map(String::as_str),
+                Some("labctl-probe")
+            );
+        },
     );
 }
 

@@ -4,10 +4,9 @@
 //! real systemd user manager, the same points received over OTLP by the project's own receiver,
 //! and the binary stopped by SIGTERM.
 
-mod common;
-#[path = "support/otlp.rs"]
-mod otlp;
-mod support;
+use crate::support;
+use crate::support::common;
+use crate::support::otlp;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};

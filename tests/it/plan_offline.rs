@@ -1,7 +1,7 @@
 //! `plan --offline`, `plan --base`, `render`: no cluster, no host. These use a stack's own
 //! components so that they test the engine, not the shipped templates (tests/bundled.rs does that).
 
-mod common;
+use crate::support::common;
 
 use std::process::Command as Std;
 

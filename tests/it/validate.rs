@@ -1,6 +1,6 @@
 //! One test per validation rule: the message, and the line:col it points at.
 
-mod common;
+use crate::support::common;
 
 use common::{Stack, run};
 

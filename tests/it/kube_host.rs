@@ -1,7 +1,7 @@
 //! One plan, both planes: a stack with a cluster component and a host unit, planned and applied
 //! together against the test API server and a real systemd user manager.
 
-mod support;
+use crate::support;
 
 use labctl_testapi::{Options, TestApiServer};
 use support::TestStack;

@@ -2,7 +2,7 @@
 //! yet, so the stack points `host.labctl_path` (and OpenBao's binary) at a long-running stand-in.
 //! The kube plane is not under test here and is switched off.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 
