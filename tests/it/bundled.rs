@@ -1,12 +1,10 @@
 //! The bundled stack.toml and the shipped templates: the whole seed system renders, strictly, and
 //! the plan is exactly the committed golden output.
 
-use crate::support::common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use common::{Stack, repo, run};
+use crate::support::{Labctl, Stack, repo};
 use labctl::resource::{COMPONENT, Content, ResourceId};
 
 fn desired() -> labctl::resource::Desired {
@@ -23,19 +21,22 @@ fn desired() -> labctl::resource::Desired {
 
 #[test]
 fn golden_plan_human() {
-    let mut c = common::labctl();
-    c.current_dir(repo()).args(["plan", "--offline"]);
-    let (code, out, err) = run(c);
+    let (code, out, err) = Labctl::new()
+        .current_dir(repo())
+        .args(["plan", "--offline"])
+        .run()
+        .parts();
     assert_eq!(code, 0, "{err}");
     insta::assert_snapshot!("plan_offline_human", out);
 }
 
 #[test]
 fn golden_plan_json() {
-    let mut c = common::labctl();
-    c.current_dir(repo())
-        .args(["plan", "--offline", "--output", "json"]);
-    let (code, out, err) = run(c);
+    let (code, out, err) = Labctl::new()
+        .current_dir(repo())
+        .args(["plan", "--offline", "--output", "json"])
+        .run()
+        .parts();
     assert_eq!(code, 0, "{err}");
     insta::assert_snapshot!("plan_offline_json", out);
 }
@@ -146,11 +147,12 @@ fn every_object_is_owned_and_checked_strictly() {
 #[test]
 fn render_round_trips_byte_for_byte() {
     let out = tempfile::tempdir().unwrap();
-    let mut c = common::labctl();
-    c.current_dir(repo())
+    let (code, _, err) = Labctl::new()
+        .current_dir(repo())
         .args(["render", "--redact", "-o"])
-        .arg(out.path());
-    let (code, _, err) = run(c);
+        .arg(out.path())
+        .run()
+        .parts();
     assert_eq!(code, 0, "{err}");
     let mut n = 0;
     for path in walk(&out.path().join("kube")) {
@@ -195,7 +197,10 @@ fn each_component_can_be_disabled() {
             &format!("[{table}]\nenabled = false"),
         );
         let s = Stack::new(&text);
-        let (code, out, err) = run(s.labctl(&["render", "--redact", "--plane", "kube"]));
+        let (code, out, err) = s
+            .labctl(&["render", "--redact", "--plane", "kube"])
+            .run()
+            .parts();
         assert_eq!(code, 0, "disabling {component}: {err}");
         assert!(
             !out.contains(&format!("{COMPONENT}: {component}\n")),
@@ -211,8 +216,10 @@ fn each_component_can_be_disabled() {
                 &format!("[{table}]\nenabled = false"),
             )
         });
-    let (code, out, err) =
-        run(Stack::new(&text).labctl(&["render", "--redact", "--plane", "kube"]));
+    let (code, out, err) = Stack::new(&text)
+        .labctl(&["render", "--redact", "--plane", "kube"])
+        .run()
+        .parts();
     assert_eq!(code, 0, "{err}");
     assert!(
         !out.contains("minio"),
@@ -228,8 +235,10 @@ fn each_component_can_be_disabled() {
             &format!("[{table}]"),
             &format!("[{table}]\nenabled = false"),
         );
-        let (code, out, err) =
-            run(Stack::new(&text).labctl(&["render", "--redact", "--plane", "systemd"]));
+        let (code, out, err) = Stack::new(&text)
+            .labctl(&["render", "--redact", "--plane", "systemd"])
+            .run()
+            .parts();
         assert_eq!(code, 0, "{err}");
         assert!(!out.contains(unit), "{unit} still rendered");
     }
@@ -237,9 +246,11 @@ fn each_component_can_be_disabled() {
 
 #[test]
 fn validate_reports_counts() {
-    let mut c = common::labctl();
-    c.current_dir(repo()).arg("validate");
-    let (code, out, err) = run(c);
+    let (code, out, err) = Labctl::new()
+        .current_dir(repo())
+        .arg("validate")
+        .run()
+        .parts();
     assert_eq!((code, out.as_str()), (0, ""), "{err}");
     assert!(err.starts_with("`stack.toml` is valid: "), "{err}");
 }

@@ -4,10 +4,6 @@
 //! real systemd user manager, the same points received over OTLP by the project's own receiver,
 //! and the binary stopped by SIGTERM.
 
-use crate::support;
-use crate::support::common;
-use crate::support::otlp;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -20,14 +16,17 @@ use labctl::agent::collector::{Collector, tailscale};
 use labctl::cli::CollectorArgs;
 use labctl::metric::{Kind, Point};
 
+use crate::support::systemd::UserManager;
+use crate::support::{
+    Labctl, assert_huge_pages_allowed_here, huge_pages_enabled, otlp, repo, signal,
+};
+
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proc-sys")
+    repo().join("tests/fixtures/proc-sys")
 }
 
 fn tailscale_fixture(name: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/proc-sys-tailscale")
-        .join(name);
+    let p = repo().join("tests/fixtures/proc-sys-tailscale").join(name);
     std::fs::read_to_string(p).unwrap()
 }
 
@@ -515,16 +514,12 @@ struct Agent {
 
 impl Agent {
     fn spawn(args: &[&str], env: &[(&'static str, std::ffi::OsString)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_labctl"))
+        let mut child = Labctl::new()
             .args(["agent", "collector"])
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("LABCTL_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start labctl agent collector");
+            .spawn();
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let pipe = child.stderr.take().unwrap();
         let sink = stderr.clone();
@@ -557,8 +552,7 @@ impl Agent {
 
     /// SIGTERM, then the exit code.
     fn terminate(mut self) -> (i32, String) {
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        signal(self.child.id(), "TERM");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -681,8 +675,8 @@ fn binary_serves_prometheus_text_and_stops_cleanly_on_sigterm() {
     let addr = agent.metrics_addr();
     // An agent keeps small pages: a 2 MiB page would double its resident set (see
     // `hold_huge_pages`).
-    common::assert_huge_pages_allowed_here();
-    assert_eq!(common::huge_pages_enabled(agent.child.id()), Some(false));
+    assert_huge_pages_allowed_here();
+    assert_eq!(huge_pages_enabled(agent.child.id()), Some(false));
     let text = scrape(&addr, "system_uptime_seconds");
     promtool_check(&text);
     let m = parse_prometheus(&text);
@@ -734,19 +728,18 @@ fn binary_serves_prometheus_text_and_stops_cleanly_on_sigterm() {
 #[test]
 fn binary_refuses_a_tree_that_is_not_proc() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_labctl"))
+    let (code, _, err) = Labctl::new()
         .args(["agent", "collector", "--interval", "1s", "--proc-path"])
         .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+        .run()
+        .parts();
+    assert_eq!(code, 1);
     assert!(err.contains("is not a proc file system"), "{err}");
 }
 
 #[test]
 fn unit_states_come_from_a_real_user_manager() {
-    let m = support::systemd::UserManager::start();
+    let m = UserManager::start();
     let dir = m.unit_dir();
     let unit = |name: &str, stack: &str, exec: &str| {
         std::fs::write(

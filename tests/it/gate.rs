@@ -2,13 +2,13 @@
 //! `tailscale` (tests/fixtures/tailscale: records its argument lists, answers
 //! `funnel status --json` as tailscale's `ipn.ServeConfig`).
 
-use crate::support::agents;
-
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use agents::{ProxyCmd, checkout, proxy_stack, wait_for};
+use crate::support::agents::{ProxyCmd, checkout, proxy_stack};
+use crate::support::{Labctl, otlp, repo, signal, wait_for};
 
 const INTERVAL_MS: u64 = 300;
 const FAILURES: u64 = 2;
@@ -20,25 +20,14 @@ struct Gate {
 
 impl Gate {
     fn start(state: &Path, proxy_port: u16) -> Gate {
-        let tailscale = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tailscale");
-        let log = std::fs::File::create(state.join("gate.log")).unwrap();
-        let child = Command::new(assert_cmd::cargo::cargo_bin("labctl"))
-            .args(["agent", "gate", "--interval"])
-            .arg(format!("{INTERVAL_MS}ms"))
-            .arg("--failures")
-            .arg(FAILURES.to_string())
+        let child = gate(state)
+            .args(["--interval", &format!("{INTERVAL_MS}ms")])
+            .args(["--failures", &FAILURES.to_string()])
             .args(["--successes", "2", "--health-url"])
             .arg(format!("http://127.0.0.1:{proxy_port}/healthz"))
             .arg("--funnel")
             .arg(format!("8443:{proxy_port}"))
-            .arg("--tailscale-bin")
-            .arg(&tailscale)
-            .env("TAILSCALE_STANDIN", state)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+            .spawn();
         Gate {
             child,
             state: state.to_path_buf(),
@@ -61,16 +50,11 @@ impl Gate {
 
     #[track_caller]
     fn wait(&self, what: &str, f: impl Fn(&Gate) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !f(self) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}\n--- gate log\n{}\n--- calls\n{}",
-                self.log(),
-                self.calls()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for(
+            format_args!("{what}\n{self}"),
+            Duration::from_secs(20),
+            || f(self),
+        );
     }
 
     /// Entries the gate must never touch: a tailnet-only serve on 443 and someone's funnel on
@@ -92,11 +76,33 @@ impl Gate {
     }
 }
 
+/// Its log and the stand-in's calls, as they are when shown.
+impl fmt::Display for Gate {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "--- gate log\n{}\n--- calls\n{}",
+            self.log(),
+            self.calls()
+        )
+    }
+}
+
 impl Drop for Gate {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `labctl agent gate` against the stand-in `tailscale` keeping its state in `state`, logging to
+/// `state/gate.log`.
+fn gate(state: &Path) -> Labctl {
+    Labctl::new()
+        .args(["agent", "gate", "--tailscale-bin"])
+        .arg(repo().join("tests/fixtures/tailscale"))
+        .env("TAILSCALE_STANDIN", state)
+        .log_to(state.join("gate.log"))
 }
 
 fn proxy(dir: &Path) -> ProxyCmd {
@@ -141,7 +147,7 @@ fn funnel_follows_the_proxy_health_and_goes_off_on_sigterm() {
     gate.wait("the funnel to go back on", |g| {
         g.funnel().as_deref() == Some(&target)
     });
-    agents::signal(gate.child.id(), "TERM");
+    signal(gate.child.id(), "TERM");
     let status = gate.child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{}", gate.log());
     assert_eq!(gate.funnel(), None, "{}", gate.calls());
@@ -186,16 +192,11 @@ fn without_a_health_url_the_funnel_stays_off() {
     std::fs::create_dir_all(&state).unwrap();
     // Someone turned our port on by hand: the gate, knowing no health, turns it off.
     std::fs::write(state.join("funnel-8443"), "http://127.0.0.1:8085\n").unwrap();
-    let tailscale = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tailscale");
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("labctl"))
-        .args(["agent", "gate", "--interval", "200ms", "--failures", "1"])
-        .args(["--funnel", "8443:8085", "--tailscale-bin"])
-        .arg(&tailscale)
-        .env("TAILSCALE_STANDIN", &state)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(Duration::from_secs(20), "the funnel to go off", || {
+    let mut child = gate(&state)
+        .args(["--interval", "200ms", "--failures", "1"])
+        .args(["--funnel", "8443:8085"])
+        .spawn();
+    wait_for("the funnel to go off", Duration::from_secs(20), || {
         !state.join("funnel-8443").exists()
     });
     let _ = child.kill();
@@ -206,20 +207,17 @@ fn without_a_health_url_the_funnel_stays_off() {
 
 #[test]
 fn a_port_funnel_cannot_serve_is_refused() {
-    let out = Command::new(assert_cmd::cargo::cargo_bin("labctl"))
+    let (code, _, err) = Labctl::new()
         .args(["agent", "gate", "--interval", "1s", "--failures", "1"])
         .args(["--funnel", "8080:8085"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+        .run()
+        .parts();
+    assert_eq!(code, 1);
     assert!(
         err.contains("only serves ports 443, 8443 and 10000"),
         "{err}"
     );
 }
-
-use crate::support::otlp;
 
 /// A health endpoint for the OTLP test: `200 ok` while `healthy`, else `503`.
 fn health_server(healthy: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u16 {
@@ -258,21 +256,15 @@ fn funnel_metrics_reach_an_otlp_collector() {
     let healthy = Arc::new(AtomicBool::new(true));
     let port = health_server(healthy.clone());
     let rx = otlp::Receiver::start();
-    let tailscale = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tailscale");
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("labctl"))
-        .args(["agent", "gate", "--interval", "200ms", "--failures", "1"])
+    let mut child = gate(&state)
+        .args(["--interval", "200ms", "--failures", "1"])
         .args(["--successes", "1", "--health-url"])
         .arg(format!("http://127.0.0.1:{port}/healthz"))
-        .args(["--funnel", &format!("8443:{port}"), "--tailscale-bin"])
-        .arg(&tailscale)
+        .args(["--funnel", &format!("8443:{port}")])
         .args(["--otlp-endpoint", &rx.http_endpoint()])
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
         .env("OTEL_METRIC_EXPORT_INTERVAL", "200")
-        .env("TAILSCALE_STANDIN", &state)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .spawn();
     // The latest export's value of a metric, once it is `want`.
     let wait_value = |name: &str, want: f64| {
         let metrics = rx.wait_for_metrics(Duration::from_secs(20), |m| {
@@ -304,6 +296,6 @@ fn funnel_metrics_reach_an_otlp_collector() {
     wait_value("labctl.gate.funnel.enabled", 0.0);
     wait_value("labctl.gate.funnel.transitions", 2.0);
     assert!(!state.join("funnel-8443").exists());
-    agents::signal(child.id(), "TERM");
+    signal(child.id(), "TERM");
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }

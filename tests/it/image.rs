@@ -9,9 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::support::{Labctl, repo};
 
 /// Whether `bin` is an ELF executable without a program interpreter (statically linked).
 fn is_static(bin: &Path) -> bool {
@@ -26,6 +24,7 @@ fn is_static(bin: &Path) -> bool {
         .any(|i| u32::from_le_bytes(b[phoff + i * phentsize..][..4].try_into().unwrap()) == 3)
 }
 
+/// Run a tool (make, tar, skopeo, unshare); its stdout, after it succeeded.
 fn run(cmd: &mut Command) -> String {
     let out = cmd
         .output()
@@ -56,14 +55,21 @@ fn static_binary() -> PathBuf {
         "`{}` is not statically linked",
         bin.display()
     );
-    let help = |b: &Path| run(Command::new(b).args(["agent", "collector", "--help"]));
     assert_eq!(
-        help(&bin),
-        help(Path::new(env!("CARGO_BIN_EXE_labctl"))),
+        collector_help(Labctl::new().program(&bin)),
+        collector_help(Labctl::new()),
         "`{}` is stale: run `make static IMAGE_PROFILE=dev` again",
         bin.display()
     );
     bin
+}
+
+/// `labctl agent collector --help` of a build of labctl.
+#[track_caller]
+fn collector_help(labctl: Labctl) -> String {
+    let out = labctl.args(["agent", "collector", "--help"]).run();
+    out.code(0);
+    out.stdout
 }
 
 #[test]
@@ -141,12 +147,13 @@ fn make_image_builds_an_archive_that_runs_the_collector() {
     let packed = rootfs.join("labctl");
     assert!(is_static(&packed));
 
-    let version = run(Command::new(&packed).arg("--version"));
+    let version = Labctl::new().program(&packed).arg("--version").run();
+    version.code(0);
     assert_eq!(
-        version.trim(),
+        version.stdout.trim(),
         format!("labctl {}", env!("CARGO_PKG_VERSION"))
     );
-    let help = run(Command::new(&packed).args(["agent", "collector", "--help"]));
+    let help = collector_help(Labctl::new().program(&packed));
     for flag in [
         "--interval",
         "--proc-path",

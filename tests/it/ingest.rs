@@ -1,19 +1,17 @@
-//! `labctl agent ingest`, the real binary, against a real PostgreSQL (tests/support/postgres.rs,
+//! `labctl agent ingest`, the real binary, against a real PostgreSQL (support/postgres.rs,
 //! one server for this binary, a database per test) and the project's GitHub stand-in
-//! (tests/support/github.rs), which speaks GitHub's list, `Link`, `ETag`/304 and rate-limit
+//! (support/github.rs), which speaks GitHub's list, `Link`, `ETag`/304 and rate-limit
 //! formats.
 
-use crate::support::github;
-use crate::support::otlp;
-use crate::support::postgres;
-
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use github::{Fault, GitHubStandIn, Repo, comment, issue};
-use postgres::server;
+use crate::support::github::{self, Fault, GitHubStandIn, Repo, comment, issue};
+use crate::support::postgres::server;
+use crate::support::{Labctl, Output, free_port, otlp, signal, wait_for};
 
 const REPO: &str = "octo/journal";
 const LABEL: &str = "journal";
@@ -63,12 +61,9 @@ fn wanted(n: u64) -> Vec<u64> {
     (1..=n).filter(|i| i % 7 != 0 && i % 10 != 0).collect()
 }
 
-fn labctl() -> PathBuf {
-    assert_cmd::cargo::cargo_bin("labctl")
-}
-
-fn args(gh: &GitHubStandIn, db: &str, interval: &str) -> Vec<String> {
-    [
+/// `labctl agent ingest` of [`REPO`]'s [`LABEL`] issues from `gh` into `db`, every `interval`.
+fn ingest(gh: &GitHubStandIn, db: &str, interval: &str) -> Labctl {
+    Labctl::new().args([
         "agent",
         "ingest",
         "--repository",
@@ -81,10 +76,7 @@ fn args(gh: &GitHubStandIn, db: &str, interval: &str) -> Vec<String> {
         db,
         "--github-api",
         &gh.url,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    ])
 }
 
 /// One `--once` run.
@@ -93,29 +85,17 @@ fn once(gh: &GitHubStandIn, db: &str) -> Output {
 }
 
 fn once_with(gh: &GitHubStandIn, db: &str, token: Option<&str>) -> Output {
-    let mut cmd = Command::new(labctl());
-    match token {
-        Some(t) => cmd.env("GITHUB_TOKEN", t),
-        None => cmd.env_remove("GITHUB_TOKEN"),
+    let c = ingest(gh, db, "1h");
+    let c = match token {
+        Some(t) => c.env("GITHUB_TOKEN", t),
+        None => c.env_remove("GITHUB_TOKEN"),
     };
-    cmd.args(args(gh, db, "1h"))
-        .arg("--once")
-        .env("LABCTL_LOG", "info")
-        .output()
-        .unwrap()
+    c.arg("--once").env("LABCTL_LOG", "info").run()
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
+#[track_caller]
 fn assert_ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "ingest failed: {}\n{}",
-        o.status,
-        stderr(o)
-    );
+    assert!(o.code == 0, "ingest failed: {}\n{}", o.code, o.stderr);
 }
 
 /// A long-running agent whose log goes to a file.
@@ -129,15 +109,11 @@ impl Agent {
     fn start(gh: &GitHubStandIn, db: &str, interval: &str) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("agent.log");
-        let child = Command::new(labctl())
-            .args(args(gh, db, interval))
+        let child = ingest(gh, db, interval)
             .env_remove("GITHUB_TOKEN")
             .env("LABCTL_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+            .log_to(&log)
+            .spawn();
         Agent {
             child,
             log,
@@ -150,22 +126,17 @@ impl Agent {
     }
 
     fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig}");
+        signal(self.child.id(), sig);
     }
 
     /// Wait until `cond` holds on the log.
     fn wait_log(&self, what: &str, cond: impl Fn(&str) -> bool) {
-        wait(what, || cond(&self.log()), || self.log());
+        wait_for(format_args!("{what}:\n{self}"), WAIT, || cond(&self.log()));
     }
 
     /// SIGTERM, then the exit status (within `STOP_DEADLINE`-ish bounds).
     fn stop(mut self) -> (std::process::ExitStatus, String) {
-        self.signal("-TERM");
+        self.signal("TERM");
         let status = self.wait_exit(Duration::from_secs(25));
         (status, self.log())
     }
@@ -185,6 +156,13 @@ impl Agent {
     }
 }
 
+/// Its log, as it is when shown.
+impl fmt::Display for Agent {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.log())
+    }
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -192,18 +170,8 @@ impl Drop for Agent {
     }
 }
 
-/// Poll `cond` for up to 60 s.
-fn wait(what: &str, cond: impl Fn() -> bool, context: impl Fn() -> String) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}:\n{}",
-            context()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+/// How long a test waits for the agent.
+const WAIT: Duration = Duration::from_secs(60);
 
 /// Rows in `table`; 0 while the agent has not created it yet.
 fn count(db: &str, table: &str) -> usize {
@@ -262,14 +230,14 @@ fn labelled_issues_and_their_comments_become_searchable_entries() {
         gh.repo().auth
     );
     assert!(
-        !stderr(&out).contains("ghp_test"),
+        !out.stderr.contains("ghp_test"),
         "the token is never logged"
     );
     // Pull requests (every 10th) came back from GitHub and were skipped.
     assert!(
-        stderr(&out).contains("pull requests skipped"),
+        out.stderr.contains("pull requests skipped"),
         "{}",
-        stderr(&out)
+        out.stderr
     );
     // Paged: 250 items need at least three requests of 100 on the issues list.
     let issue_calls = gh
@@ -365,9 +333,9 @@ fn an_unchanged_repository_costs_no_rate_limit() {
     assert_eq!(not_modified2 - not_modified, 2, "both lists answered 304");
     assert_eq!(used2, used, "304s cost no rate limit");
     assert!(
-        stderr(&out).contains("2 lists unchanged (304)"),
+        out.stderr.contains("2 lists unchanged (304)"),
         "{}",
-        stderr(&out)
+        out.stderr
     );
 
     // A change shows up again.
@@ -467,7 +435,7 @@ fn rate_limits_are_waited_out_not_failed() {
     }
     let out = once(&gh, &db);
     assert_ok(&out);
-    let log = stderr(&out);
+    let log = out.stderr.clone();
     assert!(log.contains("403 Forbidden (Retry-After: 1)"), "{log}");
     assert!(
         log.contains("403 Forbidden (rate limit spent until X-RateLimit-Reset"),
@@ -487,8 +455,8 @@ fn bad_page(db_name: &str, fault: Fault, expect: &[&str]) {
     let gh = GitHubStandIn::start(repository(250));
     gh.repo().fault_in(2, fault);
     let out = once(&gh, &db);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let log = stderr(&out);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let log = out.stderr.clone();
     for e in expect {
         assert!(log.contains(e), "expected {e:?} in:\n{log}");
     }
@@ -583,12 +551,10 @@ fn a_failed_sync_is_retried_with_backoff_and_sighup_syncs_again() {
         false,
         false,
     ));
-    agent.signal("-HUP");
-    wait(
-        "the SIGHUP sync",
-        || numbers("ingest_retry").contains(&500),
-        || agent.log(),
-    );
+    agent.signal("HUP");
+    wait_for(format_args!("the SIGHUP sync:\n{agent}"), WAIT, || {
+        numbers("ingest_retry").contains(&500)
+    });
     let (status, log) = agent.stop();
     assert!(status.success(), "{status}\n{log}");
     assert!(
@@ -620,7 +586,7 @@ fn relay(listen: u16, to: u16) {
 fn a_dead_database_at_start_is_waited_for_and_sigterm_mid_sync_exits_cleanly() {
     let pg = server();
     pg.database("ingest_dead");
-    let port = postgres::free_port();
+    let port = free_port();
     let db = format!("postgres://labctl@127.0.0.1:{port}/ingest_dead");
     let mut repo = repository(1000);
     repo.delay = Duration::from_millis(150);
@@ -637,11 +603,9 @@ fn a_dead_database_at_start_is_waited_for_and_sigterm_mid_sync_exits_cleanly() {
     assert!(!agent.log().contains("sync done"));
 
     relay(port, pg.port);
-    wait(
-        "the first pages",
-        || count("ingest_dead", "journal_entries") > 0,
-        || agent.log(),
-    );
+    wait_for(format_args!("the first pages:\n{agent}"), WAIT, || {
+        count("ingest_dead", "journal_entries") > 0
+    });
     let (status, log) = agent.stop();
     assert!(
         status.success(),
@@ -676,12 +640,10 @@ fn kill_9_mid_sync_then_restart_ends_with_the_rows_of_an_uninterrupted_sync() {
 
     gh.repo().delay = Duration::from_millis(150);
     let agent = Agent::start(&gh, &crashed, "1h");
-    wait(
-        "a few pages",
-        || count("ingest_crashed", "journal_entries") >= 250,
-        || agent.log(),
-    );
-    agent.signal("-KILL");
+    wait_for(format_args!("a few pages:\n{agent}"), WAIT, || {
+        count("ingest_crashed", "journal_entries") >= 250
+    });
+    agent.signal("KILL");
     let mut agent = agent;
     let status = agent.wait_exit(Duration::from_secs(10));
     assert_eq!(
@@ -702,10 +664,10 @@ fn kill_9_mid_sync_then_restart_ends_with_the_rows_of_an_uninterrupted_sync() {
 #[test]
 fn once_fails_naming_an_unreachable_database() {
     let gh = GitHubStandIn::start(repository(5));
-    let port = postgres::free_port();
+    let port = free_port();
     let out = once(&gh, &format!("postgres://labctl@127.0.0.1:{port}/journal"));
-    assert_eq!(out.status.code(), Some(1));
-    let log = stderr(&out);
+    assert_eq!(out.code, 1);
+    let log = out.stderr.clone();
     assert!(
         log.contains(&format!(
             "PostgreSQL `postgres://127.0.0.1:{port}/journal`: cannot connect"
@@ -722,7 +684,7 @@ fn once_fails_naming_an_unreachable_database() {
 #[test]
 fn bad_settings_fail_at_start() {
     let gh = GitHubStandIn::start(Repo::default());
-    let out = Command::new(labctl())
+    let out = Labctl::new()
         .args(["agent", "ingest", "--repository", "nodash", "--label", "x"])
         .args([
             "--interval",
@@ -731,13 +693,13 @@ fn bad_settings_fail_at_start() {
             "postgres://x@127.0.0.1/x",
         ])
         .args(["--github-api", &gh.url, "--once"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+        .run();
+    assert_eq!(out.code, 1);
     assert!(
-        stderr(&out).contains("`--repository` `nodash` is not `owner/name`"),
+        out.stderr
+            .contains("`--repository` `nodash` is not `owner/name`"),
         "{}",
-        stderr(&out)
+        out.stderr
     );
 }
 
@@ -750,14 +712,12 @@ fn a_sync_reports_its_metrics_and_its_trace_over_otlp() {
     let db = pg.database("ingest_otlp");
     let gh = GitHubStandIn::start(repository(250));
     let rx = otlp::Receiver::start();
-    let out = Command::new(labctl())
-        .args(args(&gh, &db, "1h"))
+    let out = ingest(&gh, &db, "1h")
         .args(["--once", "--otlp-endpoint", &rx.grpc_endpoint()])
         .env_remove("GITHUB_TOKEN")
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
         .env("LABCTL_LOG", "info")
-        .output()
-        .unwrap();
+        .run();
     assert_ok(&out);
     // `--once` exits after the sync; the exporter's last flush on the way out delivered them.
     let metrics = rx.wait_for_metrics(Duration::from_secs(10), |m| {
@@ -792,7 +752,7 @@ fn a_sync_reports_its_metrics_and_its_trace_over_otlp() {
     // first.
     let (calls, _, used) = stats(&gh);
     let written = |what: &str| -> usize {
-        let log = stderr(&out);
+        let log = out.stderr.clone();
         let line = log
             .lines()
             .find(|l| l.contains("sync done"))

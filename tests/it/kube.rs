@@ -1,11 +1,12 @@
 //! The Kubernetes plane, end to end: the real `labctl` binary against the project's test API
 //! server (`labctl-testapi`). Every apply is followed by a plan that must say `No changes.`.
 
-use crate::support::common;
-
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{BARE, Stack, run};
+use crate::support::{
+    BARE, Labctl, Stack, assert_huge_pages_allowed_here, huge_pages_enabled, wait_for,
+};
 use labctl_testapi::{Options, TestApiServer};
 use serde_json::{Value, json};
 
@@ -71,25 +72,24 @@ fn server(auto_rollout: bool) -> TestApiServer {
     .expect("test API server")
 }
 
-/// `labctl --kubeconfig <srv> --plane kube <args>` on a stack.
-fn labctl(s: &Stack, srv: &TestApiServer, args: &[&str]) -> assert_cmd::Command {
-    let mut c = s.labctl(&[]);
-    c.arg("--kubeconfig").arg(srv.kubeconfig_path());
-    c.args(args);
-    c.args(["--plane", "kube"]);
-    c
+/// `labctl --kubeconfig <kubeconfig> <args> --plane kube` on a stack.
+fn labctl(s: &Stack, kubeconfig: &Path, args: &[&str]) -> Labctl {
+    s.labctl(&["--kubeconfig"])
+        .arg(kubeconfig)
+        .args(args)
+        .args(["--plane", "kube"])
 }
 
 fn apply(s: &Stack, srv: &TestApiServer, extra: &[&str]) -> (i32, String, String) {
     let mut args = vec!["apply", "--yes"];
     args.extend_from_slice(extra);
-    run(labctl(s, srv, &args))
+    labctl(s, srv.kubeconfig_path(), &args).run().parts()
 }
 
 fn plan(s: &Stack, srv: &TestApiServer, extra: &[&str]) -> (i32, String, String) {
     let mut args = vec!["plan"];
     args.extend_from_slice(extra);
-    run(labctl(s, srv, &args))
+    labctl(s, srv.kubeconfig_path(), &args).run().parts()
 }
 
 /// Apply must succeed and a new plan must be empty.
@@ -373,27 +373,28 @@ fn secret_values_appear_in_no_output() {
     let first = SECRET_VALUE;
     let second = "correct-horse-battery";
     let values = [first, second, &b64(first), &b64(second)];
-    let with = |c: &mut assert_cmd::Command, v: &str| {
-        c.env("LABCTL_SECRET_POSTGRES_PASSWORD", v);
-    };
+    let with = |c: Labctl, v: &str| c.env("LABCTL_SECRET_POSTGRES_PASSWORD", v);
     let mut outputs = Vec::new();
     for args in [
         &["plan"][..],
         &["plan", "-o", "json"],
         &["apply", "--yes", "-v"],
     ] {
-        let mut c = labctl(&s, &srv, args);
-        with(&mut c, first);
-        let (code, out, err) = run(c);
+        let (code, out, err) = with(labctl(&s, srv.kubeconfig_path(), args), first)
+            .run()
+            .parts();
         assert_eq!(code, 0, "{out}{err}");
         outputs.push((format!("{args:?}"), out, err));
     }
     let stored = srv.get("v1", "Secret", "lab", "db-credentials").unwrap();
     assert_eq!(stored["data"]["password"], b64(first));
     // Unchanged: no changes, and a changed value shows only as changed.
-    let mut c = labctl(&s, &srv, &["plan", "--detailed-exitcode"]);
-    with(&mut c, first);
-    let (code, out, err) = run(c);
+    let (code, out, err) = with(
+        labctl(&s, srv.kubeconfig_path(), &["plan", "--detailed-exitcode"]),
+        first,
+    )
+    .run()
+    .parts();
     assert_eq!(code, 0, "{out}{err}");
     for args in [
         &["plan"][..],
@@ -401,9 +402,9 @@ fn secret_values_appear_in_no_output() {
         &["plan", "--server-dry-run"],
         &["apply", "--yes"],
     ] {
-        let mut c = labctl(&s, &srv, args);
-        with(&mut c, second);
-        let (code, out, err) = run(c);
+        let (code, out, err) = with(labctl(&s, srv.kubeconfig_path(), args), second)
+            .run()
+            .parts();
         assert_eq!(code, 0, "{out}{err}");
         if args == ["plan"] {
             assert!(out.contains("password: (sensitive value changed)"), "{out}");
@@ -415,9 +416,8 @@ fn secret_values_appear_in_no_output() {
         assert_no_secret(&format!("stdout of {what}"), out, &values);
         assert_no_secret(&format!("stderr of {what}"), err, &values);
     }
-    let mut c = labctl(&s, &srv, &["plan", "--detailed-exitcode"]);
-    with(&mut c, second);
-    assert_eq!(run(c).0, 0);
+    let plan = labctl(&s, srv.kubeconfig_path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(with(plan, second).run().code, 0);
 }
 
 #[test]
@@ -440,31 +440,12 @@ fn an_unset_secret_is_refused_by_name() {
     assert!(srv.get("v1", "Secret", "lab", "db-credentials").is_none());
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn apply_waits_for_a_rollout_the_test_completes() {
     let srv = server(false);
     let s = web();
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("labctl"))
-        .arg("--stack")
-        .arg(s.stack_file())
-        .arg("--kubeconfig")
-        .arg(srv.kubeconfig_path())
-        .args(["apply", "--yes", "--plane", "kube"])
-        .env("NO_COLOR", "1")
-        .env_remove("LABCTL_STACK")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for("the Deployment", || {
+    let child = labctl(&s, srv.kubeconfig_path(), &["apply", "--yes"]).spawn();
+    wait_for("the Deployment", Duration::from_secs(20), || {
         srv.get("apps/v1", "Deployment", "lab", "web").is_some()
     });
     // Still waiting: the controller has not reported yet.
@@ -511,7 +492,7 @@ fn a_rollout_that_times_out_names_the_workload_and_its_condition() {
     let srv_ref = &srv;
     std::thread::scope(|scope| {
         scope.spawn(move || {
-            wait_for("generation 2", || {
+            wait_for("generation 2", Duration::from_secs(20), || {
                 srv_ref
                     .get("apps/v1", "Deployment", "lab", "web")
                     .is_some_and(|d| d["metadata"]["generation"] == 2)
@@ -729,9 +710,11 @@ fn server_dry_run_costs_one_request_per_changed_object() {
 fn kubeconfig_comes_from_the_environment_and_a_bad_context_is_named() {
     let srv = server(true);
     let s = web();
-    let mut c = s.labctl(&["plan", "--plane", "kube"]);
-    c.env("KUBECONFIG", srv.kubeconfig_path());
-    let (code, out, err) = run(c);
+    let (code, out, err) = s
+        .labctl(&["plan", "--plane", "kube"])
+        .env("KUBECONFIG", srv.kubeconfig_path())
+        .run()
+        .parts();
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("Plan: 4 to add"), "{out}");
     let (code, _, err) = plan(&s, &srv, &["--context", "nope"]);
@@ -757,12 +740,14 @@ fn a_template_error_does_not_wait_for_the_cluster() {
         ),
     );
     s.file("templates/web/bad.yaml", "kind: [oops\n");
-    let mut c = s.labctl(&["plan", "--plane", "kube", "--kubeconfig"]);
-    c.arg(s.stack_file().with_file_name("kubeconfig"));
-    // kube-rs waits 295 s for an answer: a plan that waited for the cluster would be stopped
-    // here and fail.
-    c.timeout(Duration::from_secs(60));
-    let (code, _, err) = run(c);
+    let (code, _, err) = s
+        .labctl(&["plan", "--plane", "kube", "--kubeconfig"])
+        .arg(s.stack_file().with_file_name("kubeconfig"))
+        // kube-rs waits 295 s for an answer: a plan that waited for the cluster would be stopped
+        // here and fail.
+        .timeout(Duration::from_secs(60))
+        .run()
+        .parts();
     assert_eq!(code, 1, "{err}");
     assert!(
         err.starts_with("error: template `templates/web/bad.yaml`, document 1: not valid YAML"),
@@ -775,27 +760,27 @@ fn a_template_error_does_not_wait_for_the_cluster() {
 fn the_bundled_stack_converges() {
     let srv = server(true);
     let s = Stack::bundled();
-    let mut c = labctl(&s, &srv, &["apply", "--yes"]);
-    for (name, value) in [
+    let envs: Vec<(String, &str)> = [
         ("GRAFANA_ADMIN_PASSWORD", "g-secret-1"),
         ("MINIO_ROOT_PASSWORD", "m-secret-1"),
         ("POSTGRES_PASSWORD", "p-secret-1"),
         ("WEBHOOK_SECRET", "w-secret-1"),
-    ] {
-        c.env(format!("LABCTL_SECRET_{name}"), value);
-    }
-    let envs: Vec<(String, String)> = c
-        .get_envs()
-        .filter_map(|(k, v)| Some((k.to_str()?.to_string(), v?.to_str()?.to_string())))
-        .collect();
-    let (code, out, err) = run(c);
+    ]
+    .into_iter()
+    .map(|(name, value)| (format!("LABCTL_SECRET_{name}"), value))
+    .collect();
+    let (code, out, err) = labctl(&s, srv.kubeconfig_path(), &["apply", "--yes"])
+        .envs(envs.clone())
+        .run()
+        .parts();
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     for v in ["g-secret-1", "m-secret-1", "p-secret-1", "w-secret-1"] {
         assert!(!out.contains(v) && !err.contains(v));
     }
-    let mut c = labctl(&s, &srv, &["plan", "--detailed-exitcode"]);
-    c.envs(envs);
-    let (code, out, err) = run(c);
+    let (code, out, err) = labctl(&s, srv.kubeconfig_path(), &["plan", "--detailed-exitcode"])
+        .envs(envs)
+        .run()
+        .parts();
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
 }
 
@@ -816,14 +801,7 @@ fn real_cluster_apply_converges() {
         ),
     );
     s.file("templates/web/web.yaml", WEB_TEMPLATE);
-    let k = |args: &[&str]| {
-        let mut c = s.labctl(&[]);
-        c.arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args(args)
-            .args(["--plane", "kube"]);
-        run(c)
-    };
+    let k = |args: &[&str]| labctl(&s, Path::new(&kubeconfig), args).run().parts();
     let (code, _, err) = k(&["apply", "--yes", "--wait-timeout", "3m"]);
     assert_eq!(code, 0, "{err}");
     let (code, out, _) = k(&["plan", "--detailed-exitcode"]);
@@ -1161,15 +1139,6 @@ fn an_apply_with_one_failing_object_makes_every_independent_change_and_lists_the
     converge(&s, &srv, &[]);
 }
 
-/// `labctl` with another kubeconfig (an account limited to namespaces).
-fn labctl_as(s: &Stack, kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let mut c = s.labctl(&[]);
-    c.arg("--kubeconfig").arg(kubeconfig);
-    c.args(args);
-    c.args(["--plane", "kube"]);
-    run(c)
-}
-
 #[test]
 fn an_account_limited_to_one_namespace_lists_there_instead() {
     let srv = server(true);
@@ -1178,7 +1147,9 @@ fn an_account_limited_to_one_namespace_lists_there_instead() {
     let token = srv.namespaced_token("system:serviceaccount:lab:deployer", &["lab"]);
     let kubeconfig = srv.kubeconfig_for_token(&token, "lab").unwrap();
 
-    let (code, out, err) = labctl_as(&s, &kubeconfig, &["plan", "-v", "--detailed-exitcode"]);
+    let (code, out, err) = labctl(&s, &kubeconfig, &["plan", "-v", "--detailed-exitcode"])
+        .run()
+        .parts();
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("No changes."), "{out}");
     assert!(
@@ -1196,7 +1167,7 @@ fn an_account_limited_to_one_namespace_lists_there_instead() {
         "{err}"
     );
     srv.reset_requests();
-    let _ = labctl_as(&s, &kubeconfig, &["plan"]);
+    labctl(&s, &kubeconfig, &["plan"]).run();
     assert_eq!(
         srv.requests_to("GET", "/api/v1/namespaces/lab/configmaps"),
         1
@@ -1210,9 +1181,11 @@ fn an_account_limited_to_one_namespace_lists_there_instead() {
             WEB.replace("greeting = \"hi\"", "greeting = \"hello\"")
         ),
     );
-    let (code, out, err) = labctl_as(&s, &kubeconfig, &["apply", "--yes"]);
+    let (code, out, err) = labctl(&s, &kubeconfig, &["apply", "--yes"]).run().parts();
     assert_eq!(code, 0, "{out}{err}");
-    let (code, out, err) = labctl_as(&s, &kubeconfig, &["plan", "--detailed-exitcode"]);
+    let (code, out, err) = labctl(&s, &kubeconfig, &["plan", "--detailed-exitcode"])
+        .run()
+        .parts();
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
         srv.get("v1", "ConfigMap", "lab", "web-config").unwrap()["data"]["greeting"],
@@ -1289,26 +1262,20 @@ fn the_inventory_finds_an_object_of_a_kind_the_stack_no_longer_renders() {
 /// process lived counts: the first ones may come before labctl's start-up hook has run.
 #[test]
 fn huge_pages_go_to_a_plan_that_reads_the_cluster() {
-    common::assert_huge_pages_allowed_here();
+    assert_huge_pages_allowed_here();
     let s = web();
     let srv = server(false);
     // Slow enough answers that the plan is still running when its status is read.
     srv.set_latency(Duration::from_millis(300));
     let last_seen = |args: &[&str]| {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_labctl"))
-            .arg("--stack")
-            .arg(s.stack_file())
-            .arg("--kubeconfig")
+        let mut child = s
+            .labctl(&["--kubeconfig"])
             .arg(srv.kubeconfig_path())
             .args(args)
-            .env("NO_COLOR", "1")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start labctl");
+            .spawn();
         let mut last = None;
         while child.try_wait().expect("wait").is_none() {
-            last = common::huge_pages_enabled(child.id()).or(last);
+            last = huge_pages_enabled(child.id()).or(last);
             std::thread::sleep(Duration::from_millis(5));
         }
         last

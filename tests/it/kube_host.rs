@@ -1,11 +1,10 @@
 //! One plan, both planes: a stack with a cluster component and a host unit, planned and applied
 //! together against the test API server and a real systemd user manager.
 
-use crate::support;
-
 use labctl_testapi::{Options, TestApiServer};
-use support::TestStack;
-use support::systemd::UserManager;
+
+use crate::support::Stack;
+use crate::support::systemd::UserManager;
 
 const SLEEPER: &str = "[Unit]
 Description=both planes
@@ -34,7 +33,7 @@ fn one_plan_and_one_apply_cover_the_cluster_and_the_host() {
     })
     .expect("test API server");
     let dir = m.scratch();
-    let path = TestStack::new(&dir, "both")
+    let path = Stack::units(&dir, "both")
         .template("sleeper.service", SLEEPER)
         .unit("both-web", "template = \"sleeper\"\nunit = \"both-web\"")
         .write();

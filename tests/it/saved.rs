@@ -2,16 +2,15 @@
 //! real systemd user manager and the project's test API server. Every apply is followed by a
 //! plan that must say `No changes.`.
 
-use crate::support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use labctl_testapi::{Options, TestApiServer};
 use serde_json::{Value, json};
-use support::TestStack;
-use support::systemd::{Run, UserManager};
+
+use crate::support::systemd::UserManager;
+use crate::support::{Labctl, Output, Stack, wait_for};
 
 const SLEEPER: &str = "[Unit]
 Description={{ c.values.description | default('saved-plan test') }}
@@ -96,7 +95,7 @@ impl World {
     /// Write the stack with this greeting (ConfigMap) and unit description.
     fn write(&self, greeting: &str, description: &str) {
         let n = &self.name;
-        let path = TestStack::new(&self.dir, n)
+        let path = Stack::units(&self.dir, n)
             .template("sleeper.service", SLEEPER)
             .unit(
                 &format!("{n}-a"),
@@ -116,38 +115,23 @@ impl World {
         std::fs::write(&path, text).unwrap();
     }
 
-    fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("labctl"));
-        c.arg("--stack")
-            .arg(&self.stack)
-            .arg("--kubeconfig")
+    /// labctl on this world's stack, cluster and manager, with the stack's secret.
+    fn command(&self, args: &[&str]) -> Labctl {
+        self.m
+            .command(&self.stack, &["--kubeconfig"])
             .arg(self.srv.kubeconfig_path())
             .args(args)
-            .envs(self.m.env())
-            .env_remove("LABCTL_STACK")
-            .env_remove("KUBECONFIG")
-            .env("NO_COLOR", "1")
-            .env("LABCTL_SECRET_POSTGRES_PASSWORD", SECRET_VALUE);
-        c
+            .env("LABCTL_SECRET_POSTGRES_PASSWORD", SECRET_VALUE)
     }
 
-    fn labctl(&self, args: &[&str]) -> Run {
-        let out = self.command(args).output().expect("run labctl");
-        Run {
-            args: args.iter().map(|s| s.to_string()).collect(),
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+    #[track_caller]
+    fn labctl(&self, args: &[&str]) -> Output {
+        self.command(args).run()
     }
 
     /// Start labctl in the background.
     fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start labctl")
+        self.command(args).spawn()
     }
 
     fn unit(&self, suffix: &str) -> String {
@@ -173,14 +157,6 @@ impl World {
         self.labctl(&["plan", "--detailed-exitcode"])
             .code(0)
             .stdout_has("No changes.");
-    }
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let until = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

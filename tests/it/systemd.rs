@@ -1,13 +1,11 @@
-//! The systemd plane against a real systemd user manager (one per test, see tests/support). Every
-//! test names its units with its own prefix: managers share one cgroup tree.
+//! The systemd plane against a real systemd user manager (one per test, see support/systemd.rs).
+//! Every test names its units with its own prefix: managers share one cgroup tree.
 //! Every apply is followed by a plan that must say `No changes.`.
-
-use crate::support;
 
 use std::path::Path;
 
-use support::TestStack;
-use support::systemd::UserManager;
+use crate::support::systemd::UserManager;
+use crate::support::{Output, Stack};
 
 /// A long-running service that survives SIGHUP, so a reload keeps its MainPID.
 const SLEEPER: &str = "[Unit]
@@ -27,7 +25,7 @@ fn sleeper(unit: &str, description: &str) -> String {
     )
 }
 
-fn apply(m: &UserManager, stack: &Path) -> support::systemd::Run {
+fn apply(m: &UserManager, stack: &Path) -> Output {
     m.labctl(stack, &["apply", "--plane", "systemd", "--yes"])
 }
 
@@ -49,7 +47,7 @@ fn running(m: &UserManager, unit: &str) {
 #[test]
 fn fresh_apply_creates_enables_starts_and_converges() {
     let m = UserManager::start();
-    let stack = TestStack::new(&m.scratch(), "fresh")
+    let stack = Stack::units(&m.scratch(), "fresh")
         .template("sleeper.service", SLEEPER)
         .template(
             "tick.service",
@@ -131,7 +129,7 @@ fn changed_unit_restarts_and_reload_on_change_keeps_main_pid() {
     let m = UserManager::start();
     let dir = m.scratch();
     let stack = |d: &str| {
-        TestStack::new(&dir, "chg")
+        Stack::units(&dir, "chg")
             .template("sleeper.service", SLEEPER)
             .unit("a", &sleeper("chg-a", d))
             .unit(
@@ -173,7 +171,7 @@ fn changed_unit_restarts_and_reload_on_change_keeps_main_pid() {
 #[test]
 fn drift_is_shown_and_repaired() {
     let m = UserManager::start();
-    let s = TestStack::new(&m.scratch(), "drift")
+    let s = Stack::units(&m.scratch(), "drift")
         .template("sleeper.service", SLEEPER)
         .unit("a", &sleeper("drift-a", "a"))
         .unit("b", &sleeper("drift-b", "b"))
@@ -218,7 +216,7 @@ fn drift_is_shown_and_repaired() {
 #[test]
 fn a_drop_in_is_loaded_and_shown() {
     let m = UserManager::start();
-    let s = TestStack::new(&m.scratch(), "dropin")
+    let s = Stack::units(&m.scratch(), "dropin")
         .template("sleeper.service", SLEEPER)
         .unit("a", &sleeper("dropin-a", "a"))
         .write();
@@ -249,7 +247,7 @@ fn a_drop_in_is_loaded_and_shown() {
 #[test]
 fn removed_units_are_stopped_disabled_and_deleted() {
     let m = UserManager::start();
-    let base = TestStack::new(&m.scratch(), "rm")
+    let base = Stack::units(&m.scratch(), "rm")
         .template("sleeper.service", SLEEPER)
         .unit("a", &sleeper("rm-a", "a"))
         .unit("b", &sleeper("rm-b", "b"));
@@ -287,7 +285,7 @@ fn failed_units_are_named_others_applied_and_a_fix_converges() {
     let bad_oneshot = "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/false\n";
     let dependent = "[Unit]\nRequires=fail-once.service\nAfter=fail-once.service\n\n[Service]\nExecStart=/bin/sleep infinity\n";
     let stack = |simple: &str, oneshot: &str| {
-        TestStack::new(&dir, "fail")
+        Stack::units(&dir, "fail")
             .template("sleeper.service", SLEEPER)
             .template("simple.service", simple)
             .template("once.service", oneshot)
@@ -336,7 +334,7 @@ fn an_unwritable_unit_folder_fails_cleanly() {
     // cannot be created by anyone.
     let blocker = dir.join("blocker");
     std::fs::write(&blocker, "not a folder\n").unwrap();
-    let s = TestStack::new(&dir.join("s1"), "ro")
+    let s = Stack::units(&dir.join("s1"), "ro")
         .template("sleeper.service", SLEEPER)
         .host(&format!(
             "unit_dir = \"{}\"",
@@ -358,7 +356,7 @@ fn an_unwritable_unit_folder_fails_cleanly() {
     // The rename into place fails (a folder sits where the file goes): the temp file goes too.
     let units = dir.join("units");
     std::fs::create_dir_all(units.join("ro-b.service")).unwrap();
-    let s = TestStack::new(&dir.join("s2"), "ro")
+    let s = Stack::units(&dir.join("s2"), "ro")
         .template("sleeper.service", SLEEPER)
         .host(&format!("unit_dir = \"{}\"", units.display()))
         .unit("b", &sleeper("ro-b", "b"))
@@ -388,7 +386,7 @@ fn a_foreign_unit_is_never_touched_without_adopt() {
     std::fs::write(dir.join("for-stranger.service"), foreign).unwrap();
     let other = "# Managed by labctl (stack: someone-else). Local edits are overwritten by `labctl apply`.\n[Service]\nExecStart=/bin/true\n";
     std::fs::write(dir.join("for-other.service"), other).unwrap();
-    let s = TestStack::new(&m.scratch(), "for")
+    let s = Stack::units(&m.scratch(), "for")
         .template("sleeper.service", SLEEPER)
         .unit("web", &sleeper("for-web", "web"))
         .unit("api", &sleeper("for-api", "api"))
@@ -441,7 +439,7 @@ fn a_foreign_unit_is_never_touched_without_adopt() {
 #[test]
 fn the_user_flag_picks_the_user_manager_for_a_system_stack() {
     let m = UserManager::start();
-    let s = TestStack::new(&m.scratch(), "flag")
+    let s = Stack::units(&m.scratch(), "flag")
         .system_scope()
         .template("sleeper.service", SLEEPER)
         .unit("a", &sleeper("flag-a", "a"))
@@ -469,20 +467,17 @@ fn the_user_flag_picks_the_user_manager_for_a_system_stack() {
 #[test]
 fn apply_asks_on_a_terminal() {
     let m = UserManager::start();
-    let s = TestStack::new(&m.scratch(), "tty")
+    let s = Stack::units(&m.scratch(), "tty")
         .template("sleeper.service", SLEEPER)
         .unit("a", &sleeper("tty-a", "a"))
         .write();
     let args = ["apply", "--plane", "systemd"];
-    let Some(no) = m.labctl_tty(&s, &args, "no\n") else {
-        eprintln!("skipped: util-linux `script` is not installed");
-        return;
-    };
+    let no = m.command(&s, &args).run_on_tty("no\n");
     no.code(1)
         .stdout_has("Apply these changes?")
         .stdout_has("apply cancelled: nothing was changed");
     assert!(!m.unit_dir().join("tty-a.service").exists());
-    let yes = m.labctl_tty(&s, &args, "yes\n").unwrap();
+    let yes = m.command(&s, &args).run_on_tty("yes\n");
     yes.code(0).stdout_has("Apply complete: 1 added");
     running(&m, "tty-a.service");
     converged(&m, &s);
@@ -496,7 +491,7 @@ fn settle_is_how_long_a_started_unit_must_stay_up() {
     // not yet (it fails later, and the next plan shows it).
     let late =
         "[Service]\nExecStart=/bin/sh -c 'sleep 3; exit 1'\n\n[Install]\nWantedBy=default.target\n";
-    let s = TestStack::new(&dir, "settle")
+    let s = Stack::units(&dir, "settle")
         .template("late.service", late)
         .unit("late", "unit = \"settle-late\"")
         .write();

@@ -2,12 +2,12 @@
 //! yet, so the stack points `host.labctl_path` (and OpenBao's binary) at a long-running stand-in.
 //! The kube plane is not under test here and is switched off.
 
-use crate::support;
-
 use std::path::{Path, PathBuf};
 
-use support::systemd::UserManager;
 use toml::{Table, Value};
+
+use crate::support::repo;
+use crate::support::systemd::UserManager;
 
 /// Host components, their default unit names, and the templates they need.
 const HOST: &[(&str, &str)] = &[
@@ -29,10 +29,6 @@ const KUBE: &[&str] = &[
     "tempo",
     "thanos",
 ];
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// Whether labctl ships a unit template for `component`.
 fn has_template(component: &str) -> bool {

@@ -1,17 +1,14 @@
-//! OTLP from labctl, received by the project's own receiver (tests/support/otlp.rs): the CLI's
+//! OTLP from labctl, received by the project's own receiver (support/otlp.rs): the CLI's
 //! traces over gRPC and HTTP/protobuf, `labctl apply` against a real systemd user manager, a dead
 //! or failing collector that changes nothing, malformed settings, the agent runtime's logs and
 //! metrics, and the bundled otel-collector accepting what labctl sends.
 
-use crate::support;
-use crate::support::otlp;
-
 use std::path::Path;
 use std::time::Duration;
 
-use otlp::{Receiver, Reply, Span};
-use support::TestStack;
-use support::systemd::UserManager;
+use crate::support::otlp::{self, Receiver, Reply, Span};
+use crate::support::systemd::UserManager;
+use crate::support::{Labctl, Output, Stack, free_port, in_own_process};
 
 const WAIT: Duration = Duration::from_secs(15);
 const SECRET: &str = "hunter2-telemetry-must-not-see-this";
@@ -30,43 +27,20 @@ Environment=TOKEN={{ secret(\"webhook-secret\") }}
 WantedBy=default.target
 ";
 
-/// How one labctl run ended.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Run labctl with `--stack stack args`, a clean telemetry environment plus `env`, and the
-/// manager's environment when there is one.
-fn labctl(m: Option<&UserManager>, stack: &Path, args: &[&str], env: &[(&str, String)]) -> Out {
-    let mut c = assert_cmd::Command::cargo_bin("labctl").expect("labctl binary");
-    c.arg("--stack").arg(stack).args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("OTEL_") || k.starts_with("LABCTL_") || k == "TRACEPARENT" {
-            c.env_remove(k);
-        }
-    }
-    c.env_remove("KUBECONFIG")
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .env("NO_COLOR", "1")
-        .env("LABCTL_SECRET_WEBHOOK_SECRET", SECRET)
-        .timeout(Duration::from_secs(120));
-    if let Some(m) = m {
-        c.envs(m.env());
-    } else {
-        c.env("HOME", stack.parent().unwrap());
-    }
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let out = c.output().expect("run labctl");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+/// labctl `--stack stack args` with `env`, a secret the units need, and the manager's environment
+/// when there is one (else a HOME of its own).
+fn labctl(m: Option<&UserManager>, stack: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
+    let c = match m {
+        Some(m) => m.command(stack, args),
+        None => Labctl::new()
+            .stack(stack)
+            .args(args)
+            .env("HOME", stack.parent().unwrap()),
+    };
+    c.env("LABCTL_SECRET_WEBHOOK_SECRET", SECRET)
+        .timeout(Duration::from_secs(120))
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .run()
 }
 
 fn http(rx: &Receiver) -> Vec<(&'static str, String)> {
@@ -85,15 +59,12 @@ fn grpc(rx: &Receiver) -> Vec<(&'static str, String)> {
 
 /// An endpoint where nothing listens (a port just released).
 fn closed_endpoint() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    drop(l);
-    format!("http://127.0.0.1:{port}")
+    format!("http://127.0.0.1:{}", free_port())
 }
 
 /// A stack named `name` with units `<name>-a`, `<name>-b`, `<name>-c` (long-running, enabled).
 fn three_units(dir: &Path, name: &str) -> std::path::PathBuf {
-    let mut s = TestStack::new(dir, name).template("sleeper.service", SLEEPER);
+    let mut s = Stack::units(dir, name).template("sleeper.service", SLEEPER);
     for n in ["a", "b", "c"] {
         s = s.unit(
             n,
@@ -223,7 +194,7 @@ fn apply_against_systemd_traces_one_span_per_applied_unit() {
 fn a_failed_unit_is_a_failed_change_span() {
     let m = UserManager::start();
     let rx = Receiver::start();
-    let stack = TestStack::new(&m.scratch(), "telefail")
+    let stack = Stack::units(&m.scratch(), "telefail")
         .template("bad.service", "[Service]\nExecStart=/bin/false\n")
         .template("good.service", "[Service]\nExecStart=/bin/sleep infinity\n")
         .unit("bad", "template = \"bad\"\nunit = \"telefail-bad\"")
@@ -507,7 +478,7 @@ fn malformed_settings_warn_once_and_turn_telemetry_off() {
 /// logs and the points it records reach the collector as `labctl-probe`, flushed on exit.
 #[test]
 fn agent_runtime_exports_logs_and_recorded_metrics() {
-    support::in_own_process(
+    in_own_process(
         concat!(
             module_path!(),
             "::agent_runtime_exports_logs_and_recorded_metrics"

@@ -1,33 +1,17 @@
 //! What a new user meets first: flags, help, errors, pipes, output folders (issue 14). Every test
 //! drives the real binary.
 
-use crate::support::common;
-
-use common::{BARE, Stack, run, web_stack, with_web_templates};
-
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let st = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-        .args(["-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-}
+use crate::support::{BARE, Labctl, Stack, git, repo, web_stack, with_web_templates};
 
 // ---- durations (humantime) ----
 
 #[test]
 fn duration_flag_overflow_is_an_error_naming_the_flag() {
     let s = Stack::new(BARE);
-    let (code, out, err) =
-        run(s.labctl(&["apply", "--yes", "--wait-timeout", "99999999999999999h"]));
+    let (code, out, err) = s
+        .labctl(&["apply", "--yes", "--wait-timeout", "99999999999999999h"])
+        .run()
+        .parts();
     assert_eq!(code, 2, "a usage error: {err}");
     assert_eq!(out, "");
     assert!(err.contains("--wait-timeout"), "names the flag: {err}");
@@ -38,22 +22,28 @@ fn duration_flag_overflow_is_an_error_naming_the_flag() {
 fn duration_flags_take_humantime_forms() {
     // `1h30m` parses: the command gets past the command line and fails later, on the cluster.
     let s = Stack::new(BARE);
-    let (code, _, err) = run(s.labctl(&[
-        "apply",
-        "--yes",
-        "--plane",
-        "kube",
-        "--kubeconfig",
-        "/nonexistent/kubeconfig",
-        "--wait-timeout",
-        "1h30m",
-        "--settle",
-        "2 s",
-    ]));
+    let (code, _, err) = s
+        .labctl(&[
+            "apply",
+            "--yes",
+            "--plane",
+            "kube",
+            "--kubeconfig",
+            "/nonexistent/kubeconfig",
+            "--wait-timeout",
+            "1h30m",
+            "--settle",
+            "2 s",
+        ])
+        .run()
+        .parts();
     assert_eq!(code, 1, "{err}");
     assert!(!err.contains("invalid value"), "{err}");
     assert!(err.contains("/nonexistent/kubeconfig"), "{err}");
-    let (code, _, err) = run(s.labctl(&["apply", "--yes", "--settle", "5 parsecs"]));
+    let (code, _, err) = s
+        .labctl(&["apply", "--yes", "--settle", "5 parsecs"])
+        .run()
+        .parts();
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--settle"), "{err}");
 }
@@ -64,7 +54,7 @@ fn duration_setting_overflow_is_a_located_problem() {
         "{}\n[kube.loki]\nretention = \"99999999999999999h\"\n",
         BARE.replace("[kube.loki]\nenabled = false\n", "")
     ));
-    let (code, _, err) = run(s.labctl(&["validate"]));
+    let (code, _, err) = s.labctl(&["validate"]).run().parts();
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("`kube.loki.retention` is not a valid duration: too long a duration"),
@@ -75,11 +65,7 @@ fn duration_setting_overflow_is_a_located_problem() {
 // ---- help: global options apart; cluster options only where a cluster is reached ----
 
 fn help(args: &[&str]) -> String {
-    let (code, out, err) = run({
-        let mut c = common::labctl();
-        c.args(args).arg("--help");
-        c
-    });
+    let (code, out, err) = Labctl::new().args(args).arg("--help").run().parts();
     assert_eq!(code, 0, "{err}");
     out
 }
@@ -127,7 +113,7 @@ fn render_output_dir_removes_what_it_no_longer_renders() {
     with_web_templates(&s);
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().to_str().unwrap();
-    let (code, _, err) = run(s.labctl(&["render", "-d", dir]));
+    let (code, _, err) = s.labctl(&["render", "-d", dir]).run().parts();
     assert_eq!(code, 0, "{err}");
     assert!(out.path().join("systemd/hello.service").is_file(), "{err}");
     assert!(
@@ -138,7 +124,7 @@ fn render_output_dir_removes_what_it_no_longer_renders() {
     std::fs::write(out.path().join("kube/lab/mine.yaml"), "kind: ConfigMap\n").unwrap();
 
     std::fs::write(s.stack_file(), web_and_hello(false)).unwrap();
-    let (code, _, err) = run(s.labctl(&["render", "--output-dir", dir]));
+    let (code, _, err) = s.labctl(&["render", "--output-dir", dir]).run().parts();
     assert_eq!(code, 0, "{err}");
     assert!(!out.path().join("systemd/hello.service").exists(), "{err}");
     assert!(
@@ -164,8 +150,11 @@ fn render_plane_only_prunes_its_own_plane() {
     with_web_templates(&s);
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().to_str().unwrap();
-    assert_eq!(run(s.labctl(&["render", "-d", dir])).0, 0);
-    let (code, _, err) = run(s.labctl(&["render", "-d", dir, "--plane", "kube"]));
+    assert_eq!(s.labctl(&["render", "-d", dir]).run().parts().0, 0);
+    let (code, _, err) = s
+        .labctl(&["render", "-d", dir, "--plane", "kube"])
+        .run()
+        .parts();
     assert_eq!(code, 0, "{err}");
     assert!(out.path().join("systemd/hello.service").is_file(), "{err}");
     assert!(!err.contains("left alone"), "{err}");
@@ -177,13 +166,13 @@ fn render_refuses_a_folder_holding_another_stack() {
     with_web_templates(&s);
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().to_str().unwrap();
-    assert_eq!(run(s.labctl(&["render", "-d", dir])).0, 0);
+    assert_eq!(s.labctl(&["render", "-d", dir]).run().parts().0, 0);
     std::fs::write(
         s.stack_file(),
         web_and_hello(true).replace("name = \"lab\"", "name = \"other\""),
     )
     .unwrap();
-    let (code, _, err) = run(s.labctl(&["render", "-d", dir]));
+    let (code, _, err) = s.labctl(&["render", "-d", dir]).run().parts();
     assert_eq!(code, 1);
     assert!(
         err.contains("holds the render of stack `lab`, not `other`"),
@@ -197,7 +186,10 @@ fn render_dash_o_still_works_and_says_it_is_deprecated() {
     let s = Stack::new(&web_and_hello(true));
     with_web_templates(&s);
     let out = tempfile::tempdir().unwrap();
-    let (code, _, err) = run(s.labctl(&["render", "-o", out.path().to_str().unwrap()]));
+    let (code, _, err) = s
+        .labctl(&["render", "-o", out.path().to_str().unwrap()])
+        .run()
+        .parts();
     assert_eq!(code, 0, "{err}");
     assert!(
         err.starts_with("warning: `render -o DIR`/`--output DIR` is deprecated"),
@@ -213,29 +205,6 @@ fn render_dash_o_still_works_and_says_it_is_deprecated() {
 
 // ---- pipes ----
 
-/// `labctl <args> | head -1` through a real shell pipe: (status of labctl, stdout, stderr).
-fn piped_to_head(s: &Stack, args: &str) -> (i32, String, String) {
-    let bin = assert_cmd::cargo::cargo_bin("labctl");
-    let script = format!(
-        "'{}' --stack '{}' {args} 2>\"$ERR\" | head -1; exit ${{PIPESTATUS[0]}}",
-        bin.display(),
-        s.stack_file().display()
-    );
-    let err_file = s.path().join("stderr.txt");
-    let out = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(script)
-        .env("ERR", &err_file)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        std::fs::read_to_string(err_file).unwrap(),
-    )
-}
-
 #[test]
 fn printing_commands_exit_quietly_on_a_closed_pipe() {
     // Enough output that the pipe closes while labctl still writes.
@@ -247,7 +216,10 @@ fn printing_commands_exit_quietly_on_a_closed_pipe() {
         "render --redact",
         "completions bash",
     ] {
-        let (code, out, err) = piped_to_head(&s, args);
+        let (code, out, err) = s
+            .labctl(&args.split(' ').collect::<Vec<_>>())
+            .run_piped("head -1")
+            .parts();
         assert_eq!((code, err.as_str()), (0, ""), "{args}");
         assert_eq!(out.lines().count(), 1, "{args}: {out}");
     }
@@ -262,7 +234,7 @@ fn unknown_base_revision_says_gits_reason() {
     git(s.path(), &["init", "-q"]);
     git(s.path(), &["add", "."]);
     git(s.path(), &["commit", "-qm", "one"]);
-    let (code, _, err) = run(s.labctl(&["plan", "--base", "nope"]));
+    let (code, _, err) = s.labctl(&["plan", "--base", "nope"]).run().parts();
     assert_eq!(code, 1);
     assert_eq!(
         err,
@@ -277,10 +249,13 @@ fn empty_plan_against_a_base_names_the_revision() {
     git(s.path(), &["init", "-q"]);
     git(s.path(), &["add", "."]);
     git(s.path(), &["commit", "-qm", "one"]);
-    let (code, out, err) = run(s.labctl(&["plan", "--base", "HEAD"]));
+    let (code, out, err) = s.labctl(&["plan", "--base", "HEAD"]).run().parts();
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "No changes. The stack matches `HEAD`.\n");
-    let (_, out, _) = run(s.labctl(&["plan", "--base", "HEAD", "-o", "markdown"]));
+    let (_, out, _) = s
+        .labctl(&["plan", "--base", "HEAD", "-o", "markdown"])
+        .run()
+        .parts();
     assert!(
         out.contains("**No changes.** The stack matches `HEAD`.\n"),
         "{out}"
@@ -293,12 +268,14 @@ fn empty_plan_against_a_base_names_the_revision() {
 fn unreadable_kubeconfig_is_named_once() {
     let s = Stack::new(BARE);
     let home = tempfile::tempdir().unwrap();
-    let mut c = s.labctl(&["apply", "--yes", "--plane", "kube"]);
-    c.env("HOME", home.path())
+    let (code, _, err) = s
+        .labctl(&["apply", "--yes", "--plane", "kube"])
+        .env("HOME", home.path())
         .env_remove("KUBECONFIG")
         .env_remove("KUBERNETES_SERVICE_HOST")
-        .env_remove("KUBERNETES_SERVICE_PORT");
-    let (code, _, err) = run(c);
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .run()
+        .parts();
     assert_eq!(code, 1, "{err}");
     let path = home.path().join(".kube/config");
     let want = format!(
@@ -308,7 +285,10 @@ fn unreadable_kubeconfig_is_named_once() {
     assert!(err.contains(&want), "{err}");
     assert!(!err.contains("'\""), "{err}");
 
-    let (code, _, err) = run(s.labctl(&["plan", "--plane", "kube", "--kubeconfig", "/nope/kc"]));
+    let (code, _, err) = s
+        .labctl(&["plan", "--plane", "kube", "--kubeconfig", "/nope/kc"])
+        .run()
+        .parts();
     assert_eq!(code, 1);
     assert_eq!(
         err,
@@ -329,8 +309,10 @@ fn markdown_plan_is_a_pull_request_comment() {
         "templates/creds/secret.yaml",
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  password: hunter2\n",
     );
-    let (code, out, err) =
-        run(s.labctl(&["plan", "--offline", "-o", "markdown", "--detailed-exitcode"]));
+    let (code, out, err) = s
+        .labctl(&["plan", "--offline", "-o", "markdown", "--detailed-exitcode"])
+        .run()
+        .parts();
     assert_eq!(code, 2, "{err}");
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some("### labctl plan"));
@@ -361,7 +343,10 @@ fn long_markdown_plans_are_truncated_with_a_note() {
     }
     let s = Stack::new(&format!("{BARE}\n[kube.extra.many]\n"));
     s.file("templates/many/cms.yaml", &tpl);
-    let (code, out, err) = run(s.labctl(&["plan", "--offline", "-o", "markdown"]));
+    let (code, out, err) = s
+        .labctl(&["plan", "--offline", "-o", "markdown"])
+        .run()
+        .parts();
     assert_eq!(code, 0, "{err}");
     assert!(out.len() < 65_536, "{} characters", out.len());
     assert!(out.contains("**Plan:** 401 to add, 0 to change, 0 to destroy."));
@@ -384,7 +369,7 @@ fn unknown_key_wrong_type_and_bad_port_are_reported_together() {
     let s = Stack::new(
         "[stack]\nname = \"lab\"\n\n[kube.grafana]\nnodeport = 30001\nnode_port = 70000\n\n[host.proxy]\nport = \"eighty\"\nlisten = \"x\"\n\n[kube.grafna]\n",
     );
-    let (code, out, err) = run(s.labctl(&["validate"]));
+    let (code, out, err) = s.labctl(&["validate"]).run().parts();
     assert_eq!((code, out.as_str()), (1, ""), "{err}");
     let pos = |s: &str| {
         err.find(s)
@@ -410,7 +395,7 @@ fn unknown_key_wrong_type_and_bad_port_are_reported_together() {
 fn schema_and_semantic_problems_come_in_one_report() {
     // A wrong type (taken out, its default used) and a semantic problem elsewhere.
     let s = Stack::new("[stack]\nname = \"Lab\"\n\n[kube.grafana]\nreplicas = \"two\"\n");
-    let (code, _, err) = run(s.labctl(&["validate"]));
+    let (code, _, err) = s.labctl(&["validate"]).run().parts();
     assert_eq!(code, 1);
     assert!(
         err.contains("stack.toml:2:8: `stack.name` is not a valid stack name"),
@@ -428,7 +413,7 @@ fn a_wrong_required_value_is_one_problem_not_two() {
     // `stack.name` has no default: what depends on it cannot be checked, but the problem is
     // said once, as a type, not again as a missing key.
     let s = Stack::new("[stack]\nname = 5\n");
-    let (code, _, err) = run(s.labctl(&["validate"]));
+    let (code, _, err) = s.labctl(&["validate"]).run().parts();
     assert_eq!(code, 1);
     assert!(
         err.contains(
@@ -443,7 +428,7 @@ fn a_wrong_required_value_is_one_problem_not_two() {
 #[test]
 fn every_syntax_error_is_reported() {
     let s = Stack::new("[stack]\nname = \"lab\"\nx = = 1\ny = \"open\n");
-    let (code, _, err) = run(s.labctl(&["validate"]));
+    let (code, _, err) = s.labctl(&["validate"]).run().parts();
     assert_eq!(code, 1);
     assert!(err.contains("stack.toml:3:"), "{err}");
     assert!(err.contains("stack.toml:4:"), "{err}");
@@ -453,7 +438,7 @@ fn every_syntax_error_is_reported() {
 
 #[test]
 fn ci_workflow_in_the_docs_is_valid_and_runs_the_documented_plan() {
-    let doc = std::fs::read_to_string(common::repo().join("docs/ci.md")).unwrap();
+    let doc = std::fs::read_to_string(repo().join("docs/ci.md")).unwrap();
     let yaml = doc
         .split("```yaml\n")
         .nth(1)
@@ -481,14 +466,17 @@ fn ci_workflow_in_the_docs_is_valid_and_runs_the_documented_plan() {
     git(s.path(), &["add", "."]);
     git(s.path(), &["commit", "-qm", "one"]);
     std::fs::write(s.stack_file(), web_stack("nginx:1.27", 1)).unwrap();
-    let (code, out, err) = run(s.labctl(&[
-        "plan",
-        "--base",
-        "main",
-        "-o",
-        "markdown",
-        "--detailed-exitcode",
-    ]));
+    let (code, out, err) = s
+        .labctl(&[
+            "plan",
+            "--base",
+            "main",
+            "-o",
+            "markdown",
+            "--detailed-exitcode",
+        ])
+        .run()
+        .parts();
     assert_eq!(code, 2, "{err}");
     assert!(
         out.contains("**Plan:** 0 to add, 1 to change, 0 to destroy."),

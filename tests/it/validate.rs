@@ -1,13 +1,11 @@
 //! One test per validation rule: the message, and the line:col it points at.
 
-use crate::support::common;
-
-use common::{Stack, run};
+use crate::support::{Labctl, Stack};
 
 /// Run `validate` on `text`; it must fail, and stderr is returned.
 fn invalid(text: &str) -> String {
     let s = Stack::new(text);
-    let (code, stdout, stderr) = run(s.labctl(&["validate"]));
+    let (code, stdout, stderr) = s.labctl(&["validate"]).run().parts();
     assert_eq!(code, 1, "expected failure; stderr:\n{stderr}");
     assert_eq!(stdout, "");
     stderr
@@ -194,7 +192,7 @@ fn common_calendar_forms_are_accepted() {
         let s = Stack::new(&format!(
             "{HEAD}\n[host.reading-sync]\nschedule = \"{sched}\"\n"
         ));
-        let (_, _, stderr) = run(s.labctl(&["validate"]));
+        let (_, _, stderr) = s.labctl(&["validate"]).run().parts();
         assert!(!stderr.contains("OnCalendar"), "{sched}: {stderr}");
     }
 }
@@ -267,20 +265,21 @@ fn disabled_components_are_not_validated() {
     let s = Stack::new(&format!(
         "{HEAD}\n[kube.grafana]\nenabled = false\nnode_port = 1\n"
     ));
-    let (_, _, stderr) = run(s.labctl(&["validate"]));
+    let (_, _, stderr) = s.labctl(&["validate"]).run().parts();
     assert!(!stderr.contains("NodePort"), "{stderr}");
 }
 
 #[test]
 fn missing_stack_file_names_it() {
     let s = Stack::new(HEAD);
-    let mut c = common::labctl();
-    c.args([
-        "--stack",
-        &format!("{}/nope.toml", s.path().display()),
-        "validate",
-    ]);
-    let (code, _, stderr) = run(c);
+    let (code, _, stderr) = Labctl::new()
+        .args([
+            "--stack",
+            &format!("{}/nope.toml", s.path().display()),
+            "validate",
+        ])
+        .run()
+        .parts();
     assert_eq!(code, 1);
     assert!(
         stderr.contains("cannot read `") && stderr.contains("nope.toml`"),

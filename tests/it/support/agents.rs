@@ -2,44 +2,29 @@
 //! it, and a small HTTP/1.1 client (each request on its own connection, as GitHub's deliveries
 //! come).
 
-#![allow(dead_code)]
-
-use std::ffi::OsString;
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
+
+use super::{Labctl, Output, free_port, git, signal};
 
 /// The webhook secret the tests' proxies use.
 pub const SECRET: &str = "It's a Secret to Everybody";
-
-/// A free loopback port (bound, then released for the agent to take).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A checkout for the proxy: `git init`, an `origin` named like the fixture payload's repository
 /// (`acme/homelab`), and `stack_toml` as its stack file.
 pub fn checkout(dir: &Path, stack_toml: &str) -> PathBuf {
     let repo = dir.join("homelab");
     std::fs::create_dir_all(&repo).unwrap();
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args(args)
-            .output()
-            .expect("run git");
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-    };
-    git(&["init", "-q", "-b", "main"]);
+    git(&repo, &["init", "-q", "-b", "main"]);
     let origin = dir.join("origin/acme/homelab.git");
-    git(&["remote", "add", "origin", origin.to_str().unwrap()]);
+    git(
+        &repo,
+        &["remote", "add", "origin", origin.to_str().unwrap()],
+    );
     std::fs::write(repo.join("stack.toml"), stack_toml).unwrap();
     repo
 }
@@ -76,90 +61,66 @@ pub struct Proxy {
     pub log: PathBuf,
 }
 
-/// How to start a proxy.
+/// A `labctl agent proxy` to start: its command, loopback port and log file.
+#[derive(Clone)]
 pub struct ProxyCmd {
-    pub repo: PathBuf,
+    pub labctl: Labctl,
     pub port: u16,
-    pub env: Vec<(String, OsString)>,
-    pub args: Vec<String>,
     pub log: PathBuf,
 }
 
 impl ProxyCmd {
-    /// The proxy for `repo` on a free port, with the webhook secret set.
+    /// The proxy for `repo` on a free port, with the webhook secret set and, of the test's
+    /// environment, only `PATH`.
     pub fn new(repo: &Path) -> Self {
+        let port = free_port();
+        let labctl = Labctl::new()
+            .args(["agent", "proxy", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--repo-dir")
+            .arg(repo)
+            .args(["--branch", "main"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("LABCTL_LOG", "info")
+            // No bus unless the test gives one.
+            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+            .env("LABCTL_WEBHOOK_SECRET", SECRET);
         ProxyCmd {
-            repo: repo.to_path_buf(),
-            port: free_port(),
-            env: vec![("LABCTL_WEBHOOK_SECRET".into(), SECRET.into())],
-            args: Vec::new(),
+            labctl,
+            port,
             log: repo.parent().unwrap().join("proxy.log"),
         }
     }
 
     /// One more environment variable.
-    pub fn env(mut self, k: &str, v: impl Into<OsString>) -> Self {
-        self.env.retain(|(n, _)| n != k);
-        self.env.push((k.into(), v.into()));
+    pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Self {
+        self.labctl = self.labctl.env(k, v);
         self
     }
 
     /// Without variable `k`.
-    pub fn without_env(mut self, k: &str) -> Self {
-        self.env.retain(|(n, _)| n != k);
+    pub fn env_remove(mut self, k: &str) -> Self {
+        self.labctl = self.labctl.env_remove(k);
         self
     }
 
     /// One more argument.
     pub fn arg(mut self, a: &str) -> Self {
-        self.args.push(a.into());
+        self.labctl = self.labctl.arg(a);
         self
     }
 
-    fn command(&self) -> Command {
-        let mut c = Command::new(assert_cmd::cargo::cargo_bin("labctl"));
-        c.args(["agent", "proxy", "--listen"])
-            .arg(format!("127.0.0.1:{}", self.port))
-            .arg("--repo-dir")
-            .arg(&self.repo)
-            .args(["--branch", "main"])
-            .args(&self.args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("LABCTL_LOG", "info")
-            // No bus unless the test gives one.
-            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
-        for (k, v) in &self.env {
-            c.env(k, v);
-        }
-        c
-    }
-
-    /// Run to completion (for start-up failures): exit code and stderr.
-    pub fn run_to_end(&self) -> (Option<i32>, String) {
-        let out = self.command().output().expect("run labctl");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+    /// Run to completion (for start-up failures).
+    #[track_caller]
+    pub fn run(&self) -> Output {
+        self.labctl.run()
     }
 
     /// Start it and wait until `/healthz` answers.
     pub fn start(&self) -> Proxy {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = self
-            .command()
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn labctl agent proxy");
         let mut p = Proxy {
-            child,
+            child: self.labctl.clone().log_to(&self.log).spawn(),
             port: self.port,
             log: self.log.clone(),
         };
@@ -246,17 +207,6 @@ impl Drop for Proxy {
     }
 }
 
-/// Send signal `sig` to process `pid`.
-pub fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{sig} {pid}");
-}
-
 /// An HTTP answer.
 #[derive(Debug)]
 pub struct Answer {
@@ -331,14 +281,4 @@ pub fn read_answer(s: &mut TcpStream) -> std::io::Result<Answer> {
         headers,
         body: body.to_string(),
     })
-}
-
-/// Wait until `f` holds, up to `within`.
-#[track_caller]
-pub fn wait_for(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
 }

@@ -8,9 +8,7 @@
 //! 429 with `Retry-After` and GitHub's message), a 422 `Validation Failed`, an HTML body, and an
 //! item missing its `title`. `GET /_stats` reports the counts (for the benchmark).
 //!
-//! Shared by `tests/ingest.rs` and `benches/ingest_standin.rs`.
-
-#![allow(dead_code)]
+//! Shared by the ingest tests and `benches/ingest_bench.rs`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -75,8 +73,6 @@ pub struct Repo {
     pub log: Vec<String>,
     /// Every list request's `Authorization` header (empty when absent).
     pub auth: Vec<String>,
-    /// Time spent building list answers (to tell the stand-in's share of a benchmark).
-    pub busy: Duration,
 }
 
 impl Repo {

@@ -5,18 +5,17 @@
 //!
 //! Missing PostgreSQL fails the tests (CI must install `postgresql`); nothing is skipped.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+
+use super::free_port;
 
 /// The running server.
 pub struct Postgres {
     /// Its TCP port on 127.0.0.1.
     pub port: u16,
     bin: PathBuf,
-    dir: PathBuf,
 }
 
 static SERVER: OnceLock<Postgres> = OnceLock::new();
@@ -68,15 +67,6 @@ fn is_root() -> bool {
     run(Command::new("id").arg("-u"), "id -u").trim() == "0"
 }
 
-/// A free loopback port (bound, read, released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start() -> Postgres {
     let bin = bin_dir();
     let dir = tempfile::Builder::new()
@@ -126,7 +116,7 @@ fn start() -> Postgres {
         .stdout(Stdio::null());
     run(&mut pg_ctl, "pg_ctl start");
     watch(&bin, &data, &dir, root);
-    Postgres { port, bin, dir }
+    Postgres { port, bin }
 }
 
 /// Stop the server and remove its folder once this process is gone.
@@ -196,10 +186,5 @@ impl Postgres {
             sql,
         ]);
         run(&mut c, &format!("psql -d {db} -c {sql:?}"))
-    }
-
-    /// The server's log so far (for failing tests).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
     }
 }

@@ -3,7 +3,7 @@
 //! `systemd --user` runs fine without systemd as PID 1, with two quirks (see testing.md):
 //! it refuses to start unless `/run/systemd/system` exists, and that marker must not linger (apt
 //! would believe systemd is PID 1). The marker is made only for start-up, under a lock shared with
-//! every test binary and `scripts/systemd-user-manager.sh`. Managers share one cgroup tree (and
+//! every test process and `scripts/systemd-user-manager.sh`. Managers share one cgroup tree (and
 //! stopping one manager's `dbus.service` would kill every manager's bus), so each manager is started
 //! in a cgroup of its own where the cgroup file system allows it; tests also give their units their
 //! own prefixes.
@@ -12,8 +12,10 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::{Labctl, Output};
 
 const SYSTEMD: &str = "/lib/systemd/systemd";
 const MARKER: &str = "/run/systemd/system";
@@ -174,7 +176,7 @@ impl UserManager {
     }
 
     /// Run `busctl --user ARGS` against this manager.
-    pub fn busctl(&self, args: &[&str]) -> Output {
+    pub fn busctl(&self, args: &[&str]) -> std::process::Output {
         Command::new("busctl")
             .arg("--user")
             .args(args)
@@ -236,77 +238,15 @@ impl UserManager {
             .expect("MainPID is a number")
     }
 
-    /// Run the labctl binary against this manager with `--stack STACK ARGS`.
-    pub fn labctl(&self, stack: &Path, args: &[&str]) -> Run {
-        let out = assert_cmd::Command::cargo_bin("labctl")
-            .expect("labctl binary")
-            .arg("--stack")
-            .arg(stack)
-            .args(args)
-            .envs(self.env())
-            .env_remove("LABCTL_STACK")
-            .env_remove("KUBECONFIG")
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env("NO_COLOR", "1")
-            .timeout(Duration::from_secs(300))
-            .output()
-            .expect("run labctl");
-        Run {
-            args: args.iter().map(|s| s.to_string()).collect(),
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+    /// labctl `--stack STACK ARGS` against this manager, run to its end.
+    #[track_caller]
+    pub fn labctl(&self, stack: &Path, args: &[&str]) -> Output {
+        self.command(stack, args).run()
     }
-}
 
-impl UserManager {
-    /// Run labctl on a terminal (a pty made by util-linux `script`), typing `input`; `None` when
-    /// `script` is not installed.
-    pub fn labctl_tty(&self, stack: &Path, args: &[&str], input: &str) -> Option<Run> {
-        use std::io::{Read, Write};
-        if !Path::new("/usr/bin/script").exists() {
-            return None;
-        }
-        let bin = assert_cmd::cargo::cargo_bin("labctl");
-        let mut line = format!("'{}' --stack '{}'", bin.display(), stack.display());
-        for a in args {
-            line.push_str(&format!(" '{a}'"));
-        }
-        line.push_str("; echo \"exit=$?\"");
-        let mut child = Command::new("/usr/bin/script")
-            .args(["-qec", &line, "/dev/null"])
-            .envs(self.env())
-            .env_remove("KUBECONFIG")
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run script");
-        // Typed ahead: the terminal holds it until labctl asks. stdin stays open until the end,
-        // or `script` would hang up on labctl.
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(input.as_bytes()).unwrap();
-        let mut out = String::new();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        drop(stdin);
-        let _ = child.wait();
-        let code = out
-            .rsplit_once("exit=")
-            .and_then(|(_, c)| c.trim().parse().ok());
-        Some(Run {
-            args: args.iter().map(|s| s.to_string()).collect(),
-            code,
-            stdout: out.clone(),
-            stderr: out,
-        })
+    /// labctl `--stack STACK ARGS` with this manager's environment, to run as the test needs.
+    pub fn command(&self, stack: &Path, args: &[&str]) -> Labctl {
+        Labctl::new().stack(stack).args(args).envs(self.env())
     }
 }
 
@@ -331,61 +271,6 @@ impl Drop for UserManager {
         for d in &self.cgroups {
             remove_cgroup(d);
         }
-    }
-}
-
-/// How one labctl run ended.
-#[derive(Debug)]
-pub struct Run {
-    /// Its arguments after `--stack`.
-    pub args: Vec<String>,
-    /// Exit code.
-    pub code: Option<i32>,
-    /// Its stdout.
-    pub stdout: String,
-    /// Its stderr.
-    pub stderr: String,
-}
-
-impl Run {
-    /// Assert the exit code, showing everything when it differs.
-    #[track_caller]
-    pub fn code(&self, want: i32) -> &Self {
-        assert_eq!(
-            self.code,
-            Some(want),
-            "labctl {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.args,
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    /// Assert stdout contains `s`.
-    #[track_caller]
-    pub fn stdout_has(&self, s: &str) -> &Self {
-        assert!(
-            self.stdout.contains(s),
-            "stdout of labctl {:?} lacks {s:?}:\n{}\n--- stderr\n{}",
-            self.args,
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    /// Assert stderr contains `s`.
-    #[track_caller]
-    pub fn stderr_has(&self, s: &str) -> &Self {
-        assert!(
-            self.stderr.contains(s),
-            "stderr of labctl {:?} lacks {s:?}:\n{}\n--- stdout\n{}",
-            self.args,
-            self.stderr,
-            self.stdout
-        );
-        self
     }
 }
 

@@ -1,7 +1,5 @@
 //! A tiny blocking HTTP/1.1 client for the tests (no client crate needed).
 
-#![allow(dead_code)]
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
