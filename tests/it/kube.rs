@@ -784,13 +784,12 @@ fn the_bundled_stack_converges() {
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
 }
 
-/// Against a real cluster, only when `LABCTL_E2E_KUBECONFIG` names its kubeconfig.
+/// Against a real cluster: `LABCTL_E2E_KUBECONFIG` names its kubeconfig.
 #[test]
+#[ignore = "needs a real cluster: set LABCTL_E2E_KUBECONFIG and run with --ignored"]
 fn real_cluster_apply_converges() {
-    let Ok(kubeconfig) = std::env::var("LABCTL_E2E_KUBECONFIG") else {
-        eprintln!("LABCTL_E2E_KUBECONFIG is not set: skipped");
-        return;
-    };
+    let kubeconfig = std::env::var("LABCTL_E2E_KUBECONFIG")
+        .expect("LABCTL_E2E_KUBECONFIG must name a real cluster's kubeconfig");
     let name = format!("labctl-e2e-{}", std::process::id());
     let s = Stack::new(&BARE.replace("name = \"lab\"", &format!("name = \"{name}\"")));
     s.file(

@@ -499,7 +499,7 @@ fn kubectl(srv: &TestApiServer, args: &[&str], body: &Value) -> (bool, String, S
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("kubectl is installed");
+        .expect("run kubectl: install kubectl 1.32 (.ci/run does)");
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(body.to_string().as_bytes()).unwrap();
     drop(stdin);

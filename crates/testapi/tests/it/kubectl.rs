@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use labctl_testapi::{Options, TestApiServer};
 use serde_json::Value;
 
-const KUBECTL: &str = "/usr/bin/kubectl";
+const KUBECTL: &str = "kubectl";
 
 const MANIFEST: &str = r#"apiVersion: v1
 kind: Namespace
@@ -65,6 +65,19 @@ spec:
     nodePort: 30080
 "#;
 
+/// The real kubectl must be there: a fidelity check that cannot run is a failure, not a pass.
+#[track_caller]
+fn need_kubectl() {
+    let found = Command::new(KUBECTL)
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "`kubectl` is not on PATH: install kubectl 1.32 (.ci/run does)"
+    );
+}
+
 struct Kubectl<'a> {
     kubeconfig: &'a Path,
     cache: &'a Path,
@@ -107,10 +120,7 @@ impl Kubectl<'_> {
 
 #[test]
 fn real_kubectl_get_apply_diff_conflict_delete() {
-    if !Path::new(KUBECTL).exists() {
-        eprintln!("skipping: {KUBECTL} is not installed");
-        return;
-    }
+    need_kubectl();
     let srv = TestApiServer::start_blocking(Options {
         auto_rollout: true,
         ..Options::default()
@@ -311,10 +321,7 @@ fn real_kubectl_get_apply_diff_conflict_delete() {
 
 #[test]
 fn real_kubectl_client_side_apply_then_server_side_migration() {
-    if !Path::new(KUBECTL).exists() {
-        eprintln!("skipping: {KUBECTL} is not installed");
-        return;
-    }
+    need_kubectl();
     let srv = TestApiServer::start_blocking(Options::default()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
