@@ -15,6 +15,7 @@ mod kube_host;
 mod openbao;
 mod plan_offline;
 mod proxy;
+mod reports;
 mod saved;
 mod systemd;
 mod systemd_bundled;
