@@ -56,16 +56,22 @@ pub fn proxy_stack(extra: &str) -> String {
 
 /// A running `labctl agent proxy`.
 pub struct Proxy {
+    /// Its process.
     pub child: Child,
+    /// The loopback port it listens on.
     pub port: u16,
+    /// Its log file.
     pub log: PathBuf,
 }
 
 /// A `labctl agent proxy` to start: its command, loopback port and log file.
 #[derive(Clone)]
 pub struct ProxyCmd {
+    /// `labctl agent proxy` and its environment.
     pub labctl: Labctl,
+    /// The loopback port it listens on.
     pub port: u16,
+    /// Where its stderr goes, across restarts.
     pub log: PathBuf,
 }
 

@@ -1,6 +1,6 @@
 //! A real, isolated systemd user manager per test, and the checks tests make over its D-Bus API.
 //!
-//! `systemd --user` runs fine without systemd as PID 1, with two quirks (see testing.md):
+//! `systemd --user` runs fine without systemd as PID 1, with two quirks:
 //! it refuses to start unless `/run/systemd/system` exists, and that marker must not linger (apt
 //! would believe systemd is PID 1). The marker is made only for start-up, under a lock shared with
 //! every test process and `scripts/systemd-user-manager.sh`. Managers share one cgroup tree (and

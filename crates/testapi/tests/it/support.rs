@@ -14,10 +14,12 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// The body as JSON.
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
+    /// A header's value, by its lower-case name.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -26,6 +28,7 @@ impl Resp {
     }
 }
 
+/// One request on a connection of its own; the response, its chunked body joined.
 pub fn request(
     srv: &TestApiServer,
     method: &str,
@@ -93,14 +96,17 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
 }
 
+/// `GET path`.
 pub fn get(srv: &TestApiServer, path: &str) -> Resp {
     request(srv, "GET", path, &[], None)
 }
 
+/// A server-side apply of YAML `body` to `path` by field manager `manager`.
 pub fn apply(srv: &TestApiServer, path: &str, manager: &str, body: &str) -> Resp {
     apply_q(srv, path, &format!("fieldManager={manager}"), body)
 }
 
+/// A server-side apply of YAML `body` to `path` with query string `query`.
 pub fn apply_q(srv: &TestApiServer, path: &str, query: &str, body: &str) -> Resp {
     request(
         srv,
@@ -111,6 +117,7 @@ pub fn apply_q(srv: &TestApiServer, path: &str, query: &str, body: &str) -> Resp
     )
 }
 
+/// A test API server with the default options.
 pub fn start() -> TestApiServer {
     TestApiServer::start_blocking(labctl_testapi::Options::default()).expect("start")
 }
