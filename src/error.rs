@@ -7,7 +7,7 @@ use std::path::PathBuf;
 /// The cause of a failure, kept as an error so that its own chain survives.
 pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-use crate::stack::{Problem, SourceFile};
+use crate::source::{Problem, SourceFile};
 
 /// Everything that can go wrong in labctl.
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,7 @@ use crate::resource::{
     At, COMPONENT, Content, Desired, DesiredObject, KindScope, MANAGED_BY, MANAGER, PART_OF,
     ResourceId, kind_spec,
 };
+use crate::sensitive::{Secrets, redacted};
 use crate::stack::{Component, Plane, Stack};
 
 static KUBE_TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
@@ -141,77 +142,11 @@ impl Templates {
     }
 }
 
-/// A secret lookup: the value of a name, `None` when it has none.
-type Lookup = dyn Fn(&str) -> Option<String> + Send + Sync;
-
-/// Where `secret("name")` gets its value: a lookup (resolved secrets, the environment, a map in
-/// tests) or, for output that must not hold values, a marker per secret ([`Secrets::redacted`]).
-/// There is no placeholder for a missing value: [`render`] fails naming every one.
-#[derive(Clone)]
-pub struct Secrets(Option<Arc<Lookup>>);
-
-impl Secrets {
-    /// Secrets from a function (tests use a map).
-    pub fn new(lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
-        Secrets(Some(Arc::new(lookup)))
-    }
-
-    /// Secrets from the environment only: `LABCTL_SECRET_<NAME>` (see [`secret_env_var`]); an
-    /// empty variable is unset. The command line resolves `[secrets]` instead
-    /// ([`crate::secrets::for_stack`]), which honours these variables too.
-    pub fn from_env() -> Self {
-        Secrets::new(|name| {
-            std::env::var(secret_env_var(name))
-                .ok()
-                .filter(|v| !v.is_empty())
-        })
-    }
-
-    /// Resolved values by name (see [`crate::secrets::resolve`]).
-    pub fn from_values(values: BTreeMap<String, crate::secrets::SecretValue>) -> Self {
-        Secrets::new(move |name| values.get(name).map(|v| v.expose().to_string()))
-    }
-
-    /// No values at all: every secret renders as [`redacted`] of its name. For `render --redact`
-    /// and for plans that compare no values (`--offline`, `--base`).
-    pub fn redacted() -> Self {
-        Secrets(None)
-    }
-
-    /// Whether values are replaced by markers.
-    pub fn is_redacted(&self) -> bool {
-        self.0.is_none()
-    }
-
-    /// The value of `name`: its marker when redacted, `None` when it has none.
-    pub fn get(&self, name: &str) -> Option<String> {
-        match &self.0 {
-            None => Some(redacted(name)),
-            Some(f) => f(name),
-        }
-    }
-}
-
-impl std::fmt::Debug for Secrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.is_redacted() {
-            "Secrets(redacted)"
-        } else {
-            "Secrets(..)"
-        })
-    }
-}
-
-/// What a secret renders as when values are left out (`render --redact`, offline plans).
-pub fn redacted(name: &str) -> String {
-    format!("(redacted secret {name})")
-}
-
 /// Which secrets the templates ask for, by name, with the templates asking.
 pub type Asked = BTreeMap<String, BTreeSet<String>>;
 
 /// Render every enabled component (of `plane`, or all) into the desired set. Every value a
-/// template gets from `secret(...)` is registered with the redactor ([`crate::secrets::register`]).
+/// template gets from `secret(...)` is registered with the redactor ([`crate::sensitive::register`]).
 ///
 /// # Errors
 /// [`Error::Template`] for a template that fails (undefined variable, syntax),
@@ -252,7 +187,7 @@ pub fn render_asked(
                     .join(", ");
                 format!(
                     "`{n}` (used by {by}): no value; set `{}`",
-                    secret_env_var(n)
+                    crate::stack::override_var(n)
                 )
             })
             .collect(),
@@ -340,7 +275,7 @@ fn render_all(
             match secrets.get(name) {
                 Some(v) => {
                     if !secrets.is_redacted() {
-                        crate::secrets::register(&v);
+                        crate::sensitive::register(&v);
                     }
                     Ok(v)
                 }
@@ -568,15 +503,6 @@ pub fn env_file_content(stack: &str, vars: &BTreeMap<String, String>) -> Content
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
-}
-
-/// The environment variable a secret comes from on the command line: `postgres-password` →
-/// `LABCTL_SECRET_POSTGRES_PASSWORD`. The one place this naming is spelled out.
-pub fn secret_env_var(name: &str) -> String {
-    format!(
-        "LABCTL_SECRET_{}",
-        name.to_ascii_uppercase().replace('-', "_")
-    )
 }
 
 fn template_error(name: &str, source: &str, e: &minijinja::Error) -> Error {

@@ -830,11 +830,11 @@ impl SpanProcessor for BoundedSpans {
     }
 }
 
-/// Mask secret values ([`crate::secrets::redact`]) in what a span carries: its name, string
+/// Mask secret values ([`crate::sensitive::redact`]) in what a span carries: its name, string
 /// attributes, events and status.
 fn redact_span(span: &mut SpanData) {
     use opentelemetry::{Array, StringValue, Value};
-    let text = |s: &str| match crate::secrets::redact(s) {
+    let text = |s: &str| match crate::sensitive::redact(s) {
         std::borrow::Cow::Owned(m) => Some(m),
         std::borrow::Cow::Borrowed(_) => None,
     };
@@ -874,7 +874,7 @@ fn redact_span(span: &mut SpanData) {
     }
 }
 
-/// Agents' stderr, each formatted event masked by [`crate::secrets::redact`] before it is written.
+/// Agents' stderr, each formatted event masked by [`crate::sensitive::redact`] before it is written.
 struct RedactedStderr;
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactedStderr {
@@ -902,7 +902,7 @@ impl Drop for RedactedLine {
         let text = String::from_utf8_lossy(&self.0);
         let _ = std::io::Write::write_all(
             &mut std::io::stderr(),
-            crate::secrets::redact(&text).as_bytes(),
+            crate::sensitive::redact(&text).as_bytes(),
         );
     }
 }
@@ -925,14 +925,14 @@ impl LogProcessor for BoundedLogs {
         // The SDK cannot rewrite a record's attributes: one holding a secret is not sent.
         if data
             .attributes_iter()
-            .any(|(_, v)| crate::secrets::holds_secret(&format!("{v:?}")))
+            .any(|(_, v)| crate::sensitive::holds_secret(&format!("{v:?}")))
         {
             self.health
                 .drop_some(Signal::Logs, 1, "a log record held a secret value");
             return;
         }
         if let Some(AnyValue::String(body)) = data.body()
-            && let std::borrow::Cow::Owned(masked) = crate::secrets::redact(body.as_str())
+            && let std::borrow::Cow::Owned(masked) = crate::sensitive::redact(body.as_str())
         {
             data.set_body(AnyValue::String(masked.into()));
         }

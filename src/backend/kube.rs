@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::Stats;
 use crate::error::Error;
-use crate::plan::kube::{DryRun, DryRunError, FIELD_MANAGER, Observed};
+use crate::observed::{DryRun, DryRunError, FIELD_MANAGER, Observed};
 use crate::resource::{At, ResourceId};
 
 /// How to reach the cluster.
@@ -63,7 +63,7 @@ impl Listing {
             // LIST items carry no apiVersion/kind of their own.
             item["apiVersion"] = Value::String(ar.api_version.clone());
             item["kind"] = Value::String(ar.kind.clone());
-            if let Some(id) = crate::plan::kube::id_of(&item) {
+            if let Some(id) = crate::resource::kube_id(&item) {
                 self.objects.insert(id, item);
             }
         }

@@ -19,7 +19,7 @@ use zbus::{Connection, OwnedObjectPath, OwnedVariant, fdo, proxy};
 
 use super::Stats;
 use crate::error::Error;
-use crate::plan::{ObservedUnit, UnitState};
+use crate::observed::{ObservedUnit, UnitState};
 use crate::stack::Scope;
 
 const SERVICE: &str = "org.freedesktop.systemd1";

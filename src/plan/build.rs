@@ -31,7 +31,7 @@ use crate::render::{self, Templates};
 use crate::resource::{Desired, ResourceId};
 use crate::stack::{LoadedStack, Plane, Stack};
 
-pub use crate::render::Secrets;
+pub use crate::sensitive::Secrets;
 
 /// What a plan is made from besides the stack itself.
 #[derive(Debug, Clone)]

@@ -15,32 +15,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
-use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
 use super::{Action, Body, Change, DryRunAnswer, Guard, Live, LiveObject, Plan};
+pub use crate::observed::{DryRun, DryRunError, FIELD_MANAGER, Observed};
 use crate::resource::{
     At, Content, Desired, KINDS, MANAGED_BY, MANAGER, PART_OF, ResourceId, RolloutRule, kind_spec,
 };
-
-/// The field manager labctl applies as.
-pub const FIELD_MANAGER: &str = "labctl";
-
-/// What the kube backend observed, raw: objects by id as the server returned them, and the
-/// desired kinds the server does not serve (yet: a CRD applied in the same run defines them).
-#[derive(Debug, Clone, Default)]
-pub struct Observed {
-    /// Objects carrying the stack's labels (from the LISTs), and desired objects that exist
-    /// without them (from GETs).
-    pub objects: BTreeMap<ResourceId, Value>,
-    /// Desired kinds the server does not serve; their objects are planned as creations.
-    pub unknown_kinds: BTreeSet<(String, String)>,
-    /// Desired objects this account may not read (403), with the server's message: left out
-    /// of the plan.
-    pub forbidden: BTreeMap<ResourceId, String>,
-    /// How observing went, for `-v` (a fallback to namespaced LISTs).
-    pub details: Vec<String>,
-}
 
 /// The namespaces the stack's objects live in (an account limited to namespaces LISTs there).
 pub fn namespaces_of(desired: &Desired) -> BTreeSet<String> {
@@ -70,32 +51,6 @@ pub fn openapi_paths<'a>(api_versions: impl IntoIterator<Item = &'a str>) -> BTr
             }
         })
         .collect()
-}
-
-/// A server-side dry-run apply, served by the backend: what the server would store for `obj`.
-/// Planning uses it to check each change with the server (`--server-dry-run`).
-pub trait DryRun: Sync {
-    /// The object the server would store if `obj` were applied as labctl (`force`: taking
-    /// ownership of conflicting fields), without storing it.
-    ///
-    /// # Errors
-    /// [`DryRunError::Refused`] when the server answers with an error status,
-    /// [`DryRunError::Unchecked`] when it could not be asked.
-    fn dry_run<'a>(
-        &'a self,
-        id: &'a ResourceId,
-        obj: &'a Value,
-        force: bool,
-    ) -> BoxFuture<'a, Result<Value, DryRunError>>;
-}
-
-/// Why a dry run gave no object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DryRunError {
-    /// The server refused it (409, 422, 403 from admission or a quota...): its message.
-    Refused(String),
-    /// The server could not be asked (its kind is not served yet, the connection failed).
-    Unchecked(String),
 }
 
 /// The ApplySet parent's own label: its id (see [`applyset_id`]).
@@ -302,17 +257,6 @@ pub fn kinds_to_observe(desired: &Desired) -> BTreeSet<(String, String)> {
         }
     }
     kinds
-}
-
-/// The id of a live object.
-pub fn id_of(obj: &Value) -> Option<ResourceId> {
-    let s = |p: &str| obj.at(p).and_then(Value::as_str).map(str::to_string);
-    Some(ResourceId::Kube {
-        namespace: s("/metadata/namespace").filter(|n| !n.is_empty()),
-        kind: s("/kind")?,
-        name: s("/metadata/name")?,
-        api_version: s("/apiVersion")?,
-    })
 }
 
 /// A desired object in the form the server stores it: a Secret's `stringData` becomes base64

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::Plane;
 use super::schema::{Resources, Stack};
-use super::source::{Problem, Seg, SourceFile};
+use crate::source::{Problem, Seg, SourceFile};
 
 /// Public ports Tailscale Funnel can listen on.
 const FUNNEL_PORTS: [u16; 3] = [443, 8443, 10000];

@@ -39,7 +39,7 @@ pub fn render_plan_human(plan: &Plan, s: Styles) -> String {
 /// [`render_plan_human`] for a plan against `base`. Secret values are masked twice over: by
 /// their marks in each [`crate::plan::Body`], and in the whole text by the process's redactor.
 pub fn render_plan_human_against(plan: &Plan, base: Base<'_>, s: Styles) -> String {
-    crate::secrets::redact(&human(plan, base, s)).into_owned()
+    crate::sensitive::redact(&human(plan, base, s)).into_owned()
 }
 
 fn human(plan: &Plan, base: Base<'_>, s: Styles) -> String {
@@ -315,7 +315,7 @@ pub fn render_plan_json(plan: &Plan) -> String {
     };
     let mut s = serde_json::to_string_pretty(&doc).expect("plan serialises");
     s.push('\n');
-    crate::secrets::redact(&s).into_owned()
+    crate::sensitive::redact(&s).into_owned()
 }
 
 /// The `-v` line of what a phase cost: `kube: 12 API requests in 85 ms (observe)`,
