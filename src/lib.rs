@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod apply;
+pub mod atomic;
 pub mod backend;
 pub mod cli;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod git;
 pub mod lock;
 pub mod metric;
 pub mod observed;
+pub mod ops;
 pub mod output_dir;
 pub mod par;
 pub mod plan;

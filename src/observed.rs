@@ -7,6 +7,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::error::ApiStatus;
 use crate::resource::ResourceId;
 
 /// The field manager labctl applies as.
@@ -48,8 +49,8 @@ pub trait DryRun: Sync {
 /// Why a dry run gave no object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DryRunError {
-    /// The server refused it (409, 422, 403 from admission or a quota...): its message.
-    Refused(String),
+    /// The server refused it (409, 422, 403 from admission or a quota...): its answer.
+    Refused(ApiStatus),
     /// The server could not be asked (its kind is not served yet, the connection failed).
     Unchecked(String),
 }

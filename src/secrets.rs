@@ -10,9 +10,8 @@ use std::path::Path;
 
 use crate::backend::openbao::{Bao, BaoError, Connect, KvPath};
 use crate::error::Error;
-use crate::render::Templates;
-use crate::sensitive::{SecretValue, Secrets, register};
-use crate::stack::{LoadedStack, Plane, SecretFrom, Stack, override_var};
+use crate::sensitive::{SecretValue, register};
+use crate::stack::{SecretFrom, Stack, override_var};
 
 pub use crate::backend::openbao::Env;
 
@@ -193,27 +192,6 @@ pub async fn resolve(
     out
 }
 
-/// The secrets a command needs to render `loaded` (its components of `plane`, or all): every
-/// secret the templates ask for, resolved from its source ([`resolve`]) through `env`.
-///
-/// # Errors
-/// [`Error::MissingSecrets`] naming every secret without a value, with its source and why;
-/// rendering errors as [`crate::render::render`].
-pub async fn for_stack(
-    loaded: &LoadedStack,
-    templates: &Templates,
-    plane: Option<Plane>,
-    env: Env<'_>,
-) -> Result<Secrets, Error> {
-    let asked = crate::render::secrets_asked(&loaded.stack, templates, plane)?;
-    let names: BTreeSet<String> = asked.into_keys().collect();
-    if names.is_empty() {
-        return Ok(Secrets::from_values(BTreeMap::new()));
-    }
-    let resolved = resolve(&loaded.stack, loaded.dir(), &names, env).await;
-    Ok(Secrets::from_values(resolved.require()?))
-}
-
 /// [`resolve`] on a runtime of its own, for callers without one.
 ///
 /// # Errors
@@ -283,26 +261,5 @@ mod tests {
         };
         assert!(!format!("{r:?}").contains("hunter2"));
         assert_eq!(r.lookup("a").as_deref(), Some("hunter2"));
-    }
-
-    #[test]
-    fn bundled_templates_ask_for_the_known_secrets() {
-        let stack =
-            crate::stack::parse(Path::new("stack.toml"), "[stack]\nname = \"lab\"\n").unwrap();
-        let used = crate::render::secrets_asked(&stack, &Templates::builtin(), None).unwrap();
-        let names: Vec<&str> = used.keys().map(String::as_str).collect();
-        assert_eq!(
-            names,
-            [
-                "github-token",
-                "grafana-admin-password",
-                "minio-root-password",
-                "postgres-password",
-                "webhook-secret"
-            ]
-        );
-        // Through the partial `_objstore.yaml`.
-        assert!(used["minio-root-password"].contains("templates/thanos/secret.yaml"));
-        assert!(used["postgres-password"].contains("systemd-templates/ingest.service"));
     }
 }

@@ -24,7 +24,7 @@ use tracing::field::Empty;
 
 use super::{Cost, Live, Plan, PlaneTarget, Precondition, diff, kube, saved, units};
 use crate::backend::Stats;
-use crate::backend::kube::{Connect, Kube, Listing};
+use crate::backend::kube::{Cluster, Kube, Listing};
 use crate::backend::systemd::{Systemd, Target};
 use crate::error::Error;
 use crate::render::{self, Templates};
@@ -67,8 +67,8 @@ impl Sources {
 /// How to observe the live planes.
 #[derive(Debug, Clone, Default)]
 pub struct Observe {
-    /// How to reach the cluster.
-    pub kube: Connect,
+    /// The cluster, shared with the rest of the run (the lock, apply).
+    pub kube: Cluster,
     /// Use the calling user's systemd manager whatever `host.scope` says (`--user`).
     pub user: bool,
     /// Check each kube change with a server-side dry run: the plan shows what the server would
@@ -129,7 +129,7 @@ pub struct Options {
 pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Result<Plan, Error> {
     // A host-only machine has no cluster configured at all: without `--plane kube` that is
     // said, not an error. A configured cluster that cannot be reached is an error.
-    let unconfigured = |how: &Observe| options.plane.is_none() && !how.kube.configured();
+    let unconfigured = |how: &Observe| options.plane.is_none() && !how.kube.how().configured();
     let kube_early = match &options.against {
         Against::Live(how) if options.plane != Some(Plane::Systemd) && !unconfigured(how) => {
             Some(start_kube(stack, how))
@@ -261,6 +261,8 @@ struct KubeSide {
     details: Vec<String>,
     /// Each read object's precondition, for a saved plan.
     pre: BTreeMap<ResourceId, Precondition>,
+    /// The client's counts when observing began.
+    before: Stats,
     /// Time spent observing before the stack was rendered (not the wait for it), and when
     /// observing resumed.
     before_render: Duration,
@@ -308,6 +310,8 @@ struct EarlyKube {
     docs: Result<kube::ListTypes, Error>,
     early_gvs: BTreeSet<String>,
     details: Vec<String>,
+    /// The client's counts when observing began.
+    before: Stats,
     took: Duration,
     span: tracing::Span,
 }
@@ -317,7 +321,10 @@ async fn start_kube(stack: &Stack, how: &Observe) -> Result<EarlyKube, Error> {
     let started = Instant::now();
     let name = &stack.stack.name;
     async {
-        let k = Kube::connect(&how.kube).await?;
+        // A client the run connected already (for its lock) has requests that are not ours.
+        let fresh = !how.kube.is_connected();
+        let k = how.kube.client().await?;
+        let before = if fresh { Stats::default() } else { k.stats() };
         // What the stack applied before, kinds it no longer renders included.
         let parent = kube::inventory_parent(name, stack.stack.namespace());
         let stored = k
@@ -376,6 +383,7 @@ async fn start_kube(stack: &Stack, how: &Observe) -> Result<EarlyKube, Error> {
             docs,
             early_gvs,
             details,
+            before,
             took: started.elapsed(),
             span: span.clone(),
         })
@@ -417,6 +425,7 @@ async fn observe_kube(
         docs,
         early_gvs: early,
         mut details,
+        before,
         took,
         span,
     } = early;
@@ -480,6 +489,7 @@ async fn observe_kube(
             types,
             details,
             pre,
+            before,
             before_render: took,
             resumed,
             span: span.clone(),
@@ -517,7 +527,7 @@ async fn finish_kube(plan: &mut Plan, side: KubeSide, how: &Observe) -> Cost {
         stored: side.stored,
     });
     super::drop_later(side.observed.objects);
-    let mut stats = side.k.stats();
+    let mut stats = side.k.stats().since(side.before);
     // Observing's own time: what ran while the stack rendered is counted, not the wait for it.
     stats.elapsed = side.before_render + side.resumed.elapsed();
     side.span.record("labctl.requests", stats.calls);

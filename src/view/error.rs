@@ -3,7 +3,7 @@
 use miette::{GraphicalReportHandler, GraphicalTheme, NamedSource, SourceSpan};
 
 use super::Styles;
-use crate::error::Error;
+use crate::error::{ApiStatus, Error, Remedy};
 use crate::source::{Problem, SourceFile};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -62,6 +62,15 @@ fn error_text(e: &Error, styles: Styles) -> String {
             out
         }
         other => format!("{} {}\n", styles.red("error:"), other.report()),
+    }
+}
+
+/// The server's refusal of a change, with what the command line can do about a conflict.
+pub(crate) fn refusal(status: &ApiStatus) -> String {
+    if status.code == 409 && !status.conflicts.is_empty() {
+        format!("{status}; {}", Remedy::ForceConflicts)
+    } else {
+        status.to_string()
     }
 }
 

@@ -94,7 +94,7 @@ fn block(c: &Change) -> String {
     if let Some(why) = c.refused() {
         s.push_str(&format!(
             "- **Fails:** the server refuses it (dry run): {}\n",
-            html(why)
+            html(&super::error::refusal(why))
         ));
     }
     if !c.notes.is_empty() || c.refused().is_some() {
