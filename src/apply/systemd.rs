@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::{Events, change_span, finish_span};
 use crate::atomic::{self, Access};
-use crate::backend::systemd::{JobKind, JobOutcome, Systemd, Target};
+use crate::backend::systemd::{JobKind, JobOutcome, JobResult, Systemd, Target};
 use crate::error::{Error, Failure};
 use crate::plan::{Action, Impact, Plan};
 use crate::resource::ResourceId;
@@ -356,19 +356,19 @@ async fn sequence(
 
 fn line(o: &JobOutcome) -> String {
     match &o.result {
-        Ok(r) => format!("{} {}: {r}", o.kind.verb(), o.unit),
-        Err(e) => format!("{} {}: not queued: {e}", o.kind.verb(), o.unit),
+        JobResult::Ran(r) => format!("{} {}: {r}", o.kind.verb(), o.unit),
+        JobResult::NotQueued(e) => format!("{} {}: not queued: {e}", o.kind.verb(), o.unit),
     }
 }
 
 fn job_failure(o: &JobOutcome) -> String {
     match &o.result {
-        Ok(r) if r == "dependency" => format!(
+        JobResult::Ran(r) if r == "dependency" => format!(
             "{} job `dependency` (a unit it needs failed)",
             o.kind.verb()
         ),
-        Ok(r) => format!("{} job `{r}`", o.kind.verb()),
-        Err(e) => format!("{} refused: {e}", o.kind.verb()),
+        JobResult::Ran(r) => format!("{} job `{r}`", o.kind.verb()),
+        JobResult::NotQueued(e) => format!("{} refused: {e}", o.kind.verb()),
     }
 }
 

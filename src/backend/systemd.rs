@@ -184,15 +184,24 @@ pub struct JobOutcome {
     pub unit: String,
     /// What was asked.
     pub kind: JobKind,
-    /// systemd's job result (`done`, `failed`, `timeout`, `dependency`, `canceled`, `skipped`),
-    /// or why no job could be queued (a bad unit file, say).
-    pub result: Result<String, String>,
+    /// How it ended.
+    pub result: JobResult,
+}
+
+/// How one job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobResult {
+    /// It ran; systemd's result word: `done`, `failed`, `timeout`, `dependency`, `canceled`,
+    /// `skipped`.
+    Ran(String),
+    /// systemd refused to queue it (a bad unit file, say): its message.
+    NotQueued(String),
 }
 
 impl JobOutcome {
     /// Whether the job did what was asked.
     pub fn ok(&self) -> bool {
-        self.result.as_deref() == Ok("done")
+        self.result == JobResult::Ran("done".into())
     }
 }
 
@@ -500,7 +509,7 @@ impl Systemd {
                     let o = JobOutcome {
                         unit,
                         kind,
-                        result: Err(dbus_message(&e)),
+                        result: JobResult::NotQueued(dbus_message(&e)),
                     };
                     each(&o);
                     outcomes.push(o);
@@ -520,7 +529,7 @@ impl Systemd {
                 let o = JobOutcome {
                     unit,
                     kind,
-                    result: Ok(result),
+                    result: JobResult::Ran(result),
                 };
                 each(&o);
                 outcomes.push(o);

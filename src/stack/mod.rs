@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 pub use crate::resource::Plane;
 pub use crate::source::{KeyPath, Problem, Seg, SourceFile};
 pub use schema::*;
-pub use validate::{SecretUsage, secret_name as check_secret_name, secret_usage};
+pub use validate::{NotOfForm, SecretUsage, secret_name as check_secret_name, secret_usage};
 
 use crate::error::Error;
 

@@ -178,7 +178,7 @@ impl Collector {
         .await
         .unwrap_or_else(|e| (Vec::new(), vec![("host", format!("reader panicked: {e}"))]));
         if let Err(e) = tailscale::collect(&self.tailscale_socket, &mut points).await {
-            problems.push(("tailscale", e));
+            problems.push(("tailscale", e.0));
         }
         if let Some(units) = &mut self.units
             && let Err(e) = units.collect(&mut points).await
