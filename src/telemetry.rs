@@ -554,11 +554,14 @@ impl Pipeline {
             )
             .with_resource(resource)
             .build();
-        let _ = ACTIVE.set(Metrics {
+        let metrics = Metrics {
             meter: meter.meter("labctl"),
             values: Arc::new(Mutex::new(HashMap::new())),
             instruments: Mutex::new(HashMap::new()),
-        });
+            health: health.clone(),
+        };
+        metrics.observe_drops();
+        let _ = ACTIVE.set(metrics);
         drop(_in_rt);
         Ok(Pipeline {
             tracer,
@@ -572,18 +575,66 @@ impl Pipeline {
 
 /// The resource every signal carries, by the semantic conventions.
 fn resource(s: &Settings, stack: Option<String>) -> Resource {
-    let mut attrs: BTreeMap<String, String> = s.attributes.iter().cloned().collect();
-    attrs.insert("service.name".into(), s.service_name.clone());
+    let attrs = resource_attributes(&s.service_name, &s.attributes, stack);
+    Resource::builder_empty()
+        .with_attributes(attrs.into_iter().map(|(k, v)| KeyValue::new(k, v)))
+        .build()
+}
+
+/// The resource's attributes: `attributes` (from `OTEL_RESOURCE_ATTRIBUTES`) with
+/// `service.name`, `service.version`, `labctl.stack` (when given) set, and `host.name` and
+/// `service.instance.id` defaulted to the machine's name.
+///
+/// `service.instance.id` is what becomes Prometheus's `instance` label on the way through the
+/// OTel Collector (docs/dashboards.md, the translation): one agent per host, so the host names the
+/// instance, and stays the same across restarts (a random id would start new series at each).
+fn resource_attributes(
+    service_name: &str,
+    attributes: &[(String, String)],
+    stack: Option<String>,
+) -> BTreeMap<String, String> {
+    let mut attrs: BTreeMap<String, String> = attributes.iter().cloned().collect();
+    attrs.insert("service.name".into(), service_name.to_string());
     attrs.insert("service.version".into(), env!("CARGO_PKG_VERSION").into());
     if let Some(host) = host_name() {
         attrs.entry("host.name".into()).or_insert(host);
     }
+    if let Some(host) = attrs.get("host.name").cloned() {
+        attrs.entry("service.instance.id".into()).or_insert(host);
+    }
     if let Some(stack) = stack {
         attrs.insert("labctl.stack".into(), stack);
     }
-    Resource::builder_empty()
-        .with_attributes(attrs.into_iter().map(|(k, v)| KeyValue::new(k, v)))
-        .build()
+    attrs
+}
+
+/// The resource a process whose default `service.name` is `service` exports under (or would,
+/// given an endpoint): the same `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` are read, and
+/// `host` is reported as `host.name` unless those name one. The collector's Prometheus endpoint
+/// labels its series with it, as the OTLP path does. Malformed variables are left out here; [`init`]
+/// is the one that warns about them.
+pub fn process_resource(service: &str, host: Option<&str>) -> Vec<(String, String)> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let mut attributes = env("OTEL_RESOURCE_ATTRIBUTES")
+        .and_then(|a| parse_attributes(&a).ok())
+        .unwrap_or_default();
+    if let Some(host) = host
+        && !attributes.iter().any(|(k, _)| k == "host.name")
+    {
+        attributes.push(("host.name".into(), host.into()));
+    }
+    let service_name = env("OTEL_SERVICE_NAME")
+        .map(|s| s.trim().to_string())
+        .or_else(|| {
+            attributes
+                .iter()
+                .find(|(k, _)| k == "service.name")
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap_or_else(|| service.to_string());
+    resource_attributes(&service_name, &attributes, None)
+        .into_iter()
+        .collect()
 }
 
 fn host_name() -> Option<String> {
@@ -628,6 +679,15 @@ enum Signal {
 }
 
 impl Signal {
+    /// The value of [`DROPPED`]'s `signal` attribute.
+    fn label(self) -> &'static str {
+        match self {
+            Signal::Spans => "spans",
+            Signal::Logs => "logs",
+            Signal::Metrics => "metrics",
+        }
+    }
+
     fn noun(self) -> &'static str {
         match self {
             Signal::Spans => "spans",
@@ -655,6 +715,10 @@ impl Health {
             dropped: Default::default(),
             last: Mutex::new((None, None)),
         }
+    }
+
+    fn counts(&self) -> [u64; 3] {
+        [0, 1, 2].map(|i| self.dropped[i].load(Ordering::Relaxed))
     }
 
     fn drop_some(&self, signal: Signal, n: usize, why: &str) {
@@ -963,6 +1027,66 @@ struct Metrics {
     values: Arc<Mutex<Series>>,
     /// One observable instrument per metric name, kept alive here.
     instruments: Mutex<HashMap<&'static str, Box<dyn std::any::Any + Send + Sync>>>,
+    /// What the exporters dropped, exported as [`DROPPED`].
+    health: Arc<Health>,
+}
+
+/// The metric counting what this process's telemetry dropped, by `signal`.
+pub const DROPPED: &str = "labctl.telemetry.dropped";
+
+impl Metrics {
+    /// Export the drop counts at every metrics export: read at that moment, not recorded.
+    fn observe_drops(&self) {
+        let health = self.health.clone();
+        let example = dropped_points(&[0; 3]).remove(0);
+        let instrument = self
+            .meter
+            .f64_observable_counter(DROPPED)
+            .with_unit(example.unit)
+            .with_description(example.description)
+            .with_callback(move |o| {
+                for p in dropped_points(&health.counts()) {
+                    let kv: Vec<KeyValue> = p
+                        .attributes
+                        .iter()
+                        .map(|(k, v)| KeyValue::new(*k, v.clone()))
+                        .collect();
+                    o.observe(p.value, &kv);
+                }
+            })
+            .build();
+        self.instruments
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(DROPPED, Box::new(instrument));
+    }
+}
+
+/// [`DROPPED`] as points, one per signal, from `counts` (spans, log records, metric exports).
+fn dropped_points(counts: &[u64; 3]) -> Vec<Point> {
+    [Signal::Spans, Signal::Logs, Signal::Metrics]
+        .iter()
+        .map(|s| {
+            Point::new(
+                DROPPED,
+                "{item}",
+                "Spans, log records and metric exports this process's telemetry dropped: queue full, export failed or timed out, or a secret in a log record.",
+                Kind::Counter,
+                counts[*s as usize] as f64,
+            )
+            .with("signal", s.label())
+        })
+        .collect()
+}
+
+/// What this process's telemetry has dropped so far, as the points it exports under [`DROPPED`]
+/// (none when telemetry is off): an agent serving its own metrics (the collector's `--listen`)
+/// serves these too.
+pub fn dropped() -> Vec<Point> {
+    ACTIVE
+        .get()
+        .map(|m| dropped_points(&m.health.counts()))
+        .unwrap_or_default()
 }
 
 type Series = HashMap<&'static str, HashMap<Vec<(&'static str, String)>, f64>>;
@@ -971,12 +1095,30 @@ type Series = HashMap<&'static str, HashMap<Vec<(&'static str, String)>, f64>>;
 /// (Counter and UpDownCounter points as cumulative sums, Gauge points as gauges). Does nothing
 /// when telemetry is off.
 pub fn record(points: &[Point]) {
+    record_points(points, false);
+}
+
+/// [`record`], and forget every other series of the metrics `points` name: for a gauge whose
+/// attributes change with its value (the last sync's commit), so the series of the commit before
+/// stops being exported instead of repeating its old value forever.
+pub fn record_only(points: &[Point]) {
+    record_points(points, true);
+}
+
+fn record_points(points: &[Point], replace: bool) {
     let Some(m) = ACTIVE.get() else {
         return;
     };
     let mut new: Vec<&Point> = Vec::new();
     {
         let mut values = m.values.lock().unwrap_or_else(|p| p.into_inner());
+        if replace {
+            for p in points {
+                if let Some(series) = values.get_mut(p.name) {
+                    series.clear();
+                }
+            }
+        }
         for p in points {
             let series = values.entry(p.name).or_insert_with(|| {
                 new.push(p);
@@ -1156,6 +1298,37 @@ mod tests {
             Some(env!("CARGO_PKG_VERSION"))
         );
         assert_eq!(get("host.name").as_deref(), Some("box"));
+        // Prometheus's `instance`, through the OTel Collector: the host, unless given.
+        assert_eq!(get("service.instance.id").as_deref(), Some("box"));
         assert_eq!(get("labctl.stack").as_deref(), Some("lab"));
+        let s = Settings::resolve(
+            "labctl-gate",
+            Some("http://c:4318"),
+            env(&[("OTEL_RESOURCE_ATTRIBUTES", "service.instance.id=gate-1")]),
+        )
+        .unwrap()
+        .unwrap();
+        let r = resource(&s, None);
+        assert_eq!(
+            r.get(&opentelemetry::Key::from_static_str("service.instance.id"))
+                .map(|v| v.to_string())
+                .as_deref(),
+            Some("gate-1")
+        );
+    }
+
+    #[test]
+    fn drops_are_counted_per_signal_under_one_metric() {
+        let points = dropped_points(&[3, 0, 1]);
+        let by_signal: Vec<(&str, f64)> = points
+            .iter()
+            .map(|p| (p.attributes[0].1.as_str(), p.value))
+            .collect();
+        assert_eq!(by_signal, [("spans", 3.0), ("logs", 0.0), ("metrics", 1.0)]);
+        assert!(
+            points
+                .iter()
+                .all(|p| p.name == DROPPED && p.kind == Kind::Counter)
+        );
     }
 }

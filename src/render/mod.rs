@@ -140,6 +140,7 @@ fn render_all(
             .map(|b| format!("{b:02x}"))
             .collect()
     });
+    dashboard_functions(&mut env, templates);
     let recorded = Arc::new(Mutex::new(Recorded::default()));
     let lookup = {
         let secrets = secrets.clone();
@@ -282,6 +283,53 @@ fn render_all(
     Ok((desired, asked, missing))
 }
 
+/// What the Grafana templates need to provision every dashboard template, the stack's own
+/// included: `templates_in(folder, suffix)` lists the templates in `folder` (not below it) whose
+/// names end in `suffix`, sorted; `text | json_checked(name)` passes `text` on when it is a JSON
+/// object, and otherwise fails naming template `name` and the line and column of its output;
+/// `"5m" | duration_seconds` is 300 (alert windows derived from a setting).
+fn dashboard_functions(env: &mut Environment<'_>, templates: &Templates) {
+    let names: Vec<String> = templates.sources.keys().cloned().collect();
+    env.add_function("templates_in", move |folder: String, suffix: String| {
+        names
+            .iter()
+            .filter(|n| {
+                n.strip_prefix(&folder)
+                    .is_some_and(|rest| !rest.contains('/') && rest.ends_with(&suffix))
+            })
+            .cloned()
+            .collect::<Vec<String>>()
+    });
+    env.add_filter(
+        "duration_seconds",
+        |d: String| -> Result<u64, minijinja::Error> {
+            humantime::parse_duration(&d)
+                .map(|d| d.as_secs())
+                .map_err(|e| {
+                    minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        format!("`{d}` is not a duration: {e}"),
+                    )
+                })
+        },
+    );
+    env.add_filter(
+        "json_checked",
+        |text: String, name: String| -> Result<String, minijinja::Error> {
+            let bad = |message: String| {
+                minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, message)
+            };
+            match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(serde_json::Value::Object(_)) => Ok(text),
+                Ok(_) => Err(bad(format!("`{name}` renders JSON that is not an object"))),
+                Err(e) => Err(bad(format!(
+                    "`{name}` does not render valid JSON: {e} of its rendered output"
+                ))),
+            }
+        },
+    );
+}
+
 fn template_error(name: &str, source: &str, e: &minijinja::Error) -> Error {
     let mut message = e
         .detail()
@@ -290,6 +338,27 @@ fn template_error(name: &str, source: &str, e: &minijinja::Error) -> Error {
         && let Some(expr) = e.range().and_then(|r| source.get(r))
     {
         message = format!("undefined variable `{}`", expr.trim());
+    }
+    // An error inside an included template is wrapped ("could not render include"): say what
+    // and where it was, in the included template's own words.
+    let mut cause = std::error::Error::source(e);
+    while let Some(inner) = cause.and_then(|c| c.downcast_ref::<minijinja::Error>()) {
+        let what = inner.detail().unwrap_or_default();
+        let wher = match (inner.name(), inner.line()) {
+            (Some(n), Some(l)) => format!(" (`{n}` line {l})"),
+            (Some(n), None) => format!(" (`{n}`)"),
+            _ => String::new(),
+        };
+        message = format!(
+            "{message}: {}{}{wher}",
+            inner.kind(),
+            if what.is_empty() {
+                String::new()
+            } else {
+                format!(": {what}")
+            }
+        );
+        cause = std::error::Error::source(inner);
     }
     Error::Template {
         template: name.to_string(),

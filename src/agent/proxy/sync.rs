@@ -106,6 +106,7 @@ fn next_start(last: Option<&Attempt>, waiting: &str, now: Instant) -> Option<Ins
 /// dropped where it is (the commit stays in the slot, and the next start syncs it again), so the
 /// process still stops within the runtime's deadline.
 pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, grace: Duration, shutdown: Shutdown) {
+    super::metrics::sync_started();
     let mut last: Option<Attempt> = None;
     loop {
         // At start this finds a commit left in the slot by a kill, and syncs it again.
@@ -151,6 +152,7 @@ pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, grace: Duration, shutdo
             shutdown.cancelled().await;
             tokio::time::sleep(grace).await;
         };
+        let started = Instant::now();
         let (result, summary, error) = tokio::select! {
             ended = sync => ended,
             () = stopped => {
@@ -161,6 +163,7 @@ pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, grace: Duration, shutdo
                 );
                 tracing::warn!(parent: &span, commit = %pending.commit, "{why}");
                 span.record("labctl.result", "interrupted");
+                super::metrics::sync_ended(&pending.commit, "interrupted", started.elapsed());
                 proxy.sync.set(|s| {
                     s.finished = Some(now());
                     s.result = Some("interrupted");
@@ -171,6 +174,7 @@ pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, grace: Duration, shutdo
             }
         };
         span.record("labctl.result", result);
+        super::metrics::sync_ended(&pending.commit, result, started.elapsed());
         let failed = result == "failed";
         let attempt = Attempt {
             commit: pending.commit,
