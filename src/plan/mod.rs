@@ -6,7 +6,6 @@ mod body;
 mod build;
 mod diff;
 pub mod kube;
-mod list_types;
 pub mod saved;
 mod select;
 mod units;
