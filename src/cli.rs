@@ -290,8 +290,8 @@ pub struct ApplyArgs {
 /// seconds. Clap names the flag when this fails.
 ///
 /// # Errors
-/// A message saying why `s` is not a duration, or that it is too long to represent.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+/// [`BadDuration`] saying why `s` is not a duration, or that it is too long to represent.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, BadDuration> {
     let s = s.trim();
     // Plain seconds were always accepted (`--settle 3`); humantime insists on a unit.
     let with_unit;
@@ -301,14 +301,23 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     } else {
         s
     };
-    humantime::parse_duration(text).map_err(|e| match e {
-        humantime::DurationError::NumberOverflow => {
-            format!("`{s}` is too long a duration (the most is about 584 billion years)")
-        }
-        humantime::DurationError::Empty => "a duration is needed, as `90s`, `5m` or `1h30m`".into(),
-        other => format!("`{s}` is not a duration ({other}); use `90s`, `5m`, `1h30m`"),
+    humantime::parse_duration(text).map_err(|e| {
+        BadDuration(match e {
+            humantime::DurationError::NumberOverflow => {
+                format!("`{s}` is too long a duration (the most is about 584 billion years)")
+            }
+            humantime::DurationError::Empty => {
+                "a duration is needed, as `90s`, `5m` or `1h30m`".into()
+            }
+            other => format!("`{s}` is not a duration ({other}); use `90s`, `5m`, `1h30m`"),
+        })
     })
 }
+
+/// Why a duration flag's value is not a duration, in the user's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadDuration(pub String);
 
 /// `labctl agent`: the services the host units run (docs/agents.md is the contract).
 #[derive(Debug, Args)]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 /// The cause of a failure, kept as an error so that its own chain survives.
 pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-use crate::stack::{Problem, SourceFile};
+use crate::source::{Problem, SourceFile};
 
 /// Everything that can go wrong in labctl.
 #[derive(Debug, thiserror::Error)]
@@ -97,16 +97,38 @@ pub enum Error {
         source: Cause,
     },
 
-    /// A policy says no: the plan noted it, and the flag or change in `hint` lifts it (or
-    /// nothing does). Nothing was changed.
-    #[error("refusing to {what}: {why}; {hint}")]
+    /// A policy says no: the plan noted it, and `remedy` says what lifts it (or that nothing
+    /// does). Nothing was changed.
+    #[error("refusing to {what}: {why}; {remedy}")]
     Refused {
         /// What is refused, naming the resources (`take over `ConfigMap lab/x``).
         what: String,
         /// Why.
         why: String,
-        /// What to do about it (`pass `--adopt` to take them over`).
-        hint: String,
+        /// What lifts it; the views turn it into advice.
+        remedy: Remedy,
+    },
+
+    /// Another writer holds the stack's lock (an apply, the proxy's sync). Nothing was changed.
+    #[error(
+        "refusing to apply stack `{stack}`: another writer holds its lock: {holder}; wait for it \
+         to finish (`--lock-timeout 5m` waits), or, if it is gone, run `labctl force-unlock`"
+    )]
+    Locked {
+        /// The stack.
+        stack: String,
+        /// Who holds it, since when, and where.
+        holder: String,
+    },
+
+    /// The Kubernetes API server refused a request.
+    #[error("kube: {step}")]
+    Api {
+        /// The step, as `apply Deployment lab/web`.
+        step: String,
+        /// The server's answer.
+        #[source]
+        status: ApiStatus,
     },
 
     /// An agent could not go on.
@@ -126,12 +148,109 @@ pub enum Error {
     },
 
     /// Apply finished, but some changes failed; each is named.
-    #[error("apply failed for {}", failed.join(", "))]
+    #[error("apply failed for {}", failed.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
     ApplyFailed {
-        /// One line per failed change.
-        failed: Vec<String>,
+        /// One per failed change.
+        failed: Vec<Failure>,
     },
 }
+
+/// What lifts a refusal or fixes a failure, as data: the code that refuses chooses it from what
+/// it knows (a guard in the plan, the server's status code), and the message says it last, in
+/// the command line's words (what a person does next, whichever front end met it). Backends
+/// never choose one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Remedy {
+    /// Taking over resources this stack does not own (`--adopt`).
+    Adopt,
+    /// Deleting and creating objects again (`--allow-replace`).
+    AllowReplace,
+    /// Applying without asking (`--yes`).
+    Confirm,
+    /// A saved plan no longer holds: make and review a new one.
+    NewPlan,
+    /// Taking ownership of fields another field manager owns (`--force-conflicts`).
+    ForceConflicts,
+    /// Advice in words that names no flag.
+    Say(String),
+}
+
+/// One change apply could not make: what and why, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The thing and the cause, as `` `Deployment lab/web`: conflict: ... `` (never a value).
+    pub line: String,
+    /// What to do; the views turn a flag into advice, words are part of the message.
+    pub remedy: Option<Remedy>,
+}
+
+impl Failure {
+    /// A failure with nothing to add.
+    pub fn new(line: impl Into<String>) -> Self {
+        Failure {
+            line: line.into(),
+            remedy: None,
+        }
+    }
+
+    /// The same failure with advice.
+    pub fn with(mut self, remedy: Remedy) -> Self {
+        self.remedy = Some(remedy);
+        self
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.line)?;
+        match &self.remedy {
+            Some(r) => write!(f, "; {r}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Display for Remedy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Remedy::Adopt => "pass `--adopt` to take them over",
+            Remedy::AllowReplace => "pass `--allow-replace` to do so",
+            Remedy::Confirm => "pass `--yes` to apply",
+            Remedy::ForceConflicts => "pass `--force-conflicts` to take ownership",
+            Remedy::NewPlan => {
+                "nothing was applied; make a new plan (`labctl plan --out FILE`) and review it"
+            }
+            Remedy::Say(words) => words,
+        })
+    }
+}
+
+/// The Kubernetes API server's answer to a request it refused (its `Status`): the code the
+/// advice is chosen from, and its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiStatus {
+    /// The HTTP status code: 403, 404, 409, 422, ...
+    pub code: u16,
+    /// The server's message.
+    pub message: String,
+    /// For a server-side apply conflict: each field another manager owns, with that manager.
+    pub conflicts: Vec<(String, String)>,
+}
+
+impl std::fmt::Display for ApiStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.code == 409 && !self.conflicts.is_empty() {
+            let fields: Vec<String> = (self.conflicts.iter())
+                .map(|(field, manager)| format!("`{field}` is owned by field manager `{manager}`"))
+                .collect();
+            write!(f, "conflict: {}", fields.join(", "))
+        } else {
+            write!(f, "{} ({})", self.message, self.code)
+        }
+    }
+}
+
+impl std::error::Error for ApiStatus {}
 
 impl Error {
     /// The message with every cause after it, joined by `: `.

@@ -6,12 +6,15 @@
 
 pub mod agent;
 pub mod apply;
+pub mod atomic;
 pub mod backend;
 pub mod cli;
 pub mod error;
 pub mod git;
 pub mod lock;
 pub mod metric;
+pub mod observed;
+pub mod ops;
 pub mod output_dir;
 pub mod par;
 pub mod plan;
@@ -19,6 +22,8 @@ pub mod render;
 pub mod resource;
 pub mod schema_check;
 pub mod secrets;
+pub mod sensitive;
+pub mod source;
 pub mod stack;
 pub mod telemetry;
 pub mod view;

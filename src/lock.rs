@@ -17,17 +17,17 @@
 use std::fs::File;
 use std::io::{Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::backend::kube::{Connect, Kube};
+use crate::backend::kube::{Cluster, Kube};
 use crate::backend::systemd::Target;
-use crate::error::Error;
-use crate::plan::{Against, Options};
+use crate::error::{Error, Remedy};
 use crate::resource::At;
-use crate::stack::{Plane, Scope, Stack};
+use crate::stack::Scope;
 
 /// How long a Lease lasts without renewal (`leaseDurationSeconds`) unless told otherwise.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -89,8 +89,9 @@ pub struct Spec {
     pub stack: String,
     /// The stack's namespace, where its Lease lives.
     pub namespace: String,
-    /// The cluster, when the kube plane is applied.
-    pub kube: Option<Connect>,
+    /// The cluster, when the kube plane is applied: the Lease is taken through the run's own
+    /// client.
+    pub kube: Option<Cluster>,
     /// The host lock file, when the systemd plane is applied.
     pub file: Option<PathBuf>,
     /// How long the Lease lasts without renewal.
@@ -98,35 +99,6 @@ pub struct Spec {
 }
 
 impl Spec {
-    /// The lock an apply of `stack` planned with `options` needs: the Lease when the cluster is
-    /// planned, the host file when units are. A plan against nothing live locks nothing.
-    ///
-    /// # Errors
-    /// [`Error::Backend`] when the systemd target cannot be resolved.
-    pub fn for_plan(stack: &Stack, options: &Options) -> Result<Spec, Error> {
-        let mut spec = Spec {
-            stack: stack.stack.name.clone(),
-            namespace: stack.stack.namespace().to_string(),
-            kube: None,
-            file: None,
-            lease: DEFAULT_LEASE,
-        };
-        let Against::Live(how) = &options.against else {
-            return Ok(spec);
-        };
-        if options.plane != Some(Plane::Systemd)
-            && (options.plane == Some(Plane::Kube) || how.kube.configured())
-        {
-            spec.kube = Some(how.kube.clone());
-        }
-        if options.plane != Some(Plane::Kube) {
-            let host = &stack.host;
-            let target = Target::resolve(host.scope, how.user, host.unit_dir.as_deref())?;
-            spec.file = Some(lock_file(&target, &spec.stack));
-        }
-        Ok(spec)
-    }
-
     fn lease_name(&self) -> String {
         format!("labctl-{}", self.stack)
     }
@@ -151,99 +123,94 @@ pub fn lock_file(target: &Target, stack: &str) -> PathBuf {
     dir.join(format!("{stack}.lock"))
 }
 
-/// A held lock: released when dropped (the Lease deleted, the file unlocked).
+/// A held lock. [`Lock::release`] lets it go (the Lease deleted, the file unlocked); dropping
+/// it without releasing unlocks the file and stops renewing, and the Lease expires by itself.
 #[derive(Debug)]
 pub struct Lock {
     file: Option<File>,
     /// Why the Lease could not be renewed, the last time it could not.
-    lost: std::sync::Arc<std::sync::Mutex<Option<String>>>,
-    lease: Option<(
+    lost: Arc<Mutex<Option<String>>>,
+    renewing: Option<(
         tokio::sync::oneshot::Sender<()>,
-        std::thread::JoinHandle<()>,
+        tokio::task::JoinHandle<()>,
     )>,
 }
 
 impl Lock {
     /// Why renewing the Lease last failed (deleted by `force-unlock`, taken over, or the cluster
-    /// unreachable), if it did while the lock was held: the front end says so.
+    /// unreachable), if it did while the lock was held: another writer may have run meanwhile.
     pub fn lost(&self) -> Option<String> {
         self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
-}
 
-impl Drop for Lock {
-    fn drop(&mut self) {
-        if let Some((stop, thread)) = self.lease.take() {
+    /// Let the lock go: stop renewing, delete the Lease (when this holder still holds it),
+    /// unlock the file.
+    pub async fn release(mut self) {
+        if let Some((stop, task)) = self.renewing.take() {
             let _ = stop.send(());
-            let _ = thread.join();
+            let _ = task.await;
         }
         // Closing the file releases the flock.
         self.file.take();
     }
 }
 
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // Not released: the renewing task stops and tries to delete the Lease if the runtime
+        // still runs; otherwise the Lease expires after its duration.
+        if let Some((stop, _)) = self.renewing.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
 fn busy(spec: &Spec, holder: &str) -> Error {
-    Error::Refused {
-        what: format!("apply stack `{}`", spec.stack),
-        why: format!("another writer holds its lock: {holder}"),
-        hint: "wait for it to finish (`--lock-timeout 5m` waits), or, if it is gone, run \
-               `labctl force-unlock`"
-            .into(),
+    Error::Locked {
+        stack: spec.stack.clone(),
+        holder: holder.to_string(),
     }
 }
 
 /// Take the lock described by `spec` as `holder`, waiting up to `wait` for another holder to
-/// let go. Blocks the calling thread (call it outside async code, or in `spawn_blocking`).
+/// let go. The Lease is renewed every third of its duration by a task on the current runtime
+/// until [`Lock::release`]: a front end that blocks its own thread meanwhile (a prompt) must
+/// run on a runtime with a worker thread.
 ///
 /// # Errors
-/// [`Error::Refused`] naming the holder when it is still held after `wait`; [`Error::Write`] when
+/// [`Error::Locked`] naming the holder when it is still held after `wait`; [`Error::Write`] when
 /// the lock file cannot be made; [`Error::Backend`] when the cluster cannot be reached.
-pub fn acquire(spec: &Spec, holder: &Holder, wait: Duration) -> Result<Lock, Error> {
+pub async fn acquire(spec: &Spec, holder: &Holder, wait: Duration) -> Result<Lock, Error> {
     let deadline = Instant::now() + wait;
     let mut lock = Lock {
         file: None,
-        lost: Default::default(),
-        lease: None,
+        lost: Arc::default(),
+        renewing: None,
     };
     if let Some(path) = &spec.file {
-        lock.file = Some(lock_host(spec, path, holder, deadline)?);
+        lock.file = Some(lock_host(spec, path, holder, deadline).await?);
     }
-    if let Some(connect) = &spec.kube {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-        let (spec, holder, connect) = (spec.clone(), holder.clone(), connect.clone());
-        let lost = lock.lost.clone();
-        let thread = std::thread::Builder::new()
-            .name("labctl-lease".into())
-            .spawn(move || {
-                let held = Held {
-                    spec: &spec,
-                    holder: &holder,
-                    lost: &lost,
-                };
-                hold_lease(&held, &connect, deadline, &ready_tx, stop_rx)
-            })
-            .map_err(|e| Error::backend("kube", "start the lease thread", e))?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => lock.lease = Some((stop_tx, thread)),
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                return Err(e);
-            }
-            Err(_) => {
-                let _ = thread.join();
-                return Err(Error::backend(
-                    "kube",
-                    "take the lease",
-                    "the lease thread stopped",
-                ));
-            }
-        }
+    if let Some(cluster) = &spec.kube {
+        let k = cluster.client().await?;
+        let ns = take(&k, spec, holder, deadline).await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let held = Held {
+            spec: spec.clone(),
+            holder: holder.clone(),
+            lost: lock.lost.clone(),
+            ns,
+        };
+        lock.renewing = Some((stop, tokio::spawn(held.renew_until(k, stopped))));
     }
     Ok(lock)
 }
 
-fn lock_host(spec: &Spec, path: &Path, holder: &Holder, deadline: Instant) -> Result<File, Error> {
+async fn lock_host(
+    spec: &Spec,
+    path: &Path,
+    holder: &Holder,
+    deadline: Instant,
+) -> Result<File, Error> {
     let werr = |source| Error::Write {
         path: path.to_path_buf(),
         source,
@@ -269,7 +236,7 @@ fn lock_host(spec: &Spec, path: &Path, holder: &Holder, deadline: Instant) -> Re
                     );
                     return Err(busy(spec, &who));
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => return Err(werr(e.into())),
         }
@@ -289,65 +256,44 @@ fn host_holder(file: &mut File) -> Option<Holder> {
     serde_json::from_str(&text).ok()
 }
 
-/// What the lease thread holds the Lease for, and where it says it lost it.
-struct Held<'a> {
-    spec: &'a Spec,
-    holder: &'a Holder,
-    lost: &'a std::sync::Mutex<Option<String>>,
+/// A Lease taken: what to renew, and where to say that renewing failed.
+struct Held {
+    spec: Spec,
+    holder: Holder,
+    lost: Arc<Mutex<Option<String>>>,
+    /// The namespace the Lease lives in.
+    ns: String,
 }
 
-/// The lease thread: take the Lease (say how on `ready`), renew it every third of its duration
-/// until `stop`, then release it.
-fn hold_lease(
-    held: &Held<'_>,
-    connect: &Connect,
-    deadline: Instant,
-    ready: &std::sync::mpsc::Sender<Result<(), Error>>,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
-) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            let _ = ready.send(Err(Error::backend("kube", "start the lease runtime", e)));
-            return;
-        }
-    };
-    let (spec, holder) = (held.spec, held.holder);
-    rt.block_on(async {
-        let k = match Kube::connect(connect).await {
-            Ok(k) => k,
-            Err(e) => {
-                let _ = ready.send(Err(e));
-                return;
-            }
-        };
-        let ns = match take(&k, spec, holder, deadline).await {
-            Ok(ns) => ns,
-            Err(e) => {
-                let _ = ready.send(Err(e));
-                return;
-            }
-        };
-        let _ = ready.send(Ok(()));
+impl Held {
+    /// Renew the Lease every third of its duration until `stop`, then release it.
+    async fn renew_until(self, k: Kube, mut stop: tokio::sync::oneshot::Receiver<()>) {
+        let Held {
+            spec,
+            holder,
+            lost,
+            ns,
+        } = self;
         loop {
             tokio::select! {
                 _ = &mut stop => break,
                 () = tokio::time::sleep(spec.lease / 3) => {
-                    if let Err(e) = renew(&k, spec, &ns, holder).await {
-                        let why = format!("the lock of stack `{}` was not renewed: {}", spec.stack, e.report());
+                    if let Err(e) = renew(&k, &spec, &ns, &holder).await {
+                        let why = format!(
+                            "the lock of stack `{}` was not renewed: {}",
+                            spec.stack,
+                            e.report()
+                        );
                         tracing::warn!("{why}");
-                        *held.lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                        *lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
                     }
                 }
             }
         }
-        if let Err(e) = release(&k, spec, &ns, holder).await {
+        if let Err(e) = release(&k, &spec, &ns, &holder).await {
             tracing::warn!("lock of stack `{}`: {}", spec.stack, e.report());
         }
-    });
+    }
 }
 
 fn now_micro() -> String {
@@ -545,8 +491,8 @@ pub struct Unlocked {
 /// the cluster cannot be reached.
 pub async fn force_unlock(spec: &Spec) -> Result<Unlocked, Error> {
     let mut out = Unlocked::default();
-    if let Some(connect) = &spec.kube {
-        let k = Kube::connect(connect).await?;
+    if let Some(cluster) = &spec.kube {
+        let k = cluster.client().await?;
         let name = spec.lease_name();
         let mut found = false;
         for ns in [spec.namespace.as_str(), FALLBACK_NAMESPACE] {
@@ -586,7 +532,9 @@ pub async fn force_unlock(spec: &Spec) -> Result<Unlocked, Error> {
                         return Err(Error::Refused {
                             what: format!("unlock the host lock `{}`", path.display()),
                             why: format!("{who} holds it and is still running"),
-                            hint: "stop that process: the lock is released when it exits".into(),
+                            remedy: Remedy::Say(
+                                "stop that process: the lock is released when it exits".into(),
+                            ),
                         });
                     }
                 }
@@ -624,8 +572,8 @@ mod tests {
         assert_eq!(live_holder(&released), None);
     }
 
-    #[test]
-    fn the_host_lock_names_its_holder_and_is_free_once_dropped() {
+    #[tokio::test]
+    async fn the_host_lock_names_its_holder_and_is_free_once_released() {
         let dir = tempfile::tempdir().unwrap();
         let spec = Spec {
             stack: "s".into(),
@@ -635,18 +583,25 @@ mod tests {
             lease: DEFAULT_LEASE,
         };
         let me = Holder::this_process("labctl apply --yes");
-        let held = acquire(&spec, &me, Duration::ZERO).unwrap();
+        let held = acquire(&spec, &me, Duration::ZERO).await.unwrap();
         // flock locks belong to the open file: a second open in this process conflicts too.
         let e = acquire(
             &spec,
             &Holder::this_process("other"),
             Duration::from_millis(300),
         )
-        .unwrap_err()
-        .to_string();
+        .await
+        .unwrap_err();
+        assert!(matches!(e, Error::Locked { .. }), "{e:?}");
+        let e = e.to_string();
         assert!(e.contains("`labctl apply --yes` (pid "), "{e}");
-        assert!(e.contains("--lock-timeout"), "{e}");
-        drop(held);
-        acquire(&spec, &me, Duration::ZERO).expect("free again");
+        held.release().await;
+        let again = acquire(&spec, &me, Duration::ZERO)
+            .await
+            .expect("free again");
+        drop(again);
+        acquire(&spec, &me, Duration::ZERO)
+            .await
+            .expect("free once dropped too");
     }
 }

@@ -4,10 +4,11 @@
 //! named. Every file is written to a temporary file and renamed.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::atomic::Access;
 use crate::error::Error;
+use crate::resource::ResourceId;
 
 /// The record of what the last render wrote, inside the output folder. No `.yaml`/`.json`
 /// extension: `kubectl apply -R -f DIR` reads only those.
@@ -72,7 +73,7 @@ pub fn write(
     let before = read_record(&record_path, stack)?;
     let now: BTreeSet<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
     for (rel, text) in files {
-        write_atomic(&dir.join(rel), text.as_bytes())?;
+        crate::atomic::write(&dir.join(rel), text.as_bytes(), Access::Private)?;
     }
     let mut report = Report {
         dir: dir.to_path_buf(),
@@ -101,7 +102,7 @@ pub fn write(
         record.push_str(k);
         record.push('\n');
     }
-    write_atomic(&record_path, record.as_bytes())?;
+    crate::atomic::write(&record_path, record.as_bytes(), Access::Private)?;
     let mut foreign = Vec::new();
     walk(dir, dir, &mut foreign)?;
     report.foreign = foreign
@@ -187,19 +188,38 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Write through a temporary file in the same folder and rename: a reader never sees half a file.
-///
-/// # Errors
-/// [`Error::Write`] naming `path`.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let werr = |source| Error::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(werr)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(werr)?;
-    tmp.write_all(bytes).map_err(werr)?;
-    tmp.persist(path).map_err(|e| werr(e.error))?;
-    Ok(())
+/// An object's text as `render` writes it: an env file as the file itself.
+pub fn rendered_text(stack: &str, o: &crate::resource::DesiredObject) -> String {
+    if matches!(o.id, ResourceId::EnvFile { .. })
+        && let Some(env) = o.content.as_kube().and_then(|v| v.get("env")?.as_object())
+    {
+        let vars = env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        return crate::render::env_file_text(stack, &vars);
+    }
+    o.content.text()
+}
+
+/// Where `render --output-dir` puts an object, relative to the output folder.
+pub fn render_path(id: &ResourceId) -> String {
+    match id {
+        ResourceId::Kube {
+            namespace,
+            kind,
+            name,
+            ..
+        } => {
+            format!(
+                "kube/{}/{}-{name}.yaml",
+                namespace.as_deref().unwrap_or("_cluster"),
+                kind.to_ascii_lowercase()
+            )
+        }
+        ResourceId::Systemd { unit } => format!("systemd/{unit}"),
+        ResourceId::EnvFile { path, .. } => {
+            format!("systemd/env/{}", path.rsplit('/').next().unwrap_or(path))
+        }
+    }
 }

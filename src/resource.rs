@@ -7,7 +7,24 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::stack::Plane;
+/// The plane a component or resource lives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Plane {
+    /// Objects on the Kubernetes cluster.
+    Kube,
+    /// Unit files under systemd on the host.
+    Systemd,
+}
+
+impl std::fmt::Display for Plane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Plane::Kube => "kube",
+            Plane::Systemd => "systemd",
+        })
+    }
+}
 
 /// Label every labctl-owned kube object carries.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -384,6 +401,17 @@ pub const KINDS: &[KindSpec] = &[
 pub fn kind_spec(kind: &str) -> &'static KindSpec {
     const OTHER: KindSpec = spec("", 6);
     KINDS.iter().find(|k| k.kind == kind).unwrap_or(&OTHER)
+}
+
+/// The id of a kube object (as the server returns it, or rendered).
+pub fn kube_id(obj: &Value) -> Option<ResourceId> {
+    let s = |p: &str| obj.at(p).and_then(Value::as_str).map(str::to_string);
+    Some(ResourceId::Kube {
+        namespace: s("/metadata/namespace").filter(|n| !n.is_empty()),
+        kind: s("/kind")?,
+        name: s("/metadata/name")?,
+        api_version: s("/apiVersion")?,
+    })
 }
 
 #[cfg(test)]

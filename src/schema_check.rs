@@ -6,7 +6,31 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as crd;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-fn strict<T: DeserializeOwned>(v: &Value) -> Result<(), String> {
+/// How a rendered object does not fit its API type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Mismatch {
+    /// Fields the type does not have, by path (`spec.template.spec.containers.0.imagePullPolice`).
+    #[error("unknown field `{}`", .0.join("`, `"))]
+    Unknown(Vec<String>),
+    /// A kind of a built-in API group that labctl does not know (a typo in either).
+    #[error("`{api_version}` `{kind}` is not a kind labctl knows; check the apiVersion and kind")]
+    UnknownKind {
+        /// The apiVersion.
+        api_version: String,
+        /// The kind.
+        kind: String,
+    },
+    /// A value of the wrong type or form at `path`.
+    #[error("`{path}`: {message}")]
+    Invalid {
+        /// Where, as a dotted path.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn strict<T: DeserializeOwned>(v: &Value) -> Result<(), Mismatch> {
     let mut unknown = Vec::new();
     let res: Result<T, _> = {
         // serde_ignored writes `?` for every Option it passes through; people read plain paths.
@@ -17,8 +41,11 @@ fn strict<T: DeserializeOwned>(v: &Value) -> Result<(), String> {
         serde_path_to_error::deserialize(de)
     };
     match res {
-        Err(e) => Err(format!("`{}`: {}", plain(&e.path().to_string()), e.inner())),
-        Ok(_) if !unknown.is_empty() => Err(format!("unknown field `{}`", unknown.join("`, `"))),
+        Err(e) => Err(Mismatch::Invalid {
+            path: plain(&e.path().to_string()),
+            message: e.inner().to_string(),
+        }),
+        Ok(_) if !unknown.is_empty() => Err(Mismatch::Unknown(unknown)),
         Ok(_) => Ok(()),
     }
 }
@@ -34,9 +61,8 @@ fn plain(path: &str) -> String {
 /// (custom resources) pass: their schema lives in the cluster.
 ///
 /// # Errors
-/// A message naming the unknown field (`spec.template.spec.containers.0.imagePullPolice`) or the
-/// type error.
-pub fn check(api_version: &str, kind: &str, obj: &Value) -> Result<(), String> {
+/// [`Mismatch`] naming the unknown fields or the value of the wrong type.
+pub fn check(api_version: &str, kind: &str, obj: &Value) -> Result<(), Mismatch> {
     match (api_version, kind) {
         ("v1", "Namespace") => strict::<core::v1::Namespace>(obj),
         ("v1", "ConfigMap") => strict::<core::v1::ConfigMap>(obj),
@@ -62,9 +88,10 @@ pub fn check(api_version: &str, kind: &str, obj: &Value) -> Result<(), String> {
         ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
             strict::<crd::CustomResourceDefinition>(obj)
         }
-        _ if is_builtin_group(api_version) => Err(format!(
-            "`{api_version}` `{kind}` is not a kind labctl knows; check the apiVersion and kind"
-        )),
+        _ if is_builtin_group(api_version) => Err(Mismatch::UnknownKind {
+            api_version: api_version.to_string(),
+            kind: kind.to_string(),
+        }),
         _ => Ok(()),
     }
 }
@@ -83,7 +110,7 @@ mod tests {
     fn misspelled_field_is_named() {
         let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
             "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "a", "imagePullPolice": "x"}]}}}});
-        let e = check("apps/v1", "Deployment", &d).unwrap_err();
+        let e = check("apps/v1", "Deployment", &d).unwrap_err().to_string();
         assert!(
             e.contains("spec.template.spec.containers.0.imagePullPolice"),
             "{e}"

@@ -5,129 +5,15 @@
 //!
 //! Values travel as [`SecretValue`], whose `Debug` and `Display` never show them.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::RwLock;
 
 use crate::backend::openbao::{Bao, BaoError, Connect, KvPath};
 use crate::error::Error;
-use crate::render::{Secrets, Templates};
-use crate::stack::{LoadedStack, Plane, SecretFrom, Stack};
+use crate::sensitive::{SecretValue, register};
+use crate::stack::{SecretFrom, Stack, override_var};
 
 pub use crate::backend::openbao::Env;
-
-/// A secret's value. Only [`SecretValue::expose`] shows it; formatting prints `<redacted>`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretValue(String);
-
-impl SecretValue {
-    /// Wrap a value.
-    pub fn new(value: impl Into<String>) -> Self {
-        SecretValue(value.into())
-    }
-
-    /// The value itself, for the one place that must write it (a rendered object, an env file).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for SecretValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretValue(<redacted>)")
-    }
-}
-
-impl std::fmt::Display for SecretValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// Shown in free text (errors, log lines, telemetry) where a secret value was.
-pub const MASK: &str = "(sensitive value)";
-
-/// Values shorter than this are masked where a field marks them (a Secret's `data`, an env
-/// file) but not searched for in free text: masking every `ab` in a log line would garble it
-/// without protecting much.
-pub const MIN_SCANNED: usize = 4;
-
-/// Every secret value this process has seen, and the forms it takes once encoded (base64 in a
-/// Secret's `data`, JSON-escaped in a JSON plan): the process-wide redactor's list, longest first
-/// so that a value is masked before any shorter one inside it.
-static SEEN: RwLock<Vec<String>> = RwLock::new(Vec::new());
-
-/// Remember `value` as sensitive, for the rest of the process: [`redact`] masks it (and its
-/// encodings) from then on, and plans mark whatever holds it. Rendering calls this for every
-/// value a template gets, so nothing that reaches output escapes it.
-pub fn register(value: &str) {
-    use base64::Engine as _;
-    if value.len() < MIN_SCANNED {
-        return;
-    }
-    let mut forms = vec![
-        value.to_string(),
-        base64::engine::general_purpose::STANDARD.encode(value),
-    ];
-    let json = serde_json::to_string(value).unwrap_or_default();
-    let json = json.trim_matches('"');
-    if json != value {
-        forms.push(json.to_string());
-    }
-    let mut seen = SEEN
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut added = false;
-    for f in forms {
-        if !seen.contains(&f) {
-            seen.push(f);
-            added = true;
-        }
-    }
-    if added {
-        seen.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-    }
-}
-
-/// The registered values (see [`register`]), longest first.
-pub fn registered() -> Vec<String> {
-    SEEN.read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone()
-}
-
-/// `text` with every registered secret value (and its encodings) replaced by [`MASK`]: for
-/// error messages, log lines and telemetry, which have no fields to mark.
-pub fn redact(text: &str) -> Cow<'_, str> {
-    let seen = SEEN
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut out = Cow::Borrowed(text);
-    for v in seen.iter() {
-        if out.contains(v.as_str()) {
-            out = Cow::Owned(out.replace(v.as_str(), MASK));
-        }
-    }
-    out
-}
-
-/// Whether `text` holds a registered secret value.
-pub fn holds_secret(text: &str) -> bool {
-    let seen = SEEN
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    seen.iter().any(|v| text.contains(v.as_str()))
-}
-
-/// The environment variable that overrides the secret `name` whatever its source:
-/// `postgres-password` → `LABCTL_SECRET_POSTGRES_PASSWORD`.
-pub fn override_var(name: &str) -> String {
-    format!(
-        "LABCTL_SECRET_{}",
-        name.to_ascii_uppercase().replace('-', "_")
-    )
-}
 
 /// The process's environment, as [`resolve`] reads it: unset and empty are the same.
 pub fn process_env(name: &str) -> Option<String> {
@@ -306,27 +192,6 @@ pub async fn resolve(
     out
 }
 
-/// The secrets a command needs to render `loaded` (its components of `plane`, or all): every
-/// secret the templates ask for, resolved from its source ([`resolve`]) through `env`.
-///
-/// # Errors
-/// [`Error::MissingSecrets`] naming every secret without a value, with its source and why;
-/// rendering errors as [`crate::render::render`].
-pub async fn for_stack(
-    loaded: &LoadedStack,
-    templates: &Templates,
-    plane: Option<Plane>,
-    env: Env<'_>,
-) -> Result<Secrets, Error> {
-    let asked = crate::render::secrets_asked(&loaded.stack, templates, plane)?;
-    let names: BTreeSet<String> = asked.into_keys().collect();
-    if names.is_empty() {
-        return Ok(Secrets::from_values(BTreeMap::new()));
-    }
-    let resolved = resolve(&loaded.stack, loaded.dir(), &names, env).await;
-    Ok(Secrets::from_values(resolved.require()?))
-}
-
 /// [`resolve`] on a runtime of its own, for callers without one.
 ///
 /// # Errors
@@ -396,26 +261,5 @@ mod tests {
         };
         assert!(!format!("{r:?}").contains("hunter2"));
         assert_eq!(r.lookup("a").as_deref(), Some("hunter2"));
-    }
-
-    #[test]
-    fn bundled_templates_ask_for_the_known_secrets() {
-        let stack =
-            crate::stack::parse(Path::new("stack.toml"), "[stack]\nname = \"lab\"\n").unwrap();
-        let used = crate::render::secrets_asked(&stack, &Templates::builtin(), None).unwrap();
-        let names: Vec<&str> = used.keys().map(String::as_str).collect();
-        assert_eq!(
-            names,
-            [
-                "github-token",
-                "grafana-admin-password",
-                "minio-root-password",
-                "postgres-password",
-                "webhook-secret"
-            ]
-        );
-        // Through the partial `_objstore.yaml`.
-        assert!(used["minio-root-password"].contains("templates/thanos/secret.yaml"));
-        assert!(used["postgres-password"].contains("systemd-templates/ingest.service"));
     }
 }

@@ -14,7 +14,7 @@ use tracing::Instrument as _;
 
 use super::{Events, Options, change_span, finish_span};
 use crate::backend::kube::Kube;
-use crate::error::Error;
+use crate::error::{ApiStatus, Error, Failure, Remedy};
 use crate::plan::kube::{
     Inventory, Rollout, apply_rank, depends_on, inventory_object, is_workload, rollout,
 };
@@ -35,23 +35,32 @@ fn rank(c: &Change) -> u8 {
 pub struct Applied {
     /// Workloads written, whose rollout to wait for.
     pub workloads: Vec<ResourceId>,
-    /// Each change that failed or was skipped, as one line: the object, the server's message,
-    /// and what to do.
-    pub failures: Vec<String>,
+    /// Each change that failed or was skipped: the object, the server's message, and what to
+    /// do.
+    pub failures: Vec<Failure>,
 }
 
-/// What to do about a failure, from the server's message.
-fn hint(message: &str) -> &'static str {
-    if message.contains("--force-conflicts") {
-        ""
-    } else if message.contains("(409)") {
-        "; it changed while applying: plan and apply again"
-    } else if message.contains("(403)") {
-        "; the account or a quota forbids it: ask for the permission or the quota, then apply again"
-    } else if message.contains("(422)") || message.contains("(400)") {
-        "; the server finds the object invalid: fix it in the stack (or the live object), then apply again"
-    } else {
-        "; fix the cause, then apply again"
+/// What to do about a failure, from the server's answer (`None`: it was not the server's).
+fn remedy(status: Option<&ApiStatus>) -> Remedy {
+    let say = |s: &str| Remedy::Say(s.to_string());
+    match status.map(|s| (s.code, s.conflicts.is_empty())) {
+        Some((409, false)) => Remedy::ForceConflicts,
+        Some((409, true)) => say("it changed while applying: plan and apply again"),
+        Some((403, _)) => say(
+            "the account or a quota forbids it: ask for the permission or the quota, then apply again",
+        ),
+        Some((400 | 422, _)) => say(
+            "the server finds the object invalid: fix it in the stack (or the live object), then apply again",
+        ),
+        _ => say("fix the cause, then apply again"),
+    }
+}
+
+/// The server's answer inside `e`, if the server refused.
+fn status_of(e: &Error) -> Option<&ApiStatus> {
+    match e {
+        Error::Api { status, .. } => Some(status),
+        _ => None,
     }
 }
 
@@ -87,7 +96,7 @@ pub async fn apply(plan: &Plan, kube: &Kube, opts: &Options, events: &mut dyn Ev
                 finish_span(&span, Err(&message));
                 events.step(Plane::Kube, &format!("{}: failed: {message}", c.id));
                 out.failures
-                    .push(format!("`{}`: {message}{}", c.id, hint(why)));
+                    .push(Failure::new(format!("`{}`: {message}", c.id)).with(remedy(Some(why))));
                 broken.push(c);
                 continue;
             }
@@ -95,10 +104,10 @@ pub async fn apply(plan: &Plan, kube: &Kube, opts: &Options, events: &mut dyn Ev
                 change_span(c).record("labctl.result", "skipped");
                 let line = format!("skipped: it depends on `{}`, which was not applied", on.id);
                 events.step(Plane::Kube, &format!("{}: {line}", c.id));
-                out.failures.push(format!(
+                out.failures.push(Failure::new(format!(
                     "`{}`: {line}; apply again once that is fixed",
                     c.id
-                ));
+                )));
                 broken.push(c);
                 continue;
             }
@@ -131,8 +140,9 @@ pub async fn apply(plan: &Plan, kube: &Kube, opts: &Options, events: &mut dyn Ev
                     let message = e.report();
                     finish_span(&span, Err(&message));
                     events.step(Plane::Kube, &format!("{}: failed: {message}", c.id));
-                    out.failures
-                        .push(format!("`{}`: {message}{}", c.id, hint(&message)));
+                    out.failures.push(
+                        Failure::new(format!("`{}`: {message}", c.id)).with(remedy(status_of(&e))),
+                    );
                     broken.push(c);
                 }
             }

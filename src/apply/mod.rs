@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 use tracing::field::Empty;
 
 use crate::backend::Stats;
-use crate::backend::kube::Kube;
 use crate::backend::systemd::Systemd;
-use crate::error::Error;
+use crate::error::{Error, Failure, Remedy};
 use crate::plan::{Change, Cost, Guard, Plan, PlaneTarget, Summary};
 use crate::resource::ResourceId;
 use crate::stack::Plane;
@@ -121,7 +120,7 @@ pub fn check(plan: &Plan, options: &Options) -> Result<(), Error> {
         return Err(Error::Refused {
             what: format!("take over {}", names(&foreign)),
             why: "not managed by this stack".into(),
-            hint: "pass `--adopt` to take them over".into(),
+            remedy: Remedy::Adopt,
         });
     }
     let data = with(|g| matches!(g, Guard::ReplaceData));
@@ -129,8 +128,10 @@ pub fn check(plan: &Plan, options: &Options) -> Result<(), Error> {
         return Err(Error::Refused {
             what: format!("replace {}", names(&data)),
             why: "a PersistentVolumeClaim is never replaced (its data would be lost)".into(),
-            hint: "change its immutable fields back, or move the data and delete the claim by hand"
-                .into(),
+            remedy: Remedy::Say(
+                "change its immutable fields back, or move the data and delete the claim by hand"
+                    .into(),
+            ),
         });
     }
     let replaced: Vec<String> = plan
@@ -146,7 +147,7 @@ pub fn check(plan: &Plan, options: &Options) -> Result<(), Error> {
         return Err(Error::Refused {
             what: format!("replace {}", replaced.join(", ")),
             why: "it is deleted and created again".into(),
-            hint: "pass `--allow-replace` to do so".into(),
+            remedy: Remedy::AllowReplace,
         });
     }
     Ok(())
@@ -201,18 +202,22 @@ pub async fn run(
             return Err(Error::Refused {
                 what: format!("apply the {plane} part of this plan"),
                 why: "it was made without observing that plane (`--offline` or `--base`)".into(),
-                hint: "plan against the live planes, then apply".into(),
+                remedy: Remedy::Say("plan against the live planes, then apply".into()),
             });
         }
     }
     // Every failure of every plane, reported together at the end: a failure stops only what
     // depends on it.
-    let mut failures: Vec<String> = Vec::new();
+    let mut failures: Vec<Failure> = Vec::new();
     for target in &plan.targets {
         match target {
-            PlaneTarget::Kube(connect) => {
+            PlaneTarget::Kube(cluster) => {
                 let started = Instant::now();
-                let k = Kube::connect(connect).await?;
+                // Connecting (discovery) counts as part of applying; what the run did on a
+                // client it connected before (the plan, the lock) does not.
+                let fresh = !cluster.is_connected();
+                let k = cluster.client().await?;
+                let before = if fresh { Stats::default() } else { k.stats() };
                 // Requests since `before`, wall time since `started`.
                 let cost = |phase, before: Stats, started: Instant| {
                     let mut stats = k.stats().since(before);
@@ -223,8 +228,6 @@ pub async fn run(
                         stats,
                     }
                 };
-                // Connecting (discovery) counts as part of applying.
-                let before = Stats::default();
                 let steps = plan
                     .actionable()
                     .filter(|c| c.id.plane() == Plane::Kube)
@@ -235,7 +238,7 @@ pub async fn run(
                 let failed = !applied.failures.is_empty();
                 failures.extend(applied.failures);
                 if let Err(e) = kube::inventory_after(plan, &k, recorded, failed).await {
-                    failures.push(e.report());
+                    failures.push(Failure::new(e.report()));
                 }
                 let c = cost("apply", before, started);
                 events.cost(&c);
@@ -247,7 +250,7 @@ pub async fn run(
                     events.cost(&c);
                     outcome.costs.push(c);
                     if let Err(e) = result {
-                        failures.push(e.report());
+                        failures.push(Failure::new(e.report()));
                     }
                 }
                 events.finish(Plane::Kube);
@@ -270,7 +273,7 @@ pub async fn run(
                     Ok(()) => {}
                     Err(Error::ApplyFailed { failed }) => failures.extend(failed),
                     Err(e) if failures.is_empty() => return Err(e),
-                    Err(e) => failures.push(e.report()),
+                    Err(e) => failures.push(Failure::new(e.report())),
                 }
             }
         }
@@ -347,7 +350,16 @@ mod tests {
     fn refusals_come_from_the_plan_and_options_lift_them() {
         let foreign = plan(vec![change(Action::Adopt, vec![Guard::Adopt])]);
         let e = check(&foreign, &Options::default()).unwrap_err();
-        assert!(matches!(e, Error::Refused { .. }), "{e:?}");
+        assert!(
+            matches!(
+                &e,
+                Error::Refused {
+                    remedy: Remedy::Adopt,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         assert_eq!(
             e.to_string(),
             "refusing to take over `ConfigMap lab/c`: not managed by this stack; pass `--adopt` to take them over"

@@ -8,14 +8,12 @@
 //! and runs the rest; every failure is reported at the end.
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{Events, change_span, finish_span};
-use crate::backend::systemd::{JobKind, JobOutcome, Systemd, Target};
-use crate::error::Error;
+use crate::atomic::{self, Access};
+use crate::backend::systemd::{JobKind, JobOutcome, JobResult, Systemd, Target};
+use crate::error::{Error, Failure};
 use crate::plan::{Action, Impact, Plan};
 use crate::resource::ResourceId;
 use crate::stack::Plane;
@@ -178,7 +176,10 @@ pub async fn apply(
             failed: failed
                 .into_iter()
                 .map(|(unit, what)| {
-                    format!("`{unit}`: {what}; see `{}`", target.log_command(&unit))
+                    Failure::new(format!(
+                        "`{unit}`: {what}; see `{}`",
+                        target.log_command(&unit)
+                    ))
                 })
                 .collect(),
         })
@@ -253,38 +254,22 @@ async fn sequence(
     }
     for path in &steps.remove_env {
         let file = crate::plan::env_file_path(path, target.scope)?;
-        match std::fs::remove_file(&file) {
-            Ok(()) => {
-                if let Some(dir) = file.parent() {
-                    sync_dir(dir)?;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(Error::Write { path: file, source }),
-        }
+        atomic::remove(&file)?;
         progress.step(&format!("removed {}", file.display()));
     }
     if !staged_env.is_empty() {
         progress.phase("writing env files");
     }
-    for (tmp, path) in staged_env {
-        tmp.persist(&path).map_err(|e| Error::Write {
-            path: path.clone(),
-            source: e.error,
-        })?;
-        if let Some(dir) = path.parent() {
-            sync_dir(dir)?;
-        }
+    for file in staged_env {
+        let path = file.path().to_path_buf();
+        file.commit()?;
         progress.step(&format!("wrote {}", path.display()));
     }
     if !staged.is_empty() || !steps.remove.is_empty() {
         progress.phase("writing unit files");
     }
-    for (tmp, path) in staged {
-        tmp.persist(&path).map_err(|e| Error::Write {
-            path: path.clone(),
-            source: e.error,
-        })?;
+    for file in staged {
+        let path = file.place()?;
         progress.step(&format!("wrote {}", path.display()));
     }
     for unit in &steps.remove {
@@ -297,7 +282,7 @@ async fn sequence(
         progress.step(&format!("removed {}", path.display()));
     }
     if !steps.write.is_empty() || !steps.remove.is_empty() {
-        sync_dir(&target.unit_dir)?;
+        atomic::sync_dir(&target.unit_dir)?;
     }
     if steps.daemon_reload {
         progress.phase("daemon-reload");
@@ -371,47 +356,26 @@ async fn sequence(
 
 fn line(o: &JobOutcome) -> String {
     match &o.result {
-        Ok(r) => format!("{} {}: {r}", o.kind.verb(), o.unit),
-        Err(e) => format!("{} {}: not queued: {e}", o.kind.verb(), o.unit),
+        JobResult::Ran(r) => format!("{} {}: {r}", o.kind.verb(), o.unit),
+        JobResult::NotQueued(e) => format!("{} {}: not queued: {e}", o.kind.verb(), o.unit),
     }
 }
 
 fn job_failure(o: &JobOutcome) -> String {
     match &o.result {
-        Ok(r) if r == "dependency" => format!(
+        JobResult::Ran(r) if r == "dependency" => format!(
             "{} job `dependency` (a unit it needs failed)",
             o.kind.verb()
         ),
-        Ok(r) => format!("{} job `{r}`", o.kind.verb()),
-        Err(e) => format!("{} refused: {e}", o.kind.verb()),
+        JobResult::Ran(r) => format!("{} job `{r}`", o.kind.verb()),
+        JobResult::NotQueued(e) => format!("{} refused: {e}", o.kind.verb()),
     }
 }
 
-/// Write `text` to a temp file next to the unit's path, mode 0644, synced: renaming it into place
-/// later is atomic, and a failure leaves nothing behind (the temp file deletes itself).
-fn stage(
-    target: &Target,
-    unit: &str,
-    text: &str,
-) -> Result<(tempfile::NamedTempFile, PathBuf), Error> {
-    let path = target.unit_path(unit);
-    let werr = |source| Error::Write {
-        path: path.clone(),
-        source,
-    };
-    std::fs::create_dir_all(&target.unit_dir).map_err(werr)?;
-    // A leading dot: systemd and labctl's own observation both ignore the temp file.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{unit}."))
-        .suffix(".tmp")
-        .tempfile_in(&target.unit_dir)
-        .map_err(werr)?;
-    tmp.write_all(text.as_bytes()).map_err(werr)?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
-        .map_err(werr)?;
-    tmp.as_file().sync_all().map_err(werr)?;
-    Ok((tmp, path))
+/// Write `text` beside the unit's path, mode 0644, synced: renaming it into place later is
+/// atomic, and a failure leaves nothing behind.
+fn stage(target: &Target, unit: &str, text: &str) -> Result<atomic::Staged, Error> {
+    atomic::stage(&target.unit_path(unit), text.as_bytes(), Access::Public)
 }
 
 /// The text of an env file the plan holds (its variables), as [`crate::render::env_file_text`]
@@ -425,48 +389,9 @@ fn env_text(stack: &str, body: &crate::plan::Body) -> Option<String> {
     Some(crate::render::env_file_text(stack, &vars))
 }
 
-/// Stage an env file as [`stage`] does a unit, but owner-only: its folder is created 0700 when
-/// missing, the file is 0600 from the start (the temp file is created so), synced, and renamed
-/// into place in the same folder.
-fn stage_env(
-    target: &Target,
-    path: &str,
-    text: &str,
-) -> Result<(tempfile::NamedTempFile, PathBuf), Error> {
+/// Stage an env file as [`stage`] does a unit, but owner-only: 0600 from its first byte, in a
+/// folder made 0700 when missing.
+fn stage_env(target: &Target, path: &str, text: &str) -> Result<atomic::Staged, Error> {
     let path = crate::plan::env_file_path(path, target.scope)?;
-    let werr = |source| Error::Write {
-        path: path.clone(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    if !dir.is_dir() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(werr)?;
-    }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .permissions(std::fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(werr)?;
-    tmp.write_all(text.as_bytes()).map_err(werr)?;
-    tmp.as_file().sync_all().map_err(werr)?;
-    Ok((tmp, path))
-}
-
-/// Make the renames durable.
-fn sync_dir(dir: &Path) -> Result<(), Error> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| Error::Write {
-            path: dir.to_path_buf(),
-            source,
-        })
+    atomic::stage(&path, text.as_bytes(), Access::Private)
 }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
@@ -16,8 +16,8 @@ use kube::{Client, Config};
 use serde_json::Value;
 
 use super::Stats;
-use crate::error::Error;
-use crate::plan::kube::{DryRun, DryRunError, FIELD_MANAGER, Observed};
+use crate::error::{ApiStatus, Error};
+use crate::observed::{DryRun, DryRunError, FIELD_MANAGER, Observed};
 use crate::resource::{At, ResourceId};
 
 /// How to reach the cluster.
@@ -30,11 +30,69 @@ pub struct Connect {
     pub context: Option<String>,
 }
 
-/// A connected, discovered cluster.
+/// A connected, discovered cluster. Clones share the connection, the discovery and the counts.
+#[derive(Clone)]
 pub struct Kube {
     client: Client,
-    discovery: std::sync::RwLock<Discovery>,
-    stats: Mutex<Stats>,
+    discovery: Arc<std::sync::RwLock<Discovery>>,
+    stats: Arc<Mutex<Stats>>,
+}
+
+/// A cluster as one run reaches it: connected (and discovered) on first use, then shared by all
+/// the run does there, observing for the plan, holding the lock's Lease and applying, so that a
+/// run connects once.
+#[derive(Clone, Default)]
+pub struct Cluster {
+    connect: Connect,
+    client: Arc<tokio::sync::OnceCell<Kube>>,
+}
+
+impl Cluster {
+    /// The cluster `connect` reaches, not connected yet.
+    pub fn new(connect: Connect) -> Self {
+        Cluster {
+            connect,
+            client: Arc::default(),
+        }
+    }
+
+    /// How it is reached.
+    pub fn how(&self) -> &Connect {
+        &self.connect
+    }
+
+    /// Whether a client is connected already (its requests so far belong to earlier steps).
+    pub fn is_connected(&self) -> bool {
+        self.client.initialized()
+    }
+
+    /// The shared client, connecting on the first call.
+    ///
+    /// # Errors
+    /// As [`Kube::connect`].
+    pub async fn client(&self) -> Result<Kube, Error> {
+        self.client
+            .get_or_try_init(|| Kube::connect(&self.connect))
+            .await
+            .cloned()
+    }
+}
+
+impl PartialEq for Cluster {
+    fn eq(&self, other: &Self) -> bool {
+        self.connect == other.connect
+    }
+}
+
+impl Eq for Cluster {}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("connect", &self.connect)
+            .field("connected", &self.is_connected())
+            .finish()
+    }
 }
 
 /// What the LISTs of a plan found so far ([`Kube::list`]), and how each kind was read, so that
@@ -63,7 +121,7 @@ impl Listing {
             // LIST items carry no apiVersion/kind of their own.
             item["apiVersion"] = Value::String(ar.api_version.clone());
             item["kind"] = Value::String(ar.kind.clone());
-            if let Some(id) = crate::plan::kube::id_of(&item) {
+            if let Some(id) = crate::resource::kube_id(&item) {
                 self.objects.insert(id, item);
             }
         }
@@ -89,41 +147,50 @@ fn backend(step: impl Into<String>, cause: impl Into<crate::error::Cause>) -> Er
     Error::backend("kube", step, cause)
 }
 
-/// An API error's text: for a server-side apply conflict, each conflicting field with its
-/// manager, as `.data.greeting` (owned by `other-tool`).
-fn api_message(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(status) => {
-            let causes: Vec<String> = status
-                .details
-                .as_ref()
-                .map(|d| {
-                    d.causes
-                        .iter()
-                        .filter(|c| c.reason == "FieldManagerConflict")
-                        .map(|c| {
-                            let manager = c
-                                .message
-                                .strip_prefix("conflict with ")
-                                .unwrap_or(&c.message)
-                                .trim_matches('"');
-                            let manager = manager.split('"').next().unwrap_or(manager);
-                            format!("`{}` is owned by field manager `{manager}`", c.field)
-                        })
-                        .collect()
+/// The server's answer inside a client error, when the server refused (its `Status`): the code,
+/// the message, and for a server-side apply conflict each field with the manager that owns it.
+fn api_status(e: &kube::Error) -> Option<ApiStatus> {
+    let kube::Error::Api(status) = e else {
+        return None;
+    };
+    let conflicts = (status.details.as_ref())
+        .map(|d| {
+            (d.causes.iter())
+                .filter(|c| c.reason == "FieldManagerConflict")
+                .map(|c| {
+                    let manager = c
+                        .message
+                        .strip_prefix("conflict with ")
+                        .unwrap_or(&c.message)
+                        .trim_matches('"');
+                    let manager = manager.split('"').next().unwrap_or(manager);
+                    (c.field.clone(), manager.to_string())
                 })
-                .unwrap_or_default();
-            if status.code == 409 && !causes.is_empty() {
-                format!(
-                    "conflict: {}; pass `--force-conflicts` to take ownership",
-                    causes.join(", ")
-                )
-            } else {
-                format!("{} ({})", status.message, status.code)
-            }
-        }
-        other => other.to_string(),
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(ApiStatus {
+        code: status.code,
+        message: status.message.clone(),
+        conflicts,
+    })
+}
+
+/// A failed request as an error: the server's answer as data when it answered, the client's
+/// error as the cause otherwise.
+fn failed(step: impl Into<String>, e: kube::Error) -> Error {
+    match api_status(&e) {
+        Some(status) => Error::Api {
+            step: step.into(),
+            status,
+        },
+        None => backend(step, e),
     }
+}
+
+/// The server's message for `e`, as `-v` details and notes show it.
+fn api_message(e: &kube::Error) -> String {
+    api_status(e).map_or_else(|| e.to_string(), |s| s.to_string())
 }
 
 fn is_not_found(e: &kube::Error) -> bool {
@@ -211,11 +278,11 @@ impl Kube {
         };
         Ok(Kube {
             client,
-            discovery: std::sync::RwLock::new(discovery),
-            stats: Mutex::new(Stats {
+            discovery: Arc::new(std::sync::RwLock::new(discovery)),
+            stats: Arc::new(Mutex::new(Stats {
                 calls,
                 elapsed: started.elapsed(),
-            }),
+            })),
         })
     }
 
@@ -350,7 +417,7 @@ impl Kube {
                 match self.send(&step, req).await {
                     Ok(list) => Ok::<_, Error>((ar, caps, Ok(list))),
                     Err(e) if is_forbidden(&e) => Ok((ar, caps, Err(api_message(&e)))),
-                    Err(e) => Err(backend(&step, api_message(&e))),
+                    Err(e) => Err(failed(&step, e)),
                 }
             });
         }
@@ -383,7 +450,7 @@ impl Kube {
                 match self.send(&step, req).await {
                     Ok(list) => Ok::<_, Error>((i, ar, ns, Ok(list))),
                     Err(e) if is_forbidden(&e) => Ok((i, ar, ns, Err(api_message(&e)))),
-                    Err(e) => Err(backend(&step, api_message(&e))),
+                    Err(e) => Err(failed(&step, e)),
                 }
             }
         });
@@ -513,7 +580,7 @@ impl Kube {
             Ok(v) => Ok(Ok(Some(v))),
             Err(e) if is_not_found(&e) => Ok(Ok(None)),
             Err(e) if is_forbidden(&e) => Ok(Err(api_message(&e))),
-            Err(e) => Err(backend(step, api_message(&e))),
+            Err(e) => Err(failed(step, e)),
         }
     }
 
@@ -531,9 +598,7 @@ impl Kube {
                     .header("Accept", "application/json")
                     .body(Vec::new())
                     .map_err(|e| backend(&step, e))?;
-                self.send(&step, req)
-                    .await
-                    .map_err(|e| backend(&step, api_message(&e)))
+                self.send(&step, req).await.map_err(|e| failed(&step, e))
             }
         };
         let index = get("/openapi/v3".to_string()).await?;
@@ -573,7 +638,7 @@ impl Kube {
         match self.send(&step, req).await {
             Ok(v) => Ok(Some(v)),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(backend(step, api_message(&e))),
+            Err(e) => Err(failed(step, e)),
         }
     }
 
@@ -597,9 +662,7 @@ impl Kube {
         let req = r
             .patch(&name, &pp, &Patch::Apply(obj))
             .map_err(|e| backend(&step, e))?;
-        self.send(&step, req)
-            .await
-            .map_err(|e| backend(step, api_message(&e)))
+        self.send(&step, req).await.map_err(|e| failed(step, e))
     }
 
     /// DELETE one object (background propagation, as kubectl); absent already is fine.
@@ -615,7 +678,7 @@ impl Kube {
         match self.send(&step, req).await {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(backend(step, api_message(&e))),
+            Err(e) => Err(failed(step, e)),
         }
     }
 
@@ -660,8 +723,10 @@ impl DryRun for Kube {
                 .map_err(|e| DryRunError::Unchecked(backend(&step, e).report()))?;
             match self.send(&step, req).await {
                 Ok(v) => Ok(v),
-                Err(e @ kube::Error::Api(_)) => Err(DryRunError::Refused(api_message(&e))),
-                Err(e) => Err(DryRunError::Unchecked(backend(&step, e).report())),
+                Err(e) => match api_status(&e) {
+                    Some(status) => Err(DryRunError::Refused(status)),
+                    None => Err(DryRunError::Unchecked(backend(&step, e).report())),
+                },
             }
         })
     }
@@ -704,7 +769,7 @@ impl Kube {
         match self.send(&step, req).await {
             Ok(_) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(backend(step, api_message(&e))),
+            Err(e) => Err(failed(step, e)),
         }
     }
 
@@ -720,7 +785,7 @@ impl Kube {
         match self.send(&step, req).await {
             Ok(v) => Ok(Some(v)),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(backend(step, api_message(&e))),
+            Err(e) => Err(failed(step, e)),
         }
     }
 
@@ -759,7 +824,7 @@ impl Kube {
         match self.send(&step, req).await {
             Ok(v) => Ok(Some(v)),
             Err(e) if is_conflict(&e) => Ok(None),
-            Err(e) => Err(backend(step, api_message(&e))),
+            Err(e) => Err(failed(step, e)),
         }
     }
 
@@ -775,7 +840,7 @@ impl Kube {
         match self.send(&step, req).await {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(backend(step, api_message(&e))),
+            Err(e) => Err(failed(step, e)),
         }
     }
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::Stats;
 use crate::resource::At;
-use crate::secrets::SecretValue;
+use crate::sensitive::SecretValue;
 
 /// An OpenBao token. Its `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]

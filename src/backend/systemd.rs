@@ -19,7 +19,7 @@ use zbus::{Connection, OwnedObjectPath, OwnedVariant, fdo, proxy};
 
 use super::Stats;
 use crate::error::Error;
-use crate::plan::{ObservedUnit, UnitState};
+use crate::observed::{ObservedUnit, UnitState};
 use crate::stack::Scope;
 
 const SERVICE: &str = "org.freedesktop.systemd1";
@@ -97,6 +97,21 @@ pub trait Unit {
     /// Finer state, as `running` or `dead`.
     #[zbus(property(emits_changed_signal = "false"))]
     fn sub_state(&self) -> zbus::Result<String>;
+}
+
+/// `org.freedesktop.systemd1.Service`, the part the collector reads.
+#[proxy(
+    interface = "org.freedesktop.systemd1.Service",
+    default_service = "org.freedesktop.systemd1",
+    assume_defaults = false
+)]
+pub trait Service {
+    /// The unit's `Type=`: `simple`, `exec`, `notify`, `oneshot`, `forking`, ...
+    #[zbus(property(emits_changed_signal = "false"), name = "Type")]
+    fn service_type(&self) -> zbus::Result<String>;
+    /// Automatic restarts (`Restart=`) since the service was last started by hand.
+    #[zbus(property(emits_changed_signal = "false"), name = "NRestarts")]
+    fn n_restarts(&self) -> zbus::Result<u32>;
 }
 
 /// Which manager, and where its unit files go.
@@ -184,15 +199,24 @@ pub struct JobOutcome {
     pub unit: String,
     /// What was asked.
     pub kind: JobKind,
-    /// systemd's job result (`done`, `failed`, `timeout`, `dependency`, `canceled`, `skipped`),
-    /// or why no job could be queued (a bad unit file, say).
-    pub result: Result<String, String>,
+    /// How it ended.
+    pub result: JobResult,
+}
+
+/// How one job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobResult {
+    /// It ran; systemd's result word: `done`, `failed`, `timeout`, `dependency`, `canceled`,
+    /// `skipped`.
+    Ran(String),
+    /// systemd refused to queue it (a bad unit file, say): its message.
+    NotQueued(String),
 }
 
 impl JobOutcome {
     /// Whether the job did what was asked.
     pub fn ok(&self) -> bool {
-        self.result.as_deref() == Ok("done")
+        self.result == JobResult::Ran("done".into())
     }
 }
 
@@ -500,7 +524,7 @@ impl Systemd {
                     let o = JobOutcome {
                         unit,
                         kind,
-                        result: Err(dbus_message(&e)),
+                        result: JobResult::NotQueued(dbus_message(&e)),
                     };
                     each(&o);
                     outcomes.push(o);
@@ -520,7 +544,7 @@ impl Systemd {
                 let o = JobOutcome {
                     unit,
                     kind,
-                    result: Ok(result),
+                    result: JobResult::Ran(result),
                 };
                 each(&o);
                 outcomes.push(o);
@@ -616,6 +640,40 @@ impl Systemd {
         self.count(2 * units.len() as u64);
         self.spent(start);
         states.into_iter().collect()
+    }
+
+    /// `Type` and `NRestarts` of each unit that is a service (`None` for the others), read
+    /// through the typed service proxy.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when systemd does not answer.
+    pub async fn service_types_and_restarts(
+        &self,
+        units: &[String],
+    ) -> Result<Vec<Option<(String, u32)>>, Error> {
+        let start = Instant::now();
+        let services = units.iter().filter(|u| u.ends_with(".service")).count();
+        let out = join_all(units.iter().map(|u| async move {
+            if !u.ends_with(".service") {
+                return Ok(None);
+            }
+            let step = || format!("read the service state of `{u}`");
+            let p = ServiceProxy::builder(&self.conn)
+                .path(unit_object_path(u))
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await
+                .map_err(|e| backend(&step(), e))?;
+            let (t, n) = futures_util::join!(p.service_type(), p.n_restarts());
+            Ok::<_, Error>(Some((
+                t.map_err(|e| backend(&step(), e))?,
+                n.map_err(|e| backend(&step(), e))?,
+            )))
+        }))
+        .await;
+        self.count(2 * services as u64);
+        self.spent(start);
+        out.into_iter().collect()
     }
 }
 

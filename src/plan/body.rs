@@ -6,7 +6,7 @@
 //!
 //! Sensitivity follows the value, not only the field: besides a kind's sensitive fields (a
 //! Secret's `data`) and an env file's variables, any string holding a secret value the process
-//! has seen ([`crate::secrets::register`]: every value rendering handed a template, with its
+//! has seen ([`crate::sensitive::register`]: every value rendering handed a template, with its
 //! base64 and JSON forms) is marked, wherever it is: a ConfigMap, an annotation, a unit's
 //! `Environment=` line. A one-line string is masked whole; in text of several lines (a unit, a
 //! config file in a ConfigMap) each line holding a value is masked from the value on, and so is
@@ -68,7 +68,7 @@ impl Body {
                 sensitive.insert("/sha256".into(), Mask::Whole);
             }
         }
-        let values = crate::secrets::registered();
+        let values = crate::sensitive::registered();
         if !values.is_empty() {
             match &content {
                 Content::Kube(v) => mark_leaves(v, &mut String::new(), &values, &mut sensitive),
@@ -126,7 +126,7 @@ impl Body {
         if marks.is_empty() {
             return self.content.text();
         }
-        let values = crate::secrets::registered();
+        let values = crate::sensitive::registered();
         match &self.content {
             Content::Unit(text) => match marks.get("") {
                 Some(Mask::Lines(prefixes)) => {
@@ -346,7 +346,7 @@ mod tests {
     #[test]
     fn sensitivity_follows_the_value_into_any_field_and_line() {
         let new_value = "body-test-new-9f3a";
-        crate::secrets::register(new_value);
+        crate::sensitive::register(new_value);
         let cm = ResourceId::Kube {
             namespace: Some("lab".into()),
             kind: "ConfigMap".into(),

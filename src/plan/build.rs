@@ -17,21 +17,21 @@
 //! plans that compare no values (`--offline`, `--base`) render with [`Secrets::redacted`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
 
 use tracing::Instrument as _;
 use tracing::field::Empty;
 
+use super::kube::observe::{finish_kube, observe_kube, start_kube};
 use super::{Cost, Live, Plan, PlaneTarget, Precondition, diff, kube, saved, units};
 use crate::backend::Stats;
-use crate::backend::kube::{Connect, Kube, Listing};
+use crate::backend::kube::Cluster;
 use crate::backend::systemd::{Systemd, Target};
 use crate::error::Error;
 use crate::render::{self, Templates};
 use crate::resource::{Desired, ResourceId};
 use crate::stack::{LoadedStack, Plane, Stack};
 
-pub use crate::render::Secrets;
+pub use crate::sensitive::Secrets;
 
 /// What a plan is made from besides the stack itself.
 #[derive(Debug, Clone)]
@@ -67,8 +67,8 @@ impl Sources {
 /// How to observe the live planes.
 #[derive(Debug, Clone, Default)]
 pub struct Observe {
-    /// How to reach the cluster.
-    pub kube: Connect,
+    /// The cluster, shared with the rest of the run (the lock, apply).
+    pub kube: Cluster,
     /// Use the calling user's systemd manager whatever `host.scope` says (`--user`).
     pub user: bool,
     /// Check each kube change with a server-side dry run: the plan shows what the server would
@@ -129,7 +129,7 @@ pub struct Options {
 pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Result<Plan, Error> {
     // A host-only machine has no cluster configured at all: without `--plane kube` that is
     // said, not an error. A configured cluster that cannot be reached is an error.
-    let unconfigured = |how: &Observe| options.plane.is_none() && !how.kube.configured();
+    let unconfigured = |how: &Observe| options.plane.is_none() && !how.kube.how().configured();
     let kube_early = match &options.against {
         Against::Live(how) if options.plane != Some(Plane::Systemd) && !unconfigured(how) => {
             Some(start_kube(stack, how))
@@ -248,26 +248,6 @@ fn plan_of(stack: &Stack, desired: &Desired, live: &Live, options: &Options) -> 
 /// What observing the host gives: the live set, its cost, and each read object's precondition.
 type HostObserved = (Live, Cost, BTreeMap<ResourceId, Precondition>);
 
-/// The kube plane between observing and the end of planning: the connection (dry runs use
-/// it after the diff), what was observed, and how lists merge.
-struct KubeSide {
-    k: Kube,
-    parent: crate::resource::ResourceId,
-    stored: Option<kube::Inventory>,
-    observed: kube::Observed,
-    live: Live,
-    notes: std::collections::BTreeMap<crate::resource::ResourceId, Vec<String>>,
-    types: kube::ListTypes,
-    details: Vec<String>,
-    /// Each read object's precondition, for a saved plan.
-    pre: BTreeMap<ResourceId, Precondition>,
-    /// Time spent observing before the stack was rendered (not the wait for it), and when
-    /// observing resumed.
-    before_render: Duration,
-    resumed: Instant,
-    span: tracing::Span,
-}
-
 /// The rendered stack, and what observing the cluster has given meanwhile. A failed render is
 /// the error even when the cluster cannot be reached: the stack is the user's to fix first, and
 /// its error comes without waiting for the cluster.
@@ -290,238 +270,6 @@ async fn alongside<R, T>(
         None => early.await,
     };
     Ok((rendered, observed))
-}
-
-/// The part of observing the cluster that needs no rendered stack: connecting, the stack's
-/// inventory, and the LISTs of the kinds it records in its namespaces with their OpenAPI
-/// documents.
-struct EarlyKube {
-    k: Kube,
-    parent: ResourceId,
-    stored: Option<kube::Inventory>,
-    /// What the LISTs read, kinds the inventory records included.
-    listing: Listing,
-    /// The namespaces the inventory records.
-    namespaces: BTreeSet<String>,
-    /// The list merge types of the OpenAPI documents of these group-versions, or why they could
-    /// not be read.
-    docs: Result<kube::ListTypes, Error>,
-    early_gvs: BTreeSet<String>,
-    details: Vec<String>,
-    took: Duration,
-    span: tracing::Span,
-}
-
-async fn start_kube(stack: &Stack, how: &Observe) -> Result<EarlyKube, Error> {
-    let span = tracing::info_span!("observe", labctl.plane = "kube", labctl.requests = Empty);
-    let started = Instant::now();
-    let name = &stack.stack.name;
-    async {
-        let k = Kube::connect(&how.kube).await?;
-        // What the stack applied before, kinds it no longer renders included.
-        let parent = kube::inventory_parent(name, stack.stack.namespace());
-        let stored = k
-            .get(&parent)
-            .await
-            .ok()
-            .flatten()
-            .map(|p| kube::Inventory::read(&p));
-        let mut details = Vec::new();
-        let mut kinds = BTreeSet::new();
-        let mut namespaces = BTreeSet::new();
-        let mut applied_versions = BTreeSet::new();
-        if let Some(inv) = &stored {
-            for gk in &inv.group_kinds {
-                let (kind, group) = gk.split_once('.').unwrap_or((gk, ""));
-                match k.api_version_of(group, kind) {
-                    Some(v) => {
-                        applied_versions.insert(v.clone());
-                        kinds.insert((v, kind.to_string()));
-                    }
-                    None => details.push(format!(
-                        "kube: the inventory lists `{gk}`, which the server no longer serves"
-                    )),
-                }
-            }
-            namespaces.extend(inv.namespaces.iter().cloned());
-        }
-        // The list merge types come from the server's OpenAPI v3 documents of the kinds with
-        // live objects. The kinds the stack applied before (its inventory) have them: their
-        // documents are read alongside the LISTs. Any other group-version found live is read
-        // after them.
-        let early_gvs = kube::openapi_paths(applied_versions.iter().map(String::as_str));
-        let mut listing = Listing::default();
-        // The documents are read into merge types on a core of their own as soon as they
-        // arrive, while the LISTs still come in and the stack still renders.
-        let docs = async {
-            let d = read_docs(&k, early_gvs.clone()).await?;
-            let types =
-                tokio::task::spawn_blocking(move || types_of(&d, kube::ListTypes::default()))
-                    .await
-                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-            Ok::<_, Error>(types)
-        };
-        let (listed, docs) = futures_util::future::join(
-            k.list(&kube::selector(name), &kinds, &namespaces, &mut listing),
-            docs,
-        )
-        .await;
-        listed?;
-        Ok(EarlyKube {
-            k,
-            parent,
-            stored,
-            listing,
-            namespaces,
-            docs,
-            early_gvs,
-            details,
-            took: started.elapsed(),
-            span: span.clone(),
-        })
-    }
-    .instrument(span.clone())
-    .await
-}
-
-/// The list merge types `docs` (OpenAPI v3 documents) declare, over `base`.
-fn types_of(docs: &[serde_json::Value], base: kube::ListTypes) -> kube::ListTypes {
-    docs.iter()
-        .map(kube::ListTypes::from_openapi)
-        .fold(base, |acc, t| t.or(&acc))
-}
-
-/// The raw OpenAPI v3 documents of `gvs` (none read for none).
-async fn read_docs(k: &Kube, gvs: BTreeSet<String>) -> Result<Vec<serde_json::Value>, Error> {
-    if gvs.is_empty() {
-        Ok(Vec::new())
-    } else {
-        k.openapi(&gvs).await
-    }
-}
-
-/// The rest of observing the cluster, once the stack is rendered: the LISTs of kinds and
-/// namespaces the inventory did not have, GETs of desired objects the LISTs did not return,
-/// the OpenAPI documents of any other group-version found live, and the live set to diff.
-async fn observe_kube(
-    stack: &Stack,
-    desired: &Desired,
-    early: EarlyKube,
-) -> Result<KubeSide, Error> {
-    let EarlyKube {
-        k,
-        parent,
-        stored,
-        mut listing,
-        mut namespaces,
-        docs,
-        early_gvs: early,
-        mut details,
-        took,
-        span,
-    } = early;
-    let resumed = Instant::now();
-    let name = &stack.stack.name;
-    async {
-        // The inventory's kinds are in `listing` already; its namespaces stay, for a kind this
-        // account may list only per namespace.
-        let kinds = kube::kinds_to_observe(desired);
-        namespaces.extend(kube::namespaces_of(desired));
-        let ids: Vec<_> = desired
-            .objects
-            .keys()
-            .filter(|id| id.plane() == Plane::Kube)
-            .cloned()
-            .collect();
-        k.list(&kube::selector(name), &kinds, &namespaces, &mut listing)
-            .await?;
-        let observed = k.observe(listing, &ids).await?;
-        details.extend(observed.details.iter().cloned());
-        let pre = saved::kube_preconditions(&observed.objects, &ids);
-        let live_gvs = kube::openapi_paths(observed.objects.keys().filter_map(|id| match id {
-            ResourceId::Kube { api_version, .. } => Some(api_version.as_str()),
-            ResourceId::Systemd { .. } | ResourceId::EnvFile { .. } => None,
-        }));
-        let late: BTreeSet<String> = live_gvs.difference(&early).cloned().collect();
-        let docs = match docs {
-            Ok(types) if !late.is_empty() => {
-                (read_docs(&k, late.clone()).await).map(|more| types_of(&more, types))
-            }
-            other => other,
-        };
-        let compiled = kube::ListTypes::compiled();
-        // Every group-version asked for has a document, or the read failed.
-        let read_any = !early.is_empty() || !late.is_empty();
-        let types = match docs {
-            Ok(_) if !read_any => compiled,
-            Ok(types) => {
-                details.push(format!(
-                    "kube: list merge types from the server's OpenAPI v3 ({})",
-                    early.union(&late).cloned().collect::<Vec<_>>().join(", ")
-                ));
-                types.or(&compiled)
-            }
-            Err(e) => {
-                details.push(format!(
-                    "kube: list merge types from the recorded table (the server's OpenAPI v3: {})",
-                    e.report()
-                ));
-                compiled
-            }
-        };
-        let (live, notes) = kube::live_set(&observed.objects, desired, name, &types);
-        Ok(KubeSide {
-            k,
-            parent,
-            stored,
-            observed,
-            live,
-            notes,
-            types,
-            details,
-            pre,
-            before_render: took,
-            resumed,
-            span: span.clone(),
-        })
-    }
-    .instrument(span.clone())
-    .await
-}
-
-/// After the diff: merge notes, then the server's dry runs (`--server-dry-run`); the cost of
-/// the whole kube observation.
-async fn finish_kube(plan: &mut Plan, side: KubeSide, how: &Observe) -> Cost {
-    kube::note_merges(plan, &side.notes);
-    if how.server_dry_run {
-        kube::check_with_server(plan, &side.k, &side.types, how.force_conflicts)
-            .instrument(side.span.clone())
-            .await;
-    }
-    plan.details.extend(side.details);
-    // Objects this account may not read stay the stack's: their kinds stay recorded.
-    let mut wanted = kube::Inventory::after(plan);
-    for id in side.observed.forbidden.keys() {
-        if let crate::resource::ResourceId::Kube {
-            kind, api_version, ..
-        } = id
-        {
-            wanted
-                .group_kinds
-                .insert(kube::group_kind(api_version, kind));
-        }
-    }
-    plan.inventory = Some(kube::InventoryPlan {
-        wanted,
-        parent: side.parent,
-        stored: side.stored,
-    });
-    super::drop_later(side.observed.objects);
-    let mut stats = side.k.stats();
-    // Observing's own time: what ran while the stack rendered is counted, not the wait for it.
-    stats.elapsed = side.before_render + side.resumed.elapsed();
-    side.span.record("labctl.requests", stats.calls);
-    cost(Plane::Kube, stats)
 }
 
 async fn observe_systemd(

@@ -6,7 +6,6 @@ mod body;
 mod build;
 mod diff;
 pub mod kube;
-mod list_types;
 pub mod saved;
 mod select;
 mod units;
@@ -25,8 +24,9 @@ pub use units::{
 };
 
 use crate::backend::Stats;
-use crate::backend::kube::Connect;
+use crate::backend::kube::Cluster;
 use crate::backend::systemd::Target;
+use crate::error::ApiStatus;
 use crate::resource::ResourceId;
 use crate::stack::Plane;
 
@@ -171,13 +171,13 @@ pub enum DryRunAnswer {
     /// It would store this (compared as `before` is): views show it as the change's result.
     Stored(Body),
     /// It refuses the change (a conflict, an invalid object, an admission webhook, a quota):
-    /// its message. Apply would fail the same way, so the change is a failing one.
-    Refused(String),
+    /// its answer. Apply would fail the same way, so the change is a failing one.
+    Refused(ApiStatus),
 }
 
 impl Change {
     /// The server's refusal of this change in a dry run, if it refused.
-    pub fn refused(&self) -> Option<&str> {
+    pub fn refused(&self) -> Option<&ApiStatus> {
         match &self.dry_run {
             Some(DryRunAnswer::Refused(why)) => Some(why),
             _ => None,
@@ -189,8 +189,8 @@ impl Change {
 /// (`--offline`, `--base`) has none and cannot be applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlaneTarget {
-    /// The cluster, as reached for the plan.
-    Kube(Connect),
+    /// The cluster, as reached for the plan (apply uses the same client).
+    Kube(Cluster),
     /// The systemd manager and its unit folder.
     Systemd(Target),
 }

@@ -23,7 +23,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{Action, Impact, Live, ObservedUnit, Plan, Summary, Targeting};
-use crate::error::Error;
+use crate::error::{Error, Remedy};
 use crate::render::Templates;
 use crate::resource::{At, ResourceId};
 
@@ -427,24 +427,13 @@ pub fn to_json(plan: &Plan, stack_sha256: &str, made_with: &MadeWith) -> String 
     s
 }
 
-/// Write `text` to `path` through a temporary file in the same folder, renamed into place: a
-/// reader never sees half a plan.
+/// Write `text` to `path` atomically and durably ([`crate::atomic`]): a reader never sees half a
+/// plan.
 ///
 /// # Errors
 /// [`Error::Write`] naming the file.
 pub fn write(path: &Path, text: &str) -> Result<(), Error> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let err = |source| Error::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
+    crate::atomic::write(path, text.as_bytes(), crate::atomic::Access::Private)
 }
 
 impl SavedPlan {
@@ -511,8 +500,7 @@ pub fn check(
     let refuse = |why: String| Error::Refused {
         what: format!("apply the saved plan `{}`", file.display()),
         why,
-        hint: "nothing was applied; make a new plan (`labctl plan --out FILE`) and review it"
-            .into(),
+        remedy: Remedy::NewPlan,
     };
     if saved.stack_sha256 != stack_sha256 {
         return Err(refuse(format!(

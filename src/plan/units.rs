@@ -10,26 +10,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{Action, Impact, Live, LiveObject, Plan};
 use crate::error::Error;
+pub use crate::observed::{ObservedUnit, UnitState};
 use crate::render::sha256_hex;
 use crate::resource::{Content, Desired, DesiredObject, ResourceId, unit_owner};
 use crate::stack::Scope;
-
-/// What the systemd backend observed about one unit, raw.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObservedUnit {
-    /// The unit's name.
-    pub name: String,
-    /// Its properties.
-    pub state: UnitState,
-    /// The text of the file systemd loaded it from, when that file is outside labctl's unit
-    /// folder (a package's unit, or another tool's).
-    pub loaded_elsewhere: Option<String>,
-}
 
 /// The units to observe: every desired unit, and every file in the unit folder that carries
 /// `stack`'s marker (what the stack owns, for pruning).
@@ -82,48 +70,6 @@ pub fn live_units(
         }
     }
     live
-}
-
-/// What systemd reported about one unit (`org.freedesktop.systemd1.Unit` properties).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct UnitState {
-    /// `LoadState`: `loaded`, `not-found`, `bad-setting`, `error` or `masked`.
-    pub load_state: String,
-    /// `ActiveState`: `active`, `reloading`, `inactive`, `failed`, `activating`, `deactivating`.
-    pub active_state: String,
-    /// `SubState`, as `running`, `dead`, `auto-restart`.
-    pub sub_state: String,
-    /// `UnitFileState`: `enabled`, `disabled`, `static`, `masked`, ... (empty when unknown).
-    pub unit_file_state: String,
-    /// `NeedDaemonReload`: the file on disk is newer than what systemd loaded.
-    pub need_daemon_reload: bool,
-    /// `FragmentPath`: the file systemd loaded the unit from.
-    pub fragment_path: String,
-    /// `DropInPaths`: drop-ins that change the effective unit.
-    pub drop_in_paths: Vec<String>,
-}
-
-impl UnitState {
-    /// Running, or about to be: a unit in `auto-restart` has crashed and does not count.
-    pub fn is_running(&self) -> bool {
-        match self.active_state.as_str() {
-            "active" | "reloading" => true,
-            "activating" => self.sub_state != "auto-restart",
-            _ => false,
-        }
-    }
-
-    /// Whether its `[Install]` symlinks exist.
-    pub fn is_enabled(&self) -> bool {
-        matches!(
-            self.unit_file_state.as_str(),
-            "enabled" | "enabled-runtime" | "linked" | "linked-runtime"
-        )
-    }
-
-    fn is_masked(&self) -> bool {
-        self.load_state == "masked" || self.unit_file_state.starts_with("masked")
-    }
 }
 
 /// The value of `key=` in `[section]` (the last one wins, as in systemd).

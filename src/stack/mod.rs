@@ -7,30 +7,12 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use crate::resource::Plane;
+pub use crate::source::{KeyPath, Problem, Seg, SourceFile};
 pub use schema::*;
-pub use source::{KeyPath, Problem, Seg, SourceFile};
-pub use validate::{SecretUsage, secret_name as check_secret_name, secret_usage};
+pub use validate::{NotOfForm, SecretUsage, secret_name as check_secret_name, secret_usage};
 
 use crate::error::Error;
-
-/// The plane a component or resource lives on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Plane {
-    /// Objects on the Kubernetes cluster.
-    Kube,
-    /// Unit files under systemd on the host.
-    Systemd,
-}
-
-impl std::fmt::Display for Plane {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Plane::Kube => "kube",
-            Plane::Systemd => "systemd",
-        })
-    }
-}
 
 /// One component of the stack, in the shape the renderer needs.
 #[derive(Debug, Clone)]
@@ -91,6 +73,15 @@ pub fn load(path: &Path) -> Result<LoadedStack, Error> {
     })
 }
 
+/// The environment variable that overrides the secret `name` whatever its source:
+/// `postgres-password` → `LABCTL_SECRET_POSTGRES_PASSWORD`.
+pub fn override_var(name: &str) -> String {
+    format!(
+        "LABCTL_SECRET_{}",
+        name.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
 /// Check the loaded stack's `[secrets]` against `asked` (each secret the templates ask for, with
 /// the templates asking): a secret nothing provides is a problem, unless `env` has its
 /// `LABCTL_SECRET_<NAME>` override; one declared but unused is a warning, returned as text.
@@ -112,8 +103,7 @@ pub fn check_secrets(
     // A secret given by its `LABCTL_SECRET_<NAME>` override is provided.
     usage.problems.retain(|p| {
         !asked.keys().any(|n| {
-            p.message.starts_with(&format!("secret `{n}` "))
-                && env(&crate::secrets::override_var(n)).is_some()
+            p.message.starts_with(&format!("secret `{n}` ")) && env(&override_var(n)).is_some()
         })
     });
     if !usage.problems.is_empty() {

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::NotOfForm;
+
 /// The whole `stack.toml`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -664,7 +666,7 @@ impl SecretSource {
     ///
     /// # Errors
     /// What is wrong with the entry, lowercase, names in backticks, for a validation problem.
-    pub fn from(&self, name: &str) -> Result<SecretFrom, String> {
+    pub fn from(&self, name: &str) -> Result<SecretFrom, NotOfForm> {
         let given: Vec<&str> = [
             ("bao", self.bao.is_some()),
             ("env", self.env.is_some()),
@@ -683,13 +685,13 @@ impl SecretSource {
             [] => return Err("no source: expected `bao`, `env` or `file`".into()),
             [_] => {}
             many => {
-                return Err(format!(
+                return Err(NotOfForm(format!(
                     "more than one source ({}): give exactly one",
                     many.iter()
                         .map(|k| format!("`{k}`"))
                         .collect::<Vec<_>>()
                         .join(", ")
-                ));
+                )));
             }
         }
         if self.key.is_some() && self.bao.is_none() {
@@ -701,17 +703,17 @@ impl SecretSource {
                 .split_once('/')
                 .filter(|(m, p)| !m.is_empty() && !p.is_empty())
             else {
-                return Err(format!(
+                return Err(NotOfForm(format!(
                     "`bao = \"{b}\"` must be `<mount>/<path>`, such as \"{DEFAULT_BAO_MOUNT}/homelab\""
-                ));
+                )));
             };
             if path
                 .split('/')
                 .any(|seg| seg.is_empty() || seg == "." || seg == "..")
             {
-                return Err(format!(
+                return Err(NotOfForm(format!(
                     "`bao = \"{b}\"` has an empty, `.` or `..` path segment"
-                ));
+                )));
             }
             let key = self.key.clone().unwrap_or_else(|| name.to_string());
             if key.is_empty() {
@@ -725,9 +727,9 @@ impl SecretSource {
         }
         if let Some(v) = &self.env {
             if v.is_empty() || v.contains(['=', '\0']) {
-                return Err(format!(
+                return Err(NotOfForm(format!(
                     "`env = \"{v}\"` is not an environment variable name"
-                ));
+                )));
             }
             return Ok(SecretFrom::Env(v.clone()));
         }
@@ -744,7 +746,7 @@ impl Stack {
     /// Where the secret `name` comes from: its `[secrets]` entry, else the default for a stack
     /// that runs OpenBao (field `name` of `secret/<stack name>`), else nothing. `Err` carries the
     /// declaration's problem (validation reports it).
-    pub fn secret_from(&self, name: &str) -> Option<Result<SecretFrom, String>> {
+    pub fn secret_from(&self, name: &str) -> Option<Result<SecretFrom, NotOfForm>> {
         if let Some(decl) = self.secrets.get(name) {
             return Some(decl.from(name));
         }

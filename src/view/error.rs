@@ -3,8 +3,8 @@
 use miette::{GraphicalReportHandler, GraphicalTheme, NamedSource, SourceSpan};
 
 use super::Styles;
-use crate::error::Error;
-use crate::stack::{Problem, SourceFile};
+use crate::error::{ApiStatus, Error, Remedy};
+use crate::source::{Problem, SourceFile};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("{message}")]
@@ -21,7 +21,7 @@ struct Located {
 /// The text printed to stderr for `e`, with every secret value masked (a server may echo a
 /// value back in its refusal).
 pub fn render_error(e: &Error, styles: Styles) -> String {
-    crate::secrets::redact(&error_text(e, styles)).into_owned()
+    crate::sensitive::redact(&error_text(e, styles)).into_owned()
 }
 
 fn error_text(e: &Error, styles: Styles) -> String {
@@ -62,6 +62,15 @@ fn error_text(e: &Error, styles: Styles) -> String {
             out
         }
         other => format!("{} {}\n", styles.red("error:"), other.report()),
+    }
+}
+
+/// The server's refusal of a change, with what the command line can do about a conflict.
+pub(crate) fn refusal(status: &ApiStatus) -> String {
+    if status.code == 409 && !status.conflicts.is_empty() {
+        format!("{status}; {}", Remedy::ForceConflicts)
+    } else {
+        status.to_string()
     }
 }
 

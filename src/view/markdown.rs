@@ -15,7 +15,7 @@ const PER_CHANGE: usize = 20_000;
 
 /// The markdown plan: summary first, a `<details>` block per change, a note when truncated.
 pub fn render_plan_markdown(plan: &Plan, base: Base<'_>) -> String {
-    crate::secrets::redact(&markdown(plan, base)).into_owned()
+    crate::sensitive::redact(&markdown(plan, base)).into_owned()
 }
 
 fn markdown(plan: &Plan, base: Base<'_>) -> String {
@@ -94,7 +94,7 @@ fn block(c: &Change) -> String {
     if let Some(why) = c.refused() {
         s.push_str(&format!(
             "- **Fails:** the server refuses it (dry run): {}\n",
-            html(why)
+            html(&super::error::refusal(why))
         ));
     }
     if !c.notes.is_empty() || c.refused().is_some() {

@@ -39,7 +39,7 @@ pub fn render_plan_human(plan: &Plan, s: Styles) -> String {
 /// [`render_plan_human`] for a plan against `base`. Secret values are masked twice over: by
 /// their marks in each [`crate::plan::Body`], and in the whole text by the process's redactor.
 pub fn render_plan_human_against(plan: &Plan, base: Base<'_>, s: Styles) -> String {
-    crate::secrets::redact(&human(plan, base, s)).into_owned()
+    crate::sensitive::redact(&human(plan, base, s)).into_owned()
 }
 
 fn human(plan: &Plan, base: Base<'_>, s: Styles) -> String {
@@ -189,7 +189,10 @@ fn change(out: &mut String, c: &Change, s: Styles) {
     if let Some(why) = c.refused() {
         out.push_str(&format!(
             "  {}\n",
-            s.red(&format!("# FAILS: the server refuses it (dry run): {why}"))
+            s.red(&format!(
+                "# FAILS: the server refuses it (dry run): {}",
+                super::error::refusal(why)
+            ))
         ));
     }
     out.push_str(&format!("  {} {}\n", glyph(c.action, s), address(&c.id)));
@@ -278,7 +281,7 @@ struct JsonChange<'a> {
     notes: &'a [String],
     /// The server's refusal in a dry run: present only when it refused.
     #[serde(skip_serializing_if = "Option::is_none")]
-    failure: Option<&'a str>,
+    failure: Option<String>,
 }
 
 /// The JSON plan: every change (no-ops included), in plan order, pretty-printed.
@@ -309,13 +312,13 @@ pub fn render_plan_json(plan: &Plan) -> String {
                 .map(|a| a.shown(c.before.as_ref())),
                 impact: &c.impact,
                 notes: &c.notes,
-                failure: c.refused(),
+                failure: c.refused().map(ToString::to_string),
             })
             .collect(),
     };
     let mut s = serde_json::to_string_pretty(&doc).expect("plan serialises");
     s.push('\n');
-    crate::secrets::redact(&s).into_owned()
+    crate::sensitive::redact(&s).into_owned()
 }
 
 /// The `-v` line of what a phase cost: `kube: 12 API requests in 85 ms (observe)`,

@@ -63,13 +63,13 @@ impl Events for Terminal {
 
     fn phase(&mut self, _plane: Plane, what: &str) {
         match &self.bar {
-            Some(b) => b.set_message(crate::secrets::redact(what).into_owned()),
-            None => eprintln!("{} ...", crate::secrets::redact(what)),
+            Some(b) => b.set_message(crate::sensitive::redact(what).into_owned()),
+            None => eprintln!("{} ...", crate::sensitive::redact(what)),
         }
     }
 
     fn step(&mut self, _plane: Plane, line: &str) {
-        self.line(&crate::secrets::redact(line));
+        self.line(&crate::sensitive::redact(line));
         if let Some(b) = &self.bar {
             b.inc(1);
         }
@@ -91,7 +91,7 @@ impl Events for Terminal {
                     b.enable_steady_tick(Duration::from_millis(120));
                     b
                 });
-                spinner.set_message(crate::secrets::redact(status).into_owned());
+                spinner.set_message(crate::sensitive::redact(status).into_owned());
             }
             None => {
                 if let Some(b) = self.spinners.remove(id) {

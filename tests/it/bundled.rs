@@ -13,7 +13,7 @@ fn desired() -> labctl::resource::Desired {
     labctl::render::render(
         &loaded.stack,
         &templates,
-        &labctl::render::Secrets::redacted(),
+        &labctl::sensitive::Secrets::redacted(),
         None,
     )
     .expect("bundled stack renders")

@@ -15,7 +15,7 @@ const ROOMS: &[(&str, &[&str])] = &[
         &["src/backend/kube.rs", "src/schema_check.rs"],
     ),
     ("zbus", &["src/backend/systemd.rs"]),
-    ("minijinja", &["src/render.rs"]),
+    ("minijinja", &["src/render/"]),
     ("opentelemetry", &["src/telemetry.rs", "src/telemetry/"]),
     ("opentelemetry_sdk", &["src/telemetry.rs", "src/telemetry/"]),
     (

@@ -5,6 +5,7 @@ mod support;
 
 mod bundled;
 mod collector;
+mod dashboards;
 mod docs;
 mod doors;
 mod gate;

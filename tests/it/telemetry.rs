@@ -579,7 +579,7 @@ fn bundled_collector_accepts_what_labctl_sends() {
     let desired = labctl::render::render(
         &loaded.stack,
         &templates,
-        &labctl::render::Secrets::redacted(),
+        &labctl::sensitive::Secrets::redacted(),
         None,
     )
     .unwrap();

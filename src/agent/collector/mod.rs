@@ -32,15 +32,11 @@ fn fail(message: String) -> Error {
     }
 }
 
-/// The resource the points describe: `host.name` (the node name when given) and `service.name`.
-pub fn resource(config: &CollectorArgs) -> Vec<(&'static str, String)> {
-    let host = config.node_name.clone().unwrap_or_else(|| {
-        rustix::system::uname()
-            .nodename()
-            .to_string_lossy()
-            .into_owned()
-    });
-    vec![("host.name", host), ("service.name", SERVICE_NAME.into())]
+/// The resource the points describe, as the OTLP export carries it: `host.name` (the node name
+/// when given), `service.name`, `service.instance.id`, `service.version` and whatever
+/// `OTEL_RESOURCE_ATTRIBUTES` adds.
+pub fn resource(config: &CollectorArgs) -> Vec<(String, String)> {
+    crate::telemetry::process_resource(SERVICE_NAME, config.node_name.as_deref())
 }
 
 /// Make glibc's allocator lean for the collector; call before any thread starts.
@@ -114,9 +110,12 @@ pub async fn run(config: CollectorArgs, shutdown: Shutdown) -> Result<(), Error>
             tracing::debug!("unmapped {kib} KiB of the binary after the first collection");
         }
         crate::telemetry::record(&points);
+        let mut served = points;
+        // The endpoint serves what the OTLP export sends, the exporter's own drop counts too.
+        served.extend(crate::telemetry::dropped());
         *latest.write().expect("not poisoned") = Arc::new(prometheus::Snapshot {
             resource: resource.clone(),
-            points,
+            points: served,
         });
     }
     if let Some(s) = server {
@@ -178,7 +177,7 @@ impl Collector {
         .await
         .unwrap_or_else(|e| (Vec::new(), vec![("host", format!("reader panicked: {e}"))]));
         if let Err(e) = tailscale::collect(&self.tailscale_socket, &mut points).await {
-            problems.push(("tailscale", e));
+            problems.push(("tailscale", e.0));
         }
         if let Some(units) = &mut self.units
             && let Err(e) = units.collect(&mut points).await
@@ -222,30 +221,77 @@ impl Units {
             self.stack.as_deref(),
         );
         let names: Vec<String> = owned.iter().map(|(n, _)| n.clone()).collect();
-        let states = match systemd.active_states(&names).await {
-            Ok(s) => s,
+        let read = futures_util::future::try_join(
+            systemd.active_states(&names),
+            systemd.service_types_and_restarts(&names),
+        )
+        .await;
+        let (states, services) = match read {
+            Ok(r) => r,
             Err(e) => {
                 // The manager may have restarted: connect afresh next time.
                 self.systemd = None;
                 return Err(e.to_string());
             }
         };
-        for ((name, stack), (active_state, _)) in owned.into_iter().zip(states) {
-            let active = matches!(active_state.as_str(), "active" | "reloading");
-            out.push(
-                Point::new(
-                    "labctl.unit.active",
-                    "",
-                    "Whether a unit labctl rendered is active (1) or not (0).",
-                    Kind::Gauge,
-                    if active { 1.0 } else { 0.0 },
-                )
-                .with("unit", name)
-                .with("labctl.stack", stack),
-            );
+        for (((name, stack), (active_state, _)), service) in
+            owned.into_iter().zip(states).zip(services)
+        {
+            out.extend(unit_points(&name, &stack, &active_state, service));
         }
         Ok(())
     }
+}
+
+/// The points of one unit: `labctl.unit.active`, `labctl.unit.failed` and, for a service,
+/// `labctl.unit.restarts`. `unit.type` is a service's `Type=` (`oneshot`: started by a timer or
+/// by hand and inactive in between, which the "unit down" alert leaves alone) or the unit's
+/// suffix (`timer`, `socket`, …).
+pub fn unit_points(
+    name: &str,
+    stack: &str,
+    active_state: &str,
+    service: Option<(String, u32)>,
+) -> Vec<Point> {
+    let (kind, restarts) = match service {
+        Some((t, n)) => (t, Some(n)),
+        None => (
+            name.rsplit('.').next().unwrap_or_default().to_string(),
+            None,
+        ),
+    };
+    let tag = |p: Point| {
+        p.with("unit", name)
+            .with("labctl.stack", stack)
+            .with("unit.type", kind.clone())
+    };
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    let mut points = vec![
+        tag(Point::new(
+            "labctl.unit.active",
+            "",
+            "Whether a unit labctl rendered is active (1) or not (0).",
+            Kind::Gauge,
+            flag(matches!(active_state, "active" | "reloading")),
+        )),
+        tag(Point::new(
+            "labctl.unit.failed",
+            "",
+            "Whether a unit labctl rendered is in the failed state (1): it crashed, or its last run failed.",
+            Kind::Gauge,
+            flag(active_state == "failed"),
+        )),
+    ];
+    if let Some(n) = restarts {
+        points.push(tag(Point::new(
+            "labctl.unit.restarts",
+            "{restart}",
+            "Automatic restarts of a service labctl rendered (systemd's NRestarts) since it was last started by hand.",
+            Kind::Counter,
+            f64::from(n),
+        )));
+    }
+    points
 }
 
 /// The units labctl owns among `files` (unit file name → text), with the stack each belongs to:

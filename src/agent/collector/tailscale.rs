@@ -47,7 +47,7 @@ struct ServeConfig {
 /// # Errors
 /// A socket that exists but does not answer, or answers what is not a status: the message says
 /// which.
-pub async fn collect(socket: &Path, out: &mut Vec<Point>) -> Result<(), String> {
+pub async fn collect(socket: &Path, out: &mut Vec<Point>) -> Result<(), Unreadable> {
     let up = |v: f64| {
         Point::new(
             "tailscale.up",
@@ -65,7 +65,7 @@ pub async fn collect(socket: &Path, out: &mut Vec<Point>) -> Result<(), String> 
         Ok(s) => s,
         Err(e) => {
             out.push(up(0.0));
-            return Err(e);
+            return Err(Unreadable(e));
         }
     };
     let running = status.backend_state == "Running";
@@ -83,7 +83,9 @@ pub async fn collect(socket: &Path, out: &mut Vec<Point>) -> Result<(), String> 
         Kind::Gauge,
         online as f64,
     ));
-    let serve: ServeConfig = get(socket, "/localapi/v0/serve-config").await?;
+    let serve: ServeConfig = get(socket, "/localapi/v0/serve-config")
+        .await
+        .map_err(Unreadable)?;
     let funnel = serve.allow_funnel.iter().flatten().any(|(_, on)| *on);
     out.push(Point::new(
         "tailscale.funnel.on",
@@ -94,6 +96,11 @@ pub async fn collect(socket: &Path, out: &mut Vec<Point>) -> Result<(), String> 
     ));
     Ok(())
 }
+
+/// Why tailscaled's answer could not be read: which request, and what went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreadable(pub String);
 
 /// One GET over a fresh connection (a query every interval does not need a pool).
 async fn get<T: for<'de> Deserialize<'de>>(socket: &Path, path: &str) -> Result<T, String> {

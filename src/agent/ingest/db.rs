@@ -8,6 +8,7 @@ use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use super::github::{Comment, Issue, Stream};
 use super::{Failure, chain};
+use crate::error::Error;
 
 mod embedded {
     refinery::embed_migrations!("src/agent/ingest/migrations");
@@ -39,11 +40,12 @@ pub struct Settings(Config);
 /// `url` as connection settings, with the password from `PGPASSWORD` when the URL has none.
 ///
 /// # Errors
-/// When `url` is not a PostgreSQL connection URL or key=value string.
-pub fn config(url: &str) -> Result<Settings, String> {
-    let mut config: Config = url
-        .parse()
-        .map_err(|e| format!("`--database-url` is not a PostgreSQL URL: {}", chain(&e)))?;
+/// [`Error::Agent`] when `url` is not a PostgreSQL connection URL or key=value string.
+pub fn config(url: &str) -> Result<Settings, Error> {
+    let mut config: Config = url.parse().map_err(|e| Error::Agent {
+        agent: "ingest",
+        message: format!("`--database-url` is not a PostgreSQL URL: {}", chain(&e)),
+    })?;
     if config.get_password().is_none()
         && let Some(p) = std::env::var_os("PGPASSWORD")
     {

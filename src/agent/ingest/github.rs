@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::{Failure, chain};
+use crate::error::Error;
 
 /// Items per page: GitHub's maximum, the fewest requests per sync.
 pub const PER_PAGE: u32 = 100;
@@ -139,18 +140,24 @@ impl GitHub {
     /// Enterprise `/api/v3` root); `token` authenticates when given.
     ///
     /// # Errors
-    /// When `api` is not an http(s) URL or the HTTP client cannot be built.
-    pub fn new(api: &str, repository: &str, token: Option<String>) -> Result<Self, String> {
-        let parsed = Url::parse(api).map_err(|e| format!("`--github-api` `{api}`: {e}"))?;
+    /// [`Error::Agent`] when `api` is not an http(s) URL or the HTTP client cannot be built.
+    pub fn new(api: &str, repository: &str, token: Option<String>) -> Result<Self, Error> {
+        let refuse = |message: String| Error::Agent {
+            agent: "ingest",
+            message,
+        };
+        let parsed = Url::parse(api).map_err(|e| refuse(format!("`--github-api` `{api}`: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(format!("`--github-api` `{api}`: not an http(s) URL"));
+            return Err(refuse(format!(
+                "`--github-api` `{api}`: not an http(s) URL"
+            )));
         }
         let http = reqwest::Client::builder()
             .user_agent(concat!("labctl/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {}", chain(&e)))?;
+            .map_err(|e| refuse(format!("cannot build the HTTP client: {}", chain(&e))))?;
         Ok(GitHub {
             http,
             api: api.trim_end_matches('/').to_string(),

@@ -160,8 +160,8 @@ impl Ingest {
             )));
         }
         let token = std::env::var("GITHUB_TOKEN").ok();
-        let github = GitHub::new(&config.github_api, &config.repository, token).map_err(usage)?;
-        let database = db::config(&config.database_url).map_err(usage)?;
+        let github = GitHub::new(&config.github_api, &config.repository, token)?;
+        let database = db::config(&config.database_url)?;
         Ok(Ingest {
             repository: config.repository.clone(),
             label: config.label.clone(),

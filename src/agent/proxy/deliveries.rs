@@ -200,7 +200,7 @@ impl Deliveries {
         for (id, t) in entries {
             text.push_str(&format!("{t} {id}\n"));
         }
-        super::pending::write_atomic(&self.path, text.as_bytes())?;
+        crate::atomic::write(&self.path, text.as_bytes(), crate::atomic::Access::Private)?;
         self.file = open_append(&self.path)?;
         self.lines = self.seen.len();
         Ok(())

@@ -79,6 +79,13 @@ fn text<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 async fn github(State(app): State<App>, req: Request) -> Reply {
+    let event = text(req.headers(), "x-github-event").map(str::to_owned);
+    let reply = delivery(app, req).await;
+    super::metrics::delivery(event.as_deref(), reply.status);
+    reply
+}
+
+async fn delivery(app: App, req: Request) -> Reply {
     let (parts, body) = req.into_parts();
     let limit = app.limits.body;
     // Refused on the announced length alone: nothing of an oversized body is read.
@@ -112,7 +119,9 @@ async fn pipeline_start(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Reply {
-    super::pipelines::start(&app.proxy, &name, text(&headers, "authorization")).await
+    let reply = super::pipelines::start(&app.proxy, &name, text(&headers, "authorization")).await;
+    super::metrics::pipeline_start(&name, reply.status);
+    reply
 }
 
 async fn pipeline_status(

@@ -4,11 +4,12 @@
 //! The rooms: [`http`] is the only importer of axum (routes, limits, the server loop); [`webhook`]
 //! verifies and dispatches GitHub deliveries; [`deliveries`] remembers delivery IDs on disk;
 //! [`pending`] is the durable slot a push leaves for the GitOps sync, which [`sync`] runs;
-//! [`pipelines`] starts units.
+//! [`pipelines`] starts units; [`metrics`] counts what they did.
 //! Everything but [`http`] answers with a plain [`Reply`].
 
 pub mod deliveries;
 mod http;
+pub mod metrics;
 pub mod pending;
 pub mod pipelines;
 pub mod sync;

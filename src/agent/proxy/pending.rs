@@ -229,7 +229,7 @@ impl Log {
     /// Rewrite the log at `path` to hold `current` alone, and open it for appending.
     fn create(path: &Path, current: Option<&PendingSync>) -> Result<Self, Error> {
         let bytes = current.map(line).unwrap_or_default();
-        write_atomic(path, &bytes)?;
+        crate::atomic::write(path, &bytes, crate::atomic::Access::Private)?;
         let file = std::fs::OpenOptions::new()
             .append(true)
             .open(path)
@@ -324,30 +324,6 @@ fn writer(rx: mpsc::Receiver<Op>, current: &Mutex<Option<PendingSync>>, mut log:
             }
         }
     }
-}
-
-/// Write `bytes` to `path` so that a crash leaves either the old file or the new one: a temp file
-/// in the same folder, fsync, rename over, fsync the folder.
-///
-/// # Errors
-/// [`Error::Write`] naming `path`.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let err = |source| Error::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    tmp.write_all(bytes).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(err)?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -10,12 +10,13 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use super::Proxy;
-use super::pending::write_atomic;
 use crate::agent::runtime::{MAX_BACKOFF, Shutdown, backoff};
 use crate::apply::{self, Events};
+use crate::backend::kube::Cluster;
 use crate::error::Error;
-use crate::plan::{self, Against, Observe, Secrets, Sources, Summary};
-use crate::stack::{self, Plane, Scope};
+use crate::ops;
+use crate::plan::{Selection, Summary};
+use crate::stack::{Plane, Scope};
 
 /// The file in the state folder naming the last commit applied.
 const LAST_APPLIED: &str = "last-applied";
@@ -105,6 +106,7 @@ fn next_start(last: Option<&Attempt>, waiting: &str, now: Instant) -> Option<Ins
 /// dropped where it is (the commit stays in the slot, and the next start syncs it again), so the
 /// process still stops within the runtime's deadline.
 pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, grace: Duration, shutdown: Shutdown) {
+    super::metrics::sync_started();
     let mut last: Option<Attempt> = None;
     loop {
         // At start this finds a commit left in the slot by a kill, and syncs it again.
@@ -150,6 +152,7 @@ pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, grace: Duration, shutdo
             shutdown.cancelled().await;
             tokio::time::sleep(grace).await;
         };
+        let started = Instant::now();
         let (result, summary, error) = tokio::select! {
             ended = sync => ended,
             () = stopped => {
@@ -160,6 +163,7 @@ pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, grace: Duration, shutdo
                 );
                 tracing::warn!(parent: &span, commit = %pending.commit, "{why}");
                 span.record("labctl.result", "interrupted");
+                super::metrics::sync_ended(&pending.commit, "interrupted", started.elapsed());
                 proxy.sync.set(|s| {
                     s.finished = Some(now());
                     s.result = Some("interrupted");
@@ -170,6 +174,7 @@ pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, grace: Duration, shutdo
             }
         };
         span.record("labctl.result", result);
+        super::metrics::sync_ended(&pending.commit, result, started.elapsed());
         let failed = result == "failed";
         let attempt = Attempt {
             commit: pending.commit,
@@ -235,9 +240,10 @@ async fn sync_one(
                 destroy = s.destroy,
                 "sync applied"
             );
-            if let Err(e) = write_atomic(
+            if let Err(e) = crate::atomic::write(
                 &proxy.state_dir.join(LAST_APPLIED),
                 format!("{commit}\n").as_bytes(),
+                crate::atomic::Access::Private,
             ) {
                 tracing::error!("cannot record the applied commit: {e}");
             }
@@ -286,80 +292,66 @@ async fn sync_commit(proxy: &Proxy, stack_file: &Path, commit: &str) -> Ended {
         Ok(Err(e)) => return Ended::Failed(None, e),
         Err(e) => return Ended::Failed(None, super::agent_error(e.to_string())),
     }
-    let loaded = match stack::load(&proxy.repo_dir.join(stack_file)) {
+    let loaded = match crate::stack::load(&proxy.repo_dir.join(stack_file)) {
         Ok(l) => l,
         Err(e) => return Ended::Failed(None, e),
     };
-    let sources = match Sources::for_stack(&loaded, Secrets::redacted()) {
-        Ok(s) => s,
+    let templates = match crate::render::Templates::for_stack_dir(loaded.dir()) {
+        Ok(t) => t,
         Err(e) => return Ended::Failed(None, e),
     };
-    // The stack's secrets, from their declared sources, as the command line reads them.
-    let secrets = crate::secrets::for_stack(
-        &loaded,
-        &sources.templates,
-        None,
-        &crate::secrets::process_env,
-    );
-    let sources = match secrets.await {
-        Ok(secrets) => Sources { secrets, ..sources },
-        Err(e) => return Ended::Failed(None, e),
+    // The manager the stack names is the one the sync reaches.
+    let user = loaded.stack.host.scope == Scope::User;
+    let request = ops::ApplyRequest {
+        plan: ops::PlanRequest {
+            stack: ops::StackSource::Read(Box::new((loaded, templates))),
+            plane: None,
+            against: ops::live(Cluster::default(), user, false, false),
+            selection: Selection::default(),
+            prune_volumes: false,
+        },
+        options: apply::Options::default(),
+        // One writer at a time: a person's `labctl apply` and this sync wait for each other.
+        lock: ops::LockRequest {
+            command: format!("labctl agent proxy: sync {commit}"),
+            wait: Duration::from_secs(600),
+            lease: crate::lock::DEFAULT_LEASE,
+        },
+        saved: None,
+        confirm: false,
     };
-    let options = plan::Options {
-        plane: None,
-        against: Against::Live(Observe {
-            user: loaded.stack.host.scope == Scope::User,
-            ..Observe::default()
-        }),
-        prune_volumes: false,
-    };
-    // One writer at a time: a person's `labctl apply` and this sync wait for each other.
-    let lock = match crate::lock::Spec::for_plan(&loaded.stack, &options) {
-        Ok(spec) => {
-            let holder =
-                crate::lock::Holder::this_process(&format!("labctl agent proxy: sync {commit}"));
-            tokio::task::spawn_blocking(move || {
-                crate::lock::acquire(&spec, &holder, Duration::from_secs(600))
-            })
-            .await
-        }
-        Err(e) => return Ended::Failed(None, e),
-    };
-    let _lock = match lock {
-        Ok(Ok(l)) => l,
-        Ok(Err(e)) => return Ended::Failed(None, e),
-        Err(e) => return Ended::Failed(None, super::agent_error(e.to_string())),
-    };
-    let plan = match plan::build(&loaded.stack, &sources, &options).await {
-        Ok(p) => p,
-        Err(e) => return Ended::Failed(None, e),
-    };
-    for w in &plan.warnings {
-        tracing::warn!("{w}");
-    }
-    let summary = plan.summary();
-    if plan.is_empty() {
-        return Ended::Ok(summary);
-    }
-    let opts = apply::Options {
-        adopt: false,
-        allow_replace: false,
-        force_conflicts: false,
-        wait: Some(Duration::from_secs(300)),
-        settle: Duration::from_secs(1),
-        concurrency: apply::DEFAULT_CONCURRENCY,
-    };
-    if let Err(e) = apply::check(&plan, &opts) {
-        return Ended::Refused(summary, e);
-    }
-    match apply::run(&plan, &opts, &mut Logged).await {
-        Ok(o) => Ended::Ok(o.summary),
-        Err(e) => Ended::Failed(Some(summary), e),
+    let mut events = Logged::default();
+    match ops::apply(&request, &mut events).await {
+        // Another writer may have changed the lab meanwhile: planned again, it converges.
+        Ok(applied) if applied.lock_lost.is_some() => Ended::Failed(
+            Some(applied.planned.plan.summary()),
+            super::agent_error(applied.lock_lost.unwrap_or_default()),
+        ),
+        Ok(applied) => Ended::Ok(
+            applied
+                .outcome
+                .map_or_else(|| applied.planned.plan.summary(), |o| o.summary),
+        ),
+        // A refusal the plan noted stays until a new push lifts it; so does an invalid stack.
+        Err(e @ Error::Refused { .. }) => Ended::Refused(events.summary.unwrap_or_default(), e),
+        Err(e) => Ended::Failed(events.summary, e),
     }
 }
 
-/// Apply's progress, as log lines.
-struct Logged;
+/// Apply's progress, as log lines; the plan's summary, for the status.
+#[derive(Default)]
+struct Logged {
+    summary: Option<Summary>,
+}
+
+impl ops::Events for Logged {
+    fn warning(&mut self, text: &str) {
+        tracing::warn!("{text}");
+    }
+    fn planned(&mut self, plan: &crate::plan::Plan) {
+        self.summary = Some(plan.summary());
+    }
+}
 
 impl Events for Logged {
     fn phase(&mut self, plane: Plane, what: &str) {

@@ -15,7 +15,7 @@ use serde_json::json;
 use super::deliveries::Begin;
 use super::pending::PendingSync;
 use super::{Proxy, Reply};
-use crate::backend::systemd::JobKind;
+use crate::backend::systemd::{JobKind, JobResult};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -325,9 +325,9 @@ async fn reload_ingest(proxy: &Proxy, unit: &str) {
         Ok(outcomes) => {
             for o in outcomes {
                 match &o.result {
-                    Ok(r) if o.ok() => tracing::info!(unit, "reloaded: {r}"),
-                    Ok(r) => tracing::warn!(unit, "reload job ended `{r}`"),
-                    Err(e) => tracing::warn!(unit, "cannot reload: {e}"),
+                    JobResult::Ran(r) if o.ok() => tracing::info!(unit, "reloaded: {r}"),
+                    JobResult::Ran(r) => tracing::warn!(unit, "reload job ended `{r}`"),
+                    JobResult::NotQueued(e) => tracing::warn!(unit, "cannot reload: {e}"),
                 }
             }
         }

@@ -72,17 +72,6 @@ impl Drop for Agent {
     }
 }
 
-/// `GET path` over HTTP/1.0: (status code, body).
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (code, body.to_string())
-}
-
 /// Prometheus text back into `name{labels}` → value, checking every line's shape on the way.
 fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
@@ -107,6 +96,32 @@ fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
         out.insert(series.to_string(), value.parse::<f64>().unwrap());
     }
     out
+}
+
+/// `name{labels}` as the endpoint prints a series of the collector on `node`: the point's
+/// attributes with the resource's labels (as the OTel Collector's remote write gives them), sorted.
+fn key(name: &str, attrs: &[(&str, &str)], node: &str) -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    let mut labels: Vec<(&str, &str)> = attrs.to_vec();
+    labels.extend([
+        ("host_name", node),
+        ("instance", node),
+        ("job", "labctl-collector"),
+        ("service_instance_id", node),
+        ("service_name", "labctl-collector"),
+        ("service_version", version),
+    ]);
+    labels.sort();
+    let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    format!("{name}{{{}}}", inner.join(","))
+}
+
+/// This machine's host name, as the collector reports it without `--node-name`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 /// Wait until `/metrics` holds a collection (the first comes right after start).
@@ -178,44 +193,67 @@ fn binary_serves_prometheus_text_and_stops_cleanly_on_sigterm() {
     promtool_check(&text);
     let m = parse_prometheus(&text);
     let tps = rustix::param::clock_ticks_per_second() as f64;
+    let k = |name: &str, attrs: &[(&str, &str)]| key(name, attrs, "node1");
+    // The resource: `target_info` holds what `job` and `instance` do not.
     assert_eq!(
-        m[r#"target_info{host_name="node1",service_name="labctl-collector"}"#],
+        m[&format!(
+            r#"target_info{{host_name="node1",instance="node1",job="labctl-collector",service_version="{}"}}"#,
+            env!("CARGO_PKG_VERSION")
+        )],
         1.0
     );
     assert!(close(
-        m[r#"system_cpu_time_seconds_total{cpu="cpu0",state="user"}"#],
+        m[&k(
+            "system_cpu_time_seconds_total",
+            &[("cpu", "cpu0"), ("state", "user")]
+        )],
         2000.0 / tps
     ));
     assert_eq!(
-        m[r#"system_memory_usage_bytes{state="free"}"#],
+        m[&k("system_memory_usage_bytes", &[("state", "free")])],
         2_048_000_000.0
     );
-    assert_eq!(m["system_cpu_load_average_15m"], 0.25);
-    assert_eq!(m["system_uptime_seconds"], 12345.67);
+    assert_eq!(m[&k("system_cpu_load_average_15m", &[])], 0.25);
+    assert_eq!(m[&k("system_uptime_seconds", &[])], 12345.67);
     assert_eq!(
-        m[r#"system_network_io_bytes_total{device="eth0",direction="receive"}"#],
+        m[&k(
+            "system_network_io_bytes_total",
+            &[("device", "eth0"), ("direction", "receive")]
+        )],
         123_456_789.0
     );
     assert_eq!(
-        m[r#"system_disk_operations_total{device="sda",direction="write"}"#],
+        m[&k(
+            "system_disk_operations_total",
+            &[("device", "sda"), ("direction", "write")]
+        )],
         2000.0
     );
     assert_eq!(
-        m[r#"system_paging_usage_bytes{device="/swap file",state="free"}"#],
+        m[&k(
+            "system_paging_usage_bytes",
+            &[("device", "/swap file"), ("state", "free")]
+        )],
         1_048_576.0 * 1024.0
     );
-    assert!(m.contains_key(
-        r#"system_filesystem_utilization_ratio{device="/dev/sda1",mode="rw",mountpoint="/mnt/srv files",type="ext4"}"#
-    ));
-    assert_eq!(m["tailscale_up"], 1.0);
-    assert_eq!(m["tailscale_peers_online"], 2.0);
-    assert_eq!(m["tailscale_funnel_on"], 1.0);
+    assert!(m.contains_key(&k(
+        "system_filesystem_utilization_ratio",
+        &[
+            ("device", "/dev/sda1"),
+            ("mode", "rw"),
+            ("mountpoint", "/mnt/srv files"),
+            ("type", "ext4")
+        ]
+    )));
+    assert_eq!(m[&k("tailscale_up", &[])], 1.0);
+    assert_eq!(m[&k("tailscale_peers_online", &[])], 2.0);
+    assert_eq!(m[&k("tailscale_funnel_on", &[])], 1.0);
     let (code, _) = http_get(&addr, "/nope");
     assert_eq!(code, 404);
 
     // tailscaled gone (its socket with it): still collecting, Tailscale down.
     drop(t);
-    scrape(&addr, "tailscale_up 0");
+    scrape(&addr, &format!("{} 0", k("tailscale_up", &[])));
 
     let (code, err) = agent.terminate();
     assert_eq!(code, 0, "{err}");
@@ -242,7 +280,7 @@ fn unit_states_come_from_a_real_user_manager() {
         std::fs::write(
             dir.join(name),
             format!(
-                "# Managed by labctl (stack: {stack}). Do not edit.\n[Unit]\nDescription=collector test\n\n[Service]\nExecStart={exec}\n"
+                "# Managed by labctl (stack: {stack}). Do not edit.\n[Unit]\nDescription=collector test\nStartLimitIntervalSec=0\n\n[Service]\nExecStart={exec}\n"
             ),
         )
         .unwrap();
@@ -250,6 +288,14 @@ fn unit_states_come_from_a_real_user_manager() {
     unit("coltest-up.service", "coltest", "/bin/sleep 300");
     unit("coltest-down.service", "coltest", "/bin/sleep 300");
     unit("coltest-failed.service", "coltest", "/bin/false");
+    // Crash-looping: systemd restarts it, and counts (NRestarts).
+    unit(
+        "coltest-flap.service",
+        "coltest",
+        "/bin/false\nRestart=always\nRestartSec=50ms",
+    );
+    // A timer's job: inactive between runs, which is normal for a oneshot.
+    unit("coltest-job.service", "coltest", "/bin/true\nType=oneshot");
     unit("other-up.service", "otherstack", "/bin/sleep 300");
     std::fs::write(
         dir.join("plain.service"),
@@ -257,7 +303,13 @@ fn unit_states_come_from_a_real_user_manager() {
     )
     .unwrap();
     m.systemctl(&["daemon-reload"]);
-    m.systemctl(&["start", "coltest-up.service", "other-up.service"]);
+    m.systemctl(&[
+        "start",
+        "coltest-up.service",
+        "other-up.service",
+        "coltest-job.service",
+    ]);
+    m.systemctl(&["start", "--no-block", "coltest-flap.service"]);
     // A unit that fails: its start job fails, systemd keeps it `failed`.
     let _ = Command::new("systemctl")
         .args(["--user", "start", "coltest-failed.service"])
@@ -290,34 +342,92 @@ fn unit_states_come_from_a_real_user_manager() {
     );
     let addr = agent.metrics_addr();
     let text = scrape(&addr, "labctl_unit_active");
-    let got: BTreeMap<String, f64> = parse_prometheus(&text)
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("labctl_unit_active"))
-        .collect();
-    let want: BTreeMap<String, f64> = [
-        (
-            r#"labctl_unit_active{unit="coltest-down.service",labctl_stack="coltest"}"#,
-            0.0,
-        ),
-        (
-            r#"labctl_unit_active{unit="coltest-failed.service",labctl_stack="coltest"}"#,
-            0.0,
-        ),
-        (
-            r#"labctl_unit_active{unit="coltest-up.service",labctl_stack="coltest"}"#,
-            1.0,
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    assert_eq!(got, want);
+    let host = host_name();
+    let u = |metric: &str, unit: &str, kind: &str| {
+        key(
+            metric,
+            &[
+                ("labctl_stack", "coltest"),
+                ("unit", unit),
+                ("unit_type", kind),
+            ],
+            &host,
+        )
+    };
+    let got = parse_prometheus(&text);
+    let only = |prefix: &str| -> BTreeMap<String, f64> {
+        got.iter()
+            .filter(|(k, _)| k.starts_with(prefix) && !k.contains("coltest-flap"))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    };
+    let want = |pairs: &[(&str, &str, f64)], metric: &str| -> BTreeMap<String, f64> {
+        pairs
+            .iter()
+            .map(|(unit, kind, v)| (u(metric, unit, kind), *v))
+            .collect()
+    };
+    assert_eq!(
+        only("labctl_unit_active{"),
+        want(
+            &[
+                ("coltest-down.service", "simple", 0.0),
+                ("coltest-failed.service", "simple", 0.0),
+                ("coltest-job.service", "oneshot", 0.0),
+                ("coltest-up.service", "simple", 1.0),
+            ],
+            "labctl_unit_active"
+        )
+    );
+    assert_eq!(
+        only("labctl_unit_failed{"),
+        want(
+            &[
+                ("coltest-down.service", "simple", 0.0),
+                ("coltest-failed.service", "simple", 1.0),
+                ("coltest-job.service", "oneshot", 0.0),
+                ("coltest-up.service", "simple", 0.0),
+            ],
+            "labctl_unit_failed"
+        )
+    );
+    assert_eq!(
+        only("labctl_unit_restarts_total{"),
+        want(
+            &[
+                ("coltest-down.service", "simple", 0.0),
+                ("coltest-failed.service", "simple", 0.0),
+                ("coltest-job.service", "oneshot", 0.0),
+                ("coltest-up.service", "simple", 0.0),
+            ],
+            "labctl_unit_restarts_total"
+        )
+    );
+    // The crash loop is counted as it goes.
+    let flap = u(
+        "labctl_unit_restarts_total",
+        "coltest-flap.service",
+        "simple",
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = parse_prometheus(&scrape(&addr, &flap))[&flap];
+        if n >= 3.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "restarts stayed at {n}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    m.systemctl(&["stop", "coltest-flap.service"]);
 
     // The unit stops: the next collection says so.
     m.systemctl(&["stop", "coltest-up.service"]);
     scrape(
         &addr,
-        r#"labctl_unit_active{unit="coltest-up.service",labctl_stack="coltest"} 0"#,
+        &format!(
+            "{} 0",
+            u("labctl_unit_active", "coltest-up.service", "simple")
+        ),
     );
     let (code, err) = agent.terminate();
     assert_eq!(code, 0, "{err}");

@@ -35,14 +35,17 @@ fn prometheus_names_follow_the_opentelemetry_rules() {
 #[test]
 fn prometheus_label_values_and_help_are_escaped() {
     let snap = Snapshot {
-        resource: vec![("host.name", "n1".into())],
+        resource: vec![
+            ("host.name".into(), "n1".into()),
+            ("service.name".into(), "s".into()),
+        ],
         points: vec![
             Point::new("x", "1", "a\nb", Kind::Counter, 2.5).with("mountpoint", "/a \"b\"\\"),
         ],
     };
     assert_eq!(
         render(&snap),
-        "# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info{host_name=\"n1\"} 1\n\
-         # HELP x_total a\\nb\n# TYPE x_total counter\nx_total{mountpoint=\"/a \\\"b\\\"\\\\\"} 2.5\n"
+        "# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info{host_name=\"n1\",job=\"s\"} 1\n\
+         # HELP x_total a\\nb\n# TYPE x_total counter\nx_total{host_name=\"n1\",job=\"s\",mountpoint=\"/a \\\"b\\\"\\\\\",service_name=\"s\"} 2.5\n"
     );
 }

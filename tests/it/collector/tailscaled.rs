@@ -46,7 +46,7 @@ async fn tailscale_logged_out_is_down() {
 async fn tailscale_answering_nonsense_is_down_and_named() {
     let t = Tailscaled::start("<html>oops</html>".into(), "{}".into());
     let mut out = Vec::new();
-    let e = tailscale::collect(&t.socket, &mut out).await.unwrap_err();
+    let e = tailscale::collect(&t.socket, &mut out).await.unwrap_err().0;
     assert!(
         e.contains("/localapi/v0/status") && e.contains("not what tailscaled sends"),
         "{e}"

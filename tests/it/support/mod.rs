@@ -1,13 +1,15 @@
 //! What the integration tests share: the binary under test ([`Labctl`]), stack folders
 //! ([`Stack`]), one helper per job ([`free_port`], [`wait_for`], [`git`]) and the real parts the
 //! tests start: a systemd user manager ([`systemd`]), PostgreSQL ([`postgres`]), an OTLP receiver
-//! ([`otlp`]), a GitHub stand-in ([`github`]) and the agents' HTTP client ([`agents`]).
+//! ([`otlp`]), a GitHub stand-in ([`github`]), a tailscaled stand-in ([`tailscaled`]) and the
+//! agents' HTTP client ([`agents`]).
 
 pub mod agents;
 pub mod github;
 pub mod otlp;
 pub mod postgres;
 pub mod systemd;
+pub mod tailscaled;
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::Display;
@@ -573,6 +575,21 @@ pub fn wait_for(what: impl Display, timeout: Duration, mut f: impl FnMut() -> bo
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `GET path` from `addr` over HTTP/1.0: the status code and the body.
+#[track_caller]
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    (
+        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
+        body.to_string(),
+    )
 }
 
 /// `git ARGS` in `dir` as a test author (no signing); its stdout, trimmed.

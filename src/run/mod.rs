@@ -7,18 +7,25 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 use tracing::field::Empty;
 
+mod console;
+
+use console::Console;
+
 use crate::apply;
-use crate::backend::kube::Connect;
+use crate::backend::kube::{Cluster, Connect};
 use crate::cli::{
     ApplyArgs, Cli, Command, ForceUnlockArgs, Format, PlanArgs, PlaneArg, RenderArgs, SelectArgs,
 };
 use crate::error::Error;
 use crate::lock;
+use crate::ops::{self, ApplyRequest, LockRequest, PlanRequest, SavedRequest, StackSource};
 use crate::output_dir;
 use crate::plan::saved::{self, MadeWith, SavedPlan};
-use crate::plan::{self, Against, Observe, Plan, Secrets, Selection, Sources};
-use crate::resource::{Desired, ResourceId};
-use crate::stack::{self, LoadedStack, Plane};
+use crate::plan::{self, Against, Plan, Selection};
+use crate::render::Templates;
+use crate::resource::Desired;
+use crate::sensitive::Secrets;
+use crate::stack::{self, Plane};
 use crate::view::{self, Styles};
 
 /// Exit code: changes are present (`--detailed-exitcode`).
@@ -145,60 +152,14 @@ fn count(d: &Desired, plane: Plane) -> usize {
     d.objects.keys().filter(|id| id.plane() == plane).count()
 }
 
-/// The secrets a command renders with: read from their sources ([`crate::secrets::for_stack`]),
-/// or none at all, redacted, for output that compares or shows no values.
-fn secrets_for(
-    rt: &tokio::runtime::Runtime,
-    loaded: &LoadedStack,
-    templates: &crate::render::Templates,
-    plane: Option<Plane>,
-    redacted: bool,
-) -> Result<Secrets, Error> {
-    if redacted {
-        return Ok(Secrets::redacted());
-    }
-    rt.block_on(crate::secrets::for_stack(
-        loaded,
-        templates,
-        plane,
-        &crate::secrets::process_env,
-    ))
-}
-
-fn selection(a: &SelectArgs) -> Selection {
-    Selection {
-        targets: a.target.clone(),
-        excludes: a.exclude.clone(),
-    }
-}
-
-/// The hash a saved plan records of the stack file and its templates.
-fn stack_sha(loaded: &LoadedStack) -> Result<String, Error> {
-    let text = std::fs::read(&loaded.path).map_err(|source| Error::Read {
-        path: loaded.path.clone(),
-        source,
-    })?;
-    let templates = crate::render::Templates::for_stack_dir(loaded.dir())?;
-    Ok(saved::stack_hash(&text, &templates))
-}
-
-fn plane(p: Option<PlaneArg>) -> Option<Plane> {
-    p.map(|p| match p {
-        PlaneArg::Kube => Plane::Kube,
-        PlaneArg::Systemd => Plane::Systemd,
-    })
-}
-
 fn render_cmd(cli: &Cli, args: &RenderArgs) -> Result<ExitCode, Error> {
     let loaded = stack::load(&cli.stack)?;
     let templates = crate::render::Templates::for_stack_dir(loaded.dir())?;
-    let secrets = secrets_for(
-        &runtime()?,
-        &loaded,
-        &templates,
-        plane(args.plane),
-        args.redact,
-    )?;
+    let secrets = if args.redact {
+        Secrets::redacted()
+    } else {
+        runtime()?.block_on(ops::read_secrets(&loaded, &templates, plane(args.plane)))?
+    };
     let desired = crate::render::render(&loaded.stack, &templates, &secrets, plane(args.plane))?;
     let name = &loaded.stack.stack.name;
     match args.dir() {
@@ -207,7 +168,12 @@ fn render_cmd(cli: &Cli, args: &RenderArgs) -> Result<ExitCode, Error> {
                 eprintln!("{}", crate::cli::RENDER_O_DEPRECATED);
             }
             let files: Vec<(String, String)> = (desired.objects.iter())
-                .map(|(id, o)| (render_path(id), rendered_text(name, o)))
+                .map(|(id, o)| {
+                    (
+                        output_dir::render_path(id),
+                        output_dir::rendered_text(name, o),
+                    )
+                })
                 .collect();
             let scope: &[&str] = match args.plane {
                 None => &["kube/", "systemd/"],
@@ -221,8 +187,8 @@ fn render_cmd(cli: &Cli, args: &RenderArgs) -> Result<ExitCode, Error> {
             for (id, o) in &desired.objects {
                 out.push_str(&format!(
                     "---\n# Source: {}\n{}",
-                    render_path(id),
-                    rendered_text(name, o)
+                    output_dir::render_path(id),
+                    output_dir::rendered_text(name, o)
                 ));
             }
             print(&out)?;
@@ -231,61 +197,33 @@ fn render_cmd(cli: &Cli, args: &RenderArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// An object's text as `render` writes it: an env file as the file itself.
-fn rendered_text(stack: &str, o: &crate::resource::DesiredObject) -> String {
-    if matches!(o.id, ResourceId::EnvFile { .. })
-        && let Some(env) = o.content.as_kube().and_then(|v| v.get("env")?.as_object())
-    {
-        let vars = env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect();
-        return crate::render::env_file_text(stack, &vars);
-    }
-    o.content.text()
-}
-
-/// Where `render --output-dir` puts an object, relative to the output folder.
-pub fn render_path(id: &ResourceId) -> String {
-    match id {
-        ResourceId::Kube {
-            namespace,
-            kind,
-            name,
-            ..
-        } => {
-            format!(
-                "kube/{}/{}-{name}.yaml",
-                namespace.as_deref().unwrap_or("_cluster"),
-                kind.to_ascii_lowercase()
-            )
-        }
-        ResourceId::Systemd { unit } => format!("systemd/{unit}"),
-        ResourceId::EnvFile { path, .. } => {
-            format!("systemd/env/{}", path.rsplit('/').next().unwrap_or(path))
-        }
+fn selection(a: &SelectArgs) -> Selection {
+    Selection {
+        targets: a.target.clone(),
+        excludes: a.exclude.clone(),
     }
 }
 
-/// How the command line reaches the live planes.
-fn observe(cli: &Cli, user: bool, server_dry_run: bool, force_conflicts: bool) -> Against {
-    let cluster = cli.cluster();
-    Against::Live(Observe {
-        kube: Connect {
-            kubeconfig: cluster.kubeconfig,
-            context: cluster.context,
-        },
-        user,
-        server_dry_run,
-        force_conflicts,
+fn plane(p: Option<PlaneArg>) -> Option<Plane> {
+    p.map(|p| match p {
+        PlaneArg::Kube => Plane::Kube,
+        PlaneArg::Systemd => Plane::Systemd,
+    })
+}
+
+/// The cluster the command line names (`--kubeconfig`, `--context`), not connected yet.
+fn cluster(cli: &Cli) -> Cluster {
+    let c = cli.cluster();
+    Cluster::new(Connect {
+        kubeconfig: c.kubeconfig,
+        context: c.context,
     })
 }
 
 /// The root span of a command: `labctl plan` or `labctl apply`, a child of the caller's trace
 /// when `TRACEPARENT` is set (as CI systems do).
-fn root_span(name: &'static str, loaded: &LoadedStack, p: Option<Plane>) -> tracing::Span {
+fn root_span(name: &'static str, stack: &str, p: Option<Plane>) -> tracing::Span {
     let planes = p.map_or_else(|| "kube,systemd".to_string(), |p| p.to_string());
-    let stack = loaded.stack.stack.name.as_str();
     let span = match name {
         "labctl apply" => tracing::info_span!(
             "labctl apply",
@@ -309,70 +247,54 @@ fn root_span(name: &'static str, loaded: &LoadedStack, p: Option<Plane>) -> trac
     span
 }
 
-/// Build the plan under `span`, record its summary there, and say on stderr what the plan
-/// carries for the reader besides changes (planes left out, `-v` costs).
-fn build(
-    cli: &Cli,
-    rt: &tokio::runtime::Runtime,
-    span: &tracing::Span,
-    loaded: &LoadedStack,
-    options: &plan::Options,
-    selection: &Selection,
-) -> Result<Plan, Error> {
-    let templates = crate::render::Templates::for_stack_dir(loaded.dir())?;
-    // Only a plan against the live planes compares (and so needs) secret values.
-    let redacted = !matches!(options.against, Against::Live(_));
-    let secrets = secrets_for(rt, loaded, &templates, options.plane, redacted)?;
-    let sources = Sources { templates, secrets };
-    let plan = rt.block_on(plan::build(&loaded.stack, &sources, options))?;
-    let plan = plan::select(plan, selection)?;
+fn record_summary(span: &tracing::Span, plan: &Plan) {
     let s = plan.summary();
     span.record("labctl.add", s.add);
     span.record("labctl.change", s.change);
     span.record("labctl.destroy", s.destroy);
-    for w in &plan.warnings {
-        eprintln!("{w}");
+}
+
+/// The stack file and the templates beside it, read once for the whole command.
+fn load(cli: &Cli) -> Result<StackSource, Error> {
+    let loaded = stack::load(&cli.stack)?;
+    let templates = Templates::for_stack_dir(loaded.dir())?;
+    Ok(StackSource::Read(Box::new((loaded, templates))))
+}
+
+fn stack_name(source: &StackSource) -> &str {
+    match source {
+        StackSource::Read(both) => &both.0.stack.stack.name,
+        StackSource::File(_) => "",
     }
-    if cli.verbose {
-        for d in &plan.details {
-            eprintln!("{d}");
-        }
-        for c in &plan.costs {
-            eprintln!("{}", view::render_cost(c));
-        }
-    }
-    Ok(plan)
 }
 
 fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Error> {
-    let loaded = stack::load(&cli.stack)?;
+    let stack = load(cli)?;
     let against = if let Some(rev) = &args.base {
         Against::Revision(Box::new(crate::git::stack_at(&cli.stack, rev)?))
     } else if args.offline {
         Against::Nothing
     } else {
-        observe(cli, args.user, args.server_dry_run, false)
+        ops::live(cluster(cli), args.user, args.server_dry_run, false)
     };
-    let options = plan::Options {
+    let request = PlanRequest {
+        stack,
         plane: plane(args.plane),
         against,
+        selection: selection(&args.select),
         prune_volumes: args.prune_volumes,
     };
-    let span = root_span("labctl plan", &loaded, options.plane);
+    let span = root_span("labctl plan", stack_name(&request.stack), request.plane);
     let _entered = span.enter();
-    let plan = build(
-        cli,
-        &runtime()?,
-        &span,
-        &loaded,
-        &options,
-        &selection(&args.select),
-    )?;
+    let mut console = Console::new(cli.verbose, styles);
+    let planned = runtime()?.block_on(ops::plan(&request, &mut console))?;
+    let plan = &planned.plan;
+    record_summary(&span, plan);
     if let Some(out) = &args.out {
         let cluster = cli.cluster();
         let made_with = MadeWith {
             stack_file: cli.stack.clone(),
-            plane: options.plane.map(|p| p.to_string()),
+            plane: request.plane.map(|p| p.to_string()),
             user: args.user,
             kubeconfig: cluster.kubeconfig,
             context: cluster.context,
@@ -381,10 +303,8 @@ fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Erro
             targets: args.select.target.clone(),
             excludes: args.select.exclude.clone(),
         };
-        saved::write(
-            out,
-            &saved::to_json(&plan, &stack_sha(&loaded)?, &made_with),
-        )?;
+        let sha = ops::stack_hash(&planned.loaded, &planned.templates)?;
+        saved::write(out, &saved::to_json(plan, &sha, &made_with))?;
         eprintln!(
             "Saved this plan to `{}`: `labctl apply {}` applies exactly it, or refuses if \
              anything it read has changed.",
@@ -398,9 +318,9 @@ fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Erro
         (None, false) => view::Base::Live,
     };
     let text = match args.output {
-        Format::Human => view::render_plan_human_against(&plan, base, styles),
-        Format::Json => view::render_plan_json(&plan),
-        Format::Markdown => view::render_plan_markdown(&plan, base),
+        Format::Human => view::render_plan_human_against(plan, base, styles),
+        Format::Json => view::render_plan_json(plan),
+        Format::Markdown => view::render_plan_markdown(plan, base),
     };
     print(&text)?;
     // A plan the server refuses would fail: never a clean exit.
@@ -415,16 +335,8 @@ fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Erro
     } else {
         ExitCode::SUCCESS
     };
-    plan::drop_later(plan);
+    plan::drop_later(planned);
     Ok(code)
-}
-
-/// `Ok` when the error is only that stdout's reader closed the pipe.
-fn reader_gone(e: Error) -> Result<(), Error> {
-    match e {
-        Error::Write { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        e => Err(e),
-    }
 }
 
 fn print(text: &str) -> Result<(), Error> {
@@ -436,7 +348,8 @@ fn print(text: &str) -> Result<(), Error> {
         })
 }
 
-/// The CLI's runtime: one thread is plenty for a command. The engine itself creates none.
+/// The CLI's runtime for a command that only reads: one thread is plenty. The engine itself
+/// creates none.
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -444,123 +357,104 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::backend("labctl", "start the async runtime", e))
 }
 
-/// A saved plan being applied: the file and what it holds.
-struct FromFile<'a> {
-    path: &'a std::path::Path,
-    saved: SavedPlan,
+/// The runtime of `apply`: the lock's Lease is renewed by a task while the main thread may wait
+/// at the confirmation prompt, so that task needs a thread of its own.
+fn apply_runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::backend("labctl", "start the async runtime", e))
 }
 
 fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Error> {
     // A saved plan is read first: one from another labctl is refused before anything else.
-    let from_file = match &args.plan_file {
-        Some(path) => Some(FromFile {
-            path,
-            saved: SavedPlan::read(path)?,
+    let saved = match &args.plan_file {
+        Some(path) => Some(SavedRequest {
+            path: path.clone(),
+            plan: SavedPlan::read(path)?,
         }),
         None => None,
     };
-    let loaded = stack::load(&cli.stack)?;
-    let (options, select) = match &from_file {
+    let stack = load(cli)?;
+    let plan_request = match &saved {
         Some(f) => {
-            let m = &f.saved.made_with;
+            let m = &f.plan.made_with;
             let plane = match m.plane.as_deref() {
                 Some("kube") => Some(Plane::Kube),
                 Some("systemd") => Some(Plane::Systemd),
                 _ => None,
             };
-            let options = plan::Options {
+            let cluster = Cluster::new(Connect {
+                kubeconfig: m.kubeconfig.clone(),
+                context: m.context.clone(),
+            });
+            PlanRequest {
+                stack,
                 plane,
-                against: Against::Live(Observe {
-                    kube: Connect {
-                        kubeconfig: m.kubeconfig.clone(),
-                        context: m.context.clone(),
-                    },
-                    user: m.user,
-                    server_dry_run: m.server_dry_run,
-                    force_conflicts: args.force_conflicts,
-                }),
+                against: ops::live(cluster, m.user, m.server_dry_run, args.force_conflicts),
+                selection: f.plan.selection(),
                 prune_volumes: m.prune_volumes,
-            };
-            (options, f.saved.selection())
+            }
         }
-        None => (
-            plan::Options {
-                plane: plane(args.plane),
-                against: observe(cli, args.user, args.server_dry_run, args.force_conflicts),
-                prune_volumes: args.prune_volumes,
-            },
-            selection(&args.select),
-        ),
+        None => PlanRequest {
+            stack,
+            plane: plane(args.plane),
+            against: ops::live(
+                cluster(cli),
+                args.user,
+                args.server_dry_run,
+                args.force_conflicts,
+            ),
+            selection: selection(&args.select),
+            prune_volumes: args.prune_volumes,
+        },
     };
-    let span = root_span("labctl apply", &loaded, options.plane);
-    let _entered = span.enter();
-    let result = apply_traced(
-        cli,
-        args,
-        styles,
-        &loaded,
-        &options,
-        &select,
-        from_file.as_ref(),
-        &span,
-    );
-    if let Err(e) = &result {
-        span.record("error.message", e.report());
-    }
-    result
-}
-
-#[allow(clippy::too_many_arguments)]
-fn apply_traced(
-    cli: &Cli,
-    args: &ApplyArgs,
-    styles: Styles,
-    loaded: &LoadedStack,
-    options: &plan::Options,
-    select: &Selection,
-    from_file: Option<&FromFile<'_>>,
-    span: &tracing::Span,
-) -> Result<ExitCode, Error> {
-    // One writer at a time: held from before the plan is made until the apply ends.
-    let mut spec = lock::Spec::for_plan(&loaded.stack, options)?;
-    spec.lease = args.lock_lease;
     let command: Vec<String> = std::env::args().collect();
-    let holder = lock::Holder::this_process(&command.join(" "));
-    let held = lock::acquire(&spec, &holder, args.lock_timeout)?;
-    let rt = runtime()?;
-    let mut plan = build(cli, &rt, span, loaded, options, select)?;
-    if let Some(f) = from_file {
-        saved::check(f.path, &f.saved, &stack_sha(loaded)?, &mut plan)?;
-    }
-    // The plan is for the reader; a reader gone (`apply --yes | head`) does not cancel the apply.
-    print(&view::render_plan_human(&plan, styles)).or_else(reader_gone)?;
-    if plan.is_empty() {
-        return Ok(ExitCode::SUCCESS);
-    }
-    let opts = apply::Options {
-        adopt: args.adopt,
-        allow_replace: args.allow_replace,
-        force_conflicts: args.force_conflicts,
-        wait: (!args.no_wait).then_some(args.wait_timeout),
-        settle: args.settle,
-        concurrency: args.concurrency,
+    let request = ApplyRequest {
+        plan: plan_request,
+        options: apply::Options {
+            adopt: args.adopt,
+            allow_replace: args.allow_replace,
+            force_conflicts: args.force_conflicts,
+            wait: (!args.no_wait).then_some(args.wait_timeout),
+            settle: args.settle,
+            concurrency: args.concurrency,
+        },
+        lock: LockRequest {
+            command: command.join(" "),
+            wait: args.lock_timeout,
+            lease: args.lock_lease,
+        },
+        // A saved plan was reviewed when it was made: applying it is the confirmation.
+        confirm: !args.yes && saved.is_none(),
+        saved,
     };
-    apply::check(&plan, &opts)?;
-    // A saved plan was reviewed when it was made: applying it is the confirmation.
-    if !args.yes && from_file.is_none() {
-        confirm()?;
-    }
-    let mut events = view::Terminal::new(std::io::stderr().is_terminal(), cli.verbose);
-    let outcome = rt.block_on(apply::run(&plan, &opts, &mut events));
-    if let Some(why) = held.lost() {
-        eprintln!("warning: {why}: another writer may have run at the same time");
-    }
-    let outcome = outcome?;
+    let span = root_span(
+        "labctl apply",
+        stack_name(&request.plan.stack),
+        request.plan.plane,
+    );
+    let _entered = span.enter();
+    let mut console = Console::new(cli.verbose, styles);
+    let result = apply_runtime()?.block_on(ops::apply(&request, &mut console));
+    let applied = match result {
+        Ok(a) => a,
+        Err(e) => {
+            span.record("error.message", e.report());
+            return Err(e);
+        }
+    };
+    record_summary(&span, &applied.planned.plan);
+    let Some(outcome) = &applied.outcome else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let s = outcome.summary;
     eprintln!(
         "Apply complete: {} added, {} changed, {} destroyed.",
         s.add, s.change, s.destroy
     );
+    plan::drop_later(applied);
     Ok(if args.detailed_exitcode {
         ExitCode::from(EXIT_CHANGES)
     } else {
@@ -568,39 +462,10 @@ fn apply_traced(
     })
 }
 
-/// Ask on the terminal; without one, refuse rather than guess.
-fn confirm() -> Result<(), Error> {
-    if !std::io::stdin().is_terminal() {
-        return Err(Error::Refused {
-            what: "apply without confirmation".into(),
-            why: "stdin is not a terminal".into(),
-            hint: "pass `--yes` to apply".into(),
-        });
-    }
-    eprint!("\nApply these changes? Only `yes` is accepted: ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    std::io::stdin()
-        .read_line(&mut answer)
-        .map_err(|source| Error::Read {
-            path: "<stdin>".into(),
-            source,
-        })?;
-    if answer.trim() == "yes" {
-        Ok(())
-    } else {
-        Err(Error::Usage("apply cancelled: nothing was changed".into()))
-    }
-}
-
 fn force_unlock_cmd(cli: &Cli, args: &ForceUnlockArgs) -> Result<ExitCode, Error> {
     let loaded = stack::load(&cli.stack)?;
-    let options = plan::Options {
-        plane: plane(args.plane),
-        against: observe(cli, args.user, false, false),
-        prune_volumes: false,
-    };
-    let spec = lock::Spec::for_plan(&loaded.stack, &options)?;
+    let against = ops::live(cluster(cli), args.user, false, false);
+    let spec = ops::lock_spec(&loaded.stack, plane(args.plane), &against)?;
     let done = runtime()?.block_on(lock::force_unlock(&spec))?;
     print(&(done.lines.join("\n") + "\n"))?;
     Ok(ExitCode::SUCCESS)
