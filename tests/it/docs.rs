@@ -54,7 +54,7 @@ fn every_setting_is_documented() {
     assert!(missing.is_empty(), "not in docs/stack.md: {missing:?}");
 }
 
-/// The list merge types compiled in for offline plans (`src/plan/list_types.rs`) are what the
+/// The list merge types compiled in for offline plans (`src/plan/kube/compiled.rs`) are what the
 /// generator makes of the recorded real server's table: neither the table nor the generator can
 /// change without the other.
 #[test]
@@ -69,9 +69,9 @@ fn the_compiled_list_types_are_generated_from_the_recorded_table() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let compiled = std::fs::read_to_string(root.join("src/plan/list_types.rs")).unwrap();
+    let compiled = std::fs::read_to_string(root.join("src/plan/kube/compiled.rs")).unwrap();
     assert!(
         String::from_utf8_lossy(&out.stdout) == compiled,
-        "src/plan/list_types.rs is stale: run `scripts/gen_list_types.py > src/plan/list_types.rs`"
+        "src/plan/kube/compiled.rs is stale: run `scripts/gen_list_types.py > src/plan/kube/compiled.rs`"
     );
 }
