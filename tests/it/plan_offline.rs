@@ -425,3 +425,25 @@ fn manifests_read_yaml_as_kubectl_does() {
         "error: template `templates/web/files.yaml`, document 1: not valid YAML: line 7 column 3: duplicate mapping key `a`\n"
     );
 }
+
+/// The binary's memory tricks change memory, never results: with every one of them off
+/// (`LABCTL_TRICKS=off`) a plan, in each format, and a render say exactly the same.
+#[test]
+fn the_memory_tricks_change_no_output() {
+    let s = Stack::bundled();
+    for args in [
+        &["plan", "--offline"][..],
+        &["plan", "--offline", "-o", "json"][..],
+        &["render", "--redact"][..],
+    ] {
+        let on = s.labctl(args).run();
+        let off = s.labctl(args).env("LABCTL_TRICKS", "off").run();
+        assert_eq!(on.code, 0, "{}", on.stderr);
+        assert_eq!(
+            (on.code, &on.stdout, &on.stderr),
+            (off.code, &off.stdout, &off.stderr),
+            "{args:?}"
+        );
+        assert!(on.stdout.len() > 1000, "a real plan: {args:?}");
+    }
+}
