@@ -59,6 +59,7 @@ impl Cli {
             Command::Plan(a) => a.cluster.clone(),
             Command::Apply(a) => a.cluster.clone(),
             Command::ForceUnlock(a) => a.cluster.clone(),
+            Command::Rollback(a) => a.cluster.clone(),
             _ => ClusterArgs::default(),
         };
         ClusterArgs {
@@ -82,6 +83,11 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Remove the stack's apply lock when its holder is gone and cannot release it.
     ForceUnlock(ForceUnlockArgs),
+    /// List the stack's generations on this host: every apply, when, by whom, and how it ended.
+    History(HistoryArgs),
+    /// Apply the stack as it was at a generation (default: the good one before the last), after
+    /// showing the plan as `apply` does.
+    Rollback(RollbackArgs),
     /// Run one of the host's long-running services (systemd units run these).
     Agent(AgentArgs),
     /// Print shell completions.
@@ -279,8 +285,58 @@ pub struct ApplyArgs {
     /// apply takes it over after that.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub lock_lease: std::time::Duration,
+    /// When a change or a health gate fails, apply the last good generation again (both
+    /// planes) and check its gates; the exit code is non-zero either way.
+    #[arg(long)]
+    pub rollback_on_failure: bool,
     #[command(flatten)]
     pub select: SelectArgs,
+    /// How to reach the cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// `labctl history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// `human` (default) or `json`.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = HistoryFormat::Human)]
+    pub output: HistoryFormat,
+    /// The generations kept for the user manager, as `host.scope = "user"` does.
+    #[arg(long)]
+    pub user: bool,
+}
+
+/// How `labctl history` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HistoryFormat {
+    /// A table for people.
+    Human,
+    /// One JSON document (docs/plan-json.md's conventions).
+    Json,
+}
+
+/// `labctl rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The generation to apply again (`labctl history` lists them); default: the newest good
+    /// generation before the newest good one.
+    pub generation: Option<u64>,
+    /// Apply without asking.
+    #[arg(long)]
+    pub yes: bool,
+    /// Use the user manager, as `host.scope = "user"` does.
+    #[arg(long)]
+    pub user: bool,
+    /// How long to wait for workloads to roll out.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub wait_timeout: std::time::Duration,
+    /// How long a started unit must stay up (and not be restarted) to count as started.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub settle: std::time::Duration,
+    /// How long to wait for another writer's lock.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub lock_timeout: std::time::Duration,
     /// How to reach the cluster.
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -341,6 +397,17 @@ pub enum AgentCommand {
     Collector(Box<CollectorArgs>),
     /// GitHub issues into journal entries in PostgreSQL.
     Ingest(IngestArgs),
+    /// Put the previous proxy back (run by the proxy's dead-man switch, not by people).
+    #[command(hide = true)]
+    Rescue(RescueArgs),
+}
+
+/// `labctl agent rescue`.
+#[derive(Debug, Clone, Args)]
+pub struct RescueArgs {
+    /// The proxy's state folder, where its armed switch is.
+    #[arg(long)]
+    pub state_dir: PathBuf,
 }
 
 /// `labctl agent proxy`.

@@ -147,6 +147,37 @@ pub enum Error {
         missing: Vec<String>,
     },
 
+    /// A health gate did not pass after an apply: the apply failed.
+    #[error("health gate `{gate}` did not pass: {why}")]
+    GateFailed {
+        /// The gate: a `[health.checks]` name.
+        gate: String,
+        /// Why its last try failed.
+        why: String,
+    },
+
+    /// An apply failed and the last good generation was applied again: the lab is as it was.
+    #[error("{failure}; rolled back to generation {restored} ({from}), which is what runs now")]
+    RolledBack {
+        /// What failed.
+        failure: String,
+        /// The generation put back.
+        restored: u64,
+        /// What it was applied from (`commit 1a2b3c`, `stack 9f8e7d`).
+        from: String,
+    },
+
+    /// An apply failed, and so did putting the last good generation back.
+    #[error("{failure}; rolling back to generation {restored} failed too: {rollback}")]
+    RollbackFailed {
+        /// What failed first.
+        failure: String,
+        /// The generation that could not be put back.
+        restored: u64,
+        /// Why.
+        rollback: String,
+    },
+
     /// Apply finished, but some changes failed; each is named.
     #[error("apply failed for {}", failed.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
     ApplyFailed {
@@ -252,21 +283,26 @@ impl std::fmt::Display for ApiStatus {
 
 impl std::error::Error for ApiStatus {}
 
+/// `e`'s message with every cause after it, joined by `: `, each said once (some clients repeat
+/// their cause in their own message).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 impl Error {
     /// The message with every cause after it, joined by `: `.
     pub fn report(&self) -> String {
-        let mut out = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(c) = cause {
-            // Some client errors repeat their cause in their own message: say it once.
-            let text = c.to_string();
-            if !out.contains(&text) {
-                out.push_str(": ");
-                out.push_str(&text);
-            }
-            cause = c.source();
-        }
-        out
+        chain(self)
     }
 
     /// A backend failure: `step` on `plane` failed because of `cause`.

@@ -1,6 +1,7 @@
 //! Reading a stack as committed at a git revision, for `plan --base`. This shells out to `git`:
 //! CI already has it, and a git library would triple labctl's build for three read-only commands.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -53,13 +54,41 @@ fn reason(stderr: &[u8], args: &[&str], status: std::process::ExitStatus) -> Str
     }
 }
 
-/// The stack file and template overrides at `rev`. `Ok(None)` when the stack file did not exist
-/// at that revision (everything is new).
+/// The stack file and the stack's own templates as committed at a revision.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The full commit id `rev` named.
+    pub commit: String,
+    /// The stack file's name as messages show it: `rev:path`.
+    pub shown: PathBuf,
+    /// The stack file's text.
+    pub text: String,
+    /// The stack's own templates (its `templates/` and `systemd-templates/`), by name.
+    pub templates: BTreeMap<String, String>,
+}
+
+impl Committed {
+    /// The stack, checked, named `rev:path` in its problems, with the built-in templates
+    /// overridden by its own.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the stack is invalid.
+    pub fn parse(&self) -> Result<(Stack, Templates), Error> {
+        let stack = stack::parse(&self.shown, &self.text)?;
+        let mut templates = Templates::builtin();
+        for (name, text) in &self.templates {
+            templates.insert(name, text.clone());
+        }
+        Ok((stack, templates))
+    }
+}
+
+/// The stack file and template overrides at `rev`, read from git's objects (the checkout is not
+/// touched). `Ok(None)` when the stack file did not exist at that revision.
 ///
 /// # Errors
-/// [`Error::Git`] when git fails or `rev` is unknown; [`Error::Invalid`] when the stack at `rev`
-/// is invalid (named as `rev:path`).
-pub fn stack_at(stack_path: &Path, rev: &str) -> Result<Option<(Stack, Templates)>, Error> {
+/// [`Error::Git`] when git fails or `rev` is unknown.
+pub fn committed(stack_path: &Path, rev: &str) -> Result<Option<Committed>, Error> {
     let dir = stack_path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -102,10 +131,7 @@ pub fn stack_at(stack_path: &Path, rev: &str) -> Result<Option<(Stack, Templates
             message: format!("`{spec}` is not UTF-8"),
         }
     })?;
-    let shown = PathBuf::from(format!("{rev}:{prefix}{file_name}"));
-    let stack = stack::parse(&shown, &text)?;
-
-    let mut templates = Templates::builtin();
+    let mut templates = BTreeMap::new();
     for folder in [KUBE_DIR, UNIT_DIR] {
         let root = format!("{prefix}{folder}/");
         let names = git(
@@ -119,11 +145,47 @@ pub fn stack_at(stack_path: &Path, rev: &str) -> Result<Option<(Stack, Templates
                 rev: rev.into(),
                 message: format!("`{name}` is not UTF-8"),
             })?;
-            let rel = &name[prefix.len()..];
-            templates.insert(rel, text);
+            templates.insert(name[prefix.len()..].to_string(), text);
         }
     }
-    Ok(Some((stack, templates)))
+    Ok(Some(Committed {
+        commit,
+        shown: PathBuf::from(format!("{rev}:{prefix}{file_name}")),
+        text,
+        templates,
+    }))
+}
+
+/// The stack file and template overrides at `rev` ([`committed`]), checked. `Ok(None)` when
+/// the stack file did not exist at that revision (everything is new).
+///
+/// # Errors
+/// [`Error::Git`] when git fails or `rev` is unknown; [`Error::Invalid`] when the stack at `rev`
+/// is invalid (named as `rev:path`).
+pub fn stack_at(stack_path: &Path, rev: &str) -> Result<Option<(Stack, Templates)>, Error> {
+    committed(stack_path, rev)?.map(|c| c.parse()).transpose()
+}
+
+/// The commit the stack at `stack_path` is exactly as (`HEAD`), when it is in a git checkout and
+/// neither the stack file nor its template folders differ from it; `None` otherwise (not in
+/// git, git missing, or changes not committed), and the stack's hash stands for it.
+pub fn clean_commit(stack_path: &Path) -> Option<String> {
+    let dir = stack_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file = stack_path.file_name()?.to_string_lossy().to_string();
+    let changed = git(
+        dir,
+        "HEAD",
+        &["status", "--porcelain", "--", &file, KUBE_DIR, UNIT_DIR],
+    )
+    .ok()?;
+    if !changed.is_empty() {
+        return None;
+    }
+    let head = git(dir, "HEAD", &["rev-parse", "--verify", "HEAD"]).ok()?;
+    Some(String::from_utf8_lossy(&head).trim().to_string()).filter(|c| !c.is_empty())
 }
 
 /// The URL of `remote` in the checkout at `dir`; `None` when the checkout has no such remote.

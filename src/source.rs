@@ -90,6 +90,21 @@ fn find<'t, 'i>(
 }
 
 impl Problem {
+    /// The problem on one line, as logs and machine-read statuses show it:
+    /// `stack.toml:3:7: message (help)`.
+    pub fn one_line(&self, file: &SourceFile) -> String {
+        let mut out = file.path.display().to_string();
+        if let Some(span) = &self.span {
+            let (line, col) = file.line_col(span.start);
+            out.push_str(&format!(":{line}:{col}"));
+        }
+        out.push_str(&format!(": {}", self.message));
+        if let Some(h) = &self.help {
+            out.push_str(&format!(" ({h})"));
+        }
+        out
+    }
+
     /// A problem at `span`.
     pub fn at(message: impl Into<String>, span: Option<Range<usize>>) -> Self {
         Self {

@@ -36,5 +36,10 @@ pub fn main(args: &AgentArgs, settled: Option<fn()>) -> ExitCode {
             |s| collector::run(c.as_ref().clone(), s),
         ),
         AgentCommand::Ingest(c) => runtime::start_as("ingest", how, |s| ingest::run(c.clone(), s)),
+        AgentCommand::Rescue(c) => runtime::start_as("rescue", how, |s| async move {
+            // A oneshot: systemd runs it, it says so, it ends.
+            s.ready();
+            proxy::rescue::run(&c.state_dir).await
+        }),
     }
 }

@@ -335,10 +335,21 @@ async fn sequence(
         }
     }
     if !check.is_empty() {
+        // The health gate of every started or restarted unit: still active after the settle
+        // time, and not restarted by systemd meanwhile (a crash loop can look active between
+        // two restarts).
         progress.phase("checking that started units stay active");
-        tokio::time::sleep(settle).await;
         let units: Vec<String> = check.into_iter().collect();
-        for (unit, (active, sub)) in units.iter().zip(sd.active_states(&units).await?) {
+        let restarts_before = sd.service_types_and_restarts(&units).await?;
+        tokio::time::sleep(settle).await;
+        let states = sd.active_states(&units).await?;
+        let restarts_after = sd.service_types_and_restarts(&units).await?;
+        for (((unit, (active, sub)), before), after) in units
+            .iter()
+            .zip(states)
+            .zip(restarts_before)
+            .zip(restarts_after)
+        {
             let running = active == "active"
                 || active == "reloading"
                 || (active == "activating" && sub != "auto-restart");
@@ -347,6 +358,19 @@ async fn sequence(
                     &mut failed,
                     unit,
                     format!("its job was `done` but it is `{active}` ({sub})"),
+                );
+            } else if let (Some((_, a)), Some((_, b))) = (before, after)
+                && b > a
+            {
+                fail(
+                    &mut failed,
+                    unit,
+                    format!(
+                        "systemd restarted it {} time(s) within the settle time of {} \
+                         (`NRestarts` {a} -> {b})",
+                        b - a,
+                        humantime::format_duration(settle)
+                    ),
                 );
             }
         }

@@ -11,19 +11,25 @@
 //!    is made in a world no other writer changes;
 //! 4. build the plan ([`crate::plan::build`]) and cut it to the selection;
 //! 5. apply only: check a saved plan still holds, show the plan, check its refusals, ask, run
-//!    it ([`crate::apply::run`]), say whether the lock was lost meanwhile, let the lock go.
+//!    it ([`crate::apply::run`]), then the stack's health gates; record the generation; when
+//!    the apply or a gate failed and the request asks, apply the last good generation again
+//!    and check its gates; say whether the lock was lost meanwhile, let the lock go.
 
+mod apply;
+mod gates;
 mod secrets;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use apply::apply;
 pub use secrets::read as read_secrets;
 
 use crate::backend::kube::Cluster;
 use crate::backend::systemd::Target;
 use crate::error::Error;
-use crate::lock::{self, Holder};
+use crate::generations::{Generation, Snapshot, Who};
+use crate::lock;
 use crate::plan::saved::{self, SavedPlan};
 use crate::plan::{self, Against, Observe, Plan, Selection, Sources};
 use crate::render::Templates;
@@ -35,8 +41,8 @@ use crate::stack::{self, LoadedStack, Plane, Stack};
 pub enum StackSource {
     /// A `stack.toml` on disk, with the templates beside it.
     File(PathBuf),
-    /// A stack already read (from git, from a recorded generation), with its templates.
-    Read(Box<(LoadedStack, Templates)>),
+    /// A stack already read (from git, from a recorded generation), with its own templates.
+    Read(Box<Snapshot>),
 }
 
 /// What to plan.
@@ -89,6 +95,13 @@ pub struct ApplyRequest {
     pub saved: Option<SavedRequest>,
     /// Ask [`Events::confirm`] before changing anything.
     pub confirm: bool,
+    /// Who applies, as the generation records it.
+    pub who: Who,
+    /// The git commit the stack was read from, for the record.
+    pub commit: Option<String>,
+    /// When the apply or a health gate fails, apply the last good generation again (both
+    /// planes) and check its gates.
+    pub rollback_on_failure: bool,
 }
 
 /// What a run reports besides apply's own progress ([`crate::apply::Events`]). Every method has a
@@ -115,6 +128,18 @@ pub trait Events: crate::apply::Events {
         let _ = plan;
         Ok(())
     }
+    /// The plan is about to change the lab: the last moment to prepare for it (the proxy arms
+    /// its dead-man switch when the plan changes the proxy itself).
+    ///
+    /// # Errors
+    /// Whatever the front end says stops the apply before any change.
+    fn before_changes<'a>(
+        &'a mut self,
+        plan: &'a Plan,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), Error>> {
+        let _ = plan;
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Events that go nowhere.
@@ -140,6 +165,8 @@ pub struct Applied {
     pub outcome: Option<crate::apply::Outcome>,
     /// Why the lock was lost while applying, if it was: another writer may have run meanwhile.
     pub lock_lost: Option<String>,
+    /// The generation recorded; `None` when the plan changed nothing.
+    pub generation: Option<Generation>,
 }
 
 /// Make the plan `request` asks for. Never prints, never reads stdin, locks nothing.
@@ -155,66 +182,6 @@ pub async fn plan(request: &PlanRequest, events: &mut dyn Events) -> Result<Plan
         templates,
         plan,
     })
-}
-
-/// Make the plan `request` asks for under the stack's lock and apply it (see the module's
-/// sequence). Never prints and never reads stdin: showing and asking are [`Events`].
-///
-/// # Errors
-/// [`Error::Locked`] when another writer holds the lock; [`Error::Refused`] when a saved plan no
-/// longer holds, a refusal the plan noted is not lifted, or the plan was not made against the
-/// live planes; whatever [`Events::confirm`] returns; [`Error::ApplyFailed`] naming every change
-/// that failed; and the errors of [`plan`].
-pub async fn apply(request: &ApplyRequest, events: &mut dyn Events) -> Result<Applied, Error> {
-    let (loaded, templates) = load(&request.plan.stack)?;
-    let secrets = secrets_for(&request.plan, &loaded, &templates).await?;
-    let mut spec = lock_spec(&loaded.stack, request.plan.plane, &request.plan.against)?;
-    spec.lease = request.lock.lease;
-    let holder = Holder::this_process(&request.lock.command);
-    let lock = lock::acquire(&spec, &holder, request.lock.wait).await?;
-    let result = apply_locked(request, &loaded, &templates, secrets, events).await;
-    let lock_lost = lock.lost();
-    lock.release().await;
-    // Said whether the apply went well or not: either way another writer may have run.
-    if let Some(why) = &lock_lost {
-        events.warning(&format!(
-            "warning: {why}: another writer may have run at the same time"
-        ));
-    }
-    let (plan, outcome) = result?;
-    Ok(Applied {
-        planned: Planned {
-            loaded,
-            templates,
-            plan,
-        },
-        outcome,
-        lock_lost,
-    })
-}
-
-async fn apply_locked(
-    request: &ApplyRequest,
-    loaded: &LoadedStack,
-    templates: &Templates,
-    secrets: Secrets,
-    events: &mut dyn Events,
-) -> Result<(Plan, Option<crate::apply::Outcome>), Error> {
-    let mut plan = build(&request.plan, loaded, templates, secrets, events).await?;
-    if let Some(saved) = &request.saved {
-        let sha = stack_hash(loaded, templates)?;
-        saved::check(&saved.path, &saved.plan, &sha, &mut plan)?;
-    }
-    events.planned(&plan);
-    if plan.is_empty() {
-        return Ok((plan, None));
-    }
-    crate::apply::check(&plan, &request.options)?;
-    if request.confirm {
-        events.confirm(&plan)?;
-    }
-    let outcome = crate::apply::run(&plan, &request.options, events).await?;
-    Ok((plan, Some(outcome)))
 }
 
 /// The lock an apply of `stack` needs: the cluster's Lease when the cluster is planned, the
@@ -278,7 +245,19 @@ fn load(source: &StackSource) -> Result<(LoadedStack, Templates), Error> {
             let templates = Templates::for_stack_dir(loaded.dir())?;
             Ok((loaded, templates))
         }
-        StackSource::Read(both) => Ok((both.0.clone(), both.1.clone())),
+        StackSource::Read(snapshot) => snapshot.load(),
+    }
+}
+
+/// The stack as applied, to record: read again from its file, or as given.
+fn snapshot(
+    source: &StackSource,
+    loaded: &LoadedStack,
+    templates: &Templates,
+) -> Result<Snapshot, Error> {
+    match source {
+        StackSource::File(_) => Snapshot::of(loaded, templates),
+        StackSource::Read(snapshot) => Ok((**snapshot).clone()),
     }
 }
 

@@ -262,7 +262,7 @@ pub struct Targeting {
 }
 
 /// Counts for the summary line. A replace counts as one add and one destroy, as in Terraform.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Summary {
     /// Resources created (including replaced).
     pub add: usize,

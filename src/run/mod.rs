@@ -14,15 +14,16 @@ use console::Console;
 use crate::apply;
 use crate::backend::kube::{Cluster, Connect};
 use crate::cli::{
-    ApplyArgs, Cli, Command, ForceUnlockArgs, Format, PlanArgs, PlaneArg, RenderArgs, SelectArgs,
+    ApplyArgs, Cli, Command, ForceUnlockArgs, Format, HistoryArgs, HistoryFormat, PlanArgs,
+    PlaneArg, RenderArgs, RollbackArgs, SelectArgs,
 };
 use crate::error::Error;
+use crate::generations::{self, Who};
 use crate::lock;
 use crate::ops::{self, ApplyRequest, LockRequest, PlanRequest, SavedRequest, StackSource};
 use crate::output_dir;
 use crate::plan::saved::{self, MadeWith, SavedPlan};
 use crate::plan::{self, Against, Plan, Selection};
-use crate::render::Templates;
 use crate::resource::Desired;
 use crate::sensitive::Secrets;
 use crate::stack::{self, Plane};
@@ -99,6 +100,8 @@ fn dispatch(cli: &Cli, hooks: Hooks) -> Result<ExitCode, Error> {
         Command::Plan(args) => plan_cmd(cli, args, out_styles),
         Command::Apply(args) => apply_cmd(cli, args, out_styles),
         Command::ForceUnlock(args) => force_unlock_cmd(cli, args),
+        Command::History(args) => history_cmd(cli, args),
+        Command::Rollback(args) => rollback_cmd(cli, args, out_styles),
         Command::Agent(args) => Ok(crate::agent::main(args, hooks.agent_settled)),
         Command::Completions { shell } => {
             let mut out = Vec::new();
@@ -215,22 +218,14 @@ fn record_summary(span: &tracing::Span, plan: &Plan) {
     span.record("labctl.destroy", s.destroy);
 }
 
-/// The stack file and the templates beside it, read once for the whole command.
-fn load(cli: &Cli) -> Result<StackSource, Error> {
+/// The stack file, checked first (its problems come before anything else's), and its name.
+fn load(cli: &Cli) -> Result<(StackSource, stack::LoadedStack), Error> {
     let loaded = stack::load(&cli.stack)?;
-    let templates = Templates::for_stack_dir(loaded.dir())?;
-    Ok(StackSource::Read(Box::new((loaded, templates))))
-}
-
-fn stack_name(source: &StackSource) -> &str {
-    match source {
-        StackSource::Read(both) => &both.0.stack.stack.name,
-        StackSource::File(_) => "",
-    }
+    Ok((StackSource::File(cli.stack.clone()), loaded))
 }
 
 fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Error> {
-    let stack = load(cli)?;
+    let (stack, loaded) = load(cli)?;
     let against = if let Some(rev) = &args.base {
         Against::Revision(Box::new(crate::git::stack_at(&cli.stack, rev)?))
     } else if args.offline {
@@ -245,7 +240,7 @@ fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Erro
         selection: selection(&args.select),
         prune_volumes: args.prune_volumes,
     };
-    let span = root_span("labctl plan", stack_name(&request.stack), request.plane);
+    let span = root_span("labctl plan", &loaded.stack.stack.name, request.plane);
     let _entered = span.enter();
     let mut console = Console::new(cli.verbose, styles);
     let planned = runtime()?.block_on(ops::plan(&request, &mut console))?;
@@ -337,7 +332,7 @@ fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Er
         }),
         None => None,
     };
-    let stack = load(cli)?;
+    let (stack, loaded) = load(cli)?;
     let plan_request = match &saved {
         Some(f) => {
             let m = &f.plan.made_with;
@@ -390,12 +385,11 @@ fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Er
         // A saved plan was reviewed when it was made: applying it is the confirmation.
         confirm: !args.yes && saved.is_none(),
         saved,
+        who: Who::Command(command.join(" ")),
+        commit: crate::git::clean_commit(&cli.stack),
+        rollback_on_failure: args.rollback_on_failure,
     };
-    let span = root_span(
-        "labctl apply",
-        stack_name(&request.plan.stack),
-        request.plan.plane,
-    );
+    let span = root_span("labctl apply", &loaded.stack.stack.name, request.plan.plane);
     let _entered = span.enter();
     let mut console = Console::new(cli.verbose, styles);
     let result = apply_runtime()?.block_on(ops::apply(&request, &mut console));
@@ -412,8 +406,15 @@ fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Er
     };
     let s = outcome.summary;
     eprintln!(
-        "Apply complete: {} added, {} changed, {} destroyed.",
-        s.add, s.change, s.destroy
+        "Apply complete: {} added, {} changed, {} destroyed.{}",
+        s.add,
+        s.change,
+        s.destroy,
+        applied
+            .generation
+            .as_ref()
+            .map(|g| format!(" Generation {}.", g.number))
+            .unwrap_or_default()
     );
     plan::drop_later(applied);
     Ok(if args.detailed_exitcode {
@@ -429,5 +430,94 @@ fn force_unlock_cmd(cli: &Cli, args: &ForceUnlockArgs) -> Result<ExitCode, Error
     let spec = ops::lock_spec(&loaded.stack, plane(args.plane), &against)?;
     let done = runtime()?.block_on(lock::force_unlock(&spec))?;
     print(&(done.lines.join("\n") + "\n"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The generations of the stack on this host, for `--user` or the stack's own scope.
+fn store(cli: &Cli, user: bool) -> Result<(stack::LoadedStack, generations::Store), Error> {
+    let loaded = stack::load(&cli.stack)?;
+    let scope = if user {
+        stack::Scope::User
+    } else {
+        loaded.stack.host.scope
+    };
+    let store = generations::Store::of(&loaded.stack, scope);
+    Ok((loaded, store))
+}
+
+fn history_cmd(cli: &Cli, args: &HistoryArgs) -> Result<ExitCode, Error> {
+    let (loaded, store) = store(cli, args.user)?;
+    let all = store.list()?;
+    let text = match args.output {
+        HistoryFormat::Human => view::render_history(&loaded.stack.stack.name, store.dir(), &all),
+        HistoryFormat::Json => view::render_history_json(&loaded.stack.stack.name, &all),
+    };
+    print(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rollback_cmd(cli: &Cli, args: &RollbackArgs, styles: Styles) -> Result<ExitCode, Error> {
+    let (loaded, store) = store(cli, args.user)?;
+    let to = match args.generation {
+        Some(n) => store.get(n)?,
+        None => {
+            let good: Vec<_> = store.list()?.into_iter().filter(|g| g.is_good()).collect();
+            match good.len() {
+                0 | 1 => {
+                    return Err(Error::Usage(format!(
+                        "no good generation before the current one to roll back to (`labctl \
+                         history` lists them; {} recorded in `{}`)",
+                        good.len(),
+                        store.dir().display()
+                    )));
+                }
+                n => good[n - 2].clone(),
+            }
+        }
+    };
+    eprintln!(
+        "Rolling back to generation {} ({}, {} by {}).",
+        to.number,
+        to.source(),
+        to.time,
+        to.who
+    );
+    let command: Vec<String> = std::env::args().collect();
+    let request = ApplyRequest {
+        plan: PlanRequest {
+            stack: StackSource::Read(Box::new(to.snapshot.clone())),
+            plane: None,
+            against: ops::live(cluster(cli), args.user, false, false),
+            selection: Selection::default(),
+            prune_volumes: false,
+        },
+        options: apply::Options {
+            wait: Some(args.wait_timeout),
+            settle: args.settle,
+            ..apply::Options::default()
+        },
+        lock: LockRequest {
+            command: command.join(" "),
+            wait: args.lock_timeout,
+            lease: lock::DEFAULT_LEASE,
+        },
+        saved: None,
+        confirm: !args.yes,
+        who: Who::Command(command.join(" ")),
+        commit: to.commit.clone(),
+        rollback_on_failure: false,
+    };
+    let span = root_span("labctl apply", &loaded.stack.stack.name, None);
+    let _entered = span.enter();
+    let mut console = Console::new(cli.verbose, styles);
+    let applied = apply_runtime()?.block_on(ops::apply(&request, &mut console))?;
+    record_summary(&span, &applied.planned.plan);
+    match (&applied.outcome, &applied.generation) {
+        (Some(o), Some(g)) => eprintln!(
+            "Rollback complete: {} added, {} changed, {} destroyed. Generation {} is generation {} again.",
+            o.summary.add, o.summary.change, o.summary.destroy, g.number, to.number
+        ),
+        _ => eprintln!("Generation {} is what runs already.", to.number),
+    }
     Ok(ExitCode::SUCCESS)
 }

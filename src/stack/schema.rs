@@ -23,6 +23,38 @@ pub struct Stack {
     /// `[secrets]`: where each secret the templates ask for comes from.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretSource>,
+    /// `[health]`: checks every apply must pass, besides units staying up and rollouts completing.
+    #[serde(default)]
+    pub health: Health,
+}
+
+/// `[health]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Health {
+    /// `[health.checks.<name>]`: each must pass after every apply (the command line's and the
+    /// proxy's sync alike), or the apply fails naming it.
+    pub checks: BTreeMap<String, Check>,
+}
+
+/// One `[health.checks.<name>]`: an HTTP URL that must answer 2xx, or a command that must exit 0,
+/// tried until it passes or its timeout runs out.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// An `http://` or `https://` URL that must answer 2xx.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A program and its arguments (no shell) that must exit 0.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// How long the check may take to pass (a restarted service needs a moment).
+    #[serde(default = "default_check_timeout")]
+    pub timeout: String,
+}
+
+fn default_check_timeout() -> String {
+    s("30s")
 }
 
 /// `[stack]`.
@@ -385,6 +417,12 @@ pub struct Host {
     pub labctl_path: String,
     /// `User=` for the agents' units (system scope only); none runs them as root.
     pub run_as: Option<String>,
+    /// Where labctl keeps its records on this host (the stack's generations); default
+    /// `/var/lib/labctl` for the system manager, `$XDG_STATE_HOME/labctl` (`~/.local/state/labctl`)
+    /// for a user's.
+    pub state_dir: Option<PathBuf>,
+    /// How many generations are kept per stack (the oldest go first, never the last good one).
+    pub generations: u32,
     /// `[host.proxy]`.
     pub proxy: Proxy,
     /// `[host.collector]`.
@@ -409,6 +447,8 @@ impl Default for Host {
             unit_dir: None,
             labctl_path: s("/usr/local/bin/labctl"),
             run_as: None,
+            state_dir: None,
+            generations: 30,
             proxy: Proxy::default(),
             collector: HostCollector::default(),
             ingest: Ingest::default(),
@@ -435,6 +475,9 @@ component! {
         repo_dir: String = s("/srv/homelab"),
         /// Branch the GitOps trigger follows.
         branch: String = s("main"),
+        /// How long a sync that restarts the proxy itself waits for the new proxy to serve before
+        /// systemd puts the previous one back.
+        confirm_within: String = s("60s"),
         /// Extra environment for the unit.
         environment: BTreeMap<String, String> = BTreeMap::new(),
         /// `[host.proxy.pipelines.<name>]`: units started by `POST /pipelines/<name>`.

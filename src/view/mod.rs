@@ -1,11 +1,13 @@
 //! Views print; they decide nothing. Everything here turns data into text.
 
 mod error;
+mod history;
 mod markdown;
 mod plan;
 mod progress;
 
 pub use error::render_error;
+pub use history::{render_history, render_history_json};
 pub use markdown::render_plan_markdown;
 pub use plan::{Base, render_cost, render_plan_human, render_plan_human_against, render_plan_json};
 pub use progress::Terminal;

@@ -51,21 +51,7 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// An error and its causes, `: `-separated (the outer messages of reqwest and tokio-postgres
-/// alone rarely say what happened).
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let m = s.to_string();
-        if !text.contains(&m) {
-            text.push_str(": ");
-            text.push_str(&m);
-        }
-        source = s.source();
-    }
-    text
-}
+pub(crate) use crate::error::chain;
 
 /// Run the ingest until `shutdown` (or, with `--once`, for one sync).
 ///

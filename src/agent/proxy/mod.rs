@@ -12,6 +12,7 @@ mod http;
 pub mod metrics;
 pub mod pending;
 pub mod pipelines;
+pub mod rescue;
 pub mod sync;
 pub mod webhook;
 
@@ -79,6 +80,8 @@ pub struct Proxy {
     pub pipelines: pipelines::Pipelines,
     target: Target,
     systemd: tokio::sync::Mutex<Option<Arc<Systemd>>>,
+    /// Why the proxy has no stack of its own to take its settings from, when it has none.
+    stack_problem: Option<String>,
 }
 
 impl Proxy {
@@ -107,8 +110,9 @@ impl Proxy {
         webhook::verify_signature(&self.secret, signature, body)
     }
 
-    /// What `/readyz` checks: the state folder takes writes, the repository is a git checkout,
-    /// systemd answers. Each failure is named.
+    /// What `/readyz` checks: the state folder takes writes, the proxy has a stack of its own
+    /// (until a sync succeeds), the repository is a git checkout, systemd answers. Each failure
+    /// is named.
     pub async fn readiness(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let probe = self.state_dir.join(".ready");
@@ -117,6 +121,11 @@ impl Proxy {
                 "state folder `{}` is not writable: {e}",
                 self.state_dir.display()
             ));
+        }
+        if let Some(why) = &self.stack_problem
+            && !matches!(self.sync.status().result, Some("ok"))
+        {
+            problems.push(why.clone());
         }
         if !self.repo_dir.join(".git").exists() {
             problems.push(format!(
@@ -168,9 +177,6 @@ pub fn configure(args: &ProxyArgs) -> Result<Proxy, Error> {
             super::runtime::STOP_DEADLINE.as_secs()
         )));
     }
-    let stack_path = args.repo_dir.join(&args.stack_file);
-    let stack = crate::stack::load(&stack_path)?.stack;
-    let pipelines = pipelines::Pipelines::from_stack(&stack, |var| std::env::var(var).ok())?;
     let state_dir = args
         .state_dir
         .clone()
@@ -179,6 +185,8 @@ pub fn configure(args: &ProxyArgs) -> Result<Proxy, Error> {
         path: state_dir.clone(),
         source,
     })?;
+    let (stack, stack_problem) = own_stack(args, &state_dir);
+    let pipelines = pipelines::Pipelines::from_stack(&stack, |var| std::env::var(var).ok())?;
     let deliveries = deliveries::Deliveries::open(&state_dir, deliveries::RETENTION)?;
     let origin = match crate::git::remote_url(&args.repo_dir, "origin") {
         Ok(o) => o,
@@ -212,7 +220,46 @@ pub fn configure(args: &ProxyArgs) -> Result<Proxy, Error> {
         pipelines,
         target,
         systemd: tokio::sync::Mutex::new(None),
+        stack_problem,
     })
+}
+
+/// The stack the proxy takes its own settings from (its scope, pipelines, the ingest unit): the
+/// last good sync's, else the checkout's, else none at all, so that no bad checkout can keep the
+/// proxy from starting and webhooks from arriving. The second value says what is wrong, for
+/// `/readyz`.
+fn own_stack(
+    args: &ProxyArgs,
+    state_dir: &std::path::Path,
+) -> (crate::stack::Stack, Option<String>) {
+    if let Some(good) = sync::memory::last_good(state_dir)
+        && let Ok((loaded, _)) = good.load()
+    {
+        return (loaded.stack, None);
+    }
+    let path = args.repo_dir.join(&args.stack_file);
+    let why = match crate::stack::load(&path) {
+        Ok(loaded) => return (loaded.stack, None),
+        Err(e) => e.report(),
+    };
+    tracing::error!(
+        "no stack to take the proxy's settings from (no good sync yet, and {why}): serving \
+         webhooks without pipelines until a sync succeeds"
+    );
+    // The manager of a user's session, when the proxy runs in one; else the system's.
+    let scope = if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some() {
+        crate::stack::Scope::User
+    } else {
+        crate::stack::Scope::System
+    };
+    let mut stack = crate::stack::parse(
+        std::path::Path::new("(none)"),
+        "[stack]\nname = \"unknown\"\n",
+    )
+    .expect("a stack with a name is valid");
+    stack.host.scope = scope;
+    stack.host.ingest.enabled = false;
+    (stack, Some(format!("no good stack yet: {why}")))
 }
 
 /// Run the proxy until `shutdown`: bind, say ready, serve and sync; on stop, accept nothing more,
@@ -245,6 +292,18 @@ pub async fn run(config: ProxyArgs, shutdown: Shutdown) -> Result<(), Error> {
     };
     shutdown.ready();
     shutdown.settled();
+    // Serving: a dead-man switch a sync armed before it restarted this proxy is stopped.
+    match proxy.systemd().await {
+        Ok(sd) => {
+            if let Err(e) = rescue::confirm(&proxy.state_dir, &sd).await {
+                tracing::error!("cannot stop the dead-man switch: {}", e.report());
+            }
+        }
+        Err(e) => tracing::error!(
+            "cannot reach systemd to stop a dead-man switch: {}",
+            e.report()
+        ),
+    }
     // The sync runs beside the server; when the server stops, a sync under way gets
     // `--sync-grace` to finish before the process exits.
     let sync = sync::run(

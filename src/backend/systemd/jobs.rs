@@ -232,4 +232,59 @@ impl Systemd {
         r.map(|job| job.as_str().to_string())
             .map_err(|e| backend(&format!("{} `{unit}`", kind.verb()), dbus_message(&e)))
     }
+
+    /// A timer that lives only in the manager, firing once `after` from now and running `argv`
+    /// as a oneshot service of the same name (`NAME.service`): a dead-man switch, cancelled by
+    /// stopping the timer ([`Systemd::queue_job`] with [`JobKind::Stop`]). Both go away once
+    /// they have run.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] with systemd's refusal.
+    pub async fn start_transient_timer(
+        &self,
+        name: &str,
+        after: Duration,
+        description: &str,
+        argv: &[String],
+    ) -> Result<(), Error> {
+        use zbus::Variant as Value;
+        let Some(program) = argv.first() else {
+            return Err(backend(
+                &format!("start `{name}.timer`"),
+                "no command to run",
+            ));
+        };
+        let start = Instant::now();
+        self.count(1);
+        let usec = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let timer = [
+            ("Description", Value::from(description)),
+            ("OnActiveSec", Value::from(usec(after))),
+            // The default (a minute) would let the switch fire up to a minute late.
+            (
+                "AccuracyUSec",
+                Value::from(usec(Duration::from_millis(100))),
+            ),
+            ("RemainAfterElapse", Value::from(false)),
+        ];
+        let exec = vec![(program.clone(), argv.to_vec(), false)];
+        let service = vec![
+            ("Description", Value::from(description)),
+            ("Type", Value::from("oneshot")),
+            ("ExecStart", Value::from(exec)),
+        ];
+        let service_name = format!("{name}.service");
+        let r = self
+            .manager
+            .start_transient_unit(
+                &format!("{name}.timer"),
+                "replace",
+                &timer,
+                &[(service_name.as_str(), service)],
+            )
+            .await;
+        self.spent(start);
+        r.map(|_| ())
+            .map_err(|e| backend(&format!("start `{name}.timer`"), dbus_message(&e)))
+    }
 }

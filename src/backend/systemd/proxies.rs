@@ -25,6 +25,16 @@ pub trait Manager {
     fn reload_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     /// `daemon-reload`: re-read every unit file. Returns when done.
     fn reload(&self) -> zbus::Result<()>;
+    /// Create and start a unit that lives only in the manager (no file), with `aux` units beside
+    /// it (a timer's service).
+    #[allow(clippy::type_complexity)]
+    fn start_transient_unit(
+        &self,
+        name: &str,
+        mode: &str,
+        properties: &[(&str, zbus::Variant<'_>)],
+        aux: &[(&str, Vec<(&str, zbus::Variant<'_>)>)],
+    ) -> zbus::Result<OwnedObjectPath>;
     /// Create the `[Install]` symlinks of unit files.
     fn enable_unit_files(
         &self,

@@ -1,11 +1,13 @@
 //! Semantic rules on a parsed stack. Every rule runs; every problem is reported in one pass.
 
 mod formats;
+mod health;
 mod host;
 mod kube;
 mod secrets;
 
 use formats::*;
+use health::health as health_checks;
 use host::{host, pipelines, ports};
 use kube::kube;
 use secrets::secrets;
@@ -113,5 +115,6 @@ pub fn validate(stack: &Stack, file: &SourceFile) -> Vec<Problem> {
     ports(&mut c, stack);
     secrets(&mut c, stack);
     pipelines(&mut c, stack);
+    health_checks(&mut c, stack);
     c.problems
 }

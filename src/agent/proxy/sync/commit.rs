@@ -1,0 +1,376 @@
+//! One commit's sync: fetched, read and checked from git's objects (never in the live checkout,
+//! which stays at the last good commit), applied through the ops layer with its health gates and
+//! automatic rollback, and remembered: a good commit becomes the checkout and the proxy's own
+//! settings, a rolled-back one is never applied again.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::super::{Proxy, agent_error};
+use super::memory;
+use super::{Status, now};
+use crate::apply::{self, Events};
+use crate::backend::kube::Cluster;
+use crate::error::Error;
+use crate::generations::{Snapshot, Who};
+use crate::ops;
+use crate::plan::{Plan, Selection, Summary};
+use crate::stack::{Plane, Scope, Stack};
+
+/// How one sync ended, as the status and the loop see it.
+#[derive(Debug, Default)]
+pub(super) struct Ended {
+    /// `ok`, `refused`, `failed` or `rolled-back`.
+    pub result: &'static str,
+    pub summary: Option<Summary>,
+    pub error: Option<String>,
+    pub problems: Vec<String>,
+    pub generation: Option<u64>,
+    pub restored: Option<u64>,
+}
+
+impl Ended {
+    fn refused(summary: Option<Summary>, error: &Error) -> Self {
+        let problems = match error {
+            Error::Invalid { file, problems } => {
+                problems.iter().map(|p| p.one_line(file)).collect()
+            }
+            _ => Vec::new(),
+        };
+        Ended {
+            result: "refused",
+            summary,
+            error: Some(error.report()),
+            problems,
+            ..Ended::default()
+        }
+    }
+
+    fn failed(summary: Option<Summary>, error: &Error) -> Self {
+        Ended {
+            result: "failed",
+            summary,
+            error: Some(error.report()),
+            ..Ended::default()
+        }
+    }
+}
+
+/// Sync `commit` and say how it ended. A `refused` or `rolled-back` commit leaves the slot (only a
+/// new push can change it); a `failed` one stays, to be tried again.
+pub(super) async fn sync_one(
+    proxy: &Proxy,
+    stack_file: &Path,
+    commit: &str,
+    failures: u32,
+) -> Ended {
+    tracing::info!(commit, "sync started");
+    proxy.sync.set(|s| {
+        *s = Status {
+            commit: Some(commit.to_string()),
+            started: Some(now()),
+            result: Some("running"),
+            ..Status::default()
+        };
+    });
+    let ended = sync_commit(proxy, stack_file, commit).await;
+    match ended.result {
+        "ok" => tracing::info!(
+            commit,
+            generation = ended.generation,
+            "sync applied: {}",
+            summary_text(ended.summary.as_ref())
+        ),
+        "failed" => tracing::error!(
+            commit,
+            "sync failed (attempt {}): {}",
+            failures + 1,
+            ended.error.as_deref().unwrap_or_default()
+        ),
+        other => tracing::warn!(
+            commit,
+            "sync {other}: {}",
+            ended.error.as_deref().unwrap_or_default()
+        ),
+    }
+    for p in &ended.problems {
+        tracing::warn!(commit, "{p}");
+    }
+    if ended.result != "failed"
+        && let Err(e) = proxy.pending.clear_if(commit).await
+    {
+        tracing::error!("cannot clear the pending sync: {e}");
+    }
+    ended
+}
+
+fn summary_text(s: Option<&Summary>) -> String {
+    s.map_or_else(String::new, |s| {
+        format!(
+            "{} added, {} changed, {} destroyed",
+            s.add, s.change, s.destroy
+        )
+    })
+}
+
+async fn sync_commit(proxy: &Proxy, stack_file: &Path, commit: &str) -> Ended {
+    if commit.len() < 7 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let e = Error::Git {
+            rev: commit.into(),
+            message: "not a commit id".into(),
+        };
+        return Ended::refused(None, &e);
+    }
+    if memory::was_rolled_back(&proxy.state_dir, commit) {
+        let e = agent_error(format!(
+            "commit {commit} was rolled back before: it is not applied again; push a fix"
+        ));
+        return Ended::refused(None, &e);
+    }
+    let dir = proxy.repo_dir.clone();
+    let branch = proxy.branch.clone();
+    let path = dir.join(stack_file);
+    let (c, p) = (commit.to_string(), path.clone());
+    let read = tokio::task::spawn_blocking(move || {
+        crate::git::fetch(&dir, "origin", &branch)?;
+        crate::git::committed(&p, &c)
+    })
+    .await
+    .unwrap_or_else(|e| Err(agent_error(format!("reading the commit stopped: {e}"))));
+    let committed = match read {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            let e = agent_error(format!("commit {commit} has no `{}`", stack_file.display()));
+            return Ended::refused(None, &e);
+        }
+        Err(e) => return Ended::failed(None, &e),
+    };
+    // Checked before anything is touched: an invalid commit is refused with every problem.
+    let (stack, _) = match committed.parse() {
+        Ok(parsed) => parsed,
+        Err(e) => return Ended::refused(None, &e),
+    };
+    let snapshot = Snapshot {
+        path,
+        stack_toml: committed.text.clone(),
+        templates: committed.templates.clone(),
+    };
+    // The manager the stack names is the one the sync reaches.
+    let user = stack.host.scope == Scope::User;
+    let request = ops::ApplyRequest {
+        plan: ops::PlanRequest {
+            stack: ops::StackSource::Read(Box::new(snapshot.clone())),
+            plane: None,
+            against: ops::live(Cluster::default(), user, false, false),
+            selection: Selection::default(),
+            prune_volumes: false,
+        },
+        options: apply::Options::default(),
+        // One writer at a time: a person's `labctl apply` and this sync wait for each other.
+        lock: ops::LockRequest {
+            command: format!("labctl agent proxy: sync {commit}"),
+            wait: Duration::from_secs(600),
+            lease: crate::lock::DEFAULT_LEASE,
+        },
+        saved: None,
+        confirm: false,
+        who: Who::Proxy,
+        commit: Some(committed.commit.clone()),
+        rollback_on_failure: true,
+    };
+    let mut events = Logged {
+        proxy,
+        stack: &stack,
+        commit,
+        summary: None,
+    };
+    let applied = match ops::apply(&request, &mut events).await {
+        Ok(a) => a,
+        Err(e) => return ended_by(proxy, commit, events.summary, e),
+    };
+    let summary = applied
+        .outcome
+        .as_ref()
+        .map_or_else(|| applied.planned.plan.summary(), |o| o.summary);
+    // Another writer may have changed the lab meanwhile: planned again, it converges.
+    if let Some(lost) = applied.lock_lost {
+        return Ended::failed(Some(summary), &agent_error(lost));
+    }
+    remember(proxy, commit, &snapshot).await;
+    Ended {
+        result: "ok",
+        summary: Some(summary),
+        generation: applied.generation.map(|g| g.number),
+        ..Ended::default()
+    }
+}
+
+/// How a sync whose apply returned `error` ended.
+fn ended_by(proxy: &Proxy, commit: &str, summary: Option<Summary>, error: Error) -> Ended {
+    match &error {
+        Error::RolledBack { restored, .. } | Error::RollbackFailed { restored, .. } => {
+            // Whatever the rollback did, this commit broke the lab: never again by itself.
+            if let Err(e) = memory::remember_rolled_back(&proxy.state_dir, commit) {
+                tracing::error!("cannot remember the rolled-back commit: {}", e.report());
+            }
+            let rolled_back = matches!(error, Error::RolledBack { .. });
+            Ended {
+                result: if rolled_back { "rolled-back" } else { "failed" },
+                summary,
+                error: Some(error.report()),
+                restored: rolled_back.then_some(*restored),
+                ..Ended::default()
+            }
+        }
+        // The commit itself is wrong: trying it again cannot help.
+        Error::Invalid { .. }
+        | Error::Template { .. }
+        | Error::Manifest { .. }
+        | Error::Duplicate { .. }
+        | Error::Refused { .. } => Ended::refused(summary, &error),
+        _ => Ended::failed(summary, &error),
+    }
+}
+
+/// A good sync: the live checkout moves to the commit, and the proxy's next start takes its own
+/// settings from its stack.
+async fn remember(proxy: &Proxy, commit: &str, snapshot: &Snapshot) {
+    let (dir, c) = (proxy.repo_dir.clone(), commit.to_string());
+    let checkout = tokio::task::spawn_blocking(move || crate::git::checkout_detached(&dir, &c))
+        .await
+        .unwrap_or_else(|e| Err(agent_error(e.to_string())));
+    if let Err(e) = checkout {
+        tracing::warn!(
+            "applied, but the checkout stays where it was: {}",
+            e.report()
+        );
+    }
+    if let Err(e) = memory::remember_good(&proxy.state_dir, commit, snapshot) {
+        tracing::error!("cannot record the applied commit: {}", e.report());
+    }
+}
+
+/// Apply's progress, as log lines; the plan's summary, for the status; and, before a plan that
+/// changes the proxy itself, its dead-man switch.
+struct Logged<'a> {
+    proxy: &'a Proxy,
+    stack: &'a Stack,
+    commit: &'a str,
+    summary: Option<Summary>,
+}
+
+impl ops::Events for Logged<'_> {
+    fn warning(&mut self, text: &str) {
+        tracing::warn!("{text}");
+    }
+    fn planned(&mut self, plan: &Plan) {
+        self.summary = Some(plan.summary());
+    }
+    fn before_changes<'a>(
+        &'a mut self,
+        plan: &'a Plan,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let sd = self.proxy.systemd().await?;
+            super::super::rescue::arm(&self.proxy.state_dir, plan, self.stack, self.commit, &sd)
+                .await
+                .map(|_| ())
+        })
+    }
+}
+
+impl Events for Logged<'_> {
+    fn phase(&mut self, plane: Plane, what: &str) {
+        tracing::info!(%plane, "{what}");
+    }
+    fn step(&mut self, plane: Plane, line: &str) {
+        tracing::info!(%plane, "{line}");
+    }
+}
+
+/// The proxy's dead-man switch fired while a previous proxy ran (the one a sync started did not
+/// serve in time): remember the commit, apply the last good stack again so the rest of the lab
+/// comes back too, and record the commit's generation as rolled back.
+pub(super) async fn after_rescue(proxy: &Proxy, rescue: super::super::rescue::Rescue) -> Ended {
+    let commit = rescue.commit.as_str();
+    tracing::warn!(
+        commit,
+        armed = %rescue.armed,
+        "the proxy this commit started did not serve in time: systemd put the previous one back"
+    );
+    if let Err(e) = memory::remember_rolled_back(&proxy.state_dir, commit) {
+        tracing::error!("cannot remember the rolled-back commit: {}", e.report());
+    }
+    let failure = format!(
+        "the proxy commit {commit} started did not serve within its confirmation time: \
+         systemd put the previous proxy back"
+    );
+    let Some(good) = memory::last_good(&proxy.state_dir) else {
+        let e = agent_error(format!("{failure}; no good stack to roll the rest back to"));
+        return Ended::failed(None, &e);
+    };
+    let stack = match good.load() {
+        Ok((loaded, _)) => loaded.stack,
+        Err(e) => return Ended::failed(None, &e),
+    };
+    let user = stack.host.scope == Scope::User;
+    let scope = if user { Scope::User } else { stack.host.scope };
+    let store = crate::generations::Store::of(&stack, scope);
+    let request = ops::ApplyRequest {
+        plan: ops::PlanRequest {
+            stack: ops::StackSource::Read(Box::new(good.clone())),
+            plane: None,
+            against: ops::live(Cluster::default(), user, false, false),
+            selection: Selection::default(),
+            prune_volumes: false,
+        },
+        options: apply::Options::default(),
+        lock: ops::LockRequest {
+            command: format!("labctl agent proxy: roll back {commit}"),
+            wait: Duration::from_secs(600),
+            lease: crate::lock::DEFAULT_LEASE,
+        },
+        saved: None,
+        confirm: false,
+        who: Who::Proxy,
+        commit: std::fs::read_to_string(proxy.state_dir.join(memory::LAST_APPLIED))
+            .ok()
+            .map(|c| c.trim().to_string()),
+        rollback_on_failure: false,
+    };
+    let mut events = Logged {
+        proxy,
+        stack: &stack,
+        commit,
+        summary: None,
+    };
+    let back = ops::apply(&request, &mut events).await;
+    let restored = store.last_good().ok().flatten().map(|g| g.number);
+    let record = crate::generations::Record {
+        commit: Some(commit.to_string()),
+        who: Who::Proxy,
+        summary: events.summary.unwrap_or_default(),
+        result: crate::generations::Outcome::RolledBack,
+        failure: Some(failure.clone()),
+        restored,
+        snapshot: good,
+    };
+    if let Err(e) = store.record(record) {
+        tracing::error!("cannot record the rolled-back generation: {}", e.report());
+    }
+    match back {
+        Ok(_) => Ended {
+            result: "rolled-back",
+            error: Some(failure),
+            restored,
+            ..Ended::default()
+        },
+        Err(e) => Ended::failed(
+            None,
+            &agent_error(format!(
+                "{failure}; rolling the rest back failed: {}",
+                e.report()
+            )),
+        ),
+    }
+}
