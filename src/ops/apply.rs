@@ -157,12 +157,24 @@ async fn settle(
         // Nothing to change, but a stack other than the last one recorded: what runs is this
         // stack now (a change another run made, a commit of comments only).
         Ok((plan, None)) if recorded_other(store, &snapshot)? => {
-            let g = store.record(record(Outcome::Ok, None, None, plan.summary(), snapshot))?;
+            let g = store.record(record(
+                Outcome::Ok,
+                None,
+                request.restores,
+                plan.summary(),
+                snapshot,
+            ))?;
             return Ok((plan, None, Some(g)));
         }
         Ok((plan, None)) => return Ok((plan, None, None)),
         Ok((plan, Some(outcome))) => {
-            let g = store.record(record(Outcome::Ok, None, None, outcome.summary, snapshot))?;
+            let g = store.record(record(
+                Outcome::Ok,
+                None,
+                request.restores,
+                outcome.summary,
+                snapshot,
+            ))?;
             return Ok((plan, Some(outcome), Some(g)));
         }
         Err(Failed::Before(e)) => return Err(e),

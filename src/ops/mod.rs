@@ -102,6 +102,8 @@ pub struct ApplyRequest {
     /// When the apply or a health gate fails, apply the last good generation again (both
     /// planes) and check its gates.
     pub rollback_on_failure: bool,
+    /// The generation this apply puts back (`labctl rollback`), for the record.
+    pub restores: Option<u64>,
 }
 
 /// What a run reports besides apply's own progress ([`crate::apply::Events`]). Every method has a

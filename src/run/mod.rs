@@ -388,6 +388,7 @@ fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Er
         who: Who::Command(command.join(" ")),
         commit: crate::git::clean_commit(&cli.stack),
         rollback_on_failure: args.rollback_on_failure,
+        restores: None,
     };
     let span = root_span("labctl apply", &loaded.stack.stack.name, request.plan.plane);
     let _entered = span.enter();
@@ -506,6 +507,7 @@ fn rollback_cmd(cli: &Cli, args: &RollbackArgs, styles: Styles) -> Result<ExitCo
         who: Who::Command(command.join(" ")),
         commit: to.commit.clone(),
         rollback_on_failure: false,
+        restores: Some(to.number),
     };
     let span = root_span("labctl apply", &loaded.stack.stack.name, None);
     let _entered = span.enter();

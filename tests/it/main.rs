@@ -9,6 +9,7 @@ mod dashboards;
 mod docs;
 mod doors;
 mod gate;
+mod gitops;
 mod image;
 mod ingest;
 mod kube;

@@ -3,29 +3,16 @@
 //! pipelines, and the GitOps sync: applied, refused, stopped mid-apply and redone, traced.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::support::agents::{self, ProxyCmd, checkout, proxy_stack};
+use crate::support::gitops::{Gitops, pending, sync_status, synced};
 use crate::support::otlp::{self, Receiver, Span};
 use crate::support::systemd::UserManager;
-use crate::support::{Stack, git, wait_for};
+use crate::support::{git, wait_for};
 
-const PUSH: &str = include_str!("../fixtures/github-push.json");
-const COMMIT: &str = "3d1f6b7e2c9a4f5b8e0d7c6a5b4f3e2d1c0b9a87";
-
-/// The pending-sync log, as written.
-fn pending_log(repo: &Path) -> String {
-    std::fs::read_to_string(repo.join(".git/labctl-proxy/pending-sync.jsonl")).unwrap_or_default()
-}
-
-/// What waits in the pending-sync slot: the log's last line.
-fn pending(repo: &Path) -> Option<serde_json::Value> {
-    pending_log(repo)
-        .lines()
-        .last()
-        .map(|l| serde_json::from_str(l).unwrap())
-}
+use crate::support::gitops::{COMMIT, PUSH, pending_log};
 
 #[test]
 fn refuses_to_start_without_the_secret_naming_the_variable() {
@@ -338,157 +325,6 @@ fn issues_reload_ingest_and_pipelines_start_units_on_a_real_manager() {
     assert!(r.header("retry-after").is_some(), "{r:?}");
 
     assert_eq!(p.stop(), Some(0));
-}
-
-const SLEEPER: &str = "[Unit]
-Description={{ c.values.description }}
-
-[Service]
-ExecStart=/bin/sh -c 'trap \"\" HUP; while :; do sleep 1; done'
-
-[Install]
-WantedBy=default.target
-";
-
-/// Holds a unit in `activating` (its `ExecStartPre=`) while the file `values.hold` exists: an
-/// apply that starts it is in the middle for as long as the test wants.
-const SLOW: &str = "[Unit]
-Description={{ c.values.description }}
-
-[Service]
-ExecStartPre=/bin/sh -c 'while [ -e {{ c.values.hold }} ]; do sleep 0.1; done'
-ExecStart=/bin/sh -c 'trap \"\" HUP; while :; do sleep 1; done'
-
-[Install]
-WantedBy=default.target
-";
-
-/// The GitOps setting on a real user manager: a bare origin (named like the payload's
-/// repository), the proxy's checkout of it with a stack applied by hand, and a second clone that
-/// "someone else" pushes from.
-struct Gitops {
-    m: UserManager,
-    repo: PathBuf,
-    work: PathBuf,
-    /// While this file exists, units named `slow*` stay activating.
-    hold: PathBuf,
-}
-
-impl Gitops {
-    /// Units `units` committed, pushed and applied by hand (`labctl apply`).
-    fn new(units: &[&str]) -> Self {
-        let m = UserManager::start();
-        let scratch = m.scratch();
-        let repo = checkout(&scratch, "");
-        let origin = scratch.join("origin/acme/homelab.git");
-        std::fs::create_dir_all(&origin).unwrap();
-        git(&origin, &["init", "-q", "--bare", "-b", "main"]);
-        let g = Gitops {
-            repo,
-            work: scratch.join("work"),
-            hold: scratch.join("hold"),
-            m,
-        };
-        g.stack(&g.repo, units);
-        git(&g.repo, &["add", "-A"]);
-        git(&g.repo, &["commit", "-q", "-m", "first units"]);
-        git(&g.repo, &["push", "-q", "origin", "main"]);
-        g.m.labctl(&g.repo.join("stack.toml"), &["apply", "--yes"])
-            .code(0);
-        for u in units {
-            assert_eq!(g.m.active_state(&format!("gitops-{u}.service")), "active");
-        }
-        git(
-            &scratch,
-            &[
-                "clone",
-                "-q",
-                origin.to_str().unwrap(),
-                g.work.to_str().unwrap(),
-            ],
-        );
-        g
-    }
-
-    /// The stack in `dir`: one `[host.extra]` unit `gitops-<name>` per name, from the sleeper
-    /// template, or the slow one for names starting with `slow`.
-    fn stack(&self, dir: &Path, units: &[&str]) {
-        let mut s = Stack::units(dir, "gitops")
-            .template("sleeper.service", SLEEPER)
-            .template("slow.service", SLOW);
-        for u in units {
-            let template = if u.starts_with("slow") {
-                "slow"
-            } else {
-                "sleeper"
-            };
-            s = s.unit(
-                u,
-                &format!(
-                    "template = \"{template}\"\nunit = \"gitops-{u}\"\nvalues = {{ description = \"{u}\", hold = \"{}\" }}",
-                    self.hold.display()
-                ),
-            );
-        }
-        s.write();
-    }
-
-    /// Someone else commits the stack with `units` and pushes it: the push's payload (`before`,
-    /// `after` as GitHub sends them) and `after`.
-    fn push(&self, units: &[&str]) -> (String, String) {
-        let before = git(&self.work, &["rev-parse", "HEAD"]);
-        self.stack(&self.work, units);
-        git(&self.work, &["add", "-A"]);
-        git(
-            &self.work,
-            &["commit", "-q", "-m", &format!("units {units:?}")],
-        );
-        git(&self.work, &["push", "-q", "origin", "main"]);
-        let after = git(&self.work, &["rev-parse", "HEAD"]);
-        let payload = PUSH
-            .replace(COMMIT, &after)
-            .replace("6113728f27ae82c7b1a177c8d03f9e96e0adf246", &before);
-        (payload, after)
-    }
-
-    /// The proxy for the checkout, on this manager.
-    fn proxy(&self) -> ProxyCmd {
-        let mut cmd = ProxyCmd::new(&self.repo);
-        for (k, v) in self.m.env() {
-            cmd = cmd.env(k, v);
-        }
-        cmd
-    }
-
-    /// `labctl plan` of the checkout's stack against the manager says `No changes.`.
-    fn converged(&self) {
-        self.m
-            .labctl(&self.repo.join("stack.toml"), &["plan", "--user"])
-            .code(0)
-            .stdout_has("No changes.");
-    }
-
-    fn last_applied(&self) -> Option<String> {
-        std::fs::read_to_string(self.repo.join(".git/labctl-proxy/last-applied"))
-            .ok()
-            .map(|t| t.trim().to_string())
-    }
-}
-
-fn sync_status(p: &agents::Proxy) -> serde_json::Value {
-    let r = p.request("GET", "/sync/status", &[], b"");
-    assert_eq!(r.status, 200, "{r:?}");
-    r.json()
-}
-
-/// Wait until the sync of `commit` has finished (or stopped); its status.
-fn synced(p: &agents::Proxy, commit: &str) -> serde_json::Value {
-    let mut status = serde_json::Value::Null;
-    wait_for("the sync to finish", Duration::from_secs(120), || {
-        status = sync_status(p);
-        status["commit"] == commit && status["finished"].is_string()
-    });
-    status
 }
 
 #[test]

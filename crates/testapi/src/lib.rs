@@ -600,6 +600,12 @@ impl TestApiServer {
         self.state().auto_rollout = on;
     }
 
+    /// Workloads whose pod template runs `image` never finish rolling out, even in auto-rollout
+    /// mode: as an image that cannot be pulled, their new pods never become ready.
+    pub fn set_stuck_image(&self, image: &str) {
+        self.state().stuck_images.push(image.to_string());
+    }
+
     /// The last issued resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.state().rv

@@ -60,6 +60,8 @@ pub struct Proxy {
     pub branch: String,
     /// The checkout pushes sync.
     pub repo_dir: PathBuf,
+    /// The stack file, relative to the checkout.
+    pub stack_file: PathBuf,
     /// `origin`'s URL in the checkout, to tell the repository's pushes from another's.
     pub origin: Option<String>,
     secret: Vec<u8>,
@@ -80,6 +82,11 @@ pub struct Proxy {
     pub pipelines: pipelines::Pipelines,
     target: Target,
     systemd: tokio::sync::Mutex<Option<Arc<Systemd>>>,
+    /// Set once a sync has armed the dead-man switch and goes on to restart this very proxy: the
+    /// stop that follows is expected, and waits for no grace.
+    pub restarting_itself: std::sync::atomic::AtomicBool,
+    /// The stack the proxy took its own settings from (see [`configure`]).
+    pub stack: crate::stack::Stack,
     /// Why the proxy has no stack of its own to take its settings from, when it has none.
     stack_problem: Option<String>,
 }
@@ -206,6 +213,7 @@ pub fn configure(args: &ProxyArgs) -> Result<Proxy, Error> {
     Ok(Proxy {
         branch: args.branch.clone(),
         repo_dir: args.repo_dir.clone(),
+        stack_file: args.stack_file.clone(),
         origin,
         secret: secret.into_bytes(),
         pending: pending::Slot::open(&state_dir)?,
@@ -220,6 +228,8 @@ pub fn configure(args: &ProxyArgs) -> Result<Proxy, Error> {
         pipelines,
         target,
         systemd: tokio::sync::Mutex::new(None),
+        restarting_itself: std::sync::atomic::AtomicBool::new(false),
+        stack,
         stack_problem,
     })
 }
@@ -240,6 +250,12 @@ fn own_stack(
     let path = args.repo_dir.join(&args.stack_file);
     let why = match crate::stack::load(&path) {
         Ok(loaded) => return (loaded.stack, None),
+        // Every problem, where it is: `/readyz` is where a person looks first.
+        Err(Error::Invalid { file, problems }) => problems
+            .iter()
+            .map(|p| p.one_line(&file))
+            .collect::<Vec<_>>()
+            .join("; "),
         Err(e) => e.report(),
     };
     tracing::error!(

@@ -99,6 +99,8 @@ impl UserManager {
             .args(&cgroups)
             .env("XDG_RUNTIME_DIR", &runtime)
             .env("XDG_CONFIG_HOME", &config)
+            // Units inherit it: their `~` (state, tokens) is the manager's own, as `env()` says.
+            .env("HOME", root.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -219,4 +219,17 @@ impl State {
         self.auto_rollout = auto;
         result
     }
+
+    /// Whether a workload's pod template runs an image whose rollout never completes (as an image
+    /// that cannot be pulled): see [`crate::TestApiServer::set_stuck_image`].
+    pub(super) fn runs_stuck_image(&self, obj: &Value) -> bool {
+        let containers = obj
+            .pointer("/spec/template/spec/containers")
+            .and_then(Value::as_array);
+        containers.into_iter().flatten().any(|c| {
+            c.get("image")
+                .and_then(Value::as_str)
+                .is_some_and(|i| self.stuck_images.iter().any(|s| s == i))
+        })
+    }
 }

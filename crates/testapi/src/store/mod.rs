@@ -74,6 +74,8 @@ pub struct State {
     pub latency: Duration,
     /// When set, workloads report rolled-out status right after each write.
     pub auto_rollout: bool,
+    /// Images whose workloads never finish rolling out, even in auto-rollout mode.
+    pub stuck_images: Vec<String>,
     /// Node count used for DaemonSet status in auto-rollout mode.
     pub nodes: u64,
     /// Storage class defaulted onto PVCs without one (k3s: `local-path`).
@@ -128,6 +130,7 @@ impl State {
             faults: Vec::new(),
             latency: Duration::ZERO,
             auto_rollout: false,
+            stuck_images: Vec::new(),
             nodes: 1,
             default_storage_class: Some("local-path".into()),
             events,

@@ -161,6 +161,7 @@ impl State {
                 def.kind.as_str(),
                 "Deployment" | "StatefulSet" | "DaemonSet"
             )
+            && !self.runs_stuck_image(&new)
         {
             return self.complete_rollout(def, ns, name);
         }

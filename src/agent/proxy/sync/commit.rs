@@ -177,6 +177,7 @@ async fn sync_commit(proxy: &Proxy, stack_file: &Path, commit: &str) -> Ended {
         who: Who::Proxy,
         commit: Some(committed.commit.clone()),
         rollback_on_failure: true,
+        restores: None,
     };
     let mut events = Logged {
         proxy,
@@ -272,9 +273,20 @@ impl ops::Events for Logged<'_> {
     ) -> futures_util::future::BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let sd = self.proxy.systemd().await?;
-            super::super::rescue::arm(&self.proxy.state_dir, plan, self.stack, self.commit, &sd)
-                .await
-                .map(|_| ())
+            let armed = super::super::rescue::arm(
+                &self.proxy.state_dir,
+                plan,
+                self.stack,
+                self.commit,
+                &sd,
+            )
+            .await?;
+            if armed {
+                self.proxy
+                    .restarting_itself
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(())
         })
     }
 }
@@ -301,24 +313,34 @@ pub(super) async fn after_rescue(proxy: &Proxy, rescue: super::super::rescue::Re
     if let Err(e) = memory::remember_rolled_back(&proxy.state_dir, commit) {
         tracing::error!("cannot remember the rolled-back commit: {}", e.report());
     }
+    // Handled here: the slot does not hand it to the loop again.
+    if let Err(e) = proxy.pending.clear_if(commit).await {
+        tracing::error!("cannot clear the pending sync: {e}");
+    }
     let failure = format!(
         "the proxy commit {commit} started did not serve within its confirmation time: \
          systemd put the previous proxy back"
     );
-    let Some(good) = memory::last_good(&proxy.state_dir) else {
-        let e = agent_error(format!("{failure}; no good stack to roll the rest back to"));
-        return Ended::failed(None, &e);
+    // The generations of the proxy's own stack, where every apply of it was recorded.
+    let user = proxy.stack.host.scope == Scope::User;
+    let store = crate::generations::Store::of(&proxy.stack, proxy.stack.host.scope);
+    let good = match store.last_good() {
+        Ok(Some(g)) => g,
+        Ok(None) => {
+            let e = agent_error(format!(
+                "{failure}; no good generation to roll the rest back to"
+            ));
+            return Ended::failed(None, &e);
+        }
+        Err(e) => return Ended::failed(None, &e),
     };
-    let stack = match good.load() {
+    let stack = match good.snapshot.load() {
         Ok((loaded, _)) => loaded.stack,
         Err(e) => return Ended::failed(None, &e),
     };
-    let user = stack.host.scope == Scope::User;
-    let scope = if user { Scope::User } else { stack.host.scope };
-    let store = crate::generations::Store::of(&stack, scope);
     let request = ops::ApplyRequest {
         plan: ops::PlanRequest {
-            stack: ops::StackSource::Read(Box::new(good.clone())),
+            stack: ops::StackSource::Read(Box::new(good.snapshot.clone())),
             plane: None,
             against: ops::live(Cluster::default(), user, false, false),
             selection: Selection::default(),
@@ -333,10 +355,9 @@ pub(super) async fn after_rescue(proxy: &Proxy, rescue: super::super::rescue::Re
         saved: None,
         confirm: false,
         who: Who::Proxy,
-        commit: std::fs::read_to_string(proxy.state_dir.join(memory::LAST_APPLIED))
-            .ok()
-            .map(|c| c.trim().to_string()),
+        commit: good.commit.clone(),
         rollback_on_failure: false,
+        restores: Some(good.number),
     };
     let mut events = Logged {
         proxy,
@@ -345,7 +366,16 @@ pub(super) async fn after_rescue(proxy: &Proxy, rescue: super::super::rescue::Re
         summary: None,
     };
     let back = ops::apply(&request, &mut events).await;
-    let restored = store.last_good().ok().flatten().map(|g| g.number);
+    let restored = Some(good.number);
+    // The record is the failed commit's: its stack from git, when git still has it.
+    let failed = crate::git::committed(&proxy.repo_dir.join(&proxy.stack_file), commit)
+        .ok()
+        .flatten()
+        .map(|c| Snapshot {
+            path: proxy.repo_dir.join(&proxy.stack_file),
+            stack_toml: c.text,
+            templates: c.templates,
+        });
     let record = crate::generations::Record {
         commit: Some(commit.to_string()),
         who: Who::Proxy,
@@ -353,7 +383,7 @@ pub(super) async fn after_rescue(proxy: &Proxy, rescue: super::super::rescue::Re
         result: crate::generations::Outcome::RolledBack,
         failure: Some(failure.clone()),
         restored,
-        snapshot: good,
+        snapshot: failed.unwrap_or(good.snapshot),
     };
     if let Err(e) = store.record(record) {
         tracing::error!("cannot record the rolled-back generation: {}", e.report());

@@ -173,7 +173,13 @@ pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, grace: Duration, shutdo
             .instrument(span.clone());
         let stopped = async {
             shutdown.cancelled().await;
-            tokio::time::sleep(grace).await;
+            // This sync restarts the proxy itself: the new one redoes the commit from the slot.
+            if !proxy
+                .restarting_itself
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                tokio::time::sleep(grace).await;
+            }
         };
         let started = Instant::now();
         let ended = tokio::select! {
