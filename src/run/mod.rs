@@ -196,6 +196,8 @@ fn root_span(name: &'static str, stack: &str, p: Option<Plane>) -> tracing::Span
             labctl.add = Empty,
             labctl.change = Empty,
             labctl.destroy = Empty,
+            labctl.result = Empty,
+            labctl.generation = Empty,
             error.message = Empty
         ),
         _ => tracing::info_span!(
@@ -209,6 +211,15 @@ fn root_span(name: &'static str, stack: &str, p: Option<Plane>) -> tracing::Span
     };
     crate::telemetry::set_parent_from_env(&span);
     span
+}
+
+/// How an apply that returned `e` ended, as its span's `labctl.result` says it (the sync's words).
+fn result_word(e: &Error) -> &'static str {
+    match e {
+        Error::RolledBack { .. } => "rolled-back",
+        Error::Refused { .. } | Error::Locked { .. } => "refused",
+        _ => "failed",
+    }
 }
 
 fn record_summary(span: &tracing::Span, plan: &Plan) {
@@ -397,10 +408,15 @@ fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Er
     let applied = match result {
         Ok(a) => a,
         Err(e) => {
+            span.record("labctl.result", result_word(&e));
             span.record("error.message", e.report());
             return Err(e);
         }
     };
+    span.record("labctl.result", "ok");
+    if let Some(g) = &applied.generation {
+        span.record("labctl.generation", g.number);
+    }
     record_summary(&span, &applied.planned.plan);
     let Some(outcome) = &applied.outcome else {
         return Ok(ExitCode::SUCCESS);
