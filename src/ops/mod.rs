@@ -18,7 +18,7 @@ mod secrets;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use secrets::read as read_secrets;
+pub use secrets::{needed as secrets_needed, read as read_secrets, read_selected};
 
 use crate::backend::kube::Cluster;
 use crate::backend::systemd::Target;
@@ -282,18 +282,23 @@ fn load(source: &StackSource) -> Result<(LoadedStack, Templates), Error> {
     }
 }
 
-/// The secrets a plan renders with: read from their sources when it compares live values,
-/// otherwise none at all (every one redacted).
+/// The secrets a plan renders with: when it compares live values, those of the objects it
+/// keeps (its plane, its selection; the host's alone when no cluster is configured and none was
+/// asked for), read from their sources; otherwise none at all (every one redacted).
 async fn secrets_for(
     request: &PlanRequest,
     loaded: &LoadedStack,
     templates: &Templates,
 ) -> Result<Secrets, Error> {
-    if matches!(request.against, Against::Live(_)) {
-        read_secrets(loaded, templates, request.plane).await
-    } else {
-        Ok(Secrets::redacted())
-    }
+    let Against::Live(how) = &request.against else {
+        return Ok(Secrets::redacted());
+    };
+    // The same rule `plan::build` follows to leave the cluster out.
+    let plane = match request.plane {
+        None if !how.kube.how().configured() => Some(Plane::Systemd),
+        p => p,
+    };
+    read_selected(loaded, templates, plane, &request.selection).await
 }
 
 async fn build(

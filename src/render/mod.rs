@@ -156,7 +156,7 @@ fn render_all(
             r.asked.insert(name.to_string());
             match secrets.get(name) {
                 Some(v) => {
-                    if !secrets.is_redacted() {
+                    if !secrets.is_marker(name) {
                         crate::sensitive::register(&v);
                     }
                     Ok(v)
