@@ -29,6 +29,31 @@ pub struct Missing {
     pub source: Option<SecretFrom>,
     /// Why there is no value, in the user's terms (never a value or a token).
     pub reason: String,
+    /// The cause is the secret store (OpenBao): `labctl bootstrap` sets it up and fills it.
+    pub store: bool,
+    /// The store is sealed: its address.
+    pub sealed: Option<String>,
+}
+
+impl Missing {
+    /// The same, as the error type carries it.
+    pub fn to_error(&self) -> crate::error::MissingSecret {
+        crate::error::MissingSecret {
+            name: self.name.clone(),
+            source: self.source.as_ref().map(|s| match s {
+                SecretFrom::Bao { mount, path, key } if key == &self.name => {
+                    format!("OpenBao `{mount}/{path}`")
+                }
+                SecretFrom::Bao { mount, path, key } => {
+                    format!("OpenBao `{mount}/{path}` key `{key}`")
+                }
+                SecretFrom::Env(v) => format!("env `{v}`"),
+                SecretFrom::File(p) => format!("file `{p}`"),
+            }),
+            cause: self.reason.clone(),
+            store: self.store,
+        }
+    }
 }
 
 impl std::fmt::Display for Missing {
@@ -60,14 +85,23 @@ impl Resolved {
     ///
     /// # Errors
     /// [`Error::MissingSecrets`] when any secret has no value.
+    /// [`Error::Sealed`] when the store holding some of them is sealed (the others named too).
     pub fn require(self) -> Result<BTreeMap<String, SecretValue>, Error> {
         if self.missing.is_empty() {
-            Ok(self.values)
-        } else {
-            Err(Error::MissingSecrets {
-                missing: self.missing.iter().map(ToString::to_string).collect(),
-            })
+            return Ok(self.values);
         }
+        if let Some(addr) = self.missing.iter().find_map(|m| m.sealed.clone()) {
+            let (blocked, others): (Vec<&Missing>, Vec<&Missing>) =
+                self.missing.iter().partition(|m| m.sealed.is_some());
+            return Err(Error::Sealed {
+                addr,
+                blocked: blocked.iter().map(|m| m.name.clone()).collect(),
+                others: others.iter().map(|m| m.to_error()).collect(),
+            });
+        }
+        Err(Error::MissingSecrets {
+            missing: self.missing.iter().map(Missing::to_error).collect(),
+        })
     }
 }
 
@@ -98,6 +132,8 @@ pub async fn resolve(
             name: name.clone(),
             source,
             reason,
+            store: false,
+            sealed: None,
         };
         let source = match stack.secret_from(name) {
             None => {
@@ -158,29 +194,38 @@ pub async fn resolve(
             Err(e) => Err(e),
         };
         for (name, source, kv, key) in from_bao {
-            let result: Result<SecretValue, String> = match &read {
-                Err(e) => Err(e.to_string()),
+            let sealed = |e: &BaoError| match e {
+                BaoError::Sealed { addr } => Some(addr.clone()),
+                _ => None,
+            };
+            let result: Result<SecretValue, (String, Option<String>)> = match &read {
+                Err(e) => Err((e.to_string(), sealed(e))),
                 Ok(all) => match all.get(&kv) {
                     Some(Ok(fields)) => fields
                         .get(&key)
                         .cloned()
-                        .ok_or_else(|| no_key(&kv, &key, fields)),
-                    Some(Err(e)) => Err(e.to_string()),
-                    None => Err(BaoError::NoSuchPath {
-                        path: kv.clone(),
-                        deleted: false,
-                    }
-                    .to_string()),
+                        .ok_or_else(|| (no_key(&kv, &key, fields), None)),
+                    Some(Err(e)) => Err((e.to_string(), sealed(e))),
+                    None => Err((
+                        BaoError::NoSuchPath {
+                            path: kv.clone(),
+                            deleted: false,
+                        }
+                        .to_string(),
+                        None,
+                    )),
                 },
             };
             match result {
                 Ok(v) => {
                     out.values.insert(name, v);
                 }
-                Err(reason) => out.missing.push(Missing {
+                Err((reason, sealed)) => out.missing.push(Missing {
                     name,
                     source: Some(source),
                     reason,
+                    store: sealed.is_none(),
+                    sealed,
                 }),
             }
         }

@@ -813,7 +813,7 @@ fn the_rendered_openbao_unit_runs_a_real_server() {
     assert!(matches!(err, BaoError::NotInitialised { .. }), "{err}");
     assert!(
         err.to_string()
-            .contains("is not initialised: initialise it once with `bao operator init`"),
+            .contains("is not initialised: initialise it once with `labctl bootstrap`"),
         "{err}"
     );
 
@@ -1145,7 +1145,7 @@ fn render_without_secrets_refuses_naming_them_and_redact_renders_markers() {
     assert!(out.is_empty(), "nothing is rendered: {out}");
     assert!(
         err.contains(
-            "`db-password` from { env = \"E2E_DB_PASSWORD\" }: `E2E_DB_PASSWORD` is not set"
+            "`db-password` (from env `E2E_DB_PASSWORD`): `E2E_DB_PASSWORD` is not set"
         ),
         "{err}"
     );

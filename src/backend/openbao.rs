@@ -163,7 +163,7 @@ pub enum BaoError {
     },
     /// The server runs but has never been initialised.
     #[error(
-        "OpenBao at `{addr}` is not initialised: initialise it once with `bao operator init`, then unseal it"
+        "OpenBao at `{addr}` is not initialised: initialise it once with `labctl bootstrap` (or `bao operator init`, then unseal it)"
     )]
     NotInitialised {
         /// The address.
@@ -171,7 +171,7 @@ pub enum BaoError {
     },
     /// The server is sealed.
     #[error(
-        "OpenBao at `{addr}` is sealed: unseal it with `bao operator unseal` (or `bao operator unseal -migrate`)"
+        "OpenBao at `{addr}` is sealed: unseal it with `bao operator unseal` (once per unseal key, up to the threshold) or `labctl bootstrap --unseal --keys-file FILE`; it seals itself whenever it restarts"
     )]
     Sealed {
         /// The address.

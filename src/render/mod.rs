@@ -66,10 +66,15 @@ pub fn render_asked(
                     .map(|t| format!("`{t}`"))
                     .collect::<Vec<_>>()
                     .join(", ");
-                format!(
-                    "`{n}` (used by {by}): no value; set `{}`",
-                    crate::stack::override_var(n)
-                )
+                crate::error::MissingSecret {
+                    name: n.clone(),
+                    source: None,
+                    cause: format!(
+                        "no value for {by}; set `{}`",
+                        crate::stack::override_var(n)
+                    ),
+                    store: false,
+                }
             })
             .collect(),
     })
