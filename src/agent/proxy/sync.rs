@@ -30,8 +30,9 @@ pub struct Status {
     pub started: Option<String>,
     /// When it finished, RFC 3339 UTC.
     pub finished: Option<String>,
-    /// `ok`, `failed`, `refused`, `running`, or `interrupted` (by the stop); `null` before the
-    /// first sync.
+    /// `ok`, `failed`, `refused`, `sealed` (the secret store is sealed: tried again after a
+    /// push or every minute, quietly), `running`, or `interrupted` (by the stop); `null` before
+    /// the first sync.
     pub result: Option<&'static str>,
     /// The plan's summary.
     pub summary: Option<Summary>,
@@ -76,12 +77,18 @@ fn now() -> String {
 /// a tight loop of fetches while pushes keep coming and the origin stays unreachable.
 const NEWER_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
+/// How often a sync that found the secret store sealed looks again: unsealing is a person's
+/// job, so a slow, steady look rather than the failure backoff's burst of retries.
+const SEALED_RECHECK: Duration = Duration::from_secs(60);
+
 /// The last sync this process ran.
 #[derive(Debug, Clone)]
 struct Attempt {
     commit: String,
     /// Failed syncs in a row, this one included (0: it applied or was refused).
     failures: u32,
+    /// It found the secret store sealed.
+    sealed: bool,
     finished: Instant,
 }
 
@@ -93,6 +100,13 @@ fn next_start(last: Option<&Attempt>, waiting: &str, now: Instant) -> Option<Ins
     let Some(last) = last else {
         return Some(now);
     };
+    if last.sealed {
+        return Some(if last.commit == waiting {
+            last.finished + SEALED_RECHECK
+        } else {
+            last.finished + NEWER_AFTER_FAILURE
+        });
+    }
     match (last.failures, last.commit == waiting) {
         (0, true) => None,
         (0, false) => Some(now),
@@ -146,8 +160,9 @@ pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, grace: Duration, shutdo
             .as_ref()
             .filter(|l| l.commit == pending.commit)
             .map_or(0, |l| l.failures);
-        let sync =
-            sync_one(&proxy, &stack_file, &pending.commit, failures).instrument(span.clone());
+        let was_sealed = last.as_ref().is_some_and(|l| l.sealed);
+        let sync = sync_one(&proxy, &stack_file, &pending.commit, failures, was_sealed)
+            .instrument(span.clone());
         let stopped = async {
             shutdown.cancelled().await;
             tokio::time::sleep(grace).await;
@@ -176,17 +191,19 @@ pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, grace: Duration, shutdo
         span.record("labctl.result", result);
         super::metrics::sync_ended(&pending.commit, result, started.elapsed());
         let failed = result == "failed";
+        let sealed = result == "sealed";
         let attempt = Attempt {
             commit: pending.commit,
             failures: if failed { failures + 1 } else { 0 },
+            sealed,
             finished: Instant::now(),
         };
         // After a failure: what waits now (the same commit, or a newer push) and when it is
         // tried.
-        let next = proxy.pending.read().filter(|_| failed).and_then(|p| {
+        let next = proxy.pending.read().filter(|_| failed || sealed).and_then(|p| {
             Some(next_start(Some(&attempt), &p.commit, attempt.finished)? - attempt.finished)
         });
-        if let Some(wait) = next {
+        if let Some(wait) = next.filter(|_| !(sealed && was_sealed)) {
             tracing::info!(
                 parent: &span,
                 "next sync attempt in {}",
@@ -211,6 +228,7 @@ enum Ended {
     Ok(Summary),
     Refused(Summary, Error),
     Failed(Option<Summary>, Error),
+    Sealed(Error),
 }
 
 /// Sync `commit`: how it ended (`ok`, `refused` or `failed`: the commit then stays in the slot,
@@ -220,6 +238,7 @@ async fn sync_one(
     stack_file: &Path,
     commit: &str,
     failures: u32,
+    was_sealed: bool,
 ) -> (&'static str, Option<Summary>, Option<String>) {
     tracing::info!(commit, "sync started");
     proxy.sync.set(|s| {
@@ -265,6 +284,15 @@ async fn sync_one(
             let e = e.report();
             tracing::error!(commit, "sync failed (attempt {}): {e}", failures + 1);
             ("failed", s, Some(e))
+        }
+        // Said once: the store stays sealed until a person unseals it, and each look again
+        // would only repeat it.
+        Ended::Sealed(e) => {
+            let e = e.report();
+            if !was_sealed {
+                tracing::warn!(commit, "sync waits: {e}");
+            }
+            ("sealed", None, Some(e))
         }
     }
 }
@@ -334,6 +362,7 @@ async fn sync_commit(proxy: &Proxy, stack_file: &Path, commit: &str) -> Ended {
         ),
         // A refusal the plan noted stays until a new push lifts it; so does an invalid stack.
         Err(e @ Error::Refused { .. }) => Ended::Refused(events.summary.unwrap_or_default(), e),
+        Err(e @ Error::Sealed { .. }) => Ended::Sealed(e),
         Err(e) => Ended::Failed(events.summary, e),
     }
 }
@@ -374,6 +403,7 @@ mod tests {
         let ok = Attempt {
             commit: "a".into(),
             failures: 0,
+            sealed: false,
             finished: t0,
         };
         // Applied (or refused): not again, but a newer push at once.
@@ -391,6 +421,17 @@ mod tests {
         );
         assert_eq!(
             next_start(Some(&failed(30)), "b", t0),
+            Some(t0 + NEWER_AFTER_FAILURE)
+        );
+        // Sealed: a slow, steady look again whatever the count; a new push soon.
+        let sealed = Attempt {
+            sealed: true,
+            failures: 0,
+            ..ok.clone()
+        };
+        assert_eq!(next_start(Some(&sealed), "a", t0), Some(t0 + SEALED_RECHECK));
+        assert_eq!(
+            next_start(Some(&sealed), "b", t0),
             Some(t0 + NEWER_AFTER_FAILURE)
         );
     }
