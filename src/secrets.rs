@@ -237,6 +237,23 @@ pub async fn resolve(
     out
 }
 
+/// Renew the OpenBao token labctl reads with, when any of `names` was read from OpenBao: the
+/// token `labctl bootstrap` makes is periodic and lives on while it is used. Best effort: a token
+/// that cannot be renewed (a root token) stays as it is, and nothing is said.
+pub async fn renew_token(stack: &Stack, names: &BTreeSet<String>, env: Env<'_>) {
+    let from_bao = names.iter().any(|n| {
+        env(&override_var(n)).is_none()
+            && matches!(stack.secret_from(n), Some(Ok(SecretFrom::Bao { .. })))
+    });
+    if !from_bao {
+        return;
+    }
+    let listen = (stack.host.openbao.enabled).then_some(stack.host.openbao.listen.as_str());
+    if let Ok(bao) = Connect::from_env(env, listen).and_then(|c| Bao::new(&c)) {
+        let _ = bao.renew_self().await;
+    }
+}
+
 /// [`resolve`] on a runtime of its own, for callers without one.
 ///
 /// # Errors

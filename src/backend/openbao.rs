@@ -56,13 +56,7 @@ impl Connect {
     /// [`BaoError::NoAddress`], [`BaoError::NoToken`], or [`BaoError::TokenFile`] when
     /// `~/.vault-token` exists but cannot be read.
     pub fn from_env(env: Env<'_>, listen: Option<&str>) -> Result<Connect, BaoError> {
-        let addr = match env("BAO_ADDR").or_else(|| env("VAULT_ADDR")) {
-            Some(a) => a.trim_end_matches('/').to_string(),
-            None => match listen {
-                Some(l) => format!("http://{}", reachable(l)),
-                None => return Err(BaoError::NoAddress),
-            },
-        };
+        let addr = Self::address(env, listen)?;
         let token = match env("BAO_TOKEN").or_else(|| env("VAULT_TOKEN")) {
             Some(t) => t,
             None => {
@@ -90,6 +84,23 @@ impl Connect {
                 .or_else(|| env("VAULT_CACERT"))
                 .map(PathBuf::from),
         })
+    }
+}
+
+impl Connect {
+    /// The address alone, as [`Connect::from_env`] finds it: for the calls that need no token
+    /// (seal status, init, unseal).
+    ///
+    /// # Errors
+    /// [`BaoError::NoAddress`].
+    pub fn address(env: Env<'_>, listen: Option<&str>) -> Result<String, BaoError> {
+        match env("BAO_ADDR").or_else(|| env("VAULT_ADDR")) {
+            Some(a) => Ok(a.trim_end_matches('/').to_string()),
+            None => match listen {
+                Some(l) => Ok(format!("http://{}", reachable(l))),
+                None => Err(BaoError::NoAddress),
+            },
+        }
     }
 }
 

@@ -13,11 +13,13 @@
 //! 5. apply only: check a saved plan still holds, show the plan, check its refusals, ask, run
 //!    it ([`crate::apply::run`]), say whether the lock was lost meanwhile, let the lock go.
 
+pub mod bootstrap;
 mod secrets;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use bootstrap::{BootstrapEvents, BootstrapRequest, Bootstrapped, bootstrap};
 pub use secrets::{needed as secrets_needed, read as read_secrets, read_selected};
 
 use crate::backend::kube::Cluster;

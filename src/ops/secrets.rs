@@ -49,7 +49,9 @@ pub async fn read_selected(
         &crate::secrets::process_env,
     )
     .await;
-    Ok(Secrets::from_values(resolved.require()?).only(names))
+    let values = resolved.require()?;
+    crate::secrets::renew_token(&loaded.stack, &names, &crate::secrets::process_env).await;
+    Ok(Secrets::from_values(values).only(names))
 }
 
 /// The secrets the objects `selection` keeps ask for, by the templates that render them: a

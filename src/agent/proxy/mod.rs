@@ -26,6 +26,9 @@ use crate::error::Error;
 /// The variable holding the webhook's HMAC key.
 pub const SECRET_VAR: &str = "LABCTL_WEBHOOK_SECRET";
 
+/// The variable holding the ssh deploy key the sync fetches with (`[host.proxy] deploy_key`).
+pub const DEPLOY_KEY_VAR: &str = "LABCTL_DEPLOY_KEY";
+
 /// An answer, before it becomes HTTP: a status code and a JSON body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
@@ -61,6 +64,8 @@ pub struct Proxy {
     pub repo_dir: PathBuf,
     /// `origin`'s URL in the checkout, to tell the repository's pushes from another's.
     pub origin: Option<String>,
+    /// How git reaches `origin` over ssh with the deploy key ([`DEPLOY_KEY_VAR`]), when set.
+    pub git_ssh: Option<String>,
     secret: Vec<u8>,
     /// Where deliveries and the pending sync live.
     pub state_dir: PathBuf,
@@ -180,6 +185,20 @@ pub fn configure(args: &ProxyArgs) -> Result<Proxy, Error> {
         source,
     })?;
     let deliveries = deliveries::Deliveries::open(&state_dir, deliveries::RETENTION)?;
+    // ssh reads a key from a file only: written owner-only in the state folder, which only the
+    // proxy uses, and again at each start (the env file is the source).
+    let git_ssh = match std::env::var(DEPLOY_KEY_VAR) {
+        Ok(key) if !key.trim().is_empty() => {
+            let path = state_dir.join("deploy-key");
+            let text = format!("{}\n", key.trim_end());
+            crate::atomic::write(&path, text.as_bytes(), crate::atomic::Access::Private)?;
+            Some(crate::git::ssh_command(
+                &path,
+                &state_dir.join("known_hosts"),
+            ))
+        }
+        _ => None,
+    };
     let origin = match crate::git::remote_url(&args.repo_dir, "origin") {
         Ok(o) => o,
         Err(e) => {
@@ -199,6 +218,7 @@ pub fn configure(args: &ProxyArgs) -> Result<Proxy, Error> {
         branch: args.branch.clone(),
         repo_dir: args.repo_dir.clone(),
         origin,
+        git_ssh,
         secret: secret.into_bytes(),
         pending: pending::Slot::open(&state_dir)?,
         sync: sync::Sync::default(),

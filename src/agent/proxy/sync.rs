@@ -310,8 +310,9 @@ async fn sync_commit(proxy: &Proxy, stack_file: &Path, commit: &str) -> Ended {
     let dir = proxy.repo_dir.clone();
     let branch = proxy.branch.clone();
     let c = commit.to_string();
+    let ssh = proxy.git_ssh.clone();
     let git = tokio::task::spawn_blocking(move || {
-        crate::git::fetch(&dir, "origin", &branch)?;
+        crate::git::fetch_with(&dir, "origin", &branch, ssh.as_deref())?;
         crate::git::checkout_detached(&dir, &c)
     })
     .await;
