@@ -191,6 +191,7 @@ pub async fn resolve(
                     from_bao.iter().map(|(_, _, p, _)| p.clone()).collect();
                 Ok(bao.read_all(&paths).await)
             }
+            Err(e @ BaoError::NoToken { .. }) => Err(without_token(env, listen, e).await),
             Err(e) => Err(e),
         };
         for (name, source, kv, key) in from_bao {
@@ -251,6 +252,28 @@ pub async fn renew_token(stack: &Stack, names: &BTreeSet<String>, env: Env<'_>) 
     let listen = (stack.host.openbao.enabled).then_some(stack.host.openbao.listen.as_str());
     if let Ok(bao) = Connect::from_env(env, listen).and_then(|c| Bao::new(&c)) {
         let _ = bao.renew_self().await;
+    }
+}
+
+/// Why there is no token, or the more basic cause behind it: on a fresh host there is no token
+/// because there is no OpenBao yet, and that is what to say.
+async fn without_token(env: Env<'_>, listen: Option<&str>, no_token: BaoError) -> BaoError {
+    let Ok(addr) = Connect::address(env, listen) else {
+        return no_token;
+    };
+    let anonymous = Connect {
+        addr: addr.clone(),
+        token: crate::backend::openbao::Token::new(""),
+        ca_cert: None,
+    };
+    let Ok(bao) = Bao::new(&anonymous) else {
+        return no_token;
+    };
+    match bao.health().await {
+        Err(e @ BaoError::Unreachable { .. }) => e,
+        Ok(h) if !h.initialized => BaoError::NotInitialised { addr },
+        Ok(h) if h.sealed => BaoError::Sealed { addr },
+        _ => no_token,
     }
 }
 

@@ -1144,9 +1144,7 @@ fn render_without_secrets_refuses_naming_them_and_redact_renders_markers() {
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.is_empty(), "nothing is rendered: {out}");
     assert!(
-        err.contains(
-            "`db-password` (from env `E2E_DB_PASSWORD`): `E2E_DB_PASSWORD` is not set"
-        ),
+        err.contains("`db-password` (from env `E2E_DB_PASSWORD`): `E2E_DB_PASSWORD` is not set"),
         "{err}"
     );
 

@@ -831,7 +831,11 @@ impl Bao {
         if status.is_success() {
             Ok(())
         } else {
-            Err(Self::unexpected(status, &format!("sys/mounts/{mount}"), &body))
+            Err(Self::unexpected(
+                status,
+                &format!("sys/mounts/{mount}"),
+                &body,
+            ))
         }
     }
 
@@ -917,7 +921,8 @@ impl Bao {
         let (status, body) = self
             .get(self.url(&["sys/policies/acl", name]), true)
             .await?;
-        if status == StatusCode::OK && body.at("/data/policy").and_then(Value::as_str) == Some(rules)
+        if status == StatusCode::OK
+            && body.at("/data/policy").and_then(Value::as_str) == Some(rules)
         {
             return Ok(false);
         }

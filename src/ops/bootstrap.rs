@@ -229,7 +229,9 @@ pub async fn bootstrap(
     let listen = openbao.enabled.then_some(openbao.listen.as_str());
     // Who we are comes later: seal status, init and unseal need no token.
     let addr = Connect::address(env, listen).map_err(|e| bao_error("find OpenBao", e))?;
-    let ca_cert = env("BAO_CACERT").or_else(|| env("VAULT_CACERT")).map(PathBuf::from);
+    let ca_cert = env("BAO_CACERT")
+        .or_else(|| env("VAULT_CACERT"))
+        .map(PathBuf::from);
     let bao = Bao::new(&Connect {
         addr: addr.clone(),
         token: Token::new(""),
@@ -419,7 +421,11 @@ async fn unseal(bao: &Bao, keys: &InitKeys, events: &mut dyn BootstrapEvents) ->
         let prompt = format!(
             "OpenBao needs {} more unseal key{} (hidden): ",
             s.threshold.saturating_sub(s.progress),
-            if s.threshold.saturating_sub(s.progress) == 1 { "" } else { "s" }
+            if s.threshold.saturating_sub(s.progress) == 1 {
+                ""
+            } else {
+                "s"
+            }
         );
         let Some(k) = events.ask_hidden(&prompt)? else {
             return Err(Error::Usage(format!(
@@ -511,7 +517,11 @@ async fn fill(
         None => admin_token(request, events)?,
     };
     let root = bao.with_token(admin);
-    for mount in paths.iter().map(|p| p.mount.as_str()).collect::<BTreeSet<_>>() {
+    for mount in paths
+        .iter()
+        .map(|p| p.mount.as_str())
+        .collect::<BTreeSet<_>>()
+    {
         match root
             .mount(mount)
             .await
@@ -530,7 +540,9 @@ async fn fill(
                     what: format!("keep the stack's secrets in `{mount}/`"),
                     why: format!(
                         "it is a `{kind}` mount{}, not KV version 2",
-                        version.map(|v| format!(" (version {v})")).unwrap_or_default()
+                        version
+                            .map(|v| format!(" (version {v})"))
+                            .unwrap_or_default()
                     ),
                     remedy: Remedy::Say(format!(
                         "upgrade it with `bao kv enable-versioning {mount}`, or name another \
@@ -544,8 +556,7 @@ async fn fill(
     let mut writes = Vec::new();
     let mut unfilled: Vec<MissingSecret> = Vec::new();
     for (path, fields) in &wanted {
-        let (mut have, version) = root
-            .read_versioned(path)
+        let (mut have, version) = read_when_mounted(&root, path, !out.mounted.is_empty())
             .await
             .map_err(|e| bao_error(&format!("read `{path}`"), e))?;
         let mut added = Vec::new();
@@ -642,6 +653,24 @@ async fn fill(
     Ok(())
 }
 
+/// [`Bao::read_versioned`]; right after a KV version 2 mount is made, the engine answers only
+/// once it has set itself up (a moment), so a fresh mount is asked again for a few seconds.
+async fn read_when_mounted(
+    root: &Bao,
+    path: &KvPath,
+    fresh: bool,
+) -> Result<(crate::backend::openbao::KvSecret, u64), BaoError> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match root.read_versioned(path).await {
+            Err(_) if fresh && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A token that may set up the store: the keys file's root token, else `BAO_TOKEN` /
 /// `VAULT_TOKEN`, else one typed on a terminal.
 fn admin_token(
@@ -663,7 +692,8 @@ fn admin_token(
         return Ok(t);
     }
     if request.interactive
-        && let Some(t) = events.ask_hidden("a token that may set OpenBao up (the root token; hidden): ")?
+        && let Some(t) =
+            events.ask_hidden("a token that may set OpenBao up (the root token; hidden): ")?
     {
         let t = Token::new(t.expose().trim());
         t.register();
@@ -710,7 +740,10 @@ async fn clone_repository(
             &crate::secrets::process_env,
         )
         .await;
-        let key = resolved.require()?.remove(DEPLOY_KEY).unwrap_or_else(|| SecretValue::new(""));
+        let key = resolved
+            .require()?
+            .remove(DEPLOY_KEY)
+            .unwrap_or_else(|| SecretValue::new(""));
         let key_file = scratch.path().join("deploy-key");
         atomic::write(&key_file, key_text(&key).as_bytes(), Access::Private)?;
         Some(crate::git::ssh_command(

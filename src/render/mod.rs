@@ -69,10 +69,7 @@ pub fn render_asked(
                 crate::error::MissingSecret {
                     name: n.clone(),
                     source: None,
-                    cause: format!(
-                        "no value for {by}; set `{}`",
-                        crate::stack::override_var(n)
-                    ),
+                    cause: format!("no value for {by}; set `{}`", crate::stack::override_var(n)),
                     store: false,
                 }
             })

@@ -8,8 +8,8 @@ use crate::error::{Error, Remedy};
 use crate::ops;
 use crate::plan::{Cost, Plan};
 use crate::resource::ResourceId;
-use crate::stack::Plane;
 use crate::sensitive::SecretValue;
+use crate::stack::Plane;
 use crate::view::{self, Styles};
 
 /// The terminal (or the log a pipe leads to) of one command.
@@ -111,7 +111,9 @@ fn read_hidden(prompt: &str) -> std::io::Result<String> {
             Ok(0) => break Ok(()),
             Ok(_) => {
                 let line = line.trim_end_matches(['\r', '\n']).to_string();
-                let multi = lines.first().is_some_and(|l: &String| l.starts_with("-----BEGIN"));
+                let multi = lines
+                    .first()
+                    .is_some_and(|l: &String| l.starts_with("-----BEGIN"));
                 let first_multi = lines.is_empty() && line.starts_with("-----BEGIN");
                 let end = line.starts_with("-----END");
                 lines.push(line);

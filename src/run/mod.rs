@@ -14,7 +14,8 @@ use console::Console;
 use crate::apply;
 use crate::backend::kube::{Cluster, Connect};
 use crate::cli::{
-    ApplyArgs, BootstrapArgs, Cli, Command, ForceUnlockArgs, Format, PlanArgs, PlaneArg, RenderArgs, SelectArgs,
+    ApplyArgs, BootstrapArgs, Cli, Command, ForceUnlockArgs, Format, PlanArgs, PlaneArg,
+    RenderArgs, SelectArgs,
 };
 use crate::error::Error;
 use crate::lock;

@@ -775,9 +775,9 @@ impl Stack {
     pub fn derive_defaults(&mut self) {
         let k = &self.kube;
         let h = &mut self.host;
-        h.collector.otlp_endpoint.get_or_insert_with(|| {
-            format!("http://127.0.0.1:{}", k.otel_collector.http_node_port)
-        });
+        h.collector
+            .otlp_endpoint
+            .get_or_insert_with(|| format!("http://127.0.0.1:{}", k.otel_collector.http_node_port));
         h.ingest.database_url.get_or_insert_with(|| {
             format!(
                 "postgres://{}@127.0.0.1:{}/{}",

@@ -200,9 +200,13 @@ pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, grace: Duration, shutdo
         };
         // After a failure: what waits now (the same commit, or a newer push) and when it is
         // tried.
-        let next = proxy.pending.read().filter(|_| failed || sealed).and_then(|p| {
-            Some(next_start(Some(&attempt), &p.commit, attempt.finished)? - attempt.finished)
-        });
+        let next = proxy
+            .pending
+            .read()
+            .filter(|_| failed || sealed)
+            .and_then(|p| {
+                Some(next_start(Some(&attempt), &p.commit, attempt.finished)? - attempt.finished)
+            });
         if let Some(wait) = next.filter(|_| !(sealed && was_sealed)) {
             tracing::info!(
                 parent: &span,
@@ -430,7 +434,10 @@ mod tests {
             failures: 0,
             ..ok.clone()
         };
-        assert_eq!(next_start(Some(&sealed), "a", t0), Some(t0 + SEALED_RECHECK));
+        assert_eq!(
+            next_start(Some(&sealed), "a", t0),
+            Some(t0 + SEALED_RECHECK)
+        );
         assert_eq!(
             next_start(Some(&sealed), "b", t0),
             Some(t0 + NEWER_AFTER_FAILURE)
