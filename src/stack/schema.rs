@@ -183,8 +183,9 @@ component! {
         console_port: u16 = 9001,
         /// Size of the data PersistentVolumeClaim.
         storage: String = s("50Gi"),
-        /// Buckets created at start-up.
-        buckets: Vec<String> = vec![s("thanos"), s("loki"), s("tempo")],
+        /// Buckets created at start-up besides the ones Loki, Tempo and Thanos name (those are
+        /// always created, following their `bucket` settings).
+        buckets: Vec<String> = Vec::new(),
         /// Root user name (the password is the secret `minio-root-password`).
         root_user: String = s("labctl"),
         /// Container resources.
