@@ -1212,7 +1212,9 @@ fn sealed_wrong_token_and_missing_key_each_say_so_through_the_binary() {
     assert_eq!(s, 200, "unseal");
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains("is sealed: unseal it with `bao operator unseal`"),
+        err.contains("is sealed (it seals itself whenever it restarts)")
+            && err.contains("it holds `db-password`")
+            && err.contains("unseal it: `bao operator unseal`"),
         "{err}"
     );
     assert!(

@@ -441,6 +441,30 @@ async fn unseal(bao: &Bao, keys: &InitKeys, events: &mut dyn BootstrapEvents) ->
                 .map_err(|e| bao_error("unseal (sys/unseal)", e))?,
         );
     }
+    // Unsealed is not yet serving: raft elects this node its leader a moment later, and until
+    // then every request but health answers 500.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match bao.health().await {
+            Ok(h) if h.status == 200 => break,
+            _ if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(h) => {
+                return Err(Error::backend(
+                    "openbao",
+                    "wait for the unsealed server to become active",
+                    format!("it still answers {} to sys/health after 30 s", h.status),
+                ));
+            }
+            Err(e) => {
+                return Err(bao_error(
+                    "wait for the unsealed server to become active",
+                    e,
+                ));
+            }
+        }
+    }
     events.said("unsealed OpenBao");
     Ok(())
 }
