@@ -961,12 +961,61 @@ fn a_private_repository_is_cloned_and_synced_over_ssh_with_its_deploy_key() {
         0o600
     );
 
-    // A push: a new commit on the origin, announced by a signed webhook.
+    // A push: a new commit on the origin, announced by a signed webhook, synced over ssh.
     let work = dir.join("origin-work");
-    std::fs::write(work.join("NOTES"), "pushed\n").unwrap();
-    git(&work, &["add", "NOTES"]);
+    let head = push(&work, &bare, proxy_port, "first");
+    let status = sync_status(&lab, proxy_port, &head, |r| r != "running");
+    assert_eq!(status["result"], "ok", "{status}");
+    let checked_out = String::from_utf8(
+        Command::new("git")
+            .arg("-C")
+            .arg(&checkout)
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(checked_out.trim(), head);
+
+    // OpenBao restarts: the next sync says `sealed` and how to unseal, once; unsealed, the
+    // next push applies.
+    lab.m.systemctl(&["restart", "bss-openbao.service"]);
+    lab.wait_active("bss-openbao.service");
+    let sealed_head = push(&work, &bare, proxy_port, "while sealed");
+    let status = sync_status(&lab, proxy_port, &sealed_head, |r| r != "running");
+    assert_eq!(status["result"], "sealed", "{status}");
+    let why = status["error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("is sealed") && why.contains("bootstrap --unseal"),
+        "{status}"
+    );
+    assert!(status["next_attempt"].is_string(), "{status}");
+    lab.ok(
+        &[
+            "bootstrap",
+            "--unseal",
+            "--keys-file",
+            keys.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let head = push(&work, &bare, proxy_port, "after unsealing");
+    let status = sync_status(&lab, proxy_port, &head, |r| r != "running");
+    assert_eq!(status["result"], "ok", "{status}");
+
+    for out in &lab.seen {
+        assert!(!out.contains("PRIVATE KEY"), "the key leaked into:\n{out}");
+    }
+}
+
+/// Commit to the origin (through `work`, a clone of it) and deliver the signed push webhook to
+/// the proxy on `port`; the new commit.
+fn push(work: &Path, bare: &Path, port: u16, what: &str) -> String {
+    std::fs::write(work.join("NOTES"), format!("{what}\n")).unwrap();
+    git(work, &["add", "NOTES"]);
     git(
-        &work,
+        work,
         &[
             "-c",
             "user.name=t",
@@ -975,14 +1024,14 @@ fn a_private_repository_is_cloned_and_synced_over_ssh_with_its_deploy_key() {
             "commit",
             "-q",
             "-m",
-            "push",
+            what,
         ],
     );
-    git(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
+    git(work, &["push", "-q", bare.to_str().unwrap(), "main"]);
     let head = String::from_utf8(
         Command::new("git")
             .arg("-C")
-            .arg(&work)
+            .arg(work)
             .args(["rev-parse", "HEAD"])
             .output()
             .unwrap()
@@ -996,13 +1045,14 @@ fn a_private_repository_is_cloned_and_synced_over_ssh_with_its_deploy_key() {
     payload["after"] = serde_json::Value::String(head.clone());
     let body = serde_json::to_vec(&payload).unwrap();
     let sig = labctl::agent::proxy::webhook::sign(agents::SECRET.as_bytes(), &body);
+    let delivery = format!("bootstrap-ssh-{head}");
     let answer = agents::try_request(
-        proxy_port,
+        port,
         "POST",
         "/hooks/github",
         &[
             ("X-GitHub-Event", "push"),
-            ("X-GitHub-Delivery", "bootstrap-ssh-1"),
+            ("X-GitHub-Delivery", &delivery),
             ("X-Hub-Signature-256", &sig),
             ("Content-Type", "application/json"),
         ],
@@ -1010,15 +1060,25 @@ fn a_private_repository_is_cloned_and_synced_over_ssh_with_its_deploy_key() {
     )
     .unwrap();
     assert_eq!(answer.status, 202, "{}", answer.body);
+    head
+}
+
+/// The proxy's sync status once it is about `commit` and `done` holds for its result.
+fn sync_status(
+    lab: &Lab,
+    port: u16,
+    commit: &str,
+    done: impl Fn(&str) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        let s = match agents::try_request(proxy_port, "GET", "/sync/status", &[], b"") {
+    loop {
+        let s = match agents::try_request(port, "GET", "/sync/status", &[], b"") {
             Ok(a) => serde_json::from_str(&a.body)
                 .unwrap_or_else(|_| serde_json::Value::String(format!("{a:?}"))),
             Err(e) => serde_json::Value::String(e.to_string()),
         };
-        if s["commit"] == head.as_str() && !matches!(s["result"].as_str(), Some("running") | None) {
-            break s;
+        if s["commit"] == commit && s["result"].as_str().is_some_and(&done) {
+            return s;
         }
         if Instant::now() > deadline {
             let status = Command::new("systemctl")
@@ -1027,25 +1087,10 @@ fn a_private_repository_is_cloned_and_synced_over_ssh_with_its_deploy_key() {
                 .output()
                 .unwrap();
             panic!(
-                "no sync of {head}: {s}\n{}",
+                "no sync of {commit}: {s}\n{}",
                 String::from_utf8_lossy(&status.stdout)
             );
         }
         std::thread::sleep(Duration::from_millis(200));
-    };
-    assert_eq!(status["result"], "ok", "{status}");
-    let checked_out = String::from_utf8(
-        Command::new("git")
-            .arg("-C")
-            .arg(&checkout)
-            .args(["rev-parse", "HEAD"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    assert_eq!(checked_out.trim(), head);
-    for out in &lab.seen {
-        assert!(!out.contains("PRIVATE KEY"), "the key leaked into:\n{out}");
     }
 }
