@@ -258,12 +258,12 @@ pub async fn bootstrap(
         }
         let keys = initialise(request, &bao, events).await?;
         out.initialised = true;
-        unseal(&bao, &keys, events).await?;
+        unseal(&bao, &keys, request.interactive, events).await?;
         out.unsealed = true;
         admin = Some(keys.root_token.clone());
     } else if status.sealed {
         let keys = keys_to_unseal(request, &addr, events)?;
-        unseal(&bao, &keys, events).await?;
+        unseal(&bao, &keys, request.interactive, events).await?;
         out.unsealed = true;
         admin = Some(keys.root_token.clone()).filter(|t| !t.is_empty());
     } else if request.unseal_only {
@@ -284,8 +284,7 @@ async fn wait_up(bao: &Bao, wait: Duration) -> Result<SealStatus, Error> {
     loop {
         match bao.seal_status().await {
             Ok(s) => return Ok(s),
-            Err(e @ BaoError::Unreachable { .. }) if Instant::now() < deadline => {
-                let _ = e;
+            Err(BaoError::Unreachable { .. }) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             Err(e) => {
@@ -396,15 +395,25 @@ fn keys_to_unseal(
             root_token: Token::new(""),
         });
     }
-    Err(Error::Sealed {
-        addr: addr.to_string(),
-        blocked: Vec::new(),
-        others: Vec::new(),
+    Err(Error::Refused {
+        what: format!("unseal OpenBao at `{addr}`"),
+        why: "it is sealed (it seals itself whenever it restarts) and no unseal key was given"
+            .into(),
+        remedy: Remedy::Say(
+            "pass `--keys-file FILE` (the file bootstrap wrote when it initialised OpenBao), run \
+             `labctl bootstrap` on a terminal to type the keys, or use `bao operator unseal`"
+                .into(),
+        ),
     })
 }
 
 /// Give the store keys until it is unsealed; on a terminal, ask for more while it wants them.
-async fn unseal(bao: &Bao, keys: &InitKeys, events: &mut dyn BootstrapEvents) -> Result<(), Error> {
+async fn unseal(
+    bao: &Bao,
+    keys: &InitKeys,
+    interactive: bool,
+    events: &mut dyn BootstrapEvents,
+) -> Result<(), Error> {
     let mut status = None;
     for k in &keys.keys_b64 {
         let s = bao
@@ -427,7 +436,12 @@ async fn unseal(bao: &Bao, keys: &InitKeys, events: &mut dyn BootstrapEvents) ->
                 "s"
             }
         );
-        let Some(k) = events.ask_hidden(&prompt)? else {
+        let typed = if interactive {
+            events.ask_hidden(&prompt)?
+        } else {
+            None
+        };
+        let Some(k) = typed else {
             return Err(Error::Usage(format!(
                 "OpenBao is still sealed: it has {} of the {} unseal keys it needs; give the \
                  others with `bao operator unseal`",
