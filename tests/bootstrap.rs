@@ -863,7 +863,7 @@ fn a_private_repository_is_cloned_and_synced_over_ssh_with_its_deploy_key() {
     let url = format!("ssh://root@127.0.0.1:{}{}", sshd.port, bare.display());
     let (api, cluster, proxy_port) = (free_port(), free_port(), free_port());
     let checkout = dir.join("checkout");
-    let mut t = format!("[stack]\nname = \"sshlab\"\n\n");
+    let mut t = String::from("[stack]\nname = \"sshlab\"\n\n");
     for c in labctl::stack::builtin_components() {
         if c != "host.openbao" && c != "host.proxy" {
             t.push_str(&format!("[{c}]\nenabled = false\n\n"));

@@ -216,7 +216,7 @@ pub async fn bootstrap(
                     },
                     prune_volumes: false,
                 },
-                options: request.options.clone(),
+                options: request.options,
                 lock: request.lock.clone(),
                 saved: None,
                 confirm: request.interactive,
