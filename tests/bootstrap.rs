@@ -277,6 +277,27 @@ fn a_new_user_goes_from_nothing_to_a_running_lab_with_labctl_alone() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("+ unit bs-openbao.service"), "{out}");
 
+    // A keys file that exists is never replaced: refused before OpenBao is initialised, so no
+    // key is ever lost.
+    std::fs::write(&lab.keys, "an older lab's keys\n").unwrap();
+    let (code, out, err) = lab.labctl(
+        &[
+            "bootstrap",
+            "--keys-file",
+            lab.keys.clone().to_str().unwrap(),
+            "--yes",
+        ],
+        &[("LABCTL_SECRET_GITHUB_TOKEN", GITHUB_TOKEN)],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("refusing to initialise OpenBao"), "{err}");
+    assert!(err.contains("exists already"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&lab.keys).unwrap(),
+        "an older lab's keys\n"
+    );
+    std::fs::remove_file(&lab.keys).unwrap();
+
     // Bootstrap, unattended: the GitHub token from the environment, everything else generated.
     let said = lab.ok(
         &[
@@ -380,6 +401,48 @@ fn a_new_user_goes_from_nothing_to_a_running_lab_with_labctl_alone() {
         daily,
         "the token stays"
     );
+
+    // A value gone from the store (a new component's secret, say) is filled alone: no other
+    // value is overwritten.
+    let mut fewer = before.clone();
+    fewer.remove("webhook-secret");
+    let root_token = keys["root_token"].as_str().unwrap().to_string();
+    let st = Command::new("curl")
+        .args([
+            "-sf",
+            "-X",
+            "POST",
+            "-H",
+            &format!("X-Vault-Token: {root_token}"),
+        ])
+        .args(["-d", &serde_json::json!({ "data": fewer }).to_string()])
+        .arg(format!("{}/v1/secret/data/homelab", lab.bao_addr))
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{st:?}");
+    let refilled = lab.ok(
+        &[
+            "bootstrap",
+            "--keys-file",
+            lab.keys.clone().to_str().unwrap(),
+            "--yes",
+        ],
+        &[],
+    );
+    assert!(refilled.contains("filled `webhook-secret`"), "{refilled}");
+    assert_eq!(refilled.matches("filled `").count(), 1, "{refilled}");
+    let after = lab.stored();
+    for (k, v) in &fewer {
+        assert_eq!(&after[k], v, "`{k}` was overwritten");
+    }
+    assert_ne!(after["webhook-secret"], before["webhook-secret"]);
+    // The proxy's env file follows on the next apply, which restarts it.
+    let applied = lab.ok(&["apply", "--yes"], &[]);
+    assert!(
+        applied.contains("env file %E/labctl/proxy.env"),
+        "{applied}"
+    );
+    lab.wait_active("bs-proxy.service");
 
     // OpenBao restarts (a reboot): sealed. Every command that needs a secret says so and how.
     lab.m.systemctl(&["restart", "bs-openbao.service"]);

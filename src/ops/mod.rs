@@ -1,12 +1,15 @@
 //! The ops layer: the one sequence every front end runs, from a stack to a plan ([`plan`]) and
-//! from a plan to a changed lab ([`apply`]). The command line's `plan` and `apply`, the proxy's
-//! GitOps sync and the tests all come here with a request and get events back; each front end
-//! only decides how to show them.
+//! from a plan to a changed lab ([`apply`]), and from a fresh host to a secret store that apply
+//! reads ([`bootstrap`], which applies the OpenBao unit through [`apply`]). The command line's
+//! `plan`, `apply` and `bootstrap`, the proxy's GitOps sync and the tests all come here with a
+//! request and get events back; each front end only decides how to show them.
 //!
 //! The sequence, and why in this order:
 //! 1. load the stack and its templates (a file on disk, or a stack already read from git);
-//! 2. read the secrets the plan needs (a plan that compares no values reads none): a missing
-//!    secret fails before anything is locked or observed;
+//! 2. read the secrets the plan needs: those of the objects it keeps (its plane, its
+//!    `--target`/`--exclude` selection, the host alone when no cluster is configured), so that a
+//!    selection of what uses no secret reads none; a plan that compares no values reads none at
+//!    all. A missing secret fails before anything is locked or observed;
 //! 3. apply only: take the stack's lock, through the run's own cluster client, so that the plan
 //!    is made in a world no other writer changes;
 //! 4. build the plan ([`crate::plan::build`]) and cut it to the selection;
