@@ -7,7 +7,7 @@ CARGO  ?= cargo
 build:
 	$(CARGO) build --release
 
-# The test suite. tests/image.rs packs the static binary of the build under test, which after the
+# The test suite. tests/it/image.rs packs the static binary of the build under test, which after the
 # debug build is one more link (see `static`).
 test:
 	$(CARGO) build --workspace
@@ -56,7 +56,7 @@ TARGET_DIR    := $(or $(CARGO_TARGET_DIR),target)
 PROFILE_BIN   := $(TARGET_DIR)/$(if $(filter dev test,$(IMAGE_PROFILE)),debug,$(IMAGE_PROFILE))/labctl
 STATIC_BIN    := $(TARGET_DIR)/static/$(IMAGE_PROFILE)/labctl
 IMAGE_WORK    ?= $(TARGET_DIR)/image
-# IMAGE_DEPS= packs the static binary already built, without cargo (tests/image.rs).
+# IMAGE_DEPS= packs the static binary already built, without cargo (tests/it/image.rs).
 IMAGE_DEPS    ?= static
 BUILDAH       := buildah --storage-driver vfs --root $(IMAGE_WORK)/storage --runroot $(IMAGE_WORK)/run
 

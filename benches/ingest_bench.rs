@@ -8,15 +8,17 @@
 //! repetitions, each into a fresh database; default 3), `LATENCY_MS` (delay per GitHub answer,
 //! default 0).
 
-#[path = "../tests/support/github.rs"]
-mod github;
-#[path = "../tests/support/postgres.rs"]
-mod postgres;
+// The tests' support module, for two of its parts: the GitHub stand-in and PostgreSQL as the
+// tests start them. The rest of it is unused here.
+#[allow(dead_code)]
+#[path = "../tests/it/support/mod.rs"]
+mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use github::{GitHubStandIn, Repo, comment, issue};
+use support::github::{GitHubStandIn, Repo, comment, issue};
+use support::postgres;
 
 const REPO: &str = "bench/journal";
 

@@ -28,7 +28,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 # A sink answering every OTLP/HTTP export with 200 and an empty protobuf message (a valid
 # Export*ServiceResponse). A live gRPC sink would need HTTP/2; gRPC is measured on the closed port
-# only (its delivery is tested in tests/telemetry.rs).
+# only (its delivery is tested in tests/it/telemetry.rs).
 http_port=$(free_port)
 cat > "$work/sink.py" <<'PY'
 import http.server, sys

@@ -11,7 +11,7 @@ the SDK adds, its defaults, is fine). Each difference is printed with the file a
 the exit code is 1 when there is one.
 
 The SDK build must match the Grafana the stack ships (`kube.grafana.image`, 11.4):
-`pip install 'grafana-foundation-sdk==1769699520!11.4.0'`. tests/dashboards.rs runs this on the
+`pip install 'grafana-foundation-sdk==1769699520!11.4.0'`. tests/it/dashboards/ runs this on the
 rendered dashboards; .ci/run installs the package.
 """
 

@@ -7,7 +7,7 @@ writes OUT_DIR/<file name without .json>.svg for each rendered dashboard JSON fi
 is 24 columns wide; a grid unit of height is 30 px there, drawn here as 20 px, a column as 40 px.
 Each panel shows its title and type; a row is a band across the grid. The output depends on the
 JSON alone, so the pictures in docs/dashboards/ can be checked against the templates
-(tests/dashboards.rs renders them and compares; `LABCTL_UPDATE_DOCS=1` rewrites them).
+(tests/it/dashboards/ renders them and compares; `LABCTL_UPDATE_DOCS=1` rewrites them).
 """
 
 import json

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Generate src/plan/list_types.rs: the list merge types of every list reachable from each
+"""Generate src/plan/kube/compiled.rs: the list merge types of every list reachable from each
 built-in kind, by path, for when the server's OpenAPI v3 cannot be read.
 
 Sources: the recorded real server's extensions (13-list-semantics.json, kube-apiserver 1.36)
 and the type graph of the built-in types the test API server carries
 (crates/testapi/src/schema_fields.rs, from k8s-openapi).
 
-Usage: scripts/gen_list_types.py [TRANSCRIPTS_DIR] > src/plan/list_types.rs
+Usage: scripts/gen_list_types.py [TRANSCRIPTS_DIR] > src/plan/kube/compiled.rs
 (TRANSCRIPTS_DIR defaults to the copy in crates/testapi/tests/transcripts.)
 """
 import json

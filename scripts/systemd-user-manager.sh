@@ -7,7 +7,7 @@
 #
 # The manager gets its own XDG_RUNTIME_DIR (its bus lives there) and XDG_CONFIG_HOME (its unit
 # folder is $XDG_CONFIG_HOME/systemd/user). State is kept in $LABCTL_SD_STATE (default
-# /tmp/labctl-systemd-user), so `stop` finds what `start` made. tests/support/systemd.rs does the
+# /tmp/labctl-systemd-user), so `stop` finds what `start` made. tests/it/support/systemd.rs does the
 # same from Rust; keep the two in step.
 set -euo pipefail
 

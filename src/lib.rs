@@ -31,4 +31,4 @@ pub mod yaml;
 
 mod run;
 
-pub use run::{hold_huge_pages, run};
+pub use run::{Hooks, run};

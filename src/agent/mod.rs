@@ -15,22 +15,26 @@ use std::process::ExitCode;
 
 use crate::cli::{AgentArgs, AgentCommand};
 
-/// Run the agent `args` names until it stops; the process's exit code.
-pub fn main(args: &AgentArgs) -> ExitCode {
-    let otlp = args.otlp_endpoint.as_deref();
+/// Run the agent `args` names until it stops; the process's exit code. `settled` is the
+/// binary's hook for when the agent has settled ([`runtime::Shutdown::settled`]).
+pub fn main(args: &AgentArgs, settled: Option<fn()>) -> ExitCode {
+    let how = runtime::Start {
+        otlp_endpoint: args.otlp_endpoint.as_deref(),
+        settled,
+        ..runtime::Start::default()
+    };
     match &args.agent {
-        AgentCommand::Proxy(c) => runtime::start("proxy", otlp, |s| proxy::run(c.clone(), s)),
-        AgentCommand::Gate(c) => runtime::start("gate", otlp, |s| gate::run(c.clone(), s)),
-        AgentCommand::Collector(c) => {
-            collector::tune_allocator();
-            runtime::start_as(
-                "collector",
-                otlp,
-                c.node_name.as_deref(),
-                runtime::Threads::One,
-                |s| collector::run(c.as_ref().clone(), s),
-            )
-        }
-        AgentCommand::Ingest(c) => runtime::start("ingest", otlp, |s| ingest::run(c.clone(), s)),
+        AgentCommand::Proxy(c) => runtime::start_as("proxy", how, |s| proxy::run(c.clone(), s)),
+        AgentCommand::Gate(c) => runtime::start_as("gate", how, |s| gate::run(c.clone(), s)),
+        AgentCommand::Collector(c) => runtime::start_as(
+            "collector",
+            runtime::Start {
+                host: c.node_name.as_deref(),
+                threads: runtime::Threads::One,
+                ..how
+            },
+            |s| collector::run(c.as_ref().clone(), s),
+        ),
+        AgentCommand::Ingest(c) => runtime::start_as("ingest", how, |s| ingest::run(c.clone(), s)),
     }
 }

@@ -39,6 +39,7 @@ pub struct Shutdown {
     stop: CancellationToken,
     reload: watch::Receiver<u64>,
     ready: Arc<dyn Fn() + Send + Sync>,
+    settled: Option<fn()>,
 }
 
 /// The other end of a [`Shutdown`]: the runtime (or a test) triggers stop and reload through it.
@@ -58,6 +59,7 @@ impl Shutdown {
                 stop: stop.clone(),
                 reload: rx,
                 ready: Arc::new(ready),
+                settled: None,
             },
             Trigger {
                 stop,
@@ -88,6 +90,21 @@ impl Shutdown {
     pub fn ready(&self) {
         (self.ready)();
     }
+
+    /// The same handle, calling `hook` when the agent says it has [`settled`](Self::settled).
+    pub fn on_settled(mut self, hook: Option<fn()>) -> Self {
+        self.settled = hook;
+        self
+    }
+
+    /// The agent is up and steady: what starting needed is done and will not run again (the
+    /// collector after its first collection, the proxy once it serves). Runs the binary's hook
+    /// ([`crate::Hooks::agent_settled`]), if any; nothing otherwise.
+    pub fn settled(&self) {
+        if let Some(hook) = self.settled {
+            hook();
+        }
+    }
 }
 
 impl Trigger {
@@ -113,13 +130,35 @@ where
     F: FnOnce(Shutdown) -> Fut,
     Fut: Future<Output = Result<(), Error>>,
 {
-    start_as(name, otlp_endpoint, None, Threads::Two, agent)
+    start_as(
+        name,
+        Start {
+            otlp_endpoint,
+            ..Start::default()
+        },
+        agent,
+    )
+}
+
+/// How an agent is started, beyond its own configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Start<'a> {
+    /// The agent's `--otlp-endpoint`, else `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub otlp_endpoint: Option<&'a str>,
+    /// The resource's `host.name` (the collector's `--node-name`: in the DaemonSet the pod's
+    /// host name is not the node's); the host name when `None`.
+    pub host: Option<&'a str>,
+    /// The threads its runtime runs on.
+    pub threads: Threads,
+    /// Called when the agent has settled ([`Shutdown::settled`]).
+    pub settled: Option<fn()>,
 }
 
 /// The threads an agent's async runtime runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Threads {
     /// Two worker threads: agents that serve requests while they work.
+    #[default]
     Two,
     /// The starting thread alone (tokio's current-thread runtime), for an agent that mostly waits
     /// for its next tick and sends blocking reads to `spawn_blocking`: no idle workers holding
@@ -127,15 +166,8 @@ pub enum Threads {
     One,
 }
 
-/// [`start`], reporting `host` as the resource's `host.name` (the collector's `--node-name`: in
-/// the DaemonSet the pod's host name is not the node's), on `threads`.
-pub fn start_as<F, Fut>(
-    name: &'static str,
-    otlp_endpoint: Option<&str>,
-    host: Option<&str>,
-    threads: Threads,
-    agent: F,
-) -> ExitCode
+/// [`start`], as `how` says.
+pub fn start_as<F, Fut>(name: &'static str, how: Start<'_>, agent: F) -> ExitCode
 where
     F: FnOnce(Shutdown) -> Fut,
     Fut: Future<Output = Result<(), Error>>,
@@ -144,19 +176,24 @@ where
     let telemetry = telemetry::init(
         telemetry::Options {
             service: &service,
-            endpoint: otlp_endpoint,
+            endpoint: how.otlp_endpoint,
             stderr: true,
-            host,
+            host: how.host,
         },
         // Agents are not given a stack file: `OTEL_RESOURCE_ATTRIBUTES=labctl.stack=…` names it.
         || None,
     );
-    let code = run_agent(name, threads, agent);
+    let code = run_agent(name, how.threads, how.settled, agent);
     telemetry.shutdown();
     code
 }
 
-fn run_agent<F, Fut>(name: &'static str, threads: Threads, agent: F) -> ExitCode
+fn run_agent<F, Fut>(
+    name: &'static str,
+    threads: Threads,
+    settled: Option<fn()>,
+    agent: F,
+) -> ExitCode
 where
     F: FnOnce(Shutdown) -> Fut,
     Fut: Future<Output = Result<(), Error>>,
@@ -176,7 +213,7 @@ where
             return ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(supervise(name, STOP_DEADLINE, agent));
+    let result = rt.block_on(supervise(name, STOP_DEADLINE, settled, agent));
     // Tasks an agent left behind must not hold the process past the deadline.
     rt.shutdown_timeout(Duration::from_millis(200));
     match result {
@@ -188,7 +225,12 @@ where
     }
 }
 
-async fn supervise<F, Fut>(name: &'static str, deadline: Duration, agent: F) -> Result<(), Error>
+async fn supervise<F, Fut>(
+    name: &'static str,
+    deadline: Duration,
+    settled: Option<fn()>,
+    agent: F,
+) -> Result<(), Error>
 where
     F: FnOnce(Shutdown) -> Fut,
     Fut: Future<Output = Result<(), Error>>,
@@ -209,6 +251,7 @@ where
         notify(&[sd_notify::NotifyState::Ready]);
         tracing::info!(agent = name, "ready");
     });
+    let shutdown = shutdown.on_settled(settled);
     let watchdog = sd_notify::watchdog_enabled().map(|every| {
         // systemd's advice: ping at half the interval.
         let every = every / 2;
@@ -257,67 +300,6 @@ where
     result
 }
 
-/// Unmap the binary's read-only pages, once the agent runs: returns the KiB unmapped.
-///
-/// The kernel maps a binary's code and constants in windows of up to 64 KiB around each page
-/// touched, and labctl is one binary for every command: starting an agent (parsing the command
-/// line, setting up logs and the exporter, connecting) touches code all over it, which the
-/// agent's loop never runs again, yet it stays mapped and counted in the agent's resident
-/// memory. Dropping those mappings (`MADV_DONTNEED`) once the agent is up (the collector: after
-/// its first collection; the proxy: once it serves) leaves mapped only what the loop touches
-/// again; the pages stay in the page cache, shared, and any page needed later is mapped back on
-/// its first use (a minor fault, no I/O).
-///
-/// Only mappings of the binary's own file that are private, not writable and hold no page of
-/// their own (`Anonymous: 0 kB`: nothing relocated or copied on write) are dropped, so nothing is
-/// lost: what comes back is the file's bytes, which is what was there.
-pub fn release_start_up_pages() -> u64 {
-    let (Ok(exe), Ok(smaps)) = (
-        std::fs::read_link("/proc/self/exe"),
-        std::fs::read_to_string("/proc/self/smaps"),
-    ) else {
-        return 0;
-    };
-    let exe = exe.to_string_lossy();
-    let mut released = 0;
-    for range in releasable(&smaps, &exe) {
-        // SAFETY: the range is a whole mapping of the binary's file, private, read-only and
-        // without anonymous pages: MADV_DONTNEED only drops its page-table entries, and every
-        // later access maps the same file bytes again. No Rust reference is invalidated.
-        let done = unsafe {
-            libc::madvise(
-                range.start as *mut libc::c_void,
-                range.end - range.start,
-                libc::MADV_DONTNEED,
-            )
-        };
-        if done == 0 {
-            released += (range.end - range.start) as u64 / 1024;
-        }
-    }
-    released
-}
-
-/// The mappings of `exe` in `smaps` text that are private, not writable and without anonymous
-/// pages. Unreadable text gives none.
-fn releasable(smaps: &str, exe: &str) -> Vec<std::ops::Range<usize>> {
-    use procfs_core::FromBufRead;
-    use procfs_core::process::{MMPermissions, MMapPath, MemoryMaps};
-    let Ok(maps) = MemoryMaps::from_buf_read(smaps.as_bytes()) else {
-        return Vec::new();
-    };
-    maps.into_iter()
-        .filter(|m| matches!(&m.pathname, MMapPath::Path(p) if p.as_os_str() == exe))
-        .filter(|m| {
-            m.perms.contains(MMPermissions::PRIVATE) && !m.perms.contains(MMPermissions::WRITE)
-        })
-        .filter(|m| m.extension.map.get("Anonymous") == Some(&0))
-        .filter_map(|m| {
-            Some(usize::try_from(m.address.0).ok()?..usize::try_from(m.address.1).ok()?)
-        })
-        .collect()
-}
-
 /// Tell systemd; outside a `Type=notify` unit (`NOTIFY_SOCKET` unset) this does nothing.
 fn notify(state: &[sd_notify::NotifyState]) {
     if let Err(e) = sd_notify::notify(state) {
@@ -329,65 +311,6 @@ fn notify(state: &[sd_notify::NotifyState]) {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
-
-    const SMAPS: &str = "\
-00400000-00401000 r--p 00000000 fd:00 42 /usr/bin/labctl
-Size:                  4 kB
-Anonymous:             0 kB
-00401000-01800000 r-xp 00001000 fd:00 42 /usr/bin/labctl
-Size:              20476 kB
-Anonymous:             0 kB
-01800000-01a00000 r--p 01400000 fd:00 42 /usr/bin/labctl
-Anonymous:             0 kB
-01a00000-01a10000 r--p 01600000 fd:00 42 /usr/bin/labctl
-Anonymous:            12 kB
-01a10000-01a20000 rw-p 01610000 fd:00 42 /usr/bin/labctl
-Anonymous:            64 kB
-7f0000000000-7f0000100000 r-xp 00000000 fd:00 43 /usr/lib/libc.so.6
-Anonymous:             0 kB
-7f0000200000-7f0000300000 rw-p 00000000 00:00 0 
-Anonymous:          1024 kB
-7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]
-Anonymous:           132 kB
-";
-
-    #[test]
-    fn only_the_binarys_read_only_pages_without_copies_are_released() {
-        assert_eq!(
-            releasable(SMAPS, "/usr/bin/labctl"),
-            vec![
-                0x40_0000..0x40_1000,
-                0x40_1000..0x180_0000,
-                0x180_0000..0x1a0_0000
-            ],
-            "relocated (anonymous) and writable mappings, and other files, stay"
-        );
-        assert!(releasable(SMAPS, "/usr/bin/other").is_empty());
-    }
-
-    #[test]
-    fn released_pages_leave_the_resident_set_and_come_back_on_use() {
-        // The resident bytes of this test binary's own file mappings.
-        let resident = || {
-            use procfs_core::FromBufRead;
-            use procfs_core::process::{MMapPath, MemoryMaps};
-            let exe = std::fs::read_link("/proc/self/exe").unwrap();
-            let smaps = std::fs::read("/proc/self/smaps").unwrap();
-            MemoryMaps::from_buf_read(smaps.as_slice())
-                .unwrap()
-                .into_iter()
-                .filter(|m| matches!(&m.pathname, MMapPath::Path(p) if *p == exe))
-                .map(|m| m.extension.map.get("Rss").copied().unwrap_or(0))
-                .sum::<u64>()
-        };
-        let before = resident();
-        let released = release_start_up_pages();
-        let after = resident();
-        assert!(released > 0);
-        assert!(after < before, "resident {before} B -> {after} B");
-        // That `resident` ran again after its own code was unmapped, and this test returns, is
-        // the check that released pages come back on use: a page that did not would fault.
-    }
 
     #[test]
     fn backoff_doubles_up_to_its_cap() {
@@ -458,7 +381,8 @@ Anonymous:           132 kB
         let agent = rt.spawn(supervise(
             "test",
             Duration::from_secs(5),
-            move |mut s| async move {
+            None,
+            move |mut s: Shutdown| async move {
                 s.ready();
                 let stop = s.clone();
                 loop {
@@ -498,6 +422,7 @@ Anonymous:           132 kB
         let stubborn = rt.spawn(supervise(
             "stubborn",
             Duration::from_millis(200),
+            None,
             |s| async move {
                 s.ready();
                 std::future::pending::<()>().await;

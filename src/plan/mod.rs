@@ -6,7 +6,6 @@ mod body;
 mod build;
 mod diff;
 pub mod kube;
-mod list_types;
 pub mod saved;
 mod select;
 mod units;
@@ -308,25 +307,10 @@ impl Plan {
     }
 }
 
-/// Set once the process is known to end with its command (not an agent): see [`drop_later`].
-static EXIT_FREES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Say that this process ends when its one command does (`plan`, `apply`, not an agent): what
-/// is handed to [`drop_later`] is then left for the exit to free.
-pub fn exit_frees_memory() {
-    EXIT_FREES.store(true, std::sync::atomic::Ordering::Relaxed);
-}
-
 /// Free `value` on a thread of its own. A plan of a large stack owns thousands of JSON trees,
 /// and freeing them takes a tenth of the plan's own time: the caller goes on (prints, exits)
-/// meanwhile. In a process that ends with its command they are not freed at all: the exit
-/// returns the whole heap at once, and freeing them first only took a core from the diff and the
-/// output on a small machine. Only plain data comes here, nothing whose drop does something.
+/// meanwhile. Only plain data comes here, nothing whose drop does something.
 pub fn drop_later<T: Send + 'static>(value: T) {
-    if EXIT_FREES.load(std::sync::atomic::Ordering::Relaxed) {
-        std::mem::forget(value);
-        return;
-    }
     // When no thread can be started the closure, and `value` with it, is dropped right here.
     let _ = std::thread::Builder::new()
         .name("drop".into())

@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 use tracing::field::Empty;
 
 mod console;
@@ -36,15 +36,18 @@ const EXIT_CHANGES: u8 = 2;
 /// (`plan --server-dry-run --detailed-exitcode`; without `--detailed-exitcode`, 1).
 const EXIT_REFUSED: u8 = 3;
 
-/// Run labctl with the process's arguments.
-pub fn run() -> ExitCode {
-    let cli = Cli::parse();
-    if !matches!(cli.command, Command::Agent(_)) {
-        crate::plan::exit_frees_memory();
-    }
-    if reads_live_state(&cli.command) {
-        release_huge_pages();
-    }
+/// What the binary may do around a command that the library itself never does: process-wide
+/// tuning of memory, which depends on how the process was started and what it runs. The library
+/// behaves the same whether or not any of these run (the tests run none).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Hooks {
+    /// An agent is up and steady: the collector after its first collection, the proxy once it
+    /// serves. The work of starting is over and will not come back.
+    pub agent_settled: Option<fn()>,
+}
+
+/// Run labctl's command line `cli`.
+pub fn run(cli: Cli, hooks: Hooks) -> ExitCode {
     let telemetry = match &cli.command {
         Command::Plan(_) | Command::Apply(_) => crate::telemetry::init(
             crate::telemetry::Options {
@@ -58,7 +61,7 @@ pub fn run() -> ExitCode {
         _ => crate::telemetry::Telemetry::off(),
     };
     let err_styles = Styles::detect(cli.no_color, std::io::stderr().is_terminal());
-    let code = match dispatch(&cli) {
+    let code = match dispatch(&cli, hooks) {
         Ok(code) => code,
         // The reader went away (`labctl plan | head`): stop quietly, as every Unix tool does.
         Err(Error::Write { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
@@ -73,49 +76,7 @@ pub fn run() -> ExitCode {
     code
 }
 
-/// Whether [`hold_huge_pages`] disabled transparent huge pages, for [`release_huge_pages`].
-static HUGE_PAGES_HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Disable transparent huge pages for this process until the command is known; `main.rs` calls
-/// this before Rust's own start-up, which already allocates.
-///
-/// The allocator (mimalloc) asks the kernel to back its memory with huge pages. A plan of 1,000
-/// live objects touches about 40 MB for the first time: in 4 KiB pages that is 9,000 page faults
-/// and a fifth of its CPU time, in 2 MiB pages 600 faults. But a 2 MiB page is resident as soon
-/// as one byte of it is, which would double an agent's resident set and push an offline plan of
-/// 1,000 objects past its 50 MB. So only a command that reads live state gets them back. When
-/// the process already has them disabled (by its parent), that choice stands. Must not
-/// allocate: nothing is set up yet.
-pub extern "C" fn hold_huge_pages() {
-    #[cfg(target_os = "linux")]
-    if rustix::thread::transparent_huge_pages_are_disabled().is_ok_and(|off| !off)
-        && rustix::thread::disable_transparent_huge_pages(true).is_ok()
-    {
-        HUGE_PAGES_HELD.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// Give huge pages back after [`hold_huge_pages`]. Child processes (git) inherit the flag, so
-/// they too get the system's setting back.
-fn release_huge_pages() {
-    #[cfg(target_os = "linux")]
-    if HUGE_PAGES_HELD.swap(false, std::sync::atomic::Ordering::Relaxed) {
-        // Failing leaves small pages: slower, nothing worse.
-        let _ = rustix::thread::disable_transparent_huge_pages(false);
-    }
-}
-
-/// A command that builds the live state of a cluster or host in memory: a plan that is not
-/// offline nor against a git revision, and an apply.
-fn reads_live_state(command: &Command) -> bool {
-    match command {
-        Command::Plan(args) => !args.offline && args.base.is_none(),
-        Command::Apply(_) => true,
-        _ => false,
-    }
-}
-
-fn dispatch(cli: &Cli) -> Result<ExitCode, Error> {
+fn dispatch(cli: &Cli, hooks: Hooks) -> Result<ExitCode, Error> {
     let out_styles = Styles::detect(cli.no_color, std::io::stdout().is_terminal());
     match &cli.command {
         Command::Validate => {
@@ -140,7 +101,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode, Error> {
         Command::Apply(args) => apply_cmd(cli, args, out_styles),
         Command::Bootstrap(args) => bootstrap_cmd(cli, args, out_styles),
         Command::ForceUnlock(args) => force_unlock_cmd(cli, args),
-        Command::Agent(args) => Ok(crate::agent::main(args)),
+        Command::Agent(args) => Ok(crate::agent::main(args, hooks.agent_settled)),
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "labctl", &mut out);

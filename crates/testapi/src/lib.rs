@@ -4,7 +4,7 @@
 //! It serves plain HTTP on `127.0.0.1` (an ephemeral port) and answers as a real
 //! kube-apiserver 1.36 does for everything labctl and `kubectl` use. Its fidelity is held to
 //! exchanges recorded from a real 1.36.2 server (`tests/transcripts/`, replayed by
-//! `tests/transcripts.rs`) and to the real `kubectl` (`tests/kubectl.rs`):
+//! `tests/it/transcripts.rs`) and to the real `kubectl` (`tests/it/kubectl.rs`):
 //!
 //! - discovery: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/<group>[/<version>]`, legacy and
 //!   aggregated (`apidiscovery.k8s.io/v2`, when the client's `Accept` asks for it), in the real

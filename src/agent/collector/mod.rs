@@ -39,21 +39,6 @@ pub fn resource(config: &CollectorArgs) -> Vec<(String, String)> {
     crate::telemetry::process_resource(SERVICE_NAME, config.node_name.as_deref())
 }
 
-/// Make glibc's allocator lean for the collector; call before any thread starts.
-///
-/// Rust's heap is mimalloc's (see `main.rs`), but glibc still allocates for itself (name
-/// lookups, `dlopen`), and gives each thread that does so under contention an arena of its own,
-/// up to eight per core, and keeps them. One arena for those few allocations costs the collector
-/// nothing and keeps them in one place.
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes the allocator's settings; it is called before other threads
-    // exist, as glibc's manual asks.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-}
-
 /// Run the collector until `shutdown`.
 ///
 /// # Errors
@@ -106,8 +91,7 @@ pub async fn run(config: CollectorArgs, shutdown: Shutdown) -> Result<(), Error>
         let points = collector.collect().await;
         if !released {
             released = true;
-            let kib = crate::agent::runtime::release_start_up_pages();
-            tracing::debug!("unmapped {kib} KiB of the binary after the first collection");
+            shutdown.settled();
         }
         crate::telemetry::record(&points);
         let mut served = points;

@@ -264,8 +264,7 @@ pub async fn run(config: ProxyArgs, shutdown: Shutdown) -> Result<(), Error> {
         connections: config.max_connections.max(1),
     };
     shutdown.ready();
-    let kib = crate::agent::runtime::release_start_up_pages();
-    tracing::debug!("unmapped {kib} KiB of the binary once serving");
+    shutdown.settled();
     // The sync runs beside the server; when the server stops, a sync under way gets
     // `--sync-grace` to finish before the process exits.
     let sync = sync::run(
