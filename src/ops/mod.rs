@@ -1,6 +1,6 @@
 //! The ops layer: the one sequence every front end runs, from a stack to a plan ([`plan`]) and
 //! from a plan to a changed lab ([`apply`]), and from a fresh host to a secret store that apply
-//! reads ([`bootstrap`], which applies the OpenBao unit through [`apply`]). The command line's
+//! reads ([`bootstrap()`], which applies the OpenBao unit through [`apply()`]). The command line's
 //! `plan`, `apply` and `bootstrap`, the proxy's GitOps sync and the tests all come here with a
 //! request and get events back; each front end only decides how to show them.
 //!
