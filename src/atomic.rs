@@ -111,6 +111,22 @@ impl Staged {
     }
 }
 
+/// Write `bytes` to `path` atomically and durably, only when nothing is there yet: a file (or
+/// anything else) at `path` is never replaced, and the error's kind is then `AlreadyExists`.
+/// For what must be written once and never lost to a second run (OpenBao's unseal keys).
+///
+/// # Errors
+/// [`Error::Write`] naming `path`.
+pub fn create_new(path: &Path, bytes: &[u8], access: Access) -> Result<(), Error> {
+    let Staged { tmp, path } = stage(path, bytes, access)?;
+    // A hard link fails when the name is taken: no window in which another file is replaced.
+    tmp.persist_noclobber(&path).map_err(|e| Error::Write {
+        path: path.clone(),
+        source: e.error,
+    })?;
+    sync_dir(folder(&path))
+}
+
 /// Write `bytes` to `path` atomically and durably ([`stage`], then [`Staged::commit`]).
 ///
 /// # Errors
@@ -184,5 +200,22 @@ mod tests {
         assert_eq!(left.len(), 2, "no temp file left: {left:?}");
         assert!(remove(&unit).unwrap());
         assert!(!remove(&unit).unwrap());
+    }
+
+    #[test]
+    fn create_new_never_replaces_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        create_new(&path, b"first", Access::Private).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        let e = create_new(&path, b"second", Access::Private).unwrap_err();
+        match e {
+            Error::Write { source, .. } => {
+                assert_eq!(source.kind(), std::io::ErrorKind::AlreadyExists);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

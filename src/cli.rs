@@ -81,6 +81,11 @@ pub enum Command {
     /// Show the plan, ask, and make the live cluster and host match the stack; or apply a
     /// saved plan (`labctl apply FILE`) exactly, without asking.
     Apply(ApplyArgs),
+    /// From a fresh host to a secret store `labctl apply` reads: start OpenBao (its unit
+    /// alone), initialise and unseal it, fill every secret the stack needs, give labctl a token
+    /// that reads only them, and clone the proxy's repository. Run again, it only fills what is
+    /// missing; `--unseal` unseals it after a reboot.
+    Bootstrap(BootstrapArgs),
     /// Remove the stack's apply lock when its holder is gone and cannot release it.
     ForceUnlock(ForceUnlockArgs),
     /// List the stack's generations on this host: every apply, when, by whom, and how it ended.
@@ -209,6 +214,43 @@ pub struct SelectArgs {
     /// (repeatable).
     #[arg(long, value_name = "ID")]
     pub exclude: Vec<String>,
+}
+
+/// `labctl bootstrap`.
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    /// Where OpenBao's unseal keys and root token are written when bootstrap initialises it
+    /// (JSON as `bao operator init -format=json` prints it, owner-only, refused if the file
+    /// exists); `--unseal` reads the keys from it. Without it they are shown once on a terminal.
+    #[arg(long, value_name = "FILE")]
+    pub keys_file: Option<PathBuf>,
+    /// How many unseal keys to make (1 suits a one-person lab; more, held by several people,
+    /// need `--key-threshold` of them to unseal).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub key_shares: u32,
+    /// How many unseal keys it takes to unseal.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub key_threshold: u32,
+    /// Only unseal OpenBao (it seals itself when it restarts), with the keys of `--keys-file`
+    /// or keys typed on a terminal; change nothing else.
+    #[arg(long)]
+    pub unseal: bool,
+    /// Ask nothing: apply the OpenBao unit without asking, and fail naming the secrets that
+    /// cannot be generated and are not in their `LABCTL_SECRET_<NAME>` variable.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Use the calling user's systemd manager, as `host.scope = "user"` does.
+    #[arg(long)]
+    pub user: bool,
+    /// How long to wait for OpenBao to answer once its unit runs.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub wait_timeout: std::time::Duration,
+    /// How long the started OpenBao unit must stay up before it counts as started.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub settle: std::time::Duration,
+    /// How long to wait for another apply of the stack to release its lock.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub lock_timeout: std::time::Duration,
 }
 
 /// `labctl force-unlock`.

@@ -141,10 +141,28 @@ pub enum Error {
     },
 
     /// Secrets a command needs have no value; each is named with its source and the reason.
-    #[error("{} secret(s) have no value: {}", missing.len(), missing.join("; "))]
+    #[error("{} secret(s) have no value: {}", missing.len(), by_cause(missing))]
     MissingSecrets {
-        /// One line per secret: name, source, reason.
-        missing: Vec<String>,
+        /// Every secret without a value.
+        missing: Vec<MissingSecret>,
+    },
+
+    /// The secret store is sealed (it seals itself whenever it restarts): nothing that needs a
+    /// secret from it can go on until it is unsealed.
+    #[error(
+        "OpenBao at `{addr}` is sealed, so {} ha{} no value: unseal it with `bao operator unseal` \
+         (once per unseal key, up to the threshold) or `labctl bootstrap --unseal --keys-file FILE`{}",
+        names(blocked),
+        if blocked.len() == 1 { "s" } else { "ve" },
+        if others.is_empty() { String::new() } else { format!("; besides, {}", by_cause(others)) }
+    )]
+    Sealed {
+        /// The store's address.
+        addr: String,
+        /// The secrets it holds that this command needs.
+        blocked: Vec<String>,
+        /// Secrets missing for another reason.
+        others: Vec<MissingSecret>,
     },
 
     /// A health gate did not pass after an apply: the apply failed.
@@ -184,6 +202,63 @@ pub enum Error {
         /// One per failed change.
         failed: Vec<Failure>,
     },
+}
+
+/// A secret without a value, as data: the view groups them by cause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingSecret {
+    /// The secret's name.
+    pub name: String,
+    /// Where it should have come from, short (`OpenBao secret/homelab`, `env X`, `file P`);
+    /// `None` when nothing provides it.
+    pub source: Option<String>,
+    /// Why it has no value, in the user's terms: the same text for every secret one cause
+    /// blocks (never a value or a token).
+    pub cause: String,
+    /// Whether the cause is the secret store (OpenBao): absent, unreachable, not initialised, or
+    /// the secret not written yet. `labctl bootstrap` is the way in then.
+    pub store: bool,
+}
+
+/// Secrets grouped by cause, in the order the causes first appear: `` `a`, `b` (from S): cause ``.
+pub fn group_missing(missing: &[MissingSecret]) -> Vec<(String, Vec<&MissingSecret>)> {
+    let mut groups: Vec<(String, Vec<&MissingSecret>)> = Vec::new();
+    for m in missing {
+        match groups.iter_mut().find(|(c, _)| *c == m.cause) {
+            Some((_, v)) => v.push(m),
+            None => groups.push((m.cause.clone(), vec![m])),
+        }
+    }
+    groups
+}
+
+/// One line per cause: the secrets it blocks, where they come from, then the cause.
+pub fn missing_line(cause: &str, secrets: &[&MissingSecret]) -> String {
+    let mut sources: Vec<&str> = secrets.iter().filter_map(|m| m.source.as_deref()).collect();
+    sources.dedup();
+    let from = if sources.is_empty() {
+        String::new()
+    } else {
+        format!(" (from {})", sources.join(", "))
+    };
+    let names: Vec<String> = secrets.iter().map(|m| m.name.clone()).collect();
+    format!("{}{from}: {cause}", self::names(&names))
+}
+
+fn by_cause(missing: &[MissingSecret]) -> String {
+    group_missing(missing)
+        .iter()
+        .map(|(cause, v)| missing_line(cause, v))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn names(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What lifts a refusal or fixes a failure, as data: the code that refuses chooses it from what

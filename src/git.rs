@@ -224,6 +224,76 @@ pub fn fetch(dir: &Path, remote: &str, branch: &str) -> Result<(), Error> {
     git(dir, branch, &["fetch", "--quiet", remote, branch]).map(drop)
 }
 
+/// How git reaches a repository over ssh with a deploy key: the `GIT_SSH_COMMAND` that uses
+/// `key` only (never an agent's or the user's other keys), never asks anything (no terminal
+/// under systemd), and trusts a host key on first use, remembered in `known_hosts`.
+pub fn ssh_command(key: &Path, known_hosts: &Path) -> String {
+    // Git runs it through the shell: the paths are quoted.
+    let q = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
+    format!(
+        "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new \
+         -o UserKnownHostsFile={}",
+        q(key),
+        q(known_hosts)
+    )
+}
+
+/// [`fetch`], over ssh as `ssh_command` says when given ([`ssh_command`]).
+///
+/// # Errors
+/// [`Error::Git`] with git's reason when the fetch fails.
+pub fn fetch_with(
+    dir: &Path,
+    remote: &str,
+    branch: &str,
+    ssh_command: Option<&str>,
+) -> Result<(), Error> {
+    let Some(ssh) = ssh_command else {
+        return fetch(dir, remote, branch);
+    };
+    run_git(
+        Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["fetch", "--quiet", remote, branch])
+            .env("GIT_SSH_COMMAND", ssh),
+        branch,
+        &["fetch"],
+    )
+}
+
+/// Clone `url` into `dir` (which must not exist or be empty), checking out `branch`, over ssh
+/// as `ssh_command` says when given ([`ssh_command`]).
+///
+/// # Errors
+/// [`Error::Git`] with git's reason (unreachable, refused key, no such branch, `dir` in use).
+pub fn clone(url: &str, dir: &Path, branch: &str, ssh_command: Option<&str>) -> Result<(), Error> {
+    let mut c = Command::new("git");
+    c.args(["clone", "--quiet", "--branch", branch, "--", url])
+        .arg(dir)
+        // Never a prompt for a user name or a passphrase: bootstrap may run unattended.
+        .env("GIT_TERMINAL_PROMPT", "0");
+    if let Some(ssh) = ssh_command {
+        c.env("GIT_SSH_COMMAND", ssh);
+    }
+    run_git(&mut c, url, &["clone"])
+}
+
+fn run_git(c: &mut Command, rev: &str, args: &[&str]) -> Result<(), Error> {
+    let out = c.output().map_err(|e| Error::Git {
+        rev: rev.into(),
+        message: format!("cannot run `git`: {e}"),
+    })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Git {
+            rev: rev.into(),
+            message: reason(&out.stderr, args, out.status),
+        })
+    }
+}
+
 /// Check out exactly `commit` in the checkout at `dir`, detached from any branch: the sync
 /// applies what was pushed, never what a branch points at by the time it runs.
 ///

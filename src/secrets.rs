@@ -29,6 +29,31 @@ pub struct Missing {
     pub source: Option<SecretFrom>,
     /// Why there is no value, in the user's terms (never a value or a token).
     pub reason: String,
+    /// The cause is the secret store (OpenBao): `labctl bootstrap` sets it up and fills it.
+    pub store: bool,
+    /// The store is sealed: its address.
+    pub sealed: Option<String>,
+}
+
+impl Missing {
+    /// The same, as the error type carries it.
+    pub fn to_error(&self) -> crate::error::MissingSecret {
+        crate::error::MissingSecret {
+            name: self.name.clone(),
+            source: self.source.as_ref().map(|s| match s {
+                SecretFrom::Bao { mount, path, key } if key == &self.name => {
+                    format!("OpenBao `{mount}/{path}`")
+                }
+                SecretFrom::Bao { mount, path, key } => {
+                    format!("OpenBao `{mount}/{path}` key `{key}`")
+                }
+                SecretFrom::Env(v) => format!("env `{v}`"),
+                SecretFrom::File(p) => format!("file `{p}`"),
+            }),
+            cause: self.reason.clone(),
+            store: self.store,
+        }
+    }
 }
 
 impl std::fmt::Display for Missing {
@@ -60,14 +85,23 @@ impl Resolved {
     ///
     /// # Errors
     /// [`Error::MissingSecrets`] when any secret has no value.
+    /// [`Error::Sealed`] when the store holding some of them is sealed (the others named too).
     pub fn require(self) -> Result<BTreeMap<String, SecretValue>, Error> {
         if self.missing.is_empty() {
-            Ok(self.values)
-        } else {
-            Err(Error::MissingSecrets {
-                missing: self.missing.iter().map(ToString::to_string).collect(),
-            })
+            return Ok(self.values);
         }
+        if let Some(addr) = self.missing.iter().find_map(|m| m.sealed.clone()) {
+            let (blocked, others): (Vec<&Missing>, Vec<&Missing>) =
+                self.missing.iter().partition(|m| m.sealed.is_some());
+            return Err(Error::Sealed {
+                addr,
+                blocked: blocked.iter().map(|m| m.name.clone()).collect(),
+                others: others.iter().map(|m| m.to_error()).collect(),
+            });
+        }
+        Err(Error::MissingSecrets {
+            missing: self.missing.iter().map(Missing::to_error).collect(),
+        })
     }
 }
 
@@ -98,6 +132,8 @@ pub async fn resolve(
             name: name.clone(),
             source,
             reason,
+            store: false,
+            sealed: None,
         };
         let source = match stack.secret_from(name) {
             None => {
@@ -155,32 +191,42 @@ pub async fn resolve(
                     from_bao.iter().map(|(_, _, p, _)| p.clone()).collect();
                 Ok(bao.read_all(&paths).await)
             }
+            Err(e @ BaoError::NoToken { .. }) => Err(without_token(env, listen, e).await),
             Err(e) => Err(e),
         };
         for (name, source, kv, key) in from_bao {
-            let result: Result<SecretValue, String> = match &read {
-                Err(e) => Err(e.to_string()),
+            let sealed = |e: &BaoError| match e {
+                BaoError::Sealed { addr } => Some(addr.clone()),
+                _ => None,
+            };
+            let result: Result<SecretValue, (String, Option<String>)> = match &read {
+                Err(e) => Err((e.to_string(), sealed(e))),
                 Ok(all) => match all.get(&kv) {
                     Some(Ok(fields)) => fields
                         .get(&key)
                         .cloned()
-                        .ok_or_else(|| no_key(&kv, &key, fields)),
-                    Some(Err(e)) => Err(e.to_string()),
-                    None => Err(BaoError::NoSuchPath {
-                        path: kv.clone(),
-                        deleted: false,
-                    }
-                    .to_string()),
+                        .ok_or_else(|| (no_key(&kv, &key, fields), None)),
+                    Some(Err(e)) => Err((e.to_string(), sealed(e))),
+                    None => Err((
+                        BaoError::NoSuchPath {
+                            path: kv.clone(),
+                            deleted: false,
+                        }
+                        .to_string(),
+                        None,
+                    )),
                 },
             };
             match result {
                 Ok(v) => {
                     out.values.insert(name, v);
                 }
-                Err(reason) => out.missing.push(Missing {
+                Err((reason, sealed)) => out.missing.push(Missing {
                     name,
                     source: Some(source),
                     reason,
+                    store: sealed.is_none(),
+                    sealed,
                 }),
             }
         }
@@ -190,6 +236,45 @@ pub async fn resolve(
         register(v.expose());
     }
     out
+}
+
+/// Renew the OpenBao token labctl reads with, when any of `names` was read from OpenBao: the
+/// token `labctl bootstrap` makes is periodic and lives on while it is used. Best effort: a token
+/// that cannot be renewed (a root token) stays as it is, and nothing is said.
+pub async fn renew_token(stack: &Stack, names: &BTreeSet<String>, env: Env<'_>) {
+    let from_bao = names.iter().any(|n| {
+        env(&override_var(n)).is_none()
+            && matches!(stack.secret_from(n), Some(Ok(SecretFrom::Bao { .. })))
+    });
+    if !from_bao {
+        return;
+    }
+    let listen = (stack.host.openbao.enabled).then_some(stack.host.openbao.listen.as_str());
+    if let Ok(bao) = Connect::from_env(env, listen).and_then(|c| Bao::new(&c)) {
+        let _ = bao.renew_self().await;
+    }
+}
+
+/// Why there is no token, or the more basic cause behind it: on a fresh host there is no token
+/// because there is no OpenBao yet, and that is what to say.
+async fn without_token(env: Env<'_>, listen: Option<&str>, no_token: BaoError) -> BaoError {
+    let Ok(addr) = Connect::address(env, listen) else {
+        return no_token;
+    };
+    let anonymous = Connect {
+        addr: addr.clone(),
+        token: crate::backend::openbao::Token::new(""),
+        ca_cert: None,
+    };
+    let Ok(bao) = Bao::new(&anonymous) else {
+        return no_token;
+    };
+    match bao.health().await {
+        Err(e @ BaoError::Unreachable { .. }) => e,
+        Ok(h) if !h.initialized => BaoError::NotInitialised { addr },
+        Ok(h) if h.sealed => BaoError::Sealed { addr },
+        _ => no_token,
+    }
 }
 
 /// [`resolve`] on a runtime of its own, for callers without one.

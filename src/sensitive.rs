@@ -115,14 +115,25 @@ type Lookup = dyn Fn(&str) -> Option<String> + Send + Sync;
 
 /// Where `secret("name")` gets its value: a lookup (resolved secrets, the environment, a map in
 /// tests) or, for output that must not hold values, a marker per secret ([`Secrets::redacted`]).
-/// There is no placeholder for a missing value: [`render`] fails naming every one.
+/// There is no placeholder for a missing value: rendering fails naming every one.
+///
+/// A partial set ([`Secrets::only`]) has values for some names and markers for the rest: a plan
+/// cut down to a selection reads only the secrets of what it keeps, and the objects it leaves
+/// out render with markers that never reach a change.
 #[derive(Clone)]
-pub struct Secrets(Option<Arc<Lookup>>);
+pub struct Secrets {
+    lookup: Option<Arc<Lookup>>,
+    /// With a lookup: the only names it is asked about; every other name is a marker.
+    only: Option<Arc<std::collections::BTreeSet<String>>>,
+}
 
 impl Secrets {
     /// Secrets from a function (tests use a map).
     pub fn new(lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
-        Secrets(Some(Arc::new(lookup)))
+        Secrets {
+            lookup: Some(Arc::new(lookup)),
+            only: None,
+        }
     }
 
     /// Secrets from the environment only: `LABCTL_SECRET_<NAME>` (see [`crate::stack::override_var`]); an
@@ -144,29 +155,51 @@ impl Secrets {
     /// No values at all: every secret renders as [`redacted`] of its name. For `render --redact`
     /// and for plans that compare no values (`--offline`, `--base`).
     pub fn redacted() -> Self {
-        Secrets(None)
+        Secrets {
+            lookup: None,
+            only: None,
+        }
     }
 
-    /// Whether values are replaced by markers.
+    /// These secrets, but only for the names in `read`: every other name renders as its marker,
+    /// as [`Secrets::redacted`] does.
+    pub fn only(self, read: std::collections::BTreeSet<String>) -> Self {
+        Secrets {
+            only: self.lookup.is_some().then(|| Arc::new(read)),
+            ..self
+        }
+    }
+
+    /// Whether every value is replaced by a marker.
     pub fn is_redacted(&self) -> bool {
-        self.0.is_none()
+        self.lookup.is_none()
     }
 
-    /// The value of `name`: its marker when redacted, `None` when it has none.
+    /// Whether `name` renders as its marker rather than a value.
+    pub fn is_marker(&self, name: &str) -> bool {
+        match (&self.lookup, &self.only) {
+            (None, _) => true,
+            (Some(_), Some(only)) => !only.contains(name),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// The value of `name`: its marker when redacted (or not read), `None` when it has none.
     pub fn get(&self, name: &str) -> Option<String> {
-        match &self.0 {
-            None => Some(redacted(name)),
+        match &self.lookup {
+            _ if self.is_marker(name) => Some(redacted(name)),
             Some(f) => f(name),
+            None => Some(redacted(name)),
         }
     }
 }
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.is_redacted() {
-            "Secrets(redacted)"
-        } else {
-            "Secrets(..)"
+        f.write_str(match (&self.lookup, &self.only) {
+            (None, _) => "Secrets(redacted)",
+            (Some(_), Some(_)) => "Secrets(partial)",
+            (Some(_), None) => "Secrets(..)",
         })
     }
 }

@@ -153,7 +153,10 @@ async fn settle(
         restored,
         snapshot,
     };
+    // A selection applies part of the stack: no generation stands for the whole of it.
+    let partial = !request.plan.selection.is_empty();
     let (plan, error) = match attempt {
+        Ok((plan, outcome)) if partial => return Ok((plan, outcome, None)),
         // Nothing to change, but a stack other than the last one recorded: what runs is this
         // stack now (a change another run made, a commit of comments only).
         Ok((plan, None)) if recorded_other(store, &snapshot)? => {

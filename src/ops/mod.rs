@@ -1,12 +1,15 @@
 //! The ops layer: the one sequence every front end runs, from a stack to a plan ([`plan`]) and
-//! from a plan to a changed lab ([`apply`]). The command line's `plan` and `apply`, the proxy's
-//! GitOps sync and the tests all come here with a request and get events back; each front end
-//! only decides how to show them.
+//! from a plan to a changed lab ([`apply`]), and from a fresh host to a secret store that apply
+//! reads ([`bootstrap()`], which applies the OpenBao unit through [`apply()`]). The command line's
+//! `plan`, `apply` and `bootstrap`, the proxy's GitOps sync and the tests all come here with a
+//! request and get events back; each front end only decides how to show them.
 //!
 //! The sequence, and why in this order:
 //! 1. load the stack and its templates (a file on disk, or a stack already read from git);
-//! 2. read the secrets the plan needs (a plan that compares no values reads none): a missing
-//!    secret fails before anything is locked or observed;
+//! 2. read the secrets the plan needs: those of the objects it keeps (its plane, its
+//!    `--target`/`--exclude` selection, the host alone when no cluster is configured), so that a
+//!    selection of what uses no secret reads none; a plan that compares no values reads none at
+//!    all. A missing secret fails before anything is locked or observed;
 //! 3. apply only: take the stack's lock, through the run's own cluster client, so that the plan
 //!    is made in a world no other writer changes;
 //! 4. build the plan ([`crate::plan::build`]) and cut it to the selection;
@@ -16,6 +19,7 @@
 //!    and check its gates; say whether the lock was lost meanwhile, let the lock go.
 
 mod apply;
+pub mod bootstrap;
 mod gates;
 mod secrets;
 
@@ -23,7 +27,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use apply::apply;
-pub use secrets::read as read_secrets;
+pub use bootstrap::{BootstrapEvents, BootstrapRequest, Bootstrapped, bootstrap};
+pub use secrets::{needed as secrets_needed, read as read_secrets, read_selected};
 
 use crate::backend::kube::Cluster;
 use crate::backend::systemd::Target;
@@ -263,18 +268,23 @@ fn snapshot(
     }
 }
 
-/// The secrets a plan renders with: read from their sources when it compares live values,
-/// otherwise none at all (every one redacted).
+/// The secrets a plan renders with: when it compares live values, those of the objects it
+/// keeps (its plane, its selection; the host's alone when no cluster is configured and none was
+/// asked for), read from their sources; otherwise none at all (every one redacted).
 async fn secrets_for(
     request: &PlanRequest,
     loaded: &LoadedStack,
     templates: &Templates,
 ) -> Result<Secrets, Error> {
-    if matches!(request.against, Against::Live(_)) {
-        read_secrets(loaded, templates, request.plane).await
-    } else {
-        Ok(Secrets::redacted())
-    }
+    let Against::Live(how) = &request.against else {
+        return Ok(Secrets::redacted());
+    };
+    // The same rule `plan::build` follows to leave the cluster out.
+    let plane = match request.plane {
+        None if !how.kube.how().configured() => Some(Plane::Systemd),
+        p => p,
+    };
+    read_selected(loaded, templates, plane, &request.selection).await
 }
 
 async fn build(

@@ -1,9 +1,11 @@
 //! The secrets a plan needs: which ones the templates ask for (rendering decides, names built in
-//! a template included), resolved from their declared sources in one go.
+//! a template included), resolved from their declared sources in one go. A plan cut down by
+//! `--target`/`--exclude` needs only the secrets of the objects it keeps.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::Error;
+use crate::plan::{self, Live, Selection};
 use crate::render::Templates;
 use crate::secrets::resolve;
 use crate::sensitive::Secrets;
@@ -21,10 +23,24 @@ pub async fn read(
     templates: &Templates,
     plane: Option<Plane>,
 ) -> Result<Secrets, Error> {
-    let asked = crate::render::secrets_asked(&loaded.stack, templates, plane)?;
-    let names: BTreeSet<String> = asked.into_keys().collect();
+    read_selected(loaded, templates, plane, &Selection::default()).await
+}
+
+/// As [`read`], for a plan cut down to `selection`: only the secrets that the templates of the
+/// objects it keeps (targeted, what they depend on, less what is excluded) ask for are read;
+/// every other secret renders as its marker, in objects the selection then leaves out.
+///
+/// # Errors
+/// As [`read`]; [`Error::Usage`] for a pattern that is not a glob.
+pub async fn read_selected(
+    loaded: &LoadedStack,
+    templates: &Templates,
+    plane: Option<Plane>,
+    selection: &Selection,
+) -> Result<Secrets, Error> {
+    let names = needed(loaded, templates, plane, selection)?;
     if names.is_empty() {
-        return Ok(Secrets::from_values(BTreeMap::new()));
+        return Ok(Secrets::from_values(BTreeMap::new()).only(names));
     }
     let resolved = resolve(
         &loaded.stack,
@@ -33,7 +49,42 @@ pub async fn read(
         &crate::secrets::process_env,
     )
     .await;
-    Ok(Secrets::from_values(resolved.require()?))
+    let values = resolved.require()?;
+    crate::secrets::renew_token(&loaded.stack, &names, &crate::secrets::process_env).await;
+    Ok(Secrets::from_values(values).only(names))
+}
+
+/// The secrets the objects `selection` keeps ask for, by the templates that render them: a
+/// template asks for a secret for every object it renders (a unit and its env file alike).
+///
+/// # Errors
+/// Rendering errors; [`Error::Usage`] for a pattern that is not a glob.
+pub fn needed(
+    loaded: &LoadedStack,
+    templates: &Templates,
+    plane: Option<Plane>,
+    selection: &Selection,
+) -> Result<BTreeSet<String>, Error> {
+    if selection.is_empty() {
+        let asked = crate::render::secrets_asked(&loaded.stack, templates, plane)?;
+        return Ok(asked.into_keys().collect());
+    }
+    let (desired, asked) =
+        crate::render::render_asked(&loaded.stack, templates, &Secrets::redacted(), plane)?;
+    // Everything is new against nothing: the selection keeps what it would keep of a live plan
+    // but the deletions, which render nothing.
+    let offline = plan::diff(&desired, &Live::default());
+    let kept = plan::kept_ids(&offline, selection)?;
+    let rendering: BTreeSet<&str> = kept
+        .iter()
+        .filter_map(|id| desired.objects.get(id))
+        .map(|o| o.template.as_str())
+        .collect();
+    Ok(asked
+        .into_iter()
+        .filter(|(_, by)| by.iter().any(|t| rendering.contains(t.as_str())))
+        .map(|(name, _)| name)
+        .collect())
 }
 
 #[cfg(test)]

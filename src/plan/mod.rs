@@ -18,7 +18,7 @@ pub use body::{Body, SENSITIVE, SENSITIVE_CHANGED};
 pub use build::{Against, Observe, Options, Secrets, Sources, build};
 pub use diff::{Live, LiveObject, diff};
 pub use saved::Precondition;
-pub use select::{Selection, select};
+pub use select::{Selection, kept_ids, select};
 pub use units::{
     ObservedUnit, UnitState, env_file_path, installable, live_units, units_to_observe, wants_active,
 };

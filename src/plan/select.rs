@@ -74,34 +74,13 @@ pub fn select(mut plan: Plan, selection: &Selection) -> Result<Plan, Error> {
         }
     }
     let n = plan.changes.len();
-    let deps: Vec<BTreeSet<usize>> = (0..n).map(|i| depends_on(&plan.changes, i)).collect();
-    let mut keep: BTreeSet<usize> = if selection.targets.is_empty() {
-        (0..n).collect()
-    } else {
-        (0..n).filter(|&i| targets.is_match(&names[i])).collect()
-    };
-    let matched = keep.clone();
-    // What a kept change depends on comes along.
-    let mut pending: Vec<usize> = keep.iter().copied().collect();
-    while let Some(i) = pending.pop() {
-        for &d in &deps[i] {
-            if keep.insert(d) {
-                pending.push(d);
-            }
-        }
-    }
+    let Cut {
+        deps,
+        keep,
+        matched,
+        gone,
+    } = cut(&plan.changes, &names, selection, &targets, &excludes);
     let pulled_in: BTreeSet<usize> = keep.difference(&matched).copied().collect();
-    // An excluded change takes what depends on it along.
-    let mut gone: BTreeSet<usize> = (0..n).filter(|&i| excludes.is_match(&names[i])).collect();
-    loop {
-        let more: Vec<usize> = (0..n)
-            .filter(|i| !gone.contains(i) && deps[*i].iter().any(|d| gone.contains(d)))
-            .collect();
-        if more.is_empty() {
-            break;
-        }
-        gone.extend(more);
-    }
     let explicitly_excluded: BTreeSet<usize> =
         (0..n).filter(|&i| excludes.is_match(&names[i])).collect();
     let mut dependencies = Vec::new();
@@ -167,6 +146,79 @@ pub fn select(mut plan: Plan, selection: &Selection) -> Result<Plan, Error> {
         left_out,
     });
     Ok(plan)
+}
+
+/// What a selection does to a list of changes (indexes into it).
+struct Cut {
+    /// What each change depends on.
+    deps: Vec<BTreeSet<usize>>,
+    /// Targeted (all, without targets) and what they depend on.
+    keep: BTreeSet<usize>,
+    /// Targeted.
+    matched: BTreeSet<usize>,
+    /// Excluded and what depends on them.
+    gone: BTreeSet<usize>,
+}
+
+fn cut(
+    changes: &[Change],
+    names: &[String],
+    selection: &Selection,
+    targets: &GlobSet,
+    excludes: &GlobSet,
+) -> Cut {
+    let n = changes.len();
+    let deps: Vec<BTreeSet<usize>> = (0..n).map(|i| depends_on(changes, i)).collect();
+    let mut keep: BTreeSet<usize> = if selection.targets.is_empty() {
+        (0..n).collect()
+    } else {
+        (0..n).filter(|&i| targets.is_match(&names[i])).collect()
+    };
+    let matched = keep.clone();
+    // What a kept change depends on comes along.
+    let mut pending: Vec<usize> = keep.iter().copied().collect();
+    while let Some(i) = pending.pop() {
+        for &d in &deps[i] {
+            if keep.insert(d) {
+                pending.push(d);
+            }
+        }
+    }
+    // An excluded change takes what depends on it along.
+    let mut gone: BTreeSet<usize> = (0..n).filter(|&i| excludes.is_match(&names[i])).collect();
+    loop {
+        let more: Vec<usize> = (0..n)
+            .filter(|i| !gone.contains(i) && deps[*i].iter().any(|d| gone.contains(d)))
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        gone.extend(more);
+    }
+    Cut {
+        deps,
+        keep,
+        matched,
+        gone,
+    }
+}
+
+/// The ids of `plan` that `selection` keeps, as [`select`] would keep them, without requiring
+/// each pattern to match: on a plan of the desired objects alone (no deletions), this is what a
+/// selection needs rendered with values, so the ops layer reads only their secrets.
+///
+/// # Errors
+/// [`Error::Usage`] for a pattern that is not a glob.
+pub fn kept_ids(plan: &Plan, selection: &Selection) -> Result<BTreeSet<ResourceId>, Error> {
+    let targets = globs("--target", &selection.targets)?;
+    let excludes = globs("--exclude", &selection.excludes)?;
+    let names: Vec<String> = plan.changes.iter().map(|c| c.id.to_string()).collect();
+    let cut = cut(&plan.changes, &names, selection, &targets, &excludes);
+    Ok(cut
+        .keep
+        .difference(&cut.gone)
+        .map(|&i| plan.changes[i].id.clone())
+        .collect())
 }
 
 /// The changes change `i` depends on by ordering (indexes into `changes`), for creations and

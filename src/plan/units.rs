@@ -315,42 +315,72 @@ pub fn env_file_path(path: &str, scope: Scope) -> Result<PathBuf, Error> {
 }
 
 /// The variables of an env file's text, as systemd reads them (comments and blank lines
-/// skipped; single quotes literal; double quotes with `\` escapes; unquoted values trimmed).
+/// skipped; single quotes literal; double quotes with `\` escapes; unquoted values trimmed). A
+/// quoted value may span lines, as systemd allows (a private key).
 fn env_file_vars(text: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    for line in text.lines() {
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (line, after) = rest.split_once('\n').unwrap_or((rest, ""));
         let l = line.trim_start();
         if l.is_empty() || l.starts_with('#') || l.starts_with(';') {
+            rest = after;
             continue;
         }
         let Some((k, v)) = l.split_once('=') else {
+            rest = after;
             continue;
         };
-        let v = v.trim();
-        let value = if let Some(inner) = v.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
-            inner.to_string()
-        } else if let Some(inner) = v.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-            let mut s = String::with_capacity(inner.len());
-            let mut it = inner.chars();
-            while let Some(ch) = it.next() {
-                if ch == '\\'
-                    && let Some(next) = it.next()
-                {
-                    if !matches!(next, '\\' | '"' | '`' | '$') {
-                        s.push('\\');
+        // The value starts in this line and, quoted, may go on past its end.
+        let v_start = &rest[line.len() - l.len() + k.len() + 1..];
+        let v_trimmed = v_start.trim_start_matches([' ', '\t']);
+        let (value, next) = match v_trimmed.chars().next() {
+            Some('\'') => match v_trimmed[1..].find('\'') {
+                Some(end) => (
+                    v_trimmed[1..1 + end].to_string(),
+                    line_after(&v_trimmed[2 + end..]),
+                ),
+                None => (v.trim().to_string(), after),
+            },
+            Some('"') => {
+                let mut s = String::new();
+                let mut it = v_trimmed[1..].char_indices();
+                let mut closed = None;
+                while let Some((i, ch)) = it.next() {
+                    match ch {
+                        '\\' => {
+                            if let Some((_, next)) = it.next() {
+                                if !matches!(next, '\\' | '"' | '`' | '$' | '\n') {
+                                    s.push('\\');
+                                }
+                                if next != '\n' {
+                                    s.push(next);
+                                }
+                            }
+                        }
+                        '"' => {
+                            closed = Some(i);
+                            break;
+                        }
+                        c => s.push(c),
                     }
-                    s.push(next);
-                } else {
-                    s.push(ch);
+                }
+                match closed {
+                    Some(i) => (s, line_after(&v_trimmed[2 + i..])),
+                    None => (v.trim().to_string(), after),
                 }
             }
-            s
-        } else {
-            v.to_string()
+            _ => (v.trim().to_string(), after),
         };
         out.insert(k.trim().to_string(), value);
+        rest = next;
     }
     out
+}
+
+/// What follows the end of the line `text` is in.
+fn line_after(text: &str) -> &str {
+    text.split_once('\n').map_or("", |(_, after)| after)
 }
 
 /// The live side of an env file: its variables and its text's hash, compared with what the
@@ -590,6 +620,12 @@ mod tests {
             ("A", "plain"),
             ("B", "it's \"quoted\" $HOME `x` \\n"),
             ("C", "with spaces  "),
+            (
+                "KEY",
+                "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk=\n-----END OPENSSH PRIVATE KEY-----\n",
+            ),
+            ("MULTI", "it's\ntwo lines"),
+            ("Z", "after"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -66,10 +66,12 @@ pub fn render_asked(
                     .map(|t| format!("`{t}`"))
                     .collect::<Vec<_>>()
                     .join(", ");
-                format!(
-                    "`{n}` (used by {by}): no value; set `{}`",
-                    crate::stack::override_var(n)
-                )
+                crate::error::MissingSecret {
+                    name: n.clone(),
+                    source: None,
+                    cause: format!("no value for {by}; set `{}`", crate::stack::override_var(n)),
+                    store: false,
+                }
             })
             .collect(),
     })
@@ -156,7 +158,7 @@ fn render_all(
             r.asked.insert(name.to_string());
             match secrets.get(name) {
                 Some(v) => {
-                    if !secrets.is_redacted() {
+                    if !secrets.is_marker(name) {
                         crate::sensitive::register(&v);
                     }
                     Ok(v)

@@ -8,6 +8,7 @@ use crate::error::{Error, Remedy};
 use crate::ops;
 use crate::plan::{Cost, Plan};
 use crate::resource::ResourceId;
+use crate::sensitive::SecretValue;
 use crate::stack::Plane;
 use crate::view::{self, Styles};
 
@@ -48,6 +49,84 @@ impl apply::Events for Console {
     fn cost(&mut self, cost: &Cost) {
         self.progress.cost(cost);
     }
+}
+
+impl ops::BootstrapEvents for Console {
+    fn said(&mut self, line: &str) {
+        eprintln!("{line}");
+    }
+
+    fn can_show_keys(&self) -> bool {
+        std::io::stdout().is_terminal()
+    }
+
+    fn show_keys(&mut self, keys: &crate::backend::openbao::InitKeys) {
+        // The one time they are shown: nothing keeps them.
+        let _ = super::print(&format!(
+            "OpenBao's unseal keys and root token, shown this once (save them now, away from \
+             this host; `labctl bootstrap --unseal` unseals with them):\n{}",
+            keys.to_json()
+        ));
+    }
+
+    fn ask_hidden(&mut self, prompt: &str) -> Result<Option<SecretValue>, Error> {
+        if !std::io::stdin().is_terminal() {
+            return Ok(None);
+        }
+        read_hidden(prompt)
+            .map(|v| Some(SecretValue::new(v)).filter(|v| !v.expose().is_empty()))
+            .map_err(|source| Error::Read {
+                path: "<stdin>".into(),
+                source,
+            })
+    }
+}
+
+/// Read a value from the terminal without echoing it. A private key (`-----BEGIN …`) is read
+/// to its `-----END …` line; anything else is one line.
+fn read_hidden(prompt: &str) -> std::io::Result<String> {
+    use std::io::BufRead as _;
+    use std::os::fd::AsRawFd as _;
+    let fd = std::io::stdin().as_raw_fd();
+    // SAFETY: `termios` is plain data that `tcgetattr` fills in; `fd` is this process's stdin.
+    let mut term: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::tcgetattr(fd, &raw mut term) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let saved = term;
+    term.c_lflag &= !libc::ECHO;
+    term.c_lflag |= libc::ECHONL;
+    // SAFETY: `term` is a valid termios for this terminal.
+    if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &raw const term) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let mut lines = Vec::new();
+    let mut stdin = std::io::stdin().lock();
+    let result = loop {
+        let mut line = String::new();
+        match stdin.read_line(&mut line) {
+            Ok(0) => break Ok(()),
+            Ok(_) => {
+                let line = line.trim_end_matches(['\r', '\n']).to_string();
+                let multi = lines
+                    .first()
+                    .is_some_and(|l: &String| l.starts_with("-----BEGIN"));
+                let first_multi = lines.is_empty() && line.starts_with("-----BEGIN");
+                let end = line.starts_with("-----END");
+                lines.push(line);
+                if !(first_multi || multi) || end {
+                    break Ok(());
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    // SAFETY: restores the settings read above.
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &raw const saved) };
+    result.map(|()| lines.join("\n"))
 }
 
 impl ops::Events for Console {

@@ -14,8 +14,8 @@ use console::Console;
 use crate::apply;
 use crate::backend::kube::{Cluster, Connect};
 use crate::cli::{
-    ApplyArgs, Cli, Command, ForceUnlockArgs, Format, HistoryArgs, HistoryFormat, PlanArgs,
-    PlaneArg, RenderArgs, RollbackArgs, SelectArgs,
+    ApplyArgs, BootstrapArgs, Cli, Command, ForceUnlockArgs, Format, HistoryArgs, HistoryFormat,
+    PlanArgs, PlaneArg, RenderArgs, RollbackArgs, SelectArgs,
 };
 use crate::error::Error;
 use crate::generations::{self, Who};
@@ -99,6 +99,7 @@ fn dispatch(cli: &Cli, hooks: Hooks) -> Result<ExitCode, Error> {
         Command::Render(args) => render_cmd(cli, args),
         Command::Plan(args) => plan_cmd(cli, args, out_styles),
         Command::Apply(args) => apply_cmd(cli, args, out_styles),
+        Command::Bootstrap(args) => bootstrap_cmd(cli, args, out_styles),
         Command::ForceUnlock(args) => force_unlock_cmd(cli, args),
         Command::History(args) => history_cmd(cli, args),
         Command::Rollback(args) => rollback_cmd(cli, args, out_styles),
@@ -439,6 +440,51 @@ fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Er
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn bootstrap_cmd(cli: &Cli, args: &BootstrapArgs, styles: Styles) -> Result<ExitCode, Error> {
+    let (stack, _) = load(cli)?;
+    let command: Vec<String> = std::env::args().collect();
+    let request = ops::BootstrapRequest {
+        stack,
+        user: args.user,
+        keys_file: args.keys_file.clone(),
+        shares: args.key_shares,
+        threshold: args.key_threshold,
+        unseal_only: args.unseal,
+        interactive: !args.yes,
+        options: apply::Options {
+            settle: args.settle,
+            ..apply::Options::default()
+        },
+        lock: LockRequest {
+            command: command.join(" "),
+            wait: args.lock_timeout,
+            lease: lock::DEFAULT_LEASE,
+        },
+        wait: args.wait_timeout,
+    };
+    let mut console = Console::new(cli.verbose, styles);
+    let done = apply_runtime()?.block_on(ops::bootstrap(&request, &mut console))?;
+    if args.unseal {
+        eprintln!(
+            "{}",
+            if done.unsealed {
+                "OpenBao is unsealed."
+            } else {
+                "Nothing to do."
+            }
+        );
+    } else if done.changed() {
+        eprintln!(
+            "Bootstrap complete: {} secret{} filled. Next: `labctl apply`.",
+            done.filled.len(),
+            if done.filled.len() == 1 { "" } else { "s" }
+        );
+    } else {
+        eprintln!("Nothing to do: OpenBao is set up and holds every secret the stack needs.");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn force_unlock_cmd(cli: &Cli, args: &ForceUnlockArgs) -> Result<ExitCode, Error> {

@@ -130,7 +130,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Stack, Error> {
     let file = SourceFile::new(path, text);
     // Unknown keys, wrong types and semantic problems, all in one report (the view sorts them).
     let (stack, mut problems) = source::deserialize::<Stack>(text);
-    if let Some(stack) = stack {
+    if let Some(mut stack) = stack {
+        stack.derive_defaults();
         problems.extend(validate::validate(&stack, &file));
         if problems.is_empty() {
             return Ok(stack);

@@ -215,8 +215,9 @@ component! {
         console_port: u16 = 9001,
         /// Size of the data PersistentVolumeClaim.
         storage: String = s("50Gi"),
-        /// Buckets created at start-up.
-        buckets: Vec<String> = vec![s("thanos"), s("loki"), s("tempo")],
+        /// Buckets created at start-up besides the ones Loki, Tempo and Thanos name (those are
+        /// always created, following their `bucket` settings).
+        buckets: Vec<String> = Vec::new(),
         /// Root user name (the password is the secret `minio-root-password`).
         root_user: String = s("labctl"),
         /// Container resources.
@@ -473,6 +474,13 @@ component! {
         port: u16 = 8085,
         /// Git checkout that a signed push webhook pulls and applies.
         repo_dir: String = s("/srv/homelab"),
+        /// The stack's git repository (`git@github.com:owner/lab.git`, `ssh://…`, `https://…`,
+        /// or a path): `labctl bootstrap` clones it into `repo_dir` when that is not a checkout
+        /// yet. Empty: `repo_dir` is cloned by hand.
+        repository: String = String::new(),
+        /// Fetch over ssh with the secret `deploy-key` (a private key, written owner-only where
+        /// only the proxy reads it). Default: whether `repository` is an ssh URL.
+        deploy_key: Option<bool> = None,
         /// Branch the GitOps trigger follows.
         branch: String = s("main"),
         /// How long a sync that restarts the proxy itself waits for the new proxy to serve before
@@ -522,8 +530,9 @@ component! {
         reload_on_change: bool = false,
         /// Sampling and export interval.
         interval: String = s("15s"),
-        /// OTLP/HTTP endpoint (the OTel Collector's NodePort).
-        otlp_endpoint: String = s("http://127.0.0.1:30318"),
+        /// OTLP/HTTP endpoint. Default: the OTel Collector's HTTP NodePort on this host,
+        /// `http://127.0.0.1:<kube.otel-collector.http_node_port>`.
+        otlp_endpoint: Option<String> = None,
         /// Extra environment for the unit.
         environment: BTreeMap<String, String> = BTreeMap::new(),
     }
@@ -542,8 +551,9 @@ component! {
         label: String = s("journal"),
         /// Polling interval.
         interval: String = s("5m"),
-        /// PostgreSQL connection (the password is the secret `postgres-password`).
-        database_url: String = s("postgres://labctl@127.0.0.1:30432/labctl"),
+        /// PostgreSQL connection (the password is the secret `postgres-password`). Default:
+        /// `postgres://<kube.postgres.user>@127.0.0.1:<kube.postgres.node_port>/<kube.postgres.database>`.
+        database_url: Option<String> = None,
         /// Extra environment for the unit.
         environment: BTreeMap<String, String> = BTreeMap::new(),
     }
@@ -570,8 +580,8 @@ component! {
         interval: String = s("10s"),
         /// Consecutive failed checks before the funnel is turned off.
         failures: u32 = 3,
-        /// Public funnel entries.
-        funnel: Vec<Funnel> = vec![Funnel { public_port: 8443, target_port: 8085 }],
+        /// Public funnel entries. Default: public port 8443 to the proxy's `port`.
+        funnel: Option<Vec<Funnel>> = None,
         /// Extra environment for the unit.
         environment: BTreeMap<String, String> = BTreeMap::new(),
     }
@@ -785,7 +795,50 @@ impl SecretSource {
     }
 }
 
+/// Whether a git URL reaches its repository over ssh: `ssh://…`, `git+ssh://…`, or the scp-like
+/// `[user@]host:path` (a colon before any slash, and no `://`).
+pub fn is_ssh_url(url: &str) -> bool {
+    if url.starts_with("ssh://") || url.starts_with("git+ssh://") {
+        return true;
+    }
+    if url.contains("://") {
+        return false;
+    }
+    match (url.find(':'), url.find('/')) {
+        (Some(colon), Some(slash)) => colon < slash && colon > 0,
+        (Some(colon), None) => colon > 0,
+        _ => false,
+    }
+}
+
 impl Stack {
+    /// Fill every setting whose default comes from another component's settings, so that every
+    /// consumer (templates, agents, validation) reads the effective value and a default follows
+    /// its source; a setting the stack writes stays as written. [`super::parse`] calls this once,
+    /// before validation; docs/stack.md lists each with where it comes from.
+    pub fn derive_defaults(&mut self) {
+        let k = &self.kube;
+        let h = &mut self.host;
+        h.collector
+            .otlp_endpoint
+            .get_or_insert_with(|| format!("http://127.0.0.1:{}", k.otel_collector.http_node_port));
+        h.ingest.database_url.get_or_insert_with(|| {
+            format!(
+                "postgres://{}@127.0.0.1:{}/{}",
+                k.postgres.user, k.postgres.node_port, k.postgres.database
+            )
+        });
+        let proxy_port = h.proxy.port;
+        h.gate.funnel.get_or_insert_with(|| {
+            vec![Funnel {
+                public_port: 8443,
+                target_port: proxy_port,
+            }]
+        });
+        let ssh = is_ssh_url(&h.proxy.repository);
+        h.proxy.deploy_key.get_or_insert(ssh);
+    }
+
     /// Where the secret `name` comes from: its `[secrets]` entry, else the default for a stack
     /// that runs OpenBao (field `name` of `secret/<stack name>`), else nothing. `Err` carries the
     /// declaration's problem (validation reports it).

@@ -3,7 +3,7 @@
 use miette::{GraphicalReportHandler, GraphicalTheme, NamedSource, SourceSpan};
 
 use super::Styles;
-use crate::error::{ApiStatus, Error, Remedy};
+use crate::error::{ApiStatus, Error, MissingSecret, Remedy, group_missing, missing_line};
 use crate::source::{Problem, SourceFile};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -49,9 +49,31 @@ fn error_text(e: &Error, styles: Styles) -> String {
                 missing.len(),
                 if missing.len() == 1 { "" } else { "s" }
             );
-            for m in missing {
-                out.push_str(&format!("  - {m}\n"));
+            for (cause, secrets) in group_missing(missing) {
+                out.push_str(&format!("  - {}\n", missing_line(&cause, &secrets)));
             }
+            out.push_str(&secrets_advice(missing, false));
+            out
+        }
+        Error::Sealed {
+            addr,
+            blocked,
+            others,
+        } => {
+            let mut out = format!(
+                "{} OpenBao at `{addr}` is sealed (it seals itself whenever it restarts): \
+                 nothing was rendered or changed\n  - it holds {}\n",
+                styles.red("error:"),
+                blocked
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            for (cause, secrets) in group_missing(others) {
+                out.push_str(&format!("  - {}\n", missing_line(&cause, &secrets)));
+            }
+            out.push_str(&secrets_advice(others, true));
             out
         }
         Error::ApplyFailed { failed } => {
@@ -63,6 +85,33 @@ fn error_text(e: &Error, styles: Styles) -> String {
         }
         other => format!("{} {}\n", styles.red("error:"), other.report()),
     }
+}
+
+/// What to do about secrets without a value, chosen from their causes.
+fn secrets_advice(missing: &[MissingSecret], sealed: bool) -> String {
+    let mut out = String::from("what to do:\n");
+    if sealed {
+        out.push_str(
+            "  - unseal it: `bao operator unseal` once per unseal key (up to the threshold), or \
+             `labctl bootstrap --unseal --keys-file FILE` with the keys file bootstrap wrote\n",
+        );
+    }
+    if missing.iter().any(|m| m.store) {
+        out.push_str(
+            "  - on a fresh host, `labctl bootstrap` starts OpenBao, initialises and unseals it, \
+             and fills every secret the stack needs; on a set-up one it fills only what is \
+             missing\n",
+        );
+    }
+    out.push_str("  - `labctl render --redact` shows what renders, without any secret value\n");
+    if let Some(m) = missing.first() {
+        out.push_str(&format!(
+            "  - `{}=...` gives a secret's value for one run, whatever its source \
+             (`LABCTL_SECRET_` and the name upper-cased, `-` as `_`)\n",
+            crate::stack::override_var(&m.name)
+        ));
+    }
+    out
 }
 
 /// The server's refusal of a change, with what the command line can do about a conflict.

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod bootstrap;
 mod bundled;
 mod collector;
 mod dashboards;

@@ -27,6 +27,9 @@ use crate::error::Error;
 /// The variable holding the webhook's HMAC key.
 pub const SECRET_VAR: &str = "LABCTL_WEBHOOK_SECRET";
 
+/// The variable holding the ssh deploy key the sync fetches with (`[host.proxy] deploy_key`).
+pub const DEPLOY_KEY_VAR: &str = "LABCTL_DEPLOY_KEY";
+
 /// An answer, before it becomes HTTP: a status code and a JSON body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
@@ -64,6 +67,8 @@ pub struct Proxy {
     pub stack_file: PathBuf,
     /// `origin`'s URL in the checkout, to tell the repository's pushes from another's.
     pub origin: Option<String>,
+    /// How git reaches `origin` over ssh with the deploy key ([`DEPLOY_KEY_VAR`]), when set.
+    pub git_ssh: Option<String>,
     secret: Vec<u8>,
     /// Where deliveries and the pending sync live.
     pub state_dir: PathBuf,
@@ -195,6 +200,20 @@ pub fn configure(args: &ProxyArgs) -> Result<Proxy, Error> {
     let (stack, stack_problem) = own_stack(args, &state_dir);
     let pipelines = pipelines::Pipelines::from_stack(&stack, |var| std::env::var(var).ok())?;
     let deliveries = deliveries::Deliveries::open(&state_dir, deliveries::RETENTION)?;
+    // ssh reads a key from a file only: written owner-only in the state folder, which only the
+    // proxy uses, and again at each start (the env file is the source).
+    let git_ssh = match std::env::var(DEPLOY_KEY_VAR) {
+        Ok(key) if !key.trim().is_empty() => {
+            let path = state_dir.join("deploy-key");
+            let text = format!("{}\n", key.trim_end());
+            crate::atomic::write(&path, text.as_bytes(), crate::atomic::Access::Private)?;
+            Some(crate::git::ssh_command(
+                &path,
+                &state_dir.join("known_hosts"),
+            ))
+        }
+        _ => None,
+    };
     let origin = match crate::git::remote_url(&args.repo_dir, "origin") {
         Ok(o) => o,
         Err(e) => {
@@ -215,6 +234,7 @@ pub fn configure(args: &ProxyArgs) -> Result<Proxy, Error> {
         repo_dir: args.repo_dir.clone(),
         stack_file: args.stack_file.clone(),
         origin,
+        git_ssh,
         secret: secret.into_bytes(),
         pending: pending::Slot::open(&state_dir)?,
         sync: sync::Sync::default(),

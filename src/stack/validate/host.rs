@@ -126,7 +126,7 @@ pub(super) fn funnel(c: &mut Checker<'_>, stack: &Stack) {
         return;
     }
     let mut seen = BTreeMap::new();
-    for (i, f) in h.gate.funnel.iter().enumerate() {
+    for (i, f) in h.gate.funnel.iter().flatten().enumerate() {
         let at = |k| [K("host"), K("gate"), K("funnel"), Seg::Index(i), K(k)];
         if !FUNNEL_PORTS.contains(&f.public_port) {
             c.push(

@@ -96,26 +96,17 @@ pub(super) fn kube(c: &mut Checker<'_>, stack: &Stack) {
             duration,
         );
     }
-    // Stores that keep their data in MinIO must name a bucket MinIO creates.
-    for (name, enabled, b) in [
-        ("loki", k.loki.enabled, &k.loki.bucket),
-        ("tempo", k.tempo.enabled, &k.tempo.bucket),
-        ("thanos", k.thanos.enabled, &k.thanos.bucket),
+    // Stores that keep their data in MinIO need it; MinIO creates every bucket they name.
+    for (name, enabled) in [
+        ("loki", k.loki.enabled),
+        ("tempo", k.tempo.enabled),
+        ("thanos", k.thanos.enabled),
     ] {
-        if !enabled {
-            continue;
-        }
-        if !k.minio.enabled {
+        if enabled && !k.minio.enabled {
             c.push(
                 &[K("kube"), K(name)],
                 format!("`kube.{name}` stores its data in MinIO, but `kube.minio` is disabled"),
                 Some(format!("enable `kube.minio` or disable `kube.{name}`")),
-            );
-        } else if !k.minio.buckets.contains(b) {
-            c.push(
-                &[K("kube"), K(name), K("bucket")],
-                format!("bucket `{b}` of `kube.{name}` is not in `kube.minio.buckets`"),
-                Some(format!("add \"{b}\" to `kube.minio.buckets`")),
             );
         }
     }

@@ -309,9 +309,7 @@ fn render_without_secrets_refuses_naming_them_and_redact_renders_markers() {
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.is_empty(), "nothing is rendered: {out}");
     assert!(
-        err.contains(
-            "`db-password` from { env = \"E2E_DB_PASSWORD\" }: `E2E_DB_PASSWORD` is not set"
-        ),
+        err.contains("`db-password` (from env `E2E_DB_PASSWORD`): `E2E_DB_PASSWORD` is not set"),
         "{err}"
     );
 
@@ -381,7 +379,9 @@ fn sealed_wrong_token_and_missing_key_each_say_so_through_the_binary() {
     assert_eq!(s, 200, "unseal");
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains("is sealed: unseal it with `bao operator unseal`"),
+        err.contains("is sealed (it seals itself whenever it restarts)")
+            && err.contains("it holds `db-password`")
+            && err.contains("unseal it: `bao operator unseal`"),
         "{err}"
     );
     assert!(

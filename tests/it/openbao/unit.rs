@@ -81,7 +81,7 @@ fn the_rendered_openbao_unit_runs_a_real_server() {
     assert!(matches!(err, BaoError::NotInitialised { .. }), "{err}");
     assert!(
         err.to_string()
-            .contains("is not initialised: initialise it once with `bao operator init`"),
+            .contains("is not initialised: initialise it once with `labctl bootstrap`"),
         "{err}"
     );
 

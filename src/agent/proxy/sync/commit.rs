@@ -63,6 +63,7 @@ pub(super) async fn sync_one(
     stack_file: &Path,
     commit: &str,
     failures: u32,
+    was_sealed: bool,
 ) -> Ended {
     tracing::info!(commit, "sync started");
     proxy.sync.set(|s| {
@@ -87,6 +88,14 @@ pub(super) async fn sync_one(
             failures + 1,
             ended.error.as_deref().unwrap_or_default()
         ),
+        // Said once: the store stays sealed until a person unseals it, and each look again would
+        // only repeat it.
+        "sealed" if was_sealed => {}
+        "sealed" => tracing::warn!(
+            commit,
+            "sync waits: {}",
+            ended.error.as_deref().unwrap_or_default()
+        ),
         other => tracing::warn!(
             commit,
             "sync {other}: {}",
@@ -96,7 +105,7 @@ pub(super) async fn sync_one(
     for p in &ended.problems {
         tracing::warn!(commit, "{p}");
     }
-    if ended.result != "failed"
+    if !matches!(ended.result, "failed" | "sealed")
         && let Err(e) = proxy.pending.clear_if(commit).await
     {
         tracing::error!("cannot clear the pending sync: {e}");
@@ -131,8 +140,9 @@ async fn sync_commit(proxy: &Proxy, stack_file: &Path, commit: &str) -> Ended {
     let branch = proxy.branch.clone();
     let path = dir.join(stack_file);
     let (c, p) = (commit.to_string(), path.clone());
+    let ssh = proxy.git_ssh.clone();
     let read = tokio::task::spawn_blocking(move || {
-        crate::git::fetch(&dir, "origin", &branch)?;
+        crate::git::fetch_with(&dir, "origin", &branch, ssh.as_deref())?;
         crate::git::committed(&p, &c)
     })
     .await
@@ -223,6 +233,13 @@ fn ended_by(proxy: &Proxy, commit: &str, summary: Option<Summary>, error: Error)
                 ..Ended::default()
             }
         }
+        // Unsealing is a person's job: the commit waits, quietly.
+        Error::Sealed { .. } => Ended {
+            result: "sealed",
+            summary,
+            error: Some(error.report()),
+            ..Ended::default()
+        },
         // The commit itself is wrong: trying it again cannot help.
         Error::Invalid { .. }
         | Error::Template { .. }

@@ -30,7 +30,8 @@ pub struct Status {
     /// When it finished, RFC 3339 UTC.
     pub finished: Option<String>,
     /// `ok`, `failed`, `refused` (never tried again: an invalid stack, a refusal, a commit
-    /// rolled back before), `rolled-back` (the last good generation runs again), `running`, or
+    /// rolled back before), `rolled-back` (the last good generation runs again), `sealed` (the
+    /// secret store is sealed: tried again after a push or every minute, quietly), `running`, or
     /// `interrupted` (by the stop); `null` before the first sync.
     pub result: Option<&'static str>,
     /// The plan's summary.
@@ -82,12 +83,18 @@ fn now() -> String {
 /// a tight loop of fetches while pushes keep coming and the origin stays unreachable.
 const NEWER_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
+/// How often a sync that found the secret store sealed looks again: unsealing is a person's
+/// job, so a slow, steady look rather than the failure backoff's burst of retries.
+const SEALED_RECHECK: Duration = Duration::from_secs(60);
+
 /// The last sync this process ran.
 #[derive(Debug, Clone)]
 struct Attempt {
     commit: String,
     /// Failed syncs in a row, this one included (0: it applied or was refused).
     failures: u32,
+    /// It found the secret store sealed.
+    sealed: bool,
     finished: Instant,
 }
 
@@ -99,6 +106,13 @@ fn next_start(last: Option<&Attempt>, waiting: &str, now: Instant) -> Option<Ins
     let Some(last) = last else {
         return Some(now);
     };
+    if last.sealed {
+        return Some(if last.commit == waiting {
+            last.finished + SEALED_RECHECK
+        } else {
+            last.finished + NEWER_AFTER_FAILURE
+        });
+    }
     match (last.failures, last.commit == waiting) {
         (0, true) => None,
         (0, false) => Some(now),
@@ -169,7 +183,8 @@ pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, grace: Duration, shutdo
             .as_ref()
             .filter(|l| l.commit == pending.commit)
             .map_or(0, |l| l.failures);
-        let sync = commit::sync_one(&proxy, &stack_file, &pending.commit, failures)
+        let was_sealed = last.as_ref().is_some_and(|l| l.sealed);
+        let sync = commit::sync_one(&proxy, &stack_file, &pending.commit, failures, was_sealed)
             .instrument(span.clone());
         let stopped = async {
             shutdown.cancelled().await;
@@ -206,17 +221,23 @@ pub async fn run(proxy: Arc<Proxy>, stack_file: PathBuf, grace: Duration, shutdo
         span.record("labctl.result", result);
         super::metrics::sync_ended(&pending.commit, result, started.elapsed());
         let failed = result == "failed";
+        let sealed = result == "sealed";
         let attempt = Attempt {
             commit: pending.commit,
             failures: if failed { failures + 1 } else { 0 },
+            sealed,
             finished: Instant::now(),
         };
         // After a failure: what waits now (the same commit, or a newer push) and when it is
         // tried.
-        let next = proxy.pending.read().filter(|_| failed).and_then(|p| {
-            Some(next_start(Some(&attempt), &p.commit, attempt.finished)? - attempt.finished)
-        });
-        if let Some(wait) = next {
+        let next = proxy
+            .pending
+            .read()
+            .filter(|_| failed || sealed)
+            .and_then(|p| {
+                Some(next_start(Some(&attempt), &p.commit, attempt.finished)? - attempt.finished)
+            });
+        if let Some(wait) = next.filter(|_| !(sealed && was_sealed)) {
             tracing::info!(
                 parent: &span,
                 "next sync attempt in {}",
@@ -251,6 +272,7 @@ mod tests {
         let ok = Attempt {
             commit: "a".into(),
             failures: 0,
+            sealed: false,
             finished: t0,
         };
         // Applied (or refused): not again, but a newer push at once.
@@ -268,6 +290,20 @@ mod tests {
         );
         assert_eq!(
             next_start(Some(&failed(30)), "b", t0),
+            Some(t0 + NEWER_AFTER_FAILURE)
+        );
+        // Sealed: a slow, steady look again whatever the count; a new push soon.
+        let sealed = Attempt {
+            sealed: true,
+            failures: 0,
+            ..ok.clone()
+        };
+        assert_eq!(
+            next_start(Some(&sealed), "a", t0),
+            Some(t0 + SEALED_RECHECK)
+        );
+        assert_eq!(
+            next_start(Some(&sealed), "b", t0),
             Some(t0 + NEWER_AFTER_FAILURE)
         );
     }
