@@ -385,11 +385,15 @@ pub(super) async fn after_rescue(proxy: &Proxy, rescue: super::super::rescue::Re
     let back = ops::apply(&request, &mut events).await;
     let restored = Some(good.number);
     // The record is the failed commit's: its stack from git, when git still has it.
-    let failed = crate::git::committed(&proxy.repo_dir.join(&proxy.stack_file), commit)
+    let path = proxy.repo_dir.join(&proxy.stack_file);
+    let (p, c) = (path.clone(), commit.to_string());
+    let failed = tokio::task::spawn_blocking(move || crate::git::committed(&p, &c))
+        .await
         .ok()
+        .and_then(Result::ok)
         .flatten()
         .map(|c| Snapshot {
-            path: proxy.repo_dir.join(&proxy.stack_file),
+            path,
             stack_toml: c.text,
             templates: c.templates,
         });
