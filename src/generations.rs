@@ -131,40 +131,29 @@ impl Snapshot {
     }
 }
 
-/// One recorded apply.
+/// One recorded apply: what was recorded, with its number, the stack's hash and the time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Generation {
     /// Its number, from 1, per stack and host.
     pub number: u64,
-    /// The git commit the stack was applied from, when it was in git.
-    pub commit: Option<String>,
     /// The stack's hash ([`Snapshot::hash`]).
     pub stack_sha256: String,
     /// When the apply ended (RFC 3339, UTC).
     pub time: String,
-    /// Who applied it.
-    pub who: Who,
-    /// What the plan did.
-    pub summary: Summary,
-    /// How it ended.
-    pub result: Outcome,
-    /// Why it failed (the failure, a gate that did not pass), when it did.
-    pub failure: Option<String>,
-    /// The generation a rollback put back, when it was rolled back.
-    pub restored: Option<u64>,
-    /// The stack as applied.
-    pub snapshot: Snapshot,
+    /// What was recorded.
+    #[serde(flatten)]
+    pub record: Record,
 }
 
 impl Generation {
     /// Whether a rollback may return to it.
     pub fn is_good(&self) -> bool {
-        self.result == Outcome::Ok
+        self.record.result == Outcome::Ok
     }
 
     /// What it was applied from: the short commit, else the stack's short hash.
     pub fn source(&self) -> String {
-        match &self.commit {
+        match &self.record.commit {
             Some(c) => format!("commit {}", &c[..c.len().min(12)]),
             None => format!(
                 "stack {}",
@@ -174,10 +163,10 @@ impl Generation {
     }
 }
 
-/// A new record, before it has a number.
-#[derive(Debug, Clone)]
+/// What a generation records of an apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
-    /// The git commit, when the stack came from git.
+    /// The git commit the stack was applied from, when it was in git.
     pub commit: Option<String>,
     /// Who applied it.
     pub who: Who,
@@ -185,9 +174,9 @@ pub struct Record {
     pub summary: Summary,
     /// How it ended.
     pub result: Outcome,
-    /// Why it failed.
+    /// Why it failed (the failure, a gate that did not pass), when it did.
     pub failure: Option<String>,
-    /// The generation a rollback put back.
+    /// The generation a rollback put back, when it was rolled back or a rollback applied it.
     pub restored: Option<u64>,
     /// The stack as applied.
     pub snapshot: Snapshot,
@@ -315,15 +304,9 @@ impl Store {
         let number = all.last().map_or(1, |g| g.number + 1);
         let g = Generation {
             number,
-            commit: record.commit,
             stack_sha256: record.snapshot.hash(),
             time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-            who: record.who,
-            summary: record.summary,
-            result: record.result,
-            failure: record.failure,
-            restored: record.restored,
-            snapshot: record.snapshot,
+            record,
         };
         let text = serde_json::to_string_pretty(&g).expect("a generation serialises");
         atomic::write(&self.path(number), text.as_bytes(), Access::Private)?;

@@ -210,7 +210,7 @@ async fn settle(
         good.number,
         good.source()
     ));
-    match roll_back(request, &good.snapshot, events).await {
+    match roll_back(request, &good.record.snapshot, events).await {
         Ok(()) => {
             store.record(record(
                 Outcome::RolledBack,

@@ -378,7 +378,6 @@ fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Er
             prune_volumes: args.prune_volumes,
         },
     };
-    let command: Vec<String> = std::env::args().collect();
     let request = ApplyRequest {
         plan: plan_request,
         options: apply::Options {
@@ -389,15 +388,11 @@ fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Er
             settle: args.settle,
             concurrency: args.concurrency,
         },
-        lock: LockRequest {
-            command: command.join(" "),
-            wait: args.lock_timeout,
-            lease: args.lock_lease,
-        },
+        lock: lock_request(args.lock_timeout, args.lock_lease),
         // A saved plan was reviewed when it was made: applying it is the confirmation.
         confirm: !args.yes && saved.is_none(),
         saved,
-        who: Who::Command(command.join(" ")),
+        who: Who::Command(command_line()),
         commit: crate::git::clean_commit(&cli.stack),
         rollback_on_failure: args.rollback_on_failure,
         restores: None,
@@ -444,7 +439,6 @@ fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Er
 
 fn bootstrap_cmd(cli: &Cli, args: &BootstrapArgs, styles: Styles) -> Result<ExitCode, Error> {
     let (stack, _) = load(cli)?;
-    let command: Vec<String> = std::env::args().collect();
     let request = ops::BootstrapRequest {
         stack,
         user: args.user,
@@ -457,11 +451,7 @@ fn bootstrap_cmd(cli: &Cli, args: &BootstrapArgs, styles: Styles) -> Result<Exit
             settle: args.settle,
             ..apply::Options::default()
         },
-        lock: LockRequest {
-            command: command.join(" "),
-            wait: args.lock_timeout,
-            lease: lock::DEFAULT_LEASE,
-        },
+        lock: lock_request(args.lock_timeout, lock::DEFAULT_LEASE),
         wait: args.wait_timeout,
     };
     let mut console = Console::new(cli.verbose, styles);
@@ -494,6 +484,20 @@ fn force_unlock_cmd(cli: &Cli, args: &ForceUnlockArgs) -> Result<ExitCode, Error
     let done = runtime()?.block_on(lock::force_unlock(&spec))?;
     print(&(done.lines.join("\n") + "\n"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The lock this command line takes: it names the holder by the command as typed.
+fn lock_request(wait: std::time::Duration, lease: std::time::Duration) -> LockRequest {
+    LockRequest {
+        command: command_line(),
+        wait,
+        lease,
+    }
+}
+
+/// This process's command line, as a lock and a generation name it.
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
 }
 
 /// The generations of the stack on this host, for `--user` or the stack's own scope.
@@ -543,12 +547,11 @@ fn rollback_cmd(cli: &Cli, args: &RollbackArgs, styles: Styles) -> Result<ExitCo
         to.number,
         to.source(),
         to.time,
-        to.who
+        to.record.who
     );
-    let command: Vec<String> = std::env::args().collect();
     let request = ApplyRequest {
         plan: PlanRequest {
-            stack: StackSource::Read(Box::new(to.snapshot.clone())),
+            stack: StackSource::Read(Box::new(to.record.snapshot.clone())),
             plane: None,
             against: ops::live(cluster(cli), args.user, false, false),
             selection: Selection::default(),
@@ -559,15 +562,11 @@ fn rollback_cmd(cli: &Cli, args: &RollbackArgs, styles: Styles) -> Result<ExitCo
             settle: args.settle,
             ..apply::Options::default()
         },
-        lock: LockRequest {
-            command: command.join(" "),
-            wait: args.lock_timeout,
-            lease: lock::DEFAULT_LEASE,
-        },
+        lock: lock_request(args.lock_timeout, lock::DEFAULT_LEASE),
         saved: None,
         confirm: !args.yes,
-        who: Who::Command(command.join(" ")),
-        commit: to.commit.clone(),
+        who: Who::Command(command_line()),
+        commit: to.record.commit.clone(),
         rollback_on_failure: false,
         restores: Some(to.number),
     };

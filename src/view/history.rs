@@ -24,9 +24,9 @@ pub fn render_history(stack: &str, dir: &Path, all: &[Generation]) -> String {
         "CHANGES".to_string(),
     ]];
     for g in all {
-        let s = g.summary;
-        let mut result = g.result.word().to_string();
-        if let Some(n) = g.restored {
+        let s = g.record.summary;
+        let mut result = g.record.result.word().to_string();
+        if let Some(n) = g.record.restored {
             result.push_str(&format!(" to {n}"));
         }
         rows.push([
@@ -34,7 +34,7 @@ pub fn render_history(stack: &str, dir: &Path, all: &[Generation]) -> String {
             g.time.clone(),
             result,
             g.source(),
-            g.who.to_string(),
+            g.record.who.to_string(),
             format!("+{} ~{} -{}", s.add, s.change, s.destroy),
         ]);
     }
@@ -51,11 +51,11 @@ pub fn render_history(stack: &str, dir: &Path, all: &[Generation]) -> String {
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
-    for g in all.iter().filter(|g| g.failure.is_some()) {
+    for g in all.iter().filter(|g| g.record.failure.is_some()) {
         out.push_str(&format!(
             "\ngeneration {}: {}\n",
             g.number,
-            crate::sensitive::redact(g.failure.as_deref().unwrap_or_default())
+            crate::sensitive::redact(g.record.failure.as_deref().unwrap_or_default())
         ));
     }
     out
@@ -92,16 +92,17 @@ pub fn render_history_json(stack: &str, all: &[Generation]) -> String {
             .map(|g| Row {
                 number: g.number,
                 time: &g.time,
-                result: g.result.word(),
-                commit: g.commit.as_deref(),
+                result: g.record.result.word(),
+                commit: g.record.commit.as_deref(),
                 stack_sha256: &g.stack_sha256,
-                who: &g.who,
-                summary: g.summary,
+                who: &g.record.who,
+                summary: g.record.summary,
                 failure: g
+                    .record
                     .failure
                     .as_deref()
                     .map(|f| crate::sensitive::redact(f).into_owned()),
-                restored: g.restored,
+                restored: g.record.restored,
             })
             .collect(),
     };

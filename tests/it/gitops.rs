@@ -154,25 +154,6 @@ struct Both {
     path: std::path::PathBuf,
 }
 
-const WEB: &str = "apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 1
-  selector:
-    matchLabels:
-      app.kubernetes.io/name: web
-  template:
-    metadata:
-      labels:
-        app.kubernetes.io/name: web
-    spec:
-      containers:
-        - name: web
-          image: {{ c.values.image }}
-";
-
 const SAYS: &str = "[Unit]
 Description=says {{ c.values.word }}
 
@@ -193,7 +174,11 @@ impl Both {
         .expect("test API server");
         let dir = m.scratch().join("lab");
         std::fs::create_dir_all(dir.join("templates/web")).unwrap();
-        std::fs::write(dir.join("templates/web/web.yaml"), WEB).unwrap();
+        std::fs::write(
+            dir.join("templates/web/web.yaml"),
+            crate::support::WEB_TEMPLATE,
+        )
+        .unwrap();
         git(&dir, &["init", "-q", "-b", "main"]);
         let path = dir.join("stack.toml");
         Both { m, srv, dir, path }
@@ -212,7 +197,7 @@ impl Both {
             .write();
         let mut text = std::fs::read_to_string(&self.path).unwrap();
         text.push_str(&format!(
-            "\n[kube.extra.web]\nvalues = {{ image = \"{image}\" }}\n"
+            "\n[kube.extra.web]\nvalues = {{ image = \"{image}\", replicas = 1, greeting = \"hi\" }}\n"
         ));
         std::fs::write(&self.path, text).unwrap();
         git(&self.dir, &["add", "-A"]);

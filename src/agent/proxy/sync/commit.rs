@@ -167,28 +167,16 @@ async fn sync_commit(proxy: &Proxy, stack_file: &Path, commit: &str) -> Ended {
     };
     // The manager the stack names is the one the sync reaches.
     let user = stack.host.scope == Scope::User;
-    let request = ops::ApplyRequest {
-        plan: ops::PlanRequest {
-            stack: ops::StackSource::Read(Box::new(snapshot.clone())),
-            plane: None,
-            against: ops::live(Cluster::default(), user, false, false),
-            selection: Selection::default(),
-            prune_volumes: false,
-        },
-        options: apply::Options::default(),
-        // One writer at a time: a person's `labctl apply` and this sync wait for each other.
-        lock: ops::LockRequest {
-            command: format!("labctl agent proxy: sync {commit}"),
-            wait: Duration::from_secs(600),
-            lease: crate::lock::DEFAULT_LEASE,
-        },
-        saved: None,
-        confirm: false,
-        who: Who::Proxy,
+    // One writer at a time: a person's `labctl apply` and this sync wait for each other.
+    let request = ApplyOf {
+        snapshot: snapshot.clone(),
+        user,
+        command: format!("labctl agent proxy: sync {commit}"),
         commit: Some(committed.commit.clone()),
         rollback_on_failure: true,
         restores: None,
-    };
+    }
+    .request();
     let mut events = Logged {
         proxy,
         stack: &stack,
@@ -351,31 +339,19 @@ pub(super) async fn after_rescue(proxy: &Proxy, rescue: super::super::rescue::Re
         }
         Err(e) => return Ended::failed(None, &e),
     };
-    let stack = match good.snapshot.load() {
+    let stack = match good.record.snapshot.load() {
         Ok((loaded, _)) => loaded.stack,
         Err(e) => return Ended::failed(None, &e),
     };
-    let request = ops::ApplyRequest {
-        plan: ops::PlanRequest {
-            stack: ops::StackSource::Read(Box::new(good.snapshot.clone())),
-            plane: None,
-            against: ops::live(Cluster::default(), user, false, false),
-            selection: Selection::default(),
-            prune_volumes: false,
-        },
-        options: apply::Options::default(),
-        lock: ops::LockRequest {
-            command: format!("labctl agent proxy: roll back {commit}"),
-            wait: Duration::from_secs(600),
-            lease: crate::lock::DEFAULT_LEASE,
-        },
-        saved: None,
-        confirm: false,
-        who: Who::Proxy,
-        commit: good.commit.clone(),
+    let request = ApplyOf {
+        snapshot: good.record.snapshot.clone(),
+        user,
+        command: format!("labctl agent proxy: roll back {commit}"),
+        commit: good.record.commit.clone(),
         rollback_on_failure: false,
         restores: Some(good.number),
-    };
+    }
+    .request();
     let mut events = Logged {
         proxy,
         stack: &stack,
@@ -404,7 +380,7 @@ pub(super) async fn after_rescue(proxy: &Proxy, rescue: super::super::rescue::Re
         result: crate::generations::Outcome::RolledBack,
         failure: Some(failure.clone()),
         restored,
-        snapshot: failed.unwrap_or(good.snapshot),
+        snapshot: failed.unwrap_or(good.record.snapshot),
     };
     if let Err(e) = store.record(record) {
         tracing::error!("cannot record the rolled-back generation: {}", e.report());
@@ -423,5 +399,41 @@ pub(super) async fn after_rescue(proxy: &Proxy, rescue: super::super::rescue::Re
                 e.report()
             )),
         ),
+    }
+}
+
+/// What differs between the proxy's whole-stack applies: a sync and the roll-back after a rescue.
+struct ApplyOf {
+    snapshot: Snapshot,
+    user: bool,
+    command: String,
+    commit: Option<String>,
+    rollback_on_failure: bool,
+    restores: Option<u64>,
+}
+
+impl ApplyOf {
+    fn request(self) -> ops::ApplyRequest {
+        ops::ApplyRequest {
+            plan: ops::PlanRequest {
+                stack: ops::StackSource::Read(Box::new(self.snapshot)),
+                plane: None,
+                against: ops::live(Cluster::default(), self.user, false, false),
+                selection: Selection::default(),
+                prune_volumes: false,
+            },
+            options: apply::Options::default(),
+            lock: ops::LockRequest {
+                command: self.command,
+                wait: Duration::from_secs(600),
+                lease: crate::lock::DEFAULT_LEASE,
+            },
+            saved: None,
+            confirm: false,
+            who: Who::Proxy,
+            commit: self.commit,
+            rollback_on_failure: self.rollback_on_failure,
+            restores: self.restores,
+        }
     }
 }
