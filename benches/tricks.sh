@@ -13,7 +13,7 @@
 #   command that does not read live state.
 # - the collector and the idle proxy: resident and anonymous memory a few seconds after start.
 #   The tricks: huge pages held back from agents, the binary's start-up pages unmapped once the
-#   agent has settled, and one glibc malloc arena for the collector.
+#   agent has settled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${RUNS:-20}
@@ -54,8 +54,10 @@ hyperfine --style none --runs "$runs" --warmup 3 --export-json "$work/plan.json"
 read -r on_ms on_sys off_ms off_sys < <(python3 - "$work/plan.json" <<'PY'
 import json, statistics, sys
 r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-m = lambda k, f: statistics.median(r[k][f]) * 1000
-print(f'{m("on","times"):.1f} {m("on","system"):.1f} {m("off","times"):.1f} {m("off","system"):.1f}')
+# hyperfine keeps every run's wall time, and only the mean of user and system time.
+m = lambda k: statistics.median(r[k]["times"]) * 1000
+s = lambda k: r[k]["system"] * 1000
+print(f'{m("on"):.1f} {s("on"):.1f} {m("off"):.1f} {s("off"):.1f}')
 PY
 )
 
@@ -74,7 +76,7 @@ proxy_args() { echo proxy --listen "127.0.0.1:$(port)" --repo-dir "$work/repo" -
 
 printf '| measure | tricks on | tricks off | gain |\n| --- | ---: | ---: | ---: |\n'
 awk -v a="$on_ms" -v b="$off_ms" 'BEGIN{printf "| plan, 1,000 live objects (median ms) | %.1f | %.1f | %.2fx |\n", a, b, b/a}'
-awk -v a="$on_sys" -v b="$off_sys" 'BEGIN{printf "| plan, system time (median ms) | %.1f | %.1f | %.2fx |\n", a, b, b/a}'
+awk -v a="$on_sys" -v b="$off_sys" 'BEGIN{printf "| plan, system time (mean ms) | %.1f | %.1f | %.2fx |\n", a, b, b/a}'
 fo=$(faults "${plan_live[@]}"); ff=$(LABCTL_TRICKS=off faults "${plan_live[@]}")
 echo "| plan, minor page faults | $fo | $ff | |"
 po=$(peak_kb "${plan_live[@]}"); pf=$(LABCTL_TRICKS=off peak_kb "${plan_live[@]}")
@@ -84,7 +86,7 @@ echo "| offline plan, peak RSS (kB) | $oo | $of | |"
 read -r cr ca < <(agent_mem LABCTL_LOG=warn -- "${collector[@]}")
 read -r cr2 ca2 < <(agent_mem LABCTL_LOG=warn LABCTL_TRICKS=off -- "${collector[@]}")
 echo "| collector, RSS / anonymous (kB) | $cr / $ca | $cr2 / $ca2 | |"
-for t in huge-pages start-up-pages malloc-arena; do
+for t in huge-pages start-up-pages; do
   read -r r a < <(agent_mem LABCTL_LOG=warn LABCTL_TRICKS=-$t -- "${collector[@]}")
   echo "| collector without $t only, RSS / anonymous (kB) | $cr / $ca | $r / $a | |"
 done

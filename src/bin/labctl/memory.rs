@@ -3,11 +3,11 @@
 //! tests run none). Each says what it gains, measured, and where: `benches/tricks.sh` runs the
 //! benchmarks with `LABCTL_TRICKS=off` (or one trick off) beside the normal binary.
 
-use labctl::cli::{AgentCommand, Command};
+use labctl::cli::Command;
 
 /// Whether `trick` runs. For the benchmarks that measure what each gains, `LABCTL_TRICKS=off`
 /// turns them all off, and `LABCTL_TRICKS=-NAME,-NAME` the ones named (`huge-pages`,
-/// `start-up-pages`, `malloc-arena`). Reads the environment through libc (`getenv`), which
+/// `start-up-pages`). Reads the environment through libc (`getenv`), which
 /// allocates nothing: the huge-pages hold runs before anything is set up.
 fn enabled(trick: &str) -> bool {
     // SAFETY: a NUL-terminated name; the environment is not changed while labctl runs.
@@ -35,12 +35,6 @@ pub fn for_command(command: &Command) {
     if reads_live_state(command) {
         release_huge_pages();
     }
-    if let Command::Agent(a) = command
-        && matches!(a.agent, AgentCommand::Collector(_))
-        && enabled("malloc-arena")
-    {
-        one_malloc_arena();
-    }
 }
 
 /// The hook the library calls once an agent has settled ([`labctl::Hooks::agent_settled`]).
@@ -59,12 +53,14 @@ static HUGE_PAGES_HELD: std::sync::atomic::AtomicBool = std::sync::atomic::Atomi
 ///
 /// The allocator (mimalloc) asks the kernel to back its memory with huge pages. A plan of 1,000
 /// live objects touches about 40 MB for the first time: in 4 KiB pages that is 9,100 page faults
-/// and a fifth of its CPU time, in 2 MiB pages 640-980. Measured (`benches/kube.sh`, and
-/// `hyperfine` with `LABCTL_TRICKS=off`, see `benches/tricks.sh`): 88 against 110 ms,
-/// 1.19-1.26x, system time 25 against 49 ms. But a 2 MiB page is resident as soon
-/// as one byte of it is, which would double an agent's resident set (the collector's anonymous
-/// memory went from 1.3 to 10.6 MB) and push an offline plan of 1,000 objects past its 50 MB
-/// (55 MB against 37). So only a command that reads live state gets them back. When
+/// and a fifth of its CPU time, in 2 MiB pages 640-980 (mimalloc against the glibc build, with
+/// `hyperfine`: 88 against 110 ms, 1.19-1.26x, system time 25 against 49 ms). But a 2 MiB page
+/// is resident as soon as one byte of it is, which would double an agent's resident set and
+/// push an offline plan of 1,000 objects past its 50 MB. So only a command that reads live state
+/// gets them back. Measured against `LABCTL_TRICKS=off` (`benches/tricks.sh`, one run): offline
+/// plan 34 against 50 MB peak, the collector 9.1 against 20.1 MB resident, the idle proxy 11.4
+/// against 21.3; a live plan the same within noise (104.5 against 111.3 ms), with 1,282 minor
+/// faults against 764 for what Rust's start-up allocates before the command is known. When
 /// the process already has them disabled (by its parent), that choice stands. Must not
 /// allocate: nothing is set up yet.
 extern "C" fn hold_huge_pages() {
@@ -158,21 +154,6 @@ fn releasable(smaps: &str, exe: &str) -> Vec<std::ops::Range<usize>> {
             Some(usize::try_from(m.address.0).ok()?..usize::try_from(m.address.1).ok()?)
         })
         .collect()
-}
-
-/// Make glibc's allocator lean for the collector; call before any thread starts.
-///
-/// Rust's heap is mimalloc's (see `main.rs`), but glibc still allocates for itself (name
-/// lookups, `dlopen`), and gives each thread that does so under contention an arena of its own,
-/// up to eight per core, and keeps them. One arena for those few allocations costs the collector
-/// nothing and keeps them in one place.
-fn one_malloc_arena() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes the allocator's settings; it is called before other threads
-    // exist, as glibc's manual asks.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
 }
 
 #[cfg(test)]
