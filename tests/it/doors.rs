@@ -37,7 +37,7 @@ const ROOMS: &[(&str, &[&str])] = &[
     (
         "reqwest",
         &[
-            "src/backend/openbao.rs",
+            "src/backend/openbao/",
             "src/agent/ingest/github.rs",
             "src/ops/gates.rs",
         ],
