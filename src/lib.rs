@@ -10,6 +10,7 @@ pub mod atomic;
 pub mod backend;
 pub mod cli;
 pub mod error;
+pub mod failpoint;
 pub mod generations;
 pub mod git;
 pub mod lock;

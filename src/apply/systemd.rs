@@ -228,7 +228,10 @@ async fn sequence(
         progress.phase("stopping removed units");
     }
     for o in sd
-        .run_jobs(JobKind::Stop, &steps.stop, |o| progress.step(&line(o)))
+        .run_jobs(JobKind::Stop, &steps.stop, |o| {
+            progress.step(&line(o));
+            crate::failpoint::hit("apply.systemd.job");
+        })
         .await?
     {
         if !o.ok() {
@@ -256,6 +259,7 @@ async fn sequence(
         let file = crate::plan::env_file_path(path, target.scope)?;
         atomic::remove(&file)?;
         progress.step(&format!("removed {}", file.display()));
+        crate::failpoint::hit("apply.systemd.write");
     }
     if !staged_env.is_empty() {
         progress.phase("writing env files");
@@ -264,6 +268,7 @@ async fn sequence(
         let path = file.path().to_path_buf();
         file.commit()?;
         progress.step(&format!("wrote {}", path.display()));
+        crate::failpoint::hit("apply.systemd.write");
     }
     if !staged.is_empty() || !steps.remove.is_empty() {
         progress.phase("writing unit files");
@@ -271,6 +276,7 @@ async fn sequence(
     for file in staged {
         let path = file.place()?;
         progress.step(&format!("wrote {}", path.display()));
+        crate::failpoint::hit("apply.systemd.write");
     }
     for unit in &steps.remove {
         let path = target.unit_path(unit);
@@ -280,6 +286,7 @@ async fn sequence(
             Err(source) => return Err(Error::Write { path, source }),
         }
         progress.step(&format!("removed {}", path.display()));
+        crate::failpoint::hit("apply.systemd.write");
     }
     if !steps.write.is_empty() || !steps.remove.is_empty() {
         atomic::sync_dir(&target.unit_dir)?;
@@ -288,6 +295,7 @@ async fn sequence(
         progress.phase("daemon-reload");
         sd.daemon_reload().await?;
         progress.step("reloaded systemd");
+        crate::failpoint::hit("apply.systemd.daemon-reload");
     }
 
     for (verb, doing, done, units) in [
@@ -304,9 +312,12 @@ async fn sequence(
             sd.disable(units).await
         };
         match r {
-            Ok(()) => units
-                .iter()
-                .for_each(|u| progress.step(&format!("{done} {u}"))),
+            Ok(()) => {
+                units
+                    .iter()
+                    .for_each(|u| progress.step(&format!("{done} {u}")));
+                crate::failpoint::hit("apply.systemd.job");
+            }
             Err(e) => units
                 .iter()
                 .for_each(|u| fail(&mut failed, u, format!("{verb} failed: {e}"))),
@@ -324,7 +335,10 @@ async fn sequence(
         }
         progress.phase(&format!("{} jobs", kind.verb()));
         for o in sd
-            .run_jobs(kind, units, |o| progress.step(&line(o)))
+            .run_jobs(kind, units, |o| {
+                progress.step(&line(o));
+                crate::failpoint::hit("apply.systemd.job");
+            })
             .await?
         {
             if o.ok() {
