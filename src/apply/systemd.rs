@@ -224,6 +224,14 @@ async fn sequence(
         .map(|(path, text)| stage_env(&target, path, text))
         .collect::<Result<Vec<_>, _>>()?;
 
+    // Each unit owed a restart or reload is marked before its files change, and unmarked once
+    // its job is done: a kill in between leaves the next plan a restart to make that the
+    // files alone no longer show.
+    let owed: BTreeSet<&String> = steps.restart.iter().chain(&steps.reload).collect();
+    for unit in &owed {
+        atomic::write(&target.restart_marker(unit), b"", Access::Public)?;
+    }
+
     if !steps.stop.is_empty() {
         progress.phase("stopping removed units");
     }
@@ -286,6 +294,7 @@ async fn sequence(
             Err(source) => return Err(Error::Write { path, source }),
         }
         progress.step(&format!("removed {}", path.display()));
+        atomic::remove(&target.restart_marker(unit))?;
         crate::failpoint::hit("apply.systemd.write");
     }
     if !steps.write.is_empty() || !steps.remove.is_empty() {
@@ -341,6 +350,11 @@ async fn sequence(
             })
             .await?
         {
+            // Done or failed, the unit no longer runs its old content (a failed one shows as
+            // failed, and the next plan starts it).
+            if owed.contains(&o.unit) {
+                atomic::remove(&target.restart_marker(&o.unit))?;
+            }
             if o.ok() {
                 check.insert(o.unit.clone());
             } else {
@@ -413,6 +427,8 @@ fn job_failure(o: &JobOutcome) -> String {
 /// Write `text` beside the unit's path, mode 0644, synced: renaming it into place later is
 /// atomic, and a failure leaves nothing behind.
 fn stage(target: &Target, unit: &str, text: &str) -> Result<atomic::Staged, Error> {
+    // What a killed apply staged and never placed goes first (the stack's lock is held).
+    atomic::sweep(&target.unit_path(unit))?;
     atomic::stage(&target.unit_path(unit), text.as_bytes(), Access::Public)
 }
 
@@ -431,5 +447,6 @@ fn env_text(stack: &str, body: &crate::plan::Body) -> Option<String> {
 /// folder made 0700 when missing.
 fn stage_env(target: &Target, path: &str, text: &str) -> Result<atomic::Staged, Error> {
     let path = crate::plan::env_file_path(path, target.scope)?;
+    atomic::sweep(&path)?;
     atomic::stage(&path, text.as_bytes(), Access::Private)
 }

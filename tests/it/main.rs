@@ -9,6 +9,7 @@ mod collector;
 mod dashboards;
 mod docs;
 mod doors;
+mod faults;
 mod gate;
 mod gitops;
 mod image;
