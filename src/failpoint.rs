@@ -110,7 +110,10 @@ mod tests {
     #[test]
     fn parses_points_counts_and_actions() {
         let a = parse("apply.systemd.write#3, apply.kube.object:panic,x:kill,y:boom,z#0");
-        let got: Vec<_> = a.iter().map(|a| (a.point.as_str(), a.nth, a.action)).collect();
+        let got: Vec<_> = a
+            .iter()
+            .map(|a| (a.point.as_str(), a.nth, a.action))
+            .collect();
         assert_eq!(
             got,
             vec![

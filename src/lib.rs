@@ -11,6 +11,7 @@ pub mod backend;
 pub mod cli;
 pub mod error;
 pub mod failpoint;
+pub mod fuzz;
 pub mod generations;
 pub mod git;
 pub mod lock;

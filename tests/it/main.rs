@@ -10,6 +10,7 @@ mod dashboards;
 mod docs;
 mod doors;
 mod faults;
+mod fuzz_corpus;
 mod gate;
 mod gitops;
 mod image;

@@ -56,7 +56,10 @@ impl Lab {
     fn apply(&self, stack: &Path, version: u32, failpoint: Option<&str>) -> crate::support::Output {
         let mut c = self
             .m
-            .command(stack, &["apply", "--plane", "systemd", "--yes", "--settle", "300ms"])
+            .command(
+                stack,
+                &["apply", "--plane", "systemd", "--yes", "--settle", "300ms"],
+            )
             .env("LABCTL_SECRET_API_TOKEN", format!("token-{version}"));
         if let Some(f) = failpoint {
             c = c.env("LABCTL_FAILPOINT", f);
@@ -67,7 +70,10 @@ impl Lab {
     #[track_caller]
     fn converged(&self, stack: &Path, version: u32) {
         self.m
-            .command(stack, &["plan", "--plane", "systemd", "--detailed-exitcode"])
+            .command(
+                stack,
+                &["plan", "--plane", "systemd", "--detailed-exitcode"],
+            )
             .env("LABCTL_SECRET_API_TOKEN", format!("token-{version}"))
             .run()
             .code(0)
@@ -144,7 +150,10 @@ fn apply_killed_at_every_host_step_converges_on_the_next_run() {
             n += 1;
         }
     }
-    eprintln!("killed at {} points, each converged: {report:?}", report.len());
+    eprintln!(
+        "killed at {} points, each converged: {report:?}",
+        report.len()
+    );
     // The writes (2 unit files, 1 unit removed, 2 env files, 1 env file removed), the
     // daemon-reload and the jobs (stop, enable, restart, start) were each a kill point.
     assert!(report.len() >= 8, "{report:?}");

@@ -17,7 +17,9 @@ fn a_panic_ends_with_one_line_and_exit_70() {
     assert_eq!(out, "");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.starts_with("error: internal error, a bug in labctl: failpoint `command` (#1) at src/failpoint.rs:"),
+        err.starts_with(
+            "error: internal error, a bug in labctl: failpoint `command` (#1) at src/failpoint.rs:"
+        ),
         "{err}"
     );
     assert!(!err.contains("panicked at"), "{err}");
