@@ -13,6 +13,7 @@ mod faults;
 mod fuzz_corpus;
 mod gate;
 mod gitops;
+mod hardening;
 mod image;
 mod ingest;
 mod kube;
