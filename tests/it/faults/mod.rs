@@ -4,7 +4,9 @@
 //! of a kube apply; a full disk under each folder labctl writes; the API server failing or stalling
 //! mid-apply; a panic's exit.
 
+mod disk;
 mod host_kill;
+mod kube;
 mod panic;
 
 /// How the run that met a failpoint ended: killed by it (true) or done before it was reached.
