@@ -20,6 +20,7 @@ mod kube;
 mod kube_host;
 mod openbao;
 mod plan_offline;
+mod properties;
 mod proxy;
 mod reports;
 mod saved;
