@@ -8,6 +8,7 @@ mod disk;
 mod host_kill;
 mod kube;
 mod panic;
+mod proxy_kill;
 
 /// How the run that met a failpoint ended: killed by it (true) or done before it was reached.
 #[track_caller]
