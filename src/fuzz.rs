@@ -308,8 +308,11 @@ pub fn procfs(data: &[u8]) {
     let _ = host.collect(&mut out);
 }
 
+/// A fuzz target's entry point.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name: what `fuzz/fuzz_targets/*.rs` and the corpus test call.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("stack_toml", stack_toml),
     ("template_values", template_values),
     ("yaml", yaml),

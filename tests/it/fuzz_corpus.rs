@@ -9,7 +9,7 @@ fn inputs(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
-    v.retain(|p| p.is_file() && !p.file_name().is_some_and(|n| n == ".gitkeep"));
+    v.retain(|p| p.is_file() && p.file_name().is_none_or(|n| n != ".gitkeep"));
     v.sort();
     v
 }

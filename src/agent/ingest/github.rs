@@ -410,8 +410,8 @@ pub fn issues_page(url: &str, headers: &HeaderMap, body: &[u8]) -> Result<Fetche
     }
     Ok(Fetched::Page {
         items,
-        next: next_link(&headers),
-        etag: etag_of(&headers),
+        next: next_link(headers),
+        etag: etag_of(headers),
         skipped,
     })
 }
@@ -456,8 +456,8 @@ pub fn comments_page(
     }
     Ok(Fetched::Page {
         items,
-        next: next_link(&headers),
-        etag: etag_of(&headers),
+        next: next_link(headers),
+        etag: etag_of(headers),
         skipped: 0,
     })
 }

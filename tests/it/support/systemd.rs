@@ -81,7 +81,7 @@ fn inaccessible_nodes() {
         drop(sock);
         std::fs::set_permissions(
             d.join("sock"),
-            std::os::unix::fs::PermissionsExt::from_mode(0),
+            std::os::unix::fs::PermissionsExt::from_mode(0o000),
         )
         .unwrap();
     }
