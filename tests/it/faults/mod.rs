@@ -4,6 +4,7 @@
 //! of a kube apply; a full disk under each folder labctl writes; the API server failing or stalling
 //! mid-apply; a panic's exit.
 
+mod dbus;
 mod disk;
 mod host_kill;
 mod kube;
