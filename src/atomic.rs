@@ -153,6 +153,47 @@ pub fn remove(path: &Path) -> Result<bool, Error> {
     }
 }
 
+/// Remove the temp files [`stage`] left beside `path` in a process that was killed before it
+/// renamed or dropped them. Only for a caller that alone writes `path` now (an apply under the
+/// stack's lock): another writer's staged file would go too.
+///
+/// # Errors
+/// [`Error::Write`] naming the folder when it cannot be listed, or a temp file that cannot go.
+pub fn sweep(path: &Path) -> Result<(), Error> {
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Ok(());
+    };
+    let dir = folder(path);
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(Error::Write {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let prefix = format!(".{name}.");
+    for e in entries.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        // `.NAME.` + tempfile's 6 random characters + `.tmp`.
+        if n.len() == prefix.len() + 10 && n.starts_with(&prefix) && n.ends_with(".tmp") {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(Error::Write {
+                        path: dir.join(&n),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Make the renames and removals in `dir` durable.
 ///
 /// # Errors

@@ -10,6 +10,8 @@ pub mod atomic;
 pub mod backend;
 pub mod cli;
 pub mod error;
+pub mod failpoint;
+pub mod fuzz;
 pub mod generations;
 pub mod git;
 pub mod lock;

@@ -6,7 +6,8 @@
 //!   holder (`holderIdentity`, and annotations for the command, host, pid and start time) and is
 //!   renewed while the holder runs, from a thread of its own so that a prompt or a slow step
 //!   never lets it lapse. A Lease whose holder stopped renewing (killed, host gone) is taken over
-//!   once `leaseDurationSeconds` have passed since its last renewal. Every write is guarded by
+//!   once `leaseDurationSeconds` have passed since its last renewal, and at once when its holder
+//!   ran on this host and its process is gone. Every write is guarded by
 //!   `resourceVersion`, so two takers never both win.
 //! - The host: a lock file taken with `flock` (the kernel releases it when its holder exits,
 //!   however it exits), holding the same description of its holder.
@@ -357,6 +358,15 @@ fn live_holder(lease: &Value) -> Option<String> {
             .and_then(Value::as_str)
             .map(str::to_string)
     };
+    // A holder on this host whose process is gone (killed: SIGKILL, OOM) holds nothing: waiting
+    // out the Lease would only make the next run wait for a dead process.
+    if let (Some(host), Some(pid)) = (a("host"), a("pid").and_then(|p| p.parse::<i32>().ok()))
+        && host == rustix::system::uname().nodename().to_string_lossy()
+        && rustix::process::Pid::from_raw(pid)
+            .is_some_and(|p| rustix::process::test_kill_process(p) == Err(rustix::io::Errno::SRCH))
+    {
+        return None;
+    }
     let described = match (a("command"), a("pid"), a("host"), a("started")) {
         (Some(c), Some(p), Some(h), Some(s)) => format!("`{c}` (pid {p} on {h}, since {s})"),
         _ => format!("`{identity}`"),
@@ -555,6 +565,24 @@ mod tests {
                 "labctl.lock/host": "h", "labctl.lock/started": "2026-01-01T00:00:00Z"}},
                "spec": {"holderIdentity": "h/7/1", "leaseDurationSeconds": duration,
                         "renewTime": humantime::format_rfc3339_micros(t).to_string()}})
+    }
+
+    #[test]
+    fn a_lease_of_a_dead_process_on_this_host_is_free_at_once() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let host = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
+        let mut l = lease(1, 30);
+        l["metadata"]["annotations"]["labctl.lock/host"] = json!(host);
+        l["metadata"]["annotations"]["labctl.lock/pid"] = json!(dead.to_string());
+        assert_eq!(live_holder(&l), None);
+        // A live one (this test) still holds it.
+        l["metadata"]["annotations"]["labctl.lock/pid"] = json!(std::process::id().to_string());
+        assert!(live_holder(&l).is_some());
     }
 
     #[test]

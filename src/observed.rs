@@ -86,6 +86,10 @@ pub struct UnitState {
     pub fragment_path: String,
     /// `DropInPaths`: drop-ins that change the effective unit.
     pub drop_in_paths: Vec<String>,
+    /// An apply wrote the unit's new content and was stopped before its restart (or reload)
+    /// was done: its marker ([`crate::backend::systemd::Target::restart_marker`]) is still there.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub restart_owed: bool,
 }
 
 impl UnitState {

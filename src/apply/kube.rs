@@ -132,6 +132,7 @@ pub async fn apply(plan: &Plan, kube: &Kube, opts: &Options, events: &mut dyn Ev
                 Ok(verb) => {
                     finish_span(&span, Ok(()));
                     events.step(Plane::Kube, &format!("{}: {verb}", c.id));
+                    crate::failpoint::hit("apply.kube.object");
                     if c.action != Action::Delete && c.id.kind().is_some_and(is_workload) {
                         out.workloads.push(c.id.clone());
                     }

@@ -224,11 +224,22 @@ async fn sequence(
         .map(|(path, text)| stage_env(&target, path, text))
         .collect::<Result<Vec<_>, _>>()?;
 
+    // Each unit owed a restart or reload is marked before its files change, and unmarked once
+    // its job is done: a kill in between leaves the next plan a restart to make that the
+    // files alone no longer show.
+    let owed: BTreeSet<&String> = steps.restart.iter().chain(&steps.reload).collect();
+    for unit in &owed {
+        atomic::write(&target.restart_marker(unit), b"", Access::Public)?;
+    }
+
     if !steps.stop.is_empty() {
         progress.phase("stopping removed units");
     }
     for o in sd
-        .run_jobs(JobKind::Stop, &steps.stop, |o| progress.step(&line(o)))
+        .run_jobs(JobKind::Stop, &steps.stop, |o| {
+            progress.step(&line(o));
+            crate::failpoint::hit("apply.systemd.job");
+        })
         .await?
     {
         if !o.ok() {
@@ -256,6 +267,7 @@ async fn sequence(
         let file = crate::plan::env_file_path(path, target.scope)?;
         atomic::remove(&file)?;
         progress.step(&format!("removed {}", file.display()));
+        crate::failpoint::hit("apply.systemd.write");
     }
     if !staged_env.is_empty() {
         progress.phase("writing env files");
@@ -264,6 +276,7 @@ async fn sequence(
         let path = file.path().to_path_buf();
         file.commit()?;
         progress.step(&format!("wrote {}", path.display()));
+        crate::failpoint::hit("apply.systemd.write");
     }
     if !staged.is_empty() || !steps.remove.is_empty() {
         progress.phase("writing unit files");
@@ -271,6 +284,7 @@ async fn sequence(
     for file in staged {
         let path = file.place()?;
         progress.step(&format!("wrote {}", path.display()));
+        crate::failpoint::hit("apply.systemd.write");
     }
     for unit in &steps.remove {
         let path = target.unit_path(unit);
@@ -280,6 +294,8 @@ async fn sequence(
             Err(source) => return Err(Error::Write { path, source }),
         }
         progress.step(&format!("removed {}", path.display()));
+        atomic::remove(&target.restart_marker(unit))?;
+        crate::failpoint::hit("apply.systemd.write");
     }
     if !steps.write.is_empty() || !steps.remove.is_empty() {
         atomic::sync_dir(&target.unit_dir)?;
@@ -288,6 +304,7 @@ async fn sequence(
         progress.phase("daemon-reload");
         sd.daemon_reload().await?;
         progress.step("reloaded systemd");
+        crate::failpoint::hit("apply.systemd.daemon-reload");
     }
 
     for (verb, doing, done, units) in [
@@ -304,9 +321,12 @@ async fn sequence(
             sd.disable(units).await
         };
         match r {
-            Ok(()) => units
-                .iter()
-                .for_each(|u| progress.step(&format!("{done} {u}"))),
+            Ok(()) => {
+                units
+                    .iter()
+                    .for_each(|u| progress.step(&format!("{done} {u}")));
+                crate::failpoint::hit("apply.systemd.job");
+            }
             Err(e) => units
                 .iter()
                 .for_each(|u| fail(&mut failed, u, format!("{verb} failed: {e}"))),
@@ -324,9 +344,17 @@ async fn sequence(
         }
         progress.phase(&format!("{} jobs", kind.verb()));
         for o in sd
-            .run_jobs(kind, units, |o| progress.step(&line(o)))
+            .run_jobs(kind, units, |o| {
+                progress.step(&line(o));
+                crate::failpoint::hit("apply.systemd.job");
+            })
             .await?
         {
+            // Done or failed, the unit no longer runs its old content (a failed one shows as
+            // failed, and the next plan starts it).
+            if owed.contains(&o.unit) {
+                atomic::remove(&target.restart_marker(&o.unit))?;
+            }
             if o.ok() {
                 check.insert(o.unit.clone());
             } else {
@@ -399,6 +427,8 @@ fn job_failure(o: &JobOutcome) -> String {
 /// Write `text` beside the unit's path, mode 0644, synced: renaming it into place later is
 /// atomic, and a failure leaves nothing behind.
 fn stage(target: &Target, unit: &str, text: &str) -> Result<atomic::Staged, Error> {
+    // What a killed apply staged and never placed goes first (the stack's lock is held).
+    atomic::sweep(&target.unit_path(unit))?;
     atomic::stage(&target.unit_path(unit), text.as_bytes(), Access::Public)
 }
 
@@ -417,5 +447,6 @@ fn env_text(stack: &str, body: &crate::plan::Body) -> Option<String> {
 /// folder made 0700 when missing.
 fn stage_env(target: &Target, path: &str, text: &str) -> Result<atomic::Staged, Error> {
     let path = crate::plan::env_file_path(path, target.scope)?;
+    atomic::sweep(&path)?;
     atomic::stage(&path, text.as_bytes(), Access::Private)
 }

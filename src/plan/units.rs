@@ -245,6 +245,16 @@ pub(super) fn kept(
             impact.push(Impact::Start);
         } else if changed || st.need_daemon_reload {
             impact.push(restart);
+        } else if st.restart_owed {
+            notes.push(format!(
+                "an earlier apply stopped before it was {}: it still runs its old content",
+                if restart == Impact::Reload {
+                    "reloaded"
+                } else {
+                    "restarted"
+                }
+            ));
+            impact.push(restart);
         }
     } else if changed && st.is_running() {
         notes.push("is running now: the change applies when it next starts".into());
@@ -581,6 +591,14 @@ mod tests {
             kept(&want, &text, Some(&stale), &d).0,
             vec![Impact::DaemonReload, Impact::Restart]
         );
+        // Its files match, but an apply was killed before restarting it.
+        let owed = UnitState {
+            restart_owed: true,
+            ..running()
+        };
+        let (impact, notes) = kept(&want, &text, Some(&owed), &d);
+        assert_eq!(impact, vec![Impact::Restart]);
+        assert!(notes[0].contains("still runs its old content"), "{notes:?}");
         assert_eq!(kept(&want, &text, Some(&running()), &d), (vec![], vec![]));
     }
 

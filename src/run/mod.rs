@@ -78,6 +78,7 @@ pub fn run(cli: Cli, hooks: Hooks) -> ExitCode {
 
 fn dispatch(cli: &Cli, hooks: Hooks) -> Result<ExitCode, Error> {
     let out_styles = Styles::detect(cli.no_color, std::io::stdout().is_terminal());
+    crate::failpoint::hit("command");
     match &cli.command {
         Command::Validate => {
             let loaded = stack::load(&cli.stack)?;

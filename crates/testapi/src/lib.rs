@@ -526,6 +526,31 @@ impl TestApiServer {
         }
     }
 
+    /// Makes the next `times` requests matching `method` and `path_prefix` (as in
+    /// [`inject_error`](Self::inject_error)) lose their connection halfway through the answer.
+    pub fn inject_close(&self, method: &str, path_prefix: &str, times: usize) {
+        self.inject_transport(method, path_prefix, store::TransportFault::Close, times);
+    }
+
+    /// Makes the next `times` matching requests wait `stall` before they are served, as a
+    /// server that stopped answering does.
+    pub fn inject_stall(&self, method: &str, path_prefix: &str, stall: Duration, times: usize) {
+        self.inject_transport(
+            method,
+            path_prefix,
+            store::TransportFault::Stall(stall),
+            times,
+        );
+    }
+
+    fn inject_transport(&self, method: &str, path: &str, f: store::TransportFault, times: usize) {
+        if times > 0 {
+            self.state()
+                .transport_faults
+                .push((method.to_string(), path.to_string(), f, times));
+        }
+    }
+
     /// Refuses writes of the object `kind`/`name` (in any namespace) with `error`, as a
     /// validating admission webhook would: create, update, patch and server-side apply,
     /// `dryRun=All` included, get `error` after the object was merged, defaulted and

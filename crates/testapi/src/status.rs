@@ -203,6 +203,17 @@ impl ApiError {
         Self::new(500, "", message, None)
     }
 
+    /// 429 TooManyRequests with `Retry-After: secs` (API priority and fairness, or a
+    /// rate-limited webhook), as the real server words it.
+    pub fn too_many_requests(secs: u64) -> Self {
+        Self::new(
+            429,
+            "TooManyRequests",
+            "the server has received too many requests and has asked us to try again later".into(),
+            Some(serde_json::json!({ "retryAfterSeconds": secs })),
+        )
+    }
+
     /// 400 BadRequest.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message.into(), None)

@@ -68,8 +68,38 @@ pub async fn collect(socket: &Path, out: &mut Vec<Point>) -> Result<(), Unreadab
             return Err(Unreadable(e));
         }
     };
+    status_points(&status, out);
+    let serve: ServeConfig = get(socket, "/localapi/v0/serve-config")
+        .await
+        .map_err(Unreadable)?;
+    funnel_point(&serve, out);
+    Ok(())
+}
+
+/// The points of tailscaled's two answers, as read from its socket: `/localapi/v0/status` and
+/// `/localapi/v0/serve-config` (the fuzz targets read them this way).
+///
+/// # Errors
+/// An answer that is not the JSON tailscaled sends, naming which.
+pub fn from_answers(status: &[u8], serve: &[u8], out: &mut Vec<Point>) -> Result<(), Unreadable> {
+    let status: Status = serde_json::from_slice(status)
+        .map_err(|e| Unreadable(format!("tailscaled /localapi/v0/status: {e}")))?;
+    status_points(&status, out);
+    let serve: ServeConfig = serde_json::from_slice(serve)
+        .map_err(|e| Unreadable(format!("tailscaled /localapi/v0/serve-config: {e}")))?;
+    funnel_point(&serve, out);
+    Ok(())
+}
+
+fn status_points(status: &Status, out: &mut Vec<Point>) {
     let running = status.backend_state == "Running";
-    out.push(up(if running { 1.0 } else { 0.0 }));
+    out.push(Point::new(
+        "tailscale.up",
+        "",
+        "Whether tailscaled's backend is running (logged in and connected).",
+        Kind::Gauge,
+        if running { 1.0 } else { 0.0 },
+    ));
     let online = status
         .peer
         .iter()
@@ -83,9 +113,9 @@ pub async fn collect(socket: &Path, out: &mut Vec<Point>) -> Result<(), Unreadab
         Kind::Gauge,
         online as f64,
     ));
-    let serve: ServeConfig = get(socket, "/localapi/v0/serve-config")
-        .await
-        .map_err(Unreadable)?;
+}
+
+fn funnel_point(serve: &ServeConfig, out: &mut Vec<Point>) {
     let funnel = serve.allow_funnel.iter().flatten().any(|(_, on)| *on);
     out.push(Point::new(
         "tailscale.funnel.on",
@@ -94,7 +124,6 @@ pub async fn collect(socket: &Path, out: &mut Vec<Point>) -> Result<(), Unreadab
         Kind::Gauge,
         if funnel { 1.0 } else { 0.0 },
     ));
-    Ok(())
 }
 
 /// Why tailscaled's answer could not be read: which request, and what went wrong.

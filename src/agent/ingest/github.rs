@@ -215,41 +215,7 @@ impl GitHub {
         let Some((headers, body)) = self.get(url, etag).await? else {
             return Ok(Fetched::NotModified);
         };
-        let raw: Vec<RawIssue> = parse(url, &body)?;
-        let mut items = Vec::with_capacity(raw.len());
-        let mut skipped = 0;
-        for (i, r) in raw.into_iter().enumerate() {
-            if r.pull_request.is_some() {
-                skipped += 1;
-                continue;
-            }
-            let at =
-                |field: &str| format!("`GET {url}`: item {i} (issue #{}): `{field}`", r.number);
-            check_time(&r.created_at, || at("created_at"))?;
-            check_time(&r.updated_at, || at("updated_at"))?;
-            if let Some(c) = &r.closed_at {
-                check_time(c, || at("closed_at"))?;
-            }
-            items.push(Issue {
-                number: r.number,
-                title: r.title,
-                body: r.body.unwrap_or_default(),
-                labels: r.labels.into_iter().map(|l| l.name).collect(),
-                state: r.state,
-                author: r.user.map(|u| u.login),
-                url: r.html_url,
-                created_at: r.created_at,
-                updated_at: r.updated_at,
-                closed_at: r.closed_at,
-                comments: r.comments,
-            });
-        }
-        Ok(Fetched::Page {
-            items,
-            next: next_link(&headers),
-            etag: etag_of(&headers),
-            skipped,
-        })
+        issues_page(url, &headers, &body)
     }
 
     /// Fetch one page of issue comments.
@@ -264,41 +230,7 @@ impl GitHub {
         let Some((headers, body)) = self.get(url, etag).await? else {
             return Ok(Fetched::NotModified);
         };
-        let raw: Vec<RawComment> = parse(url, &body)?;
-        let mut items = Vec::with_capacity(raw.len());
-        for (i, r) in raw.into_iter().enumerate() {
-            let at = |field: &str| format!("`GET {url}`: item {i} (comment {}): `{field}`", r.id);
-            check_time(&r.created_at, || at("created_at"))?;
-            check_time(&r.updated_at, || at("updated_at"))?;
-            // `.../repos/{owner}/{repo}/issues/{number}`: the number is the last segment.
-            let number = r
-                .issue_url
-                .rsplit('/')
-                .next()
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(|| {
-                    Failure::Failed(format!(
-                        "{}: `{}` does not end in an issue number",
-                        at("issue_url"),
-                        r.issue_url
-                    ))
-                })?;
-            items.push(Comment {
-                id: r.id,
-                number,
-                body: r.body.unwrap_or_default(),
-                author: r.user.map(|u| u.login),
-                url: r.html_url,
-                created_at: r.created_at,
-                updated_at: r.updated_at,
-            });
-        }
-        Ok(Fetched::Page {
-            items,
-            next: next_link(&headers),
-            etag: etag_of(&headers),
-            skipped: 0,
-        })
+        comments_page(url, &headers, &body)
     }
 
     /// GET `url`; `None` for a 304. Rate-limit refusals are waited out and retried here, so the
@@ -440,6 +372,94 @@ struct RawComment {
     html_url: String,
     created_at: String,
     updated_at: String,
+}
+
+/// One page of issues as GitHub answered `url` (its headers give the next page): the items,
+/// pull requests dropped.
+///
+/// # Errors
+/// A body that is not the list of issues GitHub documents, naming `url`, the item and field.
+pub fn issues_page(url: &str, headers: &HeaderMap, body: &[u8]) -> Result<Fetched<Issue>, Failure> {
+    let raw: Vec<RawIssue> = parse(url, body)?;
+    let mut items = Vec::with_capacity(raw.len());
+    let mut skipped = 0;
+    for (i, r) in raw.into_iter().enumerate() {
+        if r.pull_request.is_some() {
+            skipped += 1;
+            continue;
+        }
+        let at = |field: &str| format!("`GET {url}`: item {i} (issue #{}): `{field}`", r.number);
+        check_time(&r.created_at, || at("created_at"))?;
+        check_time(&r.updated_at, || at("updated_at"))?;
+        if let Some(c) = &r.closed_at {
+            check_time(c, || at("closed_at"))?;
+        }
+        items.push(Issue {
+            number: r.number,
+            title: r.title,
+            body: r.body.unwrap_or_default(),
+            labels: r.labels.into_iter().map(|l| l.name).collect(),
+            state: r.state,
+            author: r.user.map(|u| u.login),
+            url: r.html_url,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            closed_at: r.closed_at,
+            comments: r.comments,
+        });
+    }
+    Ok(Fetched::Page {
+        items,
+        next: next_link(headers),
+        etag: etag_of(headers),
+        skipped,
+    })
+}
+
+/// One page of issue comments as GitHub answered `url`.
+///
+/// # Errors
+/// As [`issues_page`].
+pub fn comments_page(
+    url: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Fetched<Comment>, Failure> {
+    let raw: Vec<RawComment> = parse(url, body)?;
+    let mut items = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let at = |field: &str| format!("`GET {url}`: item {i} (comment {}): `{field}`", r.id);
+        check_time(&r.created_at, || at("created_at"))?;
+        check_time(&r.updated_at, || at("updated_at"))?;
+        // `.../repos/{owner}/{repo}/issues/{number}`: the number is the last segment.
+        let number = r
+            .issue_url
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| {
+                Failure::Failed(format!(
+                    "{}: `{}` does not end in an issue number",
+                    at("issue_url"),
+                    r.issue_url
+                ))
+            })?;
+        items.push(Comment {
+            id: r.id,
+            number,
+            body: r.body.unwrap_or_default(),
+            author: r.user.map(|u| u.login),
+            url: r.html_url,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        });
+    }
+    Ok(Fetched::Page {
+        items,
+        next: next_link(headers),
+        etag: etag_of(headers),
+        skipped: 0,
+    })
 }
 
 /// The body as a list of `T`, or a failure naming the request and where the body went wrong.

@@ -21,7 +21,7 @@
 //! end of the sync reads its comments from the issue's own list.
 
 mod db;
-mod github;
+pub(crate) mod github;
 
 use std::time::{Duration, Instant, SystemTime};
 

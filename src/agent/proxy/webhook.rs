@@ -146,6 +146,7 @@ pub async fn handle(proxy: &Arc<Proxy>, d: Delivery<'_>, body: &[u8]) -> Reply {
         },
         (other, None) => (ignored(id, other, "not an event the proxy acts on"), None),
     };
+    crate::failpoint::hit("proxy.delivery");
     if let Err(e) = claim.finish() {
         tracing::error!(delivery = id, "{e}");
         return Reply::error(500, "cannot remember the delivery; redeliver it later");

@@ -188,6 +188,10 @@ impl Connect {
 }
 
 /// Answers at least this long are parsed on a blocking thread rather than the runtime's.
+/// The longest labctl waits for the API server's answer to one request (a LIST of a thousand
+/// objects on a loaded k3s takes a second or two).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 const PARSE_APART: usize = 64 * 1024;
 
 impl Kube {
@@ -235,6 +239,12 @@ impl Kube {
         {
             config.root_cert = Some(Vec::new());
         }
+        // A server that stops answering must not hold an apply (or the proxy's sync) forever:
+        // kube-rs waits for an answer without end unless told. Counted from when the request is
+        // sent, not from when a pooled connection went idle. 429, 503 and 504 are retried by
+        // kube-rs itself, honouring `Retry-After` (`Config::default_retry`).
+        config.read_timeout = Some(REQUEST_TIMEOUT);
+        config.reset_reader_on_write = true;
         let server = config.cluster_url.to_string();
         let client = Client::try_from(config).map_err(|e| backend("create the client", e))?;
         let mut calls = 2;

@@ -88,6 +88,15 @@ impl Target {
     pub fn unit_path(&self, unit: &str) -> PathBuf {
         self.unit_dir.join(unit)
     }
+
+    /// The marker of a restart (or reload) that `unit` is owed: an apply makes it before it
+    /// changes the files the unit runs with and removes it once the unit's job is done, so an
+    /// apply killed in between leaves it for the next plan, which restarts the unit although its
+    /// files already match (NixOS's switch-to-configuration keeps such a list in /run for the
+    /// same reason). Hidden, and no unit suffix: systemd and the folder's observation skip it.
+    pub fn restart_marker(&self, unit: &str) -> PathBuf {
+        self.unit_dir.join(format!(".{unit}.labctl-restart"))
+    }
 }
 
 /// A job labctl asks systemd to run on a unit.

@@ -112,6 +112,7 @@ impl Systemd {
             need_daemon_reload: flag("NeedDaemonReload") || unread,
             fragment_path: text("FragmentPath"),
             drop_in_paths,
+            restart_owed: self.target.restart_marker(unit).exists(),
         })
     }
 

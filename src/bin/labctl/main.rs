@@ -1,7 +1,8 @@
 //! The labctl binary: the library's command line, with the binary's own memory tricks around it
-//! ([`memory`]).
+//! ([`memory`]) and its ending on a panic ([`panic`]: one line, exit 70).
 
 mod memory;
+mod panic;
 
 use std::process::ExitCode;
 
@@ -22,12 +23,15 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 static AT_START: extern "C" fn() = memory::at_start;
 
 fn main() -> ExitCode {
+    panic::install();
     let cli = labctl::cli::Cli::parse();
     memory::for_command(&cli.command);
-    labctl::run(
-        cli,
-        labctl::Hooks {
-            agent_settled: Some(memory::agent_settled),
-        },
-    )
+    panic::guard(|| {
+        labctl::run(
+            cli,
+            labctl::Hooks {
+                agent_settled: Some(memory::agent_settled),
+            },
+        )
+    })
 }

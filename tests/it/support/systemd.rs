@@ -20,6 +20,8 @@ use super::{Labctl, Output};
 const SYSTEMD: &str = "/lib/systemd/systemd";
 const MARKER: &str = "/run/systemd/system";
 const LOCK: &str = "/tmp/labctl-systemd-marker.lock";
+/// Where each manager's runtime, config and scratch folders live.
+const TEMP_BASE: &str = "/var/lib/labctl-tests";
 
 /// A running user manager with its own runtime folder (bus) and config folder (units). Dropping it
 /// kills the manager, and with it every unit it started.
@@ -53,6 +55,38 @@ fn cgroups() -> Vec<PathBuf> {
         .collect()
 }
 
+/// The nodes systemd (PID 1) makes at boot in `/run/systemd/inaccessible/` and a root manager,
+/// user managers included, bind-mounts over what a sandbox hides (`ProtectHome=yes` over /root,
+/// `ProtectKernelTunables=yes` over /proc/kcore, …). With no systemd as PID 1 nobody makes them
+/// and every such unit fails with status 226/NAMESPACE; on a real host they are always there.
+fn inaccessible_nodes() {
+    let d = Path::new("/run/systemd/inaccessible");
+    if d.join("sock").exists() {
+        return;
+    }
+    std::fs::create_dir_all(d).expect("create /run/systemd/inaccessible");
+    let sh = format!(
+        "cd {} && {{ [ -e reg ] || install -m 0000 /dev/null reg; }} \
+         && {{ [ -e dir ] || mkdir -m 0000 dir; }} \
+         && {{ [ -e fifo ] || mkfifo -m 0000 fifo; }} \
+         && {{ [ -e chr ] || mknod -m 0000 chr c 0 0; }} \
+         && {{ [ -e blk ] || mknod -m 0000 blk b 0 0; }}",
+        d.display()
+    );
+    let ok = Command::new("/bin/sh").arg("-c").arg(&sh).status();
+    assert!(ok.is_ok_and(|s| s.success()), "make {}", d.display());
+    if !d.join("sock").exists() {
+        let sock = std::os::unix::net::UnixListener::bind(d.join("sock"))
+            .expect("make /run/systemd/inaccessible/sock");
+        drop(sock);
+        std::fs::set_permissions(
+            d.join("sock"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o000),
+        )
+        .unwrap();
+    }
+}
+
 /// Remove a cgroup and the ones systemd made inside it, deepest first (only empty ones go).
 fn remove_cgroup(dir: &Path) {
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -72,7 +106,16 @@ impl UserManager {
             Path::new(SYSTEMD).exists(),
             "{SYSTEMD} not found: install the Debian packages systemd and dbus-user-session"
         );
-        let root = tempfile::tempdir().expect("temp dir");
+        // Not under /tmp: the shipped units have `PrivateTmp=yes`, which would hide the runtime
+        // folder (the bus, the notify socket) and the stacks' checkouts from them, as /run/user
+        // and a real checkout are not hidden on a host. Not under /run either: where /run is no
+        // mount of its own (this kind of machine), a unit with `ProtectControlGroups=` or
+        // `ProtectProc=` gets a /run without it.
+        std::fs::create_dir_all(TEMP_BASE).expect("create the managers' base folder");
+        let root = tempfile::Builder::new()
+            .prefix("um-")
+            .tempdir_in(TEMP_BASE)
+            .expect("temp dir");
         let runtime = root.path().join("runtime");
         let config = root.path().join("config");
         std::fs::create_dir_all(config.join("systemd/user")).unwrap();
@@ -89,6 +132,7 @@ impl UserManager {
         if made {
             std::fs::create_dir_all(MARKER).expect("create /run/systemd/system");
         }
+        inaccessible_nodes();
         let log = File::create(root.path().join("manager.log")).unwrap();
         let cgroups = cgroups();
         // The shell moves itself into the new cgroups, then becomes the manager.

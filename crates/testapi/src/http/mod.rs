@@ -45,7 +45,18 @@ fn json_bytes_response(code: u16, body: Bytes) -> Response {
 }
 
 fn error_response(e: &ApiError) -> Response {
-    json_response(e.code, &e.body())
+    let mut r = json_response(e.code, &e.body());
+    // The real server sends `Retry-After` with every 429 (and the Status's retryAfterSeconds).
+    if let Some(secs) = e
+        .details
+        .as_ref()
+        .and_then(|d| d.get("retryAfterSeconds"))
+        .and_then(Value::as_u64)
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
 }
 
 /// Whether the Accept header asks for aggregated discovery v2.
@@ -128,10 +139,31 @@ pub async fn handle(
             None => format!("{} {}", method, uri.path()),
         });
         let fault = st.take_fault(method.as_str(), uri.path());
-        (st.latency, fault)
+        let transport = st.take_transport_fault(method.as_str(), uri.path());
+        (st.latency, (fault, transport))
     };
+    let (fault, transport) = fault;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
+    }
+    match transport {
+        Some(crate::store::TransportFault::Stall(d)) => tokio::time::sleep(d).await,
+        Some(crate::store::TransportFault::Close) => {
+            // Headers out, then the body fails: hyper drops the connection mid-answer.
+            let body = Body::from_stream(futures_util::stream::once(async {
+                Err::<Bytes, std::io::Error>(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "injected: connection closed",
+                ))
+            }));
+            let mut r = Response::new(body);
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return r;
+        }
+        None => {}
     }
     if let Some(e) = fault {
         return error_response(&e);

@@ -70,6 +70,8 @@ pub struct State {
     pub log: Vec<String>,
     /// Injected failures: method (or `*`), path prefix, the error, and how many more times.
     pub faults: Vec<(String, String, ApiError, usize)>,
+    /// Transport faults: `(method or "*", path prefix, fault, remaining uses)`.
+    pub transport_faults: Vec<(String, String, TransportFault, usize)>,
     /// Injected latency per request.
     pub latency: Duration,
     /// When set, workloads report rolled-out status right after each write.
@@ -128,6 +130,7 @@ impl State {
             per_route: BTreeMap::new(),
             log: Vec::new(),
             faults: Vec::new(),
+            transport_faults: Vec::new(),
             latency: Duration::ZERO,
             auto_rollout: false,
             stuck_images: Vec::new(),
@@ -155,6 +158,20 @@ impl State {
             self.faults.remove(i);
         }
         Some(e)
+    }
+
+    /// The injected transport fault for a request, if one matches (consuming one use of it).
+    pub fn take_transport_fault(&mut self, method: &str, path: &str) -> Option<TransportFault> {
+        let i = self.transport_faults.iter().position(|(m, p, _, n)| {
+            *n > 0 && (m == "*" || m == method) && path.starts_with(p.as_str())
+        })?;
+        let f = &mut self.transport_faults[i];
+        f.3 -= 1;
+        let t = f.2;
+        if f.3 == 0 {
+            self.transport_faults.remove(i);
+        }
+        Some(t)
     }
 
     /// Finds the definition for a group/version/plural.
@@ -361,4 +378,13 @@ impl State {
         }
         Ok(obj)
     }
+}
+
+/// A failure below the API: what a dying server or a broken network does to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportFault {
+    /// The connection is closed in the middle of the answer (headers sent, the body cut).
+    Close,
+    /// The answer comes after this long (a stalled server, a black-holed connection).
+    Stall(std::time::Duration),
 }

@@ -195,6 +195,7 @@ async fn sync_commit(proxy: &Proxy, stack_file: &Path, commit: &str) -> Ended {
     if let Some(lost) = applied.lock_lost {
         return Ended::failed(Some(summary), &agent_error(lost));
     }
+    crate::failpoint::hit("proxy.sync");
     remember(proxy, commit, &snapshot).await;
     Ended {
         result: "ok",
