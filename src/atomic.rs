@@ -35,6 +35,31 @@ fn folder(path: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
+fn dir_builder(access: Access) -> std::fs::DirBuilder {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    if access == Access::Private {
+        b.mode(0o700);
+    }
+    b
+}
+
+/// Make `dir` and its parents when missing (0700 when private).
+///
+/// # Errors
+/// [`Error::Write`] naming `dir`.
+pub fn make_dir(dir: &Path, access: Access) -> Result<(), Error> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    dir_builder(access)
+        .create(dir)
+        .map_err(|source| Error::Write {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
 /// Write `bytes` beside `path` (making its folder when missing) and fsync them.
 ///
 /// # Errors
@@ -46,12 +71,7 @@ pub fn stage(path: &Path, bytes: &[u8], access: Access) -> Result<Staged, Error>
     };
     let dir = folder(path);
     if !dir.is_dir() {
-        let mut b = std::fs::DirBuilder::new();
-        b.recursive(true);
-        if access == Access::Private {
-            b.mode(0o700);
-        }
-        b.create(dir).map_err(werr)?;
+        dir_builder(access).create(dir).map_err(werr)?;
     }
     let name = path
         .file_name()
@@ -158,21 +178,16 @@ pub fn remove(path: &Path) -> Result<bool, Error> {
 /// stack's lock): another writer's staged file would go too.
 ///
 /// # Errors
-/// [`Error::Write`] naming the folder when it cannot be listed, or a temp file that cannot go.
+/// [`Error::Write`] naming a temp file that cannot go.
 pub fn sweep(path: &Path) -> Result<(), Error> {
     let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return Ok(());
     };
     let dir = folder(path);
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(Error::Write {
-                path: dir.to_path_buf(),
-                source,
-            });
-        }
+    // A folder that cannot be listed (missing, not a folder, unreadable) holds nothing to sweep
+    // that could be reached; the write that follows fails naming its own file if it cannot work.
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
     };
     let prefix = format!(".{name}.");
     for e in entries.flatten() {

@@ -225,6 +225,16 @@ impl Store {
         }
     }
 
+    /// Make its folder when missing. An apply does so before any unit starts: a sandboxed
+    /// service that records here (the proxy's syncs) can write only the paths that existed when
+    /// it started (`ReadWritePaths=-`).
+    ///
+    /// # Errors
+    /// [`Error::Write`] naming the folder.
+    pub fn prepare(&self) -> Result<(), Error> {
+        atomic::make_dir(&self.dir, Access::Private)
+    }
+
     /// Its folder.
     pub fn dir(&self) -> &Path {
         &self.dir

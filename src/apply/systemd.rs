@@ -225,7 +225,7 @@ async fn sequence(
         .collect::<Result<Vec<_>, _>>()?;
 
     // Each unit owed a restart or reload is marked before its files change, and unmarked once
-    // its job is done: a kill in between leaves the next plan a restart to make that the
+    // systemd has its job: a kill in between leaves the next plan a restart to make that the
     // files alone no longer show.
     let owed: BTreeSet<&String> = steps.restart.iter().chain(&steps.reload).collect();
     for unit in &owed {
@@ -236,10 +236,15 @@ async fn sequence(
         progress.phase("stopping removed units");
     }
     for o in sd
-        .run_jobs(JobKind::Stop, &steps.stop, |o| {
-            progress.step(&line(o));
-            crate::failpoint::hit("apply.systemd.job");
-        })
+        .run_jobs(
+            JobKind::Stop,
+            &steps.stop,
+            |_| {},
+            |o| {
+                progress.step(&line(o));
+                crate::failpoint::hit("apply.systemd.job");
+            },
+        )
         .await?
     {
         if !o.ok() {
@@ -343,18 +348,26 @@ async fn sequence(
             continue;
         }
         progress.phase(&format!("{} jobs", kind.verb()));
-        for o in sd
-            .run_jobs(kind, units, |o| {
-                progress.step(&line(o));
-                crate::failpoint::hit("apply.systemd.job");
-            })
-            .await?
-        {
-            // Done or failed, the unit no longer runs its old content (a failed one shows as
-            // failed, and the next plan starts it).
-            if owed.contains(&o.unit) {
-                atomic::remove(&target.restart_marker(&o.unit))?;
-            }
+        // Once systemd holds the job the restart happens whatever becomes of this process (the
+        // proxy restarting its own unit is ended by it): the marker goes as the job is queued.
+        let mut unmarked = Ok(());
+        let outcomes = sd
+            .run_jobs(
+                kind,
+                units,
+                |u| {
+                    if unmarked.is_ok() && owed.iter().any(|o| o.as_str() == u) {
+                        unmarked = atomic::remove(&target.restart_marker(u)).map(drop);
+                    }
+                },
+                |o| {
+                    progress.step(&line(o));
+                    crate::failpoint::hit("apply.systemd.job");
+                },
+            )
+            .await?;
+        unmarked?;
+        for o in outcomes {
             if o.ok() {
                 check.insert(o.unit.clone());
             } else {

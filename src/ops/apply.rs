@@ -37,11 +37,12 @@ pub async fn apply(request: &ApplyRequest, events: &mut dyn Events) -> Result<Ap
     let (loaded, templates) = load(&request.plan.stack)?;
     let snapshot = snapshot(&request.plan.stack, &loaded, &templates)?;
     let secrets = secrets_for(&request.plan, &loaded, &templates).await?;
+    let store = Store::of(&loaded.stack, scope(&request.plan, &loaded));
+    store.prepare()?;
     let mut spec = lock_spec(&loaded.stack, request.plan.plane, &request.plan.against)?;
     spec.lease = request.lock.lease;
     let holder = Holder::this_process(&request.lock.command);
     let lock = lock::acquire(&spec, &holder, request.lock.wait).await?;
-    let store = Store::of(&loaded.stack, scope(&request.plan, &loaded));
     let attempt = attempt(
         &request.plan,
         Attempt {

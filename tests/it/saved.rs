@@ -153,6 +153,13 @@ impl World {
             .find_map(|ns| self.srv.get("coordination.k8s.io/v1", "Lease", ns, &name))
     }
 
+    /// Make the Lease read as held by a process on another host, whose end nothing here can see.
+    fn move_lease_elsewhere(&self) {
+        let mut lease = self.lease().expect("a Lease");
+        lease["metadata"]["annotations"]["labctl.lock/host"] = "elsewhere".into();
+        self.srv.put(lease).expect("the Lease rewritten");
+    }
+
     fn converged(&self) {
         self.labctl(&["plan", "--detailed-exitcode"])
             .code(0)
@@ -329,12 +336,16 @@ fn a_second_apply_fails_naming_the_first_and_a_killed_applys_lease_is_taken_over
     // `plan` never locks.
     w.labctl(&["plan"]).code(0);
 
-    // The holder is killed: its Lease is not renewed and, once expired, taken over.
+    // The holder is killed. Had it run on another host, nothing here could tell it is gone: its
+    // Lease is not renewed and, once expired, taken over.
     first.kill().unwrap();
     first.wait().unwrap();
     w.srv.set_auto_rollout(true);
+    w.move_lease_elsewhere();
     let at_once = w.labctl(&["apply", "--yes", "--plane", "kube"]);
-    at_once.code(1).stderr_has(&format!("(pid {pid} on "));
+    at_once
+        .code(1)
+        .stderr_has(&format!("(pid {pid} on elsewhere"));
     let took_over = w.labctl(&["apply", "--yes", "--lock-timeout", "30s"]);
     took_over.code(0).stderr_has("Apply complete:");
     // Released at the end of the apply.
@@ -380,9 +391,17 @@ fn force_unlock_removes_a_dead_holders_lease() {
     let pid = first.id().to_string();
     first.kill().unwrap();
     first.wait().unwrap();
+    let held = w.lease().expect("the killed apply's Lease");
+    // Killed on this host: its process is gone, so its Lease is taken over at once.
+    w.labctl(&["apply", "--yes", "--plane", "kube", "--no-wait"])
+        .code(0);
+    assert!(w.lease().is_none(), "{:?}", w.lease());
+    // Killed on another host (an hour's Lease): nothing here can tell, only force-unlock frees it.
+    w.srv.put(held).expect("the Lease put back");
+    w.move_lease_elsewhere();
     w.labctl(&["apply", "--yes", "--plane", "kube"])
         .code(1)
-        .stderr_has(&format!("(pid {pid} on "));
+        .stderr_has(&format!("(pid {pid} on elsewhere"));
     let unlocked = w.labctl(&["force-unlock", "--plane", "kube"]);
     unlocked
         .code(0)

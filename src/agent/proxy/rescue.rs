@@ -147,7 +147,7 @@ pub async fn confirm(state_dir: &Path, systemd: &Systemd) -> Result<Option<Strin
         return Ok(None);
     };
     let stopped = systemd
-        .run_jobs(JobKind::Stop, &[format!("{NAME}.timer")], |_| {})
+        .run_jobs(JobKind::Stop, &[format!("{NAME}.timer")], |_| {}, |_| {})
         .await?;
     if stopped.iter().any(|o| !o.ok()) {
         // Already fired (or firing): the rescue decides; its marker says so at the next start.
@@ -200,7 +200,12 @@ pub async fn run(state_dir: &Path) -> Result<(), Error> {
     let sd = Systemd::connect(target).await?;
     sd.daemon_reload().await?;
     let restarted = sd
-        .run_jobs(JobKind::Restart, std::slice::from_ref(&rescue.unit), |_| {})
+        .run_jobs(
+            JobKind::Restart,
+            std::slice::from_ref(&rescue.unit),
+            |_| {},
+            |_| {},
+        )
         .await?;
     tracing::warn!(
         commit = %rescue.commit,

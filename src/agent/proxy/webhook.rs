@@ -317,7 +317,7 @@ fn same_repository(origin: &str, r: &Repository) -> bool {
 async fn reload_ingest(proxy: &Proxy, unit: &str) {
     let r = match proxy.systemd().await {
         Ok(s) => {
-            s.run_jobs(JobKind::Reload, &[unit.to_string()], |_| {})
+            s.run_jobs(JobKind::Reload, &[unit.to_string()], |_| {}, |_| {})
                 .await
         }
         Err(e) => Err(e),

@@ -56,7 +56,9 @@ impl Systemd {
 
     /// Queue one job per unit, all at once, and wait for each through `JobRemoved`. systemd orders
     /// them by the units' dependencies; a job whose dependency failed ends as `dependency` while the
-    /// others carry on. `each` is called as every job ends (for progress).
+    /// others carry on. `queued` is called with each unit whose job systemd accepted (from then on
+    /// the job runs to its end even if this process does not: a restart of the caller's own unit
+    /// ends it), and `each` as every job ends (for progress).
     ///
     /// # Errors
     /// [`Error::Backend`] when the signal subscription fails or jobs outlast [`JOB_WAIT`]; a job
@@ -65,6 +67,7 @@ impl Systemd {
         &self,
         kind: JobKind,
         units: &[String],
+        mut queued: impl FnMut(&str),
         mut each: impl FnMut(&JobOutcome),
     ) -> Result<Vec<JobOutcome>, Error> {
         if units.is_empty() {
@@ -77,7 +80,7 @@ impl Systemd {
             *guard = Some(self.subscribe().await?);
         }
         let jobs = guard.as_mut().expect("just set");
-        let queued = join_all(units.iter().map(|u| async move {
+        let sent = join_all(units.iter().map(|u| async move {
             let r = match kind {
                 JobKind::Start => self.manager.start_unit(u, "replace").await,
                 JobKind::Stop => self.manager.stop_unit(u, "replace").await,
@@ -90,9 +93,10 @@ impl Systemd {
         self.count(units.len() as u64);
         let mut outcomes = Vec::new();
         let mut pending: BTreeMap<String, String> = BTreeMap::new();
-        for (unit, r) in queued {
+        for (unit, r) in sent {
             match r {
                 Ok(job) => {
+                    queued(&unit);
                     pending.insert(job.as_str().to_string(), unit);
                 }
                 Err(e) => {
