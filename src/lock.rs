@@ -10,6 +10,13 @@
 //!   `resourceVersion`, so two takers never both win.
 //! - The host: a lock file taken with `flock` (the kernel releases it when its holder exits,
 //!   however it exits), holding the same description of its holder.
+//! - Each other host (`[hosts.<name>]`): the same lock file there, held by `flock` in a command
+//!   that runs over the host's ssh connection for as long as the lock is held. The kernel on
+//!   that host lets go when the command ends, however it ends: released, labctl killed (its ssh
+//!   goes and the command's input ends), or the connection lost. A lock directory made with
+//!   `mkdir` would outlive a killed labctl and need `force-unlock`; this never does. A host that
+//!   cannot be reached is not locked and not planned either (the plan names it); one whose lock
+//!   is held by another writer refuses the whole run, as the local lock does.
 //!
 //! A second writer waits up to its timeout (`--lock-timeout`, default: fail at once), then fails
 //! naming the holder. `labctl force-unlock` removes a Lease whose holder cannot release it.
@@ -24,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::backend::kube::{Cluster, Kube};
+use crate::backend::ssh::{HostLock, LockError, Remote};
 use crate::backend::systemd::Target;
 use crate::error::{Error, Remedy};
 use crate::resource::At;
@@ -94,6 +102,9 @@ pub struct Spec {
     pub kube: Option<Cluster>,
     /// The host lock file, when the systemd plane is applied.
     pub file: Option<PathBuf>,
+    /// The other hosts whose units the apply may change, with their managers' scope: the same
+    /// lock is taken on each.
+    pub hosts: Vec<(Remote, Scope)>,
     /// How long the Lease lasts without renewal.
     pub lease: Duration,
 }
@@ -128,6 +139,8 @@ pub fn lock_file(target: &Target, stack: &str) -> PathBuf {
 #[derive(Debug)]
 pub struct Lock {
     file: Option<File>,
+    /// The locks held on other hosts.
+    hosts: Mutex<Vec<HostLock>>,
     /// Why the Lease could not be renewed, the last time it could not.
     lost: Arc<Mutex<Option<String>>>,
     renewing: Option<(
@@ -140,7 +153,13 @@ impl Lock {
     /// Why renewing the Lease last failed (deleted by `force-unlock`, taken over, or the cluster
     /// unreachable), if it did while the lock was held: another writer may have run meanwhile.
     pub fn lost(&self) -> Option<String> {
-        self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let lease = self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<String> = hosts.iter_mut().filter_map(HostLock::lost).collect();
+        lease
+            .into_iter()
+            .chain(gone)
+            .reduce(|a, b| format!("{a}; {b}"))
     }
 
     /// Let the lock go: stop renewing, delete the Lease (when this holder still holds it),
@@ -152,6 +171,8 @@ impl Lock {
         }
         // Closing the file releases the flock.
         self.file.take();
+        let hosts = std::mem::take(&mut *self.hosts.lock().unwrap_or_else(|e| e.into_inner()));
+        futures_util::future::join_all(hosts.into_iter().map(HostLock::release)).await;
     }
 }
 
@@ -184,12 +205,14 @@ pub async fn acquire(spec: &Spec, holder: &Holder, wait: Duration) -> Result<Loc
     let deadline = Instant::now() + wait;
     let mut lock = Lock {
         file: None,
+        hosts: Mutex::default(),
         lost: Arc::default(),
         renewing: None,
     };
     if let Some(path) = &spec.file {
         lock.file = Some(lock_host(spec, path, holder, deadline).await?);
     }
+    lock_remotes(spec, holder, deadline, &lock).await?;
     if let Some(cluster) = &spec.kube {
         let k = cluster.client().await?;
         let ns = take(&k, spec, holder, deadline).await?;
@@ -247,6 +270,47 @@ async fn lock_host(
     file.write_all(text.as_bytes()).map_err(werr)?;
     file.flush().map_err(werr)?;
     Ok(file)
+}
+
+/// Take the lock on every other host: all of them reached at once first (one slow handshake
+/// does not add to another's), then locked one after another in name order, so that two
+/// writers wanting the same hosts never each hold what the other waits for.
+async fn lock_remotes(
+    spec: &Spec,
+    holder: &Holder,
+    deadline: Instant,
+    lock: &Lock,
+) -> Result<(), Error> {
+    futures_util::future::join_all(spec.hosts.iter().map(|(r, _)| r.connect())).await;
+    let mut hosts: Vec<&(Remote, Scope)> = spec.hosts.iter().collect();
+    hosts.sort_by(|a, b| a.0.name().cmp(b.0.name()));
+    let text = serde_json::to_string(holder).expect("a holder serialises");
+    let file = format!("{}.lock", spec.stack);
+    for (remote, scope) in hosts {
+        // Not reached: it fails alone, and the plan says why.
+        if remote.connect().await.is_err() {
+            continue;
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match remote.lock(*scope, &file, &text, wait).await {
+            Ok(held) => lock
+                .hosts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(held),
+            Err(LockError::Busy(who)) => {
+                let who = serde_json::from_str::<Holder>(&who)
+                    .map_or_else(|_| format!("`{who}`"), |h| h.describe());
+                return Err(busy(
+                    spec,
+                    &format!("{who} (lock on host `{}`)", remote.name()),
+                ));
+            }
+            // Reached but not lockable (no `flock` there): not applied without its lock.
+            Err(LockError::Failed(e)) => remote.fail(&e.report()),
+        }
+    }
+    Ok(())
 }
 
 fn host_holder(file: &mut File) -> Option<Holder> {
@@ -580,6 +644,7 @@ mod tests {
             namespace: "s".into(),
             kube: None,
             file: Some(dir.path().join("l/s.lock")),
+            hosts: Vec::new(),
             lease: DEFAULT_LEASE,
         };
         let me = Holder::this_process("labctl apply --yes");

@@ -192,7 +192,8 @@ pub async fn plan(request: &PlanRequest, events: &mut dyn Events) -> Result<Plan
 }
 
 /// The lock an apply of `stack` needs: the cluster's Lease when the cluster is planned, the
-/// host's lock file when units are. A plan against nothing live locks nothing.
+/// host's lock file and each `[hosts.<name>]`'s when units are. A plan against nothing live
+/// locks nothing.
 ///
 /// # Errors
 /// [`Error::Backend`] when the systemd target cannot be resolved.
@@ -206,6 +207,7 @@ pub fn lock_spec(
         namespace: stack.stack.namespace().to_string(),
         kube: None,
         file: None,
+        hosts: Vec::new(),
         lease: lock::DEFAULT_LEASE,
     };
     let Against::Live(how) = against else {
@@ -219,6 +221,11 @@ pub fn lock_spec(
         let host = &stack.host;
         let target = Target::resolve(host.scope, how.user, host.unit_dir.as_deref())?;
         spec.file = Some(lock::lock_file(&target, &spec.stack));
+        // Every host the plan may touch: each declared one (a host nothing is placed on any
+        // more may still have the stack's units to remove).
+        for (name, h) in &stack.hosts {
+            spec.hosts.push((how.hosts.get(name, &h.ssh)?, h.scope));
+        }
     }
     Ok(spec)
 }
@@ -242,6 +249,7 @@ pub fn live(cluster: Cluster, user: bool, server_dry_run: bool, force_conflicts:
         user,
         server_dry_run,
         force_conflicts,
+        ..Observe::default()
     })
 }
 
