@@ -106,7 +106,8 @@ pub(super) async fn apply<'o>(
     };
     events.finish(Plane::Systemd);
     let mut results = results;
-    results.sort_by(|a, b| a.0.cmp(&b.0));
+    // This machine first, then the hosts by name, as plans list them.
+    results.sort_by(|a, b| (a.0 != LOCAL_HOST, &a.0).cmp(&(b.0 != LOCAL_HOST, &b.0)));
     for (name, cost, result) in results {
         if let Some(c) = cost {
             events.cost(&c);
@@ -142,9 +143,16 @@ async fn apply_host(
     options: &Options,
     events: &mut dyn Events,
 ) -> (Option<Cost>, HostResult) {
-    let down = |e: &Error, gone: Option<String>| {
+    let down = async |e: &Error, gone: Option<String>| {
         let mut why = e.report();
-        let words = gone.or_else(|| target.remote.as_ref().and_then(|r| r.last_words()));
+        let mut words = gone.or_else(|| target.remote.as_ref().and_then(|r| r.last_words()));
+        // A connection that went says nothing itself (its master's words go nowhere): ssh
+        // says why when asked to reach the host again.
+        if words.is_none()
+            && let Some(r) = &target.remote
+        {
+            words = r.diagnose().await;
+        }
         if let Some(words) = words
             && !why.contains(&words)
         {
@@ -157,7 +165,7 @@ async fn apply_host(
     };
     let sd = match Systemd::connect(target.clone()).await {
         Ok(sd) => sd,
-        Err(e) => return (None, down(&e, None)),
+        Err(e) => return (None, down(&e, None).await),
     };
     let before = sd.stats();
     let result = systemd::apply(plan, &sd, options.settle, events).await;
@@ -173,7 +181,7 @@ async fn apply_host(
         Err(Error::ApplyFailed { failed, .. }) if sd.gone().is_none() => HostResult::Failed(failed),
         Err(e) => {
             let gone = sd.gone_reason().await;
-            down(&e, gone)
+            down(&e, gone).await
         }
     };
     (Some(cost), result)

@@ -225,9 +225,8 @@ async fn sequence(
     let fail = |failed: &mut Vec<(String, String)>, unit: &str, what: String| {
         failed.push((unit.to_string(), what));
     };
-    let env_path = |path: &str| {
-        crate::plan::env_file_path_on(path, target.scope, &|k| target.var(k))
-    };
+    let env_path =
+        |path: &str| crate::plan::env_file_path_on(path, target.scope, &|k| target.var(k));
 
     // Staged before anything changes: an unwritable folder fails here, with no unit touched.
     let units: Vec<(std::path::PathBuf, String)> = steps

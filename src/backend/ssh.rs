@@ -111,7 +111,7 @@ impl Remotes {
                 c
             }
         };
-        let socket = control.dir.path().join(inner.hosts.len().to_string());
+        let socket = control.dir.join(inner.hosts.len().to_string());
         let remote = Remote {
             name: name.to_string(),
             destination: destination.to_string(),
@@ -126,11 +126,25 @@ impl Remotes {
         inner.hosts.insert(name.to_string(), remote.clone());
         Ok(remote)
     }
+
+    /// End the run's master connections and remove their folder: the run is over. A host asked
+    /// for again after this is reached anew.
+    pub fn close(&self) {
+        let control = {
+            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            inner.hosts.clear();
+            inner.control.take()
+        };
+        if let Some(c) = control {
+            c.close();
+        }
+    }
 }
 
-/// The folder of a run's master sockets, owner-only. Its masters are asked to exit when it goes.
+/// The folder of a run's master sockets, owner-only. Its masters are asked to exit when it is
+/// closed: explicitly at the end of a run ([`Remotes::close`]), or when it goes.
 struct ControlDir {
-    dir: tempfile::TempDir,
+    dir: PathBuf,
     /// The master sockets made, with the destination each reaches.
     masters: Mutex<Vec<(PathBuf, String)>>,
 }
@@ -148,26 +162,35 @@ impl ControlDir {
         let dir = tempfile::Builder::new()
             .prefix("labctl-ssh-")
             .tempdir_in(&base)
-            .map_err(|source| Error::Write { path: base, source })?;
+            .map_err(|source| Error::Write { path: base, source })?
+            .keep();
         Ok(ControlDir {
             dir,
             masters: Mutex::new(Vec::new()),
         })
     }
+
+    /// Ask each master to exit (quick: a local socket; without it a master lingers for its
+    /// persist time), then remove the folder. Done once.
+    fn close(&self) {
+        let masters = std::mem::take(&mut *self.masters.lock().unwrap_or_else(|e| e.into_inner()));
+        for (socket, destination) in masters {
+            if socket.exists() {
+                let _ = base_command_std(&socket)
+                    .args(["-O", "exit", "--", &destination])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl Drop for ControlDir {
     fn drop(&mut self) {
-        let masters = std::mem::take(&mut *self.masters.lock().unwrap_or_else(|e| e.into_inner()));
-        for (socket, destination) in masters {
-            // Quick (a local socket); without it the master would linger for its persist time.
-            let _ = base_command_std(&socket)
-                .args(["-O", "exit", "--", &destination])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
+        self.close();
     }
 }
 
@@ -347,7 +370,10 @@ impl HostLock {
     /// Why the lock went before it was let go (the connection was lost), if it did.
     pub fn lost(&mut self) -> Option<String> {
         match self.child.try_wait() {
-            Ok(Some(_)) => Some(format!("the lock on host `{}` went with its connection", self.host)),
+            Ok(Some(_)) => Some(format!(
+                "the lock on host `{}` went with its connection",
+                self.host
+            )),
             _ => None,
         }
     }
@@ -445,7 +471,8 @@ impl Remote {
 
     fn command(&self, remote_line: &str) -> tokio::process::Command {
         let mut c = tokio::process::Command::from(base_command_std(&self.shared.socket));
-        c.args(["--", &self.destination, remote_line]).kill_on_drop(true);
+        c.args(["--", &self.destination, remote_line])
+            .kill_on_drop(true);
         c
     }
 
@@ -516,11 +543,29 @@ impl Remote {
     /// Give up on the host for the rest of the run, saying `why`: from now on
     /// [`Remote::connect`] (and so everything else on the host) fails with it.
     pub fn fail(&self, why: &str) {
-        *self
-            .shared
-            .failed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(why.to_string());
+        *self.shared.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.to_string());
+    }
+
+    /// After the host's connection went: ssh's own words on reaching it again now (a fresh
+    /// connection, not through the master), as `ssh: connect to host nas port 22: Connection
+    /// refused`; `None` when it can be reached again.
+    pub async fn diagnose(&self) -> Option<String> {
+        let mut c = tokio::process::Command::from(base_command_std(Path::new("none")));
+        c.args(["-o", "ConnectTimeout=5", "--", &self.destination, "true"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(Duration::from_secs(10), c.output())
+            .await
+            .ok()?
+            .ok()?;
+        if out.status.success() {
+            return None;
+        }
+        let words = last_line(&String::from_utf8_lossy(&out.stderr))?;
+        self.heard(&words);
+        Some(words)
     }
 
     /// A variable of the ssh user's environment on the host, as the probe found it (`HOME`,
@@ -835,13 +880,18 @@ impl Remote {
             }),
             Ok(Some(l)) if l.starts_with("busy") => {
                 let _ = child.wait().await;
-                Err(LockError::Busy(l.trim_start_matches("busy").trim().to_string()))
+                Err(LockError::Busy(
+                    l.trim_start_matches("busy").trim().to_string(),
+                ))
             }
             _ => {
                 drop(stdin);
                 let out = child.wait_with_output().await;
                 let (code, stderr) = match &out {
-                    Ok(o) => (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned()),
+                    Ok(o) => (
+                        o.status.code(),
+                        String::from_utf8_lossy(&o.stderr).into_owned(),
+                    ),
                     Err(e) => (None, e.to_string()),
                 };
                 let why = last_line(&stderr).unwrap_or_else(|| "no answer".into());
@@ -971,7 +1021,10 @@ mod tests {
 
     #[test]
     fn a_script_and_its_arguments_run_under_sh_as_given() {
-        let line = sh_line(r#"printf '%s|' "$@"; printf '%s' "$0""#, &["a b", "$x", "it's"]);
+        let line = sh_line(
+            r#"printf '%s|' "$@"; printf '%s' "$0""#,
+            &["a b", "$x", "it's"],
+        );
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(&line)
@@ -1027,7 +1080,9 @@ mod tests {
         let units = d.join("units").display().to_string();
         run(
             COMMIT,
-            &["m", tmps[0], &unit_path, "m", tmps[1], &env_path, "s", &units],
+            &[
+                "m", tmps[0], &unit_path, "m", tmps[1], &env_path, "s", &units,
+            ],
             "",
         );
         std::fs::write(d.join("units/.hidden"), "x").unwrap();
@@ -1048,7 +1103,11 @@ mod tests {
         assert_eq!(files.keys().collect::<Vec<_>>(), ["a.service"]);
         assert_eq!(files["a.service"], unit);
         assert_eq!(drop_ins, [format!("{units}/a.service.d/x.conf")]);
-        let read = run(READ_FILES, &[&env_path, &d.join("nope").display().to_string()], "");
+        let read = run(
+            READ_FILES,
+            &[&env_path, &d.join("nope").display().to_string()],
+            "",
+        );
         let mut lines = read.lines();
         assert_eq!(lines.next(), Some("F"));
         assert_eq!(body(&mut lines).unwrap(), secret);

@@ -40,7 +40,13 @@ pub async fn apply(request: &ApplyRequest, events: &mut dyn Events) -> Result<Ap
     let mut spec = lock_spec(&loaded.stack, request.plan.plane, &request.plan.against)?;
     spec.lease = request.lock.lease;
     let holder = Holder::this_process(&request.lock.command);
-    let lock = lock::acquire(&spec, &holder, request.lock.wait).await?;
+    let lock = match lock::acquire(&spec, &holder, request.lock.wait).await {
+        Ok(lock) => lock,
+        Err(e) => {
+            super::close_hosts(&request.plan.against);
+            return Err(e);
+        }
+    };
     let store = Store::of(&loaded.stack, scope(&request.plan, &loaded));
     let attempt = attempt(
         &request.plan,
@@ -58,6 +64,7 @@ pub async fn apply(request: &ApplyRequest, events: &mut dyn Events) -> Result<Ap
     let result = settle(request, &store, snapshot, attempt, events).await;
     let lock_lost = lock.lost();
     lock.release().await;
+    super::close_hosts(&request.plan.against);
     // Said whether the apply went well or not: either way another writer may have run.
     if let Some(why) = &lock_lost {
         events.warning(&format!(

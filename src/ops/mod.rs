@@ -183,7 +183,9 @@ pub struct Applied {
 pub async fn plan(request: &PlanRequest, events: &mut dyn Events) -> Result<Planned, Error> {
     let (loaded, templates) = load(&request.stack)?;
     let secrets = secrets_for(request, &loaded, &templates).await?;
-    let plan = build(request, &loaded, &templates, secrets, events).await?;
+    let plan = build(request, &loaded, &templates, secrets, events).await;
+    close_hosts(&request.against);
+    let plan = plan?;
     Ok(Planned {
         loaded,
         templates,
@@ -251,6 +253,14 @@ pub fn live(cluster: Cluster, user: bool, server_dry_run: bool, force_conflicts:
         force_conflicts,
         ..Observe::default()
     })
+}
+
+/// The run is over: its master connections to other hosts end now (rather than linger for
+/// their persist time), and their sockets' folder goes.
+fn close_hosts(against: &Against) {
+    if let Against::Live(how) = against {
+        how.hosts.close();
+    }
 }
 
 fn load(source: &StackSource) -> Result<(LoadedStack, Templates), Error> {

@@ -355,7 +355,8 @@ impl Plan {
                     Place::Host(h) => !self.unreached.iter().any(|u| &u.host == h),
                     _ => true,
                 };
-                let s = reached.then(|| summarize(self.actionable().filter(|c| Place::of(&c.id) == p)));
+                let s =
+                    reached.then(|| summarize(self.actionable().filter(|c| Place::of(&c.id) == p)));
                 (p, s)
             })
             .collect()

@@ -11,6 +11,7 @@ mod docs;
 mod doors;
 mod gate;
 mod gitops;
+mod hosts;
 mod image;
 mod ingest;
 mod kube;

@@ -126,7 +126,11 @@ impl Systemd {
     /// # Errors
     /// [`Error::Write`] naming the file that cannot be written (no temp file is left); on
     /// another machine, [`Error::Backend`] with what its shell said.
-    pub async fn stage(&self, files: &[(PathBuf, String)], access: Access) -> Result<Staged, Error> {
+    pub async fn stage(
+        &self,
+        files: &[(PathBuf, String)],
+        access: Access,
+    ) -> Result<Staged, Error> {
         match &self.target.remote {
             None => Ok(Staged {
                 local: files

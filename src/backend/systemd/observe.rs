@@ -23,7 +23,11 @@ impl Systemd {
     /// # Errors
     /// [`Error::Read`] when a loaded file cannot be read; [`Error::Backend`] when systemd does
     /// not answer.
-    pub async fn observe(&self, names: &[String], dir: &UnitDir) -> Result<Vec<ObservedUnit>, Error> {
+    pub async fn observe(
+        &self,
+        names: &[String],
+        dir: &UnitDir,
+    ) -> Result<Vec<ObservedUnit>, Error> {
         let start = Instant::now();
         let patterns: Vec<&str> = names.iter().map(String::as_str).collect();
         let (states, files_now) = futures_util::join!(
@@ -98,7 +102,10 @@ impl Systemd {
         let drop_in_paths = list("DropInPaths");
         // systemd caches folder listings until a daemon-reload, so `NeedDaemonReload` misses a new
         // drop-in in labctl's own folder; compare with the disk.
-        let own = format!("{}/", self.target.unit_dir.join(format!("{unit}.d")).display());
+        let own = format!(
+            "{}/",
+            self.target.unit_dir.join(format!("{unit}.d")).display()
+        );
         let unread = drop_ins
             .iter()
             .filter(|p| p.starts_with(&own))
@@ -185,7 +192,8 @@ pub(super) fn drop_ins_below(dir: &Path) -> Vec<String> {
         .filter_map(Result::ok)
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_suffix(".d").map(|unit| drop_ins_on_disk(dir, unit))
+            name.strip_suffix(".d")
+                .map(|unit| drop_ins_on_disk(dir, unit))
         })
         .flatten()
         .collect();

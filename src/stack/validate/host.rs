@@ -37,8 +37,13 @@ pub(super) fn host(c: &mut Checker<'_>, stack: &Stack) {
         {
             c.push(
                 &path,
-                format!("unit name `{u}` reads as unit `{}` on host `{prefix}`", &u[prefix.len() + 1..]),
-                Some(format!("place it on the host instead: `hosts = [\"{prefix}\"]`")),
+                format!(
+                    "unit name `{u}` reads as unit `{}` on host `{prefix}`",
+                    &u[prefix.len() + 1..]
+                ),
+                Some(format!(
+                    "place it on the host instead: `hosts = [\"{prefix}\"]`"
+                )),
             );
         }
         for host in &comp.hosts {

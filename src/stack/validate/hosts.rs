@@ -70,7 +70,10 @@ pub(super) fn hosts(c: &mut Checker<'_>, stack: &Stack) {
         if comp.hosts.is_empty() {
             c.push(
                 &path,
-                format!("`{}` is empty: it places the component nowhere", dotted(&path)),
+                format!(
+                    "`{}` is empty: it places the component nowhere",
+                    dotted(&path)
+                ),
                 Some("list at least one host, or set `enabled = false`".into()),
             );
         }
