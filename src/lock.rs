@@ -548,7 +548,8 @@ pub struct Unlocked {
 
 /// Remove the lock of `spec` whoever holds it: the Lease is deleted (in the stack's namespace
 /// and the fallback one). The host lock cannot be taken from a live process (the kernel holds it
-/// for its holder and releases it when that exits): a held one is an error naming its holder.
+/// for its holder and releases it when that exits), here or on another host: a held one is an
+/// error naming its holder.
 ///
 /// # Errors
 /// [`Error::Refused`] when the host lock is held by a running process; [`Error::Backend`] when
@@ -578,6 +579,35 @@ pub async fn force_unlock(spec: &Spec) -> Result<Unlocked, Error> {
                 "No Lease {}/{name}: the cluster lock is free.",
                 spec.namespace
             ));
+        }
+    }
+    for (remote, scope) in &spec.hosts {
+        let name = remote.name();
+        match remote
+            .lock_holder(*scope, &format!("{}.lock", spec.stack))
+            .await
+        {
+            Ok(None) => out
+                .lines
+                .push(format!("The lock on host `{name}` is free.")),
+            Ok(Some(who)) => {
+                let who = serde_json::from_str::<Holder>(&who)
+                    .map_or_else(|_| format!("`{who}`"), |h| h.describe());
+                return Err(Error::Refused {
+                    what: format!("unlock the lock on host `{name}`"),
+                    why: format!("{who} holds it and is still running"),
+                    remedy: Remedy::Say(
+                        "stop that process: the lock is released when it exits, or when its \
+                         connection to the host ends"
+                            .into(),
+                    ),
+                });
+            }
+            Err(e) => out.lines.push(format!(
+                "Host `{name}` not reached ({}): a lock there goes when the run holding it, or \
+                 its connection, ends.",
+                e.report()
+            )),
         }
     }
     if let Some(path) = &spec.file {

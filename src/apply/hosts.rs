@@ -151,7 +151,11 @@ async fn apply_host(
         if words.is_none()
             && let Some(r) = &target.remote
         {
-            words = r.diagnose().await;
+            words = Some(
+                r.diagnose()
+                    .await
+                    .unwrap_or_else(|| "the connection went; the host answers again now".into()),
+            );
         }
         if let Some(words) = words
             && !why.contains(&words)

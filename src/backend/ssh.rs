@@ -336,6 +336,15 @@ echo locked
 cat > /dev/null
 "#;
 
+/// Say who holds the lock file `$2` in the folder `$1`: nothing when it is free (or not there),
+/// else `busy` and what its holder wrote.
+const LOCK_HOLDER: &str = r#"[ -e "$1/$2" ] || exit 0
+command -v flock >/dev/null 2>&1 || { echo "flock (util-linux) is not installed" >&2; exit 1; }
+exec 9<"$1/$2" || exit 1
+flock -n -s 9 && exit 0
+printf 'busy %s\n' "$(cat "$1/$2")"
+"#;
+
 /// How one remote file should be staged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Put {
@@ -831,6 +840,38 @@ impl Remote {
         ))
     }
 
+    /// The folder host locks are in for the manager of `scope`: the user's runtime folder, or
+    /// `/run/lock` (as on this machine).
+    fn lock_dir(&self, scope: Scope) -> String {
+        match scope {
+            Scope::System => "/run/lock/labctl".to_string(),
+            Scope::User => {
+                let runtime = self.var("XDG_RUNTIME_DIR").unwrap_or_else(|| {
+                    format!("/run/user/{}", self.var("UID").unwrap_or_default())
+                });
+                format!("{runtime}/labctl")
+            }
+        }
+    }
+
+    /// Who holds the host lock `file` of the manager of `scope` (what its holder wrote), or
+    /// `None` when it is free.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when the host cannot be asked.
+    pub async fn lock_holder(&self, scope: Scope, file: &str) -> Result<Option<String>, Error> {
+        self.connect().await?;
+        let dir = self.lock_dir(scope);
+        let out = self
+            .run("read the lock", LOCK_HOLDER, &[&dir, file], None)
+            .await?;
+        let text = String::from_utf8_lossy(&out);
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix("busy"))
+            .map(|h| h.trim().to_string()))
+    }
+
     /// Take the host lock `file` in the folder the manager of `scope` keeps it in (the user's
     /// runtime folder, or `/run/lock`), as `holder` (one line), waiting up to `wait` for another
     /// holder.
@@ -847,15 +888,7 @@ impl Remote {
     ) -> Result<HostLock, LockError> {
         let step = || format!("take the lock on host `{}`", self.name);
         self.connect().await.map_err(LockError::Failed)?;
-        let dir = match scope {
-            Scope::System => "/run/lock/labctl".to_string(),
-            Scope::User => {
-                let runtime = self.var("XDG_RUNTIME_DIR").unwrap_or_else(|| {
-                    format!("/run/user/{}", self.var("UID").unwrap_or_default())
-                });
-                format!("{runtime}/labctl")
-            }
-        };
+        let dir = self.lock_dir(scope);
         let secs = wait.as_secs().to_string();
         let mut c = self.command(&sh_line(LOCK, &[&dir, file, &secs]));
         c.stdin(Stdio::piped())

@@ -256,8 +256,9 @@ pub fn live(cluster: Cluster, user: bool, server_dry_run: bool, force_conflicts:
 }
 
 /// The run is over: its master connections to other hosts end now (rather than linger for
-/// their persist time), and their sockets' folder goes.
-fn close_hosts(against: &Against) {
+/// their persist time), and their sockets' folder goes. [`plan`] and [`apply()`] do this
+/// themselves; a front end that reaches hosts otherwise (`force-unlock`) calls it.
+pub fn close_hosts(against: &Against) {
     if let Against::Live(how) = against {
         how.hosts.close();
     }

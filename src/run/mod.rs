@@ -501,7 +501,9 @@ fn force_unlock_cmd(cli: &Cli, args: &ForceUnlockArgs) -> Result<ExitCode, Error
     let loaded = stack::load(&cli.stack)?;
     let against = ops::live(cluster(cli), args.user, false, false);
     let spec = ops::lock_spec(&loaded.stack, plane(args.plane), &against)?;
-    let done = runtime()?.block_on(lock::force_unlock(&spec))?;
+    let done = runtime()?.block_on(lock::force_unlock(&spec));
+    ops::close_hosts(&against);
+    let done = done?;
     print(&(done.lines.join("\n") + "\n"))?;
     Ok(ExitCode::SUCCESS)
 }

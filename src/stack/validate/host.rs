@@ -46,7 +46,8 @@ pub(super) fn host(c: &mut Checker<'_>, stack: &Stack) {
                 )),
             );
         }
-        for host in &comp.hosts {
+        // Each host once: a host listed twice is its own problem (see `hosts`).
+        for host in comp.hosts.iter().collect::<std::collections::BTreeSet<_>>() {
             if let Some(first) = units.insert((host, u), path.clone()) {
                 let on = if comp.hosts.len() > 1 || host != LOCAL_HOST {
                     format!(" on host `{host}`")

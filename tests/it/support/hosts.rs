@@ -173,8 +173,9 @@ impl Hosts {
         let host = &self.hosts[n - 1];
         let taken = host.sshd.lock().unwrap().take();
         if let Some(mut child) = taken {
-            let mut pids = descendants(child.id());
-            pids.push(child.id());
+            // The listener first: once the sessions go, nothing reaches the host any more.
+            let mut pids = vec![child.id()];
+            pids.extend(descendants(child.id()));
             for pid in pids {
                 let _ = Command::new("kill")
                     .args(["-KILL", &pid.to_string()])
@@ -197,12 +198,6 @@ impl Hosts {
         assert!(host.sshd.lock().unwrap().is_none(), "h{n} is up");
         let child = sshd(host, &log);
         *host.sshd.lock().unwrap() = Some(child);
-    }
-
-    /// What host `h<n>`'s sshd logged.
-    pub fn sshd_log(&self, n: usize) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("ssh/sshd{n}.log")))
-            .unwrap_or_default()
     }
 }
 
