@@ -102,9 +102,8 @@ pub struct Spec {
     pub kube: Option<Cluster>,
     /// The host lock file, when the systemd plane is applied.
     pub file: Option<PathBuf>,
-    /// The other hosts whose units the apply may change, with their managers' scope: the same
-    /// lock is taken on each.
-    pub hosts: Vec<(Remote, Scope)>,
+    /// The other hosts whose units the apply may change: the same lock is taken on each.
+    pub hosts: Vec<Remote>,
     /// How long the Lease lasts without renewal.
     pub lease: Duration,
 }
@@ -281,18 +280,18 @@ async fn lock_remotes(
     deadline: Instant,
     lock: &Lock,
 ) -> Result<(), Error> {
-    futures_util::future::join_all(spec.hosts.iter().map(|(r, _)| r.connect())).await;
-    let mut hosts: Vec<&(Remote, Scope)> = spec.hosts.iter().collect();
-    hosts.sort_by(|a, b| a.0.name().cmp(b.0.name()));
+    futures_util::future::join_all(spec.hosts.iter().map(Remote::connect)).await;
+    let mut hosts: Vec<&Remote> = spec.hosts.iter().collect();
+    hosts.sort_by(|a, b| a.name().cmp(b.name()));
     let text = serde_json::to_string(holder).expect("a holder serialises");
     let file = format!("{}.lock", spec.stack);
-    for (remote, scope) in hosts {
+    for remote in hosts {
         // Not reached: it fails alone, and the plan says why.
         if remote.connect().await.is_err() {
             continue;
         }
         let wait = deadline.saturating_duration_since(Instant::now());
-        match remote.lock(*scope, &file, &text, wait).await {
+        match remote.lock(&file, &text, wait).await {
             Ok(held) => lock
                 .hosts
                 .lock()
@@ -581,12 +580,9 @@ pub async fn force_unlock(spec: &Spec) -> Result<Unlocked, Error> {
             ));
         }
     }
-    for (remote, scope) in &spec.hosts {
+    for remote in &spec.hosts {
         let name = remote.name();
-        match remote
-            .lock_holder(*scope, &format!("{}.lock", spec.stack))
-            .await
-        {
+        match remote.lock_holder(&format!("{}.lock", spec.stack)).await {
             Ok(None) => out
                 .lines
                 .push(format!("The lock on host `{name}` is free.")),

@@ -64,6 +64,11 @@ fn sh_line(script: &str, args: &[&str]) -> String {
     line
 }
 
+/// [`sh_line`] for a script that may call `list` ([`LIST`]).
+fn script_line(script: &str, args: &[&str]) -> String {
+    sh_line(&format!("{LIST}{script}"), args)
+}
+
 /// The hosts of one run: one [`Remote`] per host name, shared by every step of the run (its
 /// lock, observing for the plan, applying, a rollback), as a [`super::kube::Cluster`] is. The
 /// master connections close when the last clone goes.
@@ -90,16 +95,25 @@ impl std::fmt::Debug for Remotes {
 }
 
 impl Remotes {
-    /// The host `name`, reached at `destination` (as ssh takes it), not connected yet. The same
-    /// name gives the same handle for the whole run; a host whose destination changed (another
-    /// stack read in the same run, as a rollback's) gets a new one.
+    /// The host `name`, reached at `destination` (as ssh takes it), whose systemd manager of
+    /// `scope` labctl manages, its unit files in `unit_dir` (`None`: the scope's own); not
+    /// connected yet. The same host gives the same handle for the whole run; one whose
+    /// settings changed (another stack read in the same run, as a rollback's) gets a new one.
     ///
     /// # Errors
     /// [`Error::Write`] when the folder for the master connections' sockets cannot be made.
-    pub fn get(&self, name: &str, destination: &str) -> Result<Remote, Error> {
+    pub fn get(
+        &self,
+        name: &str,
+        destination: &str,
+        scope: Scope,
+        unit_dir: Option<&Path>,
+    ) -> Result<Remote, Error> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = inner.hosts.get(name)
             && r.destination == destination
+            && r.scope == scope
+            && r.unit_dir.as_deref() == unit_dir
         {
             return Ok(r.clone());
         }
@@ -115,12 +129,15 @@ impl Remotes {
         let remote = Remote {
             name: name.to_string(),
             destination: destination.to_string(),
+            scope,
+            unit_dir: unit_dir.map(Path::to_path_buf),
             shared: Arc::new(Shared {
                 socket,
                 control,
                 probed: tokio::sync::OnceCell::new(),
                 last_words: Mutex::new(None),
                 failed: Mutex::new(None),
+                listing: Mutex::new(None),
             }),
         };
         inner.hosts.insert(name.to_string(), remote.clone());
@@ -200,6 +217,8 @@ impl Drop for ControlDir {
 pub struct Remote {
     name: String,
     destination: String,
+    scope: Scope,
+    unit_dir: Option<PathBuf>,
     shared: Arc<Shared>,
 }
 
@@ -212,11 +231,20 @@ struct Shared {
     last_words: Mutex<Option<String>>,
     /// Why the run gave up on the host after reaching it (its lock could not be taken).
     failed: Mutex<Option<String>>,
+    /// The unit folder as the last contact read it (the probe, or the lock once taken), for
+    /// the plan that comes next: taken once.
+    listing: Mutex<Option<(PathBuf, UnitListing)>>,
 }
+
+/// A unit folder as read: its regular files by name, and the drop-ins below it.
+pub type UnitListing = (BTreeMap<String, String>, Vec<String>);
 
 impl PartialEq for Remote {
     fn eq(&self, other: &Self) -> bool {
-        self.name == other.name && self.destination == other.destination
+        self.name == other.name
+            && self.destination == other.destination
+            && self.scope == other.scope
+            && self.unit_dir == other.unit_dir
     }
 }
 
@@ -238,51 +266,84 @@ pub struct Probed {
     bridge: String,
     /// `HOME`, `XDG_CONFIG_HOME`, `XDG_RUNTIME_DIR` and `UID` as the ssh user's shell has them.
     env: BTreeMap<String, String>,
+    /// The manager's unit folder there: the one asked for, or the scope's.
+    unit_dir: PathBuf,
 }
 
-/// The probe: where the bridge is and the variables the manager's folders follow. One line each;
-/// a missing bridge is said, not an error here (the caller names the host).
+/// `list DIR`, a shell function the scripts share: the regular files of DIR (no symlinks, no dot
+/// files, no name holding a newline) as `L`, then their names (one a line) in base64 lines and
+/// `.`, their sizes as `wc -c` prints them and `.`, their bytes one after another in base64
+/// lines and `.`; then `D` and the drop-ins below it (`DIR/*.d/*.conf`, one a line) in base64
+/// lines and `.`. A handful of processes, however many files: a host's shell starting one per
+/// file was most of a plan's time there. A folder that does not exist holds none.
+const LIST: &str = r#"list() (
+  d=$1
+  printf 'L\n'
+  if [ ! -d "$d" ]; then printf '.\n.\n.\nD\n.\n'; exit 0; fi
+  cd "$d" || exit 1
+  set --
+  for f in *; do
+    case $f in *'
+'*) continue ;; esac
+    if [ -f "$f" ] && [ ! -L "$f" ]; then set -- "$@" "$f"; fi
+  done
+  if [ $# -gt 0 ]; then
+    printf '%s\n' "$@" | base64; printf '.\n'
+    wc -c -- "$@" || exit 1; printf '.\n'
+    cat -- "$@" | base64; printf '.\n'
+  else
+    printf '.\n.\n.\n'
+  fi
+  printf 'D\n'
+  for f in *.d/*.conf; do
+    if [ -e "$f" ]; then printf '%s/%s\n' "$d" "$f"; fi
+  done | base64
+  printf '.\n'
+)
+"#;
+
+/// The probe, with `$1` the unit folder asked for (empty: the scope's) and `$2` the scope: where
+/// the bridge is, the variables the manager's folders follow and the unit folder, one line each
+/// (a missing bridge is said, not an error here: the caller names the host), then that folder
+/// as `list` gives it, so that a plan needs no second command to read it.
 const PROBE: &str = r#"b=$(command -v systemd-stdio-bridge 2>/dev/null) || b=
 if [ -z "$b" ]; then
   for p in /usr/bin/systemd-stdio-bridge /lib/systemd/systemd-stdio-bridge /usr/lib/systemd/systemd-stdio-bridge; do
     if [ -x "$p" ]; then b=$p; break; fi
   done
 fi
+d=$1
+if [ -z "$d" ]; then
+  if [ "$2" = user ]; then d=${XDG_CONFIG_HOME:-${HOME:-}/.config}/systemd/user; else d=/etc/systemd/system; fi
+fi
 printf 'bridge=%s\n' "$b"
 printf 'HOME=%s\n' "${HOME:-}"
 printf 'XDG_CONFIG_HOME=%s\n' "${XDG_CONFIG_HOME:-}"
 printf 'XDG_RUNTIME_DIR=%s\n' "${XDG_RUNTIME_DIR:-}"
 printf 'UID=%s\n' "$(id -u)"
+printf 'dir=%s\n' "$d"
+list "$d"
 "#;
 
-/// Each regular file (no symlink, no dot file) of the folder `$1` as `F <name, base64>`, its
-/// text in base64 lines and `.`; then each drop-in `$1/*.d/*.conf` as `D <path, base64>`. A
-/// folder that does not exist holds none.
-const READ_DIR: &str = r#"[ -d "$1" ] || exit 0
-cd "$1" || exit 1
-for f in *; do
-  if [ -f "$f" ] && [ ! -L "$f" ]; then
-    b=$(base64 < "$f") || exit 1
-    printf 'F %s\n%s\n.\n' "$(printf %s "$f" | base64 | tr -d '\n')" "$b"
-  fi
-done
-for f in *.d/*.conf; do
-  if [ -e "$f" ]; then printf 'D %s\n' "$(printf %s "$1/$f" | base64 | tr -d '\n')"; fi
-done
+/// `$1`: the folder to `list`.
+const READ_DIR: &str = r#"list "$1"
 "#;
 
-/// Each file named by an argument as `F`, its text in base64 lines and `.`; `N` and `.` for one
-/// that does not exist, `O` and `.` for one that is not a regular file.
-const READ_FILES: &str = r#"for p; do
-  if [ -f "$p" ]; then
-    b=$(base64 < "$p") || exit 1
-    printf 'F\n%s\n.\n' "$b"
-  elif [ -e "$p" ]; then
-    printf 'O\n.\n'
-  else
-    printf 'N\n.\n'
-  fi
+/// The files the arguments name: a line with one letter per argument (`F` a regular file, `N`
+/// none there, `O` something else), then the regular files' sizes as `wc -c` prints them and
+/// `.`, their bytes one after another in base64 lines and `.`.
+const READ_FILES: &str = r#"st=
+for p; do
+  if [ -f "$p" ]; then st="${st}F"; elif [ -e "$p" ]; then st="${st}O"; else st="${st}N"; fi
 done
+printf '%s\n' "$st"
+for p; do shift; if [ -f "$p" ]; then set -- "$@" "$p"; fi; done
+if [ $# -gt 0 ]; then
+  wc -c -- "$@" || exit 1; printf '.\n'
+  cat -- "$@" | base64; printf '.\n'
+else
+  printf '.\n.\n'
+fi
 "#;
 
 /// Stage files read from stdin, each as its path, its mode (`600` or `644`), its text in base64
@@ -320,9 +381,10 @@ done
 
 /// Hold `flock` on the file `$2` in the folder `$1` (made owner-only) for as long as stdin stays
 /// open: waits up to `$3` seconds for another holder, then says `busy` and who (the file's
-/// text); once held, writes the first line of stdin (the holder) into the file and says
-/// `locked`. The kernel lets go when this ends, however it ends: labctl letting go, labctl
-/// killed (its ssh goes, and with it stdin), or the connection lost.
+/// text); once held, writes the first line of stdin (the holder) into the file, says `locked`
+/// and lists the unit folder `$4` (read under the lock, it is what the plan starts from). The
+/// kernel lets go when this ends, however it ends: labctl letting go, labctl killed (its ssh
+/// goes, and with it stdin), or the connection lost.
 const LOCK: &str = r#"command -v flock >/dev/null 2>&1 || { echo "flock (util-linux) is not installed" >&2; exit 1; }
 mkdir -p "$1" 2>/dev/null
 exec 9>>"$1/$2" || exit 1
@@ -333,6 +395,7 @@ fi
 IFS= read -r holder
 printf '%s\n' "$holder" > "$1/$2"
 echo locked
+list "$4"
 cat > /dev/null
 "#;
 
@@ -506,21 +569,41 @@ impl Remote {
                         .unwrap_or_else(|e| e.into_inner());
                     masters.push((self.shared.socket.clone(), self.destination.clone()));
                 }
-                let out = self.output(&sh_line(PROBE, &[]), None).await;
+                let dir = self
+                    .unit_dir
+                    .as_ref()
+                    .map(|d| d.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let scope = match self.scope {
+                    Scope::System => "system",
+                    Scope::User => "user",
+                };
+                let out = self.output(&script_line(PROBE, &[&dir, scope]), None).await;
                 let text = match out {
                     Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
                     Err(Fault::Ssh(why) | Fault::Command(why)) => return Err(why),
                 };
                 let mut env = BTreeMap::new();
                 let mut bridge = String::new();
-                for l in text.lines() {
+                let mut unit_dir = PathBuf::new();
+                let mut lines = text.lines();
+                for l in lines.by_ref() {
+                    if l == "L" {
+                        break;
+                    }
                     if let Some((k, v)) = l.split_once('=') {
-                        if k == "bridge" {
-                            bridge = v.to_string();
-                        } else if !v.is_empty() {
-                            env.insert(k.to_string(), v.to_string());
+                        match k {
+                            "bridge" => bridge = v.to_string(),
+                            "dir" => unit_dir = PathBuf::from(v),
+                            _ if !v.is_empty() => {
+                                env.insert(k.to_string(), v.to_string());
+                            }
+                            _ => {}
                         }
                     }
+                }
+                if let Some(listing) = parse_listing(&mut lines) {
+                    self.keep_listing(&unit_dir, listing);
                 }
                 if bridge.is_empty() {
                     return Err(format!(
@@ -530,7 +613,11 @@ impl Remote {
                         self.name
                     ));
                 }
-                Ok(Probed { bridge, env })
+                Ok(Probed {
+                    bridge,
+                    env,
+                    unit_dir,
+                })
             })
             .await;
         let failed = self
@@ -636,7 +723,7 @@ impl Remote {
         stdin: Option<&[u8]>,
     ) -> Result<Vec<u8>, Error> {
         self.connect().await?;
-        self.output(&sh_line(script, args), stdin)
+        self.output(&script_line(script, args), stdin)
             .await
             .map_err(|f| match f {
                 Fault::Ssh(why) | Fault::Command(why) => {
@@ -645,35 +732,61 @@ impl Remote {
             })
     }
 
+    /// The unit folder of the host's manager: the one asked for, or the scope's, as the first
+    /// contact found it (`None` before [`Remote::connect`]).
+    pub fn unit_dir(&self) -> Option<PathBuf> {
+        match self.shared.probed.get() {
+            Some(Ok(p)) => Some(p.unit_dir.clone()),
+            _ => None,
+        }
+    }
+
+    /// The scope of the host's manager.
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    fn keep_listing(&self, dir: &Path, listing: UnitListing) {
+        *self
+            .shared
+            .listing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((dir.to_path_buf(), listing));
+    }
+
     /// The regular files of `dir` on the host by name, with their text (no symlinks, no dot
-    /// files), and the drop-ins (`dir/*.d/*.conf`) there.
+    /// files), and the drop-ins (`dir/*.d/*.conf`) there. The first read after the host was
+    /// reached (or its lock taken) is what that contact listed: no second command.
     ///
     /// # Errors
     /// [`Error::Backend`] when the host cannot be reached or a file cannot be read.
-    pub async fn read_dir(
-        &self,
-        dir: &Path,
-    ) -> Result<(BTreeMap<String, String>, Vec<String>), Error> {
+    pub async fn read_dir(&self, dir: &Path) -> Result<UnitListing, Error> {
+        self.connect().await?;
+        let kept = self
+            .shared
+            .listing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some((d, listing)) = kept
+            && d == dir
+        {
+            return Ok(listing);
+        }
         let d = dir.to_string_lossy();
         let step = format!("read `{d}`");
         let out = self.run(&step, READ_DIR, &[&d], None).await?;
         let text = String::from_utf8_lossy(&out);
-        let bad = || ssh_error(format!("{step} on host `{}`", self.name), "garbled listing");
-        let mut files = BTreeMap::new();
-        let mut drop_ins = Vec::new();
         let mut lines = text.lines();
-        while let Some(l) = lines.next() {
-            if let Some(name) = l.strip_prefix("F ") {
-                let name = decode_text(name).ok_or_else(bad)?;
-                let body = body(&mut lines).ok_or_else(bad)?;
-                files.insert(name, body);
-            } else if let Some(path) = l.strip_prefix("D ") {
-                drop_ins.push(decode_text(path).ok_or_else(bad)?);
-            } else {
-                return Err(bad());
-            }
-        }
-        Ok((files, drop_ins))
+        (lines.next() == Some("L"))
+            .then(|| parse_listing(&mut lines))
+            .flatten()
+            .ok_or_else(|| {
+                ssh_error(
+                    format!("{step} on host `{}`", self.name),
+                    "garbled listing (a file changed while it was read?)",
+                )
+            })
     }
 
     /// The text of each of `paths` on the host, `None` for one that does not exist (or is not a
@@ -693,17 +806,12 @@ impl Remote {
         let step = format!("read `{}`", args.join("`, `"));
         let out = self.run(&step, READ_FILES, &args, None).await?;
         let text = String::from_utf8_lossy(&out);
-        let bad = || ssh_error(format!("{step} on host `{}`", self.name), "garbled answer");
-        let mut lines = text.lines();
-        let mut found = Vec::new();
-        while let Some(l) = lines.next() {
-            let b = body(&mut lines).ok_or_else(bad)?;
-            found.push((l == "F").then_some(b));
-        }
-        if found.len() != paths.len() {
-            return Err(bad());
-        }
-        Ok(found)
+        parse_files(&text, paths.len()).ok_or_else(|| {
+            ssh_error(
+                format!("{step} on host `{}`", self.name),
+                "garbled answer (a file changed while it was read?)",
+            )
+        })
     }
 
     /// Write each file beside its place (owner-only from the first byte for a private one, its
@@ -842,8 +950,8 @@ impl Remote {
 
     /// The folder host locks are in for the manager of `scope`: the user's runtime folder, or
     /// `/run/lock` (as on this machine).
-    fn lock_dir(&self, scope: Scope) -> String {
-        match scope {
+    fn lock_dir(&self) -> String {
+        match self.scope {
             Scope::System => "/run/lock/labctl".to_string(),
             Scope::User => {
                 let runtime = self.var("XDG_RUNTIME_DIR").unwrap_or_else(|| {
@@ -859,9 +967,9 @@ impl Remote {
     ///
     /// # Errors
     /// [`Error::Backend`] when the host cannot be asked.
-    pub async fn lock_holder(&self, scope: Scope, file: &str) -> Result<Option<String>, Error> {
+    pub async fn lock_holder(&self, file: &str) -> Result<Option<String>, Error> {
         self.connect().await?;
-        let dir = self.lock_dir(scope);
+        let dir = self.lock_dir();
         let out = self
             .run("read the lock", LOCK_HOLDER, &[&dir, file], None)
             .await?;
@@ -881,16 +989,17 @@ impl Remote {
     /// host cannot be asked.
     pub async fn lock(
         &self,
-        scope: Scope,
         file: &str,
         holder: &str,
         wait: Duration,
     ) -> Result<HostLock, LockError> {
         let step = || format!("take the lock on host `{}`", self.name);
         self.connect().await.map_err(LockError::Failed)?;
-        let dir = self.lock_dir(scope);
+        let dir = self.lock_dir();
         let secs = wait.as_secs().to_string();
-        let mut c = self.command(&sh_line(LOCK, &[&dir, file, &secs]));
+        let unit_dir = self.unit_dir().unwrap_or_default();
+        let units = unit_dir.to_string_lossy();
+        let mut c = self.command(&script_line(LOCK, &[&dir, file, &secs, &units]));
         c.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -906,11 +1015,33 @@ impl Remote {
         };
         let mut lines = tokio::io::BufReader::new(out).lines();
         match lines.next_line().await {
-            Ok(Some(l)) if l == "locked" => Ok(HostLock {
-                host: self.name.clone(),
-                child,
-                stdin,
-            }),
+            Ok(Some(l)) if l == "locked" => {
+                // The unit folder as it is under the lock: the plan starts from it. Four `.`
+                // lines end a listing.
+                let mut text = String::new();
+                let mut dots = 0;
+                while dots < 4 {
+                    match lines.next_line().await {
+                        Ok(Some(l)) => {
+                            dots += usize::from(l == ".");
+                            text.push_str(&l);
+                            text.push('\n');
+                        }
+                        _ => break,
+                    }
+                }
+                let mut listing = text.lines();
+                if listing.next() == Some("L")
+                    && let Some(found) = parse_listing(&mut listing)
+                {
+                    self.keep_listing(&unit_dir, found);
+                }
+                Ok(HostLock {
+                    host: self.name.clone(),
+                    child,
+                    stdin,
+                })
+            }
             Ok(Some(l)) if l.starts_with("busy") => {
                 let _ = child.wait().await;
                 Err(LockError::Busy(
@@ -985,27 +1116,82 @@ impl Bridge {
     }
 }
 
-/// A name or path sent back in base64, as text.
-fn decode_text(b64: &str) -> Option<String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .ok()?;
-    String::from_utf8(bytes).ok()
-}
-
-/// The base64 lines up to the next `.`, decoded as text.
-fn body<'a>(lines: &mut impl Iterator<Item = &'a str>) -> Option<String> {
+/// The base64 lines up to the next `.`, decoded.
+fn block<'a>(lines: &mut impl Iterator<Item = &'a str>) -> Option<Vec<u8>> {
     let mut b64 = String::new();
     for l in lines.by_ref() {
         if l == "." {
-            let bytes = base64::engine::general_purpose::STANDARD
+            return base64::engine::general_purpose::STANDARD
                 .decode(b64.as_bytes())
-                .ok()?;
-            return String::from_utf8(bytes).ok();
+                .ok();
         }
         b64.push_str(l.trim());
     }
     None
+}
+
+/// The first number of each line up to the next `.`: sizes as `wc -c` prints them (its `total`
+/// line, when there is one, comes last).
+fn sizes<'a>(lines: &mut impl Iterator<Item = &'a str>) -> Option<Vec<usize>> {
+    let mut out = Vec::new();
+    for l in lines.by_ref() {
+        if l == "." {
+            return Some(out);
+        }
+        out.push(l.split_whitespace().next()?.parse().ok()?);
+    }
+    None
+}
+
+/// `bytes` cut into pieces of `sizes` (the first `n` of them), as text; `None` when they do not
+/// add up (a file changed between `wc` and `cat`) or a piece is not UTF-8.
+fn cut(bytes: &[u8], sizes: &[usize], n: usize) -> Option<Vec<String>> {
+    let sizes = sizes.get(..n)?;
+    if sizes.iter().sum::<usize>() != bytes.len() {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut at = 0;
+    for size in sizes {
+        out.push(String::from_utf8(bytes[at..at + size].to_vec()).ok()?);
+        at += size;
+    }
+    Some(out)
+}
+
+/// What `list` printed after its `L` line.
+fn parse_listing<'a>(lines: &mut impl Iterator<Item = &'a str>) -> Option<UnitListing> {
+    let names = String::from_utf8(block(lines)?).ok()?;
+    let names: Vec<&str> = names.lines().collect();
+    let sizes = sizes(lines)?;
+    let texts = cut(&block(lines)?, &sizes, names.len())?;
+    if lines.next()? != "D" {
+        return None;
+    }
+    let drop_ins = String::from_utf8(block(lines)?).ok()?;
+    Some((
+        names.into_iter().map(str::to_string).zip(texts).collect(),
+        drop_ins.lines().map(str::to_string).collect(),
+    ))
+}
+
+/// What [`READ_FILES`] printed, for `n` paths.
+fn parse_files(text: &str, n: usize) -> Option<Vec<Option<String>>> {
+    let mut lines = text.lines();
+    let kinds = lines.next()?;
+    if kinds.len() != n {
+        return None;
+    }
+    let regular = kinds.bytes().filter(|&k| k == b'F').count();
+    let sizes = sizes(&mut lines)?;
+    let mut texts = cut(&block(&mut lines)?, &sizes, regular)?.into_iter();
+    kinds
+        .bytes()
+        .map(|k| match k {
+            b'F' => texts.next().map(Some),
+            _ => Some(None),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -1119,32 +1305,59 @@ mod tests {
             "",
         );
         std::fs::write(d.join("units/.hidden"), "x").unwrap();
+        std::fs::write(d.join("units/odd name's.timer"), "").unwrap();
+        std::fs::write(d.join("units/z.service"), "ünï\n".repeat(100)).unwrap();
         std::fs::create_dir_all(d.join("units/a.service.d")).unwrap();
+        std::fs::create_dir_all(d.join("units/default.target.wants")).unwrap();
         std::fs::write(d.join("units/a.service.d/x.conf"), "[Unit]\n").unwrap();
         std::os::unix::fs::symlink(d.join("units/a.service"), d.join("units/b.service")).unwrap();
-        let listing = run(READ_DIR, &[&units], "");
+        let with_list = |script: &str| format!("{LIST}{script}");
+        let listing = run(&with_list(READ_DIR), &[&units], "");
         let mut lines = listing.lines();
-        let mut files = BTreeMap::new();
-        let mut drop_ins = Vec::new();
-        while let Some(l) = lines.next() {
-            if let Some(n) = l.strip_prefix("F ") {
-                files.insert(decode_text(n).unwrap(), body(&mut lines).unwrap());
-            } else if let Some(p) = l.strip_prefix("D ") {
-                drop_ins.push(decode_text(p).unwrap());
-            }
-        }
-        assert_eq!(files.keys().collect::<Vec<_>>(), ["a.service"]);
+        assert_eq!(lines.next(), Some("L"), "{listing}");
+        let (files, drop_ins) = parse_listing(&mut lines).expect(&listing);
+        assert_eq!(
+            files.keys().collect::<Vec<_>>(),
+            ["a.service", "odd name's.timer", "z.service"]
+        );
         assert_eq!(files["a.service"], unit);
+        assert_eq!(files["odd name's.timer"], "");
+        assert_eq!(files["z.service"], "ünï\n".repeat(100));
         assert_eq!(drop_ins, [format!("{units}/a.service.d/x.conf")]);
+        // A folder that is not there holds nothing; the probe lists the folder it names.
+        let none = run(&with_list(READ_DIR), &[&format!("{units}/nope")], "");
+        let mut lines = none.lines();
+        assert_eq!(lines.next(), Some("L"));
+        assert_eq!(
+            parse_listing(&mut lines),
+            Some((BTreeMap::new(), Vec::new()))
+        );
+        let probe = run(&with_list(PROBE), &[&units, "user"], "");
+        assert!(probe.contains(&format!("\ndir={units}\nL\n")), "{probe}");
         let read = run(
             READ_FILES,
-            &[&env_path, &d.join("nope").display().to_string()],
+            &[
+                &env_path,
+                &d.join("nope").display().to_string(),
+                &unit_path,
+                &units,
+            ],
             "",
         );
-        let mut lines = read.lines();
-        assert_eq!(lines.next(), Some("F"));
-        assert_eq!(body(&mut lines).unwrap(), secret);
-        assert_eq!(lines.next(), Some("N"));
+        assert_eq!(
+            parse_files(&read, 4),
+            Some(vec![
+                Some(secret.to_string()),
+                None,
+                Some(unit.to_string()),
+                None
+            ]),
+            "{read}"
+        );
+        // Sizes that do not add up (a file that changed between `wc` and `cat`) are refused.
+        let mut changed: Vec<&str> = read.lines().collect();
+        changed[1] = "1 shorter-than-it-was";
+        assert_eq!(parse_files(&changed.join("\n"), 4), None);
         run(COMMIT, &["r", &env_path, "r", &env_path], "");
         assert!(!Path::new(&env_path).exists());
     }

@@ -226,7 +226,10 @@ pub fn lock_spec(
         // Every host the plan may touch: each declared one (a host nothing is placed on any
         // more may still have the stack's units to remove).
         for (name, h) in &stack.hosts {
-            spec.hosts.push((how.hosts.get(name, &h.ssh)?, h.scope));
+            spec.hosts.push(
+                how.hosts
+                    .get(name, &h.ssh, h.scope, h.unit_dir.as_deref())?,
+            );
         }
     }
     Ok(spec)

@@ -21,10 +21,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use tracing::Instrument as _;
 use tracing::field::Empty;
 
-use super::kube::observe::{finish_kube, observe_kube, start_kube};
-use super::{Cost, Live, Plan, PlaneTarget, Precondition, diff, kube, saved, units};
 use futures_util::StreamExt as _;
 
+use super::kube::observe::{finish_kube, observe_kube, start_kube};
+use super::{Cost, Live, Plan, PlaneTarget, Precondition, diff, kube, saved, units};
 use crate::backend::kube::Cluster;
 use crate::backend::ssh::{Remote, Remotes};
 use crate::backend::systemd::{Systemd, Target};
@@ -216,8 +216,41 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
                         .to_string(),
                 );
                 desired.retain_plane(Some(Plane::Systemd));
-            } else if let Some(early) = kube_early.take() {
-                let mut side = observe_kube(stack, &desired, early?).await?;
+            }
+            // The cluster and every host at once: a plan costs its slowest part, not their sum.
+            let early = if unconfigured(how) {
+                None
+            } else {
+                kube_early.take()
+            };
+            let cluster = async {
+                match early {
+                    Some(Ok(early)) => Some(observe_kube(stack, &desired, early).await),
+                    Some(Err(e)) => Some(Err(e)),
+                    None => None,
+                }
+            };
+            let hosts = async {
+                if options.plane == Some(Plane::Kube) {
+                    return Ok(Vec::new());
+                }
+                // Each host failing alone: one that cannot be observed is left out of the
+                // plan, named with why.
+                let places = host_places(stack, how)?;
+                Ok::<_, Error>(
+                    futures_util::stream::iter(
+                        places
+                            .into_iter()
+                            .map(|place| observe_systemd(name, &desired, place)),
+                    )
+                    .buffered(how.hosts_concurrency.max(1))
+                    .collect::<Vec<_>>()
+                    .await,
+                )
+            };
+            let (cluster, hosts) = futures_util::join!(cluster, hosts);
+            if let Some(side) = cluster {
+                let mut side = side?;
                 live.objects = std::mem::take(&mut side.live.objects);
                 // An object the account may not read is left out, not planned blind.
                 for (id, why) in &side.observed.forbidden {
@@ -229,37 +262,24 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
                 targets.push(PlaneTarget::Kube(how.kube.clone()));
             }
             let mut unreached = Vec::new();
-            if options.plane != Some(Plane::Kube) {
-                // Every host at once (up to the concurrency), each failing alone: a host that
-                // cannot be observed is left out of the plan, named with why.
-                let places = host_places(stack, how)?;
-                let observed: Vec<_> = futures_util::stream::iter(
-                    places
-                        .into_iter()
-                        .map(|place| observe_systemd(name, &desired, place)),
-                )
-                .buffered(how.hosts_concurrency.max(1))
-                .collect()
-                .await;
-                for (place, result) in observed {
-                    match (result, place) {
-                        (Ok((target, objects, cost, pre)), _) => {
-                            preconditions.extend(pre);
-                            live.objects.extend(objects.objects);
-                            costs.push(cost);
-                            targets.push(PlaneTarget::Systemd(target));
-                        }
-                        (Err(e), HostPlace::Remote { remote, .. }) => {
-                            unreached.push(host_failure(&remote, &e));
-                        }
-                        (Err(e), HostPlace::Local(_)) => return Err(e),
+            for (place, result) in hosts? {
+                match (result, place) {
+                    (Ok((target, objects, cost, pre)), _) => {
+                        preconditions.extend(pre);
+                        live.objects.extend(objects.objects);
+                        costs.push(cost);
+                        targets.push(PlaneTarget::Systemd(target));
                     }
+                    (Err(e), HostPlace::Remote(remote)) => {
+                        unreached.push(host_failure(&remote, &e));
+                    }
+                    (Err(e), HostPlace::Local(_)) => return Err(e),
                 }
-                desired.objects.retain(|id, _| {
-                    id.host()
-                        .is_none_or(|h| !unreached.iter().any(|u: &HostFailure| u.host == h))
-                });
             }
+            desired.objects.retain(|id, _| {
+                id.host()
+                    .is_none_or(|h| !unreached.iter().any(|u: &HostFailure| u.host == h))
+            });
             let mut plan = plan_of(stack, &desired, &live, options);
             plan.unreached = unreached;
             if let Some(side) = kube_side {
@@ -337,11 +357,7 @@ enum HostPlace {
     /// This machine.
     Local(Target),
     /// Another machine, reached over ssh when observed.
-    Remote {
-        remote: Remote,
-        scope: crate::stack::Scope,
-        unit_dir: Option<std::path::PathBuf>,
-    },
+    Remote(Remote),
 }
 
 /// Every host the stack declares: this machine first, then each `[hosts.<name>]`, by name. A
@@ -355,11 +371,12 @@ fn host_places(stack: &Stack, how: &Observe) -> Result<Vec<HostPlace>, Error> {
         host.unit_dir.as_deref(),
     )?)];
     for (name, h) in &stack.hosts {
-        out.push(HostPlace::Remote {
-            remote: how.hosts.get(name, &h.ssh)?,
-            scope: h.scope,
-            unit_dir: h.unit_dir.clone(),
-        });
+        out.push(HostPlace::Remote(how.hosts.get(
+            name,
+            &h.ssh,
+            h.scope,
+            h.unit_dir.as_deref(),
+        )?));
     }
     Ok(out)
 }
@@ -388,11 +405,7 @@ async fn observe_systemd(
     let result = async {
         let target = match &place {
             HostPlace::Local(t) => t.clone(),
-            HostPlace::Remote {
-                remote,
-                scope,
-                unit_dir,
-            } => Target::on(remote.clone(), *scope, unit_dir.as_deref()).await?,
+            HostPlace::Remote(remote) => Target::on(remote.clone()).await?,
         };
         let host = target.host().map(str::to_string);
         let host = host.as_deref();

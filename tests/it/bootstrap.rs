@@ -551,6 +551,8 @@ const NEEDS_A_LAB: &[&str] = &[
     "labctl apply --yes --exclude 'unit reading-sync*'",
     "labctl apply --yes --lock-timeout 5m",
     "labctl force-unlock",
+    "labctl plan --target 'unit nas:*'",
+    "labctl apply --yes --hosts-concurrency 4",
 ];
 
 #[test]

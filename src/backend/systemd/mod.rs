@@ -85,34 +85,26 @@ impl Target {
         })
     }
 
-    /// The target for the manager of `scope` on another machine: reaches it (its master
-    /// connection, the check that the bridge is installed), and finds its unit folder there
-    /// unless `unit_dir` says (`/etc/systemd/system`, or the ssh user's
+    /// The target for the manager of another machine: reaches it (its master connection, the
+    /// check that the bridge is installed), which finds its unit folder there (the one the
+    /// stack names, else `/etc/systemd/system`, or the ssh user's
     /// `$XDG_CONFIG_HOME/systemd/user`).
     ///
     /// # Errors
     /// As [`Remote::connect`]; [`Error::Backend`] when the user's folders are unknown there.
-    pub async fn on(remote: Remote, scope: Scope, unit_dir: Option<&Path>) -> Result<Self, Error> {
+    pub async fn on(remote: Remote) -> Result<Self, Error> {
         remote.connect().await?;
-        let unit_dir = match (unit_dir, scope) {
-            (Some(d), _) => d.to_path_buf(),
-            (None, Scope::System) => PathBuf::from("/etc/systemd/system"),
-            (None, Scope::User) => {
-                let config = remote
-                    .var("XDG_CONFIG_HOME")
-                    .map(PathBuf::from)
-                    .or_else(|| remote.var("HOME").map(|h| PathBuf::from(h).join(".config")))
-                    .ok_or_else(|| {
-                        backend(
-                            &format!("find the user unit folder on host `{}`", remote.name()),
-                            "neither XDG_CONFIG_HOME nor HOME is set there",
-                        )
-                    })?;
-                config.join("systemd/user")
-            }
-        };
+        let unit_dir = remote
+            .unit_dir()
+            .filter(|d| d.is_absolute())
+            .ok_or_else(|| {
+                backend(
+                    &format!("find the user unit folder on host `{}`", remote.name()),
+                    "neither XDG_CONFIG_HOME nor HOME is set there",
+                )
+            })?;
         Ok(Target {
-            scope,
+            scope: remote.scope(),
             unit_dir,
             remote: Some(remote),
         })

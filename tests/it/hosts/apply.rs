@@ -80,6 +80,21 @@ fn one_plan_and_one_apply_span_three_hosts_and_the_cluster() {
         "a local id is as it always was"
     );
 
+    // The pull-request comment likewise: a line per place, then each host's changes under it.
+    let md = run(&["plan", "-o", "markdown"]);
+    md.code(0)
+        .stdout_has("**Plan:** 8 to add, 0 to change, 0 to destroy.")
+        .stdout_has("- `cluster`: 2 to add, 0 to change, 0 to destroy\n")
+        .stdout_has("- `h2`: 3 to add, 0 to change, 0 to destroy\n");
+    let at = |s: &str| {
+        md.stdout
+            .find(s)
+            .unwrap_or_else(|| panic!("{s:?} not in:\n{}", md.stdout))
+    };
+    assert!(at("#### cluster") < at("#### host `local`"));
+    assert!(at("#### host `h1`") < at("<code>+ unit h1:agent.service</code>"));
+    assert!(at("<code>+ unit h1:agent.service</code>") < at("#### host `h2`"));
+
     // `--target` globs on the printed ids: one host alone.
     let one = run(&["plan", "--target", "unit h2:*"]);
     one.code(0)
