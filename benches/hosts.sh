@@ -4,11 +4,16 @@
 # tests/it/support/hosts.rs start them), side by side in one run; print wall times and the
 # ratio of 8 hosts to 1.
 #
-#   benches/hosts.sh              LABCTL=path/to/labctl to skip the release build; REPS=5
+#   benches/hosts.sh              LABCTL=path/to/labctl to skip the release build; REPS=5;
+#                                 SSH_OPTIONS='-o KexAlgorithms=curve25519-sha256' to try others
 #
 # Target (issue 26): a plan of 8 hosts within 1.5x a plan of one (hosts are observed at once,
 # each over one ssh master connection). Wall times include labctl's start-up, the first ssh
-# handshake of every host, and this machine's own manager, which every plan also observes.
+# handshake of every host, and this machine's own manager, which every plan also observes. On
+# loopback every host's sshd, shell and manager share this machine's cores with labctl; the
+# `labctl CPU` columns are labctl's own and its ssh commands' until they return (a master
+# connection, once it runs apart, is not counted): about what a run costs where it runs when
+# the hosts are real machines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 reps=${REPS:-5}
@@ -73,7 +78,7 @@ CFG
 /usr/sbin/sshd -D -f "$ssh/sshd_config" -E "$ssh/sshd.log" &
 sshd_pid=$!
 for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.1; done
-export LABCTL_SSH_COMMAND="ssh -F $ssh/config"
+export LABCTL_SSH_COMMAND="ssh -F $ssh/config ${SSH_OPTIONS:-}"
 
 # One stack per size, `n` hosts with 10 units each (the stack's name in the units' names, so the
 # stacks never own each other's units).
@@ -109,22 +114,33 @@ UNIT
   } >"$s/stack.toml"
 done
 
-# ms COMMAND...: the wall time of one labctl run, in ms (exit 0 or 2 is fine).
+# ms COMMAND...: the wall time of one labctl run and the CPU time of labctl and its ssh clients,
+# in ms, as `wall/cpu` (exit 0 or 2 is fine).
 ms() {
-  local t0 t1 code=0
-  t0=$(date +%s%N)
-  "$LABCTL" "$@" >/dev/null 2>"$work/err" || code=$?
-  t1=$(date +%s%N)
+  local code=0
+  /usr/bin/time -f '%e %U %S' -o "$work/time" "$LABCTL" "$@" >/dev/null 2>"$work/err" || code=$?
   if [ "$code" != 0 ] && [ "$code" != 2 ]; then cat "$work/err" >&2; exit 1; fi
-  echo $(( (t1 - t0) / 1000000 ))
+  awk '{printf "%d/%d\n", $1 * 1000, ($2 + $3) * 1000}' "$work/time"
 }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2)}'; }
 
-declare -A plan_new apply_new plan_same
+# The transport's own floor: `ssh hN true` to n hosts at once (fresh connections, as a plan's
+# first contact is), with the same options.
+raw() {
+  local t0 t1
+  t0=$(date +%s%N)
+  for i in $(seq "$1"); do $LABCTL_SSH_COMMAND -o BatchMode=yes "h$i" true & done
+  wait
+  t1=$(date +%s%N)
+  echo $(( (t1 - t0) / 1000000 ))
+}
+
+declare -A plan_new apply_new plan_same ssh_raw
 # Sizes interleaved in every round, so that the machine's noise falls on all of them alike.
 for r in $(seq "$reps"); do
   for n in "${sizes[@]}"; do
     plan_new[$n]+="$(ms --stack "$work/stack$n/stack.toml" plan --plane systemd) "
+    ssh_raw[$n]+="$(raw "$n")/0 "
   done
 done
 for n in "${sizes[@]}"; do
@@ -136,16 +152,22 @@ for r in $(seq "$reps"); do
   done
 done
 
-med() { tr ' ' '\n' <<<"$1" | grep . | median; }
+# med FIELD "wall/cpu ...": the median of one field (1: wall, 2: CPU).
+med() { tr ' ' '\n' <<<"$2" | grep . | cut -d/ -f"$1" | median; }
 echo
-echo "$units units per host, $(nproc) cores, median of $reps plans; apply: one run (10 units per host created, enabled, started; --settle 0s)"
-printf '| %-6s | %-22s | %-14s | %-22s |\n' hosts "plan, all new (ms)" "apply (ms)" "plan, no changes (ms)"
-printf '| %-6s | %-22s | %-14s | %-22s |\n' ------ ---------------------- -------------- ----------------------
+echo "$units units per host, $(nproc) cores, median of $reps plans; apply: one run (10 units per host created, enabled, started; --settle 0s); ssh: ${LABCTL_SSH_COMMAND}"
+printf '| %-5s | %-14s | %-14s | %-14s | %-14s | %-14s | %-14s |\n' hosts "plan new, wall" "labctl CPU" "apply, wall" "labctl CPU" "plan same, wall" "labctl CPU"
+printf '| %-5s | %-14s | %-14s | %-14s | %-14s | %-14s | %-14s |\n' ----- -------------- -------------- -------------- -------------- -------------- --------------
 for n in "${sizes[@]}"; do
-  printf '| %-6s | %-22s | %-14s | %-22s |\n' "$n" "$(med "${plan_new[$n]}")" "${apply_new[$n]}" "$(med "${plan_same[$n]}")"
+  printf '| %-5s | %-14s | %-14s | %-14s | %-14s | %-14s | %-14s |\n' "$n" \
+    "$(med 1 "${plan_new[$n]}") ms" "$(med 2 "${plan_new[$n]}") ms" \
+    "$(med 1 "${apply_new[$n]}") ms" "$(med 2 "${apply_new[$n]}") ms" \
+    "$(med 1 "${plan_same[$n]}") ms" "$(med 2 "${plan_same[$n]}") ms"
 done
-p1=$(med "${plan_new[1]}"); p8=$(med "${plan_new[8]}")
-s1=$(med "${plan_same[1]}"); s8=$(med "${plan_same[8]}")
-a1=${apply_new[1]}; a8=${apply_new[8]}
-awk -v p1="$p1" -v p8="$p8" -v s1="$s1" -v s8="$s8" -v a1="$a1" -v a8="$a8" 'BEGIN {
-  printf "ratio 8/1: plan %.2fx, plan with no changes %.2fx, apply %.2fx (target: plan <= 1.5x)\n", p8/p1, s8/s1, a8/a1 }'
+awk -v p1="$(med 1 "${plan_new[1]}")" -v p8="$(med 1 "${plan_new[8]}")" \
+    -v s1="$(med 1 "${plan_same[1]}")" -v s8="$(med 1 "${plan_same[8]}")" \
+    -v a1="$(med 1 "${apply_new[1]}")" -v a8="$(med 1 "${apply_new[8]}")" \
+    -v c1="$(med 2 "${plan_new[1]}")" -v c8="$(med 2 "${plan_new[8]}")" \
+    -v r1="$(med 1 "${ssh_raw[1]}")" -v r8="$(med 1 "${ssh_raw[8]}")" 'BEGIN {
+  printf "ratio 8/1 (wall): plan %.2fx, plan with no changes %.2fx, apply %.2fx (target: plan <= 1.5x); plan labctl CPU %.2fx\n", p8/p1, s8/s1, a8/a1, c8/c1
+  printf "the transport alone, `ssh hN true` to every host at once: 1 host %d ms, 8 hosts %d ms (%.2fx)\n", r1, r8, r8/r1 }'

@@ -95,14 +95,24 @@ pub(super) async fn apply<'o>(
     events.start(Plane::Systemd, steps);
     let results: Vec<(String, Option<Cost>, HostResult)> = {
         let shared = Mutex::new(&mut *events);
-        let each: Vec<_> = busy
+        // This machine beside the hosts, not counted in their concurrency.
+        let (local, remote): (Vec<&Target>, Vec<&Target>) =
+            busy.into_iter().partition(|t| t.remote.is_none());
+        let local = futures_util::future::join_all(
+            local
+                .into_iter()
+                .map(|target| apply_named(plan, target, options, &shared)),
+        );
+        let each: Vec<_> = remote
             .into_iter()
             .map(|target| apply_named(plan, target, options, &shared))
             .collect();
-        futures_util::stream::iter(each)
+        let remote = futures_util::stream::iter(each)
             .buffer_unordered(options.hosts_concurrency.max(1))
-            .collect()
-            .await
+            .collect::<Vec<_>>();
+        let (mut local, remote) = futures_util::join!(local, remote);
+        local.extend(remote);
+        local
     };
     events.finish(Plane::Systemd);
     let mut results = results;

@@ -138,6 +138,7 @@ impl Remotes {
                 last_words: Mutex::new(None),
                 failed: Mutex::new(None),
                 listing: Mutex::new(None),
+                bridge: Mutex::new(None),
             }),
         };
         inner.hosts.insert(name.to_string(), remote.clone());
@@ -191,15 +192,22 @@ impl ControlDir {
     /// persist time), then remove the folder. Done once.
     fn close(&self) {
         let masters = std::mem::take(&mut *self.masters.lock().unwrap_or_else(|e| e.into_inner()));
-        for (socket, destination) in masters {
-            if socket.exists() {
-                let _ = base_command_std(&socket)
-                    .args(["-O", "exit", "--", &destination])
+        // All at once: each is a local round trip, and a run's end waits for them.
+        let asked: Vec<std::process::Child> = masters
+            .iter()
+            .filter(|(socket, _)| socket.exists())
+            .filter_map(|(socket, destination)| {
+                base_command_std(socket)
+                    .args(["-O", "exit", "--", destination])
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
-                    .status();
-            }
+                    .spawn()
+                    .ok()
+            })
+            .collect();
+        for mut child in asked {
+            let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -234,6 +242,9 @@ struct Shared {
     /// The unit folder as the last contact read it (the probe, or the lock once taken), for
     /// the plan that comes next: taken once.
     listing: Mutex<Option<(PathBuf, UnitListing)>>,
+    /// The probe's session, become the bridge to the manager's bus: taken by the first D-Bus
+    /// connection.
+    bridge: Mutex<Option<(UnixStream, Bridge)>>,
 }
 
 /// A unit folder as read: its regular files by name, and the drop-ins below it.
@@ -305,7 +316,10 @@ const LIST: &str = r#"list() (
 /// The probe, with `$1` the unit folder asked for (empty: the scope's) and `$2` the scope: where
 /// the bridge is, the variables the manager's folders follow and the unit folder, one line each
 /// (a missing bridge is said, not an error here: the caller names the host), then that folder
-/// as `list` gives it, so that a plan needs no second command to read it.
+/// as `list` gives it; then `ready`, and it becomes the bridge to the manager's bus (for a
+/// user's manager, pointed at the user's bus as the remote shell finds it: `--user` alone dials
+/// the system bus on systemd 252). A plan needs no second command: one session reads the folder
+/// and carries D-Bus.
 const PROBE: &str = r#"b=$(command -v systemd-stdio-bridge 2>/dev/null) || b=
 if [ -z "$b" ]; then
   for p in /usr/bin/systemd-stdio-bridge /lib/systemd/systemd-stdio-bridge /usr/lib/systemd/systemd-stdio-bridge; do
@@ -323,6 +337,12 @@ printf 'XDG_RUNTIME_DIR=%s\n' "${XDG_RUNTIME_DIR:-}"
 printf 'UID=%s\n' "$(id -u)"
 printf 'dir=%s\n' "$d"
 list "$d"
+[ -n "$b" ] || exit 0
+printf 'ready\n'
+if [ "$2" = user ]; then
+  exec "$b" -p "unix:path=${XDG_RUNTIME_DIR:-/run/user/$(id -u)}/bus"
+fi
+exec "$b"
 "#;
 
 /// `$1`: the folder to `list`.
@@ -467,9 +487,22 @@ pub enum LockError {
 }
 
 /// ssh as the user configured it: `LABCTL_SSH_COMMAND` through `sh -c` (as git runs
-/// `GIT_SSH_COMMAND`), else `ssh`; then labctl's options for `socket`.
+/// `GIT_SSH_COMMAND`), else `ssh`; then labctl's options for `socket`. A command of plain words
+/// (no quote, variable or other shell syntax) is run directly, split at white space: what the
+/// shell would do, without starting one for every ssh.
 fn base_command_std(socket: &Path) -> std::process::Command {
+    let plain = |s: &str| {
+        s.chars().all(|c| {
+            c.is_ascii_alphanumeric() || c.is_ascii_whitespace() || "-_./=:@,+%".contains(c)
+        })
+    };
     let mut c = match std::env::var(SSH_COMMAND_VAR) {
+        Ok(custom) if !custom.trim().is_empty() && plain(&custom) => {
+            let mut words = custom.split_ascii_whitespace();
+            let mut c = std::process::Command::new(words.next().unwrap_or("ssh"));
+            c.args(words);
+            c
+        }
         Ok(custom) if !custom.trim().is_empty() => {
             let mut c = std::process::Command::new("sh");
             c.arg("-c").arg(format!("{custom} \"$@\"")).arg("ssh");
@@ -578,11 +611,7 @@ impl Remote {
                     Scope::System => "system",
                     Scope::User => "user",
                 };
-                let out = self.output(&script_line(PROBE, &[&dir, scope]), None).await;
-                let text = match out {
-                    Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-                    Err(Fault::Ssh(why) | Fault::Command(why)) => return Err(why),
-                };
+                let (text, pending) = self.probe(&dir, scope).await?;
                 let mut env = BTreeMap::new();
                 let mut bridge = String::new();
                 let mut unit_dir = PathBuf::new();
@@ -613,6 +642,7 @@ impl Remote {
                         self.name
                     ));
                 }
+                *self.shared.bridge.lock().unwrap_or_else(|e| e.into_inner()) = pending;
                 Ok(Probed {
                     bridge,
                     env,
@@ -908,7 +938,17 @@ impl Remote {
     /// [`Error::Backend`] when the host cannot be reached or ssh cannot be started.
     pub async fn bridge(&self, scope: Scope) -> Result<(UnixStream, Bridge), Error> {
         let probed = self.connect().await?;
-        let step = || format!("start the D-Bus bridge on host `{}`", self.name);
+        if scope == self.scope {
+            let pending = self
+                .shared
+                .bridge
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(pending) = pending {
+                return Ok(pending);
+            }
+        }
         let bridge = quote(&probed.bridge);
         let script = match scope {
             Scope::System => format!("exec {bridge}"),
@@ -916,13 +956,20 @@ impl Remote {
                 r#"exec {bridge} -p "unix:path=${{XDG_RUNTIME_DIR:-/run/user/$(id -u)}}/bus""#
             ),
         };
-        let (ours, theirs) = UnixStream::pair().map_err(|e| ssh_error(step(), e))?;
-        let out = theirs.try_clone().map_err(|e| ssh_error(step(), e))?;
-        let mut c = self.command(&sh_line(&script, &[]));
+        self.spawn_piped(&sh_line(&script, &[]))
+            .map_err(|e| ssh_error(format!("start the D-Bus bridge on host `{}`", self.name), e))
+    }
+
+    /// Run `line` on the host with its input and output the other end of the returned socket,
+    /// and what it says on stderr kept (as the host's last words, too).
+    fn spawn_piped(&self, line: &str) -> std::io::Result<(UnixStream, Bridge)> {
+        let (ours, theirs) = UnixStream::pair()?;
+        let out = theirs.try_clone()?;
+        let mut c = self.command(line);
         c.stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(Stdio::from(OwnedFd::from(out)))
             .stderr(Stdio::piped());
-        let mut child = c.spawn().map_err(|e| ssh_error(step(), e))?;
+        let mut child = c.spawn()?;
         let words: Arc<Mutex<Option<String>>> = Arc::default();
         let mut reader = None;
         if let Some(err) = child.stderr.take() {
@@ -948,6 +995,54 @@ impl Remote {
         ))
     }
 
+    /// The first contact: the probe's text, and its session once it became the bridge (`None`
+    /// when the host has no bridge). The master connection opens here.
+    async fn probe(
+        &self,
+        dir: &str,
+        scope: &str,
+    ) -> Result<(String, Option<(UnixStream, Bridge)>), String> {
+        use tokio::io::AsyncReadExt as _;
+        let (ours, mut bridge) = self
+            .spawn_piped(&script_line(PROBE, &[dir, scope]))
+            .map_err(|e| format!("cannot run ssh: {e}"))?;
+        let io = |e: std::io::Error| format!("reading the probe: {e}");
+        ours.set_nonblocking(true).map_err(io)?;
+        let mut stream = tokio::net::UnixStream::from_std(ours).map_err(io)?;
+        // In pieces until `ready`: what follows is D-Bus, which the bridge only speaks once
+        // spoken to, so nothing of it can have come yet.
+        let mut text = Vec::new();
+        let mut ready = false;
+        let mut buf = [0u8; 8192];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    text.extend_from_slice(&buf[..n]);
+                    if text.ends_with(b"\nready\n") {
+                        ready = true;
+                        break;
+                    }
+                }
+                Err(e) => return Err(io(e)),
+            }
+        }
+        let text = String::from_utf8_lossy(&text).into_owned();
+        if ready {
+            let ours = stream.into_std().map_err(io)?;
+            return Ok((text, Some((ours, bridge))));
+        }
+        // It ended: ssh could not get there (its own words say why), or there is no bridge.
+        match bridge.child.wait().await {
+            Ok(status) if status.success() => Ok((text, None)),
+            Ok(status) => {
+                let words = bridge.reason_now().await;
+                Err(words.unwrap_or_else(|| format!("ssh failed ({status})")))
+            }
+            Err(e) => Err(format!("ssh: {e}")),
+        }
+    }
+
     /// The folder host locks are in for the manager of `scope`: the user's runtime folder, or
     /// `/run/lock` (as on this machine).
     fn lock_dir(&self) -> String {
@@ -962,8 +1057,8 @@ impl Remote {
         }
     }
 
-    /// Who holds the host lock `file` of the manager of `scope` (what its holder wrote), or
-    /// `None` when it is free.
+    /// Who holds the host lock `file` of the host's manager (what its holder wrote), or `None`
+    /// when it is free.
     ///
     /// # Errors
     /// [`Error::Backend`] when the host cannot be asked.
@@ -980,9 +1075,9 @@ impl Remote {
             .map(|h| h.trim().to_string()))
     }
 
-    /// Take the host lock `file` in the folder the manager of `scope` keeps it in (the user's
+    /// Take the host lock `file` in the folder the host's manager keeps it in (the user's
     /// runtime folder, or `/run/lock`), as `holder` (one line), waiting up to `wait` for another
-    /// holder.
+    /// holder. Once taken, the unit folder is read under it, for the plan that comes next.
     ///
     /// # Errors
     /// [`LockError::Busy`] with what the current holder wrote; [`LockError::Failed`] when the
@@ -1085,6 +1180,14 @@ impl Drop for Bridge {
 }
 
 impl Bridge {
+    /// What ssh (or the command) said last, once it has ended (its stderr read to the end).
+    async fn reason_now(&mut self) -> Option<String> {
+        if let Some(r) = self.reader.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), r).await;
+        }
+        self.words.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Why the bridge did not carry a connection: once its ssh has ended (waiting a moment for
     /// it), the last thing it or the bridge said.
     pub async fn reason(&mut self) -> Option<String> {

@@ -235,18 +235,19 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
                     return Ok(Vec::new());
                 }
                 // Each host failing alone: one that cannot be observed is left out of the
-                // plan, named with why.
-                let places = host_places(stack, how)?;
-                Ok::<_, Error>(
+                // plan, named with why. This machine's manager beside them, not counted.
+                let mut places = host_places(stack, how)?.into_iter();
+                let local = places.next().expect("this machine comes first");
+                let (local, mut remote) = futures_util::join!(
+                    observe_systemd(name, &desired, local),
                     futures_util::stream::iter(
-                        places
-                            .into_iter()
-                            .map(|place| observe_systemd(name, &desired, place)),
+                        places.map(|place| observe_systemd(name, &desired, place)),
                     )
                     .buffered(how.hosts_concurrency.max(1))
                     .collect::<Vec<_>>()
-                    .await,
-                )
+                );
+                remote.insert(0, local);
+                Ok::<_, Error>(remote)
             };
             let (cluster, hosts) = futures_util::join!(cluster, hosts);
             if let Some(side) = cluster {
