@@ -271,41 +271,68 @@ async fn lock_host(
     Ok(file)
 }
 
-/// Take the lock on every other host: all of them reached at once first (one slow handshake
-/// does not add to another's), then locked one after another in name order, so that two
-/// writers wanting the same hosts never each hold what the other waits for.
+/// Take the lock on every other host: all at once when every one is free (the usual case: a
+/// round trip in all), else, when the run may wait, one after another in name order, so that two
+/// writers wanting the same hosts never each hold what the other waits for. A host that cannot
+/// be reached is left out here (it fails alone, and the plan says why); one reached whose lock
+/// cannot be taken (no `flock` there) is given up on for the run: never applied unlocked.
 async fn lock_remotes(
     spec: &Spec,
     holder: &Holder,
     deadline: Instant,
     lock: &Lock,
 ) -> Result<(), Error> {
-    futures_util::future::join_all(spec.hosts.iter().map(Remote::connect)).await;
     let mut hosts: Vec<&Remote> = spec.hosts.iter().collect();
     hosts.sort_by(|a, b| a.name().cmp(b.name()));
     let text = serde_json::to_string(holder).expect("a holder serialises");
     let file = format!("{}.lock", spec.stack);
+    let keep = |held: HostLock| {
+        lock.hosts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(held);
+    };
+    let busy_on = |remote: &Remote, who: &str| {
+        let who = serde_json::from_str::<Holder>(who)
+            .map_or_else(|_| format!("`{who}`"), |h| h.describe());
+        busy(spec, &format!("{who} (lock on host `{}`)", remote.name()))
+    };
+    let tries = futures_util::future::join_all(hosts.iter().map(|r| async {
+        match r.connect().await {
+            Ok(_) => Some(r.lock(&file, &text, Duration::ZERO).await),
+            Err(_) => None,
+        }
+    }))
+    .await;
+    let mut taken = Vec::new();
+    let mut first_busy = None;
+    for (remote, tried) in hosts.iter().zip(tries) {
+        match tried {
+            None => {}
+            Some(Ok(held)) => taken.push(held),
+            Some(Err(LockError::Busy(who))) => {
+                first_busy.get_or_insert((*remote, who));
+            }
+            Some(Err(LockError::Failed(e))) => remote.fail(&e.report()),
+        }
+    }
+    let Some((remote, who)) = first_busy else {
+        taken.into_iter().for_each(keep);
+        return Ok(());
+    };
+    // Someone holds one: let go of the rest, and wait for each in order, or say who.
+    futures_util::future::join_all(taken.into_iter().map(HostLock::release)).await;
+    if Instant::now() >= deadline {
+        return Err(busy_on(remote, &who));
+    }
     for remote in hosts {
-        // Not reached: it fails alone, and the plan says why.
         if remote.connect().await.is_err() {
             continue;
         }
         let wait = deadline.saturating_duration_since(Instant::now());
         match remote.lock(&file, &text, wait).await {
-            Ok(held) => lock
-                .hosts
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(held),
-            Err(LockError::Busy(who)) => {
-                let who = serde_json::from_str::<Holder>(&who)
-                    .map_or_else(|_| format!("`{who}`"), |h| h.describe());
-                return Err(busy(
-                    spec,
-                    &format!("{who} (lock on host `{}`)", remote.name()),
-                ));
-            }
-            // Reached but not lockable (no `flock` there): not applied without its lock.
+            Ok(held) => keep(held),
+            Err(LockError::Busy(who)) => return Err(busy_on(remote, &who)),
             Err(LockError::Failed(e)) => remote.fail(&e.report()),
         }
     }
