@@ -1,5 +1,6 @@
 //! Each host fails alone: one that cannot be reached, refuses the key or lacks the bridge; one
-//! lost while applying; the lock on every host; the proxy's sync with a host down.
+//! lost while applying; the lock on every host, and a host that cannot be locked; the proxy's
+//! sync with a host down.
 
 use std::time::Duration;
 
@@ -194,6 +195,44 @@ fn the_lock_covers_every_host_the_plan_touches() {
         .code(0);
     labctl(&b, &hosts, &path_b, &["plan", "--detailed-exitcode"])
         .run()
+        .code(0)
+        .stdout_has("No changes.");
+}
+
+/// A host reached whose lock cannot be taken (no `flock` there) is planned, since a plan takes
+/// no lock, but never applied unlocked: it fails alone, saying what it lacks.
+#[test]
+fn a_host_that_cannot_be_locked_is_never_applied() {
+    let m = UserManager::start();
+    let hosts = Hosts::start_with(&[Flaw::None, Flaw::NoFlock]);
+    let path = stack(&m, &hosts, "unlockable", &["h1", "h2"], "");
+    let run = |args: &[&str]| labctl(&m, &hosts, &path, args).run();
+    run(&["plan"])
+        .code(0)
+        .stdout_has("# unit h2:agent.service will be created");
+    let applied = run(&["apply", "--yes"]);
+    applied
+        .code(1)
+        .stderr_has("applied on `local`, `h1`")
+        .stderr_has("flock (util-linux) is not installed");
+    let line = applied
+        .stderr
+        .lines()
+        .find(|l| l.contains("host `h2`"))
+        .unwrap_or_else(|| panic!("h2 not named:\n{}", applied.stderr));
+    assert!(
+        line.contains("flock (util-linux) is not installed"),
+        "{line}"
+    );
+    assert_eq!(hosts.manager(1).active_state("agent.service"), "active");
+    assert_ne!(hosts.manager(2).active_state("agent.service"), "active");
+    assert!(!host_file(&hosts, 2, "systemd/user/agent.service").exists());
+    // Without it, the stack is what runs.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[\"h1\", \"h2\"]", "[\"h1\"]");
+    std::fs::write(&path, text).unwrap();
+    run(&["plan", "--detailed-exitcode"])
         .code(0)
         .stdout_has("No changes.");
 }

@@ -25,6 +25,20 @@ pub enum Flaw {
     NoBridge,
     /// Its key is not the one its sshd lets in: ssh says `Permission denied (publickey)`.
     WrongKey,
+    /// util-linux's `flock` is not there (hidden as the bridge is for [`Flaw::NoBridge`]):
+    /// the host can be planned but not locked.
+    NoFlock,
+}
+
+impl Flaw {
+    /// The program this flaw hides from the host's sessions, if it hides one.
+    fn hides(self) -> Option<&'static str> {
+        match self {
+            Flaw::NoBridge => Some("/usr/bin/systemd-stdio-bridge"),
+            Flaw::NoFlock => Some("/usr/bin/flock"),
+            Flaw::None | Flaw::WrongKey => None,
+        }
+    }
 }
 
 /// One host: its manager, its sshd, its key.
@@ -102,13 +116,13 @@ impl Hosts {
                 env("DBUS_SESSION_BUS_ADDRESS"),
                 env("HOME"),
             );
-            if *flaw == Flaw::NoBridge {
+            if let Some(program) = flaw.hides() {
                 // Every session of this key runs in a mount namespace of its own, where the
-                // bridge is an empty file that cannot run.
-                options.push_str(
+                // program is an empty file that cannot run.
+                options.push_str(&format!(
                     ",command=\"unshare -m --propagation private sh -c 'mount --bind /dev/null \
-                     /usr/bin/systemd-stdio-bridge && exec sh -c \\\"$SSH_ORIGINAL_COMMAND\\\"'\"",
-                );
+                     {program} && exec sh -c \\\"$SSH_ORIGINAL_COMMAND\\\"'\""
+                ));
             }
             let authorized = ssh.join(format!("authorized_keys{n}"));
             std::fs::write(&authorized, format!("{options} {public}")).unwrap();
