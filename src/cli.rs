@@ -196,6 +196,9 @@ pub struct PlanArgs {
     /// file hash; no secret value), for `labctl apply FILE`.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["offline", "base"])]
     pub out: Option<PathBuf>,
+    /// How many hosts (`[hosts.<name>]`) to observe at once.
+    #[arg(long, value_name = "N", default_value_t = crate::plan::DEFAULT_HOSTS_CONCURRENCY)]
+    pub hosts_concurrency: usize,
     #[command(flatten)]
     pub select: SelectArgs,
     /// How to reach the cluster.
@@ -315,6 +318,9 @@ pub struct ApplyArgs {
     /// Kube: how many changes of one ordering tier to send at once.
     #[arg(long, value_name = "N", default_value_t = crate::apply::DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
+    /// How many hosts (`[hosts.<name>]`) to observe and apply at once.
+    #[arg(long, value_name = "N", default_value_t = crate::plan::DEFAULT_HOSTS_CONCURRENCY)]
+    pub hosts_concurrency: usize,
     /// systemd: how long a started unit must stay up before it counts as started (a service
     /// whose process exits at once fails only after its start job is done).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]

@@ -196,12 +196,50 @@ pub enum Error {
         rollback: String,
     },
 
-    /// Apply finished, but some changes failed; each is named.
-    #[error("apply failed for {}", failed.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    /// Apply finished, but some changes failed, or some hosts could not be reached; each is
+    /// named. Everything else was applied.
+    #[error("apply failed for {}", applied_failures(failed, hosts))]
     ApplyFailed {
         /// One per failed change.
         failed: Vec<Failure>,
+        /// The hosts (`[hosts.<name>]`) that could not be reached, or went away: nothing more
+        /// was done there.
+        hosts: Vec<HostFailure>,
+        /// With several hosts, those whose changes all went through, by name.
+        done: Vec<String>,
     },
+
+    /// Some hosts (`[hosts.<name>]`) could not be planned; the plan covers the others.
+    #[error("{} host(s) could not be planned: {}", hosts.len(), hosts.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Unreached {
+        /// Each host and why.
+        hosts: Vec<HostFailure>,
+    },
+}
+
+/// One host that could not be planned or applied, and why: ssh's own words when ssh failed (as
+/// `ssh: connect to host nas port 22: Connection refused`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFailure {
+    /// Its name in the stack (`[hosts.<name>]`).
+    pub host: String,
+    /// Why.
+    pub why: String,
+}
+
+impl std::fmt::Display for HostFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "host `{}`: {}", self.host, self.why)
+    }
+}
+
+fn applied_failures(failed: &[Failure], hosts: &[HostFailure]) -> String {
+    failed
+        .iter()
+        .map(ToString::to_string)
+        .chain(hosts.iter().map(ToString::to_string))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A secret without a value, as data: the view groups them by cause.
@@ -375,6 +413,16 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 }
 
 impl Error {
+    /// Whether this is an apply whose only failures are hosts that could not be reached (no
+    /// change failed where labctl got to make it): the lab is as planned wherever labctl got.
+    pub fn hosts_only(&self) -> bool {
+        match self {
+            Error::ApplyFailed { failed, hosts, .. } => failed.is_empty() && !hosts.is_empty(),
+            Error::Unreached { .. } => true,
+            _ => false,
+        }
+    }
+
     /// The message with every cause after it, joined by `: `.
     pub fn report(&self) -> String {
         chain(self)

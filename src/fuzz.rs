@@ -151,7 +151,7 @@ pub fn unit_file(data: &[u8]) {
     let _ = crate::plan::installable(&t);
     let d = crate::resource::Desired::default();
     for unit in ["a.service", "a.timer", "a.socket", "a.path"] {
-        let _ = crate::plan::wants_active(unit, &t, &d);
+        let _ = crate::plan::wants_active(None, unit, &t, &d);
     }
 }
 

@@ -11,6 +11,13 @@
 //!   `resourceVersion`, so two takers never both win.
 //! - The host: a lock file taken with `flock` (the kernel releases it when its holder exits,
 //!   however it exits), holding the same description of its holder.
+//! - Each other host (`[hosts.<name>]`): the same lock file there, held by `flock` in a command
+//!   that runs over the host's ssh connection for as long as the lock is held. The kernel on
+//!   that host lets go when the command ends, however it ends: released, labctl killed (its ssh
+//!   goes and the command's input ends), or the connection lost. A lock directory made with
+//!   `mkdir` would outlive a killed labctl and need `force-unlock`; this never does. A host that
+//!   cannot be reached is not locked and not planned either (the plan names it); one whose lock
+//!   is held by another writer refuses the whole run, as the local lock does.
 //!
 //! A second writer waits up to its timeout (`--lock-timeout`, default: fail at once), then fails
 //! naming the holder. `labctl force-unlock` removes a Lease whose holder cannot release it.
@@ -25,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::backend::kube::{Cluster, Kube};
+use crate::backend::ssh::{HostLock, LockError, Remote};
 use crate::backend::systemd::Target;
 use crate::error::{Error, Remedy};
 use crate::resource::At;
@@ -95,6 +103,8 @@ pub struct Spec {
     pub kube: Option<Cluster>,
     /// The host lock file, when the systemd plane is applied.
     pub file: Option<PathBuf>,
+    /// The other hosts whose units the apply may change: the same lock is taken on each.
+    pub hosts: Vec<Remote>,
     /// How long the Lease lasts without renewal.
     pub lease: Duration,
 }
@@ -129,6 +139,8 @@ pub fn lock_file(target: &Target, stack: &str) -> PathBuf {
 #[derive(Debug)]
 pub struct Lock {
     file: Option<File>,
+    /// The locks held on other hosts.
+    hosts: Mutex<Vec<HostLock>>,
     /// Why the Lease could not be renewed, the last time it could not.
     lost: Arc<Mutex<Option<String>>>,
     renewing: Option<(
@@ -141,7 +153,13 @@ impl Lock {
     /// Why renewing the Lease last failed (deleted by `force-unlock`, taken over, or the cluster
     /// unreachable), if it did while the lock was held: another writer may have run meanwhile.
     pub fn lost(&self) -> Option<String> {
-        self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let lease = self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<String> = hosts.iter_mut().filter_map(HostLock::lost).collect();
+        lease
+            .into_iter()
+            .chain(gone)
+            .reduce(|a, b| format!("{a}; {b}"))
     }
 
     /// Let the lock go: stop renewing, delete the Lease (when this holder still holds it),
@@ -153,6 +171,8 @@ impl Lock {
         }
         // Closing the file releases the flock.
         self.file.take();
+        let hosts = std::mem::take(&mut *self.hosts.lock().unwrap_or_else(|e| e.into_inner()));
+        futures_util::future::join_all(hosts.into_iter().map(HostLock::release)).await;
     }
 }
 
@@ -185,12 +205,14 @@ pub async fn acquire(spec: &Spec, holder: &Holder, wait: Duration) -> Result<Loc
     let deadline = Instant::now() + wait;
     let mut lock = Lock {
         file: None,
+        hosts: Mutex::default(),
         lost: Arc::default(),
         renewing: None,
     };
     if let Some(path) = &spec.file {
         lock.file = Some(lock_host(spec, path, holder, deadline).await?);
     }
+    lock_remotes(spec, holder, deadline, &lock).await?;
     if let Some(cluster) = &spec.kube {
         let k = cluster.client().await?;
         let ns = take(&k, spec, holder, deadline).await?;
@@ -248,6 +270,74 @@ async fn lock_host(
     file.write_all(text.as_bytes()).map_err(werr)?;
     file.flush().map_err(werr)?;
     Ok(file)
+}
+
+/// Take the lock on every other host: all at once when every one is free (the usual case: a
+/// round trip in all), else, when the run may wait, one after another in name order, so that two
+/// writers wanting the same hosts never each hold what the other waits for. A host that cannot
+/// be reached is left out here (it fails alone, and the plan says why); one reached whose lock
+/// cannot be taken (no `flock` there) is given up on for the run: never applied unlocked.
+async fn lock_remotes(
+    spec: &Spec,
+    holder: &Holder,
+    deadline: Instant,
+    lock: &Lock,
+) -> Result<(), Error> {
+    let mut hosts: Vec<&Remote> = spec.hosts.iter().collect();
+    hosts.sort_by(|a, b| a.name().cmp(b.name()));
+    let text = serde_json::to_string(holder).expect("a holder serialises");
+    let file = format!("{}.lock", spec.stack);
+    let keep = |held: HostLock| {
+        lock.hosts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(held);
+    };
+    let busy_on = |remote: &Remote, who: &str| {
+        let who = serde_json::from_str::<Holder>(who)
+            .map_or_else(|_| format!("`{who}`"), |h| h.describe());
+        busy(spec, &format!("{who} (lock on host `{}`)", remote.name()))
+    };
+    let tries = futures_util::future::join_all(hosts.iter().map(|r| async {
+        match r.connect().await {
+            Ok(_) => Some(r.lock(&file, &text, Duration::ZERO).await),
+            Err(_) => None,
+        }
+    }))
+    .await;
+    let mut taken = Vec::new();
+    let mut first_busy = None;
+    for (remote, tried) in hosts.iter().zip(tries) {
+        match tried {
+            None => {}
+            Some(Ok(held)) => taken.push(held),
+            Some(Err(LockError::Busy(who))) => {
+                first_busy.get_or_insert((*remote, who));
+            }
+            Some(Err(LockError::Failed(e))) => remote.fail(&e.report()),
+        }
+    }
+    let Some((remote, who)) = first_busy else {
+        taken.into_iter().for_each(keep);
+        return Ok(());
+    };
+    // Someone holds one: let go of the rest, and wait for each in order, or say who.
+    futures_util::future::join_all(taken.into_iter().map(HostLock::release)).await;
+    if Instant::now() >= deadline {
+        return Err(busy_on(remote, &who));
+    }
+    for remote in hosts {
+        if remote.connect().await.is_err() {
+            continue;
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match remote.lock(&file, &text, wait).await {
+            Ok(held) => keep(held),
+            Err(LockError::Busy(who)) => return Err(busy_on(remote, &who)),
+            Err(LockError::Failed(e)) => remote.fail(&e.report()),
+        }
+    }
+    Ok(())
 }
 
 fn host_holder(file: &mut File) -> Option<Holder> {
@@ -494,7 +584,8 @@ pub struct Unlocked {
 
 /// Remove the lock of `spec` whoever holds it: the Lease is deleted (in the stack's namespace
 /// and the fallback one). The host lock cannot be taken from a live process (the kernel holds it
-/// for its holder and releases it when that exits): a held one is an error naming its holder.
+/// for its holder and releases it when that exits), here or on another host: a held one is an
+/// error naming its holder.
 ///
 /// # Errors
 /// [`Error::Refused`] when the host lock is held by a running process; [`Error::Backend`] when
@@ -524,6 +615,32 @@ pub async fn force_unlock(spec: &Spec) -> Result<Unlocked, Error> {
                 "No Lease {}/{name}: the cluster lock is free.",
                 spec.namespace
             ));
+        }
+    }
+    for remote in &spec.hosts {
+        let name = remote.name();
+        match remote.lock_holder(&format!("{}.lock", spec.stack)).await {
+            Ok(None) => out
+                .lines
+                .push(format!("The lock on host `{name}` is free.")),
+            Ok(Some(who)) => {
+                let who = serde_json::from_str::<Holder>(&who)
+                    .map_or_else(|_| format!("`{who}`"), |h| h.describe());
+                return Err(Error::Refused {
+                    what: format!("unlock the lock on host `{name}`"),
+                    why: format!("{who} holds it and is still running"),
+                    remedy: Remedy::Say(
+                        "stop that process: the lock is released when it exits, or when its \
+                         connection to the host ends"
+                            .into(),
+                    ),
+                });
+            }
+            Err(e) => out.lines.push(format!(
+                "Host `{name}` not reached ({}): a lock there goes when the run holding it, or \
+                 its connection, ends.",
+                e.report()
+            )),
         }
     }
     if let Some(path) = &spec.file {
@@ -608,6 +725,7 @@ mod tests {
             namespace: "s".into(),
             kube: None,
             file: Some(dir.path().join("l/s.lock")),
+            hosts: Vec::new(),
             lease: DEFAULT_LEASE,
         };
         let me = Holder::this_process("labctl apply --yes");

@@ -217,9 +217,21 @@ pub fn render_path(id: &ResourceId) -> String {
                 kind.to_ascii_lowercase()
             )
         }
-        ResourceId::Systemd { unit } => format!("systemd/{unit}"),
-        ResourceId::EnvFile { path, .. } => {
+        ResourceId::Systemd { host: None, unit } => format!("systemd/{unit}"),
+        ResourceId::EnvFile {
+            host: None, path, ..
+        } => {
             format!("systemd/env/{}", path.rsplit('/').next().unwrap_or(path))
         }
+        // Another host's units in a folder of their own, as they would be on that host.
+        ResourceId::Systemd {
+            host: Some(h),
+            unit,
+        } => format!("hosts/{h}/{unit}"),
+        ResourceId::EnvFile {
+            host: Some(h),
+            path,
+            ..
+        } => format!("hosts/{h}/env/{}", path.rsplit('/').next().unwrap_or(path)),
     }
 }

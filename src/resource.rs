@@ -72,12 +72,19 @@ pub enum ResourceId {
     },
     /// A systemd unit file.
     Systemd {
+        /// The `[hosts.<name>]` it is on; `None` for the machine labctl runs on. First, so that
+        /// a plan sorts the local units first, then each host's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
         /// Full unit name, as `labctl-proxy.service`.
         unit: String,
     },
     /// A unit's env file of secrets, written owner-only next to the unit's other settings.
     #[serde(rename = "env-file")]
     EnvFile {
+        /// The host of its unit (`None`: the machine labctl runs on).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
         /// The path as the unit's `EnvironmentFile=` line names it, as `%E/labctl/proxy.env`.
         path: String,
         /// The unit reading it, restarted when it changes.
@@ -91,6 +98,23 @@ impl ResourceId {
         match self {
             ResourceId::Kube { .. } => Plane::Kube,
             ResourceId::Systemd { .. } | ResourceId::EnvFile { .. } => Plane::Systemd,
+        }
+    }
+
+    /// The `[hosts.<name>]` a host resource is on; `None` for a kube object and for what is on
+    /// the machine labctl runs on.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            ResourceId::Kube { .. } => None,
+            ResourceId::Systemd { host, .. } | ResourceId::EnvFile { host, .. } => host.as_deref(),
+        }
+    }
+
+    /// A unit's id on `host` (`None`: this machine).
+    pub fn unit(host: Option<&str>, unit: impl Into<String>) -> Self {
+        ResourceId::Systemd {
+            host: host.map(str::to_string),
+            unit: unit.into(),
         }
     }
 
@@ -118,8 +142,19 @@ impl fmt::Display for ResourceId {
                 name,
                 ..
             } => write!(f, "{kind} {name}"),
-            ResourceId::Systemd { unit } => write!(f, "unit {unit}"),
-            ResourceId::EnvFile { path, .. } => write!(f, "env file {path}"),
+            ResourceId::Systemd { host: None, unit } => write!(f, "unit {unit}"),
+            ResourceId::Systemd {
+                host: Some(h),
+                unit,
+            } => write!(f, "unit {h}:{unit}"),
+            ResourceId::EnvFile {
+                host: None, path, ..
+            } => write!(f, "env file {path}"),
+            ResourceId::EnvFile {
+                host: Some(h),
+                path,
+                ..
+            } => write!(f, "env file {h}:{path}"),
         }
     }
 }

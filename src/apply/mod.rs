@@ -4,6 +4,7 @@
 //! reports progress through [`Events`], which each front end implements (the terminal view,
 //! the proxy's tracing, a test's recorder).
 
+mod hosts;
 pub mod kube;
 pub mod systemd;
 
@@ -13,7 +14,7 @@ use tracing::field::Empty;
 
 use crate::backend::Stats;
 use crate::backend::systemd::Systemd;
-use crate::error::{Error, Failure, Remedy};
+use crate::error::{Error, Failure, HostFailure, Remedy};
 use crate::plan::{Change, Cost, Guard, Plan, PlaneTarget, Summary};
 use crate::resource::ResourceId;
 use crate::stack::Plane;
@@ -33,6 +34,8 @@ pub struct Options {
     pub settle: Duration,
     /// How many kube changes of one ordering tier are sent at once (`--concurrency`).
     pub concurrency: usize,
+    /// How many hosts are applied at once (`--hosts-concurrency`).
+    pub hosts_concurrency: usize,
 }
 
 /// The default of [`Options::concurrency`].
@@ -47,6 +50,7 @@ impl Default for Options {
             wait: Some(Duration::from_secs(300)),
             settle: Duration::from_secs(1),
             concurrency: DEFAULT_CONCURRENCY,
+            hosts_concurrency: crate::plan::DEFAULT_HOSTS_CONCURRENCY,
         }
     }
 }
@@ -209,6 +213,9 @@ pub async fn run(
     // Every failure of every plane, reported together at the end: a failure stops only what
     // depends on it.
     let mut failures: Vec<Failure> = Vec::new();
+    let mut hosts: Vec<HostFailure> = Vec::new();
+    let mut done: Vec<String> = Vec::new();
+    let several = !plan.hosts().is_empty();
     for target in &plan.targets {
         match target {
             PlaneTarget::Kube(cluster) => {
@@ -224,6 +231,7 @@ pub async fn run(
                     stats.elapsed = started.elapsed();
                     Cost {
                         plane: Plane::Kube,
+                        host: None,
                         phase,
                         stats,
                     }
@@ -255,15 +263,17 @@ pub async fn run(
                 }
                 events.finish(Plane::Kube);
             }
+            PlaneTarget::Systemd(_) if several => {}
             PlaneTarget::Systemd(target) => {
                 let sd = Systemd::connect(target.clone()).await?;
                 let before = sd.stats();
-                let steps = systemd::Steps::of(plan);
+                let steps = systemd::Steps::of(plan, None);
                 events.start(Plane::Systemd, steps.len());
                 let result = systemd::apply(plan, &sd, options.settle, events).await;
                 events.finish(Plane::Systemd);
                 let c = Cost {
                     plane: Plane::Systemd,
+                    host: None,
                     phase: "apply",
                     stats: sd.stats().since(before),
                 };
@@ -271,15 +281,26 @@ pub async fn run(
                 outcome.costs.push(c);
                 match result {
                     Ok(()) => {}
-                    Err(Error::ApplyFailed { failed }) => failures.extend(failed),
+                    Err(Error::ApplyFailed { failed, .. }) => failures.extend(failed),
                     Err(e) if failures.is_empty() => return Err(e),
                     Err(e) => failures.push(Failure::new(e.report())),
                 }
             }
         }
     }
-    if !failures.is_empty() {
-        return Err(Error::ApplyFailed { failed: failures });
+    if several {
+        let applied = hosts::apply(plan, options, events).await;
+        failures.extend(applied.failures);
+        hosts.extend(applied.down);
+        done = applied.done;
+        outcome.costs.extend(applied.costs);
+    }
+    if !failures.is_empty() || !hosts.is_empty() {
+        return Err(Error::ApplyFailed {
+            failed: failures,
+            hosts,
+            done,
+        });
     }
     Ok(outcome)
 }

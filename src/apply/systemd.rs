@@ -6,13 +6,16 @@
 //! so a folder that cannot be written fails the apply before a single unit is touched. A job that
 //! fails does not stop the others: systemd fails the jobs of units that depend on it (`dependency`)
 //! and runs the rest; every failure is reported at the end.
+//!
+//! One manager at a time: the changes of the plan on the manager's host (this machine, or a
+//! `[hosts.<name>]` one, whose files the backend writes over ssh with the same guarantees).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::{Events, change_span, finish_span};
 use crate::atomic::{self, Access};
-use crate::backend::systemd::{JobKind, JobOutcome, JobResult, Systemd, Target};
+use crate::backend::systemd::{JobKind, JobOutcome, JobResult, Systemd, Writes};
 use crate::error::{Error, Failure};
 use crate::plan::{Action, Impact, Plan};
 use crate::resource::ResourceId;
@@ -49,12 +52,13 @@ pub struct Steps {
 }
 
 impl Steps {
-    /// The systemd changes of `plan`, as steps. Pure: exactly the plan's actions and impacts.
-    pub fn of(plan: &Plan) -> Self {
+    /// The systemd changes of `plan` on `host` (`None`: this machine), as steps. Pure: exactly
+    /// the plan's actions and impacts.
+    pub fn of(plan: &Plan, host: Option<&str>) -> Self {
         let mut s = Steps::default();
         let mut env_restarts = Vec::new();
-        for c in plan.actionable() {
-            if let ResourceId::EnvFile { path, unit } = &c.id {
+        for c in plan.actionable().filter(|c| c.id.host() == host) {
+            if let ResourceId::EnvFile { path, unit, .. } = &c.id {
                 if c.action == Action::Delete {
                     s.remove_env.push(path.clone());
                     continue;
@@ -67,7 +71,7 @@ impl Steps {
                 }
                 continue;
             }
-            let ResourceId::Systemd { unit } = &c.id else {
+            let ResourceId::Systemd { unit, .. } = &c.id else {
                 continue;
             };
             let has = |i: Impact| c.impact.contains(&i);
@@ -149,10 +153,12 @@ pub async fn apply(
     settle: Duration,
     events: &mut dyn Events,
 ) -> Result<(), Error> {
+    let host = sd.target().host();
     let spans: Vec<(String, tracing::Span)> = plan
         .actionable()
+        .filter(|c| c.id.host() == host)
         .filter_map(|c| match &c.id {
-            ResourceId::Systemd { unit } => Some((unit.clone(), change_span(c))),
+            ResourceId::Systemd { unit, .. } => Some((unit.clone(), change_span(c))),
             ResourceId::EnvFile { path, .. } => Some((path.clone(), change_span(c))),
             ResourceId::Kube { .. } => None,
         })
@@ -172,16 +178,24 @@ pub async fn apply(
         Ok(())
     } else {
         let target = sd.target();
+        // Named as the plan names the unit: `nas:x.service` on another host.
+        let shown = |unit: &str| match host {
+            Some(h) => format!("{h}:{unit}"),
+            None => unit.to_string(),
+        };
         Err(Error::ApplyFailed {
             failed: failed
                 .into_iter()
                 .map(|(unit, what)| {
                     Failure::new(format!(
-                        "`{unit}`: {what}; see `{}`",
+                        "`{}`: {what}; see `{}`",
+                        shown(&unit),
                         target.log_command(&unit)
                     ))
                 })
                 .collect(),
+            hosts: Vec::new(),
+            done: Vec::new(),
         })
     }
 }
@@ -205,29 +219,39 @@ async fn sequence(
     settle: Duration,
     progress: &mut Progress<'_>,
 ) -> Result<Vec<(String, String)>, Error> {
-    let steps = Steps::of(plan);
     let target = sd.target().clone();
+    let steps = Steps::of(plan, target.host());
     let mut failed: Vec<(String, String)> = Vec::new();
     let fail = |failed: &mut Vec<(String, String)>, unit: &str, what: String| {
         failed.push((unit.to_string(), what));
     };
+    let env_path =
+        |path: &str| crate::plan::env_file_path_on(path, target.scope, &|k| target.var(k));
 
     // Staged before anything changes: an unwritable folder fails here, with no unit touched.
-    let staged = steps
+    let units: Vec<(std::path::PathBuf, String)> = steps
         .write
         .iter()
-        .map(|(unit, text)| stage(&target, unit, text))
-        .collect::<Result<Vec<_>, _>>()?;
-    let staged_env = steps
+        .map(|(unit, text)| (target.unit_path(unit), text.clone()))
+        .collect();
+    let staged = sd.stage(&units, Access::Public).await?;
+    let envs: Vec<(std::path::PathBuf, String)> = steps
         .write_env
         .iter()
-        .map(|(path, text)| stage_env(&target, path, text))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|(path, text)| Ok((env_path(path)?, text.clone())))
+        .collect::<Result<_, Error>>()?;
+    let staged_env = sd.stage(&envs, Access::Private).await?;
 
     // Each unit owed a restart or reload is marked before its files change, and unmarked once
     // systemd has its job: a kill in between leaves the next plan a restart to make that the
-    // files alone no longer show.
-    let owed: BTreeSet<&String> = steps.restart.iter().chain(&steps.reload).collect();
+    // files alone no longer show. On this machine only: another host's listing does not read
+    // markers back yet.
+    let local = target.remote.is_none();
+    let owed: BTreeSet<&String> = if local {
+        steps.restart.iter().chain(&steps.reload).collect()
+    } else {
+        BTreeSet::new()
+    };
     for unit in &owed {
         atomic::write(&target.restart_marker(unit), b"", Access::Public)?;
     }
@@ -265,45 +289,45 @@ async fn sequence(
         }
     }
 
-    if !steps.remove_env.is_empty() {
+    // Every file change at once (on another host, one command), then each reported in order.
+    let remove_env = steps
+        .remove_env
+        .iter()
+        .map(|p| env_path(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (env_written, units_written) = (staged_env.paths(), staged.paths());
+    let removed: Vec<std::path::PathBuf> =
+        steps.remove.iter().map(|u| target.unit_path(u)).collect();
+    sd.write(Writes {
+        remove_env: remove_env.clone(),
+        env: staged_env,
+        units: staged,
+        remove: removed.clone(),
+    })
+    .await?;
+    if !remove_env.is_empty() {
         progress.phase("removing env files");
     }
-    for path in &steps.remove_env {
-        let file = crate::plan::env_file_path(path, target.scope)?;
-        atomic::remove(&file)?;
+    for file in &remove_env {
         progress.step(&format!("removed {}", file.display()));
-        crate::failpoint::hit("apply.systemd.write");
     }
-    if !staged_env.is_empty() {
+    if !env_written.is_empty() {
         progress.phase("writing env files");
     }
-    for file in staged_env {
-        let path = file.path().to_path_buf();
-        file.commit()?;
+    for path in &env_written {
         progress.step(&format!("wrote {}", path.display()));
-        crate::failpoint::hit("apply.systemd.write");
     }
-    if !staged.is_empty() || !steps.remove.is_empty() {
+    if !units_written.is_empty() || !removed.is_empty() {
         progress.phase("writing unit files");
     }
-    for file in staged {
-        let path = file.place()?;
+    for path in &units_written {
         progress.step(&format!("wrote {}", path.display()));
-        crate::failpoint::hit("apply.systemd.write");
     }
-    for unit in &steps.remove {
-        let path = target.unit_path(unit);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(Error::Write { path, source }),
-        }
+    for (unit, path) in steps.remove.iter().zip(&removed) {
         progress.step(&format!("removed {}", path.display()));
-        atomic::remove(&target.restart_marker(unit))?;
-        crate::failpoint::hit("apply.systemd.write");
-    }
-    if !steps.write.is_empty() || !steps.remove.is_empty() {
-        atomic::sync_dir(&target.unit_dir)?;
+        if local {
+            atomic::remove(&target.restart_marker(unit))?;
+        }
     }
     if steps.daemon_reload {
         progress.phase("daemon-reload");
@@ -437,14 +461,6 @@ fn job_failure(o: &JobOutcome) -> String {
     }
 }
 
-/// Write `text` beside the unit's path, mode 0644, synced: renaming it into place later is
-/// atomic, and a failure leaves nothing behind.
-fn stage(target: &Target, unit: &str, text: &str) -> Result<atomic::Staged, Error> {
-    // What a killed apply staged and never placed goes first (the stack's lock is held).
-    atomic::sweep(&target.unit_path(unit))?;
-    atomic::stage(&target.unit_path(unit), text.as_bytes(), Access::Public)
-}
-
 /// The text of an env file the plan holds (its variables), as [`crate::render::env_file_text`]
 /// writes it.
 fn env_text(stack: &str, body: &crate::plan::Body) -> Option<String> {
@@ -454,12 +470,4 @@ fn env_text(stack: &str, body: &crate::plan::Body) -> Option<String> {
         .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
         .collect();
     Some(crate::render::env_file_text(stack, &vars))
-}
-
-/// Stage an env file as [`stage`] does a unit, but owner-only: 0600 from its first byte, in a
-/// folder made 0700 when missing.
-fn stage_env(target: &Target, path: &str, text: &str) -> Result<atomic::Staged, Error> {
-    let path = crate::plan::env_file_path(path, target.scope)?;
-    atomic::sweep(&path)?;
-    atomic::stage(&path, text.as_bytes(), Access::Private)
 }

@@ -1,9 +1,11 @@
 //! Backends observe and change the outside world; they decide nothing. Each plane has one, and
 //! each is the only importer of its client crate (`kube` for the cluster, `zbus` for systemd,
-//! `reqwest` for OpenBao).
+//! `reqwest` for OpenBao); [`ssh`] carries the systemd backend (and the host lock) to other
+//! machines.
 
 pub mod kube;
 pub mod openbao;
+pub mod ssh;
 pub mod systemd;
 
 use std::time::Duration;

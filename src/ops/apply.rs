@@ -42,7 +42,17 @@ pub async fn apply(request: &ApplyRequest, events: &mut dyn Events) -> Result<Ap
     let mut spec = lock_spec(&loaded.stack, request.plan.plane, &request.plan.against)?;
     spec.lease = request.lock.lease;
     let holder = Holder::this_process(&request.lock.command);
-    let lock = lock::acquire(&spec, &holder, request.lock.wait).await?;
+    let acquired = match store.prepare() {
+        Ok(()) => lock::acquire(&spec, &holder, request.lock.wait).await,
+        Err(e) => Err(e),
+    };
+    let lock = match acquired {
+        Ok(lock) => lock,
+        Err(e) => {
+            super::close_hosts(&request.plan.against);
+            return Err(e);
+        }
+    };
     let attempt = attempt(
         &request.plan,
         Attempt {
@@ -59,6 +69,7 @@ pub async fn apply(request: &ApplyRequest, events: &mut dyn Events) -> Result<Ap
     let result = settle(request, &store, snapshot, attempt, events).await;
     let lock_lost = lock.lost();
     lock.release().await;
+    super::close_hosts(&request.plan.against);
     // Said whether the apply went well or not: either way another writer may have run.
     if let Some(why) = &lock_lost {
         events.warning(&format!(
@@ -110,7 +121,16 @@ async fn attempt(
         saved::check(&saved.path, &saved.plan, &sha, &mut made).map_err(Failed::Before)?;
     }
     events.planned(&made);
+    let unreached = made.unreached.clone();
     if made.is_empty() {
+        if !unreached.is_empty() {
+            // Nothing to do where labctl got, but a host it did not get to.
+            return Err(Failed::Before(Error::ApplyFailed {
+                failed: Vec::new(),
+                hosts: unreached,
+                done: Vec::new(),
+            }));
+        }
         return Ok((made, None));
     }
     crate::apply::check(&made, how.options).map_err(Failed::Before)?;
@@ -118,16 +138,53 @@ async fn attempt(
         events.confirm(&made).map_err(Failed::Before)?;
     }
     events.before_changes(&made).await.map_err(Failed::Before)?;
-    let outcome = match crate::apply::run(&made, how.options, events).await {
-        Ok(o) => o,
+    // Hosts that could not be reached (when planning, or when applying) fail alone: the
+    // others are applied and gated, and the error names them all.
+    let (outcome, down) = match crate::apply::run(&made, how.options, events).await {
+        Ok(o) if unreached.is_empty() => (Some(o), None),
+        Ok(o) => {
+            let done = made
+                .places()
+                .into_iter()
+                .filter(|(p, s)| {
+                    p.name() != "cluster" && s.is_some_and(|s| s != Default::default())
+                })
+                .map(|(p, _)| p.name().to_string())
+                .collect();
+            let e = Error::ApplyFailed {
+                failed: Vec::new(),
+                hosts: unreached,
+                done,
+            };
+            (Some(o), Some(e))
+        }
         // A refusal apply itself makes comes before anything is sent.
         Err(e @ Error::Refused { .. }) => return Err(Failed::Before(e)),
+        Err(Error::ApplyFailed {
+            failed,
+            mut hosts,
+            done,
+        }) => {
+            hosts.splice(0..0, unreached);
+            let e = Error::ApplyFailed {
+                failed,
+                hosts,
+                done,
+            };
+            if !e.hosts_only() {
+                return Err(Failed::After(Box::new(made), e));
+            }
+            (None, Some(e))
+        }
         Err(e) => return Err(Failed::After(Box::new(made), e)),
     };
     if let Err(e) = gates::check(&loaded.stack).await {
         return Err(Failed::After(Box::new(made), e));
     }
-    Ok((made, Some(outcome)))
+    if let Some(e) = down {
+        return Err(Failed::After(Box::new(made), e));
+    }
+    Ok((made, outcome))
 }
 
 type Settled = (
@@ -182,6 +239,19 @@ async fn settle(
             return Ok((plan, Some(outcome), Some(g)));
         }
         Err(Failed::Before(e)) => return Err(e),
+        // Only hosts that could not be reached: rolling back could not reach them either, and
+        // would undo what went well elsewhere. Recorded as failed (not a generation to come
+        // back to); the next run applies the rest.
+        Err(Failed::After(plan, e)) if e.hosts_only() => {
+            store.record(record(
+                Outcome::Failed,
+                Some(e.report()),
+                request.restores,
+                plan.summary(),
+                snapshot,
+            ))?;
+            return Err(e);
+        }
         Err(Failed::After(plan, e)) => (plan, e),
     };
     let failure = error.report();

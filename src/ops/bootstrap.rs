@@ -203,7 +203,15 @@ pub async fn bootstrap(
     let mut out = Bootstrapped::default();
     let openbao = &stack.host.openbao;
     if openbao.enabled && !request.unseal_only {
-        let unit = format!("unit {}.service", openbao.unit);
+        // As the plan names it: on another host, `unit nas:openbao.service`.
+        let on = openbao
+            .hosts
+            .as_deref()
+            .and_then(<[String]>::first)
+            .filter(|h| *h != crate::stack::LOCAL_HOST)
+            .map(|h| format!("{h}:"))
+            .unwrap_or_default();
+        let unit = format!("unit {on}{}.service", openbao.unit);
         let applied = apply(
             &ApplyRequest {
                 plan: PlanRequest {

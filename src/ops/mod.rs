@@ -183,7 +183,9 @@ pub struct Applied {
 pub async fn plan(request: &PlanRequest, events: &mut dyn Events) -> Result<Planned, Error> {
     let (loaded, templates) = load(&request.stack)?;
     let secrets = secrets_for(request, &loaded, &templates).await?;
-    let plan = build(request, &loaded, &templates, secrets, events).await?;
+    let plan = build(request, &loaded, &templates, secrets, events).await;
+    close_hosts(&request.against);
+    let plan = plan?;
     Ok(Planned {
         loaded,
         templates,
@@ -192,7 +194,8 @@ pub async fn plan(request: &PlanRequest, events: &mut dyn Events) -> Result<Plan
 }
 
 /// The lock an apply of `stack` needs: the cluster's Lease when the cluster is planned, the
-/// host's lock file when units are. A plan against nothing live locks nothing.
+/// host's lock file and each `[hosts.<name>]`'s when units are. A plan against nothing live
+/// locks nothing.
 ///
 /// # Errors
 /// [`Error::Backend`] when the systemd target cannot be resolved.
@@ -206,6 +209,7 @@ pub fn lock_spec(
         namespace: stack.stack.namespace().to_string(),
         kube: None,
         file: None,
+        hosts: Vec::new(),
         lease: lock::DEFAULT_LEASE,
     };
     let Against::Live(how) = against else {
@@ -219,6 +223,14 @@ pub fn lock_spec(
         let host = &stack.host;
         let target = Target::resolve(host.scope, how.user, host.unit_dir.as_deref())?;
         spec.file = Some(lock::lock_file(&target, &spec.stack));
+        // Every host the plan may touch: each declared one (a host nothing is placed on any
+        // more may still have the stack's units to remove).
+        for (name, h) in &stack.hosts {
+            spec.hosts.push(
+                how.hosts
+                    .get(name, &h.ssh, h.scope, h.unit_dir.as_deref())?,
+            );
+        }
     }
     Ok(spec)
 }
@@ -242,7 +254,17 @@ pub fn live(cluster: Cluster, user: bool, server_dry_run: bool, force_conflicts:
         user,
         server_dry_run,
         force_conflicts,
+        ..Observe::default()
     })
+}
+
+/// The run is over: its master connections to other hosts end now (rather than linger for
+/// their persist time), and their sockets' folder goes. [`plan`] and [`apply()`] do this
+/// themselves; a front end that reaches hosts otherwise (`force-unlock`) calls it.
+pub fn close_hosts(against: &Against) {
+    if let Against::Live(how) = against {
+        how.hosts.close();
+    }
 }
 
 fn load(source: &StackSource) -> Result<(LoadedStack, Templates), Error> {

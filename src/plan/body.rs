@@ -390,9 +390,7 @@ mod tests {
             "{after}"
         );
 
-        let unit = ResourceId::Systemd {
-            unit: "a.service".into(),
-        };
+        let unit = ResourceId::unit(None, "a.service");
         let old = Body::new(
             &unit,
             Content::unit("[Service]\nEnvironment=TOKEN=body-test-OLD\nExecStart=/bin/true\n"),
@@ -418,6 +416,7 @@ mod tests {
     #[test]
     fn an_env_file_shows_its_keys_only() {
         let id = ResourceId::EnvFile {
+            host: None,
             path: "%E/labctl/x.env".into(),
             unit: "x.service".into(),
         };

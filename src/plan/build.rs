@@ -21,12 +21,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use tracing::Instrument as _;
 use tracing::field::Empty;
 
+use futures_util::StreamExt as _;
+
 use super::kube::observe::{finish_kube, observe_kube, start_kube};
 use super::{Cost, Live, Plan, PlaneTarget, Precondition, diff, kube, saved, units};
-use crate::backend::Stats;
 use crate::backend::kube::Cluster;
+use crate::backend::ssh::{Remote, Remotes};
 use crate::backend::systemd::{Systemd, Target};
-use crate::error::Error;
+use crate::error::{Error, HostFailure};
 use crate::render::{self, Templates};
 use crate::resource::{Desired, ResourceId};
 use crate::stack::{LoadedStack, Plane, Stack};
@@ -65,17 +67,39 @@ impl Sources {
 }
 
 /// How to observe the live planes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Observe {
     /// The cluster, shared with the rest of the run (the lock, apply).
     pub kube: Cluster,
-    /// Use the calling user's systemd manager whatever `host.scope` says (`--user`).
+    /// Use the calling user's systemd manager whatever `host.scope` says (`--user`; this
+    /// machine only).
     pub user: bool,
     /// Check each kube change with a server-side dry run: the plan shows what the server would
     /// store, and a change it refuses as failing.
     pub server_dry_run: bool,
     /// Dry runs take ownership of fields other managers own, as `apply --force-conflicts`.
     pub force_conflicts: bool,
+    /// The `[hosts.<name>]` machines, each reached once for the whole run (the lock, the plan,
+    /// apply).
+    pub hosts: Remotes,
+    /// How many hosts are observed at once (`--hosts-concurrency`).
+    pub hosts_concurrency: usize,
+}
+
+/// The default of [`Observe::hosts_concurrency`] (and of apply's).
+pub const DEFAULT_HOSTS_CONCURRENCY: usize = 8;
+
+impl Default for Observe {
+    fn default() -> Self {
+        Observe {
+            kube: Cluster::default(),
+            user: false,
+            server_dry_run: false,
+            force_conflicts: false,
+            hosts: Remotes::default(),
+            hosts_concurrency: DEFAULT_HOSTS_CONCURRENCY,
+        }
+    }
 }
 
 /// What the stack is compared with.
@@ -88,6 +112,16 @@ pub enum Against {
     /// The stack at an older revision and its templates, rendered with the same secrets
     /// (`plan --base`); `None` when there was no stack then.
     Revision(Box<Option<(Stack, Templates)>>),
+}
+
+impl Against {
+    /// The same, observing up to `n` hosts at once (`--hosts-concurrency`; live planes only).
+    pub fn with_hosts_concurrency(mut self, n: usize) -> Self {
+        if let Against::Live(how) = &mut self {
+            how.hosts_concurrency = n;
+        }
+        self
+    }
 }
 
 /// How to plan.
@@ -182,8 +216,42 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
                         .to_string(),
                 );
                 desired.retain_plane(Some(Plane::Systemd));
-            } else if let Some(early) = kube_early.take() {
-                let mut side = observe_kube(stack, &desired, early?).await?;
+            }
+            // The cluster and every host at once: a plan costs its slowest part, not their sum.
+            let early = if unconfigured(how) {
+                None
+            } else {
+                kube_early.take()
+            };
+            let cluster = async {
+                match early {
+                    Some(Ok(early)) => Some(observe_kube(stack, &desired, early).await),
+                    Some(Err(e)) => Some(Err(e)),
+                    None => None,
+                }
+            };
+            let hosts = async {
+                if options.plane == Some(Plane::Kube) {
+                    return Ok(Vec::new());
+                }
+                // Each host failing alone: one that cannot be observed is left out of the
+                // plan, named with why. This machine's manager beside them, not counted.
+                let mut places = host_places(stack, how)?.into_iter();
+                let local = places.next().expect("this machine comes first");
+                let (local, mut remote) = futures_util::join!(
+                    observe_systemd(name, &desired, local),
+                    futures_util::stream::iter(
+                        places.map(|place| observe_systemd(name, &desired, place)),
+                    )
+                    .buffered(how.hosts_concurrency.max(1))
+                    .collect::<Vec<_>>()
+                );
+                remote.insert(0, local);
+                Ok::<_, Error>(remote)
+            };
+            let (cluster, hosts) = futures_util::join!(cluster, hosts);
+            if let Some(side) = cluster {
+                let mut side = side?;
                 live.objects = std::mem::take(&mut side.live.objects);
                 // An object the account may not read is left out, not planned blind.
                 for (id, why) in &side.observed.forbidden {
@@ -194,16 +262,27 @@ pub async fn build(stack: &Stack, sources: &Sources, options: &Options) -> Resul
                 kube_side = Some(side);
                 targets.push(PlaneTarget::Kube(how.kube.clone()));
             }
-            if options.plane != Some(Plane::Kube) {
-                let host = &stack.host;
-                let target = Target::resolve(host.scope, how.user, host.unit_dir.as_deref())?;
-                let (objects, cost, pre) = observe_systemd(name, &desired, target.clone()).await?;
-                preconditions.extend(pre);
-                live.objects.extend(objects.objects);
-                costs.push(cost);
-                targets.push(PlaneTarget::Systemd(target));
+            let mut unreached = Vec::new();
+            for (place, result) in hosts? {
+                match (result, place) {
+                    (Ok((target, objects, cost, pre)), _) => {
+                        preconditions.extend(pre);
+                        live.objects.extend(objects.objects);
+                        costs.push(cost);
+                        targets.push(PlaneTarget::Systemd(target));
+                    }
+                    (Err(e), HostPlace::Remote(remote)) => {
+                        unreached.push(host_failure(&remote, &e));
+                    }
+                    (Err(e), HostPlace::Local(_)) => return Err(e),
+                }
             }
+            desired.objects.retain(|id, _| {
+                id.host()
+                    .is_none_or(|h| !unreached.iter().any(|u: &HostFailure| u.host == h))
+            });
             let mut plan = plan_of(stack, &desired, &live, options);
+            plan.unreached = unreached;
             if let Some(side) = kube_side {
                 costs.insert(0, finish_kube(&mut plan, side, how).await);
             }
@@ -245,8 +324,9 @@ fn plan_of(stack: &Stack, desired: &Desired, live: &Live, options: &Options) -> 
     plan
 }
 
-/// What observing the host gives: the live set, its cost, and each read object's precondition.
-type HostObserved = (Live, Cost, BTreeMap<ResourceId, Precondition>);
+/// What observing a host gives: where it is (resolved: its unit folder found), the live set,
+/// its cost, and each read object's precondition.
+type HostObserved = (Target, Live, Cost, BTreeMap<ResourceId, Precondition>);
 
 /// The rendered stack, and what observing the cluster has given meanwhile. A failed render is
 /// the error even when the cluster cannot be reached: the stack is the user's to fix first, and
@@ -272,64 +352,130 @@ async fn alongside<R, T>(
     Ok((rendered, observed))
 }
 
+/// Where a host's units live: this machine's manager, or a `[hosts.<name>]` one.
+#[derive(Debug, Clone)]
+enum HostPlace {
+    /// This machine.
+    Local(Target),
+    /// Another machine, reached over ssh when observed.
+    Remote(Remote),
+}
+
+/// Every host the stack declares: this machine first, then each `[hosts.<name>]`, by name. A
+/// declared host is observed even when nothing is placed on it any more: what the stack put
+/// there before is found and removed.
+fn host_places(stack: &Stack, how: &Observe) -> Result<Vec<HostPlace>, Error> {
+    let host = &stack.host;
+    let mut out = vec![HostPlace::Local(Target::resolve(
+        host.scope,
+        how.user,
+        host.unit_dir.as_deref(),
+    )?)];
+    for (name, h) in &stack.hosts {
+        out.push(HostPlace::Remote(how.hosts.get(
+            name,
+            &h.ssh,
+            h.scope,
+            h.unit_dir.as_deref(),
+        )?));
+    }
+    Ok(out)
+}
+
+/// How a host failed, in the words that say most: the error, and what ssh said last when that
+/// is not in it already (a connection that dropped says why only there).
+pub(crate) fn host_failure(remote: &Remote, e: &Error) -> HostFailure {
+    let mut why = e.report();
+    if let Some(words) = remote.last_words()
+        && !why.contains(&words)
+    {
+        why = format!("{why} (ssh: {words})");
+    }
+    HostFailure {
+        host: remote.name().to_string(),
+        why,
+    }
+}
+
 async fn observe_systemd(
     stack: &str,
     desired: &Desired,
-    target: Target,
-) -> Result<HostObserved, Error> {
+    place: HostPlace,
+) -> (HostPlace, Result<HostObserved, Error>) {
     let span = tracing::info_span!("observe", labctl.plane = "systemd", labctl.requests = Empty);
     let result = async {
+        let target = match &place {
+            HostPlace::Local(t) => t.clone(),
+            HostPlace::Remote(remote) => Target::on(remote.clone()).await?,
+        };
+        let host = target.host().map(str::to_string);
+        let host = host.as_deref();
         let sd = Systemd::connect(target).await?;
-        let files = sd.unit_files()?;
-        let names = units::units_to_observe(stack, desired, &files);
-        let observed = sd.observe(&names).await?;
-        let pre = saved::unit_preconditions(&files, &observed);
-        let mut live = units::live_units(stack, &files, observed);
-        observe_env_files(stack, desired, sd.target(), &mut live)?;
-        Ok::<_, Error>((live, sd.stats(), pre))
+        let dir = sd.read_unit_dir().await?;
+        let names = units::units_to_observe(stack, host, desired, &dir.files);
+        let observed = sd.observe(&names, &dir).await?;
+        let pre = saved::unit_preconditions(host, &dir.files, &observed);
+        let mut live = units::live_units(stack, host, &dir.files, observed);
+        observe_env_files(stack, desired, &sd, &mut live).await?;
+        Ok::<_, Error>((sd.target().clone(), live, sd.stats(), pre))
     }
     .instrument(span.clone())
     .await;
-    let (live, stats, pre) = result?;
-    span.record("labctl.requests", stats.calls);
-    Ok((live, cost(Plane::Systemd, stats), pre))
+    let result = result.map(|(target, live, stats, pre)| {
+        span.record("labctl.requests", stats.calls);
+        let cost = Cost {
+            plane: Plane::Systemd,
+            host: target.host().map(str::to_string),
+            phase: "observe",
+            stats,
+        };
+        (target, live, cost, pre)
+    });
+    (place, result)
 }
 
-/// Read the env files the stack wants from where the manager looks for them (a missing one is
-/// not live), and the stack's env files that its live units name and nothing wants.
-fn observe_env_files(
+/// Read the env files the stack wants on the manager's host from where the manager looks for
+/// them (a missing one is not live), and the stack's env files that its live units there name
+/// and nothing wants. Two reads in all, each of every file at once.
+async fn observe_env_files(
     stack: &str,
     desired: &Desired,
-    target: &Target,
+    sd: &Systemd,
     live: &mut Live,
 ) -> Result<(), Error> {
+    let target = sd.target();
+    let host = target.host();
+    let at = |path: &str| units::env_file_path_on(path, target.scope, &|k| target.var(k));
+    let mut wanted = Vec::new();
     for (id, want) in &desired.objects {
-        let crate::resource::ResourceId::EnvFile { path, .. } = id else {
+        let ResourceId::EnvFile { path, .. } = id else {
             continue;
         };
-        let file = units::env_file_path(path, target.scope)?;
-        match std::fs::read_to_string(&file) {
-            Ok(text) => {
-                live.objects.insert(
-                    id.clone(),
-                    units::live_env_file(stack, &want.content, &text),
-                );
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(Error::Read { path: file, source }),
+        if id.host() != host {
+            continue;
+        }
+        wanted.push((id, want, at(path)?));
+    }
+    let files: Vec<_> = wanted.iter().map(|(_, _, f)| f.clone()).collect();
+    for ((id, want, _), text) in wanted.iter().zip(sd.read_files(&files).await?) {
+        if let Some(text) = text {
+            live.objects.insert(
+                (*id).clone(),
+                units::live_env_file(stack, &want.content, &text),
+            );
         }
     }
     // An env file of the stack's that nothing wants any more (its unit is removed, or no longer
     // reads it) is found through the live unit that names it, and pruned like the unit: a file
     // of secrets must not outlive its use. Only a file carrying the stack's marker is taken.
-    let mut stale = Vec::new();
+    let mut maybe = Vec::new();
     for (id, obj) in &live.objects {
-        let (ResourceId::Systemd { unit }, crate::resource::Content::Unit(text)) =
+        let (ResourceId::Systemd { unit, .. }, crate::resource::Content::Unit(text)) =
             (id, &obj.content)
         else {
             continue;
         };
-        if !obj.owned {
+        if !obj.owned || id.host() != host {
             continue;
         }
         for path in text
@@ -338,34 +484,27 @@ fn observe_env_files(
             .map(|p| p.trim().trim_start_matches('-'))
         {
             let env = ResourceId::EnvFile {
+                host: host.map(str::to_string),
                 path: path.to_string(),
                 unit: unit.clone(),
             };
             if desired.objects.contains_key(&env) || live.objects.contains_key(&env) {
                 continue;
             }
-            let file = units::env_file_path(path, target.scope)?;
-            match std::fs::read_to_string(&file) {
-                Ok(text) => {
-                    let none = crate::resource::Content::kube(serde_json::json!({}));
-                    let found = units::live_env_file(stack, &none, &text);
-                    if found.owned {
-                        stale.push((env, found));
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(Error::Read { path: file, source }),
+            maybe.push((env, at(path)?));
+        }
+    }
+    let files: Vec<_> = maybe.iter().map(|(_, f)| f.clone()).collect();
+    let mut stale = Vec::new();
+    for ((env, _), text) in maybe.into_iter().zip(sd.read_files(&files).await?) {
+        if let Some(text) = text {
+            let none = crate::resource::Content::kube(serde_json::json!({}));
+            let found = units::live_env_file(stack, &none, &text);
+            if found.owned {
+                stale.push((env, found));
             }
         }
     }
     live.objects.extend(stale);
     Ok(())
-}
-
-fn cost(plane: Plane, stats: Stats) -> Cost {
-    Cost {
-        plane,
-        phase: "observe",
-        stats,
-    }
 }

@@ -195,7 +195,7 @@ mod tests {
 
     fn desired(unit: &str, text: &str) -> Desired {
         let mut d = Desired::default();
-        let id = ResourceId::Systemd { unit: unit.into() };
+        let id = ResourceId::unit(None, unit);
         d.objects.insert(
             id.clone(),
             DesiredObject {
@@ -212,7 +212,7 @@ mod tests {
     fn live(unit: &str, text: &str, owned: bool, state: Option<UnitState>) -> Live {
         let mut l = Live::default();
         l.objects.insert(
-            ResourceId::Systemd { unit: unit.into() },
+            ResourceId::unit(None, unit),
             LiveObject {
                 content: Content::unit(text),
                 owned,

@@ -15,18 +15,19 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub use body::{Body, SENSITIVE, SENSITIVE_CHANGED};
-pub use build::{Against, Observe, Options, Secrets, Sources, build};
+pub use build::{Against, DEFAULT_HOSTS_CONCURRENCY, Observe, Options, Secrets, Sources, build};
 pub use diff::{Live, LiveObject, diff};
 pub use saved::Precondition;
 pub use select::{Selection, kept_ids, select};
 pub use units::{
-    ObservedUnit, UnitState, env_file_path, installable, live_units, units_to_observe, wants_active,
+    ObservedUnit, UnitState, env_file_path, env_file_path_on, installable, live_units,
+    units_to_observe, wants_active,
 };
 
 use crate::backend::Stats;
 use crate::backend::kube::Cluster;
 use crate::backend::systemd::Target;
-use crate::error::ApiStatus;
+use crate::error::{ApiStatus, HostFailure};
 use crate::resource::ResourceId;
 use crate::stack::Plane;
 
@@ -206,10 +207,12 @@ impl PlaneTarget {
 }
 
 /// What one phase of work on a plane cost (requests, wall time), for `-v`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cost {
     /// The plane.
     pub plane: Plane,
+    /// The `[hosts.<name>]` it was on; `None` for the cluster and this machine.
+    pub host: Option<String>,
     /// `observe`, `apply` or `wait`.
     pub phase: &'static str,
     /// Requests sent and time spent.
@@ -246,6 +249,40 @@ pub struct Plan {
     /// Kube: the `resourceVersion` each write must still find, sent as `metadata.resourceVersion`
     /// (the server answers 409 Conflict when the object moved). Set when applying a saved plan.
     pub expect_versions: BTreeMap<ResourceId, String>,
+    /// The hosts (`[hosts.<name>]`) that could not be observed, and why: the plan has nothing
+    /// of theirs, and applying it changes nothing there.
+    pub unreached: Vec<HostFailure>,
+}
+
+/// Where a change happens, as plans group them: the cluster, then this machine, then each host.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Place {
+    /// The Kubernetes cluster.
+    Cluster,
+    /// The machine labctl runs on (`[host]`, named `local`).
+    Local,
+    /// A `[hosts.<name>]` machine.
+    Host(String),
+}
+
+impl Place {
+    /// Where `id` is.
+    pub fn of(id: &ResourceId) -> Place {
+        match (id.plane(), id.host()) {
+            (Plane::Kube, _) => Place::Cluster,
+            (Plane::Systemd, None) => Place::Local,
+            (Plane::Systemd, Some(h)) => Place::Host(h.to_string()),
+        }
+    }
+
+    /// Its name in summaries: `cluster`, `local` or the host's.
+    pub fn name(&self) -> &str {
+        match self {
+            Place::Cluster => "cluster",
+            Place::Local => crate::stack::LOCAL_HOST,
+            Place::Host(h) => h,
+        }
+    }
 }
 
 /// How `--target`/`--exclude` cut a plan down.
@@ -273,6 +310,58 @@ pub struct Summary {
 }
 
 impl Plan {
+    /// The `[hosts.<name>]` machines this plan is about (observed, changed or not reached), by
+    /// name; empty for a plan of the cluster and this machine alone, which views show as they
+    /// always have.
+    pub fn hosts(&self) -> Vec<String> {
+        let mut out: std::collections::BTreeSet<String> = self
+            .changes
+            .iter()
+            .filter_map(|c| c.id.host().map(str::to_string))
+            .collect();
+        out.extend(self.targets.iter().filter_map(|t| match t {
+            PlaneTarget::Systemd(t) => t.host().map(str::to_string),
+            PlaneTarget::Kube(_) => None,
+        }));
+        out.extend(self.unreached.iter().map(|u| u.host.clone()));
+        out.into_iter().collect()
+    }
+
+    /// The places a plan of several hosts shows, in order, each with its counts (`None` for a
+    /// host not reached): the cluster when planned, this machine, each host.
+    pub fn places(&self) -> Vec<(Place, Option<Summary>)> {
+        let mut places: Vec<Place> = Vec::new();
+        let kube = self.changes.iter().any(|c| c.id.plane() == Plane::Kube)
+            || self.targets.iter().any(|t| t.plane() == Plane::Kube);
+        if kube {
+            places.push(Place::Cluster);
+        }
+        let local = self
+            .changes
+            .iter()
+            .any(|c| Place::of(&c.id) == Place::Local)
+            || self
+                .targets
+                .iter()
+                .any(|t| matches!(t, PlaneTarget::Systemd(t) if t.host().is_none()));
+        if local {
+            places.push(Place::Local);
+        }
+        places.extend(self.hosts().into_iter().map(Place::Host));
+        places
+            .into_iter()
+            .map(|p| {
+                let reached = match &p {
+                    Place::Host(h) => !self.unreached.iter().any(|u| &u.host == h),
+                    _ => true,
+                };
+                let s =
+                    reached.then(|| summarize(self.actionable().filter(|c| Place::of(&c.id) == p)));
+                (p, s)
+            })
+            .collect()
+    }
+
     /// Changes that do something.
     pub fn actionable(&self) -> impl Iterator<Item = &Change> {
         self.changes.iter().filter(|c| c.action != Action::NoOp)
@@ -290,21 +379,26 @@ impl Plan {
 
     /// Counts by action.
     pub fn summary(&self) -> Summary {
-        let mut s = Summary::default();
-        for c in self.actionable() {
-            match c.action {
-                Action::Create => s.add += 1,
-                Action::Update | Action::Adopt => s.change += 1,
-                Action::Delete => s.destroy += 1,
-                Action::Replace => {
-                    s.add += 1;
-                    s.destroy += 1;
-                }
-                Action::NoOp => {}
-            }
-        }
-        s
+        summarize(self.actionable())
     }
+}
+
+/// Counts by action of `changes`.
+fn summarize<'a>(changes: impl Iterator<Item = &'a Change>) -> Summary {
+    let mut s = Summary::default();
+    for c in changes {
+        match c.action {
+            Action::Create => s.add += 1,
+            Action::Update | Action::Adopt => s.change += 1,
+            Action::Delete => s.destroy += 1,
+            Action::Replace => {
+                s.add += 1;
+                s.destroy += 1;
+            }
+            Action::NoOp => {}
+        }
+    }
+    s
 }
 
 /// Free `value` on a thread of its own. A plan of a large stack owns thousands of JSON trees,

@@ -204,10 +204,11 @@ pub fn kube_state(obj: &Value) -> Precondition {
     }
 }
 
-/// The preconditions of the units a plan read: each observed unit's file (in labctl's folder, or
-/// where systemd loaded it from), load state and `NeedDaemonReload`; absent when there is no file
-/// and systemd knows no such unit.
+/// The preconditions of the units a plan read on `host` (`None`: this machine): each observed
+/// unit's file (in labctl's folder, or where systemd loaded it from), load state and
+/// `NeedDaemonReload`; absent when there is no file and systemd knows no such unit.
 pub fn unit_preconditions(
+    host: Option<&str>,
     files: &BTreeMap<String, String>,
     observed: &[ObservedUnit],
 ) -> BTreeMap<ResourceId, Precondition> {
@@ -227,12 +228,7 @@ pub fn unit_preconditions(
                     need_daemon_reload: o.state.need_daemon_reload,
                 }
             };
-            (
-                ResourceId::Systemd {
-                    unit: o.name.clone(),
-                },
-                pre,
-            )
+            (ResourceId::unit(host, o.name.clone()), pre)
         })
         .collect()
 }

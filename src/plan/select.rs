@@ -266,7 +266,7 @@ fn depends_on(changes: &[Change], i: usize) -> BTreeSet<usize> {
             }
         }
         ResourceId::Kube { .. } => {}
-        ResourceId::Systemd { unit } => {
+        ResourceId::Systemd { host, unit } => {
             let text = c
                 .after
                 .as_ref()
@@ -280,10 +280,18 @@ fn depends_on(changes: &[Change], i: usize) -> BTreeSet<usize> {
                 if j == i || o.action == Action::Delete {
                     continue;
                 }
+                // Units name each other only on their own host.
                 let needed = match &o.id {
-                    ResourceId::Systemd { unit: other } => named.contains(other),
+                    ResourceId::Systemd {
+                        host: h,
+                        unit: other,
+                    } => h == host && named.contains(other),
                     // The unit reads its env file when it starts.
-                    ResourceId::EnvFile { unit: reader, .. } => reader == unit,
+                    ResourceId::EnvFile {
+                        host: h,
+                        unit: reader,
+                        ..
+                    } => h == host && reader == unit,
                     ResourceId::Kube { .. } => false,
                 };
                 if needed {
@@ -355,7 +363,7 @@ mod tests {
     }
 
     fn unit(name: &str, text: &str, action: Action) -> Change {
-        let id = ResourceId::Systemd { unit: name.into() };
+        let id = ResourceId::unit(None, name);
         Change {
             after: Some(Body::new(&id, Content::unit(text))),
             id,

@@ -19,10 +19,11 @@ use crate::render::sha256_hex;
 use crate::resource::{Content, Desired, DesiredObject, ResourceId, unit_owner};
 use crate::stack::Scope;
 
-/// The units to observe: every desired unit, and every file in the unit folder that carries
-/// `stack`'s marker (what the stack owns, for pruning).
+/// The units to observe on `host` (`None`: this machine): every unit desired there, and every
+/// file in its unit folder that carries `stack`'s marker (what the stack owns, for pruning).
 pub fn units_to_observe(
     stack: &str,
+    host: Option<&str>,
     desired: &Desired,
     files: &BTreeMap<String, String>,
 ) -> Vec<String> {
@@ -30,8 +31,10 @@ pub fn units_to_observe(
         .objects
         .keys()
         .filter_map(|id| match id {
-            ResourceId::Systemd { unit } => Some(unit.clone()),
-            ResourceId::Kube { .. } | ResourceId::EnvFile { .. } => None,
+            ResourceId::Systemd { host: h, unit } if h.as_deref() == host => Some(unit.clone()),
+            ResourceId::Systemd { .. } | ResourceId::Kube { .. } | ResourceId::EnvFile { .. } => {
+                None
+            }
         })
         .collect();
     names.extend(
@@ -43,11 +46,12 @@ pub fn units_to_observe(
     names.into_iter().collect()
 }
 
-/// The live set of the host: each observed unit that has a file, with the file's text, its state,
-/// and whether `stack`'s marker is on it. A unit loaded from another folder is live too: a
-/// same-named unit that labctl must not silently shadow.
+/// The live set of `host` (`None`: this machine): each observed unit that has a file, with the
+/// file's text, its state, and whether `stack`'s marker is on it. A unit loaded from another
+/// folder is live too: a same-named unit that labctl must not silently shadow.
 pub fn live_units(
     stack: &str,
+    host: Option<&str>,
     files: &BTreeMap<String, String>,
     observed: Vec<ObservedUnit>,
 ) -> Live {
@@ -60,7 +64,7 @@ pub fn live_units(
         };
         if let Some(text) = text {
             live.objects.insert(
-                ResourceId::Systemd { unit: o.name },
+                ResourceId::unit(host, o.name),
                 LiveObject {
                     content: Content::unit(&text),
                     owned: unit_owner(&text) == Some(stack),
@@ -136,19 +140,20 @@ fn triggered_unit(trigger: &str, text: &str) -> Option<String> {
     Some(format!("{base}.service"))
 }
 
-/// Whether some desired timer, socket or path unit activates `unit`.
-fn has_trigger(unit: &str, desired: &Desired) -> bool {
+/// Whether some timer, socket or path unit desired on `host` activates `unit` there.
+fn has_trigger(host: Option<&str>, unit: &str, desired: &Desired) -> bool {
     desired.objects.values().any(|o| match &o.id {
-        ResourceId::Systemd { unit: t } => {
+        ResourceId::Systemd { host: h, unit: t } if h.as_deref() == host => {
             triggered_unit(t, &o.content.text()).is_some_and(|u| u == unit)
         }
+        ResourceId::Systemd { .. } => false,
         ResourceId::Kube { .. } | ResourceId::EnvFile { .. } => false,
     })
 }
 
-/// Whether apply should keep `unit` running.
-pub fn wants_active(unit: &str, text: &str, desired: &Desired) -> bool {
-    if unit.contains("@.") || has_trigger(unit, desired) {
+/// Whether apply should keep `unit` (on `host`; `None`: this machine) running.
+pub fn wants_active(host: Option<&str>, unit: &str, text: &str, desired: &Desired) -> bool {
+    if unit.contains("@.") || has_trigger(host, unit, desired) {
         return false;
     }
     if unit.ends_with(".service")
@@ -162,7 +167,7 @@ pub fn wants_active(unit: &str, text: &str, desired: &Desired) -> bool {
 
 /// Impacts of creating a unit.
 pub(super) fn created(want: &DesiredObject, desired: &Desired) -> Vec<Impact> {
-    let ResourceId::Systemd { unit } = &want.id else {
+    let ResourceId::Systemd { host, unit } = &want.id else {
         return Vec::new();
     };
     let text = want.content.text();
@@ -170,7 +175,7 @@ pub(super) fn created(want: &DesiredObject, desired: &Desired) -> Vec<Impact> {
     if installable(&text) {
         i.push(Impact::Enable);
     }
-    if wants_active(unit, &text, desired) {
+    if wants_active(host.as_deref(), unit, &text, desired) {
         i.push(Impact::Start);
     }
     i
@@ -184,7 +189,7 @@ pub(super) fn kept(
     state: Option<&UnitState>,
     desired: &Desired,
 ) -> (Vec<Impact>, Vec<String>) {
-    let ResourceId::Systemd { unit } = &want.id else {
+    let ResourceId::Systemd { host, unit } = &want.id else {
         return (Vec::new(), Vec::new());
     };
     let text = want.content.text();
@@ -194,7 +199,7 @@ pub(super) fn kept(
     } else {
         Impact::Restart
     };
-    let active = wants_active(unit, &text, desired);
+    let active = wants_active(host.as_deref(), unit, &text, desired);
     let mut impact = Vec::new();
     let mut notes = Vec::new();
     let Some(st) = state else {
@@ -287,7 +292,20 @@ pub(super) fn removed(state: Option<&UnitState>) -> Vec<Impact> {
 /// [`Error::Usage`] for another specifier, or when the user's folders are unknown (neither
 /// `XDG_CONFIG_HOME` nor `HOME` is set).
 pub fn env_file_path(path: &str, scope: Scope) -> Result<PathBuf, Error> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    env_file_path_on(path, scope, &|k| std::env::var(k).ok())
+}
+
+/// [`env_file_path`] on a machine whose manager's user has the variables `var` gives (another
+/// host's, as its probe found them).
+///
+/// # Errors
+/// As [`env_file_path`].
+pub fn env_file_path_on(
+    path: &str,
+    scope: Scope,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> Result<PathBuf, Error> {
+    let env = |k: &str| var(k).filter(|v| !v.is_empty());
     let home = || {
         env("HOME").ok_or_else(|| {
             Error::Usage(format!("cannot place env file `{path}`: `HOME` is not set"))
@@ -430,30 +448,25 @@ pub fn live_env_file(stack: &str, want: &Content, text: &str) -> LiveObject {
 /// (apply writes env files before any unit job). A unit that is not kept running (a oneshot, a
 /// timer's service) reads the new file the next time it starts.
 pub fn env_file_impacts(plan: &mut Plan, desired: &Desired) {
-    let restarting: BTreeSet<String> = plan
+    let restarting: BTreeSet<ResourceId> = plan
         .changes
         .iter()
-        .filter_map(|c| match &c.id {
-            ResourceId::Systemd { unit }
-                if c.impact.contains(&Impact::Start) || c.impact.contains(&Impact::Restart) =>
-            {
-                Some(unit.clone())
-            }
-            _ => None,
-        })
+        .filter(|c| c.impact.contains(&Impact::Start) || c.impact.contains(&Impact::Restart))
+        .filter(|c| matches!(c.id, ResourceId::Systemd { .. }))
+        .map(|c| c.id.clone())
         .collect();
     for c in &mut plan.changes {
-        let ResourceId::EnvFile { unit, .. } = &c.id else {
+        let ResourceId::EnvFile { host, unit, .. } = &c.id else {
             continue;
         };
-        if c.action == Action::NoOp || c.action == Action::Delete || restarting.contains(unit) {
+        let id = ResourceId::unit(host.as_deref(), unit.clone());
+        if c.action == Action::NoOp || c.action == Action::Delete || restarting.contains(&id) {
             continue;
         }
-        let id = ResourceId::Systemd { unit: unit.clone() };
         let Some(u) = desired.objects.get(&id) else {
             continue;
         };
-        if wants_active(unit, &u.content.text(), desired) {
+        if wants_active(host.as_deref(), unit, &u.content.text(), desired) {
             c.impact.push(Impact::Restart);
         }
     }
@@ -470,7 +483,7 @@ mod tests {
 
     fn obj(unit: &str, text: &str, reload: bool) -> DesiredObject {
         DesiredObject {
-            id: ResourceId::Systemd { unit: unit.into() },
+            id: ResourceId::unit(None, unit),
             component: "c".into(),
             template: "t".into(),
             content: Content::unit(text),
@@ -524,6 +537,7 @@ mod tests {
         );
         let s = obj("b.service", "[Service]\nExecStart=/bin/sleep 1\n", false);
         assert!(!wants_active(
+            None,
             "b.service",
             &s.content.text(),
             &desired(&[&t, &s])
@@ -534,11 +548,13 @@ mod tests {
     fn oneshot_without_remain_after_exit_is_not_demanded() {
         let d = Desired::default();
         assert!(!wants_active(
+            None,
             "x.service",
             "[Service]\nType=oneshot\nExecStart=/bin/true\n",
             &d
         ));
         assert!(wants_active(
+            None,
             "x.service",
             "[Service]\nType=oneshot\nRemainAfterExit=yes\n",
             &d

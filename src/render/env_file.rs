@@ -29,7 +29,7 @@ pub(super) fn env_files(
     text: &str,
     decls: Vec<EnvDecl>,
 ) -> Result<Vec<DesiredObject>, Error> {
-    let ResourceId::Systemd { unit } = unit else {
+    let ResourceId::Systemd { host, unit } = unit else {
         return Err(Error::Template {
             template: template.to_string(),
             line: None,
@@ -58,6 +58,7 @@ pub(super) fn env_files(
             });
         };
         let id = ResourceId::EnvFile {
+            host: host.clone(),
             path: (*path).to_string(),
             unit: unit.clone(),
         };

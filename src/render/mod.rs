@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::error::Error;
 use crate::resource::Desired;
 use crate::sensitive::{Secrets, redacted};
-use crate::stack::{Plane, Stack};
+use crate::stack::{LOCAL_HOST, Plane, Stack};
 
 use env_file::{env_files, valid_env_var};
 use objects::{kube_objects, unit_object};
@@ -234,15 +234,34 @@ fn render_all(
                 message: format!("component `{}` has no templates", c.name),
             });
         }
-        let ctx = JValue::from(minijinja::value::Serde(json!({
-            "stack": stack_json,
-            "c": c.settings,
-            "component": c.name,
-            "namespace": namespace,
-            "labctl": stack.host.labctl_path,
-            "version": env!("CARGO_PKG_VERSION"),
-        })));
-        for name in names {
+        // A kube component renders once; a host component once per host it is placed on, each
+        // time seeing that host's manager as `stack.host.scope` and `stack.host.unit_dir`.
+        let places: Vec<Option<&str>> = match c.plane {
+            Plane::Kube => vec![None],
+            Plane::Systemd => c
+                .hosts
+                .iter()
+                .map(|h| (h != LOCAL_HOST).then_some(h.as_str()))
+                .collect(),
+        };
+        for (place, name) in places
+            .iter()
+            .flat_map(|p| names.iter().map(move |n| (*p, *n)))
+        {
+            let mut seen = stack_json.clone();
+            if let Some(remote) = place.and_then(|h| stack.hosts.get(h)) {
+                seen["host"]["scope"] = json!(remote.scope);
+                seen["host"]["unit_dir"] = json!(remote.unit_dir);
+            }
+            let ctx = JValue::from(minijinja::value::Serde(json!({
+                "stack": seen,
+                "c": c.settings,
+                "component": c.name,
+                "namespace": namespace,
+                "labctl": stack.host.labctl_path,
+                "version": env!("CARGO_PKG_VERSION"),
+                "host": place.unwrap_or(LOCAL_HOST),
+            })));
             let tmpl = env
                 .get_template(name)
                 .map_err(|e| template_error(name, &templates.sources[name].0, &e))?;
@@ -264,7 +283,7 @@ fn render_all(
             }
             let mut objects = match c.plane {
                 Plane::Kube => kube_objects(stack, &c, name, &out)?,
-                Plane::Systemd => vec![unit_object(stack, &c, name, &out)?],
+                Plane::Systemd => vec![unit_object(stack, &c, place, name, &out)?],
             };
             if !rec.env.is_empty() {
                 let unit = objects[0].id.clone();
@@ -429,6 +448,7 @@ mod tests {
         let all = Secrets::new(|n| Some(format!("{n}-value")));
         let d = render(&stack, &Templates::builtin(), &all, Some(Plane::Systemd)).unwrap();
         let id = ResourceId::EnvFile {
+            host: None,
             path: "%E/labctl/proxy.env".into(),
             unit: "labctl-proxy.service".into(),
         };
@@ -441,9 +461,7 @@ mod tests {
             })
         );
         // The unit itself holds no value.
-        let unit = ResourceId::Systemd {
-            unit: "labctl-proxy.service".into(),
-        };
+        let unit = ResourceId::unit(None, "labctl-proxy.service");
         let text = d.objects[&unit].content.text();
         assert!(!text.contains("-value"), "{text}");
         assert!(

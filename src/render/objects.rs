@@ -156,9 +156,11 @@ fn kube_object(
     })
 }
 
+/// The unit `template` rendered to `text` for component `c` on `host` (`None`: this machine).
 pub(super) fn unit_object(
     stack: &Stack,
     c: &Component,
+    host: Option<&str>,
     template: &str,
     text: &str,
 ) -> Result<DesiredObject, Error> {
@@ -199,7 +201,7 @@ pub(super) fn unit_object(
         crate::resource::unit_marker(&stack.stack.name)
     );
     Ok(DesiredObject {
-        id: ResourceId::Systemd { unit },
+        id: ResourceId::unit(host, unit),
         component: c.name.clone(),
         template: template.to_string(),
         content: Content::unit(&text),

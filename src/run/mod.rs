@@ -142,9 +142,9 @@ fn render_cmd(cli: &Cli, args: &RenderArgs) -> Result<ExitCode, Error> {
                 })
                 .collect();
             let scope: &[&str] = match args.plane {
-                None => &["kube/", "systemd/"],
+                None => &["kube/", "systemd/", "hosts/"],
                 Some(PlaneArg::Kube) => &["kube/"],
-                Some(PlaneArg::Systemd) => &["systemd/"],
+                Some(PlaneArg::Systemd) => &["systemd/", "hosts/"],
             };
             eprint!("{}", output_dir::write(dir, name, scope, &files)?);
         }
@@ -245,6 +245,7 @@ fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Erro
         Against::Nothing
     } else {
         ops::live(cluster(cli), args.user, args.server_dry_run, false)
+            .with_hosts_concurrency(args.hosts_concurrency)
     };
     let request = PlanRequest {
         stack,
@@ -292,6 +293,12 @@ fn plan_cmd(cli: &Cli, args: &PlanArgs, styles: Styles) -> Result<ExitCode, Erro
         Format::Markdown => view::render_plan_markdown(plan, base),
     };
     print(&text)?;
+    // A host that could not be planned fails the run, after the plan of the others.
+    if !plan.unreached.is_empty() {
+        return Err(Error::Unreached {
+            hosts: plan.unreached.clone(),
+        });
+    }
     // A plan the server refuses would fail: never a clean exit.
     let code = if plan.refused().next().is_some() {
         ExitCode::from(if args.detailed_exitcode {
@@ -361,7 +368,8 @@ fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Er
             PlanRequest {
                 stack,
                 plane,
-                against: ops::live(cluster, m.user, m.server_dry_run, args.force_conflicts),
+                against: ops::live(cluster, m.user, m.server_dry_run, args.force_conflicts)
+                    .with_hosts_concurrency(args.hosts_concurrency),
                 selection: f.plan.selection(),
                 prune_volumes: m.prune_volumes,
             }
@@ -374,7 +382,8 @@ fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Er
                 args.user,
                 args.server_dry_run,
                 args.force_conflicts,
-            ),
+            )
+            .with_hosts_concurrency(args.hosts_concurrency),
             selection: selection(&args.select),
             prune_volumes: args.prune_volumes,
         },
@@ -388,6 +397,7 @@ fn apply_cmd(cli: &Cli, args: &ApplyArgs, styles: Styles) -> Result<ExitCode, Er
             wait: (!args.no_wait).then_some(args.wait_timeout),
             settle: args.settle,
             concurrency: args.concurrency,
+            hosts_concurrency: args.hosts_concurrency,
         },
         lock: lock_request(args.lock_timeout, args.lock_lease),
         // A saved plan was reviewed when it was made: applying it is the confirmation.
@@ -482,7 +492,9 @@ fn force_unlock_cmd(cli: &Cli, args: &ForceUnlockArgs) -> Result<ExitCode, Error
     let loaded = stack::load(&cli.stack)?;
     let against = ops::live(cluster(cli), args.user, false, false);
     let spec = ops::lock_spec(&loaded.stack, plane(args.plane), &against)?;
-    let done = runtime()?.block_on(lock::force_unlock(&spec))?;
+    let done = runtime()?.block_on(lock::force_unlock(&spec));
+    ops::close_hosts(&against);
+    let done = done?;
     print(&(done.lines.join("\n") + "\n"))?;
     Ok(ExitCode::SUCCESS)
 }

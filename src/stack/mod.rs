@@ -33,6 +33,9 @@ pub struct Component {
     pub reload_on_change: bool,
     /// Kube only: pruning needs `--prune-volumes`.
     pub protect: bool,
+    /// Systemd only: the hosts its units go to ([`LOCAL_HOST`] and `[hosts.<name>]` names),
+    /// in the order written; `["local"]` unless the stack places it.
+    pub hosts: Vec<String>,
     /// The component's settings, handed to its templates as `c`.
     pub settings: serde_json::Value,
 }
@@ -175,6 +178,7 @@ impl Stack {
                 unit: None,
                 reload_on_change: false,
                 protect,
+                hosts: Vec::new(),
                 settings: v,
             })
         };
@@ -242,6 +246,10 @@ impl Stack {
 
         let h = &self.host;
         let host = |name: &str, enabled: bool, unit: &str, reload: bool, v: serde_json::Value| {
+            let hosts = v
+                .get("hosts")
+                .and_then(|h| serde_json::from_value::<Vec<String>>(h.clone()).ok())
+                .unwrap_or_else(|| vec![LOCAL_HOST.to_string()]);
             Some(Component {
                 plane: Plane::Systemd,
                 name: name.into(),
@@ -251,6 +259,7 @@ impl Stack {
                 unit: Some(unit.into()),
                 reload_on_change: reload,
                 protect: false,
+                hosts,
                 settings: v,
             })
         };

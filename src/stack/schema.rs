@@ -20,6 +20,10 @@ pub struct Stack {
     /// `[host.*]`: native services under systemd.
     #[serde(default)]
     pub host: Host,
+    /// `[hosts.<name>]`: other machines whose systemd labctl manages over ssh (`[host]` is the
+    /// machine labctl runs on, named `local` in `hosts = [...]` lists).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hosts: BTreeMap<String, RemoteHost>,
     /// `[secrets]`: where each secret the templates ask for comes from.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretSource>,
@@ -406,6 +410,25 @@ pub enum Scope {
     User,
 }
 
+/// The name `hosts = [...]` lists give the machine labctl runs on (`[host]`).
+pub const LOCAL_HOST: &str = "local";
+
+/// One `[hosts.<name>]`: another machine, whose systemd manager labctl reaches over ssh
+/// (D-Bus through `ssh HOST systemd-stdio-bridge`, files over the same connection).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteHost {
+    /// Where ssh goes, as ssh takes it: `user@host`, or a `Host` of the user's ssh config.
+    pub ssh: String,
+    /// The system manager (the ssh user must be root) or the ssh user's own manager.
+    #[serde(default)]
+    pub scope: Scope,
+    /// Where unit files are written on that host; default by scope (`/etc/systemd/system`, or
+    /// the ssh user's `$XDG_CONFIG_HOME/systemd/user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_dir: Option<PathBuf>,
+}
+
 /// `[host]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -464,6 +487,9 @@ impl Default for Host {
 component! {
     /// `[host.proxy]`: webhooks, GitOps triggers and data pipelines (`labctl agent proxy`).
     Proxy {
+        /// The hosts it runs on (`local` and `[hosts.<name>]` names); default `["local"]`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hosts: Option<Vec<String>> = None,
         /// Unit base name (`<unit>.service`).
         unit: String = s("labctl-proxy"),
         /// Reload (SIGHUP) instead of restart when the unit changes.
@@ -524,6 +550,9 @@ impl Pipeline {
 component! {
     /// `[host.collector]`: host CPU/RAM/disk/network statistics over OTLP (`labctl agent collector`).
     HostCollector {
+        /// The hosts it runs on (`local` and `[hosts.<name>]` names); default `["local"]`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hosts: Option<Vec<String>> = None,
         /// Unit base name.
         unit: String = s("labctl-collector"),
         /// Reload instead of restart when the unit changes.
@@ -541,6 +570,9 @@ component! {
 component! {
     /// `[host.ingest]`: GitHub Issues journal entries into PostgreSQL (`labctl agent ingest`).
     Ingest {
+        /// The hosts it runs on (`local` and `[hosts.<name>]` names); default `["local"]`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hosts: Option<Vec<String>> = None,
         /// Unit base name.
         unit: String = s("labctl-ingest"),
         /// Reload instead of restart when the unit changes.
@@ -572,6 +604,9 @@ pub struct Funnel {
 component! {
     /// `[host.gate]`: turns the Tailscale Funnel on while the proxy is healthy (`labctl agent gate`).
     Gate {
+        /// The hosts it runs on (`local` and `[hosts.<name>]` names); default `["local"]`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hosts: Option<Vec<String>> = None,
         /// Unit base name.
         unit: String = s("labctl-gate"),
         /// Reload instead of restart when the unit changes.
@@ -590,6 +625,9 @@ component! {
 component! {
     /// `[host.openbao]`: the secret store (`bao server`).
     Openbao {
+        /// The hosts it runs on (`local` and `[hosts.<name>]` names); default `["local"]`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hosts: Option<Vec<String>> = None,
         /// Unit base name.
         unit: String = s("openbao"),
         /// Reload (SIGHUP) instead of restart when the unit changes. Off: storage and listener
@@ -613,6 +651,9 @@ component! {
 component! {
     /// `[host.reading-sync]`: a timer-triggered sync of cloud data to local storage.
     ReadingSync {
+        /// The hosts it runs on (`local` and `[hosts.<name>]` names); default `["local"]`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hosts: Option<Vec<String>> = None,
         /// Unit base name (`<unit>.service` and `<unit>.timer`).
         unit: String = s("reading-sync"),
         /// Reload instead of restart when the unit changes (a oneshot has nothing to reload).
@@ -642,6 +683,9 @@ pub struct ExtraHost {
     pub unit: Option<String>,
     /// Reload instead of restart when a unit changes.
     pub reload_on_change: bool,
+    /// The hosts its units run on (`local` and `[hosts.<name>]` names); default `["local"]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<String>>,
     /// Free-form values handed to the templates as `c.values`.
     pub values: toml::Table,
 }
@@ -653,6 +697,7 @@ impl Default for ExtraHost {
             template: None,
             unit: None,
             reload_on_change: false,
+            hosts: None,
             values: toml::Table::new(),
         }
     }

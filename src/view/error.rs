@@ -76,10 +76,38 @@ fn error_text(e: &Error, styles: Styles) -> String {
             out.push_str(&secrets_advice(others, true));
             out
         }
-        Error::ApplyFailed { failed } => {
+        Error::ApplyFailed {
+            failed,
+            hosts,
+            done,
+        } => {
             let mut out = format!("{} apply failed:\n", styles.red("error:"));
             for f in failed {
                 out.push_str(&format!("  - {f}\n"));
+            }
+            for h in hosts {
+                out.push_str(&format!("  - {h}\n"));
+            }
+            if !done.is_empty() {
+                out.push_str(&format!(
+                    "applied on {}; a new run applies the rest once the failures are fixed\n",
+                    done.iter()
+                        .map(|h| format!("`{h}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            out
+        }
+        Error::Unreached { hosts } => {
+            let mut out = format!(
+                "{} {} host{} could not be planned (the plan above covers the others):\n",
+                styles.red("error:"),
+                hosts.len(),
+                if hosts.len() == 1 { "" } else { "s" }
+            );
+            for h in hosts {
+                out.push_str(&format!("  - {h}\n"));
             }
             out
         }

@@ -6,7 +6,7 @@
 use similar::{ChangeTag, TextDiff};
 
 use super::plan::Base;
-use crate::plan::{Action, Change, Impact, Plan, Summary};
+use crate::plan::{Action, Change, Impact, Place, Plan, Summary};
 
 /// GitHub rejects comments over 65,536 characters; stay well under, with room for the tail.
 const BUDGET: usize = 60_000;
@@ -20,8 +20,18 @@ pub fn render_plan_markdown(plan: &Plan, base: Base<'_>) -> String {
 
 fn markdown(plan: &Plan, base: Base<'_>) -> String {
     let mut out = String::from("### labctl plan\n\n");
+    let places = if plan.hosts().is_empty() {
+        Vec::new()
+    } else {
+        plan.places()
+    };
     if plan.is_empty() {
-        out.push_str(&format!("**No changes.** {}\n", base.matches()));
+        if plan.unreached.is_empty() {
+            out.push_str(&format!("**No changes.** {}\n", base.matches()));
+        } else {
+            out.push_str("**No changes** on the hosts planned.\n\n");
+            per_place(&mut out, plan, &places);
+        }
         if let Some(c) = super::plan::unread(plan) {
             out.push_str(&format!("\n_{c}_\n"));
         }
@@ -39,6 +49,7 @@ fn markdown(plan: &Plan, base: Base<'_>) -> String {
     out.push_str(&format!(
         "**Plan:** {add} to add, {change} to change, {destroy} to destroy.\n\n"
     ));
+    per_place(&mut out, plan, &places);
     let refused = plan.refused().count();
     if refused > 0 {
         out.push_str(&format!(
@@ -51,10 +62,24 @@ fn markdown(plan: &Plan, base: Base<'_>) -> String {
     if let Some((head, rest)) = super::plan::targeting(plan) {
         out.push_str(&format!("> [!WARNING]\n> **{head}** {rest}\n\n"));
     }
-    let changes: Vec<&Change> = plan.actionable().collect();
+    // With several hosts, grouped by where they happen, each group under its name.
+    let mut changes: Vec<&Change> = plan.actionable().collect();
+    if !places.is_empty() {
+        changes.sort_by_key(|c| places.iter().position(|(p, _)| *p == Place::of(&c.id)));
+    }
     let mut shown = 0;
+    let mut heading = None;
     for c in &changes {
-        let block = block(c);
+        let mut block = block(c);
+        let place = Place::of(&c.id);
+        if !places.is_empty() && heading.as_ref() != Some(&place) {
+            let name = match &place {
+                Place::Cluster => "cluster".to_string(),
+                other => format!("host `{}`", other.name()),
+            };
+            block = format!("#### {name}\n\n{block}");
+            heading = Some(place);
+        }
         if out.len() + block.len() > BUDGET {
             break;
         }
@@ -71,6 +96,33 @@ fn markdown(plan: &Plan, base: Base<'_>) -> String {
     }
     notes(&mut out, plan);
     out
+}
+
+/// One line per place of a plan of several hosts: its counts, or why it was not planned.
+fn per_place(out: &mut String, plan: &Plan, places: &[(Place, Option<Summary>)]) {
+    if places.is_empty() {
+        return;
+    }
+    for (place, summary) in places {
+        let line = match summary {
+            Some(s) if *s == Summary::default() => "no changes".to_string(),
+            Some(s) => format!(
+                "{} to add, {} to change, {} to destroy",
+                s.add, s.change, s.destroy
+            ),
+            None => format!(
+                "**not planned**: {}",
+                html(
+                    plan.unreached
+                        .iter()
+                        .find(|u| u.host == place.name())
+                        .map_or("", |u| u.why.as_str())
+                )
+            ),
+        };
+        out.push_str(&format!("- `{}`: {line}\n", place.name()));
+    }
+    out.push('\n');
 }
 
 /// One change: `<details>` with a summary line and its diff.

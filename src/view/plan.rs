@@ -5,7 +5,7 @@ use serde::Serialize;
 use similar::{ChangeTag, TextDiff};
 
 use super::Styles;
-use crate::plan::{Action, Change, Cost, DryRunAnswer, Impact, Plan, Summary};
+use crate::plan::{Action, Change, Cost, DryRunAnswer, Impact, Place, Plan, Summary};
 use crate::resource::ResourceId;
 use crate::stack::Plane;
 
@@ -43,8 +43,22 @@ pub fn render_plan_human_against(plan: &Plan, base: Base<'_>, s: Styles) -> Stri
 }
 
 fn human(plan: &Plan, base: Base<'_>, s: Styles) -> String {
+    // A plan of several hosts groups its changes by where they happen and counts each place;
+    // a plan of the cluster and this machine alone reads as it always has.
+    let places = if plan.hosts().is_empty() {
+        Vec::new()
+    } else {
+        plan.places()
+    };
     if plan.is_empty() {
-        let mut out = format!("{} {}\n", s.bold("No changes."), base.matches());
+        let mut out = if plan.unreached.is_empty() {
+            format!("{} {}\n", s.bold("No changes."), base.matches())
+        } else {
+            format!("{} on the hosts planned.\n", s.bold("No changes"))
+        };
+        if !plan.unreached.is_empty() {
+            per_place(&mut out, &places, plan, s);
+        }
         if let Some(c) = unread(plan) {
             out.push_str(&format!("{}\n", s.dim(&c)));
         }
@@ -69,9 +83,30 @@ fn human(plan: &Plan, base: Base<'_>, s: Styles) -> String {
         out.push_str(&format!("  {} {what}\n", glyph(*a, s)));
     }
     out.push_str("\nlabctl will perform the following actions:\n");
-    for c in plan.actionable() {
-        out.push('\n');
-        change(&mut out, c, s);
+    if places.is_empty() {
+        for c in plan.actionable() {
+            out.push('\n');
+            change(&mut out, c, s);
+        }
+    } else {
+        for (place, _) in &places {
+            let here: Vec<&Change> = plan
+                .actionable()
+                .filter(|c| Place::of(&c.id) == *place)
+                .collect();
+            if here.is_empty() {
+                continue;
+            }
+            let head = match place {
+                Place::Cluster => "cluster:".to_string(),
+                other => format!("host {}:", other.name()),
+            };
+            out.push_str(&format!("\n{}\n", s.bold(&head)));
+            for c in here {
+                out.push('\n');
+                change(&mut out, c, s);
+            }
+        }
     }
     quiet_notes(&mut out, plan, s);
     let Summary {
@@ -83,6 +118,7 @@ fn human(plan: &Plan, base: Base<'_>, s: Styles) -> String {
         "\n{} {add} to add, {change} to change, {destroy} to destroy.\n",
         s.bold("Plan:")
     ));
+    per_place(&mut out, &places, plan, s);
     let refused = plan.refused().count();
     if refused > 0 {
         out.push_str(&format!(
@@ -96,6 +132,63 @@ fn human(plan: &Plan, base: Base<'_>, s: Styles) -> String {
     }
     partial(&mut out, plan, s);
     out
+}
+
+/// One line per place of a plan of several hosts: its counts, `no changes`, or why it was not
+/// planned.
+fn per_place(out: &mut String, places: &[(Place, Option<Summary>)], plan: &Plan, s: Styles) {
+    for (place, summary) in places {
+        let line = match summary {
+            Some(sum) if *sum == Summary::default() => "no changes.".to_string(),
+            Some(Summary {
+                add,
+                change,
+                destroy,
+            }) => format!("{add} to add, {change} to change, {destroy} to destroy."),
+            None => {
+                let why = plan
+                    .unreached
+                    .iter()
+                    .find(|u| u.host == place.name())
+                    .map_or("", |u| u.why.as_str());
+                s.red(&format!("not planned: {why}"))
+            }
+        };
+        out.push_str(&format!("  {}: {line}\n", place.name()));
+    }
+}
+
+/// What a plan of several hosts says per host, as JSON: each host's counts, or why it was not
+/// planned.
+#[derive(Serialize)]
+pub(crate) struct JsonHost {
+    host: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<Summary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// The hosts of a plan of several hosts (empty for the cluster and this machine alone).
+pub(crate) fn json_hosts(plan: &Plan) -> Vec<JsonHost> {
+    if plan.hosts().is_empty() {
+        return Vec::new();
+    }
+    plan.places()
+        .into_iter()
+        .filter(|(p, _)| *p != Place::Cluster)
+        .map(|(p, summary)| JsonHost {
+            error: summary.is_none().then(|| {
+                plan.unreached
+                    .iter()
+                    .find(|u| u.host == p.name())
+                    .map(|u| u.why.clone())
+                    .unwrap_or_default()
+            }),
+            host: p.name().to_string(),
+            summary,
+        })
+        .collect()
 }
 
 /// The sentence saying which secrets a plan did not read (and so did not compare).
@@ -264,6 +357,9 @@ struct JsonPlan<'a> {
     summary: Summary,
     #[serde(skip_serializing_if = "Option::is_none")]
     targeting: Option<&'a crate::plan::Targeting>,
+    /// With several hosts: each host's counts, or why it was not planned.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hosts: Vec<JsonHost>,
     changes: Vec<JsonChange<'a>>,
     preconditions: Vec<crate::plan::saved::JsonPrecondition<'a>>,
 }
@@ -292,6 +388,7 @@ pub fn render_plan_json(plan: &Plan) -> String {
         changes_failing: plan.refused().count(),
         summary: plan.summary(),
         targeting: plan.targeting.as_ref(),
+        hosts: json_hosts(plan),
         preconditions: crate::plan::saved::json_preconditions(plan),
         changes: plan
             .changes
@@ -324,11 +421,15 @@ pub fn render_plan_json(plan: &Plan) -> String {
 /// The `-v` line of what a phase cost: `kube: 12 API requests in 85 ms (observe)`,
 /// `systemd: 9 D-Bus calls in 4 ms`.
 pub fn render_cost(cost: &Cost) -> String {
+    let systemd = match &cost.host {
+        Some(h) => format!("systemd on `{h}`"),
+        None => "systemd".to_string(),
+    };
     match (cost.plane, cost.phase) {
         (Plane::Kube, phase) => format!("{} ({phase})", cost.stats.line("kube", "API requests")),
-        (Plane::Systemd, "observe") => cost.stats.line("systemd", "D-Bus calls"),
+        (Plane::Systemd, "observe") => cost.stats.line(&systemd, "D-Bus calls"),
         (Plane::Systemd, phase) => cost
             .stats
-            .line("systemd", &format!("D-Bus calls to {phase}")),
+            .line(&systemd, &format!("D-Bus calls to {phase}")),
     }
 }

@@ -553,6 +553,8 @@ const NEEDS_A_LAB: &[&str] = &[
     "labctl force-unlock",
     "labctl apply --yes --rollback-on-failure",
     "labctl rollback",
+    "labctl plan --target 'unit nas:*'",
+    "labctl apply --yes --hosts-concurrency 4",
 ];
 
 #[test]

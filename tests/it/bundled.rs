@@ -87,7 +87,7 @@ fn the_seed_is_all_there() {
         .objects
         .keys()
         .filter_map(|id| match id {
-            ResourceId::Systemd { unit } => Some(unit.clone()),
+            ResourceId::Systemd { unit, .. } => Some(unit.clone()),
             ResourceId::Kube { .. } | ResourceId::EnvFile { .. } => None,
         })
         .collect();
@@ -101,7 +101,7 @@ fn the_seed_is_all_there() {
         "reading-sync.timer",
     ];
     assert_eq!(units, want.iter().map(|s| s.to_string()).collect());
-    let unit = |u: &str| match &d.objects[&ResourceId::Systemd { unit: u.into() }].content {
+    let unit = |u: &str| match &d.objects[&ResourceId::unit(None, u)].content {
         Content::Unit(t) => t.clone(),
         Content::Kube(_) => unreachable!(),
     };

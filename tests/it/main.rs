@@ -14,6 +14,7 @@ mod fuzz_corpus;
 mod gate;
 mod gitops;
 mod hardening;
+mod hosts;
 mod image;
 mod ingest;
 mod kube;

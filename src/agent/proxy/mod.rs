@@ -228,6 +228,7 @@ pub fn configure(args: &ProxyArgs) -> Result<Proxy, Error> {
     let target = Target {
         scope: h.scope,
         unit_dir: h.unit_dir.clone().unwrap_or_default(),
+        remote: None,
     };
     Ok(Proxy {
         branch: args.branch.clone(),

@@ -48,8 +48,15 @@ fn own_files(plan: &Plan, unit: &str, target: &Target) -> Result<Vec<PathBuf>, E
     let mut files = Vec::new();
     for c in plan.actionable() {
         match &c.id {
-            ResourceId::Systemd { unit: u } if u == unit => files.push(target.unit_path(u)),
-            ResourceId::EnvFile { path, unit: u } if u == unit => {
+            ResourceId::Systemd {
+                host: None,
+                unit: u,
+            } if u == unit => files.push(target.unit_path(u)),
+            ResourceId::EnvFile {
+                host: None,
+                path,
+                unit: u,
+            } if u == unit => {
                 files.push(crate::plan::env_file_path(path, target.scope)?);
             }
             _ => {}

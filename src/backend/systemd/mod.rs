@@ -4,11 +4,13 @@
 //!
 //! Every method counts its D-Bus calls and the time spent, for `-v` ([`Systemd::stats`]).
 
+mod files;
 mod jobs;
 mod observe;
 mod proxies;
 mod status;
 
+pub use files::{Staged, UnitDir, Writes};
 pub use proxies::{ManagerProxy, ServiceProxy, UnitProxy};
 pub use status::ServiceStatus;
 
@@ -26,6 +28,7 @@ use zbus::proxy::CacheProperties;
 use zbus::{Connection, OwnedVariant, fdo};
 
 use super::Stats;
+use super::ssh::{Bridge, Remote};
 use crate::error::Error;
 use crate::observed::{ObservedUnit, UnitState};
 use crate::stack::Scope;
@@ -37,13 +40,15 @@ const UNIT_IFACE: InterfaceName<'static> =
 /// job with result `timeout` well before this.
 const JOB_WAIT: Duration = Duration::from_secs(600);
 
-/// Which manager, and where its unit files go.
+/// Which manager, on which machine, and where its unit files go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// System manager (system bus) or the user's (session bus).
     pub scope: Scope,
     /// Folder labctl writes unit files to and looks for its own files in.
     pub unit_dir: PathBuf,
+    /// The `[hosts.<name>]` machine, reached over ssh; `None` for the one labctl runs on.
+    pub remote: Option<Remote>,
 }
 
 impl Target {
@@ -73,14 +78,62 @@ impl Target {
                 config.join("systemd/user")
             }
         };
-        Ok(Target { scope, unit_dir })
+        Ok(Target {
+            scope,
+            unit_dir,
+            remote: None,
+        })
+    }
+
+    /// The target for the manager of another machine: reaches it (its master connection, the
+    /// check that the bridge is installed), which finds its unit folder there (the one the
+    /// stack names, else `/etc/systemd/system`, or the ssh user's
+    /// `$XDG_CONFIG_HOME/systemd/user`).
+    ///
+    /// # Errors
+    /// As [`Remote::connect`]; [`Error::Backend`] when the user's folders are unknown there.
+    pub async fn on(remote: Remote) -> Result<Self, Error> {
+        remote.connect().await?;
+        let unit_dir = remote
+            .unit_dir()
+            .filter(|d| d.is_absolute())
+            .ok_or_else(|| {
+                backend(
+                    &format!("find the user unit folder on host `{}`", remote.name()),
+                    "neither XDG_CONFIG_HOME nor HOME is set there",
+                )
+            })?;
+        Ok(Target {
+            scope: remote.scope(),
+            unit_dir,
+            remote: Some(remote),
+        })
+    }
+
+    /// The `[hosts.<name>]` this manager runs on; `None` for the machine labctl runs on.
+    pub fn host(&self) -> Option<&str> {
+        self.remote.as_ref().map(Remote::name)
+    }
+
+    /// A variable of the manager's user's environment (`HOME`, `XDG_CONFIG_HOME`): this
+    /// process's own here, as the probe found it on another host.
+    pub fn var(&self, name: &str) -> Option<String> {
+        match &self.remote {
+            Some(r) => r.var(name),
+            None => std::env::var(name).ok(),
+        }
+        .filter(|v| !v.is_empty())
     }
 
     /// The command that shows a unit's log.
     pub fn log_command(&self, unit: &str) -> String {
-        match self.scope {
+        let local = match self.scope {
             Scope::User => format!("journalctl --user -u {unit}"),
             Scope::System => format!("journalctl -u {unit}"),
+        };
+        match &self.remote {
+            Some(r) => format!("ssh {} {local}", r.destination()),
+            None => local,
         }
     }
 
@@ -155,6 +208,8 @@ impl JobOutcome {
 /// A connection to one systemd manager.
 pub struct Systemd {
     target: Target,
+    /// The ssh that carries the connection to another machine's manager.
+    bridge: Option<tokio::sync::Mutex<Bridge>>,
     conn: Connection,
     manager: ManagerProxy<'static>,
     calls: AtomicU64,
@@ -202,17 +257,48 @@ pub fn unit_object_path(unit: &str) -> String {
 }
 
 impl Systemd {
-    /// Connect to the target's manager: the system bus, or the session bus for the user manager.
+    /// Connect to the target's manager: the system bus, or the session bus for the user manager;
+    /// on another machine, the same bus through `systemd-stdio-bridge` over ssh.
     ///
     /// # Errors
-    /// [`Error::Backend`] when the bus cannot be reached.
+    /// [`Error::Backend`] when the bus cannot be reached (on another machine, with what ssh or
+    /// the bridge said).
     pub async fn connect(target: Target) -> Result<Self, Error> {
         let start = Instant::now();
-        let (bus, conn) = match target.scope {
-            Scope::System => ("system bus", Connection::system().await),
-            Scope::User => ("session bus", Connection::session().await),
+        let bus = match target.scope {
+            Scope::System => "system bus",
+            Scope::User => "session bus",
         };
-        let conn = conn.map_err(|e| backend(&format!("connect to the {bus}"), e))?;
+        let (conn, bridge) = match &target.remote {
+            None => {
+                let conn = match target.scope {
+                    Scope::System => Connection::system().await,
+                    Scope::User => Connection::session().await,
+                };
+                (
+                    conn.map_err(|e| backend(&format!("connect to the {bus}"), e))?,
+                    None,
+                )
+            }
+            Some(remote) => {
+                let step = format!("connect to the {bus} of host `{}`", remote.name());
+                let (stream, mut bridge) = remote.bridge(target.scope).await?;
+                match zbus::connection::Builder::unix_stream(stream).build().await {
+                    Ok(conn) => (conn, Some(tokio::sync::Mutex::new(bridge))),
+                    Err(e) => {
+                        // The bridge's (or ssh's) own words say why, once it has ended.
+                        let why = bridge.reason().await;
+                        return Err(backend(
+                            &step,
+                            match why {
+                                Some(w) => format!("{e} ({w})"),
+                                None => e.to_string(),
+                            },
+                        ));
+                    }
+                }
+            }
+        };
         let manager = ManagerProxy::builder(&conn)
             .cache_properties(CacheProperties::No)
             .build()
@@ -220,6 +306,7 @@ impl Systemd {
             .map_err(|e| backend("create the manager proxy", e))?;
         Ok(Systemd {
             target,
+            bridge,
             conn,
             manager,
             // `Hello`, which every connection sends first.
@@ -232,6 +319,23 @@ impl Systemd {
     /// Where this backend reads and writes.
     pub fn target(&self) -> &Target {
         &self.target
+    }
+
+    /// On another machine, once the ssh carrying the connection has ended: what it (or the
+    /// bridge) said last, the reason the connection went.
+    pub fn gone(&self) -> Option<String> {
+        self.bridge
+            .as_ref()
+            .and_then(|b| b.try_lock().ok().and_then(|mut b| b.gone()))
+    }
+
+    /// As [`Systemd::gone`], after a failure: waits a moment for the ssh to end and for its last
+    /// words, which can trail the connection closing.
+    pub async fn gone_reason(&self) -> Option<String> {
+        match &self.bridge {
+            Some(b) => b.lock().await.reason().await,
+            None => None,
+        }
     }
 
     /// Calls made and time spent so far.

@@ -4,8 +4,9 @@
 use super::*;
 
 impl Systemd {
-    /// The regular files in the unit folder by name, with their text (no `*.wants/` folders, no
-    /// `systemctl link` symlinks, no dot files).
+    /// The regular files in the unit folder on this machine by name, with their text (no
+    /// `*.wants/` folders, no `systemctl link` symlinks, no dot files). For any machine, see
+    /// [`Systemd::read_unit_dir`].
     ///
     /// # Errors
     /// [`Error::Read`] when the folder or a file in it cannot be read.
@@ -14,18 +15,23 @@ impl Systemd {
     }
 
     /// What systemd reports about each unit in `names`: its properties, its file's enablement
-    /// read from disk now, and, when systemd loaded it from a file outside labctl's unit folder,
-    /// that file's text. One `GetAll` per unit and one `ListUnitFilesByPatterns` for all, every
-    /// call in flight at once: one round trip.
+    /// read from disk now (with `dir`, the unit folder as just read), and, when systemd loaded
+    /// it from a file outside labctl's unit folder, that file's text. One `GetAll` per unit and
+    /// one `ListUnitFilesByPatterns` for all, every call in flight at once: one round trip
+    /// (and one more to read files loaded from elsewhere, when there are any).
     ///
     /// # Errors
     /// [`Error::Read`] when a loaded file cannot be read; [`Error::Backend`] when systemd does
     /// not answer.
-    pub async fn observe(&self, names: &[String]) -> Result<Vec<ObservedUnit>, Error> {
+    pub async fn observe(
+        &self,
+        names: &[String],
+        dir: &UnitDir,
+    ) -> Result<Vec<ObservedUnit>, Error> {
         let start = Instant::now();
         let patterns: Vec<&str> = names.iter().map(String::as_str).collect();
         let (states, files_now) = futures_util::join!(
-            join_all(names.iter().map(|n| self.unit_state(n))),
+            join_all(names.iter().map(|n| self.unit_state(n, &dir.drop_ins))),
             self.manager.list_unit_files_by_patterns(&[], &patterns)
         );
         self.count(names.len() as u64 + 1);
@@ -38,36 +44,32 @@ impl Systemd {
             })
             .collect();
         let mut out = Vec::new();
-        for (name, state) in names.iter().zip(states) {
+        let mut elsewhere = Vec::new();
+        for (i, (name, state)) in names.iter().zip(states).enumerate() {
             let mut state = state?;
             if let Some(s) = file_states.get(name) {
                 state.unit_file_state = s.clone();
             }
             let fragment = Path::new(&state.fragment_path);
-            let elsewhere = if !state.fragment_path.is_empty()
-                && fragment != self.target.unit_path(name)
-                && fragment.exists()
-            {
-                Some(
-                    std::fs::read_to_string(fragment).map_err(|source| Error::Read {
-                        path: fragment.to_path_buf(),
-                        source,
-                    })?,
-                )
-            } else {
-                None
-            };
+            if !state.fragment_path.is_empty() && fragment != self.target.unit_path(name) {
+                elsewhere.push((i, fragment.to_path_buf()));
+            }
             out.push(ObservedUnit {
                 name: name.clone(),
                 state,
-                loaded_elsewhere: elsewhere,
+                loaded_elsewhere: None,
             });
         }
         self.spent(start);
+        let paths: Vec<PathBuf> = elsewhere.iter().map(|(_, p)| p.clone()).collect();
+        let texts = self.read_files(&paths).await?;
+        for ((i, _), text) in elsewhere.into_iter().zip(texts) {
+            out[i].loaded_elsewhere = text;
+        }
         Ok(out)
     }
 
-    async fn unit_state(&self, unit: &str) -> Result<UnitState, Error> {
+    async fn unit_state(&self, unit: &str, drop_ins: &[String]) -> Result<UnitState, Error> {
         let step = || format!("read the state of `{unit}`");
         let props = fdo::PropertiesProxy::builder(&self.conn)
             .destination(SERVICE)
@@ -100,8 +102,13 @@ impl Systemd {
         let drop_in_paths = list("DropInPaths");
         // systemd caches folder listings until a daemon-reload, so `NeedDaemonReload` misses a new
         // drop-in in labctl's own folder; compare with the disk.
-        let unread = drop_ins_on_disk(&self.target.unit_dir, unit)
+        let own = format!(
+            "{}/",
+            self.target.unit_dir.join(format!("{unit}.d")).display()
+        );
+        let unread = drop_ins
             .iter()
+            .filter(|p| p.starts_with(&own))
             .any(|p| !drop_in_paths.contains(p));
         Ok(UnitState {
             load_state: text("LoadState"),
@@ -112,7 +119,8 @@ impl Systemd {
             need_daemon_reload: flag("NeedDaemonReload") || unread,
             fragment_path: text("FragmentPath"),
             drop_in_paths,
-            restart_owed: self.target.restart_marker(unit).exists(),
+            // Markers are kept on this machine only (see `apply::systemd`).
+            restart_owed: self.target.remote.is_none() && self.target.restart_marker(unit).exists(),
         })
     }
 
@@ -177,6 +185,24 @@ impl Systemd {
     }
 }
 
+/// Every drop-in below `dir` (`DIR/UNIT.d/*.conf`), as systemd names them in `DropInPaths`.
+pub(super) fn drop_ins_below(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".d")
+                .map(|unit| drop_ins_on_disk(dir, unit))
+        })
+        .flatten()
+        .collect();
+    out.sort();
+    out
+}
+
 /// `DIR/UNIT.d/*.conf`, as systemd names drop-ins in `DropInPaths`.
 fn drop_ins_on_disk(dir: &Path, unit: &str) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir.join(format!("{unit}.d"))) else {
@@ -191,7 +217,7 @@ fn drop_ins_on_disk(dir: &Path, unit: &str) -> Vec<String> {
 }
 
 /// Unit files in `dir` by name. A folder that does not exist (or is not a folder) holds none.
-fn read_unit_dir(dir: &Path) -> Result<BTreeMap<String, String>, Error> {
+pub(super) fn read_unit_dir(dir: &Path) -> Result<BTreeMap<String, String>, Error> {
     let mut out = BTreeMap::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,

@@ -281,6 +281,7 @@ pub(in crate::plan) async fn finish_kube(plan: &mut Plan, side: KubeSide, how: &
     side.span.record("labctl.requests", stats.calls);
     Cost {
         plane: Plane::Kube,
+        host: None,
         phase: "observe",
         stats,
     }

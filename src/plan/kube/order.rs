@@ -173,7 +173,7 @@ mod tests {
             action: Action::Update,
             before: None,
             after: Some(Body::new(
-                &ResourceId::Systemd { unit: "x".into() },
+                &ResourceId::unit(None, "x"),
                 Content::kube(after),
             )),
             impact: Vec::new(),

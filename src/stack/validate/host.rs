@@ -8,7 +8,7 @@ use super::formats::*;
 use super::{Checker, dotted};
 use crate::source::Seg;
 use crate::stack::Plane;
-use crate::stack::schema::Stack;
+use crate::stack::schema::{LOCAL_HOST, Stack};
 use Seg::Key as K;
 
 /// Public ports Tailscale Funnel can listen on.
@@ -18,7 +18,8 @@ pub(super) fn host(c: &mut Checker<'_>, stack: &Stack) {
     let h = &stack.host;
     // The same list the renderer uses: every enabled unit, built-in services first, then extras.
     let components = stack.components();
-    let mut units: BTreeMap<&str, Vec<Seg<'_>>> = BTreeMap::new();
+    // Two components may use one unit name on different hosts, never on the same one.
+    let mut units: BTreeMap<(&str, &str), Vec<Seg<'_>>> = BTreeMap::new();
     for comp in components
         .iter()
         .filter(|comp| comp.plane == Plane::Systemd)
@@ -30,15 +31,38 @@ pub(super) fn host(c: &mut Checker<'_>, stack: &Stack) {
             vec![K("host"), K(&comp.name), K("unit")]
         };
         c.check(&path, u, "unit name", unit_name);
-        if let Some(first) = units.insert(u, path.clone()) {
+        // `unit nas:x.service` names unit `x` on host `nas`: a local unit may not read the same.
+        if let Some((prefix, _)) = u.split_once(':')
+            && stack.hosts.contains_key(prefix)
+        {
             c.push(
                 &path,
                 format!(
-                    "unit name `{u}` is used twice (also by `{}`)",
-                    dotted(&first)
+                    "unit name `{u}` reads as unit `{}` on host `{prefix}`",
+                    &u[prefix.len() + 1..]
                 ),
-                Some("give every host service its own `unit`".into()),
+                Some(format!(
+                    "place it on the host instead: `hosts = [\"{prefix}\"]`"
+                )),
             );
+        }
+        // Each host once: a host listed twice is its own problem (see `hosts`).
+        for host in comp.hosts.iter().collect::<std::collections::BTreeSet<_>>() {
+            if let Some(first) = units.insert((host, u), path.clone()) {
+                let on = if comp.hosts.len() > 1 || host != LOCAL_HOST {
+                    format!(" on host `{host}`")
+                } else {
+                    String::new()
+                };
+                c.push(
+                    &path,
+                    format!(
+                        "unit name `{u}` is used twice{on} (also by `{}`)",
+                        dotted(&first)
+                    ),
+                    Some("give every host service its own `unit`".into()),
+                );
+            }
         }
     }
 

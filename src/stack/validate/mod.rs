@@ -3,12 +3,14 @@
 mod formats;
 mod health;
 mod host;
+mod hosts;
 mod kube;
 mod secrets;
 
 use formats::*;
 use health::health as health_checks;
 use host::{host, pipelines, ports};
+use hosts::hosts;
 use kube::kube;
 use secrets::secrets;
 
@@ -112,6 +114,7 @@ pub fn validate(stack: &Stack, file: &SourceFile) -> Vec<Problem> {
 
     kube(&mut c, stack);
     host(&mut c, stack);
+    hosts(&mut c, stack);
     ports(&mut c, stack);
     secrets(&mut c, stack);
     pipelines(&mut c, stack);

@@ -7,6 +7,7 @@
 pub mod agents;
 pub mod github;
 pub mod gitops;
+pub mod hosts;
 pub mod otlp;
 pub mod postgres;
 pub mod systemd;
