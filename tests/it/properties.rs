@@ -54,6 +54,7 @@ fn desired(objects: Vec<(String, Value)>, units: Vec<(String, String)>) -> Desir
     }
     for (unit, text) in units {
         let id = ResourceId::Systemd {
+            host: None,
             unit: format!("{unit}.service"),
         };
         d.objects.insert(
