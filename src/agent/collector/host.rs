@@ -179,7 +179,18 @@ impl Host {
     /// States that add up to `MemTotal`: `used` is what is left after free memory, buffers, the
     /// page cache and the slab.
     fn memory(&self, out: &mut Vec<Point>) -> Result<(), String> {
-        let m = Meminfo::from_file(self.proc.join("meminfo")).map_err(|e| e.to_string())?;
+        let path = self.proc.join("meminfo");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        // procfs-core 0.18 multiplies each value by its unit unchecked (fixed upstream in
+        // eminence/procfs#369, not released yet), and kernels have printed a SwapFree near 2^64:
+        // such a line is left out rather than overflowing (found by fuzzing).
+        let sane: String = text
+            .lines()
+            .filter(|l| !meminfo_overflows(l))
+            .flat_map(|l| [l, "\n"])
+            .collect();
+        let m = Meminfo::from_read(sane.as_bytes()).map_err(|e| e.to_string())?;
         let reclaimable = m.s_reclaimable.unwrap_or(0);
         let unreclaimable = m.s_unreclaim.unwrap_or(0);
         let used = m
@@ -473,17 +484,38 @@ fn cpu_states(t: &CpuTime) -> [(&'static str, u64); 8] {
     ]
 }
 
+/// Whether a `/proc/meminfo` line holds a value that its unit would take past `u64`.
+fn meminfo_overflows(line: &str) -> bool {
+    let mut words = line.split_whitespace().skip(1);
+    let Some(Ok(value)) = words.next().map(str::parse::<u64>) else {
+        return false;
+    };
+    let factor: u64 = match words.next().and_then(|u| u.chars().next()) {
+        Some('k' | 'K') => 1 << 10,
+        Some('m' | 'M') => 1 << 20,
+        Some('g' | 'G') => 1 << 30,
+        _ => 1,
+    };
+    value.checked_mul(factor).is_none()
+}
+
 /// `\NNN` octal escapes, as the kernel writes white space in paths.
 fn unescape_octal(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
+        let code = (b[i] == b'\\'
             && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)))
+        .then(|| {
+            b[i + 1..i + 4]
+                .iter()
+                .fold(0u32, |n, c| n * 8 + u32::from(c - b'0'))
+        });
+        // `\400` and above name no byte (found by fuzzing): kept as written.
+        if let Some(Ok(byte)) = code.map(u8::try_from) {
+            out.push(byte);
             i += 4;
         } else {
             out.push(b[i]);

@@ -234,19 +234,7 @@ fn a_private_repository_is_cloned_and_synced_over_ssh_with_its_deploy_key() {
 fn push(work: &Path, bare: &Path, port: u16, what: &str) -> String {
     std::fs::write(work.join("NOTES"), format!("{what}\n")).unwrap();
     git(work, &["add", "NOTES"]);
-    git(
-        work,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "commit",
-            "-q",
-            "-m",
-            what,
-        ],
-    );
+    commit(work, what);
     git(work, &["push", "-q", bare.to_str().unwrap(), "main"]);
     let head = String::from_utf8(
         Command::new("git")

@@ -59,6 +59,23 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "git {args:?}: {out:?}");
 }
 
+/// Commit what is staged in `dir` as a test author.
+fn commit(dir: &Path, message: &str) {
+    git(
+        dir,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-q",
+            "-m",
+            message,
+        ],
+    );
+}
+
 /// A bare origin holding `stack.toml` on `main`, as a new user's GitHub repository would.
 fn origin_with(dir: &Path, stack_text: &str) -> PathBuf {
     let origin = dir.join("origin.git");
@@ -69,19 +86,7 @@ fn origin_with(dir: &Path, stack_text: &str) -> PathBuf {
     git(&work, &["init", "-q", "-b", "main"]);
     std::fs::write(work.join("stack.toml"), stack_text).unwrap();
     git(&work, &["add", "stack.toml"]);
-    git(
-        &work,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "commit",
-            "-q",
-            "-m",
-            "the lab",
-        ],
-    );
+    commit(&work, "the lab");
     git(&work, &["push", "-q", origin.to_str().unwrap(), "main"]);
     origin
 }

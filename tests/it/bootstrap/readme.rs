@@ -79,30 +79,18 @@ fn every_readme_command_that_needs_no_lab_runs_as_written() {
     let text = std::fs::read_to_string(repo().join("stack.toml")).unwrap();
     std::fs::write(d.join("stack.toml"), &text).unwrap();
     git(d, &["init", "-q", "-b", "main"]);
-    let commit = |m: &str| {
+    let commit_stack = |m: &str| {
         git(d, &["add", "stack.toml"]);
-        git(
-            d,
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@example.com",
-                "commit",
-                "-q",
-                "-m",
-                m,
-            ],
-        );
+        commit(d, m);
     };
-    commit("the lab");
+    commit_stack("the lab");
     git(d, &["update-ref", "refs/remotes/origin/main", "HEAD"]);
     std::fs::write(
         d.join("stack.toml"),
         text.replace("node_port = 30000", "node_port = 30001"),
     )
     .unwrap();
-    commit("grafana moves");
+    commit_stack("grafana moves");
 
     let commands = readme_use_block();
     assert!(commands.len() > 10, "{commands:?}");
