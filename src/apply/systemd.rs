@@ -235,26 +235,22 @@ async fn sequence(
         .map(|(unit, text)| (target.unit_path(unit), text.clone()))
         .collect();
     let staged = sd.stage(&units, Access::Public).await?;
+    // Each unit owed a restart or reload is marked before its files change (its marker placed
+    // first, with the env files), and unmarked once systemd has its job: a kill in between
+    // leaves the next plan a restart to make that the files alone no longer show.
+    let owed: BTreeSet<&String> = steps.restart.iter().chain(&steps.reload).collect();
+    let markers: Vec<(std::path::PathBuf, String)> = owed
+        .iter()
+        .map(|u| (target.restart_marker(u), String::new()))
+        .collect();
     let envs: Vec<(std::path::PathBuf, String)> = steps
         .write_env
         .iter()
         .map(|(path, text)| Ok((env_path(path)?, text.clone())))
         .collect::<Result<_, Error>>()?;
-    let staged_env = sd.stage(&envs, Access::Private).await?;
-
-    // Each unit owed a restart or reload is marked before its files change, and unmarked once
-    // systemd has its job: a kill in between leaves the next plan a restart to make that the
-    // files alone no longer show. On this machine only: another host's listing does not read
-    // markers back yet.
-    let local = target.remote.is_none();
-    let owed: BTreeSet<&String> = if local {
-        steps.restart.iter().chain(&steps.reload).collect()
-    } else {
-        BTreeSet::new()
-    };
-    for unit in &owed {
-        atomic::write(&target.restart_marker(unit), b"", Access::Public)?;
-    }
+    let staged_env = sd
+        .stage(&[markers.clone(), envs].concat(), Access::Private)
+        .await?;
 
     if !steps.stop.is_empty() {
         progress.phase("stopping removed units");
@@ -295,14 +291,24 @@ async fn sequence(
         .iter()
         .map(|p| env_path(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let (env_written, units_written) = (staged_env.paths(), staged.paths());
+    let env_written: Vec<std::path::PathBuf> = staged_env
+        .paths()
+        .into_iter()
+        .filter(|p| !markers.iter().any(|(m, _)| m == p))
+        .collect();
+    let units_written = staged.paths();
     let removed: Vec<std::path::PathBuf> =
         steps.remove.iter().map(|u| target.unit_path(u)).collect();
     sd.write(Writes {
         remove_env: remove_env.clone(),
         env: staged_env,
         units: staged,
-        remove: removed.clone(),
+        // A removed unit's marker goes with it.
+        remove: removed
+            .iter()
+            .cloned()
+            .chain(steps.remove.iter().map(|u| target.restart_marker(u)))
+            .collect(),
     })
     .await?;
     if !remove_env.is_empty() {
@@ -323,11 +329,8 @@ async fn sequence(
     for path in &units_written {
         progress.step(&format!("wrote {}", path.display()));
     }
-    for (unit, path) in steps.remove.iter().zip(&removed) {
+    for path in &removed {
         progress.step(&format!("removed {}", path.display()));
-        if local {
-            atomic::remove(&target.restart_marker(unit))?;
-        }
     }
     if steps.daemon_reload {
         progress.phase("daemon-reload");
@@ -373,15 +376,24 @@ async fn sequence(
         }
         progress.phase(&format!("{} jobs", kind.verb()));
         // Once systemd holds the job the restart happens whatever becomes of this process (the
-        // proxy restarting its own unit is ended by it): the marker goes as the job is queued.
+        // proxy restarting its own unit is ended by it): the marker goes as the job is queued,
+        // on this machine at once, on another host in one command once the jobs are done.
+        let local = target.remote.is_none();
         let mut unmarked = Ok(());
+        let mut queued = Vec::new();
         let outcomes = sd
             .run_jobs(
                 kind,
                 units,
                 |u| {
-                    if unmarked.is_ok() && owed.iter().any(|o| o.as_str() == u) {
-                        unmarked = atomic::remove(&target.restart_marker(u)).map(drop);
+                    if !owed.iter().any(|o| o.as_str() == u) {
+                        return;
+                    }
+                    let marker = target.restart_marker(u);
+                    if !local {
+                        queued.push(marker);
+                    } else if unmarked.is_ok() {
+                        unmarked = atomic::remove(&marker).map(drop);
                     }
                 },
                 |o| {
@@ -391,6 +403,13 @@ async fn sequence(
             )
             .await?;
         unmarked?;
+        if !queued.is_empty() {
+            sd.write(Writes {
+                remove: queued,
+                ..Writes::default()
+            })
+            .await?;
+        }
         for o in outcomes {
             if o.ok() {
                 check.insert(o.unit.clone());

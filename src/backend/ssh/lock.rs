@@ -107,11 +107,11 @@ impl Remote {
         let mut lines = tokio::io::BufReader::new(out).lines();
         match lines.next_line().await {
             Ok(Some(l)) if l == "locked" => {
-                // The unit folder as it is under the lock: the plan starts from it. Four `.`
+                // The unit folder as it is under the lock: the plan starts from it. Five `.`
                 // lines end a listing.
                 let mut text = String::new();
                 let mut dots = 0;
-                while dots < 4 {
+                while dots < 5 {
                     match lines.next_line().await {
                         Ok(Some(l)) => {
                             dots += usize::from(l == ".");

@@ -17,7 +17,7 @@
 //! words (the last line it printed, as `ssh: connect to host nas port 22: Connection refused`):
 //! everything else the run does there fails at once with that reason.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -230,8 +230,17 @@ struct Shared {
     bridge: Mutex<Option<(UnixStream, Bridge)>>,
 }
 
-/// A unit folder as read: its regular files by name, and the drop-ins below it.
-pub type UnitListing = (BTreeMap<String, String>, Vec<String>);
+/// A unit folder as read: its regular files by name, the drop-ins below it, and the restart
+/// markers in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitListing {
+    /// Its regular files by name, with their text.
+    pub files: BTreeMap<String, String>,
+    /// The drop-ins below it.
+    pub drop_ins: Vec<String>,
+    /// The units an apply marked as owed a restart and never got to (their markers).
+    pub restart_owed: BTreeSet<String>,
+}
 
 impl PartialEq for Remote {
     fn eq(&self, other: &Self) -> bool {

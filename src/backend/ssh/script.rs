@@ -39,7 +39,7 @@ pub(super) fn script_line(script: &str, args: &[&str]) -> String {
 pub(super) const LIST: &str = r#"list() (
   d=$1
   printf 'L\n'
-  if [ ! -d "$d" ]; then printf '.\n.\n.\nD\n.\n'; exit 0; fi
+  if [ ! -d "$d" ]; then printf '.\n.\n.\nD\n.\nR\n.\n'; exit 0; fi
   cd "$d" || exit 1
   set --
   for f in *; do
@@ -57,6 +57,11 @@ pub(super) const LIST: &str = r#"list() (
   printf 'D\n'
   for f in *.d/*.conf; do
     if [ -e "$f" ]; then printf '%s/%s\n' "$d" "$f"; fi
+  done | base64
+  printf '.\n'
+  printf 'R\n'
+  for f in .*.labctl-restart; do
+    if [ -f "$f" ]; then f=${f#.}; printf '%s\n' "${f%.labctl-restart}"; fi
   done | base64
   printf '.\n'
 )
@@ -230,10 +235,15 @@ pub(super) fn parse_listing<'a>(lines: &mut impl Iterator<Item = &'a str>) -> Op
         return None;
     }
     let drop_ins = String::from_utf8(block(lines)?).ok()?;
-    Some((
-        names.into_iter().map(str::to_string).zip(texts).collect(),
-        drop_ins.lines().map(str::to_string).collect(),
-    ))
+    if lines.next()? != "R" {
+        return None;
+    }
+    let owed = String::from_utf8(block(lines)?).ok()?;
+    Some(UnitListing {
+        files: names.into_iter().map(str::to_string).zip(texts).collect(),
+        drop_ins: drop_ins.lines().map(str::to_string).collect(),
+        restart_owed: owed.lines().map(str::to_string).collect(),
+    })
 }
 
 /// What [`READ_FILES`] printed, for `n` paths.
@@ -370,6 +380,7 @@ mod tests {
             "",
         );
         std::fs::write(d.join("units/.hidden"), "x").unwrap();
+        std::fs::write(d.join("units/.a.service.labctl-restart"), "").unwrap();
         std::fs::write(d.join("units/odd name's.timer"), "").unwrap();
         std::fs::write(d.join("units/z.service"), "ünï\n".repeat(100)).unwrap();
         std::fs::create_dir_all(d.join("units/a.service.d")).unwrap();
@@ -380,7 +391,11 @@ mod tests {
         let listing = run(&with_list(READ_DIR), &[&units], "");
         let mut lines = listing.lines();
         assert_eq!(lines.next(), Some("L"), "{listing}");
-        let (files, drop_ins) = parse_listing(&mut lines).expect(&listing);
+        let UnitListing {
+            files,
+            drop_ins,
+            restart_owed,
+        } = parse_listing(&mut lines).expect(&listing);
         assert_eq!(
             files.keys().collect::<Vec<_>>(),
             ["a.service", "odd name's.timer", "z.service"]
@@ -389,21 +404,19 @@ mod tests {
         assert_eq!(files["odd name's.timer"], "");
         assert_eq!(files["z.service"], "ünï\n".repeat(100));
         assert_eq!(drop_ins, [format!("{units}/a.service.d/x.conf")]);
+        assert_eq!(restart_owed, BTreeSet::from(["a.service".to_string()]));
         // A folder that is not there holds nothing; the probe lists the folder it names.
         let none = run(&with_list(READ_DIR), &[&format!("{units}/nope")], "");
         let mut lines = none.lines();
         assert_eq!(lines.next(), Some("L"));
-        assert_eq!(
-            parse_listing(&mut lines),
-            Some((BTreeMap::new(), Vec::new()))
-        );
+        assert_eq!(parse_listing(&mut lines), Some(UnitListing::default()));
         // Where this machine has the bridge, the probe becomes it after `ready`, and it ends
         // (failing) as soon as it finds no bus there: only what comes before is the probe's.
         let (_, probe) = output(&with_list(PROBE), &[&units, "user"], "");
         assert!(probe.contains(&format!("\ndir={units}\nL\n")), "{probe}");
         let mut lines = probe.lines().skip_while(|l| *l != "L").skip(1);
         assert_eq!(
-            parse_listing(&mut lines).map(|(files, _)| files.len()),
+            parse_listing(&mut lines).map(|l| l.files.len()),
             Some(3),
             "{probe}"
         );

@@ -6,6 +6,7 @@
 use super::*;
 use crate::atomic::{self, Access};
 use crate::backend::ssh::{Put, Step};
+use std::collections::BTreeSet;
 
 /// labctl's unit folder as read: its regular files by name (no `*.wants/` folders, no symlinks,
 /// no dot files), and the drop-ins below it (`DIR/UNIT.d/*.conf`).
@@ -15,6 +16,9 @@ pub struct UnitDir {
     pub files: BTreeMap<String, String>,
     /// Paths of the drop-ins, as systemd names them in `DropInPaths`.
     pub drop_ins: Vec<String>,
+    /// Units an apply marked as owed a restart (or reload) and was stopped before it was done
+    /// ([`Target::restart_marker`]).
+    pub restart_owed: BTreeSet<String>,
 }
 
 /// Files written in full beside their places, not in them yet: [`Systemd::write`] renames them
@@ -85,11 +89,17 @@ impl Systemd {
         let start = Instant::now();
         let dir = &self.target.unit_dir;
         let read = match &self.target.remote {
-            Some(remote) => remote
-                .read_dir(dir)
-                .await
-                .map(|(files, drop_ins)| UnitDir { files, drop_ins }),
+            Some(remote) => remote.read_dir(dir).await.map(|l| UnitDir {
+                files: l.files,
+                drop_ins: l.drop_ins,
+                restart_owed: l.restart_owed,
+            }),
             None => observe::read_unit_dir(dir).map(|files| UnitDir {
+                restart_owed: files
+                    .keys()
+                    .filter(|u| self.target.restart_marker(u).exists())
+                    .cloned()
+                    .collect(),
                 files,
                 drop_ins: observe::drop_ins_below(dir),
             }),

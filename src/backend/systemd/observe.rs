@@ -31,7 +31,7 @@ impl Systemd {
         let start = Instant::now();
         let patterns: Vec<&str> = names.iter().map(String::as_str).collect();
         let (states, files_now) = futures_util::join!(
-            join_all(names.iter().map(|n| self.unit_state(n, &dir.drop_ins))),
+            join_all(names.iter().map(|n| self.unit_state(n, dir))),
             self.manager.list_unit_files_by_patterns(&[], &patterns)
         );
         self.count(names.len() as u64 + 1);
@@ -69,7 +69,7 @@ impl Systemd {
         Ok(out)
     }
 
-    async fn unit_state(&self, unit: &str, drop_ins: &[String]) -> Result<UnitState, Error> {
+    async fn unit_state(&self, unit: &str, dir: &UnitDir) -> Result<UnitState, Error> {
         let step = || format!("read the state of `{unit}`");
         let props = fdo::PropertiesProxy::builder(&self.conn)
             .destination(SERVICE)
@@ -106,7 +106,8 @@ impl Systemd {
             "{}/",
             self.target.unit_dir.join(format!("{unit}.d")).display()
         );
-        let unread = drop_ins
+        let unread = dir
+            .drop_ins
             .iter()
             .filter(|p| p.starts_with(&own))
             .any(|p| !drop_in_paths.contains(p));
@@ -119,8 +120,7 @@ impl Systemd {
             need_daemon_reload: flag("NeedDaemonReload") || unread,
             fragment_path: text("FragmentPath"),
             drop_in_paths,
-            // Markers are kept on this machine only (see `apply::systemd`).
-            restart_owed: self.target.remote.is_none() && self.target.restart_marker(unit).exists(),
+            restart_owed: dir.restart_owed.contains(unit),
         })
     }
 

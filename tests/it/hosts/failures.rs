@@ -316,3 +316,48 @@ fn the_proxys_sync_reaches_every_host_and_one_down_fails_alone() {
         .stdout_has("No changes.");
     assert_eq!(p.stop(), Some(0));
 }
+
+/// An apply killed after another host's files changed but before its restart: the restart is
+/// owed there (the marker sits beside the unit file on that host), and the next plan makes it.
+#[test]
+fn an_apply_killed_between_a_hosts_files_and_its_restart_restarts_there_next_time() {
+    let m = UserManager::start();
+    let hosts = Hosts::start(1);
+    let path = stack(&m, &hosts, "owed", &["h1"], "");
+    labctl(&m, &hosts, &path, &["apply", "--yes"]).run().code(0);
+    let before = hosts.manager(1).main_pid("agent.service");
+    // The agent changes; only h1 is applied, and labctl dies once h1's files are written and
+    // loaded (before that, systemd's NeedDaemonReload alone would say so).
+    let template = path
+        .parent()
+        .unwrap()
+        .join("systemd-templates/sleeper.service");
+    let text = std::fs::read_to_string(&template).unwrap();
+    std::fs::write(&template, text.replace("sleeps on", "naps on")).unwrap();
+    let killed = labctl(
+        &m,
+        &hosts,
+        &path,
+        &["apply", "--yes", "--target", "unit h1:*"],
+    )
+    .env("LABCTL_FAILPOINT", "apply.systemd.daemon-reload")
+    .run();
+    assert_eq!(killed.code, -1, "{}", killed.stderr);
+    assert!(
+        std::fs::read_to_string(host_file(&hosts, 1, "systemd/user/agent.service"))
+            .unwrap()
+            .contains("naps on h1")
+    );
+    assert_eq!(hosts.manager(1).main_pid("agent.service"), before);
+
+    let plan = labctl(&m, &hosts, &path, &["plan", "--target", "unit h1:*"]).run();
+    plan.code(0)
+        .stdout_has("# unit h1:agent.service will be updated (restarts unit)")
+        .stdout_has("an earlier apply stopped before it was restarted");
+    labctl(&m, &hosts, &path, &["apply", "--yes"]).run().code(0);
+    assert_ne!(hosts.manager(1).main_pid("agent.service"), before);
+    labctl(&m, &hosts, &path, &["plan", "--detailed-exitcode"])
+        .run()
+        .code(0)
+        .stdout_has("No changes.");
+}
