@@ -122,8 +122,9 @@ fi
 
 /// Stage files read from stdin, each as its path, its mode (`600` or `644`), its text in base64
 /// lines and `.`: a temp file beside the path (made owner-only, its folder too when missing and
-/// private), written, given its mode and synced. Prints each temp file's path; on a failure
-/// removes the ones it made (kept as `$@`) and fails.
+/// private), written, given its mode and synced, after what a killed apply staged there and
+/// never placed is removed (the stack's lock is held). Prints each temp file's path; on a
+/// failure removes the ones it made (kept as `$@`) and fails.
 pub(super) const STAGE: &str = r#"umask 077
 while IFS= read -r p && IFS= read -r m; do
   d=${p%/*}
@@ -131,6 +132,9 @@ while IFS= read -r p && IFS= read -r m; do
   if [ ! -d "$d" ]; then
     if [ "$m" = 600 ]; then mkdir -p "$d"; else (umask 022; mkdir -p "$d"); fi || { rm -f -- "$@"; exit 1; }
   fi
+  for o in "$d/.${p##*/}."??????; do
+    if [ -f "$o" ] && [ ! -L "$o" ]; then rm -f -- "$o"; fi
+  done
   t=$(mktemp "$d/.${p##*/}.XXXXXX") || { rm -f -- "$@"; exit 1; }
   set -- "$@" "$t"
   while IFS= read -r l && [ "$l" != . ]; do printf '%s\n' "$l"; done | base64 -d > "$t" || { rm -f -- "$@"; exit 1; }
@@ -359,7 +363,11 @@ mod tests {
             d.join("env/labctl/a.env").display(),
             engine.encode(secret)
         );
+        // A killed apply's temp file beside the unit is swept; other dot files stay.
+        std::fs::create_dir_all(d.join("units")).unwrap();
+        std::fs::write(d.join("units/.a.service.Xy12Zw"), "stale").unwrap();
         let staged = run(STAGE, &[], &input);
+        assert!(!d.join("units/.a.service.Xy12Zw").exists());
         let tmps: Vec<&str> = staged.lines().collect();
         assert_eq!(tmps.len(), 2, "{staged}");
         use std::os::unix::fs::MetadataExt as _;
