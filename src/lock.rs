@@ -3,11 +3,11 @@
 //!
 //! - The cluster: a `coordination.k8s.io/v1` Lease `labctl-<stack>` in the stack's namespace
 //!   (in `default` while that namespace does not exist yet, as on a first apply). It names its
-//!   holder (`holderIdentity`, and annotations for the command, host, pid and start time) and is
-//!   renewed while the holder runs, from a thread of its own so that a prompt or a slow step
-//!   never lets it lapse. A Lease whose holder stopped renewing (killed, host gone) is taken over
-//!   once `leaseDurationSeconds` have passed since its last renewal, and at once when its holder
-//!   ran on this host and its process is gone. Every write is guarded by
+//!   holder (`holderIdentity`, and annotations for the command, host, machine id, pid and start
+//!   time) and is renewed while the holder runs, from a thread of its own so that a prompt or a
+//!   slow step never lets it lapse. A Lease whose holder stopped renewing (killed, host gone) is
+//!   taken over once `leaseDurationSeconds` have passed since its last renewal, and at once when
+//!   its holder ran on this machine and its process is gone. Every write is guarded by
 //!   `resourceVersion`, so two takers never both win.
 //! - The host: a lock file taken with `flock` (the kernel releases it when its holder exits,
 //!   however it exits), holding the same description of its holder.
@@ -59,6 +59,10 @@ pub struct Holder {
     pub pid: u32,
     /// When it took the lock (RFC 3339).
     pub started: String,
+    /// `/etc/machine-id`: tells this machine from another of the same host name (empty when
+    /// unreadable, and in records written before it was kept).
+    #[serde(default)]
+    pub machine: String,
 }
 
 impl Holder {
@@ -80,6 +84,7 @@ impl Holder {
             host,
             pid,
             started: humantime::format_rfc3339_seconds(now).to_string(),
+            machine: machine_id(),
         }
     }
 
@@ -89,6 +94,13 @@ impl Holder {
             self.command, self.pid, self.host, self.started
         )
     }
+}
+
+/// This machine's id, or empty when it has none to read.
+fn machine_id() -> String {
+    std::fs::read_to_string("/etc/machine-id")
+        .map(|t| t.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// What to lock for one apply of one stack.
@@ -397,8 +409,10 @@ fn lease_body(spec: &Spec, ns: &str, holder: &Holder, transitions: i64, acquired
         ("host", holder.host.clone()),
         ("pid", holder.pid.to_string()),
         ("started", holder.started.clone()),
+        ("machine", holder.machine.clone()),
     ]
     .into_iter()
+    .filter(|(_, v)| !v.is_empty())
     .map(|(k, v)| (format!("{ANNOTATION}/{k}"), Value::String(v)))
     .collect();
     json!({
@@ -449,9 +463,11 @@ fn live_holder(lease: &Value) -> Option<String> {
             .map(str::to_string)
     };
     // A holder on this host whose process is gone (killed: SIGKILL, OOM) holds nothing: waiting
-    // out the Lease would only make the next run wait for a dead process.
+    // out the Lease would only make the next run wait for a dead process. This host: the same
+    // name, and the same machine id when the Lease says one (two machines may share a name).
     if let (Some(host), Some(pid)) = (a("host"), a("pid").and_then(|p| p.parse::<i32>().ok()))
         && host == rustix::system::uname().nodename().to_string_lossy()
+        && a("machine").is_none_or(|m| m == machine_id())
         && rustix::process::Pid::from_raw(pid)
             .is_some_and(|p| rustix::process::test_kill_process(p) == Err(rustix::io::Errno::SRCH))
     {
@@ -696,6 +712,11 @@ mod tests {
         let mut l = lease(1, 30);
         l["metadata"]["annotations"]["labctl.lock/host"] = json!(host);
         l["metadata"]["annotations"]["labctl.lock/pid"] = json!(dead.to_string());
+        assert_eq!(live_holder(&l), None);
+        // The same name on another machine: its process cannot be seen from here.
+        l["metadata"]["annotations"]["labctl.lock/machine"] = json!("another-machine");
+        assert!(live_holder(&l).is_some());
+        l["metadata"]["annotations"]["labctl.lock/machine"] = json!(machine_id());
         assert_eq!(live_holder(&l), None);
         // A live one (this test) still holds it.
         l["metadata"]["annotations"]["labctl.lock/pid"] = json!(std::process::id().to_string());
