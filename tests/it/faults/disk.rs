@@ -1,6 +1,7 @@
 //! A full disk (a 64 KiB tmpfs, filled) under each folder labctl writes: unit files, env files,
-//! the render folder, a saved plan and the generations. Each must fail with a message naming the
-//! file, leave the old file whole and no temp file behind, and converge once space is back.
+//! the render folder, a saved plan, the generations and the proxy's state. Each must fail with a
+//! message naming the file (the proxy: a 5xx, so GitHub redelivers), leave the old file whole and
+//! no temp file behind, and converge once space is back.
 
 use std::path::{Path, PathBuf};
 
@@ -272,4 +273,50 @@ fn a_full_generations_folder_fails_naming_the_file_and_records_once_space_is_bac
         .run()
         .code(0)
         .stdout_has("ok");
+}
+
+/// The proxy's state folder full: a push it cannot remember is refused with 5xx (GitHub
+/// redelivers), never half-queued; once space is back the redelivery is taken and synced.
+#[test]
+fn a_full_proxy_state_folder_refuses_the_push_and_takes_the_redelivery_once_space_is_back() {
+    use crate::support::agents::SECRET;
+    use crate::support::gitops::{Gitops, pending, synced};
+    let g = Gitops::new(&["a"]);
+    let (push, after) = g.push(&["a", "b"]);
+    let disk = Tmpfs::over(&g.repo.join(".git/labctl-proxy"));
+    let p = g.proxy().start();
+    disk.fill();
+    let sig = labctl::agent::proxy::webhook::sign(SECRET.as_bytes(), push.as_bytes());
+    let headers = [
+        ("X-GitHub-Event", "push"),
+        ("X-GitHub-Delivery", "full-state-0001"),
+        ("X-Hub-Signature-256", sig.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let deliver = || {
+        crate::support::agents::try_request(
+            p.port,
+            "POST",
+            "/hooks/github",
+            &headers,
+            push.as_bytes(),
+        )
+        .unwrap()
+    };
+    let refused = deliver();
+    assert!(refused.status >= 500, "{refused:?}\n{}", p.log_text());
+    assert!(disk.temp_files().is_empty(), "{:?}", disk.temp_files());
+    assert!(
+        pending(&g.repo).is_none_or(|q| q["commit"] != after.as_str()),
+        "half-queued: {:?}",
+        pending(&g.repo)
+    );
+
+    disk.free();
+    let taken = deliver();
+    assert!(taken.status == 202, "{taken:?}\n{}", p.log_text());
+    let status = synced(&p, &after);
+    assert_eq!(status["result"], "ok", "{status}\n{}", p.log_text());
+    g.converged();
+    assert_eq!(p.stop(), Some(0));
 }
