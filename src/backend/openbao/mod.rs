@@ -524,16 +524,7 @@ impl Bao {
             StatusCode::OK => {
                 let data = body.at("/data/data");
                 match data {
-                    Some(Value::Object(fields)) => Ok(fields
-                        .iter()
-                        .map(|(k, v)| {
-                            let v = match v {
-                                Value::String(s) => s.clone(),
-                                other => other.to_string(),
-                            };
-                            (k.clone(), SecretValue::new(v))
-                        })
-                        .collect()),
+                    Some(Value::Object(fields)) => Ok(kv_fields(fields)),
                     // A deleted latest version reads as 200 on some servers, 404 on others.
                     Some(Value::Null) => Err(Raw::Err(BaoError::NoSuchPath {
                         path: p.clone(),
@@ -579,6 +570,20 @@ enum Raw {
 }
 
 /// OpenBao's `{"errors": [...]}`, joined; empty when there are none.
+/// A KV v2 secret's fields as values: a string as it is, anything else as its JSON text.
+fn kv_fields(fields: &serde_json::Map<String, Value>) -> KvSecret {
+    fields
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), SecretValue::new(v))
+        })
+        .collect()
+}
+
 fn errors(body: &Value) -> String {
     body.get("errors")
         .and_then(Value::as_array)

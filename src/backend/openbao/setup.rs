@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU64;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::{Bao, BaoError, KvPath, KvSecret, Token, errors};
+use super::{Bao, BaoError, KvPath, KvSecret, Token, errors, kv_fields};
 use crate::resource::At;
 use crate::sensitive::SecretValue;
 
@@ -48,6 +48,24 @@ impl std::fmt::Debug for InitKeys {
     }
 }
 
+/// The strings of the array `key` of `doc`, as secret values (none when absent).
+fn secrets_at(doc: &Value, key: &str) -> Vec<SecretValue> {
+    doc.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(SecretValue::new)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The token at `key` of `doc` (empty when absent).
+fn token_at(doc: &Value, key: &str) -> Token {
+    Token::new(doc.get(key).and_then(Value::as_str).unwrap_or_default())
+}
+
 impl InitKeys {
     /// The JSON `bao operator init -format=json` prints, which `bao` and `labctl bootstrap
     /// --unseal` both read back. The one place the keys are exposed.
@@ -73,18 +91,7 @@ impl InitKeys {
     /// prints it). `None` for text that is not one (the caller names the file).
     pub fn from_json(text: &str) -> Option<InitKeys> {
         let doc: Value = serde_json::from_str(text).ok()?;
-        let list = |k: &str| -> Vec<SecretValue> {
-            doc.get(k)
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(SecretValue::new)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let keys_b64 = list("unseal_keys_b64");
+        let keys_b64 = secrets_at(&doc, "unseal_keys_b64");
         if keys_b64.is_empty() {
             return None;
         }
@@ -94,13 +101,9 @@ impl InitKeys {
                 .and_then(Value::as_u64)
                 .and_then(|t| u32::try_from(t).ok())
                 .unwrap_or(u32::try_from(keys_b64.len()).unwrap_or(u32::MAX)),
-            keys_hex: list("unseal_keys_hex"),
+            keys_hex: secrets_at(&doc, "unseal_keys_hex"),
             keys_b64,
-            root_token: Token::new(
-                doc.get("root_token")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default(),
-            ),
+            root_token: token_at(&doc, "root_token"),
         })
     }
 
@@ -182,26 +185,11 @@ impl Bao {
         if status != StatusCode::OK {
             return Err(Self::unexpected(status, "sys/init", &body));
         }
-        let list = |k: &str| -> Vec<SecretValue> {
-            body.get(k)
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(SecretValue::new)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
         let keys = InitKeys {
-            keys_b64: list("keys_base64"),
-            keys_hex: list("keys"),
+            keys_b64: secrets_at(&body, "keys_base64"),
+            keys_hex: secrets_at(&body, "keys"),
             threshold,
-            root_token: Token::new(
-                body.get("root_token")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default(),
-            ),
+            root_token: token_at(&body, "root_token"),
         };
         keys.register();
         if keys.keys_b64.is_empty() || keys.root_token.is_empty() {
@@ -299,16 +287,7 @@ impl Bao {
         match status {
             StatusCode::OK => {
                 let fields = match body.at("/data/data") {
-                    Some(Value::Object(fields)) => fields
-                        .iter()
-                        .map(|(k, v)| {
-                            let v = match v {
-                                Value::String(s) => s.clone(),
-                                other => other.to_string(),
-                            };
-                            (k.clone(), SecretValue::new(v))
-                        })
-                        .collect(),
+                    Some(Value::Object(fields)) => kv_fields(fields),
                     _ => KvSecret::new(),
                 };
                 Ok((fields, version))
