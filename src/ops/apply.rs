@@ -38,10 +38,10 @@ pub async fn apply(request: &ApplyRequest, events: &mut dyn Events) -> Result<Ap
     let snapshot = snapshot(&request.plan.stack, &loaded, &templates)?;
     let secrets = secrets_for(&request.plan, &loaded, &templates).await?;
     let store = Store::of(&loaded.stack, scope(&request.plan, &loaded));
-    store.prepare()?;
     let mut spec = lock_spec(&loaded.stack, request.plan.plane, &request.plan.against)?;
     spec.lease = request.lock.lease;
     let holder = Holder::this_process(&request.lock.command);
+    // The records' folder is made before any unit starts: see `Store::prepare`.
     let acquired = match store.prepare() {
         Ok(()) => lock::acquire(&spec, &holder, request.lock.wait).await,
         Err(e) => Err(e),
