@@ -6,7 +6,6 @@
 use super::*;
 use crate::atomic::{self, Access};
 use crate::backend::ssh::{Put, Step};
-use std::collections::BTreeSet;
 
 /// labctl's unit folder as read: its regular files by name (no `*.wants/` folders, no symlinks,
 /// no dot files), and the drop-ins below it (`DIR/UNIT.d/*.conf`).
@@ -94,14 +93,10 @@ impl Systemd {
                 drop_ins: l.drop_ins,
                 restart_owed: l.restart_owed,
             }),
-            None => observe::read_unit_dir(dir).map(|files| UnitDir {
-                restart_owed: files
-                    .keys()
-                    .filter(|u| self.target.restart_marker(u).exists())
-                    .cloned()
-                    .collect(),
+            None => observe::read_unit_dir(dir).map(|(files, restart_owed)| UnitDir {
                 files,
                 drop_ins: observe::drop_ins_below(dir),
+                restart_owed,
             }),
         };
         self.spent(start);

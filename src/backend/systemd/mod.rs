@@ -14,7 +14,7 @@ pub use files::{Staged, UnitDir, Writes};
 pub use proxies::{ManagerProxy, ServiceProxy, UnitProxy};
 pub use status::ServiceStatus;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -147,9 +147,19 @@ impl Target {
     /// apply killed in between leaves it for the next plan, which restarts the unit although its
     /// files already match (NixOS's switch-to-configuration keeps such a list in /run for the
     /// same reason). Hidden, and no unit suffix: systemd and the folder's observation skip it.
+    /// The removal goes once systemd has the job (the job runs to its end without labctl).
     pub fn restart_marker(&self, unit: &str) -> PathBuf {
-        self.unit_dir.join(format!(".{unit}.labctl-restart"))
+        self.unit_dir.join(format!(".{unit}{MARKER_SUFFIX}"))
     }
+}
+
+/// The end of a restart marker's name ([`Target::restart_marker`]); `list` in `ssh/script.rs`
+/// reads the same names on another host.
+const MARKER_SUFFIX: &str = ".labctl-restart";
+
+/// The unit a restart marker's file name marks, if it is one.
+fn marked_unit(file_name: &str) -> Option<&str> {
+    file_name.strip_prefix('.')?.strip_suffix(MARKER_SUFFIX)
 }
 
 /// A job labctl asks systemd to run on a unit.

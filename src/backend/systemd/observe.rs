@@ -11,7 +11,7 @@ impl Systemd {
     /// # Errors
     /// [`Error::Read`] when the folder or a file in it cannot be read.
     pub fn unit_files(&self) -> Result<BTreeMap<String, String>, Error> {
-        read_unit_dir(&self.target.unit_dir)
+        read_unit_dir(&self.target.unit_dir).map(|(files, _)| files)
     }
 
     /// What systemd reports about each unit in `names`: its properties, its file's enablement
@@ -216,9 +216,13 @@ fn drop_ins_on_disk(dir: &Path, unit: &str) -> Vec<String> {
         .collect()
 }
 
-/// Unit files in `dir` by name. A folder that does not exist (or is not a folder) holds none.
-pub(super) fn read_unit_dir(dir: &Path) -> Result<BTreeMap<String, String>, Error> {
+/// Unit files in `dir` by name, and the units its restart markers name. A folder that does
+/// not exist (or is not a folder) holds none.
+pub(super) fn read_unit_dir(
+    dir: &Path,
+) -> Result<(BTreeMap<String, String>, BTreeSet<String>), Error> {
     let mut out = BTreeMap::new();
+    let mut owed = BTreeSet::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e)
@@ -227,7 +231,7 @@ pub(super) fn read_unit_dir(dir: &Path) -> Result<BTreeMap<String, String>, Erro
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
             ) =>
         {
-            return Ok(out);
+            return Ok((out, owed));
         }
         Err(source) => {
             return Err(Error::Read {
@@ -244,12 +248,18 @@ pub(super) fn read_unit_dir(dir: &Path) -> Result<BTreeMap<String, String>, Erro
         // Only regular files: `*.wants/` folders and `systemctl link` symlinks are not labctl's.
         let Ok(ft) = e.file_type() else { continue };
         let name = e.file_name().to_string_lossy().into_owned();
-        if !ft.is_file() || name.starts_with('.') {
+        if !ft.is_file() {
+            continue;
+        }
+        if let Some(unit) = marked_unit(&name) {
+            owed.insert(unit.to_string());
+        }
+        if name.starts_with('.') {
             continue;
         }
         let path = e.path();
         let text = std::fs::read_to_string(&path).map_err(|source| Error::Read { path, source })?;
         out.insert(name, text);
     }
-    Ok(out)
+    Ok((out, owed))
 }
